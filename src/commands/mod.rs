@@ -1,0 +1,1 @@
+//! The commands, each a function over the engine; the CLI only parses and prints.

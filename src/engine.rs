@@ -1,0 +1,1 @@
+//! Session engine: resolve profile → obtain code → STS.

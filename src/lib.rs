@@ -1,0 +1,17 @@
+//! tapcred: AWS profiles with `mfa_serial` served with a tap on a YubiKey.
+//!
+//! Layers (DESIGN.md): `cli` → `commands` → `engine` → {`profile`, `token`, `sts`, `cache`,
+//! `ui`}. Nothing below imports anything above.
+
+pub mod clock;
+pub mod commands;
+pub mod credentials;
+pub mod engine;
+pub mod error;
+pub mod profile;
+pub mod sts;
+pub mod token;
+pub mod ui;
+
+pub use credentials::Credentials;
+pub use error::{Error, ErrorKind, Result};

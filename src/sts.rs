@@ -1,0 +1,1 @@
+//! AWS STS calls (aws-sdk-sts): AssumeRole / GetSessionToken with MFA, error mapping.

@@ -1,0 +1,272 @@
+//! Software TOTP from a seed in an env var or a file (headless runs), with `totp-rs`.
+//! The seed is base32 (any case, spaces allowed, padding optional) or an `otpauth://totp/` URI.
+
+use std::path::Path;
+
+use totp_rs::{Algorithm, Secret, Totp};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::token::{Code, CodeRequest, EnvLookup, TokenSettings, TokenSource, window_of};
+use crate::ui::Ui;
+
+pub struct SoftwareSource {
+    totp: Totp,
+    origin: String,
+}
+
+impl SoftwareSource {
+    /// The seed named by the settings: the file if `tapcred_totp_secret_file` is set, else
+    /// the env var. `Ok(None)` when neither holds a seed (so `auto` can move on).
+    pub fn from_settings(
+        settings: &TokenSettings,
+        env: &dyn EnvLookup,
+    ) -> Result<Option<SoftwareSource>> {
+        if let Some(path) = &settings.totp_secret_file {
+            let text = read_seed_file(path, &settings.profile)?;
+            let origin = format!("seed file {}", path.display());
+            return parse_seed(&text, &origin).map(|totp| Some(SoftwareSource { totp, origin }));
+        }
+        match env.var(&settings.totp_secret_env) {
+            Some(v) if !v.trim().is_empty() => {
+                let text = Zeroizing::new(v);
+                let origin = format!("seed in ${}", settings.totp_secret_env);
+                parse_seed(&text, &origin).map(|totp| Some(SoftwareSource { totp, origin }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    pub fn from_seed(seed: &str, origin: &str) -> Result<SoftwareSource> {
+        Ok(SoftwareSource {
+            totp: parse_seed(seed, origin)?,
+            origin: origin.to_owned(),
+        })
+    }
+}
+
+impl TokenSource for SoftwareSource {
+    fn describe(&self) -> String {
+        format!("software TOTP ({})", self.origin)
+    }
+    fn period(&self) -> u64 {
+        self.totp.step()
+    }
+    fn code(&mut self, req: &CodeRequest<'_>, _ui: &dyn Ui) -> Result<Code> {
+        let (window_start, window_end) = window_of(req.at, self.period());
+        let digits = Zeroizing::new(self.totp.generate(req.at).to_string());
+        Ok(Code {
+            digits,
+            window_start,
+            window_end,
+        })
+    }
+}
+
+fn read_seed_file(path: &Path, profile: &str) -> Result<Zeroizing<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        Error::config(format!(
+            "profile \"{profile}\": cannot read tapcred_totp_secret_file {}: {e}; fix the path or create the file (mode 0600)",
+            path.display()
+        ))
+    })?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::config(format!(
+            "profile \"{profile}\": seed file {} is readable by group/others (mode {:04o}); run: chmod 600 {}",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        )));
+    }
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
+        Error::config(format!(
+            "profile \"{profile}\": cannot read tapcred_totp_secret_file {}: {e}; check its owner and mode (0600)",
+            path.display()
+        ))
+    })?);
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        Error::config(format!(
+            "profile \"{profile}\": seed file {} is not text; it must hold a base32 seed or an otpauth://totp/ URI",
+            path.display()
+        ))
+    })?;
+    Ok(Zeroizing::new(text.trim().to_owned()))
+}
+
+/// Parse a base32 seed or an `otpauth://totp/` URI. Errors name `origin`, never the seed.
+pub fn parse_seed(text: &str, origin: &str) -> Result<Totp> {
+    let text = text.trim();
+    if text.len() >= 10 && text[..10].eq_ignore_ascii_case("otpauth://") {
+        if !text[10..].to_ascii_lowercase().starts_with("totp/") {
+            return Err(Error::config(format!(
+                "{origin}: the otpauth URI is not a TOTP one (only otpauth://totp/… is supported; HOTP counters cannot serve AWS MFA)"
+            )));
+        }
+        return Totp::from_url_unchecked(text).map_err(|e| {
+            Error::config(format!(
+                "{origin}: the otpauth://totp/ URI is invalid ({}); export it again from the authenticator",
+                redact_totp_error(&e.to_string())
+            ))
+        });
+    }
+    let cleaned: Zeroizing<String> = Zeroizing::new(
+        text.chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .map(|c| c.to_ascii_uppercase())
+            .collect::<String>()
+            .trim_end_matches('=')
+            .to_owned(),
+    );
+    let bytes = Zeroizing::new(data_encoding::BASE32_NOPAD.decode(cleaned.as_bytes()).map_err(|_| {
+        Error::config(format!(
+            "{origin}: the seed is not base32 (letters A-Z and digits 2-7) nor an otpauth://totp/ URI; copy the \"secret key\" AWS showed when the MFA device was created"
+        ))
+    })?);
+    if bytes.is_empty() {
+        return Err(Error::config(format!("{origin}: the seed is empty")));
+    }
+    Ok(totp_rs::Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_step_duration(30)
+        .with_secret(Secret::from(bytes.to_vec()))
+        .build_noncompliant())
+}
+
+/// totp-rs error texts may echo URL parts; keep only the first clause, never the query.
+fn redact_totp_error(msg: &str) -> String {
+    msg.split(['?', '&']).next().unwrap_or("invalid").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::RecordingUi;
+
+    fn code(t: &Totp, at: u64, digits: usize) -> String {
+        let s = t.generate(at).to_string();
+        assert_eq!(s.len(), digits);
+        s
+    }
+
+    fn rfc(alg: Algorithm, key: &[u8]) -> Totp {
+        totp_rs::Builder::new()
+            .with_algorithm(alg)
+            .with_digits(8)
+            .with_step_duration(30)
+            .with_secret(Secret::from(key.to_vec()))
+            .build_noncompliant()
+    }
+
+    #[test]
+    fn rfc6238_vectors_sha1_sha256_sha512() {
+        let k1 = b"12345678901234567890";
+        let k256 = b"12345678901234567890123456789012";
+        let k512 = b"1234567890123456789012345678901234567890123456789012345678901234";
+        let cases: [(u64, &str, &str, &str); 6] = [
+            (59, "94287082", "46119246", "90693936"),
+            (1111111109, "07081804", "68084774", "25091201"),
+            (1111111111, "14050471", "67062674", "99943326"),
+            (1234567890, "89005924", "91819424", "93441116"),
+            (2000000000, "69279037", "90698825", "38618901"),
+            (20000000000, "65353130", "77737706", "47863826"),
+        ];
+        for (t, s1, s256, s512) in cases {
+            assert_eq!(code(&rfc(Algorithm::SHA1, k1), t, 8), s1, "sha1 t={t}");
+            assert_eq!(
+                code(&rfc(Algorithm::SHA256, k256), t, 8),
+                s256,
+                "sha256 t={t}"
+            );
+            assert_eq!(
+                code(&rfc(Algorithm::SHA512, k512), t, 8),
+                s512,
+                "sha512 t={t}"
+            );
+        }
+    }
+
+    #[test]
+    fn base32_any_case_spaces_and_padding() {
+        // base32 of "12345678901234567890"
+        let canonical = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        let a = parse_seed(canonical, "t").unwrap();
+        let b = parse_seed("gezd gnbv gy3t qojq gezd gnbv gy3t qojq", "t").unwrap();
+        let c = parse_seed("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ====", "t").unwrap();
+        assert_eq!(a.generate(59).to_string(), "287082");
+        assert_eq!(b.generate(59).to_string(), "287082");
+        assert_eq!(c.generate(59).to_string(), "287082");
+        // short demo seeds are accepted (AWS seeds are 40 bytes, demos are often 10)
+        assert!(parse_seed("JBSWY3DPEHPK3PXP", "t").is_ok());
+    }
+
+    #[test]
+    fn otpauth_uri_honours_digits_period_algorithm() {
+        let uri = "otpauth://totp/ACME:alice?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&digits=8&period=60&algorithm=SHA256";
+        let t = parse_seed(uri, "t").unwrap();
+        let expected = rfc(Algorithm::SHA256, b"12345678901234567890");
+        // period 60: time 119 is step 1, like time 59 with period 30 is.
+        assert_eq!(
+            t.generate(119).to_string(),
+            expected.generate(59).to_string()
+        );
+        let mut s = SoftwareSource {
+            totp: t,
+            origin: "t".into(),
+        };
+        assert_eq!(s.period(), 60);
+        let c = s
+            .code(
+                &CodeRequest {
+                    mfa_serial: "x",
+                    profile: "p",
+                    at: 130,
+                },
+                &RecordingUi::new(),
+            )
+            .unwrap();
+        assert_eq!((c.window_start, c.window_end), (120, 180));
+        assert_eq!(c.digits.len(), 8);
+    }
+
+    #[test]
+    fn bad_seeds_are_clear_and_do_not_echo() {
+        let e = parse_seed("not-a-seed!!1", "seed in $X").unwrap_err();
+        assert!(e.message().contains("not base32"), "{e}");
+        assert!(!e.message().contains("not-a-seed"));
+        let e = parse_seed("otpauth://hotp/ACME:a?secret=GEZDGNBV&counter=1", "f").unwrap_err();
+        assert!(e.message().contains("not a TOTP"), "{e}");
+    }
+
+    #[test]
+    fn seed_file_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("seed");
+        std::fs::write(&p, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let settings = TokenSettings {
+            totp_secret_file: Some(p.clone()),
+            profile: "mfa".into(),
+            ..Default::default()
+        };
+        let env = std::collections::HashMap::new();
+        let e = SoftwareSource::from_settings(&settings, &env)
+            .err()
+            .unwrap();
+        assert!(e.message().contains("chmod 600"), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = SoftwareSource::from_settings(&settings, &env)
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.totp.generate(59).to_string(), "287082");
+        let missing = TokenSettings {
+            totp_secret_file: Some(dir.path().join("nope")),
+            ..settings
+        };
+        let e = SoftwareSource::from_settings(&missing, &env).err().unwrap();
+        assert!(e.message().contains("nope"), "{e}");
+    }
+}
