@@ -3,12 +3,14 @@
 //! Layers (DESIGN.md): `cli` → `commands` → `engine` → {`profile`, `token`, `sts`, `cache`,
 //! `ui`}. Nothing below imports anything above.
 
+pub mod cache;
 pub mod clock;
 pub mod commands;
 pub mod credentials;
 pub mod engine;
 pub mod error;
 pub mod profile;
+pub mod serve;
 pub mod sts;
 pub mod token;
 pub mod ui;

@@ -1,0 +1,1 @@
+//! Loopback container-credentials endpoint (in progress).
