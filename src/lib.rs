@@ -3,6 +3,7 @@
 //! Layers (DESIGN.md): `cli` → `commands` → `engine` → {`profile`, `token`, `sts`, `cache`,
 //! `ui`}. Nothing below imports anything above.
 
+pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod credentials;
