@@ -4,6 +4,7 @@
 //! `ui`}. Nothing below imports anything above.
 
 pub mod cache;
+pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod credentials;

@@ -1,1 +1,547 @@
-//! AWS STS calls (aws-sdk-sts): AssumeRole / GetSessionToken with MFA, error mapping.
+//! AWS STS calls with `aws-sdk-sts`: AssumeRole / GetSessionToken with MFA, GetCallerIdentity,
+//! endpoint and region rules, and AWS errors mapped to plain messages with the fix.
+//!
+//! A tokio current-thread runtime is created only here, only when an STS call is made.
+
+use std::time::Duration;
+
+use aws_sdk_sts::config::{BehaviorVersion, Region};
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use secrecy::ExposeSecret;
+
+use crate::credentials::Credentials;
+use crate::error::{Error, Result};
+use crate::profile::{ResolvedProfile, RoleStep};
+use crate::token::EnvLookup;
+
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// Where STS calls go, after the SDKs' precedence rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StsTarget {
+    pub region: String,
+    /// None = the SDK's default endpoint for the region.
+    pub endpoint_url: Option<String>,
+}
+
+impl StsTarget {
+    /// Region: `AWS_REGION` > `AWS_DEFAULT_REGION` > the profile's `region` > `us-east-1`.
+    /// Endpoint: unless ignored (`AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true` or the profile's
+    /// `ignore_configured_endpoint_urls`), `AWS_ENDPOINT_URL_STS` > `AWS_ENDPOINT_URL` > the
+    /// config file (services section, then profile `endpoint_url`).
+    pub fn for_profile(profile: &ResolvedProfile, env: &dyn EnvLookup) -> StsTarget {
+        let nonempty = |k: &str| env.var(k).filter(|v| !v.trim().is_empty());
+        let region = nonempty("AWS_REGION")
+            .or_else(|| nonempty("AWS_DEFAULT_REGION"))
+            .or_else(|| profile.region.clone())
+            .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+        let ignore = profile.ignore_configured_endpoint_urls
+            || nonempty("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let endpoint_url = if ignore {
+            None
+        } else {
+            nonempty("AWS_ENDPOINT_URL_STS")
+                .or_else(|| nonempty("AWS_ENDPOINT_URL"))
+                .or_else(|| profile.endpoint_url.clone())
+        };
+        StsTarget {
+            region,
+            endpoint_url,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.endpoint_url {
+            Some(u) => u.clone(),
+            None => format!("sts.{}.amazonaws.com", self.region),
+        }
+    }
+}
+
+/// Context for error messages: which profile asked, which profile's keys signed.
+#[derive(Debug, Clone, Copy)]
+pub struct CallContext<'a> {
+    pub profile: &'a str,
+    pub signer: &'a str,
+}
+
+/// An MFA device serial and a code, for one call.
+#[derive(Clone, Copy)]
+pub struct MfaCode<'a> {
+    pub serial: &'a str,
+    pub code: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CallerIdentity {
+    pub account: String,
+    pub arn: String,
+    pub user_id: String,
+}
+
+pub struct Sts {
+    rt: tokio::runtime::Runtime,
+    http: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    target: StsTarget,
+}
+
+impl Sts {
+    pub fn new(target: StsTarget) -> Result<Sts> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                Error::internal(format!("cannot start the async runtime for STS calls: {e}"))
+            })?;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        Ok(Sts { rt, http, target })
+    }
+
+    pub fn target(&self) -> &StsTarget {
+        &self.target
+    }
+
+    fn client(&self, creds: &Credentials) -> aws_sdk_sts::Client {
+        let provider = aws_credential_types::Credentials::new(
+            creds.access_key_id.clone(),
+            creds.secret().to_owned(),
+            creds.token().map(str::to_owned),
+            None,
+            "tapcred",
+        );
+        let mut b = aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(self.target.region.clone()))
+            .credentials_provider(provider)
+            .http_client(self.http.clone())
+            .retry_config(RetryConfig::standard().with_max_attempts(4))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(20))
+                    .build(),
+            );
+        if let Some(url) = &self.target.endpoint_url {
+            b = b.endpoint_url(url.clone());
+        }
+        aws_sdk_sts::Client::from_conf(b.build())
+    }
+
+    pub fn assume_role(
+        &self,
+        creds: &Credentials,
+        role: &RoleStep,
+        mfa: Option<MfaCode<'_>>,
+        duration_seconds: Option<u32>,
+        ctx: CallContext<'_>,
+    ) -> Result<Credentials> {
+        let session_name = role
+            .role_session_name
+            .clone()
+            .unwrap_or_else(default_session_name);
+        let mut req = self
+            .client(creds)
+            .assume_role()
+            .role_arn(&role.role_arn)
+            .role_session_name(session_name)
+            .set_external_id(role.external_id.clone())
+            .set_duration_seconds(duration_seconds.map(|d| d as i32));
+        if let Some(m) = mfa {
+            req = req.serial_number(m.serial).token_code(m.code);
+        }
+        let out = self.rt.block_on(req.send()).map_err(|e| {
+            self.map_error(e, ctx, Some(role), mfa.map(|m| m.serial), duration_seconds)
+        })?;
+        convert(out.credentials, &self.target)
+    }
+
+    pub fn get_session_token(
+        &self,
+        creds: &Credentials,
+        mfa: Option<MfaCode<'_>>,
+        duration_seconds: Option<u32>,
+        ctx: CallContext<'_>,
+    ) -> Result<Credentials> {
+        let mut req = self
+            .client(creds)
+            .get_session_token()
+            .set_duration_seconds(duration_seconds.map(|d| d as i32));
+        if let Some(m) = mfa {
+            req = req.serial_number(m.serial).token_code(m.code);
+        }
+        let out = self
+            .rt
+            .block_on(req.send())
+            .map_err(|e| self.map_error(e, ctx, None, mfa.map(|m| m.serial), duration_seconds))?;
+        convert(out.credentials, &self.target)
+    }
+
+    pub fn get_caller_identity(
+        &self,
+        creds: &Credentials,
+        ctx: CallContext<'_>,
+    ) -> Result<CallerIdentity> {
+        let out = self
+            .rt
+            .block_on(self.client(creds).get_caller_identity().send())
+            .map_err(|e| self.map_error(e, ctx, None, None, None))?;
+        Ok(CallerIdentity {
+            account: out.account.unwrap_or_default(),
+            arn: out.arn.unwrap_or_default(),
+            user_id: out.user_id.unwrap_or_default(),
+        })
+    }
+
+    fn map_error<E, R>(
+        &self,
+        err: SdkError<E, R>,
+        ctx: CallContext<'_>,
+        role: Option<&RoleStep>,
+        serial: Option<&str>,
+        duration: Option<u32>,
+    ) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let endpoint = self.target.describe();
+        match &err {
+            SdkError::ServiceError(se) => {
+                let e = se.err();
+                explain(
+                    e.code().unwrap_or("Unknown"),
+                    e.message().unwrap_or(""),
+                    &Explain {
+                        ctx,
+                        role,
+                        serial,
+                        duration,
+                        endpoint: &endpoint,
+                    },
+                )
+            }
+            SdkError::TimeoutError(_) => Error::network(format!(
+                "profile \"{}\": STS at {endpoint} did not answer in time; check the network, a proxy, or the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)",
+                ctx.profile
+            )),
+            SdkError::DispatchFailure(d) => Error::network(format!(
+                "profile \"{}\": cannot reach STS at {endpoint} ({}); check the network, a proxy, or the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)",
+                ctx.profile,
+                dispatch_reason(d)
+            )),
+            SdkError::ResponseError(_) => Error::network(format!(
+                "profile \"{}\": STS at {endpoint} sent a response that is not STS's; check the endpoint override",
+                ctx.profile
+            )),
+            SdkError::ConstructionFailure(_) => Error::config(format!(
+                "profile \"{}\": cannot build the STS request for {endpoint}; check region and endpoint_url",
+                ctx.profile
+            )),
+            _ => Error::network(format!(
+                "profile \"{}\": STS call to {endpoint} failed: {err}",
+                ctx.profile
+            )),
+        }
+    }
+}
+
+struct Explain<'a> {
+    ctx: CallContext<'a>,
+    role: Option<&'a RoleStep>,
+    serial: Option<&'a str>,
+    duration: Option<u32>,
+    endpoint: &'a str,
+}
+
+/// Map an STS error code + message to one plain line with the fix.
+fn explain(code: &str, message: &str, x: &Explain<'_>) -> Error {
+    let profile = x.ctx.profile;
+    let signer = x.ctx.signer;
+    let serial = x.serial.unwrap_or("(none)");
+    let what = match x.role {
+        Some(r) => format!("assuming {}", r.role_arn),
+        None => "GetSessionToken".to_owned(),
+    };
+    let msg = message.to_ascii_lowercase();
+    match code {
+        "AccessDenied" if msg.contains("invalid mfa one time pass code") => Error::auth(format!(
+            "profile \"{profile}\": STS rejected the MFA code for {serial} (wrong, or already used in this 30 s window); check the system clock and that the token holds the seed of this MFA device, then try again"
+        )),
+        "AccessDenied"
+            if msg.contains("unable to validate mfa code")
+                || msg.contains("verify your mfa serial") =>
+        {
+            Error::auth(format!(
+                "profile \"{profile}\": mfa_serial {serial} is not an MFA device of the IAM user whose keys profile \"{signer}\" holds; fix mfa_serial (see `aws iam list-mfa-devices`)"
+            ))
+        }
+        "AccessDenied" if msg.contains("must provide both") => Error::auth(format!(
+            "profile \"{profile}\": STS needs both an MFA serial and a code; add mfa_serial to the profile"
+        )),
+        "AccessDenied" if msg.contains("not authorized to perform: sts:assumerole") => {
+            let role = x.role.map(|r| r.role_arn.as_str()).unwrap_or("the role");
+            if x.serial.is_some() {
+                Error::auth(format!(
+                    "profile \"{profile}\": {role} refused to be assumed by the keys of profile \"{signer}\" even with MFA; check the role's trust policy (principal, ExternalId)"
+                ))
+            } else {
+                Error::auth(format!(
+                    "profile \"{profile}\": {role} refused the keys of profile \"{signer}\": the role's trust policy likely requires MFA; add mfa_serial = arn:aws:iam::ACCOUNT:mfa/USER to profile \"{profile}\""
+                ))
+            }
+        }
+        "AccessDenied" => Error::auth(format!(
+            "profile \"{profile}\": STS denied {what}: {message}"
+        )),
+        "ValidationError" if msg.contains("maxsessionduration") => Error::auth(format!(
+            "profile \"{profile}\": duration_seconds = {} exceeds the maximum session duration of {}; lower duration_seconds or raise the role's MaxSessionDuration",
+            x.duration.map(|d| d.to_string()).unwrap_or_default(),
+            x.role.map(|r| r.role_arn.as_str()).unwrap_or("the role")
+        )),
+        "ValidationError" if msg.contains("role chaining") => Error::auth(format!(
+            "profile \"{profile}\": duration_seconds = {} is above the 1 hour limit for roles assumed with temporary credentials (role chaining); use 3600 or less",
+            x.duration.map(|d| d.to_string()).unwrap_or_default()
+        )),
+        "ValidationError" => Error::config(format!(
+            "profile \"{profile}\": STS refused the request: {message}"
+        )),
+        "InvalidClientTokenId" => Error::auth(format!(
+            "profile \"{profile}\": STS does not know the access key of profile \"{signer}\" (deleted, deactivated or mistyped, or a revoked session); update the keys in profile \"{signer}\""
+        )),
+        "SignatureDoesNotMatch" if msg.contains("expired") || msg.contains("time") => {
+            Error::auth(format!(
+                "profile \"{profile}\": STS says the request time is off: the system clock is wrong by more than 5 minutes; sync it (timedatectl set-ntp true)"
+            ))
+        }
+        "SignatureDoesNotMatch" => Error::auth(format!(
+            "profile \"{profile}\": the secret access key of profile \"{signer}\" does not match its access key id; fix aws_secret_access_key"
+        )),
+        "RequestExpired" => Error::auth(format!(
+            "profile \"{profile}\": STS says the request expired: the system clock is off; sync it (timedatectl set-ntp true)"
+        )),
+        "ExpiredToken" => Error::auth(format!(
+            "profile \"{profile}\": the session credentials of profile \"{signer}\" have expired; refresh them (tapcred sessions clear) and try again"
+        )),
+        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => Error::network(format!(
+            "profile \"{profile}\": STS at {} is throttling requests (still after retries); wait a minute and try again",
+            x.endpoint
+        )),
+        _ => Error::auth(format!(
+            "profile \"{profile}\": STS error {code} while {what}: {message}"
+        )),
+    }
+}
+
+fn dispatch_reason(d: &aws_smithy_runtime_api::client::result::DispatchFailure) -> String {
+    if d.is_timeout() {
+        "timed out".to_owned()
+    } else if d.is_io() {
+        "connection failed".to_owned()
+    } else {
+        "request could not be sent".to_owned()
+    }
+}
+
+fn convert(c: Option<aws_sdk_sts::types::Credentials>, target: &StsTarget) -> Result<Credentials> {
+    let c = c.ok_or_else(|| {
+        Error::network(format!(
+            "STS at {} answered without credentials",
+            target.describe()
+        ))
+    })?;
+    let secs = c.expiration.secs();
+    let expiration = time::OffsetDateTime::from_unix_timestamp(secs).map_err(|_| {
+        Error::network(format!(
+            "STS at {} answered with an invalid Expiration",
+            target.describe()
+        ))
+    })?;
+    Ok(Credentials::new(
+        c.access_key_id,
+        c.secret_access_key,
+        Some(c.session_token),
+        Some(expiration),
+    ))
+}
+
+fn default_session_name() -> String {
+    format!("tapcred-{}", crate::clock::now_unix())
+}
+
+/// Long-term base keys as `Credentials` for signing.
+pub fn base_credentials(b: &crate::profile::BaseCredentials) -> Credentials {
+    Credentials {
+        access_key_id: b.access_key_id.clone(),
+        secret_access_key: b.secret_access_key.expose_secret().to_owned().into(),
+        session_token: b
+            .session_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned().into()),
+        expiration: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::TokenSettings;
+    use std::collections::HashMap;
+
+    fn profile(region: Option<&str>, endpoint: Option<&str>, ignore: bool) -> ResolvedProfile {
+        ResolvedProfile {
+            name: "p".into(),
+            region: region.map(Into::into),
+            endpoint_url: endpoint.map(Into::into),
+            ignore_configured_endpoint_urls: ignore,
+            base: crate::profile::BaseCredentials {
+                origin: "p".into(),
+                access_key_id: "AKID".into(),
+                secret_access_key: "s".to_owned().into(),
+                session_token: None,
+            },
+            steps: vec![],
+            token: TokenSettings::default(),
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn region_precedence() {
+        let p = profile(Some("eu-west-1"), None, false);
+        assert_eq!(StsTarget::for_profile(&p, &env(&[])).region, "eu-west-1");
+        assert_eq!(
+            StsTarget::for_profile(&p, &env(&[("AWS_DEFAULT_REGION", "ap-south-1")])).region,
+            "ap-south-1"
+        );
+        let e = env(&[
+            ("AWS_DEFAULT_REGION", "ap-south-1"),
+            ("AWS_REGION", "us-west-2"),
+        ]);
+        assert_eq!(StsTarget::for_profile(&p, &e).region, "us-west-2");
+        assert_eq!(
+            StsTarget::for_profile(&profile(None, None, false), &env(&[])).region,
+            "us-east-1"
+        );
+    }
+
+    #[test]
+    fn endpoint_precedence_and_ignore() {
+        let p = profile(None, Some("http://127.0.0.1:1/cfg"), false);
+        assert_eq!(
+            StsTarget::for_profile(&p, &env(&[]))
+                .endpoint_url
+                .as_deref(),
+            Some("http://127.0.0.1:1/cfg")
+        );
+        let e = env(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:2")]);
+        assert_eq!(
+            StsTarget::for_profile(&p, &e).endpoint_url.as_deref(),
+            Some("http://127.0.0.1:2")
+        );
+        let e = env(&[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:2"),
+            ("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:3"),
+        ]);
+        assert_eq!(
+            StsTarget::for_profile(&p, &e).endpoint_url.as_deref(),
+            Some("http://127.0.0.1:3")
+        );
+        let e = env(&[
+            ("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:3"),
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+        ]);
+        assert_eq!(StsTarget::for_profile(&p, &e).endpoint_url, None);
+        let ignored = profile(None, None, true);
+        assert_eq!(
+            StsTarget::for_profile(&ignored, &env(&[("AWS_ENDPOINT_URL", "http://x")]))
+                .endpoint_url,
+            None
+        );
+    }
+
+    #[test]
+    fn errors_name_profile_and_fix() {
+        let role = RoleStep {
+            profile: "mfa".into(),
+            role_arn: "arn:aws:iam::111111111111:role/r".into(),
+            external_id: None,
+            role_session_name: None,
+            duration_seconds: Some(7200),
+            mfa: None,
+        };
+        let x = Explain {
+            ctx: CallContext {
+                profile: "mfa",
+                signer: "toolkit-user",
+            },
+            role: Some(&role),
+            serial: Some("arn:aws:iam::111111111111:mfa/u"),
+            duration: Some(7200),
+            endpoint: "http://127.0.0.1:1",
+        };
+        let e = explain(
+            "AccessDenied",
+            "MultiFactorAuthentication failed with invalid MFA one time pass code. ",
+            &x,
+        );
+        assert_eq!(e.kind, crate::ErrorKind::Auth);
+        assert!(
+            e.message().contains("rejected the MFA code") && e.message().contains("clock"),
+            "{e}"
+        );
+        let e = explain(
+            "AccessDenied",
+            "MultiFactorAuthentication failed, unable to validate MFA code. Please verify your MFA serial number is valid and associated with this user.",
+            &x,
+        );
+        assert!(e.message().contains("fix mfa_serial"), "{e}");
+        let e = explain(
+            "ValidationError",
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+            &x,
+        );
+        assert!(
+            e.message().contains("duration_seconds = 7200")
+                && e.message().contains("MaxSessionDuration"),
+            "{e}"
+        );
+        let e = explain(
+            "ValidationError",
+            "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
+            &x,
+        );
+        assert!(e.message().contains("1 hour"), "{e}");
+        let nomfa = Explain { serial: None, ..x };
+        let e = explain(
+            "AccessDenied",
+            "User: arn:aws:iam::111111111111:user/u is not authorized to perform: sts:AssumeRole on resource: arn",
+            &nomfa,
+        );
+        assert!(
+            e.message().contains("requires MFA") && e.message().contains("add mfa_serial"),
+            "{e}"
+        );
+        let e = explain(
+            "InvalidClientTokenId",
+            "The security token included in the request is invalid.",
+            &x,
+        );
+        assert!(e.message().contains("toolkit-user"), "{e}");
+        let e = explain("Throttling", "Rate exceeded", &x);
+        assert_eq!(e.kind, crate::ErrorKind::Network);
+    }
+}

@@ -1,1 +1,19 @@
-//! The commands, each a function over the engine; the CLI only parses and prints.
+//! The commands, each a function over the engine; the CLI only parses arguments and maps
+//! errors to exit codes. Commands write to stdout only what they exist to print.
+
+pub mod code;
+pub mod devices;
+pub mod exec;
+pub mod export;
+pub mod process;
+pub mod serve;
+pub mod sessions;
+
+use crate::token::EnvLookup;
+use crate::ui::Ui;
+
+/// What every command gets: the environment and the person.
+pub struct Ctx<'a> {
+    pub env: &'a dyn EnvLookup,
+    pub ui: &'a dyn Ui,
+}

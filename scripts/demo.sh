@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# tapcred's main job end to end on a machine with no AWS account and no YubiKey:
+#   1. build tapcred and the strict STS double,
+#   2. start the double on 127.0.0.1 with DESIGN.md's IAM user, MFA device and role,
+#   3. point the DESIGN.md example profiles at it (AWS_ENDPOINT_URL_STS) with a demo seed,
+#   4. run `tapcred credential-process --profile mfa` (the AWS SDKs' view) and an `exec`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+need_build_deps() { ! pkg-config --exists libpcsclite 2>/dev/null; }
+if need_build_deps; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pkg-config libpcsclite-dev libudev-dev
+  else
+    echo "tapcred demo: install the build dependencies first: sudo apt install pkg-config libpcsclite-dev" >&2
+    exit 1
+  fi
+fi
+
+cargo build -q --locked -p tapcred -p tapcred-testkit --bins
+bin=$root/target/debug
+
+work=$(mktemp -d)
+double_pid=
+cleanup() { [ -n "$double_pid" ] && kill "$double_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+"$bin/tapcred-sts-double" --config fixtures/sts-double/design.json >"$work/double.log" 2>&1 &
+double_pid=$!
+url=
+for _ in $(seq 1 100); do
+  url=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$work/double.log" | head -n1)
+  [ -n "$url" ] && break
+  sleep 0.05
+done
+[ -n "$url" ] || { echo "STS double did not start:"; cat "$work/double.log"; exit 1; }
+
+export HOME=$work
+export AWS_CONFIG_FILE=$root/fixtures/aws/design/config
+export AWS_SHARED_CREDENTIALS_FILE=$root/fixtures/aws/design/credentials
+export AWS_ENDPOINT_URL_STS=$url
+export XDG_CACHE_HOME=$work/cache
+# The demo MFA device's seed (the same one the double registered for the serial).
+TAPCRED_TOTP_SECRET=$(cat fixtures/sts-double/design.seed)
+export TAPCRED_TOTP_SECRET
+
+echo "# STS double: $url"
+echo "# tapcred credential-process --profile mfa"
+"$bin/tapcred" credential-process --profile mfa
+echo
+echo "# tapcred exec --profile mfa -- sh -c 'echo \$AWS_ACCESS_KEY_ID expires \$AWS_CREDENTIAL_EXPIRATION'"
+"$bin/tapcred" exec --profile mfa -- sh -c 'echo "$AWS_ACCESS_KEY_ID expires $AWS_CREDENTIAL_EXPIRATION"'

@@ -1,0 +1,1 @@
+//! `devices`: list YubiKeys and their OATH accounts.

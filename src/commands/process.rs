@@ -1,0 +1,19 @@
+//! `credential-process`: the JSON AWS SDKs read from a `credential_process` command.
+
+use std::io::Write;
+
+use crate::commands::Ctx;
+use crate::engine::{self, Options};
+use crate::error::{Error, Result};
+
+pub fn run(profile: &str, opts: &Options, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
+    let got = engine::credentials(profile, opts, ctx.env, ctx.ui)?;
+    let doc = got.credentials.to_process_json();
+    let text = zeroize::Zeroizing::new(
+        serde_json::to_string(&doc)
+            .map_err(|e| Error::internal(format!("cannot encode credentials: {e}")))?,
+    );
+    writeln!(out, "{}", text.as_str())
+        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+    Ok(0)
+}

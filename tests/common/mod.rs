@@ -1,0 +1,161 @@
+//! Shared support for the root crate's integration tests: a temporary HOME holding AWS files,
+//! and the real `tapcred` binary run with a clean, explicit environment.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const TAPCRED: &str = env!("CARGO_BIN_EXE_tapcred");
+
+/// The DESIGN.md example files (fixtures/aws/design).
+pub fn design_fixture(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/aws/design").join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+pub struct Home {
+    pub dir: tempfile::TempDir,
+    /// Extra environment for every command.
+    pub env: Vec<(String, String)>,
+}
+
+impl Home {
+    pub fn empty() -> Home {
+        Home { dir: tempfile::tempdir().unwrap(), env: Vec::new() }
+    }
+
+    /// HOME with ~/.aws/config and ~/.aws/credentials from the DESIGN.md example.
+    pub fn design() -> Home {
+        let h = Home::empty();
+        h.write_config(&design_fixture("config"));
+        h.write_credentials(&design_fixture("credentials"));
+        h
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn aws_dir(&self) -> PathBuf {
+        let d = self.path().join(".aws");
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join(".aws/config")
+    }
+
+    pub fn credentials_path(&self) -> PathBuf {
+        self.path().join(".aws/credentials")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.path().join(".cache/tapcred")
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.aws_dir().join("config"), text).unwrap();
+    }
+
+    pub fn write_credentials(&self, text: &str) {
+        std::fs::write(self.aws_dir().join("credentials"), text).unwrap();
+    }
+
+    pub fn set(&mut self, k: &str, v: &str) -> &mut Self {
+        self.env.retain(|(a, _)| a != k);
+        self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    /// `tapcred ARGS` with HOME set here and nothing inherited but PATH.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(TAPCRED);
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.path())
+            .env("XDG_CACHE_HOME", self.path().join(".cache"))
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).output().expect("run tapcred"))
+    }
+
+    /// Bytes of every file under HOME, to prove a command wrote nothing.
+    pub fn snapshot(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        fn walk(d: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+            if let Ok(rd) = std::fs::read_dir(d) {
+                for e in rd.flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk(&p, out);
+                    } else {
+                        out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+                    }
+                }
+            }
+        }
+        let mut v = Vec::new();
+        walk(self.path(), &mut v);
+        v.sort();
+        v
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
+    }
+
+    /// The failure contract: exit `code`, nothing on stdout, exactly one stderr line
+    /// `tapcred: error: …` containing every `needle`.
+    pub fn fails_with(&self, code: i32, needles: &[&str]) -> &Self {
+        assert_eq!(self.code, code, "exit code\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert!(self.stdout.is_empty(), "stdout must stay empty on error: {:?}", self.stdout);
+        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one clear line expected, got: {:?}", self.stderr);
+        assert!(lines[0].starts_with("tapcred: error: "), "{:?}", lines[0]);
+        for n in needles {
+            assert!(lines[0].contains(n), "{:?} should mention {n:?}", lines[0]);
+        }
+        self
+    }
+}
+
+/// RFC 6238 TOTP (SHA-1, 6 digits, 30 s), written independently of tapcred's code.
+pub fn totp_sha1(seed: &[u8], unix: u64) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(seed).unwrap();
+    mac.update(&(unix / 30).to_be_bytes());
+    let h = mac.finalize().into_bytes();
+    let off = (h[19] & 0x0f) as usize;
+    let v = u32::from_be_bytes([h[off], h[off + 1], h[off + 2], h[off + 3]]) & 0x7fff_ffff;
+    format!("{:06}", v % 1_000_000)
+}
