@@ -93,8 +93,10 @@ impl Entry {
         self.credentials.expiration
     }
 
-    /// Whether this entry may be handed out at `now`: more than `min_remaining` left, and not
-    /// written "in the future" (clock went back).
+    /// Whether this entry may be handed out at `now`: more than `min_remaining` left (but
+    /// never more than half the session's lifetime is demanded, so a 15-minute role session
+    /// is still reused for 7.5 minutes instead of costing a call every time), and not
+    /// written "in the future" (the clock went back since).
     pub fn fresh_at(&self, now: OffsetDateTime, min_remaining: Duration) -> bool {
         let Some(exp) = self.credentials.expiration else {
             return false;
@@ -102,7 +104,11 @@ impl Entry {
         if self.created - now > CLOCK_BACK_TOLERANCE {
             return false;
         }
-        exp - now > min_remaining
+        let lifetime = (exp - self.created).max(time::Duration::ZERO);
+        let need = time::Duration::try_from(min_remaining)
+            .unwrap_or(time::Duration::MAX)
+            .min(lifetime / 2);
+        exp - now > need
     }
 }
 

@@ -130,11 +130,26 @@ fn freshness_uses_the_advisory_window_and_distrusts_future_entries() {
     let ui = RecordingUi::new();
     let c = SessionCache::open(t.path(), &ui);
     let k = key("arn:aws:iam::1:role/r");
-    assert!(c.put(&k, &entry("p", "a", 16 * 60), &ui));
+    let mut e = entry("p", "a", 16 * 60);
+    e.created -= time::Duration::minutes(44);
+    assert!(c.put(&k, &e, &ui));
     assert!(c.get(&k, ADVISORY_WINDOW).is_some());
-    assert!(c.put(&k, &entry("p", "b", 14 * 60), &ui));
+    // An hour-long session with 14 minutes left.
+    let mut old = entry("p", "b", 14 * 60);
+    old.created -= time::Duration::minutes(46);
+    assert!(c.put(&k, &old, &ui));
     assert!(c.get(&k, ADVISORY_WINDOW).is_none(), "14 min left: refresh");
     assert!(c.get(&k, Duration::from_secs(60)).is_some());
+
+    // A 15-minute session (duration_seconds = 900) is reused until half of it is left.
+    let mut short = entry("p", "s", 10 * 60);
+    short.created -= time::Duration::minutes(5);
+    assert!(c.put(&k, &short, &ui)); // 10 of 15 minutes left
+    assert!(c.get(&k, ADVISORY_WINDOW).is_some());
+    let mut short = entry("p", "s", 7 * 60);
+    short.created -= time::Duration::minutes(8);
+    assert!(c.put(&k, &short, &ui)); // 7 of 15 minutes left
+    assert!(c.get(&k, ADVISORY_WINDOW).is_none());
 
     let now = OffsetDateTime::now_utc();
     assert!(c.put(&k, &entry("p", "c", 3600), &ui));
