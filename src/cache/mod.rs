@@ -174,8 +174,11 @@ pub struct SessionCache {
     /// Ledger values recorded by this process (used when nothing can be persisted).
     mem_ledger: Mutex<HashMap<String, u64>>,
     write_fault: Mutex<Option<io::ErrorKind>>,
-    counter: AtomicU64,
 }
+
+/// Makes temp and probe file names unique within the process (the pid makes them unique
+/// across processes), also between several `SessionCache`s on one directory.
+static NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl SessionCache {
     /// Open (creating if needed) the cache at [`default_dir`]; if no directory is known the
@@ -218,7 +221,6 @@ impl SessionCache {
             fallback_dir,
             mem_ledger: Mutex::new(HashMap::new()),
             write_fault: Mutex::new(None),
-            counter: AtomicU64::new(0),
         }
     }
 
@@ -463,7 +465,7 @@ impl SessionCache {
     /// Temp file in `dir` (0600, exclusive create) → write → fsync → rename over `path` →
     /// fsync `dir`. On any error the temp file is removed and `path` is untouched.
     fn write_atomic(&self, dir: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
         let res = (|| {
             let mut f = OpenOptions::new()
@@ -615,9 +617,10 @@ impl SessionCache {
                 .mode(0o700)
                 .create(dir.join(sub))?;
         }
+        let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed);
         let p = dir
             .join("locks")
-            .join(format!(".probe-{}", std::process::id()));
+            .join(format!(".probe-{}-{n}", std::process::id()));
         OpenOptions::new()
             .write(true)
             .create(true)
