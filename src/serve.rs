@@ -50,6 +50,8 @@ pub struct ServeOptions {
     pub port: u16,
     /// Call the provider again when fewer than this remain on the served credentials.
     pub refresh_before: Duration,
+    /// Credentials to serve first (already obtained, e.g. to ask for the touch at start).
+    pub initial: Option<Credentials>,
 }
 
 impl Default for ServeOptions {
@@ -57,6 +59,7 @@ impl Default for ServeOptions {
         ServeOptions {
             port: 0,
             refresh_before: crate::cache::ADVISORY_WINDOW,
+            initial: None,
         }
     }
 }
@@ -151,7 +154,7 @@ pub fn start(provider: CredentialsProvider, opts: ServeOptions) -> Result<ServeH
         provider,
         refresh_before: opts.refresh_before,
         token: token.clone(),
-        current: Mutex::new(None),
+        current: Mutex::new(opts.initial),
     });
     let thread = {
         let (server, stop) = (server.clone(), stop.clone());
@@ -436,6 +439,23 @@ mod tests {
             assert_eq!(key_of(get(&h, "GET", "/", Some(h.token())).1), "ASIA0002");
         }
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn initial_credentials_are_served_without_calling_the_provider() {
+        let (p, calls) = counting(vec![3600]);
+        let h = start(
+            p,
+            ServeOptions {
+                initial: Some(creds(7, 3600)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let (status, body) = get(&h, "GET", "/", Some(h.token()));
+        assert_eq!(status, 200);
+        assert!(body.contains("ASIA0007"));
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 
     #[test]
