@@ -375,6 +375,27 @@ fn self_source_profile_with_keys() {
 }
 
 #[test]
+fn source_profile_keys_win_over_its_role_arn() {
+    let p = load_fixture("full");
+    // Selected: both-ways's own role_arn counts (assumed with base's keys).
+    let r = resolve(&p, "both-ways");
+    assert_eq!(r.base.origin, "base");
+    assert_eq!(
+        role(&r.steps[0]).role_arn,
+        "arn:aws:iam::999999999999:role/only-when-selected"
+    );
+    // As a source profile: its static keys are the base, its role_arn is not assumed.
+    let r = resolve(&p, "keys-win");
+    assert_eq!(r.base.origin, "both-ways");
+    assert_eq!(r.base.access_key_id, "AKIABOTHWAYSEXAMPLE1");
+    assert_eq!(r.steps.len(), 1);
+    assert_eq!(
+        role(&r.steps[0]).role_arn,
+        "arn:aws:iam::888888888888:role/top"
+    );
+}
+
+#[test]
 fn otp_settings_and_long_session_token_duration() {
     let p = load_fixture("full");
     let r = resolve(&p, "otp");
@@ -884,4 +905,266 @@ fn unreadable_file_is_a_config_error() {
             .contains(&t.files.config.display().to_string())
     );
     assert!(err.message().contains("cannot read"), "{}", err.message());
+}
+
+// ---------------------------------------------------------------- differential: botocore
+
+/// Resolve every profile of AWS_CONFIG_FILE/AWS_SHARED_CREDENTIALS_FILE the way the AWS CLI
+/// (botocore) does, with a fake STS client; print JSON: the merged profile keys and, per
+/// profile, the AssumeRole calls botocore makes (in order), the keys it uses for a non-role
+/// profile, or the error it raises. Needs only botocore.
+const BOTOCORE_SCRIPT: &str = r#"
+import datetime
+import json
+import sys
+
+import botocore.session
+
+
+def scalar_profiles(session):
+    out = {}
+    for name, keys in session.full_config.get("profiles", {}).items():
+        out[name] = {k: v for k, v in keys.items() if isinstance(v, str)}
+    return out
+
+
+class FakeSts:
+    def __init__(self, calls, access_key):
+        self.calls = calls
+        self.access_key = access_key
+
+    def assume_role(self, **kwargs):
+        call = {"source_access_key": self.access_key}
+        call.update({k: v for k, v in kwargs.items() if k != "TokenCode"})
+        self.calls.append(call)
+        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+        return {
+            "Credentials": {
+                "AccessKeyId": "ASIA-" + kwargs["RoleArn"].rsplit("/", 1)[-1],
+                "SecretAccessKey": "fake-secret",
+                "SessionToken": "fake-token",
+                "Expiration": expires,
+            }
+        }
+
+
+def resolve(name):
+    session = botocore.session.Session(profile=name)
+    resolver = session.get_component("credential_provider")
+    provider = resolver.get_provider("assume-role")
+    calls = []
+
+    def client_creator(service, **kw):
+        return FakeSts(calls, kw.get("aws_access_key_id"))
+
+    provider._client_creator = client_creator
+    provider.cache = {}
+    provider._prompter = lambda prompt: "123456"
+    try:
+        creds = provider.load()
+        if creds is None:
+            # Not a role profile: the rest of botocore's chain (credentials file, config
+            # file, ...) decides.
+            other = session.get_credentials()
+            if other is None:
+                return {"error": "NoCredentials"}
+            return {"role": False, "access_key": other.access_key}
+        creds.get_frozen_credentials()
+        return {"role": True, "calls": calls}
+    except Exception as e:  # noqa: BLE001 - the class name is the answer
+        return {"error": type(e).__name__}
+
+
+def main():
+    session = botocore.session.Session()
+    profiles = scalar_profiles(session)
+    result = {"profiles": profiles, "resolved": {n: resolve(n) for n in sys.argv[1:] or profiles}}
+    json.dump(result, sys.stdout, indent=1, sort_keys=True, default=str)
+
+
+main()
+"#;
+
+/// Run [`BOTOCORE_SCRIPT`] (the AWS CLI's own resolution, with a fake STS)
+/// on these files. `None` (after a loud note) when the Python venv is missing on a developer
+/// machine; under `CI=true` a missing venv fails the test.
+fn botocore(files: &AwsFiles, vars: &[(&str, &str)]) -> Option<serde_json::Value> {
+    let venv = std::env::var("TAPCRED_VENV").unwrap_or_else(|_| "/opt/tapcred-venv".to_owned());
+    let python = Path::new(&venv).join("bin/python");
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if !python.exists() {
+        assert!(
+            !ci,
+            "CI=true but {} is missing (install botocore in the venv)",
+            python.display()
+        );
+        eprintln!(
+            "SKIPPED: botocore differential test: {} not found (set TAPCRED_VENV to a venv with botocore)",
+            python.display()
+        );
+        return None;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(BOTOCORE_SCRIPT)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", home.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", &files.config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &files.credentials)
+        .envs(vars.iter().copied())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "botocore script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).expect("botocore script prints JSON"))
+}
+
+/// Compare every profile of these files with what botocore makes of them: the merged key
+/// values, and for each profile the AssumeRole calls in order (role ARN, MFA serial,
+/// external id, session name, duration, and which access key signs each call), or that both
+/// refuse it. Returns botocore's verdicts (None when skipped).
+fn same_as_botocore(files: &AwsFiles, vars: &[(&str, &str)]) -> Option<serde_json::Value> {
+    let boto = botocore(files, vars)?;
+    let mut all_vars = env(vars);
+    all_vars.insert("HOME".into(), "/home/tester".into());
+    let ours = Profiles::load(files).unwrap();
+    let boto_profiles = boto["profiles"].as_object().unwrap();
+    let mut names: Vec<String> = boto_profiles.keys().cloned().collect();
+    names.sort();
+    assert_eq!(ours.names(), names, "same profile names as botocore");
+    for (name, keys) in boto_profiles {
+        for (key, value) in keys.as_object().unwrap() {
+            let value = value.as_str().unwrap().trim();
+            let expected = (!value.is_empty()).then_some(value);
+            assert_eq!(ours.get(name, key), expected, "[{name}] {key}");
+        }
+    }
+    for (name, verdict) in boto["resolved"].as_object().unwrap() {
+        let resolved = ours.resolve(name, &all_vars);
+        if let Some(error) = verdict.get("error") {
+            assert!(
+                resolved.is_err(),
+                "botocore refuses {name} ({error}) but tapcred resolved it"
+            );
+            continue;
+        }
+        let r = resolved.unwrap_or_else(|e| panic!("botocore resolves {name}, tapcred: {e}"));
+        let roles: Vec<&RoleStep> = r
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::AssumeRole(role) => Some(role),
+                Step::SessionToken { .. } => None,
+            })
+            .collect();
+        if verdict["role"] == false {
+            assert!(
+                roles.is_empty(),
+                "{name}: botocore assumes no role, tapcred: {roles:?}"
+            );
+            assert_eq!(
+                verdict["access_key"].as_str(),
+                Some(r.base.access_key_id.as_str()),
+                "{name}: the keys botocore uses"
+            );
+            continue;
+        }
+        let calls = verdict["calls"].as_array().unwrap();
+        assert_eq!(
+            roles.len(),
+            calls.len(),
+            "{name}: number of AssumeRole calls"
+        );
+        let mut signer = r.base.access_key_id.clone();
+        for (ours, call) in roles.iter().zip(calls) {
+            let s = |k: &str| call.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+            assert_eq!(
+                s("source_access_key"),
+                Some(signer.clone()),
+                "{name}: signer"
+            );
+            assert_eq!(Some(ours.role_arn.clone()), s("RoleArn"), "{name}");
+            assert_eq!(
+                ours.mfa.as_ref().map(|m| m.serial.clone()),
+                s("SerialNumber"),
+                "{name}"
+            );
+            assert_eq!(ours.external_id, s("ExternalId"), "{name}");
+            if ours.role_session_name.is_some() {
+                assert_eq!(ours.role_session_name, s("RoleSessionName"), "{name}");
+            }
+            assert_eq!(
+                ours.duration_seconds.map(u64::from),
+                call.get("DurationSeconds").and_then(|v| v.as_u64()),
+                "{name}"
+            );
+            signer = format!("ASIA-{}", ours.role_arn.rsplit('/').next().unwrap());
+        }
+    }
+    Some(boto["resolved"].clone())
+}
+
+#[test]
+fn fixtures_resolve_as_botocore_does() {
+    let env_keys = [
+        ("AWS_ACCESS_KEY_ID", "AKIAENVEXAMPLE000001"),
+        ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+    ];
+    for (dir, count) in [("design", 5), ("design-single", 2), ("full", 11)] {
+        if let Some(verdicts) = same_as_botocore(&fixture(dir), &env_keys) {
+            assert_eq!(verdicts.as_object().unwrap().len(), count, "{dir}");
+        }
+    }
+}
+
+#[test]
+fn refusals_agree_with_botocore() {
+    let cases: &[(&str, &str)] = &[
+        // cycle
+        (
+            "[profile a]\nsource_profile = b\nrole_arn = arn:aws:iam::111111111111:role/a\n\
+             [profile b]\nsource_profile = a\nrole_arn = arn:aws:iam::111111111111:role/b\n",
+            "",
+        ),
+        // missing source profile
+        (
+            "[profile a]\nsource_profile = nope\nrole_arn = arn:aws:iam::111111111111:role/a\n",
+            "",
+        ),
+        // both source_profile and credential_source
+        (
+            "[profile a]\nsource_profile = k\ncredential_source = Environment\nrole_arn = arn:aws:iam::111111111111:role/a\n",
+            "[k]\naws_access_key_id = AKIAK\naws_secret_access_key = s\n",
+        ),
+        // self reference without keys
+        (
+            "[profile a]\nsource_profile = a\nrole_arn = arn:aws:iam::111111111111:role/a\n",
+            "",
+        ),
+        // role_arn with neither source
+        (
+            "[profile a]\nrole_arn = arn:aws:iam::111111111111:role/a\n",
+            "",
+        ),
+        // a source profile with only half a key pair
+        (
+            "[profile a]\nsource_profile = k\nrole_arn = arn:aws:iam::111111111111:role/a\n",
+            "[k]\naws_access_key_id = AKIAK\n",
+        ),
+    ];
+    for (config, credentials) in cases {
+        let t = write(Some(config), Some(credentials));
+        if let Some(verdicts) = same_as_botocore(&t.files, &[]) {
+            assert!(
+                verdicts["a"].get("error").is_some(),
+                "botocore refuses: {config}"
+            );
+        }
+    }
 }

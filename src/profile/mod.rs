@@ -437,13 +437,28 @@ impl Profiles {
             let cur = current.as_str();
             let source_profile = self.get(cur, "source_profile");
             let credential_source = self.get(cur, "credential_source");
-            if source_profile.is_some() && credential_source.is_some() {
-                return Err(Error::config(format!(
-                    "{}: sets both source_profile and credential_source; keep exactly one of them",
-                    self.at(cur, Some("credential_source")),
-                )));
+            if self.get(cur, "web_identity_token_file").is_some() {
+                return Err(self.fail(
+                    cur,
+                    "web_identity_token_file",
+                    "is set: web identity (OIDC) roles are not supported by tapcred and need no MFA",
+                    "use the AWS CLI/SDK directly for this profile, or remove the key",
+                ));
+            }
+            // botocore: in a source profile, static keys take precedence over its role_arn
+            // (only the selected profile's role_arn always counts).
+            if chain.len() > 1
+                && let Some(base) = self.static_keys(cur)?
+            {
+                break base;
             }
             if self.get(cur, "role_arn").is_some() {
+                if source_profile.is_some() && credential_source.is_some() {
+                    return Err(Error::config(format!(
+                        "{}: sets both source_profile and credential_source; keep exactly one of them",
+                        self.at(cur, Some("credential_source")),
+                    )));
+                }
                 steps_rev.push(Step::AssumeRole(self.role_step(cur, env)?));
                 match (source_profile, credential_source) {
                     (Some(source), _) if source == cur => match self.static_keys(cur)? {
