@@ -1168,3 +1168,111 @@ fn refusals_agree_with_botocore() {
         }
     }
 }
+
+#[test]
+fn profile_default_beats_plain_default_in_config() {
+    // The AWS rule: in the config file, [profile default] replaces [default] entirely.
+    let t = write(
+        Some("[default]\nregion = plain\n[profile default]\nregion = prefixed\n"),
+        Some(&keys("default")),
+    );
+    let p = Profiles::load(&t.files).unwrap();
+    let r = resolve(&p, "default");
+    assert_eq!(r.region.as_deref(), Some("prefixed"));
+    assert_eq!(r.base.origin, "default");
+}
+
+#[test]
+fn non_utf8_file_is_a_config_error() {
+    let t = write(None, None);
+    std::fs::write(&t.files.credentials, b"[a]\naws_access_key_id = \xff\xfe\n").unwrap();
+    let err = Profiles::load(&t.files).map(|_| ()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Config);
+    assert!(err.message().contains("not UTF-8"), "{}", err.message());
+    assert!(
+        err.message()
+            .contains(&t.files.credentials.display().to_string())
+    );
+}
+
+#[test]
+fn absolute_secret_file_and_defaults() {
+    let t = write(
+        Some(
+            "[profile s]\nmfa_serial = GAHT12345678\ntapcred_totp_secret_file = /etc/seed\n\
+             tapcred_token = Software\n",
+        ),
+        Some(&keys("s")),
+    );
+    let p = Profiles::load(&t.files).unwrap();
+    // No HOME needed for an absolute path; tapcred_token is case-insensitive.
+    let r = p.resolve("s", &env(&[])).unwrap();
+    assert_eq!(
+        r.token.totp_secret_file.as_deref(),
+        Some(Path::new("/etc/seed"))
+    );
+    assert_eq!(r.token.kind, TokenKind::Software);
+    assert_eq!(r.token.totp_secret_env, DEFAULT_SECRET_ENV);
+    assert_eq!(r.token.profile, "s");
+}
+
+mod generated {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arn(i: usize) -> String {
+        format!(
+            "arn:aws:iam::{:012}:role/r{i}",
+            100_000_000_000u64 + i as u64
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// A chain p0 → p1 → … → keys gives one AssumeRole per role profile, in order from
+        /// the keys, each carrying its own profile's mfa_serial only.
+        #[test]
+        fn chains_resolve_in_order(len in 1usize..7, mfa_mask in 0u32..128) {
+            let mut config = String::new();
+            for i in 0..len {
+                let source = if i + 1 == len { "keys".to_owned() } else { format!("p{}", i + 1) };
+                config.push_str(&format!("[profile p{i}]\nsource_profile = {source}\nrole_arn = {}\n", arn(i)));
+                if mfa_mask & (1 << i) != 0 {
+                    config.push_str(&format!("mfa_serial = arn:aws:iam::111111111111:mfa/u{i}\n"));
+                }
+            }
+            let t = write(Some(&config), Some(&keys("keys")));
+            let p = Profiles::load(&t.files).unwrap();
+            let r = p.resolve("p0", &env(&[])).unwrap();
+            prop_assert_eq!(&r.base.origin, "keys");
+            prop_assert_eq!(r.steps.len(), len);
+            for (k, step) in r.steps.iter().enumerate() {
+                let i = len - 1 - k;
+                let s = role(step);
+                prop_assert_eq!(&s.profile, &format!("p{i}"));
+                prop_assert_eq!(&s.role_arn, &arn(i));
+                let want = (mfa_mask & (1 << i) != 0).then(|| format!("arn:aws:iam::111111111111:mfa/u{i}"));
+                prop_assert_eq!(s.mfa.as_ref().map(|m| m.serial.clone()), want);
+            }
+        }
+
+        /// Closing the chain into a loop at any point is refused, naming the whole cycle.
+        #[test]
+        fn cycles_are_named(len in 1usize..7, back in 0usize..7) {
+            let back = back % len;
+            let mut config = String::new();
+            for i in 0..len {
+                let source = if i + 1 == len { format!("p{back}") } else { format!("p{}", i + 1) };
+                config.push_str(&format!("[profile p{i}]\nsource_profile = {source}\nrole_arn = {}\n", arn(i)));
+            }
+            let t = write(Some(&config), Some(&keys("unused")));
+            let p = Profiles::load(&t.files).unwrap();
+            let err = p.resolve("p0", &env(&[])).map(|r| r.name).unwrap_err();
+            prop_assert_eq!(err.kind, ErrorKind::Config);
+            let cycle: Vec<String> = (back..len).map(|i| format!("p{i}")).chain([format!("p{back}")]).collect();
+            let msg = err.message();
+            prop_assert!(msg.contains(&cycle.join(" → ")), "{}", msg);
+        }
+    }
+}

@@ -111,7 +111,9 @@ pub struct Profiles {
 
 struct FileData {
     set: ProfileSet,
-    text: String,
+    /// Every `[...]` header line, whitespace-normalised (for the wrong-header-style hint;
+    /// the text itself, which holds secrets, is not kept).
+    headers: Vec<String>,
 }
 
 /// Which of the two files, for messages.
@@ -252,7 +254,7 @@ impl Profiles {
             let set = parse_files(&[(kind, path, text)])?;
             Ok(Some(FileData {
                 set,
-                text: text.clone(),
+                headers: headers(text),
             }))
         };
         let config = one(EnvConfigFileKind::Config, &files.config, &config_text)?;
@@ -383,7 +385,7 @@ impl Profiles {
         // The most common slip: the other file's header style.
         if let Some(d) = &self.config
             && name != "default"
-            && has_header(&d.text, &format!("[{name}]"))
+            && d.headers.iter().any(|h| *h == name)
         {
             msg.push_str(&format!(
                 "; {} has [{name}], but the config file needs [profile {name}]",
@@ -391,7 +393,7 @@ impl Profiles {
             ));
         }
         if let Some(d) = &self.credentials
-            && has_header(&d.text, &format!("[profile {name}]"))
+            && d.headers.contains(&format!("profile {name}"))
         {
             msg.push_str(&format!(
                 "; {} has [profile {name}], but the credentials file needs [{name}]",
@@ -467,7 +469,7 @@ impl Profiles {
                             return Err(self.fail(
                                 cur,
                                 "source_profile",
-                                format!("names the profile itself, which is allowed only when \"{cur}\" has aws_access_key_id and aws_secret_access_key"),
+                                format!("names the profile itself ({cur} → {cur}), which is allowed only when it has aws_access_key_id and aws_secret_access_key"),
                                 "add the keys to it or point source_profile at the profile that holds them",
                             ));
                         }
@@ -863,19 +865,15 @@ impl Profiles {
     }
 }
 
-/// Whether `text` has a section header equal to `wanted` (`[a b]`, whitespace-tolerant).
-fn has_header(text: &str, wanted: &str) -> bool {
-    let norm = |h: &str| -> Option<String> {
-        let inner = h.trim().strip_prefix('[')?;
-        let inner = inner.split(']').next()?;
-        Some(inner.split_whitespace().collect::<Vec<_>>().join(" "))
-    };
-    let Some(wanted) = norm(wanted) else {
-        return false;
-    };
+/// The contents of every section header line (`[ profile  a ]` → `profile a`).
+fn headers(text: &str) -> Vec<String> {
     text.lines()
-        .filter(|l| l.trim_start().starts_with('['))
-        .any(|l| norm(l).as_deref() == Some(wanted.as_str()))
+        .filter_map(|line| {
+            let inner = line.trim().strip_prefix('[')?;
+            let inner = inner.split(']').next()?;
+            Some(inner.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .collect()
 }
 
 /// `--profile` > `AWS_PROFILE` > `AWS_DEFAULT_PROFILE` > `default`.
@@ -884,4 +882,74 @@ pub fn selected_name(cli: Option<&str>, env: &dyn EnvLookup) -> String {
         .or_else(|| env.var("AWS_PROFILE").filter(|s| !s.is_empty()))
         .or_else(|| env.var("AWS_DEFAULT_PROFILE").filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "default".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn run_ready_completes_the_parser_without_a_runtime() {
+        assert_eq!(run_ready(async { 7 }).unwrap(), 7);
+        let set = parse_files(&[(
+            EnvConfigFileKind::Config,
+            Path::new("/x/config"),
+            "[profile a]\nregion = r\n",
+        )])
+        .unwrap();
+        assert_eq!(set.get_profile("a").unwrap().get("region"), Some("r"));
+    }
+
+    #[test]
+    fn run_ready_reports_a_pending_future_as_internal() {
+        let err = run_ready(std::future::pending::<()>()).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Internal);
+        assert!(err.message().contains("did not finish synchronously"));
+    }
+
+    #[test]
+    fn parse_errors_name_the_file_and_line_on_one_line() {
+        let err = parse_files(&[(
+            EnvConfigFileKind::Credentials,
+            Path::new("/home/u/.aws/credentials"),
+            "[a]\nno equals sign here\n",
+        )])
+        .map(|_| ())
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Config);
+        let msg = err.message();
+        assert!(msg.contains("/home/u/.aws/credentials on line 2"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+    }
+
+    #[test]
+    fn header_lines() {
+        assert_eq!(
+            headers("# c\n[ profile   a ]\nk = v\n[b] ; note\n  [c]\n"),
+            vec!["profile a", "b", "c"]
+        );
+        assert_eq!(header(Which::Config, "a"), "[profile a]");
+        assert_eq!(header(Which::Config, "default"), "[default]");
+        assert_eq!(header(Which::Credentials, "a"), "[a]");
+    }
+
+    #[test]
+    fn home_expansion() {
+        assert_eq!(expand_home("~/x/y", Some("/h")), PathBuf::from("/h/x/y"));
+        assert_eq!(expand_home("~", Some("/h")), PathBuf::from("/h"));
+        assert_eq!(expand_home("~user/x", Some("/h")), PathBuf::from("~user/x"));
+        assert_eq!(
+            expand_home("/abs/~/x", Some("/h")),
+            PathBuf::from("/abs/~/x")
+        );
+        assert_eq!(expand_home("~/x", None), PathBuf::from("~/x"));
+    }
+
+    #[test]
+    fn booleans() {
+        assert_eq!(parse_bool("TRUE"), Some(true));
+        assert_eq!(parse_bool("false"), Some(false));
+        assert_eq!(parse_bool("1"), None);
+    }
 }
