@@ -526,7 +526,7 @@ fn profile_not_found_suggests_close_names_and_lists_files() {
             "profile \"mfx\" not found",
             "read {config}",
             "read {credentials}",
-            "did you mean \"mfa\"?",
+            "did you mean \"mfa\"? pick a profile",
             "--profile",
         ],
     );

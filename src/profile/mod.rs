@@ -415,10 +415,15 @@ impl Profiles {
             };
             msg.push_str(&format!("; profiles there: {}{more}", shown.join(", ")));
         }
-        msg.push_str(&format!(
-            "; pick one with --profile or AWS_PROFILE, or add [profile {name}] to {}",
-            self.files.config.display()
-        ));
+        let sep = if msg.ends_with('?') { " " } else { "; " };
+        if msg.contains(" needs [") {
+            msg.push_str(&format!("{sep}fix that section header"));
+        } else {
+            msg.push_str(&format!(
+                "{sep}pick a profile with --profile or AWS_PROFILE, or add [profile {name}] to {}",
+                self.files.config.display()
+            ));
+        }
         Error::config(msg)
     }
 
