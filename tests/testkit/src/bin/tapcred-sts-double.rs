@@ -22,14 +22,20 @@ fn main() {
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
-                println!("Admin surface: GET /_double/stats, POST /_double/throttle?n=N, POST /_double/revoke-all,");
-                println!("POST /_double/issued-lifetime?secs=N, POST /_double/clock-offset?secs=N, POST /_double/reset-stats");
+                println!(
+                    "Admin surface: GET /_double/stats, POST /_double/throttle?n=N, POST /_double/revoke-all,"
+                );
+                println!(
+                    "POST /_double/issued-lifetime?secs=N, POST /_double/clock-offset?secs=N, POST /_double/reset-stats"
+                );
                 return;
             }
             other => fail(&format!("unknown argument {other}")),
         }
     }
-    let Some(path) = config else { fail("--config FILE is required") };
+    let Some(path) = config else {
+        fail("--config FILE is required")
+    };
     let config = Config::from_file(&path).unwrap_or_else(|e| fail(&e));
     let double = StsDouble::start_on(config, port).unwrap_or_else(|e| fail(&e));
     let mut out = std::io::stdout();

@@ -275,7 +275,8 @@ impl RawConfig {
     fn into_config(self) -> Result<Config, String> {
         let mut users = Vec::new();
         for mut u in self.users {
-            let mut spec = UserSpec::new(&u.name, &u.account, &u.access_key_id, &u.secret_access_key);
+            let mut spec =
+                UserSpec::new(&u.name, &u.account, &u.access_key_id, &u.secret_access_key);
             u.secret_access_key.zeroize();
             if let Some(arn) = u.arn {
                 spec.arn = arn;

@@ -26,9 +26,9 @@ pub(crate) const MSG_MFA_MISSING: &str =
     "MultiFactorAuthentication failed, must provide both MFA serial number and one time pass code.";
 pub(crate) const MSG_MAX_SESSION: &str =
     "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.";
-pub(crate) const MSG_CHAINING: &str =
-    "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.";
-pub(crate) const MSG_GST_FROM_SESSION: &str = "Cannot call GetSessionToken with session credentials";
+pub(crate) const MSG_CHAINING: &str = "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.";
+pub(crate) const MSG_GST_FROM_SESSION: &str =
+    "Cannot call GetSessionToken with session credentials";
 
 /// An STS error as it goes on the wire.
 #[derive(Debug, Clone)]
@@ -257,7 +257,11 @@ impl Engine {
             action.clone()
         };
         self.stats.requests += 1;
-        self.stats.actions.entry(action_key.clone()).or_default().calls += 1;
+        self.stats
+            .actions
+            .entry(action_key.clone())
+            .or_default()
+            .calls += 1;
 
         let result = self.dispatch(req, &params, &action);
         let entry = self.stats.actions.entry(action_key).or_default();
@@ -443,7 +447,11 @@ impl Engine {
         let ok = sigv4::signature_matches(&signed, &auth, secret, token, signed_at)
             .map_err(|m| StsError::new(400, "IncompleteSignature", m))?;
         if !ok {
-            return Err(StsError::new(403, "SignatureDoesNotMatch", MSG_BAD_SIGNATURE));
+            return Err(StsError::new(
+                403,
+                "SignatureDoesNotMatch",
+                MSG_BAD_SIGNATURE,
+            ));
         }
         Ok(caller)
     }
@@ -555,10 +563,13 @@ impl Engine {
         };
         let seed = device.seed.expose_secret();
         let mut matched = Vec::new();
-        for step in [current_step.saturating_sub(1), current_step, current_step + 1] {
+        for step in [
+            current_step.saturating_sub(1),
+            current_step,
+            current_step + 1,
+        ] {
             let expected = totp::code(seed, step);
-            if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && !matched.contains(&step)
-            {
+            if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) && !matched.contains(&step) {
                 matched.push(step);
             }
         }
@@ -597,7 +608,13 @@ impl Engine {
     ) -> Result<String, StsError> {
         let role_arn = required(params, "RoleArn", "roleArn")?;
         let session_name = required(params, "RoleSessionName", "roleSessionName")?;
-        check_len_pattern("roleSessionName", &session_name, 2, 64, is_session_name_char)?;
+        check_len_pattern(
+            "roleSessionName",
+            &session_name,
+            2,
+            64,
+            is_session_name_char,
+        )?;
         let duration = duration_param(params, 900, 43200, 3600)?;
         let external_id = params.get("ExternalId").cloned();
         if let Some(x) = &external_id {
@@ -622,7 +639,9 @@ impl Engine {
         };
         let role = &self.config.roles[role_index];
         if !role.trusted_principals.is_empty()
-            && !role.trusted_principals.contains(&self.principal_arn(caller))
+            && !role
+                .trusted_principals
+                .contains(&self.principal_arn(caller))
         {
             return Err(denied());
         }
@@ -786,7 +805,11 @@ fn parse_params(req: &Incoming) -> HashMap<String, String> {
     out
 }
 
-fn required(params: &HashMap<String, String>, name: &str, member: &str) -> Result<String, StsError> {
+fn required(
+    params: &HashMap<String, String>,
+    name: &str,
+    member: &str,
+) -> Result<String, StsError> {
     params.get(name).cloned().ok_or_else(|| {
         StsError::validation(format!(
             "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"

@@ -34,9 +34,7 @@ mod sigv4;
 pub mod totp;
 mod xml;
 
-pub use config::{
-    Config, DEFAULT_MAX_SESSION_DURATION, MfaDevice, RoleSpec, UserSpec, design,
-};
+pub use config::{Config, DEFAULT_MAX_SESSION_DURATION, MfaDevice, RoleSpec, UserSpec, design};
 pub use engine::{
     ActionStats, IssuedInfo, ROLE_CHAINING_MAX_SECS, Stats, TokenCodeEvent, TokenOutcome,
 };
@@ -221,8 +219,7 @@ fn serve(server: &tiny_http::Server, engine: &Mutex<Engine>, stop: &AtomicBool) 
 }
 
 fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .expect("valid header bytes")
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header bytes")
 }
 
 fn handle_request(mut request: tiny_http::Request, engine: &Mutex<Engine>) {
@@ -329,6 +326,9 @@ fn admin_request(engine: &mut Engine, method: &str, path: &str) -> (u16, String)
             }
             None => bad("clock-offset needs ?secs=SECONDS"),
         },
-        _ => (404, serde_json::json!({ "error": "unknown admin path" }).to_string()),
+        _ => (
+            404,
+            serde_json::json!({ "error": "unknown admin path" }).to_string(),
+        ),
     }
 }

@@ -26,9 +26,12 @@ pub(crate) struct AuthHeader {
 
 /// Why a header could not be parsed (→ 400 IncompleteSignature).
 pub(crate) fn parse_authorization(value: &str) -> Result<AuthHeader, String> {
-    let rest = value
-        .strip_prefix("AWS4-HMAC-SHA256 ")
-        .ok_or_else(|| format!("Unsupported authorization type in header: {}", first_word(value)))?;
+    let rest = value.strip_prefix("AWS4-HMAC-SHA256 ").ok_or_else(|| {
+        format!(
+            "Unsupported authorization type in header: {}",
+            first_word(value)
+        )
+    })?;
     let mut credential = None;
     let mut signed = None;
     let mut signature = None;
@@ -117,7 +120,10 @@ pub(crate) fn signature_matches(
         })
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    let signed_token = auth.signed_headers.iter().any(|h| h == "x-amz-security-token");
+    let signed_token = auth
+        .signed_headers
+        .iter()
+        .any(|h| h == "x-amz-security-token");
 
     let mut settings = SigningSettings::default();
     // Sign exactly the listed headers: nothing is excluded beyond what we already filtered.

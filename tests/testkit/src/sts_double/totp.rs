@@ -13,7 +13,8 @@ pub fn step_at(t: i64) -> u64 {
 
 /// The 6-digit code for `step` (RFC 4226 dynamic truncation).
 pub(crate) fn code(seed: &[u8], step: u64) -> String {
-    let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(seed).expect("HMAC accepts any key length");
+    let mut mac =
+        <Hmac<Sha1> as KeyInit>::new_from_slice(seed).expect("HMAC accepts any key length");
     mac.update(&step.to_be_bytes());
     let digest = mac.finalize().into_bytes();
     let offset = (digest[digest.len() - 1] & 0x0f) as usize;
