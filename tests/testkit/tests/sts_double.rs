@@ -1164,3 +1164,103 @@ fn builder_config_and_json_config_agree() {
         "Debug redacts"
     );
 }
+
+// ---- a second SigV4 implementation: botocore through the AWS CLI -------------------------
+
+fn aws_cli() -> Option<std::path::PathBuf> {
+    ["/usr/bin/aws", "/usr/local/bin/aws"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+fn run_aws(
+    exe: &std::path::Path,
+    endpoint: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(exe);
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", std::env::temp_dir())
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["--endpoint-url", endpoint, "--output", "json"])
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn aws_cli_requests_verify_and_errors_read_as_aws() {
+    let Some(aws) = aws_cli() else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("aws CLI missing (apt-get install awscli)");
+        }
+        eprintln!(
+            "SKIPPED aws_cli_requests_verify_and_errors_read_as_aws: no /usr/bin/aws (apt-get install awscli)"
+        );
+        return;
+    };
+    let double = design_double();
+    let ep = double.endpoint();
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", design::ACCESS_KEY_ID),
+        ("AWS_SECRET_ACCESS_KEY", design::SECRET_ACCESS_KEY),
+    ];
+    let (ok, out, err) = run_aws(&aws, &ep, &keys, &["sts", "get-caller-identity"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(design::USER_ARN), "{out}");
+
+    let code = code_now();
+    let args = [
+        "sts",
+        "assume-role",
+        "--role-arn",
+        design::ROLE_ARN,
+        "--role-session-name",
+        "cli",
+        "--serial-number",
+        design::MFA_SERIAL,
+        "--token-code",
+        &code,
+    ];
+    let (ok, out, err) = run_aws(&aws, &ep, &keys, &args);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &v["Credentials"];
+    let (ak, sk, st) = (
+        c["AccessKeyId"].as_str().unwrap().to_owned(),
+        c["SecretAccessKey"].as_str().unwrap().to_owned(),
+        c["SessionToken"].as_str().unwrap().to_owned(),
+    );
+    // Same code again: botocore shows AWS's error text.
+    let (ok, _, err) = run_aws(&aws, &ep, &keys, &args);
+    assert!(!ok);
+    assert!(
+        err.contains("(AccessDenied)") && err.contains("invalid MFA one time pass code"),
+        "{err}"
+    );
+    // botocore signing with a session token.
+    let session = [
+        ("AWS_ACCESS_KEY_ID", ak.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", sk.as_str()),
+        ("AWS_SESSION_TOKEN", st.as_str()),
+    ];
+    let (ok, out, err) = run_aws(&aws, &ep, &session, &["sts", "get-caller-identity"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("arn:aws:sts::111111111111:assumed-role/toolkit-role/cli"),
+        "{out}"
+    );
+}
