@@ -98,6 +98,11 @@ impl StsDouble {
         StsDoubleBuilder::default()
     }
 
+    /// Start with [`Config::design`] (DESIGN.md's user, device and roles) on an ephemeral port.
+    pub fn start_design() -> Result<StsDouble, String> {
+        Self::start(Config::design())
+    }
+
     /// Start on an ephemeral loopback port.
     pub fn start(config: Config) -> Result<StsDouble, String> {
         Self::start_on(config, 0)
