@@ -21,9 +21,9 @@
 //!   even if the call then fails on trust or duration.
 //! - A role that requires MFA accepts long-term keys with valid MFA in the same call, or
 //!   session credentials issued with MFA. **Choice:** a session assumed *from* an MFA session
-//!   inherits the MFA flag (so role → role chains started with one tap keep working); real
-//!   AWS carries `aws:MultiFactorAuthPresent` along a chain too, but its exact behaviour for
-//!   every condition key is not modelled.
+//!   inherits the MFA flag, so role → role chains started with one tap keep working. This is
+//!   the double's choice, not a verified fact about AWS: whether AWS carries
+//!   `aws:MultiFactorAuthPresent` into a chained session was not checked against real AWS.
 //! - Role chaining (AssumeRole with temporary credentials) is capped at 1 hour; the cap is
 //!   checked before the role's MaxSessionDuration.
 //! - GetSessionToken refuses session credentials (AccessDenied).
