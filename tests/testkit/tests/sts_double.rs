@@ -1264,3 +1264,26 @@ fn aws_cli_requests_verify_and_errors_read_as_aws() {
         "{out}"
     );
 }
+
+#[test]
+fn concurrent_clients_are_all_served_and_counted() {
+    let double = design_double();
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                let rt = rt();
+                let c = user_client(&double);
+                for _ in 0..25 {
+                    rt.block_on(c.get_caller_identity().send())
+                        .expect("concurrent GetCallerIdentity");
+                }
+            });
+        }
+    });
+    let elapsed = started.elapsed();
+    let stats = double.stats();
+    assert_eq!(stats.requests, 200);
+    assert_eq!(stats.ok("GetCallerIdentity"), 200);
+    eprintln!("200 signed GetCallerIdentity calls from 8 clients in {elapsed:?}");
+}
