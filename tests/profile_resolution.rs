@@ -147,7 +147,7 @@ fn design_toolkit_user_is_plain_static_keys() {
     assert!(r.steps.is_empty());
     assert_eq!(
         p.names(),
-        vec!["external", "mfa", "role-chain", "session", "toolkit-user"]
+        vec!["external", "long", "mfa", "mfa-b", "role-chain", "session", "toolkit-user"]
     );
 }
 
@@ -186,7 +186,7 @@ fn role_to_role_chain_in_order_from_the_base() {
         "mfa_serial belongs to the mfa profile's step"
     );
     assert_eq!(second.profile, "role-chain");
-    assert_eq!(second.role_arn, "arn:aws:iam::222222222222:role/admin-role");
+    assert_eq!(second.role_arn, "arn:aws:iam::111111111111:role/chained-role");
     assert!(
         second.mfa.is_none(),
         "role-chain has no mfa_serial of its own"
@@ -222,8 +222,8 @@ fn external_id_session_name_duration() {
     let p = load_fixture("design");
     let r = resolve(&p, "external");
     let s = role(&r.steps[0]);
-    assert_eq!(s.role_arn, "arn:aws:iam::333333333333:role/partner-role");
-    assert_eq!(s.external_id.as_deref(), Some("partner-7f3a9c"));
+    assert_eq!(s.role_arn, "arn:aws:iam::111111111111:role/external-role");
+    assert_eq!(s.external_id.as_deref(), Some("tapcred-external"));
     assert_eq!(s.role_session_name.as_deref(), Some("tapcred-demo"));
     assert_eq!(s.duration_seconds, Some(3600));
     assert_eq!(r.base.origin, "toolkit-user");
@@ -1116,7 +1116,7 @@ fn fixtures_resolve_as_botocore_does() {
         ("AWS_ACCESS_KEY_ID", "AKIAENVEXAMPLE000001"),
         ("AWS_SECRET_ACCESS_KEY", "env-secret"),
     ];
-    for (dir, count) in [("design", 5), ("design-single", 2), ("full", 11)] {
+    for (dir, count) in [("design", 7), ("design-single", 2), ("full", 11)] {
         if let Some(verdicts) = same_as_botocore(&fixture(dir), &env_keys) {
             assert_eq!(verdicts.as_object().unwrap().len(), count, "{dir}");
         }
