@@ -1,1 +1,3 @@
 //! Test doubles for tapcred.
+pub mod moto;
+pub mod sts_double;

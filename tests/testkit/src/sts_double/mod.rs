@@ -1,0 +1,339 @@
+//! A strict STS test double: a loopback HTTP server speaking the STS Query protocol that
+//! checks what moto does not — SigV4 signatures, TOTP codes against registered seeds, code
+//! reuse, MFA-flagged sessions, trust rules, external ids and the duration limits.
+//!
+//! ```no_run
+//! use tapcred_testkit::sts_double::{Config, StsDouble};
+//! let double = StsDouble::start(Config::design()).unwrap();
+//! let endpoint = double.endpoint(); // http://127.0.0.1:PORT
+//! // … point AWS_ENDPOINT_URL_STS at it, run the flow …
+//! assert_eq!(double.stats().ok("AssumeRole"), 1);
+//! ```
+//!
+//! Rules (AWS's, error codes and messages as AWS sends them):
+//! - Every request must carry a valid SigV4 `Authorization` header for a known key: an IAM
+//!   user's long-term key, or credentials this double issued (with their
+//!   `X-Amz-Security-Token`). `X-Amz-Date` must be within 5 minutes of the double's clock.
+//! - `SerialNumber` + `TokenCode`: the serial must be an MFA device of the calling IAM user
+//!   (for a session, the user at the root of the chain); the code must be the RFC 6238 code of
+//!   the current step ±1; a (serial, step) is accepted once only (a reused code gets AWS's
+//!   "invalid MFA one time pass code" message). A code is consumed as soon as it validates,
+//!   even if the call then fails on trust or duration.
+//! - A role that requires MFA accepts long-term keys with valid MFA in the same call, or
+//!   session credentials issued with MFA. **Choice:** a session assumed *from* an MFA session
+//!   inherits the MFA flag, so role → role chains started with one tap keep working. This is
+//!   the double's choice, not a verified fact about AWS: whether AWS carries
+//!   `aws:MultiFactorAuthPresent` into a chained session was not checked against real AWS.
+//! - Role chaining (AssumeRole with temporary credentials) is capped at 1 hour; the cap is
+//!   checked before the role's MaxSessionDuration.
+//! - GetSessionToken refuses session credentials (AccessDenied).
+
+mod config;
+mod engine;
+mod sigv4;
+pub mod totp;
+mod xml;
+
+pub use config::{Config, DEFAULT_MAX_SESSION_DURATION, MfaDevice, RoleSpec, UserSpec, design};
+pub use engine::{
+    ActionStats, IssuedInfo, ROLE_CHAINING_MAX_SECS, Stats, TokenCodeEvent, TokenOutcome,
+};
+
+use engine::{Engine, Incoming};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A running double. Stops (and frees its port) when dropped.
+pub struct StsDouble {
+    port: u16,
+    engine: Arc<Mutex<Engine>>,
+    stop: Arc<AtomicBool>,
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for StsDouble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StsDouble")
+            .field("endpoint", &self.endpoint())
+            .finish()
+    }
+}
+
+/// Builds a [`StsDouble`] from users and roles.
+#[derive(Debug, Default)]
+pub struct StsDoubleBuilder {
+    config: Config,
+    port: u16,
+}
+
+impl StsDoubleBuilder {
+    /// Start from an existing configuration (e.g. [`Config::design`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+    pub fn user(mut self, user: UserSpec) -> Self {
+        self.config.users.push(user);
+        self
+    }
+    pub fn role(mut self, role: RoleSpec) -> Self {
+        self.config.roles.push(role);
+        self
+    }
+    /// Listen on this port (default 0: an ephemeral one).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+    pub fn start(self) -> Result<StsDouble, String> {
+        StsDouble::start_on(self.config, self.port)
+    }
+}
+
+impl StsDouble {
+    pub fn builder() -> StsDoubleBuilder {
+        StsDoubleBuilder::default()
+    }
+
+    /// Start with [`Config::design`] (DESIGN.md's user, device and roles) on an ephemeral port.
+    pub fn start_design() -> Result<StsDouble, String> {
+        Self::start(Config::design())
+    }
+
+    /// Start on an ephemeral loopback port.
+    pub fn start(config: Config) -> Result<StsDouble, String> {
+        Self::start_on(config, 0)
+    }
+
+    /// Start on `127.0.0.1:port` (0 = ephemeral).
+    pub fn start_on(config: Config, port: u16) -> Result<StsDouble, String> {
+        config.validate()?;
+        let server = tiny_http::Server::http(("127.0.0.1", port))
+            .map_err(|e| format!("STS double: cannot listen on 127.0.0.1:{port}: {e}"))?;
+        let port = server
+            .server_addr()
+            .to_ip()
+            .map(|a| a.port())
+            .ok_or("STS double: no IP listen address")?;
+        let server = Arc::new(server);
+        let engine = Arc::new(Mutex::new(Engine::new(config, port)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (server, engine, stop) = (server.clone(), engine.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("sts-double".into())
+                .spawn(move || serve(&server, &engine, &stop))
+                .map_err(|e| format!("STS double: cannot spawn thread: {e}"))?
+        };
+        Ok(StsDouble {
+            port,
+            engine,
+            stop,
+            server,
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` (for `AWS_ENDPOINT_URL_STS` / `endpoint_url`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counters, every TokenCode seen, every credential issued.
+    pub fn stats(&self) -> Stats {
+        self.engine().stats()
+    }
+
+    /// Requests received for `action` (e.g. `"AssumeRole"`), including rejected ones.
+    pub fn calls(&self, action: &str) -> u64 {
+        self.stats().calls(action)
+    }
+
+    /// Every TokenCode seen, in arrival order.
+    pub fn token_code_events(&self) -> Vec<TokenCodeEvent> {
+        self.stats().token_codes
+    }
+
+    /// Forget counters and events (issued sessions and used codes are kept).
+    pub fn reset_stats(&self) {
+        self.engine().reset_stats();
+    }
+
+    /// Answer the next `n` requests with 400 Throttling "Rate exceeded".
+    pub fn throttle_next(&self, n: u32) {
+        self.engine().throttle_next(n);
+    }
+
+    /// Every credential issued so far becomes unknown (403 InvalidClientTokenId).
+    pub fn revoke_all_sessions(&self) {
+        self.engine().revoke_all_sessions();
+    }
+
+    /// Issue credentials that live at most `secs` (whatever DurationSeconds asked), or the
+    /// full duration again with `None`. The response's Expiration tells the truth.
+    pub fn set_issued_lifetime(&self, secs: Option<u64>) {
+        self.engine().set_issued_lifetime(secs);
+    }
+
+    /// Shift the double's clock (TOTP steps, signature skew, expiry) by `secs`.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.engine().set_clock_offset(secs);
+    }
+
+    /// The double's clock, unix seconds.
+    pub fn now(&self) -> i64 {
+        self.engine().now()
+    }
+
+    /// The TOTP step the double considers current.
+    pub fn current_step(&self) -> u64 {
+        totp::step_at(self.now())
+    }
+}
+
+impl Drop for StsDouble {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(server: &tiny_http::Server, engine: &Mutex<Engine>, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        let request = match server.recv_timeout(Duration::from_millis(200)) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(_) => break,
+        };
+        handle_request(request, engine);
+    }
+}
+
+fn header(name: &str, value: &str) -> tiny_http::Header {
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header bytes")
+}
+
+fn handle_request(mut request: tiny_http::Request, engine: &Mutex<Engine>) {
+    let mut body = Vec::new();
+    if request.as_reader().read_to_end(&mut body).is_err() {
+        let _ = request.respond(tiny_http::Response::empty(400));
+        return;
+    }
+    let method = request.method().as_str().to_owned();
+    let url = request.url().to_owned();
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_owned(),
+            )
+        })
+        .collect();
+    let mut engine = engine.lock().unwrap_or_else(|p| p.into_inner());
+    let date = xml::http_date(engine.now());
+
+    if let Some(admin) = url.strip_prefix("/_double/") {
+        let (status, text) = admin_request(&mut engine, &method, admin);
+        drop(engine);
+        let response = tiny_http::Response::from_string(text)
+            .with_status_code(status)
+            .with_header(header("Content-Type", "application/json"))
+            .with_header(header("Date", &date));
+        let _ = request.respond(response);
+        return;
+    }
+
+    let reply = engine.handle(&Incoming {
+        method,
+        url,
+        headers,
+        body,
+    });
+    drop(engine);
+    let response = tiny_http::Response::from_string(reply.body)
+        .with_status_code(reply.status)
+        .with_header(header("Content-Type", "text/xml"))
+        .with_header(header("x-amzn-RequestId", &reply.request_id))
+        .with_header(header("Date", &date));
+    let _ = request.respond(response);
+}
+
+/// The HTTP admin surface for tests that run the double as a separate process:
+/// `GET stats`, `GET health`, `POST reset-stats`, `POST throttle?n=N`, `POST revoke-all`,
+/// `POST issued-lifetime?secs=N` (no `secs` = back to normal), `POST clock-offset?secs=N`.
+fn admin_request(engine: &mut Engine, method: &str, path: &str) -> (u16, String) {
+    let (name, query) = path.split_once('?').unwrap_or((path, ""));
+    let arg = |key: &str| -> Option<String> {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    let ok = || (200, "{\"ok\":true}".to_owned());
+    let bad = |m: &str| (400, serde_json::json!({ "error": m }).to_string());
+    match (method, name) {
+        ("GET", "stats") => (
+            200,
+            serde_json::to_string_pretty(&engine.stats()).unwrap_or_default(),
+        ),
+        ("GET", "health") => ok(),
+        ("POST", "reset-stats") => {
+            engine.reset_stats();
+            ok()
+        }
+        ("POST", "throttle") => match arg("n").and_then(|n| n.parse().ok()) {
+            Some(n) => {
+                engine.throttle_next(n);
+                ok()
+            }
+            None => bad("throttle needs ?n=COUNT"),
+        },
+        ("POST", "revoke-all") => {
+            engine.revoke_all_sessions();
+            ok()
+        }
+        ("POST", "issued-lifetime") => match arg("secs") {
+            None => {
+                engine.set_issued_lifetime(None);
+                ok()
+            }
+            Some(s) => match s.parse() {
+                Ok(n) => {
+                    engine.set_issued_lifetime(Some(n));
+                    ok()
+                }
+                Err(_) => bad("issued-lifetime needs ?secs=SECONDS"),
+            },
+        },
+        ("POST", "clock-offset") => match arg("secs").and_then(|n| n.parse().ok()) {
+            Some(n) => {
+                engine.set_clock_offset(n);
+                (
+                    200,
+                    serde_json::json!({ "ok": true, "clock_offset": engine.clock_offset() })
+                        .to_string(),
+                )
+            }
+            None => bad("clock-offset needs ?secs=SECONDS"),
+        },
+        _ => (
+            404,
+            serde_json::json!({ "error": "unknown admin path" }).to_string(),
+        ),
+    }
+}
