@@ -301,10 +301,16 @@ fn plan<'p>(
                 Call::SessionToken { .. } => SessionKind::GetSessionToken,
                 Call::AssumeRole { .. } => SessionKind::AssumeRole,
             };
+            // The effective endpoint, not the region: with an endpoint override the region
+            // only names the signing scope and does not change the credentials, so a
+            // profile with another `region` still shares the MFA session.
+            let endpoint = target
+                .endpoint_url
+                .clone()
+                .unwrap_or_else(|| format!("https://sts.{}.amazonaws.com", target.region));
             let mut b = CacheKey::builder(kind)
                 .source(&p.base.access_key_id)
-                .endpoint(target.endpoint_url.as_deref())
-                .region(Some(&target.region));
+                .endpoint(Some(&endpoint));
             if let Some(k) = &prev {
                 b = b.chain(k.hex());
             }

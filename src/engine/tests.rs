@@ -499,8 +499,16 @@ fn cache_keys_separate_what_changes_the_result() {
     };
     let other_region = StsTarget {
         region: "eu-west-1".into(),
+        endpoint_url: None,
+    };
+    // With an explicit endpoint the region does not change the credentials.
+    let same_endpoint_other_region = StsTarget {
+        region: "eu-west-1".into(),
         ..t.clone()
     };
+    assert_eq!(k, key(&a, &same_endpoint_other_region, &o));
+    // Without one, each region has its own endpoint.
+    assert_ne!(key(&a, &other_endpoint, &o), key(&a, &other_region, &o));
     for k2 in [
         key(&other_base, &t, &o),
         key(&other_ext, &t, &o),
