@@ -362,6 +362,8 @@ pub struct Engine<'a> {
     sts_factory: StsFactory<'a>,
     sts: Option<Box<dyn StsApi>>,
     token_factory: TokenFactory<'a>,
+    /// Codes obtained by this engine (0 and no STS client = nothing happened yet).
+    codes_read: usize,
 }
 
 impl<'a> Engine<'a> {
@@ -377,6 +379,7 @@ impl<'a> Engine<'a> {
             sts_factory,
             sts: None,
             token_factory,
+            codes_read: 0,
         }
     }
 
@@ -398,12 +401,33 @@ impl<'a> Engine<'a> {
             tracing::debug!(profile = p.name, "session cache hit");
             return Ok((e.credentials, true));
         }
-        let _final_lock = if use_cache {
+        let final_lock = if use_cache {
             Some(self.cache.lock(&last.key, self.ui)?)
         } else {
             None
         };
-        match self.run(p, &steps, &base, use_cache, None) {
+        let res = self.obtain_locked(p, &steps, &base, use_cache);
+        if res.is_err() && self.nothing_done() {
+            // A config or token-selection error before any code or STS call: leave no trace.
+            if let Some(g) = final_lock {
+                g.discard();
+            }
+        }
+        res
+    }
+
+    fn nothing_done(&self) -> bool {
+        self.codes_read == 0 && self.sts.is_none()
+    }
+
+    fn obtain_locked(
+        &mut self,
+        p: &ResolvedProfile,
+        steps: &[Planned<'_>],
+        base: &Credentials,
+        use_cache: bool,
+    ) -> Result<(Credentials, bool)> {
+        match self.run(p, steps, base, use_cache, None) {
             Ok(c) => Ok(c),
             Err(Failure {
                 err,
@@ -415,7 +439,7 @@ impl<'a> Engine<'a> {
                     "profile \"{}\": the cached session was rejected by STS (revoked or expired); starting a new one",
                     p.name
                 ));
-                self.run(p, &steps, &base, use_cache, Some(i))
+                self.run(p, steps, base, use_cache, Some(i))
                     .map_err(|f| f.err)
             }
             Err(f) => Err(f.err),
@@ -464,7 +488,7 @@ impl<'a> Engine<'a> {
         }
         for (i, step) in steps.iter().enumerate().skip(start) {
             // Shared intermediate steps get their own lock (the final key's is held already).
-            let _lock = if use_cache && i != last {
+            let step_lock = if use_cache && i != last {
                 let g = self.cache.lock(&step.key, self.ui).map_err(|err| Failure {
                     err,
                     cached_signer: None,
@@ -481,9 +505,17 @@ impl<'a> Engine<'a> {
             } else {
                 None
             };
-            let fresh = self
-                .call(step, &creds, signer)
-                .map_err(|err| Failure { err, cached_signer })?;
+            let fresh = match self.call(step, &creds, signer) {
+                Ok(c) => c,
+                Err(err) => {
+                    if self.nothing_done()
+                        && let Some(g) = step_lock
+                    {
+                        g.discard();
+                    }
+                    return Err(Failure { err, cached_signer });
+                }
+            };
             if use_cache {
                 let entry = Entry {
                     kind: step.kind,
@@ -513,7 +545,9 @@ impl<'a> Engine<'a> {
 
     fn code(&mut self, mfa: &Mfa, profile: &str) -> Result<Code> {
         let mut source = (self.token_factory)(mfa)?;
-        read_code(self.cache, source.as_mut(), &mfa.serial, profile, self.ui)
+        let code = read_code(self.cache, source.as_mut(), &mfa.serial, profile, self.ui)?;
+        self.codes_read += 1;
+        Ok(code)
     }
 
     fn call(

@@ -19,6 +19,8 @@ use crate::ui::Ui;
 pub struct LockGuard {
     file: Option<File>,
     path: Option<PathBuf>,
+    /// This process created the lock file (it did not exist before).
+    created: bool,
 }
 
 impl LockGuard {
@@ -28,6 +30,22 @@ impl LockGuard {
     }
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// Release the lock and, if this process created the lock file, remove it: for a command
+    /// that fails before doing anything (a config error), so it leaves no trace. Another
+    /// process already waiting on the removed file may then run alongside a later one; that
+    /// costs at most one extra code read (the serial lock and the step ledger still prevent
+    /// reuse), and only happens when the first failed without reading a code.
+    pub fn discard(mut self) {
+        if self.created
+            && let Some(p) = &self.path
+        {
+            let _ = std::fs::remove_file(p);
+        }
+        if let Some(f) = self.file.take() {
+            let _ = f.unlock();
+        }
     }
 }
 
@@ -66,24 +84,43 @@ impl SessionCache {
             return Ok(LockGuard {
                 file: None,
                 path: None,
+                created: false,
             });
         };
         let path = state.join("locks").join(name);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| {
-                Error::io(format!(
-                    "cannot open lock file {} ({e}); check the permissions of {}",
-                    path.display(),
-                    state.display()
-                ))
-            })?;
+        let open = |create_new: bool| {
+            let mut o = OpenOptions::new();
+            o.read(true).write(true);
+            if create_new {
+                o.create_new(true).mode(0o600);
+            }
+            o.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+        };
+        // Create it, or open the existing one; if it vanished in between (a `discard`),
+        // create it again.
+        let mut attempt = 0;
+        let (file, created) = loop {
+            attempt += 1;
+            let r = match open(true) {
+                Ok(f) => Ok((f, true)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    open(false).map(|f| (f, false))
+                }
+                Err(e) => Err(e),
+            };
+            match r {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 5 => continue,
+                r => break r,
+            }
+        }
+        .map_err(|e| {
+            Error::io(format!(
+                "cannot open lock file {} ({e}); check the permissions of {}",
+                path.display(),
+                state.display()
+            ))
+        })?;
         let start = Instant::now();
         let mut pause = Duration::from_millis(2);
         loop {
@@ -92,6 +129,7 @@ impl SessionCache {
                     return Ok(LockGuard {
                         file: Some(file),
                         path: Some(path),
+                        created,
                     });
                 }
                 Err(TryLockError::WouldBlock) => {

@@ -197,15 +197,31 @@ impl SessionCache {
         }
     }
 
-    /// Open (creating if needed) the cache in `dir`. Never fails: an unusable directory
-    /// disables the cache with one warning.
+    /// Open the cache in `dir`. Never fails: an unusable directory disables the cache with
+    /// one warning. Nothing is created until something is stored (a command that fails
+    /// early, or only reads, leaves no trace).
     pub fn open(dir: impl Into<PathBuf>, ui: &dyn Ui) -> SessionCache {
         let c = SessionCache::new_disabled(dir.into());
-        match c.prepare_dir() {
+        match c.prepare_dir(false) {
             Ok(()) => c.enabled.store(true, Ordering::SeqCst),
             Err(why) => c.disable(ui, &why),
         }
         c
+    }
+
+    /// Create the directory (0700) before the first write; on failure disable with one
+    /// warning.
+    fn ensure_dir(&self, ui: &dyn Ui) -> bool {
+        if !self.enabled() {
+            return false;
+        }
+        match self.prepare_dir(true) {
+            Ok(()) => true,
+            Err(why) => {
+                self.disable(ui, &why);
+                false
+            }
+        }
     }
 
     fn new_disabled(dir: PathBuf) -> SessionCache {
@@ -263,11 +279,16 @@ impl SessionCache {
         }
     }
 
-    /// Create the directory 0700 (or tighten it), check it is a directory we own.
-    fn prepare_dir(&self) -> Result<(), String> {
+    /// Check the directory is one we own (tightening it to 0700); with `create`, create it
+    /// first if missing. A missing directory is fine when not creating.
+    fn prepare_dir(&self, create: bool) -> Result<(), String> {
         let d = &self.dir;
         let shown = d.display();
-        if let Err(e) = fs::DirBuilder::new().recursive(true).mode(0o700).create(d)
+        if !create && fs::symlink_metadata(d).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+            return Ok(());
+        }
+        if create
+            && let Err(e) = fs::DirBuilder::new().recursive(true).mode(0o700).create(d)
             && e.kind() != io::ErrorKind::AlreadyExists
         {
             return Err(format!(
@@ -398,7 +419,7 @@ impl SessionCache {
     /// the previous entry and warns once; an unwritable directory disables the cache (one
     /// warning). Entries without an expiration are refused (long-term keys are never cached).
     pub fn put(&self, key: &CacheKey, entry: &Entry, ui: &dyn Ui) -> bool {
-        if !self.enabled() {
+        if !self.ensure_dir(ui) {
             return false;
         }
         let Some(exp) = entry.credentials.expiration else {
@@ -573,7 +594,7 @@ impl SessionCache {
     fn state_dir(&self, ui: &dyn Ui) -> Option<&Path> {
         self.state_dir
             .get_or_init(|| {
-                if self.enabled() {
+                if self.ensure_dir(ui) {
                     match self.probe(&self.dir) {
                         Ok(()) => return Some(self.dir.clone()),
                         Err(e) => self.disable(

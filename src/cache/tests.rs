@@ -83,9 +83,13 @@ fn round_trip_with_private_modes_and_opaque_names() {
     let ui = RecordingUi::new();
     let c = SessionCache::open(&dir, &ui);
     assert!(c.enabled());
-    assert_eq!(mode(&dir), 0o700);
+    assert!(!dir.exists(), "nothing is created before a write");
     let k = key("arn:aws:iam::111111111111:role/toolkit-role");
+    assert!(c.get(&k, ADVISORY_WINDOW).is_none());
+    assert!(c.list().is_empty());
+    assert!(!dir.exists());
     assert!(c.put(&k, &entry("mfa", "s3cret", 3600), &ui));
+    assert_eq!(mode(&dir), 0o700);
     let path = dir.join(format!("{}.json", k.hex()));
     assert_eq!(mode(&path), 0o600);
     let names: Vec<String> = fs::read_dir(&dir)
@@ -624,4 +628,23 @@ fn ledger_is_shared_between_instances_and_hashed() {
     assert_eq!(c.last_window_end(serial, &ui), None);
     assert_eq!(b.last_window_end(serial, &ui), Some(1050));
     assert!(warnings(&ui).is_empty());
+}
+
+#[test]
+fn discard_removes_only_a_lock_file_this_process_created() {
+    let t = tmp();
+    let ui = RecordingUi::new();
+    let c = SessionCache::open(t.path(), &ui);
+    let k = key("arn:aws:iam::1:role/r");
+    let g = c.lock(&k, &ui).unwrap();
+    let path = g.path().unwrap().to_owned();
+    g.discard();
+    assert!(!path.exists(), "created by us: removed");
+    // An existing lock file (another process's) is kept.
+    drop(c.lock(&k, &ui).unwrap());
+    let g = c.lock(&k, &ui).unwrap();
+    g.discard();
+    assert!(path.exists());
+    // And the lock is free again either way.
+    assert!(c.lock(&k, &ui).unwrap().is_held());
 }

@@ -545,3 +545,36 @@ fn session_duration_env() {
         assert!(e.message().contains(SESSION_DURATION_ENV));
     }
 }
+
+#[test]
+fn a_token_source_error_leaves_no_files_behind() {
+    let w = World::new();
+    let cache = w.cache();
+    let mut e = Engine::new(
+        &cache,
+        &w.ui,
+        Box::new(|| panic!("no STS client may be made")),
+        Box::new(|_mfa: &Mfa| Err(Error::config("seed is not base32"))),
+    );
+    let err = e
+        .obtain(
+            &role_profile("r", "r", None),
+            &target(),
+            &Options::default(),
+            3600,
+        )
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Config);
+    let mut files = Vec::new();
+    fn walk(d: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    walk(w.dir.path(), &mut files);
+    assert!(files.is_empty(), "{files:?}");
+}
