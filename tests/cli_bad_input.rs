@@ -16,8 +16,13 @@ fn home(config_extra: &str) -> Home {
 
 fn check(h: &Home, profile: &str, code: i32, needles: &[&str]) {
     let before = h.snapshot();
-    h.run(&["credential-process", "--profile", profile]).fails_with(code, needles);
-    assert_eq!(before, h.snapshot(), "a failing command must not write anything");
+    h.run(&["credential-process", "--profile", profile])
+        .fails_with(code, needles);
+    assert_eq!(
+        before,
+        h.snapshot(),
+        "a failing command must not write anything"
+    );
 }
 
 #[test]
@@ -28,26 +33,39 @@ fn missing_files() {
 
 #[test]
 fn unknown_profile_suggests_close_names() {
-    let h = home("[profile mfa]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/toolkit-role\nmfa_serial = arn:aws:iam::111111111111:mfa/toolkit-user\n");
+    let h = home(
+        "[profile mfa]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/toolkit-role\nmfa_serial = arn:aws:iam::111111111111:mfa/toolkit-user\n",
+    );
     check(&h, "mfx", 3, &["\"mfx\"", "mfa"]);
 }
 
 #[test]
 fn source_profile_cycle() {
-    let h = home("[profile a]\nsource_profile = b\nrole_arn = arn:aws:iam::111111111111:role/a\n[profile b]\nsource_profile = a\nrole_arn = arn:aws:iam::111111111111:role/b\n");
+    let h = home(
+        "[profile a]\nsource_profile = b\nrole_arn = arn:aws:iam::111111111111:role/a\n[profile b]\nsource_profile = a\nrole_arn = arn:aws:iam::111111111111:role/b\n",
+    );
     check(&h, "a", 3, &["cycle", "a", "b"]);
 }
 
 #[test]
 fn missing_source_profile() {
-    let h = home("[profile a]\nsource_profile = nowhere\nrole_arn = arn:aws:iam::111111111111:role/a\n");
+    let h = home(
+        "[profile a]\nsource_profile = nowhere\nrole_arn = arn:aws:iam::111111111111:role/a\n",
+    );
     check(&h, "a", 3, &["nowhere", "source_profile"]);
 }
 
 #[test]
 fn source_profile_and_credential_source_together() {
-    let h = home("[profile a]\nsource_profile = toolkit-user\ncredential_source = Environment\nrole_arn = arn:aws:iam::111111111111:role/a\n");
-    check(&h, "a", 3, &["source_profile", "credential_source", "\"a\""]);
+    let h = home(
+        "[profile a]\nsource_profile = toolkit-user\ncredential_source = Environment\nrole_arn = arn:aws:iam::111111111111:role/a\n",
+    );
+    check(
+        &h,
+        "a",
+        3,
+        &["source_profile", "credential_source", "\"a\""],
+    );
 }
 
 #[test]
@@ -58,9 +76,13 @@ fn malformed_role_arn() {
 
 #[test]
 fn malformed_mfa_serial() {
-    let h = home("[profile a]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/a\nmfa_serial = bad serial!\n");
+    let h = home(
+        "[profile a]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/a\nmfa_serial = bad serial!\n",
+    );
     check(&h, "a", 3, &["mfa_serial", "\"a\""]);
-    let short = home("[profile a]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/a\nmfa_serial = abc\n");
+    let short = home(
+        "[profile a]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/a\nmfa_serial = abc\n",
+    );
     check(&short, "a", 3, &["mfa_serial"]);
 }
 
@@ -82,13 +104,19 @@ fn seed_not_base32() {
     h.set("TAPCRED_TOTP_SECRET", "this is not base32 !!!");
     check(&h, "mfa", 3, &["TAPCRED_TOTP_SECRET", "base32"]);
     let out = h.run(&["credential-process", "--profile", "mfa"]);
-    assert!(!out.stderr.contains("this is not"), "the seed must never be echoed");
+    assert!(
+        !out.stderr.contains("this is not"),
+        "the seed must never be echoed"
+    );
 }
 
 #[test]
 fn otpauth_uri_not_totp() {
     let mut h = home(MFA_PROFILE);
-    h.set("TAPCRED_TOTP_SECRET", "otpauth://hotp/AWS:me?secret=GEZDGNBVGY3TQOJQ&counter=3");
+    h.set(
+        "TAPCRED_TOTP_SECRET",
+        "otpauth://hotp/AWS:me?secret=GEZDGNBVGY3TQOJQ&counter=3",
+    );
     check(&h, "mfa", 3, &["TAPCRED_TOTP_SECRET", "TOTP"]);
 }
 
@@ -117,5 +145,6 @@ fn usage_errors_exit_2() {
 fn exec_refuses_to_nest() {
     let mut h = Home::design();
     h.set("TAPCRED_PROFILE", "outer");
-    h.run(&["exec", "--profile", "mfa", "--", "true"]).fails_with(2, &["outer", "already inside"]);
+    h.run(&["exec", "--profile", "mfa", "--", "true"])
+        .fails_with(2, &["outer", "already inside"]);
 }

@@ -147,7 +147,15 @@ fn design_toolkit_user_is_plain_static_keys() {
     assert!(r.steps.is_empty());
     assert_eq!(
         p.names(),
-        vec!["external", "long", "mfa", "mfa-b", "role-chain", "session", "toolkit-user"]
+        vec![
+            "external",
+            "long",
+            "mfa",
+            "mfa-b",
+            "role-chain",
+            "session",
+            "toolkit-user"
+        ]
     );
 }
 
@@ -186,7 +194,10 @@ fn role_to_role_chain_in_order_from_the_base() {
         "mfa_serial belongs to the mfa profile's step"
     );
     assert_eq!(second.profile, "role-chain");
-    assert_eq!(second.role_arn, "arn:aws:iam::111111111111:role/chained-role");
+    assert_eq!(
+        second.role_arn,
+        "arn:aws:iam::111111111111:role/chained-role"
+    );
     assert!(
         second.mfa.is_none(),
         "role-chain has no mfa_serial of its own"

@@ -9,7 +9,9 @@ pub const TAPCRED: &str = env!("CARGO_BIN_EXE_tapcred");
 
 /// The DESIGN.md example files (fixtures/aws/design).
 pub fn design_fixture(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/aws/design").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/aws/design")
+        .join(name);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -21,7 +23,10 @@ pub struct Home {
 
 impl Home {
     pub fn empty() -> Home {
-        Home { dir: tempfile::tempdir().unwrap(), env: Vec::new() }
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+            env: Vec::new(),
+        }
     }
 
     /// HOME with ~/.aws/config and ~/.aws/credentials from the DESIGN.md example.
@@ -126,21 +131,43 @@ impl From<Output> for Run {
 
 impl Run {
     pub fn ok(&self) -> &Self {
-        assert_eq!(self.code, 0, "expected success\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
     }
 
     /// The failure contract: exit `code`, nothing on stdout, exactly one stderr line
     /// `tapcred: error: …` containing every `needle`.
     pub fn fails_with(&self, code: i32, needles: &[&str]) -> &Self {
-        assert_eq!(self.code, code, "exit code\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
-        assert!(self.stdout.is_empty(), "stdout must stay empty on error: {:?}", self.stdout);
-        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "one clear line expected, got: {:?}", self.stderr);
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stdout.is_empty(),
+            "stdout must stay empty on error: {:?}",
+            self.stdout
+        );
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "one clear line expected, got: {:?}",
+            self.stderr
+        );
         assert!(lines[0].starts_with("tapcred: error: "), "{:?}", lines[0]);
         for n in needles {
             assert!(lines[0].contains(n), "{:?} should mention {n:?}", lines[0]);
