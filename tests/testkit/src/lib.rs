@@ -1,1 +1,2 @@
 //! Test doubles for tapcred.
+pub mod virtual_yubikey;
