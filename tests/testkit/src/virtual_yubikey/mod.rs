@@ -349,6 +349,8 @@ pub enum Fault {
     /// The card is pulled out: this and every later APDU gets an empty reply (no card)
     /// until [`VykHandle::reinsert`].
     Remove,
+    /// Process the APDU normally but only after this delay (a slow card).
+    Delay(Duration),
 }
 
 /// One APDU seen by the card, without its data (data may hold secrets).
@@ -411,7 +413,11 @@ struct TouchState {
     requests: u64,
     timeout: Duration,
     auto_press: Option<Duration>,
+    hook: Option<TouchHook>,
 }
+
+/// Called (on the card's thread) each time the card starts waiting for touch.
+pub type TouchHook = Arc<dyn Fn() + Send + Sync>;
 
 struct Shared {
     state: Mutex<CardState>,
@@ -580,6 +586,14 @@ impl VykHandle {
     pub fn set_touch_timeout(&self, timeout: Duration) {
         lock(&self.shared.touch).timeout = timeout;
     }
+    /// Run `hook` (on the card's thread, before it blocks) whenever the card starts
+    /// waiting for touch. The hook may call [`Button::press`].
+    pub fn on_touch_request(&self, hook: impl Fn() + Send + Sync + 'static) {
+        lock(&self.shared.touch).hook = Some(Arc::new(hook));
+    }
+    pub fn clear_touch_hook(&self) {
+        lock(&self.shared.touch).hook = None;
+    }
     /// Press the button automatically `delay` after each touch request (None = off).
     pub fn set_auto_press(&self, delay: Option<Duration>) {
         lock(&self.shared.touch).auto_press = delay;
@@ -659,6 +673,7 @@ impl VirtualYubiKey {
                     requests: 0,
                     timeout: config.touch_timeout,
                     auto_press: None,
+                    hook: None,
                 }),
                 touch_cv: Condvar::new(),
                 faults: Mutex::new(VecDeque::new()),
@@ -718,6 +733,7 @@ impl VirtualYubiKey {
                 self.handle().remove();
                 return Vec::new();
             }
+            Some(Fault::Delay(d)) => std::thread::sleep(d),
             _ => {}
         }
         let mut reply = self.process(apdu);
@@ -775,6 +791,11 @@ impl VirtualYubiKey {
         t.requests += 1;
         self.shared.touch_cv.notify_all();
         let timeout = t.timeout;
+        if let Some(hook) = t.hook.clone() {
+            drop(t);
+            hook();
+            t = lock(&self.shared.touch);
+        }
         let pressed = loop {
             if t.pressed {
                 break true;

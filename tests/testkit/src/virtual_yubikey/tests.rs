@@ -609,6 +609,10 @@ fn fault_injection() {
     assert_eq!(corrupted.len(), good.len());
     assert_ne!(corrupted, good);
     assert_eq!(card.transmit(&calc_all_apdu(&step(59))), good);
+    h.inject(Fault::Delay(Duration::from_millis(100)));
+    let start = Instant::now();
+    assert_eq!(card.transmit(&calc_all_apdu(&step(59))), good);
+    assert!(start.elapsed() >= Duration::from_millis(100));
     h.inject(Fault::Remove);
     assert!(card.transmit(&calc_all_apdu(&step(59))).is_empty());
     assert!(h.is_removed());
