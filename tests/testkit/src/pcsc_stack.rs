@@ -49,6 +49,12 @@ pub fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
+/// Print a skip notice straight to the process's stderr (libtest captures `eprintln!`
+/// of passing tests; a direct write is shown even without `--nocapture`).
+pub fn skip_notice(message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{message}");
+}
+
 /// Check what the stack needs. `Err` names the missing piece.
 pub fn prerequisites() -> Result<(), String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -238,7 +244,7 @@ impl PcscStack {
             if ci() {
                 panic!("{test}: CI=true but the pcscd stack cannot run: {missing}");
             }
-            eprintln!("SKIPPED {test}: real-pcscd test needs {missing}");
+            skip_notice(&format!("SKIPPED {test}: real-pcscd test needs {missing}"));
             return None;
         }
         match PcscStack::start() {

@@ -39,10 +39,10 @@ impl Judge {
             if pcsc_stack::ci() {
                 panic!("{test}: CI=true but {} is missing", ykman_path().display());
             }
-            eprintln!(
+            pcsc_stack::skip_notice(&format!(
                 "SKIPPED {test}: needs ykman at {} (set TAPCRED_VENV)",
                 ykman_path().display()
-            );
+            ));
             return None;
         }
         let mut stack = PcscStack::start_or_skip(test)?;
