@@ -270,6 +270,15 @@ fn ykman_lists_and_computes_the_same_codes() {
     );
     assert!(out.contains("[HOTP Account]"), "{out}");
     assert!(out.contains("[Requires Touch]"), "{out}");
+    // A USB ATR on a YubiKey-named reader: ykman sends extended APDUs.
+    assert!(
+        j.card
+            .vyk()
+            .history()
+            .iter()
+            .any(|r| r.extended && r.ins == 0xA4 && r.p1 == 0),
+        "ykman sent no extended CALCULATE_ALL"
+    );
     // CALCULATE_ALL does not move the HOTP counter.
     assert_eq!(j.card.vyk().hotp_counter("Counter:carol"), Some(0));
 
@@ -462,4 +471,37 @@ fn ykman_reports_full_key() {
     j.ok(&["oath", "accounts", "add", "Last:one", B32]);
     let err = j.fails(&["oath", "accounts", "add", "Too:many", B32]);
     assert!(err.contains("No space"), "{err}");
+}
+
+#[test]
+fn ykman_over_nfc_style_atr_uses_short_apdus() {
+    use tapcred_testkit::virtual_yubikey::NFC_ATR;
+    let mut config = VykConfig::new().serial(SERIAL).atr(&NFC_ATR);
+    for i in 0..12 {
+        config = config.account(Account::totp(
+            &format!("Short:user{i:02}-with-a-long-name@example.com"),
+            RFC_KEY,
+        ));
+    }
+    let Some(j) = Judge::start("ykman_over_nfc_style_atr_uses_short_apdus", config) else {
+        return;
+    };
+    let before = now();
+    let out = j.ok(&["oath", "accounts", "code"]);
+    let after = now();
+    let all = codes(&out);
+    assert_eq!(all.len(), 12, "{out}");
+    let expected = totp_candidates::<Hmac<Sha1>>(RFC_KEY, 30, 6, before, after);
+    assert!(all.iter().all(|(_, c)| expected.contains(c)), "{out}");
+    // The CALCULATE_ALL reply needed chaining; every command APDU was short.
+    let hist = j.card.vyk().history();
+    assert!(
+        hist.iter().any(|r| r.ins == 0xA5),
+        "expected response chaining"
+    );
+    assert!(
+        hist.iter().all(|r| !r.extended && r.len <= 261),
+        "extended APDU seen over NFC: {:?}",
+        hist.iter().map(|r| r.len).max()
+    );
 }

@@ -362,6 +362,8 @@ pub struct ApduRecord {
     pub p2: u8,
     /// Length of the whole command APDU.
     pub len: usize,
+    /// Whether it used the extended-length form (`00 Lc_hi Lc_lo` / `00 Le_hi Le_lo`).
+    pub extended: bool,
     /// Status word answered (`None` when the card was absent).
     pub sw: Option<u16>,
 }
@@ -717,6 +719,7 @@ impl VirtualYubiKey {
             p1: apdu.get(2).copied().unwrap_or(0),
             p2: apdu.get(3).copied().unwrap_or(0),
             len: apdu.len(),
+            extended: apdu::parse(apdu).is_ok_and(|c| c.extended),
             sw,
         });
         reply
