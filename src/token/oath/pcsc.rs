@@ -92,9 +92,17 @@ impl Backend for PcscBackend {
             match ctx.connect(&name, ShareMode::Exclusive, Protocols::ANY) {
                 Ok(card) => break card,
                 Err(pcsc::Error::NoSmartcard | pcsc::Error::RemovedCard) => return Ok(None),
-                Err(pcsc::Error::SharingViolation) if attempt < BUSY_RETRIES => {
+                // Busy (another program), or a card being inserted/removed right now:
+                // retry a bounded number of times.
+                Err(
+                    e @ (pcsc::Error::SharingViolation
+                    | pcsc::Error::NotTransacted
+                    | pcsc::Error::ResetCard
+                    | pcsc::Error::UnpoweredCard
+                    | pcsc::Error::UnresponsiveCard),
+                ) if attempt < BUSY_RETRIES => {
                     attempt += 1;
-                    tracing::debug!(%reader, attempt, "sharing violation, retrying");
+                    tracing::debug!(%reader, attempt, error = %e, "connect failed, retrying");
                     std::thread::sleep(BUSY_DELAY);
                 }
                 Err(e) => return Err(service_error(e, Some(reader))),
@@ -129,6 +137,12 @@ impl ApduTransport for PcscConnection {
             .ok_or_else(|| Error::internal("PC/SC connection used after close"))?;
         let mut buf = Zeroizing::new(vec![0u8; RECV_MAX]);
         match card.transmit(apdu, &mut buf) {
+            // No status word at all: the card went away mid-command (vpcd and some
+            // readers report removal this way instead of SCARD_W_REMOVED_CARD).
+            Ok(resp) if resp.len() < 2 => Err(Error::token(format!(
+                "the YubiKey in reader \"{}\" was removed or stopped answering during the operation; insert it and run again",
+                self.reader
+            ))),
             Ok(resp) => Ok(resp.to_vec()),
             Err(e) => Err(service_error(e, Some(&self.reader))),
         }
