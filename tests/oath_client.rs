@@ -664,3 +664,105 @@ fn put_and_delete_for_enrollment() {
     assert!(h.credential_ids().is_empty());
     assert_eq!(s.delete(b"nope").unwrap_err(), oath::OathError::NotFound);
 }
+
+/// Records every exchange (for the transcripts in `fixtures/apdu/`).
+struct Recorder<'a> {
+    card: &'a mut VirtualYubiKey,
+    lines: Vec<String>,
+}
+
+impl ApduTransport for Recorder<'_> {
+    fn transmit(&mut self, apdu: &[u8]) -> tapcred::Result<Vec<u8>> {
+        let reply = self.card.transmit(apdu);
+        self.lines
+            .push(format!("> {}", data_encoding::HEXLOWER.encode(apdu)));
+        self.lines
+            .push(format!("< {}", data_encoding::HEXLOWER.encode(&reply)));
+        Ok(reply)
+    }
+}
+
+/// The transcripts in `fixtures/apdu/` (replayed by the unit tests, which check every
+/// APDU the client sends against them) are the client's real conversation with the
+/// virtual YubiKey, byte for byte. `TAPCRED_RECORD_FIXTURES=1` rewrites them.
+#[test]
+fn fixtures_are_recorded_from_the_virtual_yubikey() {
+    use tapcred_testkit::virtual_yubikey::Algorithm;
+    type Scenario = fn(&mut Session<&mut Recorder<'_>>);
+    let salt = [0x4b, 0xb7, 0xa7, 0xfa, 0xd7, 0xaf, 0x40, 0x1b];
+    let cases: Vec<(&str, &str, VykConfig, Scenario)> = vec![
+        (
+            "calculate_rfc6238.txt",
+            "SELECT + CALCULATE (truncated) at t=59 for an 8-digit RFC 6238 credential: 94287082",
+            VykConfig::new()
+                .name_salt(salt)
+                .account(Account::totp(AWS_LABEL, RFC_KEY).digits(8)),
+            |s| {
+                s.calculate(
+                    AWS_LABEL.as_bytes(),
+                    &oath::session::totp_challenge(59, 30),
+                    false,
+                )
+                .unwrap();
+            },
+        ),
+        (
+            "calculate_all_mixed.txt",
+            "t=59: CALCULATE_ALL (40-byte chunks, 61xx + SEND REMAINING), then the 60-s credential again with its own step; touch and HOTP not calculated",
+            VykConfig::new()
+                .name_salt(salt)
+                .max_chunk(40)
+                .account(Account::totp(AWS_LABEL, RFC_KEY))
+                .account(Account::totp("ACME:slow", RFC_KEY).period(60))
+                .account(Account::totp("Touchy:bob", RFC_KEY).touch(true))
+                .account(Account::hotp("Counter:hotp", RFC_KEY, 0)),
+            |s| {
+                s.codes(59).unwrap();
+            },
+        ),
+        (
+            "list_chained.txt",
+            "LIST answered in 10-byte chunks (61xx + SEND REMAINING)",
+            VykConfig::new()
+                .name_salt(salt)
+                .max_chunk(10)
+                .account(Account::totp(AWS_LABEL, RFC_KEY))
+                .account(
+                    Account::totp("ACME:slow", RFC_KEY)
+                        .period(60)
+                        .algorithm(Algorithm::Sha256),
+                )
+                .account(
+                    Account::totp("Touchy:bob", RFC_KEY)
+                        .touch(true)
+                        .algorithm(Algorithm::Sha512),
+                )
+                .account(Account::hotp("Counter:hotp", RFC_KEY, 0)),
+            |s| {
+                s.list().unwrap();
+            },
+        ),
+    ];
+    let record = std::env::var_os("TAPCRED_RECORD_FIXTURES").is_some();
+    for (file, comment, cfg, scenario) in cases {
+        let path = format!("{}/fixtures/apdu/{file}", env!("CARGO_MANIFEST_DIR"));
+        let mut card = VirtualYubiKey::new(cfg);
+        let mut rec = Recorder {
+            card: &mut card,
+            lines: vec![format!("# {comment}")],
+        };
+        {
+            let mut s = Session::open(&mut rec, None).unwrap();
+            scenario(&mut s);
+        }
+        let text = rec.lines.join("\n") + "\n";
+        if record {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let stored = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            stored, text,
+            "{file} differs from the recorded conversation"
+        );
+    }
+}

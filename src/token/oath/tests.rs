@@ -125,8 +125,9 @@ fn codes_recalculate_other_periods_and_skip_touch_and_hotp() {
         (hotp.kind, hotp.touch, hotp.code.is_none()),
         (OathType::Hotp, None, true)
     );
-    // SELECT, CALCULATE_ALL, SEND REMAINING, CALCULATE for the 60-s one: no HOTP CALCULATE.
-    assert_eq!(s.exchanged(), 4);
+    // SELECT, CALCULATE_ALL, 2 × SEND REMAINING, CALCULATE for the 60-s one: no HOTP
+    // CALCULATE.
+    assert_eq!(s.exchanged(), 5);
     drop(s);
     assert!(t.done());
 }
@@ -515,7 +516,7 @@ fn touch_prompt_only_for_touch_credentials() {
             v.extend_from_slice(&[0x90, 0x00]);
             v
         }
-        (0xA2, _) => hex("760506c1397eea9000"),
+        (0xA2, _) => hex("76050641397eea9000"),
         _ => vec![0x6D, 0x00],
     }));
     let backend = Arc::new(MemBackend {
