@@ -259,6 +259,26 @@ fn password_from_env_from_prompt_wrong_and_missing() {
         rfc_totp(RFC_KEY, 59, 30, 6)
     );
 
+    // A touch during the prompt types an OTP: caught and asked again.
+    let (b, _) = one_key(cfg());
+    let ui = RecordingUi::new();
+    ui.secrets.lock().unwrap().extend([
+        "ccccccjlkgjdhtbhnlirvjgvgnhbtkvkbdkcjjulfngl".into(),
+        "hunter2".into(),
+    ]);
+    let mut src = oath::open_with(b, &no_env(), &settings(), ARN, &ui).unwrap();
+    assert!(
+        ui.events()
+            .iter()
+            .any(|e| matches!(e, UiEvent::Warn(w) if w.contains("looked like a YubiKey OTP"))),
+        "{:?}",
+        ui.events()
+    );
+    assert_eq!(
+        code_at(&mut src, 59, &ui).unwrap(),
+        rfc_totp(RFC_KEY, 59, 30, 6)
+    );
+
     // Wrong.
     let (b, _) = one_key(cfg());
     let env: HashMap<String, String> =

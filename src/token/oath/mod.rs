@@ -188,21 +188,40 @@ fn choose_key(backend: &dyn Backend, settings: &TokenSettings) -> Result<device:
 }
 
 /// The access key for a locked applet: `$TAPCRED_OATH_PASSWORD`, else asked on the
-/// terminal. `Ok(None)` when neither is available.
+/// terminal. `Ok(None)` when neither is available. A touch while the prompt is open makes
+/// the key type an OTP (32–64 modhex characters): that is caught and asked again.
 fn password_key(
     salt: &[u8],
     label: &str,
     env: &dyn EnvLookup,
     ui: &dyn Ui,
 ) -> Result<Option<Zeroizing<[u8; 16]>>> {
-    if let Some(pw) = env.var(PASSWORD_ENV) {
+    if let Some(pw) = env.var(PASSWORD_ENV).filter(|p| !p.is_empty()) {
         let pw = Zeroizing::new(pw);
         return Ok(Some(session::derive_key(pw.as_bytes(), salt)));
     }
     let prompt = format!("Password for the OATH applet of {label}: ");
-    Ok(ui
-        .ask_secret(&prompt)?
-        .map(|pw| session::derive_key(pw.expose_secret().as_bytes(), salt)))
+    for _ in 0..3 {
+        let Some(pw) = ui.ask_secret(&prompt)? else {
+            return Ok(None);
+        };
+        if looks_like_otp(pw.expose_secret()) {
+            ui.warn(&format!(
+                "that looked like a YubiKey OTP (the key was touched during the prompt); type the OATH password of {label}"
+            ));
+            continue;
+        }
+        return Ok(Some(session::derive_key(
+            pw.expose_secret().as_bytes(),
+            salt,
+        )));
+    }
+    Ok(None)
+}
+
+/// A Yubico OTP as typed by the key: 32 to 64 modhex characters.
+fn looks_like_otp(s: &str) -> bool {
+    (32..=64).contains(&s.len()) && s.bytes().all(|b| b"cbdefghijklnrtuv".contains(&b))
 }
 
 fn missing_password(label: &str) -> Error {
@@ -269,6 +288,7 @@ fn prepare(
         ))));
     }
     let period = CredentialId::parse(chosen, OathType::Totp).period;
+    tracing::debug!(account = chosen, key = %label, "OATH account chosen");
     Ok(OathSource {
         backend,
         reader,
