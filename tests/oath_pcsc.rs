@@ -63,7 +63,12 @@ fn oath_source_reads_the_right_code_through_pcscd() {
     let card = stack.insert(0, key(4242, RFC_KEY)).expect("insert card");
     let ui = RecordingUi::new();
     // The public entry point, i.e. the real PC/SC backend.
+    let t = Instant::now();
     let mut src = oath::open(&settings(None), ARN, &ui).expect("open");
+    eprintln!(
+        "open (find key, serial, SELECT, CALCULATE_ALL) through pcscd: {:?}",
+        t.elapsed()
+    );
     assert_eq!(src.serial(), Some(4242));
     assert_eq!(src.account(), AWS_LABEL);
     assert_eq!(src.reader(), reader_name(0));
@@ -106,6 +111,19 @@ fn oath_source_reads_the_right_code_through_pcscd() {
             UiEvent::TouchWait(format!("Touch your YubiKey (serial 4242) for {ARN}")),
             UiEvent::TouchDone(true)
         ]
+    );
+    // `auto` (no software seed, no terminal) picks the key's account.
+    let env: std::collections::HashMap<String, String> = Default::default();
+    let mut auto = tapcred::token::select(&settings(None), ARN, &env, &RecordingUi::new())
+        .expect("auto finds the OATH account");
+    assert!(
+        auto.describe().contains("YubiKey 4242"),
+        "{}",
+        auto.describe()
+    );
+    assert_eq!(
+        &*auto.code(&req(59), &RecordingUi::new()).unwrap().digits,
+        &rfc_totp(RFC_KEY, 59, 30, 6)
     );
     let devices = oath::list_devices(&RecordingUi::new()).expect("devices");
     assert_eq!(devices.len(), 1, "the empty second vpcd slot is skipped");

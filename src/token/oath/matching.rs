@@ -231,6 +231,35 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the names, the choice is one of the TOTP accounts (or an error), and
+        /// a configured name is honoured exactly.
+        #[test]
+        fn choice_is_always_a_present_totp_account(
+            names in proptest::collection::vec("[a-zA-Z0-9 :@/]{0,24}", 0..6),
+            hotp in proptest::collection::vec(proptest::bool::ANY, 6),
+            serial in "(arn:aws:iam::[0-9]{12}:mfa/[a-z]{1,5})|[a-z@:]{0,12}",
+        ) {
+            let accts: Vec<Candidate<'_>> = names
+                .iter()
+                .zip(&hotp)
+                .map(|(n, h)| Candidate { name: n, kind: if *h { OathType::Hotp } else { OathType::Totp } })
+                .collect();
+            if let Ok(name) = choose(&accts, None, &serial) {
+                proptest::prop_assert!(accts.iter().any(|c| c.name == name && c.kind == OathType::Totp));
+            }
+            if let Some(first) = accts.first() {
+                match choose(&accts, Some(first.name), &serial) {
+                    Ok(n) => proptest::prop_assert_eq!(n, first.name),
+                    Err(MatchError::ConfiguredHotp { .. }) => {
+                        proptest::prop_assert!(accts.iter().any(|c| c.name == first.name && c.kind == OathType::Hotp))
+                    }
+                    Err(e) => proptest::prop_assert!(false, "{:?}", e),
+                }
+            }
+        }
+    }
+
     #[test]
     fn no_match_lists_present_accounts() {
         match choose(&[t("GitHub:alice"), t("alicex@1")], None, ARN) {
