@@ -140,6 +140,10 @@ pub struct ApduClient<T: ApduTransport> {
     /// Largest extended APDU the key takes, when extended APDUs are in use.
     extended: Option<usize>,
     exchanged: usize,
+    /// YubiKey 4.2.0–4.2.6 over USB: when the last response was longer than 54 bytes and
+    /// the next command follows within 2 s, send a dummy `00 00 00 00` first (A.1).
+    quirk_42: bool,
+    last_long: Option<std::time::Instant>,
 }
 
 impl<T: ApduTransport> ApduClient<T> {
@@ -148,10 +152,17 @@ impl<T: ApduTransport> ApduClient<T> {
             transport,
             extended: None,
             exchanged: 0,
+            quirk_42: false,
+            last_long: None,
         }
     }
 
     /// Use extended-length APDUs of at most `max` bytes (`None`: short APDUs + chaining).
+    /// Enable the YubiKey 4.2.0–4.2.6 USB workaround (see `quirk_42`).
+    pub fn set_yk42_quirk(&mut self, on: bool) {
+        self.quirk_42 = on;
+    }
+
     pub fn set_extended(&mut self, max: Option<usize>) {
         self.extended = max;
     }
@@ -174,12 +185,25 @@ impl<T: ApduTransport> ApduClient<T> {
     }
 
     fn exchange(&mut self, apdu: &[u8]) -> Result<Response, OathError> {
+        if self.quirk_42
+            && self
+                .last_long
+                .take()
+                .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(2))
+        {
+            self.exchanged += 1;
+            // The answer to the dummy APDU is irrelevant.
+            let _ = self.transport.transmit(&[0, 0, 0, 0]);
+        }
         self.exchanged += 1;
         let raw = Zeroizing::new(
             self.transport
                 .transmit(apdu)
                 .map_err(OathError::Transport)?,
         );
+        if self.quirk_42 && raw.len() > 54 + 2 {
+            self.last_long = Some(std::time::Instant::now());
+        }
         if raw.len() < 2 {
             return Err(OathError::Malformed(format!(
                 "a {}-byte response without a status word",
@@ -326,6 +350,27 @@ mod tests {
         let r = c.send(&Command::new(0x01, 0, 0, vec![0; 300])).unwrap();
         assert_eq!(r.sw, 0x6A84);
         assert_eq!(t.sent.len(), 1);
+    }
+
+    #[test]
+    fn yk42_quirk_sends_a_dummy_apdu_after_long_responses() {
+        let mut t = Canned {
+            sent: vec![],
+            replies: vec![
+                [vec![0xAA; 60], vec![0x90, 0x00]].concat(),
+                vec![0x6D, 0x00],
+                vec![0x90, 0x00],
+                vec![0x90, 0x00],
+            ],
+        };
+        let mut c = ApduClient::new(&mut t);
+        c.set_yk42_quirk(true);
+        c.send(&Command::new(0xA1, 0, 0, vec![])).unwrap();
+        let r = c.send(&Command::new(0xA4, 0, 1, vec![1])).unwrap();
+        assert_eq!(r.sw, SW_OK, "the dummy's answer is not the command's");
+        c.send(&Command::new(0xA1, 0, 0, vec![])).unwrap();
+        assert_eq!(t.sent[1], vec![0, 0, 0, 0]);
+        assert_eq!(t.sent.len(), 4, "no dummy after a short response");
     }
 
     #[test]

@@ -437,11 +437,14 @@ impl<T: ApduTransport> Session<T> {
         }
         self.info = parse_select(&r.data)?;
         self.unlocked = false;
-        if let (Some(max), Some([major, minor, _])) = (self.extended_max, self.info.version)
+        if let (Some(max), Some([major, minor, patch])) = (self.extended_max, self.info.version)
             && major >= 4
         {
             let limit = if major == 4 && minor < 3 { 2038 } else { 3062 };
             self.client.set_extended(Some(max.min(limit)));
+            // YubiKey 4.2.0–4.2.6 over USB (the transport offers extended APDUs only on USB).
+            self.client
+                .set_yk42_quirk(major == 4 && minor == 2 && patch <= 6);
         }
         Ok(&self.info)
     }

@@ -557,3 +557,29 @@ fn touch_prompt_only_for_touch_credentials() {
     );
     assert_eq!(src.last_apdu_count(), 2);
 }
+
+#[test]
+fn yubikey_4_2_usb_gets_the_dummy_apdu_and_5_x_does_not() {
+    for (version, want_dummy) in [("040205", true), ("040207", false), ("050403", false)] {
+        let select = hex(&format!("7903{version}71084bb7a7fad7af401b9000"));
+        let mut t = Responder {
+            f: move |a: &[u8]| match (a[1], a[2]) {
+                (0xA4, 0x04) => select.clone(),
+                (0xA4, 0x00) => {
+                    let mut v = Vec::new();
+                    tlv::write(&mut v, 0x71, &[b'x'; 60]);
+                    v.extend_from_slice(&hex("76050600000001 9000"));
+                    v
+                }
+                _ => hex("7605060000002a9000"),
+            },
+            sent: vec![],
+        };
+        let mut s = Session::open(&mut t, Some(3062)).unwrap();
+        s.calculate_all(&[0; 8]).unwrap();
+        s.calculate(b"x", &[0; 8], false).unwrap();
+        drop(s);
+        let dummies = t.sent.iter().filter(|a| a[..] == [0, 0, 0, 0]).count();
+        assert_eq!(dummies, want_dummy as usize, "firmware {version}");
+    }
+}
