@@ -55,12 +55,14 @@ fn service_error(e: pcsc::Error, reader: Option<&str>) -> Error {
             Error::token(format!("cannot reach a YubiKey: {}", no_service_hint()))
         }
         pcsc::Error::SharingViolation => Error::token(busy_hint(reader.unwrap_or("?"))),
-        pcsc::Error::RemovedCard | pcsc::Error::NoSmartcard | pcsc::Error::ResetCard => {
-            Error::token(format!(
-                "the YubiKey in reader \"{}\" was removed or reset during the operation; insert it and run again",
-                reader.unwrap_or("?")
-            ))
-        }
+        pcsc::Error::RemovedCard
+        | pcsc::Error::NoSmartcard
+        | pcsc::Error::ResetCard
+        | pcsc::Error::UnknownReader
+        | pcsc::Error::ReaderUnavailable => Error::token(format!(
+            "the YubiKey in reader \"{}\" was removed or reset during the operation; insert it and run again",
+            reader.unwrap_or("?")
+        )),
         other => Error::token(format!(
             "PC/SC error{}: {other}; unplug and re-insert the YubiKey and run again",
             reader
@@ -91,7 +93,13 @@ impl Backend for PcscBackend {
         let card = loop {
             match ctx.connect(&name, ShareMode::Exclusive, Protocols::ANY) {
                 Ok(card) => break card,
-                Err(pcsc::Error::NoSmartcard | pcsc::Error::RemovedCard) => return Ok(None),
+                // No card, or the key (and with it its reader) was just unplugged.
+                Err(
+                    pcsc::Error::NoSmartcard
+                    | pcsc::Error::RemovedCard
+                    | pcsc::Error::UnknownReader
+                    | pcsc::Error::ReaderUnavailable,
+                ) => return Ok(None),
                 // Busy (another program), or a card being inserted/removed right now:
                 // retry a bounded number of times.
                 Err(
