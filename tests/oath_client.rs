@@ -786,3 +786,87 @@ fn fixtures_are_recorded_from_the_virtual_yubikey() {
         );
     }
 }
+
+fn aws_cred(touch: bool) -> NewCredential {
+    NewCredential {
+        id: CredentialId {
+            period: 30,
+            issuer: Some("Amazon Web Services".into()),
+            account: "alice@111111111111".into(),
+        },
+        kind: OathType::Totp,
+        algo: HashAlgo::Sha1,
+        digits: 6,
+        // Base32 of RFC_KEY.
+        secret: oath::session::decode_base32_secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(),
+        touch,
+        counter: 0,
+    }
+}
+
+#[test]
+fn add_and_delete_accounts_for_enroll() {
+    let (b, h) = one_key(
+        VykConfig::new()
+            .password("pw")
+            .account(Account::totp("GitHub:alice", RFC_KEY)),
+    );
+    let env: HashMap<String, String> =
+        [("TAPCRED_OATH_PASSWORD".to_owned(), "pw".to_owned())].into();
+    let ui = RecordingUi::new();
+    let added =
+        oath::add_account_with(&*b, &env, &settings(), &aws_cred(false), false, &ui).unwrap();
+    assert_eq!(added.name, AWS_LABEL);
+    assert_eq!(added.serial, Some(12345678));
+    assert!(!added.replaced);
+    // The stored seed gives RFC 6238 codes through the token source.
+    let mut src = oath::open_with(b.clone(), &env, &settings(), ARN, &ui).unwrap();
+    assert_eq!(
+        code_at(&mut src, 59, &ui).unwrap(),
+        rfc_totp(RFC_KEY, 59, 30, 6)
+    );
+    // No silent overwrite; an explicit one is reported.
+    let err =
+        oath::add_account_with(&*b, &env, &settings(), &aws_cred(true), false, &ui).unwrap_err();
+    assert!(err.message().contains("already exists"), "{err}");
+    let again = oath::add_account_with(&*b, &env, &settings(), &aws_cred(true), true, &ui).unwrap();
+    assert!(again.replaced);
+    assert_eq!(h.requires_touch(AWS_LABEL), Some(true));
+    // Delete: unknown names are an error listing what is there.
+    let err = oath::delete_account_with(&*b, &env, &settings(), "nope", &ui).unwrap_err();
+    assert!(err.message().contains("\"GitHub:alice\""), "{err}");
+    oath::delete_account_with(&*b, &env, &settings(), AWS_LABEL, &ui).unwrap();
+    assert_eq!(h.credential_ids(), vec!["GitHub:alice".to_owned()]);
+    // Without the password nothing is changed.
+    let err =
+        oath::delete_account_with(&*b, &no_env(), &settings(), "GitHub:alice", &ui).unwrap_err();
+    assert!(err.message().contains("TAPCRED_OATH_PASSWORD"), "{err}");
+    assert_eq!(h.credential_ids().len(), 1);
+}
+
+#[test]
+fn enroll_respects_firmware_limits() {
+    let ui = RecordingUi::new();
+    // Touch needs 4.2.6.
+    let (b, h) = one_key(VykConfig::new().firmware(4, 2, 5));
+    let err = oath::add_account_with(&*b, &no_env(), &settings(), &aws_cred(true), false, &ui)
+        .unwrap_err();
+    assert!(err.message().contains("4.2.6"), "{err}");
+    assert!(h.credential_ids().is_empty());
+    // 4.0 < fw < 4.3.5: a new name that is a prefix of an existing one is refused.
+    let (b, h) = one_key(VykConfig::new().firmware(4, 3, 4).account(Account::totp(
+        "Amazon Web Services:alice@1111111111112",
+        RFC_KEY,
+    )));
+    let err = oath::add_account_with(&*b, &no_env(), &settings(), &aws_cred(false), false, &ui)
+        .unwrap_err();
+    assert!(err.message().contains("firmware bug"), "{err}");
+    assert_eq!(h.credential_ids().len(), 1);
+    // A name too long for the key is a usage error, nothing sent.
+    let (b, h) = one_key(VykConfig::new());
+    let mut long = aws_cred(false);
+    long.id.account = "x".repeat(70);
+    let err = oath::add_account_with(&*b, &no_env(), &settings(), &long, false, &ui).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Usage, "{err}");
+    assert!(h.credential_ids().is_empty());
+}

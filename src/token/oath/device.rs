@@ -144,6 +144,13 @@ fn transport_only(e: super::fault::OathError) -> Error {
     }
 }
 
+/// Where a chosen key is, once its connection has moved into a session.
+#[derive(Debug, Clone)]
+pub struct FoundKeyInfo {
+    pub reader: String,
+    pub serial: Option<u32>,
+}
+
 /// A key found in a reader, connected.
 pub struct FoundKey {
     pub reader: String,
