@@ -189,7 +189,7 @@ fn boto_caller(test: &str, h: &ClientHome) -> Option<serde_json::Value> {
     if !clients::require(
         test,
         &format!(
-            "{} with boto3/botocore (set TAPCRED_VENV)",
+            "{} with boto3/botocore (missing or not executable by this user; set TAPCRED_VENV)",
             python.display()
         ),
         python.is_file(),
