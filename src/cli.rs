@@ -93,11 +93,23 @@ pub enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
-    /// Print the current one-time code for a profile's MFA device.
+    /// Print the current one-time code for a profile's MFA device (or a YubiKey OATH account).
     Code {
         #[command(flatten)]
         profile: ProfileArgs,
+        /// An OATH account on the YubiKey instead of a profile's mfa_serial.
+        #[arg(long, conflicts_with = "profile")]
+        account: Option<String>,
+        /// Which YubiKey, with --account, when several are plugged in.
+        #[arg(long, requires = "account")]
+        serial: Option<u32>,
         /// Print JSON instead of the bare code.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List YubiKeys: serial, firmware, form factor, OATH accounts (touch, locked).
+    Devices {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -185,9 +197,16 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             ctx,
             &mut stdout,
         ),
-        Cmd::Code { profile, json } => {
+        Cmd::Code {
+            account: Some(account),
+            serial,
+            json,
+            ..
+        } => commands::code::run_account(&account, serial, json, ctx, &mut stdout),
+        Cmd::Code { profile, json, .. } => {
             commands::code::run(&profile.name(ctx.env), json, ctx, &mut stdout)
         }
+        Cmd::Devices { json } => commands::devices::run(json, ctx, &mut stdout),
         Cmd::Sessions { action, json } => match action {
             None => commands::sessions::list(json, ctx, &mut stdout),
             Some(SessionsCmd::Clear { profile }) => {
@@ -222,6 +241,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

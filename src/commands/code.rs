@@ -7,6 +7,31 @@ use crate::commands::Ctx;
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::profile::{Mfa, Step};
+use crate::token::{TokenSettings, oath};
+
+/// `--account NAME`: straight from the YubiKey's OATH applet, no profile needed.
+pub fn run_account(
+    account: &str,
+    serial: Option<u32>,
+    json: bool,
+    ctx: &Ctx<'_>,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    let settings = TokenSettings {
+        yubikey_serial: serial,
+        profile: "(none)".into(),
+        ..Default::default()
+    };
+    let (name, code) = oath::code_for(account, &settings, ctx.ui)?;
+    let left = code.window_end.saturating_sub(crate::clock::now_unix());
+    let text = if json {
+        serde_json::json!({ "account": name, "code": code.digits.as_str(), "valid_for_seconds": left }).to_string()
+    } else {
+        code.digits.to_string()
+    };
+    writeln!(out, "{text}").map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+    Ok(0)
+}
 
 pub fn run(profile: &str, json: bool, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
     let resolved = engine::load_profile(profile, ctx.env)?;

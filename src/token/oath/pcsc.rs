@@ -1,0 +1,174 @@
+//! The real transport: PC/SC through pcscd (Linux/BSD), CryptoTokenKit (macOS) or WinSCard.
+//! Exclusive connections with a bounded retry on sharing violations, disconnect with
+//! `LeaveCard` so the key keeps its state, and a remediation hint per failure.
+
+use std::ffi::CString;
+use std::time::Duration;
+
+use pcsc::{Context, Disposition, Protocols, Scope, ShareMode};
+use zeroize::Zeroizing;
+
+use super::apdu::ApduTransport;
+use super::device::{Backend, Connection};
+use crate::error::{Error, Result};
+
+/// Sharing violations are retried this many times, this far apart (1 s in all).
+const BUSY_RETRIES: u32 = 5;
+const BUSY_DELAY: Duration = Duration::from_millis(200);
+/// Receive buffer: the largest extended response plus SW.
+const RECV_MAX: usize = 65536 + 2;
+
+/// The PC/SC backend.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PcscBackend;
+
+impl PcscBackend {
+    pub fn new() -> Self {
+        PcscBackend
+    }
+
+    fn context(&self) -> Result<Context> {
+        Context::establish(Scope::User).map_err(|e| service_error(e, None))
+    }
+}
+
+/// The hint when the PC/SC service is missing, for this OS.
+pub fn no_service_hint() -> &'static str {
+    if cfg!(target_os = "macos") {
+        "the macOS smart-card service is not answering; unplug and re-insert the YubiKey (PC/SC is built into macOS, nothing to install)"
+    } else if cfg!(windows) {
+        "the Windows Smart Card service is not running; start it with `sc start SCardSvr` (as administrator)"
+    } else {
+        "pcscd (the PC/SC smart-card daemon) is not running; install and start it: Debian/Ubuntu `sudo apt install pcscd && sudo systemctl start pcscd.socket`, Fedora `sudo dnf install pcsc-lite && sudo systemctl start pcscd.socket`, Arch `sudo pacman -S pcsclite ccid && sudo systemctl start pcscd.socket` (macOS has PC/SC built in)"
+    }
+}
+
+fn busy_hint(reader: &str) -> String {
+    format!(
+        "the YubiKey in reader \"{reader}\" is held by another program (usually gpg-agent's scdaemon, or another tapcred or ykman still running); release it with `gpgconf --kill scdaemon` (or put `disable-ccid` in ~/.gnupg/scdaemon.conf), close the other program, and run again"
+    )
+}
+
+fn service_error(e: pcsc::Error, reader: Option<&str>) -> Error {
+    match e {
+        pcsc::Error::NoService | pcsc::Error::ServiceStopped => {
+            Error::token(format!("cannot reach a YubiKey: {}", no_service_hint()))
+        }
+        pcsc::Error::SharingViolation => Error::token(busy_hint(reader.unwrap_or("?"))),
+        pcsc::Error::RemovedCard
+        | pcsc::Error::NoSmartcard
+        | pcsc::Error::ResetCard
+        | pcsc::Error::UnknownReader
+        | pcsc::Error::ReaderUnavailable => Error::token(format!(
+            "the YubiKey in reader \"{}\" was removed or reset during the operation; insert it and run again",
+            reader.unwrap_or("?")
+        )),
+        other => Error::token(format!(
+            "PC/SC error{}: {other}; unplug and re-insert the YubiKey and run again",
+            reader
+                .map(|r| format!(" on reader \"{r}\""))
+                .unwrap_or_default()
+        )),
+    }
+}
+
+impl Backend for PcscBackend {
+    fn readers(&self) -> Result<Vec<String>> {
+        let ctx = self.context()?;
+        match ctx.list_readers_owned() {
+            Ok(names) => Ok(names
+                .into_iter()
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect()),
+            Err(pcsc::Error::NoReadersAvailable) => Ok(Vec::new()),
+            Err(e) => Err(service_error(e, None)),
+        }
+    }
+
+    fn connect(&self, reader: &str) -> Result<Option<Box<dyn Connection>>> {
+        let ctx = self.context()?;
+        let name = CString::new(reader)
+            .map_err(|_| Error::token(format!("reader name \"{reader}\" contains a NUL byte")))?;
+        let mut attempt = 0;
+        let card = loop {
+            match ctx.connect(&name, ShareMode::Exclusive, Protocols::ANY) {
+                Ok(card) => break card,
+                // No card, or the key (and with it its reader) was just unplugged.
+                Err(
+                    pcsc::Error::NoSmartcard
+                    | pcsc::Error::RemovedCard
+                    | pcsc::Error::UnknownReader
+                    | pcsc::Error::ReaderUnavailable,
+                ) => return Ok(None),
+                // Busy (another program), or a card being inserted/removed right now:
+                // retry a bounded number of times.
+                Err(
+                    e @ (pcsc::Error::SharingViolation
+                    | pcsc::Error::NotTransacted
+                    | pcsc::Error::ResetCard
+                    | pcsc::Error::UnpoweredCard
+                    | pcsc::Error::UnresponsiveCard),
+                ) if attempt < BUSY_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(%reader, attempt, error = %e, "connect failed, retrying");
+                    std::thread::sleep(BUSY_DELAY);
+                }
+                Err(e) => return Err(service_error(e, Some(reader))),
+            }
+        };
+        let atr = card
+            .status2_owned()
+            .map(|s| s.atr().to_vec())
+            .unwrap_or_default();
+        // ATR[1] high nibble F = USB (ykman's rule); NFC links take short APDUs only.
+        let usb = atr.get(1).is_some_and(|b| b & 0xF0 == 0xF0);
+        Ok(Some(Box::new(PcscConnection {
+            card: Some(card),
+            reader: reader.to_owned(),
+            extended: usb.then_some(3062),
+        })))
+    }
+}
+
+/// One exclusive connection; dropped with `LeaveCard` (no reset).
+pub struct PcscConnection {
+    card: Option<pcsc::Card>,
+    reader: String,
+    extended: Option<usize>,
+}
+
+impl ApduTransport for PcscConnection {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>> {
+        let card = self
+            .card
+            .as_ref()
+            .ok_or_else(|| Error::internal("PC/SC connection used after close"))?;
+        let mut buf = Zeroizing::new(vec![0u8; RECV_MAX]);
+        match card.transmit(apdu, &mut buf) {
+            // No status word at all: the card went away mid-command (vpcd and some
+            // readers report removal this way instead of SCARD_W_REMOVED_CARD).
+            Ok(resp) if resp.len() < 2 => Err(Error::token(format!(
+                "the YubiKey in reader \"{}\" was removed or stopped answering during the operation; insert it and run again",
+                self.reader
+            ))),
+            Ok(resp) => Ok(resp.to_vec()),
+            Err(e) => Err(service_error(e, Some(&self.reader))),
+        }
+    }
+}
+
+impl Connection for PcscConnection {
+    fn extended_max(&self) -> Option<usize> {
+        self.extended
+    }
+}
+
+impl Drop for PcscConnection {
+    fn drop(&mut self) {
+        if let Some(card) = self.card.take()
+            && let Err((_card, e)) = card.disconnect(Disposition::LeaveCard)
+        {
+            tracing::debug!(reader = %self.reader, error = %e, "disconnect failed");
+        }
+    }
+}
