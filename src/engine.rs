@@ -24,7 +24,7 @@ use crate::clock;
 use crate::credentials::Credentials;
 use crate::error::{Error, ErrorKind, Result};
 use crate::profile::{AwsFiles, Mfa, Profiles, ResolvedProfile, RoleStep, Step};
-use crate::sts::{self, CallContext, MfaCode, Sts, StsTarget};
+use crate::sts::{self, CallContext, MfaCode, Sts, StsApi, StsTarget};
 use crate::token::{self, Code, CodeRequest, EnvLookup, TokenSource};
 use crate::ui::Ui;
 
@@ -166,47 +166,6 @@ fn now_f64() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-/// The two STS calls the engine makes (a trait so the flow is tested without a network).
-pub trait StsApi {
-    fn get_session_token(
-        &self,
-        creds: &Credentials,
-        mfa: Option<MfaCode<'_>>,
-        duration_seconds: Option<u32>,
-        ctx: CallContext<'_>,
-    ) -> Result<Credentials>;
-    fn assume_role(
-        &self,
-        creds: &Credentials,
-        role: &RoleStep,
-        mfa: Option<MfaCode<'_>>,
-        duration_seconds: Option<u32>,
-        ctx: CallContext<'_>,
-    ) -> Result<Credentials>;
-}
-
-impl StsApi for Sts {
-    fn get_session_token(
-        &self,
-        creds: &Credentials,
-        mfa: Option<MfaCode<'_>>,
-        duration_seconds: Option<u32>,
-        ctx: CallContext<'_>,
-    ) -> Result<Credentials> {
-        Sts::get_session_token(self, creds, mfa, duration_seconds, ctx)
-    }
-    fn assume_role(
-        &self,
-        creds: &Credentials,
-        role: &RoleStep,
-        mfa: Option<MfaCode<'_>>,
-        duration_seconds: Option<u32>,
-        ctx: CallContext<'_>,
-    ) -> Result<Credentials> {
-        Sts::assume_role(self, creds, role, mfa, duration_seconds, ctx)
-    }
 }
 
 /// Creates the STS client on first use (the warm path never does).

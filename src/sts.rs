@@ -135,72 +135,6 @@ impl Sts {
         aws_sdk_sts::Client::from_conf(b.build())
     }
 
-    pub fn assume_role(
-        &self,
-        creds: &Credentials,
-        role: &RoleStep,
-        mfa: Option<MfaCode<'_>>,
-        duration_seconds: Option<u32>,
-        ctx: CallContext<'_>,
-    ) -> Result<Credentials> {
-        let session_name = role
-            .role_session_name
-            .clone()
-            .unwrap_or_else(default_session_name);
-        let mut req = self
-            .client(creds)
-            .assume_role()
-            .role_arn(&role.role_arn)
-            .role_session_name(session_name)
-            .set_external_id(role.external_id.clone())
-            .set_duration_seconds(duration_seconds.map(|d| d as i32));
-        if let Some(m) = mfa {
-            req = req.serial_number(m.serial).token_code(m.code);
-        }
-        tracing::info!(
-            profile = ctx.profile,
-            signer = ctx.signer,
-            role = %role.role_arn,
-            mfa_serial = mfa.map(|m| m.serial),
-            duration = duration_seconds,
-            endpoint = %self.target.describe(),
-            "STS AssumeRole"
-        );
-        let out = self.rt.block_on(req.send()).map_err(|e| {
-            self.map_error(e, ctx, Some(role), mfa.map(|m| m.serial), duration_seconds)
-        })?;
-        convert(out.credentials, &self.target)
-    }
-
-    pub fn get_session_token(
-        &self,
-        creds: &Credentials,
-        mfa: Option<MfaCode<'_>>,
-        duration_seconds: Option<u32>,
-        ctx: CallContext<'_>,
-    ) -> Result<Credentials> {
-        let mut req = self
-            .client(creds)
-            .get_session_token()
-            .set_duration_seconds(duration_seconds.map(|d| d as i32));
-        if let Some(m) = mfa {
-            req = req.serial_number(m.serial).token_code(m.code);
-        }
-        tracing::info!(
-            profile = ctx.profile,
-            signer = ctx.signer,
-            mfa_serial = mfa.map(|m| m.serial),
-            duration = duration_seconds,
-            endpoint = %self.target.describe(),
-            "STS GetSessionToken"
-        );
-        let out = self
-            .rt
-            .block_on(req.send())
-            .map_err(|e| self.map_error(e, ctx, None, mfa.map(|m| m.serial), duration_seconds))?;
-        convert(out.credentials, &self.target)
-    }
-
     pub fn get_caller_identity(
         &self,
         creds: &Credentials,
@@ -268,6 +202,94 @@ impl Sts {
                 ctx.profile
             )),
         }
+    }
+}
+
+/// The two STS calls the engine makes: a trait so the engine's flow is tested without a
+/// network (`engine::tests` has a strict fake).
+pub trait StsApi {
+    fn assume_role(
+        &self,
+        creds: &Credentials,
+        role: &RoleStep,
+        mfa: Option<MfaCode<'_>>,
+        duration_seconds: Option<u32>,
+        ctx: CallContext<'_>,
+    ) -> Result<Credentials>;
+    fn get_session_token(
+        &self,
+        creds: &Credentials,
+        mfa: Option<MfaCode<'_>>,
+        duration_seconds: Option<u32>,
+        ctx: CallContext<'_>,
+    ) -> Result<Credentials>;
+}
+
+impl StsApi for Sts {
+    fn assume_role(
+        &self,
+        creds: &Credentials,
+        role: &RoleStep,
+        mfa: Option<MfaCode<'_>>,
+        duration_seconds: Option<u32>,
+        ctx: CallContext<'_>,
+    ) -> Result<Credentials> {
+        let session_name = role
+            .role_session_name
+            .clone()
+            .unwrap_or_else(default_session_name);
+        let mut req = self
+            .client(creds)
+            .assume_role()
+            .role_arn(&role.role_arn)
+            .role_session_name(session_name)
+            .set_external_id(role.external_id.clone())
+            .set_duration_seconds(duration_seconds.map(|d| d as i32));
+        if let Some(m) = mfa {
+            req = req.serial_number(m.serial).token_code(m.code);
+        }
+        tracing::info!(
+            profile = ctx.profile,
+            signer = ctx.signer,
+            role = %role.role_arn,
+            mfa_serial = mfa.map(|m| m.serial),
+            duration = duration_seconds,
+            endpoint = %self.target.describe(),
+            "STS AssumeRole"
+        );
+        let out = self.rt.block_on(req.send()).map_err(|e| {
+            self.map_error(e, ctx, Some(role), mfa.map(|m| m.serial), duration_seconds)
+        })?;
+        convert(out.credentials, &self.target)
+    }
+
+    fn get_session_token(
+        &self,
+        creds: &Credentials,
+        mfa: Option<MfaCode<'_>>,
+        duration_seconds: Option<u32>,
+        ctx: CallContext<'_>,
+    ) -> Result<Credentials> {
+        let mut req = self
+            .client(creds)
+            .get_session_token()
+            .set_duration_seconds(duration_seconds.map(|d| d as i32));
+        if let Some(m) = mfa {
+            req = req.serial_number(m.serial).token_code(m.code);
+        }
+        tracing::info!(
+            profile = ctx.profile,
+            signer = ctx.signer,
+            mfa_serial = mfa.map(|m| m.serial),
+            duration = duration_seconds,
+            endpoint = %self.target.describe(),
+            "STS GetSessionToken"
+        );
+        let out = self
+            .rt
+            .block_on(req.send())
+            .map_err(|e| self.map_error(e, ctx, None, mfa.map(|m| m.serial), duration_seconds))?;
+        convert(out.credentials, &self.target)
     }
 }
 
