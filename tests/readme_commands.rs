@@ -1,0 +1,249 @@
+//! Every command in README's `sh` blocks, run as a newcomer would, against the doubles: the
+//! strict STS double for STS, the virtual YubiKey through a real pcscd for the YubiKey (a
+//! software seed when that stack cannot start outside CI), the real AWS CLI as the SDK. Stand-ins
+//! for programs that are not ours (`terraform`, `my-daemon`, `./deploy.sh`) call the AWS CLI,
+//! which reads the credentials the same way those programs would. A README command that is
+//! neither run nor listed in NOT_RUN with a reason fails the test.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tapcred_testkit::pcsc_stack::PcscStack;
+use tapcred_testkit::sts_double::{StsDouble, design};
+use tapcred_testkit::virtual_yubikey::{Account, VirtualYubiKey, VykConfig};
+
+/// Commands shown in README that this harness does not run, and where they are exercised.
+const NOT_RUN: &[(&str, &str)] = &[
+    (
+        "sudo CI=true bash .ci/run",
+        "the CI entry point, which runs this test",
+    ),
+    (
+        "sudo apt install",
+        "package installation: done by .ci/run on every CI machine",
+    ),
+    (
+        "cargo install --path .",
+        "a release build of this crate; CI builds and tests the same crate",
+    ),
+    (
+        "ykman oath accounts add",
+        "Yubico's tool writing to a key: tests/testkit/tests/ykman_judge.rs runs `ykman oath accounts add` against the virtual YubiKey",
+    ),
+];
+
+fn readme_commands() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut out = Vec::new();
+    let mut in_sh = false;
+    let mut pending = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with("```") {
+            in_sh = !in_sh && t == "```sh";
+            continue;
+        }
+        if !in_sh || t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if let Some(head) = t.strip_suffix('\\') {
+            pending.push_str(head);
+            continue;
+        }
+        pending.push_str(t);
+        out.push(std::mem::take(&mut pending));
+    }
+    out
+}
+
+fn write_exec(path: &Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+struct Sandbox {
+    home: common::Home,
+    shims: PathBuf,
+    double: StsDouble,
+    /// The software seed is given to every command (no YubiKey stack here).
+    software_only: bool,
+}
+
+impl Sandbox {
+    fn command(&self, line: &str) -> Command {
+        let tapcred_dir = Path::new(common::TAPCRED).parent().unwrap();
+        let mut c = Command::new("bash");
+        c.args(["-euo", "pipefail", "-c", line])
+            .current_dir(self.home.path())
+            .env_clear()
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}:/usr/local/bin:/usr/bin:/bin",
+                    self.shims.display(),
+                    tapcred_dir.display()
+                ),
+            )
+            .env("HOME", self.home.path())
+            .env("XDG_CACHE_HOME", self.home.path().join(".cache"))
+            .env("AWS_ENDPOINT_URL_STS", self.double.endpoint());
+        if self.software_only || line.contains("deploy.sh") {
+            c.env("TAPCRED_TOTP_SECRET", design::MFA_SEED_BASE32);
+        }
+        c
+    }
+}
+
+#[test]
+fn every_readme_command_works() {
+    let commands = readme_commands();
+    assert!(
+        commands.len() >= 10,
+        "README lost its commands? {commands:?}"
+    );
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let aws = Path::new("/usr/bin/aws");
+    if !aws.exists() {
+        assert!(!ci, "CI=true: /usr/bin/aws (apt awscli) is required");
+        eprintln!(
+            "SKIPPED readme_commands: /usr/bin/aws missing (apt install awscli); CI=true makes this a failure"
+        );
+        return;
+    }
+
+    // The YubiKey: the DESIGN.md seed under AWS's QR label, touch required, pressed by a
+    // simulated finger shortly after the key starts waiting.
+    let mut stack =
+        PcscStack::start_or_skip("readme_commands (YubiKey part; falls back to a software seed)");
+    let seed = data_encoding::BASE32_NOPAD
+        .decode(design::MFA_SEED_BASE32.as_bytes())
+        .unwrap();
+    let _card = stack.as_mut().map(|s| {
+        let card = VirtualYubiKey::new(VykConfig::new().serial(5_550_123).account(
+            Account::totp("Amazon Web Services:toolkit-user@111111111111", &seed).touch(true),
+        ));
+        let handle = s.insert(0, card).expect("insert the virtual YubiKey");
+        handle
+            .vyk()
+            .set_auto_press(Some(Duration::from_millis(300)));
+        handle
+    });
+
+    let double = StsDouble::start_design().expect("STS double");
+    let home = common::Home::design();
+    home.write_config(&format!(
+        "{}\n[profile work]\ncredential_process = tapcred credential-process --profile mfa\nregion = eu-west-1\n",
+        common::design_fixture("config")
+    ));
+    let shims = home.path().join("shims");
+    std::fs::create_dir_all(&shims).unwrap();
+    // The AWS CLI 2.9 ignores AWS_ENDPOINT_URL_STS for its own calls; point it at the double.
+    write_exec(
+        &shims.join("aws"),
+        r#"exec /usr/bin/aws "$@" --endpoint-url "$AWS_ENDPOINT_URL_STS" --region us-east-1"#,
+    );
+    for name in ["terraform", "my-daemon"] {
+        write_exec(&shims.join(name), "exec aws sts get-caller-identity");
+    }
+    write_exec(
+        &home.path().join("deploy.sh"),
+        "exec aws sts get-caller-identity",
+    );
+    let sandbox = Sandbox {
+        home,
+        shims,
+        double,
+        software_only: stack.is_none(),
+    };
+
+    let mut ran = 0;
+    for line in &commands {
+        if let Some((_, why)) = NOT_RUN.iter().find(|(p, _)| line.starts_with(p)) {
+            eprintln!("not run here: {line}  ({why})");
+            continue;
+        }
+        let out = if line.starts_with("bash scripts/") {
+            // Repository scripts run from the checkout with the caller's toolchain.
+            Command::new("bash")
+                .args(["-c", line])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .env_remove("TAPCRED_TOTP_SECRET")
+                .output()
+                .unwrap()
+        } else {
+            assert!(
+                line.starts_with("tapcred ")
+                    || line.starts_with("eval ")
+                    || line.starts_with("aws ")
+                    || line.contains("tapcred")
+                    || line.starts_with("AWS_PROFILE="),
+                "unexpected README command: {line}"
+            );
+            if line.starts_with("tapcred devices") && stack.is_none() {
+                eprintln!("not run here: {line}  (no pcscd stack on this machine; CI runs it)");
+                continue;
+            }
+            sandbox.command(line).output().unwrap()
+        };
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "README command failed: {line}\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        if line.contains("get-caller-identity")
+            || ["terraform", "my-daemon", "deploy.sh"]
+                .iter()
+                .any(|p| line.contains(p))
+        {
+            assert!(
+                stdout.contains("arn:aws:sts::111111111111:assumed-role/toolkit-role/"),
+                "{line}: {stdout}"
+            );
+        }
+        if line.contains("--format json") || line.contains("demo.sh") {
+            assert!(
+                stdout.contains("\"Version\"") && stdout.contains("ASIA"),
+                "{line}: {stdout}"
+            );
+        }
+        if line.starts_with("tapcred devices") {
+            assert!(
+                stdout.contains("5550123") && stdout.contains("toolkit-user@111111111111"),
+                "{stdout}"
+            );
+        }
+        if line.starts_with("tapcred code") {
+            assert!(
+                stdout.trim().len() == 6 && stdout.trim().bytes().all(|b| b.is_ascii_digit()),
+                "{stdout}"
+            );
+        }
+        ran += 1;
+    }
+    let stats = sandbox.double.stats();
+    assert_eq!(
+        stats.errors_with_code("AccessDenied"),
+        0,
+        "no code rejected, none reused: {stats:?}"
+    );
+    assert!(ran >= 12, "ran {ran} README commands");
+    let man = sandbox.home.path().join("tapcred.1");
+    assert!(
+        std::fs::read_to_string(man)
+            .unwrap()
+            .contains(".TH tapcred")
+    );
+    assert!(
+        sandbox
+            .home
+            .path()
+            .join(".local/share/bash-completion/completions/tapcred")
+            .exists()
+    );
+}
