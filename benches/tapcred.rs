@@ -1264,6 +1264,14 @@ fn bench_b_oath(rep: &mut Report, work: &Path, stack: &mut StackA) {
     drop(card);
 }
 
+fn tapcred_version(bin: &Path) -> String {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
 fn failed_note(batches: usize) -> String {
     if batches == 0 {
         String::new()
@@ -1299,6 +1307,13 @@ fn main() {
     }
     drop(stack);
     let _ = std::fs::remove_dir_all(&work);
+    rep.notes.push(format!(
+        "network: {}; tapcred: {} ({}, tree {})",
+        std::env::var("TAPCRED_BENCH_NETNS").unwrap_or_else(|_| "not set by benches/run.sh".into()),
+        tapcred.display(),
+        tapcred_version(&tapcred),
+        std::env::var("TAPCRED_BENCH_REV").unwrap_or_else(|_| "?".into())
+    ));
     let text = rep.print();
     println!("\n{text}");
     let out = std::env::var_os("TAPCRED_BENCH_OUT")
