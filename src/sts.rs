@@ -157,6 +157,15 @@ impl Sts {
         if let Some(m) = mfa {
             req = req.serial_number(m.serial).token_code(m.code);
         }
+        tracing::info!(
+            profile = ctx.profile,
+            signer = ctx.signer,
+            role = %role.role_arn,
+            mfa_serial = mfa.map(|m| m.serial),
+            duration = duration_seconds,
+            endpoint = %self.target.describe(),
+            "STS AssumeRole"
+        );
         let out = self.rt.block_on(req.send()).map_err(|e| {
             self.map_error(e, ctx, Some(role), mfa.map(|m| m.serial), duration_seconds)
         })?;
@@ -177,6 +186,14 @@ impl Sts {
         if let Some(m) = mfa {
             req = req.serial_number(m.serial).token_code(m.code);
         }
+        tracing::info!(
+            profile = ctx.profile,
+            signer = ctx.signer,
+            mfa_serial = mfa.map(|m| m.serial),
+            duration = duration_seconds,
+            endpoint = %self.target.describe(),
+            "STS GetSessionToken"
+        );
         let out = self
             .rt
             .block_on(req.send())
@@ -213,6 +230,7 @@ impl Sts {
         R: std::fmt::Debug,
     {
         let endpoint = self.target.describe();
+        tracing::debug!(profile = ctx.profile, %endpoint, error = %aws_smithy_types::error::display::DisplayErrorContext(&err), "STS call failed");
         match &err {
             SdkError::ServiceError(se) => {
                 let e = se.err();
@@ -364,6 +382,7 @@ fn convert(c: Option<aws_sdk_sts::types::Credentials>, target: &StsTarget) -> Re
             target.describe()
         ))
     })?;
+    tracing::debug!(expiration = %crate::credentials::format_rfc3339(expiration), "STS issued credentials");
     Ok(Credentials::new(
         c.access_key_id,
         c.secret_access_key,

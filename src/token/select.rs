@@ -14,6 +14,17 @@ pub fn select(
     env: &dyn EnvLookup,
     ui: &dyn Ui,
 ) -> Result<Box<dyn TokenSource>> {
+    let chosen = choose(settings, mfa_serial, env, ui)?;
+    tracing::info!(profile = %settings.profile, mfa_serial, source = %chosen.describe(), "token source chosen");
+    Ok(chosen)
+}
+
+fn choose(
+    settings: &TokenSettings,
+    mfa_serial: &str,
+    env: &dyn EnvLookup,
+    ui: &dyn Ui,
+) -> Result<Box<dyn TokenSource>> {
     let profile = &settings.profile;
     match settings.kind {
         TokenKind::Software => match SoftwareSource::from_settings(settings, env)? {
