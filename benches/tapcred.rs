@@ -612,7 +612,7 @@ fn run_parallel(env: &Env, cache: &Path, profile: &str, n: usize, software: bool
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
     let mut note = |e: String| {
         let line = e.lines().next().unwrap_or("").to_string();
-        *errors.entry(line.chars().take(70).collect()).or_default() += 1;
+        *errors.entry(line.chars().take(110).collect()).or_default() += 1;
     };
     let mut keys = BTreeSet::new();
     for rx in rxs {
