@@ -1023,6 +1023,22 @@ fn bench_b(rep: &mut Report, work: &Path, stack_a: Option<&StackA>) {
     for c in counts {
         rep.fact("B6", c);
     }
+    // B6w: the same 32 processes on a warm cache: what process start-up alone costs.
+    if caches {
+        let mut warm_par = Samples::default();
+        for _ in 0..M_PAR {
+            let p = run_parallel(&env, &warm_cache, "mfa", par_n, true);
+            if p.failed == 0 {
+                warm_par.push(p.wall);
+            }
+        }
+        rep.row(
+            "B6w",
+            &format!("{par_n} parallel `credential-process` on a warm cache (spawn cost of B6)"),
+            &warm_par,
+            &format!("B6 is {} of this", ratio(par.median(), warm_par.median())),
+        );
+    }
 
     // B7 (OATH through pcscd) runs in bench_b_oath when the section-A stack is up.
     if stack_a.is_none() {
