@@ -1,19 +1,53 @@
-//! Session engine: resolve profile → obtain code → STS → credentials.
+//! Session engine: resolve profile → cache lookup → single-flight lock → re-check → code
+//! (step ledger) → STS → cache store.
+//!
+//! - **Warm path**: the profile is resolved, the final step's cache key computed and the entry
+//!   read. A hit returns at once: no async runtime, no SDK client, no token source.
+//! - **Single flight**: on a miss the process takes the cross-process lock of the final key,
+//!   re-checks the cache (another process may have just stored it), and only then reads a
+//!   code and calls STS. Intermediate shared steps (the MFA session) have their own lock,
+//!   always taken after the final key's, so there is one lock order and no deadlock.
+//! - **Never reuse a code**: under the serial's lock the step ledger says which window was
+//!   used last; the engine waits (with a countdown) for a fresh window with ≥ 3 s left,
+//!   records the window *before* calling STS (a failed call may still have consumed it).
+//! - **MFA-session reuse** (aws-vault's rule): a role whose first hop is signed by long-term
+//!   keys, with `mfa_serial` and a duration ≤ 1 h (the default), is assumed with an MFA
+//!   `GetSessionToken` session (12 h by default, `TAPCRED_SESSION_DURATION`) that is cached
+//!   and shared by every role with the same source keys and serial — and by a plain
+//!   `mfa_serial` profile of the same source. Duration > 1 h (the role-chaining cap) or
+//!   `--no-session` sends MFA directly on `AssumeRole`.
+//! - **Revoked session**: if STS says a cached session's token is invalid or expired, that
+//!   entry is dropped and the chain is redone once from a fresh MFA call.
 
+use crate::cache::{self, ADVISORY_WINDOW, CacheKey, Entry, SessionCache, SessionKind};
 use crate::clock;
 use crate::credentials::Credentials;
-use crate::error::Result;
-use crate::profile::{AwsFiles, Mfa, Profiles, ResolvedProfile, Step};
+use crate::error::{Error, ErrorKind, Result};
+use crate::profile::{AwsFiles, Mfa, Profiles, ResolvedProfile, RoleStep, Step};
 use crate::sts::{self, CallContext, MfaCode, Sts, StsTarget};
-use crate::token::{self, Code, CodeRequest, EnvLookup, TokenSource, window_of};
+use crate::token::{self, Code, CodeRequest, EnvLookup, TokenSource};
 use crate::ui::Ui;
 
+pub use crate::cache::plan_code_time;
+
 /// A code with less than this many seconds left in its window is not sent.
-pub const MIN_SECONDS_LEFT: u64 = 3;
+pub const MIN_SECONDS_LEFT: u64 = cache::MIN_CODE_SECONDS_LEFT;
+
+/// Default lifetime of the cached MFA session (`GetSessionToken`), as aws-vault/AWS.
+pub const DEFAULT_SESSION_SECONDS: u32 = 43_200;
+
+/// Env var overriding [`DEFAULT_SESSION_SECONDS`] (900–129600 seconds).
+pub const SESSION_DURATION_ENV: &str = "TAPCRED_SESSION_DURATION";
+
+/// AssumeRole with temporary credentials (role chaining) is capped at one hour.
+pub const ROLE_CHAINING_LIMIT: u32 = 3600;
+
+/// Intermediate cached steps (the MFA session) only need to outlive the next call.
+const INTERMEDIATE_MIN_REMAINING: std::time::Duration = std::time::Duration::from_secs(120);
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Skip the session cache entirely.
+    /// Skip the session cache entirely (the step ledger and its lock are still used).
     pub no_cache: bool,
     /// Send MFA directly on AssumeRole instead of through a cached MFA session.
     pub no_session: bool,
@@ -24,6 +58,8 @@ pub struct Obtained {
     pub credentials: Credentials,
     pub profile: ResolvedProfile,
     pub target: StsTarget,
+    /// Whether the credentials came straight from the cache (the warm path).
+    pub from_cache: bool,
 }
 
 pub fn load_profile(name: &str, env: &dyn EnvLookup) -> Result<ResolvedProfile> {
@@ -41,134 +77,517 @@ pub fn credentials(
 ) -> Result<Obtained> {
     let profile = load_profile(name, env)?;
     let target = StsTarget::for_profile(&profile, env);
-    let _ = opts;
-    let credentials = run_steps(&profile, &target, env, ui)?;
+    let session_seconds = session_seconds(env)?;
+    let cache = SessionCache::open_default(env, ui);
+    let sts_target = target.clone();
+    let mut engine = Engine::new(
+        &cache,
+        ui,
+        Box::new(move || Ok(Box::new(Sts::new(sts_target.clone())?) as Box<dyn StsApi>)),
+        Box::new(move |mfa: &Mfa| token::select(&mfa.token, &mfa.serial, env, ui)),
+    );
+    let (credentials, from_cache) = engine.obtain(&profile, &target, opts, session_seconds)?;
     Ok(Obtained {
         credentials,
         profile,
         target,
+        from_cache,
     })
 }
 
-fn run_steps(
-    profile: &ResolvedProfile,
-    target: &StsTarget,
-    env: &dyn EnvLookup,
-    ui: &dyn Ui,
-) -> Result<Credentials> {
-    let mut creds = sts::base_credentials(&profile.base);
-    if profile.steps.is_empty() {
-        return Ok(creds);
+/// `TAPCRED_SESSION_DURATION` or the default 12 h.
+pub fn session_seconds(env: &dyn EnvLookup) -> Result<u32> {
+    match env.var(SESSION_DURATION_ENV).filter(|v| !v.trim().is_empty()) {
+        None => Ok(DEFAULT_SESSION_SECONDS),
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|d| (900..=129_600).contains(d))
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "{SESSION_DURATION_ENV} = {v:?} is not a number of seconds between 900 and 129600 (the GetSessionToken range); fix or unset it"
+                ))
+            }),
     }
-    let sts = Sts::new(target.clone())?;
-    let mut signer = profile.base.origin.clone();
-    for step in &profile.steps {
-        match step {
-            Step::SessionToken {
-                profile: p,
-                mfa,
-                duration_seconds,
-            } => {
-                let code = obtain_code(mfa, p, env, ui)?;
-                let m = MfaCode {
-                    serial: &mfa.serial,
-                    code: &code.digits,
-                };
-                let ctx = CallContext {
-                    profile: p,
-                    signer: &signer,
-                };
-                creds = sts.get_session_token(&creds, Some(m), *duration_seconds, ctx)?;
-                signer = p.clone();
-            }
-            Step::AssumeRole(role) => {
-                let code = match &role.mfa {
-                    Some(mfa) => Some(obtain_code(mfa, &role.profile, env, ui)?),
-                    None => None,
-                };
-                let m = role
-                    .mfa
-                    .as_ref()
-                    .zip(code.as_ref())
-                    .map(|(mfa, c)| MfaCode {
-                        serial: &mfa.serial,
-                        code: &c.digits,
-                    });
-                let ctx = CallContext {
-                    profile: &role.profile,
-                    signer: &signer,
-                };
-                creds = sts.assume_role(&creds, role, m, role.duration_seconds, ctx)?;
-                signer = role.profile.clone();
-            }
-        }
-    }
-    Ok(creds)
 }
 
-/// Pick the token source and read one code from a window with enough time left.
+/// Pick the token source and read one code from a window never used before for this serial
+/// (by any tapcred process) with enough time left, waiting with a countdown when needed.
+/// The window is recorded in the step ledger.
 pub fn obtain_code(mfa: &Mfa, profile: &str, env: &dyn EnvLookup, ui: &dyn Ui) -> Result<Code> {
+    let cache = SessionCache::open_default(env, ui);
     let mut source = token::select(&mfa.token, &mfa.serial, env, ui)?;
-    read_code(source.as_mut(), &mfa.serial, profile, None, ui)
+    read_code(&cache, source.as_mut(), &mfa.serial, profile, ui)
 }
 
-/// Read a code from `source` for a window that starts at or after `not_before` (the end of the
-/// last window used for this serial) and has at least [`MIN_SECONDS_LEFT`] left, waiting with
-/// a countdown when needed.
+/// Read a code for `serial` under its cross-process lock, honouring and updating the step
+/// ledger in `cache`.
 pub fn read_code(
+    cache: &SessionCache,
     source: &mut dyn TokenSource,
     serial: &str,
     profile: &str,
-    not_before: Option<u64>,
     ui: &dyn Ui,
 ) -> Result<Code> {
-    let period = source.period();
-    let now = clock::now_unix();
-    let at = plan_code_time(now, not_before, period, MIN_SECONDS_LEFT);
-    if at > now {
-        let why = if not_before.is_some_and(|nb| nb > now) {
+    let _guard = cache.lock_serial(serial, ui)?;
+    let last = cache.last_window_end(serial, ui);
+    let now = now_f64();
+    let (at, wait) = plan_code_time(now, last, source.period(), MIN_SECONDS_LEFT);
+    if let Some(w) = wait {
+        let why = if last.is_some_and(|l| l as f64 > now) {
             "the current code was already used; waiting for the next code window"
         } else {
             "the current code is about to expire; waiting for the next code window"
         };
-        ui.wait_until(why, clock::unix_to_system(at));
+        ui.wait_until(why, clock::unix_to_system(w));
     }
-    source.code(
+    let now = clock::now_unix();
+    let at = if source.computes_any_time() {
+        at.max(now)
+    } else {
+        now
+    };
+    let code = source.code(
         &CodeRequest {
             mfa_serial: serial,
             profile,
-            at: at.max(clock::now_unix()),
+            at,
         },
         ui,
-    )
+    )?;
+    // Recorded before STS sees it: even a failed call may have used up the window.
+    cache.record(serial, code.window_end, ui);
+    Ok(code)
 }
 
-/// The earliest unix time ≥ `now` whose window starts at or after `not_before` and leaves at
-/// least `min_left` seconds. A `not_before` more than one period ahead (the clock went back)
-/// is capped to one period so a clock jump never blocks for long.
-pub fn plan_code_time(now: u64, not_before: Option<u64>, period: u64, min_left: u64) -> u64 {
-    let mut at = now;
-    if let Some(nb) = not_before {
-        at = at.max(nb.min(now + period));
+fn now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The two STS calls the engine makes (a trait so the flow is tested without a network).
+pub trait StsApi {
+    fn get_session_token(
+        &self,
+        creds: &Credentials,
+        mfa: Option<MfaCode<'_>>,
+        duration_seconds: Option<u32>,
+        ctx: CallContext<'_>,
+    ) -> Result<Credentials>;
+    fn assume_role(
+        &self,
+        creds: &Credentials,
+        role: &RoleStep,
+        mfa: Option<MfaCode<'_>>,
+        duration_seconds: Option<u32>,
+        ctx: CallContext<'_>,
+    ) -> Result<Credentials>;
+}
+
+impl StsApi for Sts {
+    fn get_session_token(
+        &self,
+        creds: &Credentials,
+        mfa: Option<MfaCode<'_>>,
+        duration_seconds: Option<u32>,
+        ctx: CallContext<'_>,
+    ) -> Result<Credentials> {
+        Sts::get_session_token(self, creds, mfa, duration_seconds, ctx)
     }
-    let (_, end) = window_of(at, period);
-    if end - at < min_left { end } else { at }
+    fn assume_role(
+        &self,
+        creds: &Credentials,
+        role: &RoleStep,
+        mfa: Option<MfaCode<'_>>,
+        duration_seconds: Option<u32>,
+        ctx: CallContext<'_>,
+    ) -> Result<Credentials> {
+        Sts::assume_role(self, creds, role, mfa, duration_seconds, ctx)
+    }
+}
+
+/// Creates the STS client on first use (the warm path never does).
+pub type StsFactory<'a> = Box<dyn FnMut() -> Result<Box<dyn StsApi>> + 'a>;
+/// Picks the token source for an MFA device (only on the cold path).
+pub type TokenFactory<'a> = Box<dyn FnMut(&Mfa) -> Result<Box<dyn TokenSource>> + 'a>;
+
+/// One STS call of a planned chain.
+#[derive(Debug, Clone, Copy)]
+enum Call<'p> {
+    /// `GetSessionToken` with MFA.
+    SessionToken { mfa: &'p Mfa, duration: u32 },
+    AssumeRole {
+        role: &'p RoleStep,
+        mfa: Option<&'p Mfa>,
+        duration: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Planned<'p> {
+    /// The profile this call is made for (messages, `tapcred sessions`).
+    profile: &'p str,
+    call: Call<'p>,
+    kind: SessionKind,
+    key: CacheKey,
+}
+
+/// The STS calls for `p`, with the MFA-session rule applied and a cache key per call.
+fn plan<'p>(
+    p: &'p ResolvedProfile,
+    target: &StsTarget,
+    opts: &Options,
+    session_seconds: u32,
+) -> Vec<Planned<'p>> {
+    let long_term_base = p.base.session_token.is_none();
+    let mut calls: Vec<(&'p str, Call<'p>)> = Vec::new();
+    for (i, step) in p.steps.iter().enumerate() {
+        match step {
+            Step::SessionToken {
+                profile,
+                mfa,
+                duration_seconds,
+            } => calls.push((
+                profile,
+                Call::SessionToken {
+                    mfa,
+                    duration: duration_seconds.unwrap_or(DEFAULT_SESSION_SECONDS),
+                },
+            )),
+            Step::AssumeRole(role) => {
+                let via_session = i == 0
+                    && long_term_base
+                    && !opts.no_session
+                    && role.mfa.is_some()
+                    && role.duration_seconds.unwrap_or(ROLE_CHAINING_LIMIT) <= ROLE_CHAINING_LIMIT;
+                match (&role.mfa, via_session) {
+                    (Some(mfa), true) => {
+                        calls.push((
+                            &role.profile,
+                            Call::SessionToken {
+                                mfa,
+                                duration: session_seconds,
+                            },
+                        ));
+                        calls.push((
+                            &role.profile,
+                            Call::AssumeRole {
+                                role,
+                                mfa: None,
+                                duration: role.duration_seconds,
+                            },
+                        ));
+                    }
+                    _ => calls.push((
+                        &role.profile,
+                        Call::AssumeRole {
+                            role,
+                            mfa: role.mfa.as_ref(),
+                            duration: role.duration_seconds,
+                        },
+                    )),
+                }
+            }
+        }
+    }
+    let mut prev: Option<CacheKey> = None;
+    calls
+        .into_iter()
+        .map(|(profile, call)| {
+            let kind = match call {
+                Call::SessionToken { .. } => SessionKind::GetSessionToken,
+                Call::AssumeRole { .. } => SessionKind::AssumeRole,
+            };
+            // The effective endpoint, not the region: with an endpoint override the region
+            // only names the signing scope and does not change the credentials, so a
+            // profile with another `region` still shares the MFA session.
+            let endpoint = target
+                .endpoint_url
+                .clone()
+                .unwrap_or_else(|| format!("https://sts.{}.amazonaws.com", target.region));
+            let mut b = CacheKey::builder(kind)
+                .source(&p.base.access_key_id)
+                .endpoint(Some(&endpoint));
+            if let Some(k) = &prev {
+                b = b.chain(k.hex());
+            }
+            b = match call {
+                Call::SessionToken { mfa, duration } => {
+                    b.mfa_serial(Some(&mfa.serial)).duration(Some(duration))
+                }
+                Call::AssumeRole {
+                    role,
+                    mfa,
+                    duration,
+                } => b
+                    .role_arn(&role.role_arn)
+                    .mfa_serial(mfa.map(|m| m.serial.as_str()))
+                    .duration(duration)
+                    .external_id(role.external_id.as_deref())
+                    .session_name(role.role_session_name.as_deref()),
+            };
+            let key = b.build();
+            prev = Some(key.clone());
+            Planned {
+                profile,
+                call,
+                kind,
+                key,
+            }
+        })
+        .collect()
+}
+
+/// STS said the signing session token is invalid or expired (revoked server-side, or the
+/// cached copy is stale). Matches the messages `sts` maps `InvalidClientTokenId` and
+/// `ExpiredToken` to.
+fn is_invalid_session(e: &Error) -> bool {
+    e.kind == ErrorKind::Auth
+        && (e.message().contains("revoked session") || e.message().contains("have expired"))
+}
+
+/// A failed run, remembering whether the signer of the failing call came from the cache.
+struct Failure {
+    err: Error,
+    cached_signer: Option<usize>,
+}
+
+/// The flow with its collaborators injected.
+pub struct Engine<'a> {
+    cache: &'a SessionCache,
+    ui: &'a dyn Ui,
+    sts_factory: StsFactory<'a>,
+    sts: Option<Box<dyn StsApi>>,
+    token_factory: TokenFactory<'a>,
+    /// Codes obtained by this engine (0 and no STS client = nothing happened yet).
+    codes_read: usize,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(
+        cache: &'a SessionCache,
+        ui: &'a dyn Ui,
+        sts_factory: StsFactory<'a>,
+        token_factory: TokenFactory<'a>,
+    ) -> Self {
+        Engine {
+            cache,
+            ui,
+            sts_factory,
+            sts: None,
+            token_factory,
+            codes_read: 0,
+        }
+    }
+
+    /// Credentials for `p`, and whether they came from the cache without any STS call.
+    pub fn obtain(
+        &mut self,
+        p: &ResolvedProfile,
+        target: &StsTarget,
+        opts: &Options,
+        session_seconds: u32,
+    ) -> Result<(Credentials, bool)> {
+        let base = sts::base_credentials(&p.base);
+        let steps = plan(p, target, opts, session_seconds);
+        let Some(last) = steps.last() else {
+            return Ok((base, false));
+        };
+        let use_cache = !opts.no_cache && self.cache.enabled();
+        if use_cache && let Some(e) = self.cache.get(&last.key, ADVISORY_WINDOW) {
+            tracing::debug!(profile = p.name, "session cache hit");
+            return Ok((e.credentials, true));
+        }
+        let final_lock = if use_cache {
+            Some(self.cache.lock(&last.key, self.ui)?)
+        } else {
+            None
+        };
+        let res = self.obtain_locked(p, &steps, &base, use_cache);
+        if res.is_err() && self.nothing_done() {
+            // A config or token-selection error before any code or STS call: leave no trace.
+            if let Some(g) = final_lock {
+                g.discard();
+            }
+        }
+        res
+    }
+
+    fn nothing_done(&self) -> bool {
+        self.codes_read == 0 && self.sts.is_none()
+    }
+
+    fn obtain_locked(
+        &mut self,
+        p: &ResolvedProfile,
+        steps: &[Planned<'_>],
+        base: &Credentials,
+        use_cache: bool,
+    ) -> Result<(Credentials, bool)> {
+        match self.run(p, steps, base, use_cache, None) {
+            Ok(c) => Ok(c),
+            Err(Failure {
+                err,
+                cached_signer: Some(i),
+            }) if is_invalid_session(&err) => {
+                tracing::debug!(step = i, "cached session rejected by STS; dropping it");
+                self.cache.remove(&steps[i].key);
+                self.ui.info(&format!(
+                    "profile \"{}\": the cached session was rejected by STS (revoked or expired); starting a new one",
+                    p.name
+                ));
+                self.run(p, steps, base, use_cache, Some(i))
+                    .map_err(|f| f.err)
+            }
+            Err(f) => Err(f.err),
+        }
+    }
+
+    /// Run the planned calls, starting after the latest step with a fresh cache entry
+    /// (ignoring entries of steps `..=distrust`).
+    fn run(
+        &mut self,
+        p: &ResolvedProfile,
+        steps: &[Planned<'_>],
+        base: &Credentials,
+        use_cache: bool,
+        distrust: Option<usize>,
+    ) -> std::result::Result<(Credentials, bool), Failure> {
+        let last = steps.len() - 1;
+        let trusted = |i: usize| distrust.is_none_or(|d| i > d);
+        let min_for = |i: usize| {
+            if i == last {
+                ADVISORY_WINDOW
+            } else {
+                INTERMEDIATE_MIN_REMAINING
+            }
+        };
+        let mut creds = base.clone();
+        let mut start = 0;
+        let mut cached_signer = None;
+        if use_cache {
+            for i in (0..=last).rev().filter(|&i| trusted(i)) {
+                if let Some(e) = self.cache.get(&steps[i].key, min_for(i)) {
+                    creds = e.credentials;
+                    start = i + 1;
+                    cached_signer = Some(i);
+                    break;
+                }
+            }
+        }
+        if start > last {
+            // Another process stored it while we waited for the lock.
+            return Ok((creds, true));
+        }
+        let mut signer = p.base.origin.as_str();
+        if start > 0 {
+            signer = steps[start - 1].profile;
+        }
+        for (i, step) in steps.iter().enumerate().skip(start) {
+            // Shared intermediate steps get their own lock (the final key's is held already).
+            let step_lock = if use_cache && i != last {
+                let g = self.cache.lock(&step.key, self.ui).map_err(|err| Failure {
+                    err,
+                    cached_signer: None,
+                })?;
+                if trusted(i)
+                    && let Some(e) = self.cache.get(&step.key, min_for(i))
+                {
+                    creds = e.credentials;
+                    cached_signer = Some(i);
+                    signer = step.profile;
+                    continue;
+                }
+                Some(g)
+            } else {
+                None
+            };
+            let fresh = match self.call(step, &creds, signer) {
+                Ok(c) => c,
+                Err(err) => {
+                    if self.nothing_done()
+                        && let Some(g) = step_lock
+                    {
+                        g.discard();
+                    }
+                    return Err(Failure { err, cached_signer });
+                }
+            };
+            if use_cache {
+                let entry = Entry {
+                    kind: step.kind,
+                    profile: step.profile.to_owned(),
+                    mfa_serial: match step.call {
+                        Call::SessionToken { mfa, .. } => Some(mfa.serial.clone()),
+                        Call::AssumeRole { mfa, .. } => mfa.map(|m| m.serial.clone()),
+                    },
+                    created: clock::now_utc(),
+                    credentials: fresh.clone(),
+                };
+                self.cache.put(&step.key, &entry, self.ui);
+            }
+            creds = fresh;
+            cached_signer = None;
+            signer = step.profile;
+        }
+        Ok((creds, false))
+    }
+
+    fn sts(&mut self) -> Result<&dyn StsApi> {
+        if self.sts.is_none() {
+            self.sts = Some((self.sts_factory)()?);
+        }
+        Ok(self.sts.as_deref().expect("just set"))
+    }
+
+    fn code(&mut self, mfa: &Mfa, profile: &str) -> Result<Code> {
+        let mut source = (self.token_factory)(mfa)?;
+        let code = read_code(self.cache, source.as_mut(), &mfa.serial, profile, self.ui)?;
+        self.codes_read += 1;
+        Ok(code)
+    }
+
+    fn call(
+        &mut self,
+        step: &Planned<'_>,
+        creds: &Credentials,
+        signer: &str,
+    ) -> Result<Credentials> {
+        let ctx = CallContext {
+            profile: step.profile,
+            signer,
+        };
+        match step.call {
+            Call::SessionToken { mfa, duration } => {
+                let code = self.code(mfa, step.profile)?;
+                let m = MfaCode {
+                    serial: &mfa.serial,
+                    code: &code.digits,
+                };
+                self.sts()?
+                    .get_session_token(creds, Some(m), Some(duration), ctx)
+            }
+            Call::AssumeRole {
+                role,
+                mfa,
+                duration,
+            } => {
+                let code = match mfa {
+                    Some(m) => Some(self.code(m, step.profile)?),
+                    None => None,
+                };
+                let m = mfa.zip(code.as_ref()).map(|(mfa, c)| MfaCode {
+                    serial: &mfa.serial,
+                    code: &c.digits,
+                });
+                self.sts()?.assume_role(creds, role, m, duration, ctx)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plan_waits_for_fresh_window() {
-        assert_eq!(plan_code_time(100, None, 30, 3), 100);
-        // 118 leaves 2 s in window [90,120): wait for 120.
-        assert_eq!(plan_code_time(118, None, 30, 3), 120);
-        // window [90,120) already used: the next window starts at 120.
-        assert_eq!(plan_code_time(100, Some(120), 30, 3), 120);
-        // used window is in the past: no wait.
-        assert_eq!(plan_code_time(125, Some(120), 30, 3), 125);
-        // clock went back a day: wait at most one period.
-        assert_eq!(plan_code_time(100, Some(100_000), 30, 3), 130);
-    }
-}
+mod tests;

@@ -3,6 +3,7 @@
 //! Layers (DESIGN.md): `cli` → `commands` → `engine` → {`profile`, `token`, `sts`, `cache`,
 //! `ui`}. Nothing below imports anything above.
 
+pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -10,6 +11,7 @@ pub mod credentials;
 pub mod engine;
 pub mod error;
 pub mod profile;
+pub mod serve;
 pub mod sts;
 pub mod token;
 pub mod ui;

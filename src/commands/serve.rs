@@ -1,18 +1,136 @@
-//! `serve`: a loopback container-credentials endpoint.
+//! `serve [--profile P] [--port N] [-- CMD ARGS…]`: a loopback container-credentials
+//! endpoint (see [`crate::serve`]).
+//!
+//! The profile's credentials are obtained once at start (so a touch, if needed, happens now,
+//! in front of the person, not at some later request). Refreshes come from request threads
+//! but are executed here on the command's thread, through the engine, which reuses the cached
+//! MFA session: a tap is needed only when that session itself expires.
+//!
+//! Without a command: prints `export AWS_CONTAINER_CREDENTIALS_FULL_URI=…` and
+//! `export AWS_CONTAINER_AUTHORIZATION_TOKEN=…` on stdout and serves until killed. With a
+//! command: runs it with those two variables (and the region) set, conflicting credential
+//! variables removed, and exits with its exit code.
 
 use std::io::Write;
+use std::process::Command;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::commands::Ctx;
-use crate::engine::Options;
+use crate::commands::exec::{NESTING_VAR, exit_code_of};
+use crate::credentials::Credentials;
+use crate::engine::{self, Options};
 use crate::error::{Error, Result};
+use crate::serve::{self, CredentialsProvider, ServeOptions};
+
+/// Variables that would make an SDK in the child pick other credentials than the endpoint
+/// (environment credentials come before container credentials in every default chain).
+const CONFLICTING: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+];
+
+type Reply = mpsc::Sender<Result<Credentials>>;
 
 pub fn run(
-    _profile: &str,
-    _port: u16,
-    _command: &[String],
-    _opts: &Options,
-    _ctx: &Ctx<'_>,
-    _out: &mut dyn Write,
+    profile: &str,
+    port: u16,
+    command: &[String],
+    opts: &Options,
+    ctx: &Ctx<'_>,
+    out: &mut dyn Write,
 ) -> Result<i32> {
-    Err(Error::internal("serve is not available yet"))
+    let first = engine::credentials(profile, opts, ctx.env, ctx.ui)?;
+    let region = first.target.region.clone();
+
+    // Request threads ask this thread for fresh credentials through a channel, so the engine
+    // runs with this command's environment and UI.
+    let (tx, rx) = mpsc::channel::<Reply>();
+    let tx = Mutex::new(tx);
+    let provider: CredentialsProvider = Arc::new(move || {
+        let (rtx, rrx) = mpsc::channel();
+        tx.lock()
+            .map_err(|_| Error::internal("serve: refresh channel poisoned"))?
+            .send(rtx)
+            .map_err(|_| Error::io("tapcred serve is shutting down"))?;
+        rrx.recv()
+            .map_err(|_| Error::io("tapcred serve is shutting down"))?
+    });
+    let handle = serve::start(
+        provider,
+        ServeOptions {
+            port,
+            initial: Some(first.credentials),
+            ..Default::default()
+        },
+    )?;
+
+    let mut child = match command.split_first() {
+        None => {
+            for (k, v) in handle.env_vars() {
+                writeln!(out, "export {k}={v}")
+                    .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+            }
+            out.flush()
+                .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+            ctx.ui.info(&format!(
+                "serving profile \"{profile}\" on {} (Ctrl-C to stop)",
+                handle.url
+            ));
+            None
+        }
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args);
+            for k in CONFLICTING {
+                cmd.env_remove(k);
+            }
+            for (k, v) in handle.env_vars() {
+                cmd.env(k, v);
+            }
+            cmd.env("AWS_REGION", &region)
+                .env("AWS_DEFAULT_REGION", &region)
+                .env(NESTING_VAR, profile);
+            Some(cmd.spawn().map_err(|e| {
+                Error::io(format!(
+                    "cannot run {program:?}: {e}; check the command name and PATH"
+                ))
+            })?)
+        }
+    };
+
+    loop {
+        if let Some(c) = child.as_mut() {
+            match c.try_wait() {
+                Ok(Some(status)) => {
+                    handle.shutdown();
+                    return Ok(exit_code_of(status));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Error::io(format!("cannot wait for the child: {e}"))),
+            }
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(reply) => {
+                let r = engine::credentials(profile, opts, ctx.env, ctx.ui).map(|o| o.credentials);
+                if let Err(e) = &r {
+                    ctx.ui.warn(&format!("refreshing credentials failed: {e}"));
+                }
+                let _ = reply.send(r);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::internal("serve: the server stopped unexpectedly"));
+            }
+        }
+    }
 }

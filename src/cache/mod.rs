@@ -1,0 +1,662 @@
+//! The session cache: STS sessions on disk so one tap serves many calls.
+//!
+//! Layout under the cache directory (`$XDG_CACHE_HOME/tapcred`, else `~/.cache/tapcred`),
+//! directory 0700, every file 0600:
+//!
+//! ```text
+//! <sha256-hex>.json            one session (see `EntryDoc`); the name reveals nothing
+//! locks/<sha256-hex>.lock      single-flight lock per session key (flock semantics)
+//! locks/serial-<hex>.lock      lock around "pick a TOTP window → read code → record it"
+//! steps/<hex>.json             the step ledger: last TOTP window end used per mfa_serial
+//! ```
+//!
+//! Rules: writes are atomic (temp file in the same directory, fsync, rename, fsync of the
+//! directory), so a crash or a full disk leaves the previous entry intact. Anything unexpected
+//! in a file (bad JSON, another format version, another owner, a group/world mode bit, a
+//! symlink, a key that does not match the file name) is a miss, never a crash, and the next
+//! store replaces it. A cache directory that cannot be used (not creatable, not a directory,
+//! owned by someone else, not writable) disables the cache with one warning through
+//! [`Ui::warn`]; everything then works without it. Locks and the step ledger then live in
+//! `$TMPDIR/tapcred-<uid>` so that single flight and "never reuse a code" still hold.
+
+mod key;
+mod ledger;
+mod lock;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::credentials::{Credentials, format_rfc3339, parse_rfc3339};
+use crate::token::EnvLookup;
+use crate::ui::Ui;
+
+pub use key::{CacheKey, CacheKeyBuilder, SessionKind};
+pub use ledger::{MIN_CODE_SECONDS_LEFT, plan_code_time};
+pub use lock::LockGuard;
+
+/// On-disk format version of entries and ledger files. Other versions are misses.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// botocore's advisory refresh window: cached credentials are handed out only while more
+/// than this remains, so an SDK never receives credentials it would immediately refresh.
+pub const ADVISORY_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// Default bound on waiting for another process's lock (a touch can take a while).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// An entry whose `created` lies more than this in the future was written before the clock
+/// went back: its remaining lifetime cannot be trusted, so it is a miss.
+pub const CLOCK_BACK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+
+/// Files larger than this are not ours.
+const MAX_FILE_LEN: u64 = 64 * 1024;
+
+/// `$XDG_CACHE_HOME/tapcred` (when set to an absolute path, as the XDG spec requires), else
+/// `$HOME/.cache/tapcred`; None when neither is known.
+pub fn default_dir(env: &dyn EnvLookup) -> Option<PathBuf> {
+    if let Some(x) = env
+        .var("XDG_CACHE_HOME")
+        .filter(|x| Path::new(x).is_absolute())
+    {
+        return Some(PathBuf::from(x).join("tapcred"));
+    }
+    env.var("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache").join("tapcred"))
+}
+
+/// One cached session.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub kind: SessionKind,
+    /// The profile that asked for it (for `tapcred sessions`; not part of the key).
+    pub profile: String,
+    pub mfa_serial: Option<String>,
+    pub created: OffsetDateTime,
+    /// Always carries an expiration (entries without one are never stored).
+    pub credentials: Credentials,
+}
+
+impl Entry {
+    pub fn expiration(&self) -> Option<OffsetDateTime> {
+        self.credentials.expiration
+    }
+
+    /// Whether this entry may be handed out at `now`: more than `min_remaining` left (but
+    /// never more than half the session's lifetime is demanded, so a 15-minute role session
+    /// is still reused for 7.5 minutes instead of costing a call every time), and not
+    /// written "in the future" (the clock went back since).
+    pub fn fresh_at(&self, now: OffsetDateTime, min_remaining: Duration) -> bool {
+        let Some(exp) = self.credentials.expiration else {
+            return false;
+        };
+        if self.created - now > CLOCK_BACK_TOLERANCE {
+            return false;
+        }
+        let lifetime = (exp - self.created).max(time::Duration::ZERO);
+        let need = time::Duration::try_from(min_remaining)
+            .unwrap_or(time::Duration::MAX)
+            .min(lifetime / 2);
+        exp - now > need
+    }
+}
+
+/// What `tapcred sessions` shows: no secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntrySummary {
+    pub key: CacheKey,
+    pub profile: String,
+    pub kind: SessionKind,
+    pub mfa_serial: Option<String>,
+    pub created: OffsetDateTime,
+    pub expiration: OffsetDateTime,
+}
+
+/// The JSON document of one entry. Secret fields are wiped when it is dropped.
+#[derive(Serialize, Deserialize)]
+struct EntryDoc {
+    version: u32,
+    key: String,
+    kind: SessionKind,
+    profile: String,
+    #[serde(default)]
+    mfa_serial: Option<String>,
+    created: String,
+    expiration: String,
+    access_key_id: String,
+    secret_access_key: String,
+    #[serde(default)]
+    session_token: Option<String>,
+}
+
+impl Drop for EntryDoc {
+    fn drop(&mut self) {
+        self.secret_access_key.zeroize();
+        if let Some(t) = self.session_token.as_mut() {
+            t.zeroize();
+        }
+    }
+}
+
+/// Why a file was not used (for debug logs only; never shown with secrets).
+#[allow(dead_code)] // the fields are read through `Debug` in the log line
+#[derive(Debug)]
+enum Miss {
+    Absent,
+    Unreadable(io::ErrorKind),
+    Foreign(&'static str),
+    Corrupt(String),
+}
+
+/// The session cache plus the cross-process locks and the TOTP step ledger.
+pub struct SessionCache {
+    dir: PathBuf,
+    uid: Option<u32>,
+    /// False once the directory proved unusable.
+    enabled: AtomicBool,
+    /// At most one warning per process.
+    warned: AtomicBool,
+    lock_timeout: Duration,
+    /// Where locks and the ledger live (resolved on first need: the cold path only).
+    state_dir: OnceLock<Option<PathBuf>>,
+    fallback_dir: Option<PathBuf>,
+    /// Ledger values recorded by this process (used when nothing can be persisted).
+    mem_ledger: Mutex<HashMap<String, u64>>,
+    write_fault: Mutex<Option<io::ErrorKind>>,
+}
+
+/// Makes temp and probe file names unique within the process (the pid makes them unique
+/// across processes), also between several `SessionCache`s on one directory.
+static NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl SessionCache {
+    /// Open (creating if needed) the cache at [`default_dir`]; if no directory is known the
+    /// cache is disabled with one warning.
+    pub fn open_default(env: &dyn EnvLookup, ui: &dyn Ui) -> SessionCache {
+        match default_dir(env) {
+            Some(d) => SessionCache::open(d, ui),
+            None => {
+                let c = SessionCache::new_disabled(PathBuf::new());
+                c.disable(
+                    ui,
+                    "no cache directory: neither XDG_CACHE_HOME nor HOME is set; continuing without a session cache (set HOME or XDG_CACHE_HOME)",
+                );
+                c
+            }
+        }
+    }
+
+    /// Open the cache in `dir`. Never fails: an unusable directory disables the cache with
+    /// one warning. Nothing is created until something is stored (a command that fails
+    /// early, or only reads, leaves no trace).
+    pub fn open(dir: impl Into<PathBuf>, ui: &dyn Ui) -> SessionCache {
+        let c = SessionCache::new_disabled(dir.into());
+        match c.prepare_dir(false) {
+            Ok(()) => c.enabled.store(true, Ordering::SeqCst),
+            Err(why) => c.disable(ui, &why),
+        }
+        c
+    }
+
+    /// Create the directory (0700) before the first write; on failure disable with one
+    /// warning.
+    fn ensure_dir(&self, ui: &dyn Ui) -> bool {
+        if !self.enabled() {
+            return false;
+        }
+        match self.prepare_dir(true) {
+            Ok(()) => true,
+            Err(why) => {
+                self.disable(ui, &why);
+                false
+            }
+        }
+    }
+
+    fn new_disabled(dir: PathBuf) -> SessionCache {
+        let uid = my_uid();
+        let fallback_dir = uid.map(|u| std::env::temp_dir().join(format!("tapcred-{u}")));
+        SessionCache {
+            dir,
+            uid,
+            enabled: AtomicBool::new(false),
+            warned: AtomicBool::new(false),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            state_dir: OnceLock::new(),
+            fallback_dir,
+            mem_ledger: Mutex::new(HashMap::new()),
+            write_fault: Mutex::new(None),
+        }
+    }
+
+    /// Bound on waiting for a lock held by another process (default 5 minutes).
+    pub fn with_lock_timeout(mut self, t: Duration) -> Self {
+        self.lock_timeout = t;
+        self
+    }
+
+    /// Where locks and the ledger go when the cache directory is unusable (tests point this
+    /// at a temporary directory; default `$TMPDIR/tapcred-<uid>`).
+    pub fn with_fallback_dir(mut self, d: Option<PathBuf>) -> Self {
+        self.fallback_dir = d;
+        self
+    }
+
+    /// Make every following write fail with `kind` after part of the data was written
+    /// (tests: disk full, I/O errors). `None` turns it off.
+    #[doc(hidden)]
+    pub fn inject_write_fault(&self, kind: Option<io::ErrorKind>) {
+        *self.write_fault.lock().unwrap() = kind;
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::SeqCst)
+    }
+
+    fn disable(&self, ui: &dyn Ui, why: &str) {
+        self.enabled.store(false, Ordering::SeqCst);
+        self.warn_once(ui, why);
+    }
+
+    fn warn_once(&self, ui: &dyn Ui, msg: &str) {
+        if !self.warned.swap(true, Ordering::SeqCst) {
+            ui.warn(msg);
+        }
+    }
+
+    /// Check the directory is one we own (tightening it to 0700); with `create`, create it
+    /// first if missing. A missing directory is fine when not creating.
+    fn prepare_dir(&self, create: bool) -> Result<(), String> {
+        let d = &self.dir;
+        let shown = d.display();
+        if !create && fs::symlink_metadata(d).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+            return Ok(());
+        }
+        if create
+            && let Err(e) = fs::DirBuilder::new().recursive(true).mode(0o700).create(d)
+            && e.kind() != io::ErrorKind::AlreadyExists
+        {
+            return Err(format!(
+                "cache directory {shown} cannot be created ({e}); continuing without a session cache (fix its parent's permissions or set XDG_CACHE_HOME)"
+            ));
+        }
+        let md = fs::metadata(d).map_err(|e| {
+            format!(
+                "cache directory {shown} is unreadable ({e}); continuing without a session cache"
+            )
+        })?;
+        if !md.is_dir() {
+            return Err(format!(
+                "cache path {shown} is not a directory; continuing without a session cache (remove it or set XDG_CACHE_HOME)"
+            ));
+        }
+        if let Some(uid) = self.uid
+            && md.uid() != uid
+        {
+            return Err(format!(
+                "cache directory {shown} belongs to uid {} not {uid}; continuing without a session cache (remove it or set XDG_CACHE_HOME)",
+                md.uid()
+            ));
+        }
+        if md.mode() & 0o077 != 0 {
+            fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(|e| {
+                format!("cache directory {shown} is open to others and cannot be made 0700 ({e}); continuing without a session cache")
+            })?;
+        }
+        Ok(())
+    }
+
+    fn entry_path(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join(format!("{}.json", key.hex()))
+    }
+
+    // ----- entries ---------------------------------------------------------------------
+
+    /// The cached entry for `key` if it is ours, intact and has more than `min_remaining`
+    /// left (use [`ADVISORY_WINDOW`]). Anything else is a miss.
+    pub fn get(&self, key: &CacheKey, min_remaining: Duration) -> Option<Entry> {
+        self.get_at(key, crate::clock::now_utc(), min_remaining)
+    }
+
+    /// [`SessionCache::get`] at a given time (tests, clock-jump handling).
+    pub fn get_at(
+        &self,
+        key: &CacheKey,
+        now: OffsetDateTime,
+        min_remaining: Duration,
+    ) -> Option<Entry> {
+        if !self.enabled() {
+            return None;
+        }
+        match self.read_entry(&self.entry_path(key), key) {
+            Ok(e) if e.fresh_at(now, min_remaining) => Some(e),
+            Ok(_) => {
+                tracing::debug!(?key, "cache entry too close to expiry");
+                None
+            }
+            Err(miss) => {
+                tracing::debug!(?key, ?miss, "cache miss");
+                None
+            }
+        }
+    }
+
+    fn read_entry(&self, path: &Path, key: &CacheKey) -> Result<Entry, Miss> {
+        let buf = self.read_private(path)?;
+        let doc: EntryDoc =
+            serde_json::from_slice(&buf).map_err(|e| Miss::Corrupt(e.to_string()))?;
+        if doc.version != FORMAT_VERSION {
+            return Err(Miss::Foreign("format version"));
+        }
+        if doc.key != key.hex() {
+            return Err(Miss::Foreign("key does not match file name"));
+        }
+        let created = parse_rfc3339(&doc.created).ok_or(Miss::Corrupt("created".into()))?;
+        let expiration =
+            parse_rfc3339(&doc.expiration).ok_or(Miss::Corrupt("expiration".into()))?;
+        Ok(Entry {
+            kind: doc.kind,
+            profile: doc.profile.clone(),
+            mfa_serial: doc.mfa_serial.clone(),
+            created,
+            credentials: Credentials::new(
+                doc.access_key_id.clone(),
+                doc.secret_access_key.clone(),
+                doc.session_token.clone(),
+                Some(expiration),
+            ),
+        })
+    }
+
+    /// Read a file only if it is a regular file (not a symlink), ours, mode 0600, small.
+    fn read_private(&self, path: &Path) -> Result<Zeroizing<Vec<u8>>, Miss> {
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => Miss::Absent,
+                k => Miss::Unreadable(k),
+            })?;
+        let md = f.metadata().map_err(|e| Miss::Unreadable(e.kind()))?;
+        if !md.is_file() {
+            return Err(Miss::Foreign("not a regular file"));
+        }
+        if let Some(uid) = self.uid
+            && md.uid() != uid
+        {
+            return Err(Miss::Foreign("owner"));
+        }
+        if md.mode() & 0o777 != 0o600 {
+            return Err(Miss::Foreign("mode"));
+        }
+        if md.len() > MAX_FILE_LEN {
+            return Err(Miss::Foreign("size"));
+        }
+        let mut buf = Zeroizing::new(Vec::with_capacity(md.len() as usize + 1));
+        f.take(MAX_FILE_LEN + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| Miss::Unreadable(e.kind()))?;
+        Ok(buf)
+    }
+
+    /// Store `entry` under `key`, atomically. Returns whether it was stored. A full disk keeps
+    /// the previous entry and warns once; an unwritable directory disables the cache (one
+    /// warning). Entries without an expiration are refused (long-term keys are never cached).
+    pub fn put(&self, key: &CacheKey, entry: &Entry, ui: &dyn Ui) -> bool {
+        if !self.ensure_dir(ui) {
+            return false;
+        }
+        let Some(exp) = entry.credentials.expiration else {
+            tracing::debug!("not caching credentials without an expiration");
+            return false;
+        };
+        let doc = EntryDoc {
+            version: FORMAT_VERSION,
+            key: key.hex().to_owned(),
+            kind: entry.kind,
+            profile: entry.profile.clone(),
+            mfa_serial: entry.mfa_serial.clone(),
+            created: format_rfc3339(entry.created),
+            expiration: format_rfc3339(exp),
+            access_key_id: entry.credentials.access_key_id.clone(),
+            secret_access_key: entry
+                .credentials
+                .secret_access_key
+                .expose_secret()
+                .to_owned(),
+            session_token: entry
+                .credentials
+                .session_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
+        };
+        let buf = match serde_json::to_vec(&doc) {
+            Ok(b) => Zeroizing::new(b),
+            Err(e) => {
+                tracing::debug!(error = %e, "cache entry serialisation failed");
+                return false;
+            }
+        };
+        drop(doc);
+        let path = self.entry_path(key);
+        match self.write_atomic(&self.dir, &path, &buf) {
+            Ok(()) => true,
+            Err(e) => {
+                self.write_failed(ui, &path, &e);
+                false
+            }
+        }
+    }
+
+    fn write_failed(&self, ui: &dyn Ui, path: &Path, e: &io::Error) {
+        let shown = path.display();
+        match e.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => self.warn_once(
+                ui,
+                &format!(
+                    "session cache not updated: no space left writing {shown} ({e}); the previous entry is kept (free some disk space)"
+                ),
+            ),
+            _ => self.disable(
+                ui,
+                &format!(
+                    "cache directory {} is not writable ({e}); continuing without a session cache (fix its permissions or set XDG_CACHE_HOME)",
+                    self.dir.display()
+                ),
+            ),
+        }
+    }
+
+    /// Temp file in `dir` (0600, exclusive create) → write → fsync → rename over `path` →
+    /// fsync `dir`. On any error the temp file is removed and `path` is untouched.
+    fn write_atomic(&self, dir: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
+        let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
+        let res = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&tmp)?;
+            let fault = *self.write_fault.lock().unwrap();
+            if let Some(kind) = fault {
+                f.write_all(&data[..data.len() / 2])?;
+                return Err(io::Error::from(kind));
+            }
+            f.write_all(data)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, path)?;
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        })();
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    /// Remove the entry for `key`; whether a file was removed.
+    pub fn remove(&self, key: &CacheKey) -> bool {
+        self.enabled() && fs::remove_file(self.entry_path(key)).is_ok()
+    }
+
+    /// Every readable entry (expired ones included), sorted by profile then expiry.
+    pub fn list(&self) -> Vec<EntrySummary> {
+        let mut out = Vec::new();
+        for (key, path) in self.entry_files() {
+            if let Ok(e) = self.read_entry(&path, &key)
+                && let Some(expiration) = e.expiration()
+            {
+                out.push(EntrySummary {
+                    key,
+                    profile: e.profile,
+                    kind: e.kind,
+                    mfa_serial: e.mfa_serial,
+                    created: e.created,
+                    expiration,
+                });
+            }
+        }
+        out.sort_by(|a, b| {
+            (a.profile.as_str(), a.expiration, a.kind.as_str()).cmp(&(
+                b.profile.as_str(),
+                b.expiration,
+                b.kind.as_str(),
+            ))
+        });
+        out
+    }
+
+    /// Remove the entries of `profile`, or every entry file (unreadable ones and stale temp
+    /// files too) when `None`. Returns how many entries were removed. The step ledger is kept:
+    /// forgetting it could let a code be sent twice.
+    pub fn clear(&self, profile: Option<&str>) -> usize {
+        let mut n = 0;
+        for (key, path) in self.entry_files() {
+            let matches = match profile {
+                None => true,
+                Some(p) => self.read_entry(&path, &key).is_ok_and(|e| e.profile == p),
+            };
+            if matches && fs::remove_file(&path).is_ok() {
+                n += 1;
+            }
+        }
+        if profile.is_none()
+            && let Ok(rd) = fs::read_dir(&self.dir)
+        {
+            for de in rd.flatten() {
+                if de.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = fs::remove_file(de.path());
+                }
+            }
+        }
+        n
+    }
+
+    fn entry_files(&self) -> Vec<(CacheKey, PathBuf)> {
+        let Ok(rd) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|de| {
+                let name = de.file_name();
+                let stem = name.to_str()?.strip_suffix(".json")?;
+                Some((CacheKey::from_hex(stem)?, de.path()))
+            })
+            .collect()
+    }
+
+    // ----- state directory (locks, ledger) -----------------------------------------------
+
+    /// The directory holding `locks/` and `steps/`: the cache directory when it is writable,
+    /// else the fallback; None when neither works (then locks are per process only).
+    /// Resolved once, on the cold path only (it writes a probe file).
+    fn state_dir(&self, ui: &dyn Ui) -> Option<&Path> {
+        self.state_dir
+            .get_or_init(|| {
+                if self.ensure_dir(ui) {
+                    match self.probe(&self.dir) {
+                        Ok(()) => return Some(self.dir.clone()),
+                        Err(e) => self.disable(
+                            ui,
+                            &format!(
+                                "cache directory {} is not writable ({e}); continuing without a session cache (fix its permissions or set XDG_CACHE_HOME)",
+                                self.dir.display()
+                            ),
+                        ),
+                    }
+                }
+                let fb = self.fallback_dir.as_ref()?;
+                let ok = fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(fb)
+                    .and_then(|()| fs::symlink_metadata(fb))
+                    .map(|md| md.is_dir() && Some(md.uid()) == self.uid)
+                    .unwrap_or(false);
+                if ok && self.probe(fb).is_ok() {
+                    Some(fb.clone())
+                } else {
+                    self.warn_once(
+                        ui,
+                        &format!(
+                            "no writable directory for tapcred's locks ({} nor {}); parallel calls may each ask for a code",
+                            self.dir.display(),
+                            fb.display()
+                        ),
+                    );
+                    None
+                }
+            })
+            .as_deref()
+    }
+
+    fn probe(&self, dir: &Path) -> io::Result<()> {
+        for sub in ["locks", "steps"] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir.join(sub))?;
+        }
+        let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let p = dir
+            .join("locks")
+            .join(format!(".probe-{}-{n}", std::process::id()));
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&p)?;
+        fs::remove_file(&p)
+    }
+}
+
+/// This process's effective uid, without `unsafe`: the owner of `/proc/self`.
+fn my_uid() -> Option<u32> {
+    fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+#[cfg(test)]
+mod tests;

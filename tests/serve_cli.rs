@@ -1,0 +1,245 @@
+//! `tapcred serve` end to end: the real binary in front of the strict STS double, with a real
+//! SDK client (aws-config's container provider + aws-sdk-sts `GetCallerIdentity`) as the
+//! child, across a forced expiry of the served role credentials.
+//!
+//! The SDK client is this test binary itself, run by `tapcred serve -- …` with the filter
+//! `serve_child` and `TAPCRED_SERVE_CHILD=1`; `serve_child` is that helper, not a test of its
+//! own (without the variable it returns at once).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_credential_types::provider::ProvideCredentials;
+use common::{Home, Run, TAPCRED};
+use tapcred_testkit::sts_double::{Config, StsDouble};
+
+struct World {
+    home: Home,
+    double: StsDouble,
+}
+
+impl World {
+    fn new() -> World {
+        let double = StsDouble::start(Config::design()).expect("STS double");
+        let mut home = Home::design();
+        let seed = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sts-double/design.seed"),
+        )
+        .unwrap();
+        home.set("AWS_ENDPOINT_URL_STS", &double.endpoint());
+        home.set("TAPCRED_TOTP_SECRET", seed.trim());
+        World { home, double }
+    }
+
+    /// `tapcred ARGS` without a controlling terminal (`setsid -w`), clean environment.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("setsid");
+        c.arg("-w").arg(TAPCRED);
+        self.prepare(&mut c, args);
+        c
+    }
+
+    fn prepare(&self, c: &mut Command, args: &[&str]) {
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("XDG_CACHE_HOME", self.home.path().join(".cache"))
+            .stdin(Stdio::null());
+        for (k, v) in &self.home.env {
+            c.env(k, v);
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).output().expect("run tapcred"))
+    }
+}
+
+#[test]
+fn sdk_child_gets_credentials_and_survives_a_forced_expiry_without_a_new_tap() {
+    let w = World::new();
+    // One tap: the MFA session (12 h) is created and cached by another role's call.
+    w.run(&["credential-process", "--profile", "mfa-b"]).ok();
+    assert_eq!(w.double.token_code_events().len(), 1);
+    // From now on the double issues 30-second credentials: the role session served to the
+    // child expires during the test and must be renewed from the cached MFA session.
+    w.double.set_issued_lifetime(Some(30));
+    let exe = std::env::current_exe().unwrap();
+    let exe = exe.to_str().unwrap();
+    let mut c = w.cmd(&[
+        "serve",
+        "--profile",
+        "mfa",
+        "--",
+        exe,
+        "--exact",
+        "serve_child",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    c.env("TAPCRED_SERVE_CHILD", "1");
+    let out = Run::from(c.output().unwrap());
+    assert_eq!(
+        out.code, 0,
+        "serve + SDK child failed\nstdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains("serve_child: 2 distinct sessions, GetCallerIdentity ok"),
+        "{}",
+        out.stdout
+    );
+    // Still the one code from the start: the renewal used the cached MFA session.
+    assert_eq!(w.double.token_code_events().len(), 1);
+    assert_eq!(w.double.calls("GetSessionToken"), 1);
+    assert!(w.double.calls("AssumeRole") >= 3, "mfa-b, mfa, mfa renewed");
+    assert!(w.double.calls("GetCallerIdentity") >= 2);
+}
+
+#[test]
+fn serve_exits_with_the_child_exit_code_and_clears_conflicting_variables() {
+    let mut w = World::new();
+    w.home.set("AWS_ACCESS_KEY_ID", "AKIASHOULDNOTLEAK");
+    w.home.set("AWS_PROFILE", "other");
+    let out = w.run(&[
+        "serve",
+        "--profile",
+        "session",
+        "--",
+        "sh",
+        "-c",
+        "test -z \"$AWS_ACCESS_KEY_ID$AWS_PROFILE\" && test -n \"$AWS_CONTAINER_AUTHORIZATION_TOKEN\" && case \"$AWS_CONTAINER_CREDENTIALS_FULL_URI\" in http://127.0.0.1:*/) exit 7;; esac; exit 1",
+    ]);
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn serve_without_a_command_prints_the_variables_and_checks_the_token() {
+    let w = World::new();
+    // Run tapcred directly (not under setsid) so the test can stop exactly this process.
+    let mut c = Command::new(TAPCRED);
+    w.prepare(&mut c, &["serve", "--profile", "session"]);
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let uri_line = lines.next().unwrap().unwrap();
+    let token_line = lines.next().unwrap().unwrap();
+    let uri = uri_line
+        .strip_prefix("export AWS_CONTAINER_CREDENTIALS_FULL_URI=")
+        .unwrap_or_else(|| panic!("{uri_line}"))
+        .to_owned();
+    let token = token_line
+        .strip_prefix("export AWS_CONTAINER_AUTHORIZATION_TOKEN=")
+        .unwrap_or_else(|| panic!("{token_line}"))
+        .to_owned();
+    assert_eq!(token.len(), 64);
+    let addr = uri
+        .strip_prefix("http://")
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    assert!(addr.starts_with("127.0.0.1:"));
+    let get = |auth: Option<&str>| -> (u16, String) {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut req = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".to_owned();
+        if let Some(a) = auth {
+            req.push_str(&format!("Authorization: {a}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (
+            status,
+            out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
+        )
+    };
+    let (status, body) = get(None);
+    assert_eq!(status, 403);
+    assert!(body.contains("AccessDenied"));
+    let (status, _) = get(Some(&"0".repeat(64)));
+    assert_eq!(status, 403);
+    let (status, body) = get(Some(&token));
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["AccessKeyId"].as_str().unwrap().starts_with("ASIA"));
+    assert!(v["Token"].is_string() && v["Expiration"].is_string());
+    assert_eq!(w.double.calls("GetSessionToken"), 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Helper: the SDK client run as `tapcred serve`'s child (see the module comment).
+#[test]
+fn serve_child() {
+    if std::env::var_os("TAPCRED_SERVE_CHILD").is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use aws_smithy_http_client::tls;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let conf =
+            aws_config::provider_config::ProviderConfig::empty().with_http_client(http.clone());
+        let ecs = aws_config::ecs::EcsCredentialsProvider::builder()
+            .configure(&conf)
+            .build();
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_STS").expect("endpoint passed through");
+        let region = std::env::var("AWS_REGION").expect("serve sets AWS_REGION");
+        let mut seen = Vec::new();
+        let start = Instant::now();
+        for round in 0..2 {
+            let c = ecs
+                .provide_credentials()
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+            let exp = c.expiry().expect("Expiration");
+            assert!(
+                exp > std::time::SystemTime::now(),
+                "served expired credentials"
+            );
+            let sts_conf = aws_sdk_sts::Config::builder()
+                .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+                .region(aws_sdk_sts::config::Region::new(region.clone()))
+                .endpoint_url(&endpoint)
+                .http_client(http.clone())
+                .credentials_provider(c.clone())
+                .build();
+            let who = aws_sdk_sts::Client::from_conf(sts_conf)
+                .get_caller_identity()
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GetCallerIdentity round {round}: {e:?}"));
+            let arn = who.arn().unwrap_or_default();
+            assert!(arn.contains("assumed-role/toolkit-role/"), "{arn}");
+            seen.push(c.access_key_id().to_owned());
+            if round == 0 {
+                // 30-second credentials are renewed by tapcred once half is gone.
+                tokio::time::sleep(Duration::from_secs(17)).await;
+            }
+        }
+        assert_ne!(seen[0], seen[1], "renewed across the expiry");
+        assert!(start.elapsed() < Duration::from_secs(40));
+        println!("serve_child: 2 distinct sessions, GetCallerIdentity ok");
+    });
+}
