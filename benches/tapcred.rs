@@ -440,7 +440,7 @@ fn bench_a(rep: &mut Report, work: &Path) -> Option<StackA> {
 const M_NOCACHE: usize = 15;
 const M_COLD: usize = 5;
 const M_PAR: usize = 5;
-const M_OATH: usize = 3;
+const M_OATH: usize = 5;
 
 fn serial_arn(tag: &str) -> String {
     format!("arn:aws:iam::{ACCT}:mfa/{tag}")
@@ -931,7 +931,7 @@ fn bench_b(rep: &mut Report, work: &Path, stack_a: Option<&StackA>) {
     let base = if caches { warm.median() } else { None };
     rep.row(
         "B3",
-        "`credential-process --profile mfa-N --no-cache` (TOTP + GetSessionToken/AssumeRole with MFA)",
+        "`credential-process --profile nocache-NN --no-cache` (code + GetSessionToken with MFA + AssumeRole; fresh serial per sample)",
         &nc_mfa,
         &if caches {
             format!("{} of warm", ratio(nc_mfa.median(), base))
