@@ -362,6 +362,7 @@ fn bench_a(rep: &mut Report, work: &Path) -> Option<StackA> {
     let n = env_usize("TAPCRED_BENCH_A_N", 21);
     let mut tap = Samples::default();
     let mut yk = Samples::default();
+    let mut yk_start = Samples::default();
     let mut errors = Vec::new();
     let _ = run_timed(&mut tap_cmd(), timeout);
     if have_ykman {
@@ -401,6 +402,20 @@ fn bench_a(rep: &mut Report, work: &Path) -> Option<StackA> {
                 Err(e) => errors.push(e),
             }
         }
+        // ykman's start-up alone (Python interpreter and imports, no PC/SC), same round.
+        if have_ykman {
+            let c = yk_cmd();
+            let mut v = Command::new(c.get_program());
+            v.arg("--version").env_clear();
+            for (k, val) in c.get_envs() {
+                if let Some(val) = val {
+                    v.env(k, val);
+                }
+            }
+            if let Ok((d, _)) = ok_stdout(run_timed(&mut v, timeout), "ykman --version") {
+                yk_start.push(d);
+            }
+        }
     }
     rep.row(
         "A2",
@@ -414,6 +429,12 @@ fn bench_a(rep: &mut Report, work: &Path) -> Option<StackA> {
             "`ykman --reader \"…\" oath accounts code NAME` (same key, same pcscd)",
             &yk,
             &format!("{} of tapcred", ratio(yk.median(), tap.median())),
+        );
+        rep.row(
+            "A4",
+            "`ykman --version` (ykman start-up only: no PC/SC, no key)",
+            &yk_start,
+            &format!("{} of A3", ratio(yk_start.median(), yk.median())),
         );
     } else {
         rep.skip(
