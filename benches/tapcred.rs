@@ -1318,7 +1318,12 @@ fn failed_note(batches: usize) -> String {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing else is taken.
+    // `cargo bench` passes `--bench`. Without it (e.g. `cargo test --all-targets`, which
+    // builds benches in the test profile) do nothing: benchmarks are not tests.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("benches/tapcred.rs: not run without --bench; use `bash benches/run.sh`");
+        return;
+    }
     let tapcred = release_bin("tapcred");
     if !tapcred.is_file() {
         eprintln!(
