@@ -51,3 +51,9 @@ echo "# tapcred credential-process --profile mfa"
 echo
 echo "# tapcred exec --profile mfa -- sh -c 'echo \$AWS_ACCESS_KEY_ID expires \$AWS_CREDENTIAL_EXPIRATION'"
 "$bin/tapcred" exec --profile mfa -- sh -c 'echo "$AWS_ACCESS_KEY_ID expires $AWS_CREDENTIAL_EXPIRATION"'
+echo
+echo "# a second role with the same source and MFA device: no new code (cached MFA session)"
+"$bin/tapcred" credential-process --profile mfa-b | sed 's/"SecretAccessKey":"[^"]*"/"SecretAccessKey":"…"/; s/"SessionToken":"[^"]*"/"SessionToken":"…"/'
+echo
+echo "# tapcred sessions"
+"$bin/tapcred" sessions
