@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# tapcred benchmarks (issues 3 and 4): builds the release binaries and the driver
+# benches/tapcred.rs, runs it, and prints one table (medians, min/max, ratios); the table is
+# also written to target/bench-results.md. See benches/README.md.
+#
+#   bash benches/run.sh                       everything
+#   TAPCRED_BENCH_ONLY=B bash benches/run.sh  only section B (or A)
+#   TAPCRED_BENCH_A_N=41 …                    samples per command in section A (default 21)
+#   TAPCRED_BENCH_PAR=32 …                    parallel processes in B6/B7b (default 32)
+#   TAPCRED_BENCH_QUICKACK=0 …                keep delayed ACKs on loopback (see README)
+#
+# Section A needs root, pcscd, vsmartcard-vpcd and $TAPCRED_VENV/bin/ykman; B8 needs strace.
+# What is missing is skipped loudly. As root (with unshare and ip), the driver runs in a
+# private network namespace whose loopback routes have `quickack 1`: the STS double writes
+# response headers and body in two segments without TCP_NODELAY, which otherwise costs a
+# 40 ms delayed-ACK stall on reused connections that has nothing to do with tapcred.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TAPCRED_BENCH_REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src tests Cargo.toml Cargo.lock 2>/dev/null || echo +dirty)"
+export TAPCRED_BENCH_REV
+cargo build --release --locked -p tapcred -p tapcred-testkit --bins
+exe=$(cargo bench --locked --bench tapcred --no-run 2>&1 | tee /dev/stderr |
+    sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -n1)
+[ -n "$exe" ] && [ -x "$exe" ] || { echo "benches: cannot find the built driver" >&2; exit 1; }
+
+if [ "${TAPCRED_BENCH_QUICKACK:-1}" != 0 ] && [ "$(id -u)" = 0 ] &&
+    command -v unshare >/dev/null && command -v ip >/dev/null; then
+    export TAPCRED_BENCH_NETNS="private network namespace, loopback routes with quickack 1"
+    exec unshare --net sh -c '
+        set -e
+        ip link set lo up
+        for r in 127.0.0.0/8 127.0.0.1; do
+            ip route change local "$r" dev lo table local proto kernel scope host src 127.0.0.1 quickack 1
+        done
+        exec "$0" --bench' "$exe"
+fi
+export TAPCRED_BENCH_NETNS="host network namespace, default delayed ACKs"
+exec "$exe" --bench
