@@ -133,7 +133,8 @@ struct State {
 
 /// Start serving on 127.0.0.1.
 pub fn start(provider: CredentialsProvider, opts: ServeOptions) -> Result<ServeHandle> {
-    let server = Server::http((Ipv4Addr::LOCALHOST, opts.port)).map_err(|e| {
+    let listener = nodelay_listener((Ipv4Addr::LOCALHOST, opts.port).into());
+    let server = listener.and_then(|l| Server::from_listener(l, None).map_err(std::io::Error::other)).map_err(|e| {
         if opts.port == 0 {
             Error::io(format!("cannot listen on 127.0.0.1: {e}"))
         } else {
@@ -316,6 +317,19 @@ fn body_for(c: &Credentials) -> Zeroizing<Vec<u8>> {
         expiration: c.expiration.map(format_rfc3339),
     };
     Zeroizing::new(serde_json::to_vec(&doc).unwrap_or_default())
+}
+
+/// A loopback listener with TCP_NODELAY, which accepted sockets inherit on Linux: tiny_http
+/// writes responses in 1 KiB pieces, and with Nagle a kept-alive client waits 40 ms for the
+/// delayed ACK of the first piece.
+pub fn nodelay_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
 }
 
 #[cfg(test)]

@@ -122,6 +122,40 @@ fn code_at(src: &mut oath::OathSource, at: u64, ui: &RecordingUi) -> tapcred::Re
 }
 
 #[test]
+fn a_cold_code_for_now_is_select_plus_calculate_all() {
+    // Keep matching and the code in one 30 s window, as the engine does when it need not wait.
+    let left = 30 - tapcred::clock::now_unix() % 30;
+    if left < 4 {
+        std::thread::sleep(std::time::Duration::from_secs(left));
+    }
+    let (b, h) = one_key(
+        VykConfig::new()
+            .account(Account::totp(AWS_LABEL, RFC_KEY))
+            .account(Account::totp("GitHub:alice", b"another seed 123")),
+    );
+    let ui = RecordingUi::new();
+    h.clear_history();
+    let mut src = oath::open_with(b, &no_env(), &settings(), ARN, &ui).unwrap();
+    let now = tapcred::clock::now_unix();
+    let c = src.code(&req(now), &ui).unwrap();
+    assert_eq!(&*c.digits, &rfc_totp(RFC_KEY, now, 30, 6));
+    assert_eq!(src.last_apdu_count(), 2, "SELECT + CALCULATE_ALL");
+    // What the card saw: identification (management SELECT + READ_CONFIG), then OATH SELECT
+    // and CALCULATE_ALL — and no second connection with a CALCULATE.
+    let ins: Vec<u8> = h.history().iter().map(|r| r.ins).collect();
+    assert_eq!(ins, vec![0xA4, 0x1D, 0xA4, 0xA4], "{ins:02X?}");
+
+    // Another window (the engine waited): a fresh connection, SELECT + CALCULATE.
+    h.clear_history();
+    let later = now + 30;
+    let c = src.code(&req(later), &ui).unwrap();
+    assert_eq!(&*c.digits, &rfc_totp(RFC_KEY, later, 30, 6));
+    assert_eq!(src.last_apdu_count(), 2);
+    let ins: Vec<u8> = h.history().iter().map(|r| r.ins).collect();
+    assert_eq!(ins, vec![0xA4, 0xA2]);
+}
+
+#[test]
 fn codes_equal_rfc6238_and_cost_two_apdus() {
     let (b, h) = one_key(
         VykConfig::new()

@@ -54,6 +54,10 @@ pub struct OathSource {
     period: u32,
     key: Option<Zeroizing<[u8; 16]>>,
     last_apdus: usize,
+    /// The code CALCULATE_ALL already returned while matching (non-touch, 30 s accounts):
+    /// (time step, code, APDUs that session took). Used once, for a request in that step, so
+    /// a cold code costs SELECT + CALCULATE_ALL instead of a second connection.
+    matched_code: Option<(u64, Zeroizing<String>, usize)>,
 }
 
 impl std::fmt::Debug for OathSource {
@@ -83,7 +87,9 @@ impl OathSource {
     pub fn requires_touch(&self) -> bool {
         self.touch
     }
-    /// APDUs exchanged by the last [`TokenSource::code`] call (after connecting).
+    /// APDUs the last [`TokenSource::code`] call cost after connecting: a code for the window
+    /// matching ran in is the matching session's SELECT + CALCULATE_ALL (+ VALIDATE when
+    /// locked); any other window reconnects for SELECT + CALCULATE.
     pub fn last_apdu_count(&self) -> usize {
         self.last_apdus
     }
@@ -109,6 +115,17 @@ impl TokenSource for OathSource {
         self.period as u64
     }
     fn code(&mut self, req: &CodeRequest<'_>, ui: &dyn Ui) -> Result<Code> {
+        if let Some((step, digits, apdus)) = self.matched_code.take()
+            && req.at / name::DEFAULT_PERIOD as u64 == step
+        {
+            self.last_apdus = apdus;
+            let (window_start, window_end) = window_of(req.at, self.period as u64);
+            return Ok(Code {
+                digits,
+                window_start,
+                window_end,
+            });
+        }
         let label = self.label();
         self.last_apdus = 0;
         let conn = self.backend.connect(&self.reader)?.ok_or_else(|| {
@@ -255,7 +272,8 @@ fn prepare(
             .map_err(|e| Fail::Fatal(e.into_error(&label)))?;
         key = Some(k);
     }
-    let challenge = session::totp_challenge(crate::clock::now_unix(), name::DEFAULT_PERIOD);
+    let matched_at = crate::clock::now_unix();
+    let challenge = session::totp_challenge(matched_at, name::DEFAULT_PERIOD);
     let entries = s
         .calculate_all(&challenge)
         .map_err(|e| Fail::Fatal(e.into_error(&label)))?;
@@ -289,6 +307,14 @@ fn prepare(
     }
     let period = CredentialId::parse(chosen, OathType::Totp).period;
     tracing::debug!(account = chosen, key = %label, "OATH account chosen");
+    let matched_code = match &entry.result {
+        session::AllResult::Code(t) if period == name::DEFAULT_PERIOD => Some((
+            matched_at / name::DEFAULT_PERIOD as u64,
+            t.code(),
+            s.exchanged(),
+        )),
+        _ => None,
+    };
     Ok(OathSource {
         backend,
         reader,
@@ -300,6 +326,7 @@ fn prepare(
         period,
         key,
         last_apdus: 0,
+        matched_code,
     })
 }
 

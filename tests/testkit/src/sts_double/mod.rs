@@ -111,7 +111,8 @@ impl StsDouble {
     /// Start on `127.0.0.1:port` (0 = ephemeral).
     pub fn start_on(config: Config, port: u16) -> Result<StsDouble, String> {
         config.validate()?;
-        let server = tiny_http::Server::http(("127.0.0.1", port))
+        let server = nodelay_listener(([127, 0, 0, 1], port).into())
+            .and_then(|l| tiny_http::Server::from_listener(l, None).map_err(std::io::Error::other))
             .map_err(|e| format!("STS double: cannot listen on 127.0.0.1:{port}: {e}"))?;
         let port = server
             .server_addr()
@@ -336,4 +337,17 @@ fn admin_request(engine: &mut Engine, method: &str, path: &str) -> (u16, String)
             serde_json::json!({ "error": "unknown admin path" }).to_string(),
         ),
     }
+}
+
+/// A loopback listener with TCP_NODELAY, which accepted sockets inherit on Linux: tiny_http
+/// writes responses in 1 KiB pieces, and with Nagle a kept-alive client waits 40 ms for the
+/// delayed ACK of the first piece.
+fn nodelay_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
 }
