@@ -7,7 +7,6 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use super::{CacheKey, SessionCache, key::serial_hash};
 use crate::error::{Error, Result};
@@ -121,32 +120,39 @@ impl SessionCache {
                 state.display()
             ))
         })?;
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(2);
-        loop {
-            match file.try_lock() {
-                Ok(()) => {
-                    return Ok(LockGuard {
-                        file: Some(file),
-                        path: Some(path),
-                        created,
-                    });
-                }
-                Err(TryLockError::WouldBlock) => {
-                    if start.elapsed() >= self.lock_timeout {
-                        return Err(Error::io(format!(
-                            "gave up after {} s waiting for another tapcred process holding {}; if none is running (check `pgrep -a tapcred`), retry",
-                            self.lock_timeout.as_secs(),
-                            path.display()
-                        )));
-                    }
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(TryLockError::Error(e)) => {
-                    return Err(Error::io(format!("cannot lock {} ({e})", path.display())));
-                }
+        match file.try_lock() {
+            Ok(()) => {
+                return Ok(LockGuard {
+                    file: Some(file),
+                    path: Some(path),
+                    created,
+                });
             }
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::io(format!("cannot lock {} ({e})", path.display())));
+            }
+        }
+        // Contended: block in the kernel on a helper thread (woken the moment the holder
+        // unlocks or dies), bounded by the lock timeout. On a timeout the thread is left
+        // blocked; the caller fails and the process exits.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = file.lock().map(|()| file);
+            let _ = tx.send(r);
+        });
+        match rx.recv_timeout(self.lock_timeout) {
+            Ok(Ok(file)) => Ok(LockGuard {
+                file: Some(file),
+                path: Some(path),
+                created,
+            }),
+            Ok(Err(e)) => Err(Error::io(format!("cannot lock {} ({e})", path.display()))),
+            Err(_) => Err(Error::io(format!(
+                "gave up after {} s waiting for another tapcred process holding {}; if none is running (check `pgrep -a tapcred`), retry",
+                self.lock_timeout.as_secs(),
+                path.display()
+            ))),
         }
     }
 }
