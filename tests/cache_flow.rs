@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Home, Run, TAPCRED};
+use common::{Home, Run};
 use tapcred_testkit::sts_double::{Config, StsDouble, TokenOutcome};
 
 const SEED_FILE: &str = "fixtures/sts-double/design.seed";
@@ -41,19 +41,7 @@ impl World {
 
     /// `tapcred ARGS` without a controlling terminal, with the test HOME's environment.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("setsid");
-        c.arg("-w")
-            .arg(TAPCRED)
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.home.path())
-            .env("XDG_CACHE_HOME", self.home.path().join(".cache"))
-            .stdin(Stdio::null());
-        for (k, v) in &self.home.env {
-            c.env(k, v);
-        }
-        c
+        self.home.cmd_detached(args)
     }
 
     fn run(&self, args: &[&str]) -> Run {

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_credential_types::provider::ProvideCredentials;
-use common::{Home, Run, TAPCRED};
+use common::{Home, Run};
 use tapcred_testkit::sts_double::{Config, StsDouble};
 
 struct World {
@@ -36,24 +36,9 @@ impl World {
         World { home, double }
     }
 
-    /// `tapcred ARGS` without a controlling terminal (`setsid -w`), clean environment.
+    /// `tapcred ARGS` without a controlling terminal, with the test HOME's environment.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("setsid");
-        c.arg("-w").arg(TAPCRED);
-        self.prepare(&mut c, args);
-        c
-    }
-
-    fn prepare(&self, c: &mut Command, args: &[&str]) {
-        c.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.home.path())
-            .env("XDG_CACHE_HOME", self.home.path().join(".cache"))
-            .stdin(Stdio::null());
-        for (k, v) in &self.home.env {
-            c.env(k, v);
-        }
+        self.home.cmd_detached(args)
     }
 
     fn run(&self, args: &[&str]) -> Run {
@@ -125,8 +110,7 @@ fn serve_exits_with_the_child_exit_code_and_clears_conflicting_variables() {
 fn serve_without_a_command_prints_the_variables_and_checks_the_token() {
     let w = World::new();
     // Run tapcred directly (not under setsid) so the test can stop exactly this process.
-    let mut c = Command::new(TAPCRED);
-    w.prepare(&mut c, &["serve", "--profile", "session"]);
+    let mut c = w.home.cmd(&["serve", "--profile", "session"]);
     let mut child = c
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

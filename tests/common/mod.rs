@@ -76,6 +76,21 @@ impl Home {
     /// `tapcred ARGS` with HOME set here and nothing inherited but PATH.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(TAPCRED);
+        self.prepare(&mut c, args);
+        c
+    }
+
+    /// `tapcred ARGS` in a new session (`setsid -w`): no controlling terminal, even when the
+    /// test runner has one, so every message to a person goes to stderr.
+    pub fn cmd_detached(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("setsid");
+        c.arg("-w").arg(TAPCRED);
+        self.prepare(&mut c, args);
+        c
+    }
+
+    /// Append `args` and this HOME's clean environment to `c`.
+    pub fn prepare(&self, c: &mut Command, args: &[&str]) {
         c.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -85,7 +100,6 @@ impl Home {
         for (k, v) in &self.env {
             c.env(k, v);
         }
-        c
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
