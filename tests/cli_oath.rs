@@ -201,3 +201,91 @@ fn touch_timeout_is_a_clear_error() {
         "nothing is sent to STS without a code"
     );
 }
+
+/// ykman (Yubico's own client) and tapcred read the same virtual key through the same pcscd
+/// and must print the same code, with and without an applet password.
+#[test]
+fn tapcred_and_ykman_agree_on_the_code() {
+    let ykman = std::path::PathBuf::from(
+        std::env::var("TAPCRED_VENV").unwrap_or_else(|_| "/opt/tapcred-venv".into()),
+    )
+    .join("bin/ykman");
+    if !ykman.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: {} is required",
+            ykman.display()
+        );
+        eprintln!(
+            "SKIPPED cli_oath::tapcred_and_ykman_agree_on_the_code: no ykman at {} (set TAPCRED_VENV)",
+            ykman.display()
+        );
+        return;
+    }
+    let Some(mut stack) = PcscStack::start_or_skip("cli_oath::tapcred_and_ykman_agree_on_the_code")
+    else {
+        return;
+    };
+    for password in [None, Some("open sesame 42")] {
+        let mut cfg = VykConfig::new()
+            .serial(SERIAL)
+            .account(Account::totp(AWS_LABEL, &seed()));
+        if let Some(p) = password {
+            cfg = cfg.password(p);
+        }
+        let card = stack.insert(0, VirtualYubiKey::new(cfg)).expect("insert");
+        let mut h = Home::design();
+        if let Some(p) = password {
+            h.set("TAPCRED_OATH_PASSWORD", p);
+        }
+        let ykman_home = tempfile::tempdir().unwrap();
+        // Both reads must fall in one 30 s window; retry once across a boundary.
+        let mut agreed = false;
+        for _ in 0..2 {
+            let start = tapcred::clock::now_unix();
+            let ours = h.run(&["code", "--account", AWS_LABEL]);
+            ours.ok();
+            let mut args = vec![
+                "--reader".to_owned(),
+                card.reader_name(),
+                "oath".into(),
+                "accounts".into(),
+                "code".into(),
+            ];
+            if let Some(p) = password {
+                args.extend(["-p".to_owned(), p.to_owned()]);
+            }
+            args.extend(["--single".to_owned(), AWS_LABEL.to_owned()]);
+            let theirs = std::process::Command::new(&ykman)
+                .args(&args)
+                .env("HOME", ykman_home.path())
+                .output()
+                .unwrap();
+            let end = tapcred::clock::now_unix();
+            assert!(
+                theirs.status.success(),
+                "ykman: {}",
+                String::from_utf8_lossy(&theirs.stderr)
+            );
+            if start / 30 != end / 30 {
+                continue;
+            }
+            let theirs = String::from_utf8_lossy(&theirs.stdout).trim().to_owned();
+            assert_eq!(
+                ours.stdout.trim(),
+                theirs,
+                "tapcred and ykman disagree (password: {})",
+                password.is_some()
+            );
+            assert_eq!(
+                theirs,
+                totp_sha1(&seed(), start),
+                "both must equal RFC 6238"
+            );
+            agreed = true;
+            break;
+        }
+        assert!(agreed, "two reads straddled a window boundary twice");
+        drop(card);
+    }
+}
