@@ -15,6 +15,7 @@
 # response headers and body in two segments without TCP_NODELAY, which otherwise costs a
 # 40 ms delayed-ACK stall on reused connections that has nothing to do with tapcred.
 set -euo pipefail
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"  # ip, pcscd
 cd "$(dirname "$0")/.."
 TAPCRED_BENCH_REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src tests Cargo.toml Cargo.lock 2>/dev/null || echo +dirty)"
 export TAPCRED_BENCH_REV

@@ -210,15 +210,20 @@ impl PcscStack {
         .map_err(|e| format!("write reader.conf: {e}"))?;
         let log = File::create(dir.join("pcscd.log")).map_err(|e| format!("pcscd log: {e}"))?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new("unshare")
+        // Absolute paths: root's PATH does not always include /usr/sbin.
+        let tool = |t: &str| find_in_path(t).ok_or_else(|| format!("`{t}` not found"));
+        let (unshare, ip, pcscd) = (tool("unshare")?, tool("ip")?, tool("pcscd")?);
+        let child = Command::new(unshare)
             .args([
                 "--net",
                 "sh",
                 "-c",
-                "ip link set lo up && exec pcscd --foreground --config \"$1\"",
+                "\"$2\" link set lo up && exec \"$3\" --foreground --config \"$1\"",
                 "sh",
             ])
             .arg(&conf)
+            .arg(ip)
+            .arg(pcscd)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
