@@ -11,9 +11,9 @@
 #
 # Section A needs root, pcscd, vsmartcard-vpcd and $TAPCRED_VENV/bin/ykman; B8 needs strace.
 # What is missing is skipped loudly. As root (with unshare and ip), the driver runs in a
-# private network namespace whose loopback routes have `quickack 1`: the STS double writes
-# response headers and body in two segments without TCP_NODELAY, which otherwise costs a
-# 40 ms delayed-ACK stall on reused connections that has nothing to do with tapcred.
+# private network namespace whose loopback routes have `quickack 1`. That guarded against a
+# 40 ms delayed-ACK stall of the STS double on reused connections; the double now listens
+# with TCP_NODELAY, and TAPCRED_BENCH_QUICKACK=0 gives the same numbers (benches/README.md).
 set -euo pipefail
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"  # ip, pcscd
 cd "$(dirname "$0")/.."
