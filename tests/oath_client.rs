@@ -2,11 +2,12 @@
 //! codes equal RFC 6238, touch, passwords, HOTP counters, periods, account matching,
 //! several keys, faults, and the APDU count for one code.
 
+mod common;
+use common::rfc_totp;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hmac::{KeyInit, Mac};
 use tapcred::token::oath::{
     self, ApduTransport, Backend, Connection, CredentialId, HashAlgo, NewCredential, OathType,
     Session,
@@ -98,15 +99,6 @@ fn settings() -> TokenSettings {
 
 fn no_env() -> HashMap<String, String> {
     HashMap::new()
-}
-
-fn rfc_totp(seed: &[u8], at: u64, period: u64, digits: u32) -> String {
-    let mut mac = <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(seed).unwrap();
-    mac.update(&(at / period).to_be_bytes());
-    let h = mac.finalize().into_bytes();
-    let o = (h[19] & 0x0F) as usize;
-    let v = u32::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]) & 0x7FFF_FFFF;
-    format!("{:0w$}", v % 10u32.pow(digits), w = digits as usize)
 }
 
 fn req(at: u64) -> CodeRequest<'static> {

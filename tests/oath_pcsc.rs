@@ -2,11 +2,12 @@
 //! the project's virtual YubiKey, using tapcred's own PC/SC transport. Skips loudly
 //! without root/pcscd/vpcd unless CI=true (then it must run).
 
+mod common;
+use common::rfc_totp;
 use std::ffi::CString;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hmac::{KeyInit, Mac};
 use tapcred::ErrorKind;
 use tapcred::token::oath::{self, Backend, PcscBackend};
 use tapcred::token::{CodeRequest, TokenSettings, TokenSource};
@@ -17,15 +18,6 @@ use tapcred_testkit::virtual_yubikey::{Account, VirtualYubiKey, VykConfig};
 const RFC_KEY: &[u8] = b"12345678901234567890";
 const ARN: &str = "arn:aws:iam::111111111111:mfa/alice";
 const AWS_LABEL: &str = "Amazon Web Services:alice@111111111111";
-
-fn rfc_totp(seed: &[u8], at: u64, period: u64, digits: u32) -> String {
-    let mut mac = <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(seed).unwrap();
-    mac.update(&(at / period).to_be_bytes());
-    let h = mac.finalize().into_bytes();
-    let o = (h[19] & 0x0F) as usize;
-    let v = u32::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]) & 0x7FFF_FFFF;
-    format!("{:0w$}", v % 10u32.pow(digits), w = digits as usize)
-}
 
 fn settings(serial: Option<u32>) -> TokenSettings {
     TokenSettings {

@@ -190,13 +190,18 @@ impl Run {
     }
 }
 
-/// RFC 6238 TOTP (SHA-1, 6 digits, 30 s), written independently of tapcred's code.
-pub fn totp_sha1(seed: &[u8], unix: u64) -> String {
+/// RFC 6238 TOTP with HMAC-SHA-1, written independently of tapcred's code.
+pub fn rfc_totp(seed: &[u8], at: u64, period: u64, digits: u32) -> String {
     use hmac::{KeyInit, Mac};
     let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(seed).unwrap();
-    mac.update(&(unix / 30).to_be_bytes());
+    mac.update(&(at / period).to_be_bytes());
     let h = mac.finalize().into_bytes();
     let off = (h[19] & 0x0f) as usize;
     let v = u32::from_be_bytes([h[off], h[off + 1], h[off + 2], h[off + 3]]) & 0x7fff_ffff;
-    format!("{:06}", v % 1_000_000)
+    format!("{:0w$}", v % 10u32.pow(digits), w = digits as usize)
+}
+
+/// The AWS virtual-MFA flavour: 6 digits, 30 s.
+pub fn totp_sha1(seed: &[u8], unix: u64) -> String {
+    rfc_totp(seed, unix, 30, 6)
 }
