@@ -97,11 +97,7 @@ impl Sts {
             .map_err(|e| {
                 Error::internal(format!("cannot start the async runtime for STS calls: {e}"))
             })?;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
+        let http = https_client();
         Ok(Sts { rt, http, target })
     }
 
@@ -411,6 +407,16 @@ fn convert(c: Option<aws_sdk_sts::types::Credentials>, target: &StsTarget) -> Re
         Some(c.session_token),
         Some(expiration),
     ))
+}
+
+/// The one HTTPS client: rustls with ring (no aws-lc, no legacy hyper 0.14 stack). Public so
+/// SDK clients in tests use exactly what tapcred uses.
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 fn default_session_name() -> String {

@@ -120,17 +120,7 @@ fn aws_cli_touch_prompt_on_the_terminal_and_clean_json_on_stdout() {
     let tmux = Tmux::start(&pane_script(&s), PANE_COLS, PANE_ROWS);
 
     // Nothing is pressed until the prompt is on the terminal.
-    let pane = tmux
-        .wait_for(Duration::from_secs(60), |p| {
-            p.contains("Touch your YubiKey")
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no touch prompt on the terminal after 60 s\npane:\n{}\ncli stderr: {}",
-                tmux.capture(),
-                read(&s.home, "cli.stderr")
-            )
-        });
+    let pane = wait_for_touch_prompt(&tmux, &s);
     let prompt_after = started.elapsed();
     assert!(pane.contains(&prompt(&s)), "prompt text: {pane:?}");
     assert!(
@@ -205,17 +195,7 @@ fn aws_cli_touch_timeout_reports_tapcreds_message() {
     };
     let button = s.card.button();
     let tmux = Tmux::start(&pane_script(&s), PANE_COLS, PANE_ROWS);
-    let pane = tmux
-        .wait_for(Duration::from_secs(60), |p| {
-            p.contains("Touch your YubiKey")
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no touch prompt on the terminal after 60 s\npane:\n{}\ncli stderr: {}",
-                tmux.capture(),
-                read(&s.home, "cli.stderr")
-            )
-        });
+    let pane = wait_for_touch_prompt(&tmux, &s);
     let prompt_seen = Instant::now();
     assert!(pane.contains(&prompt(&s)), "prompt text: {pane:?}");
     // Never press.
@@ -302,4 +282,18 @@ fn aws_cli_credential_process_software_seed() {
     assert_eq!(d.stats().ok("AssumeRole"), 1);
     assert_eq!(d.stats().ok("GetCallerIdentity"), 1);
     eprintln!("aws CLI via tapcred credential_process (software seed): {elapsed:?}");
+}
+
+/// The pane once tapcred's touch prompt is on it (fails after 60 s with what was seen).
+fn wait_for_touch_prompt(tmux: &Tmux, s: &Setup) -> String {
+    tmux.wait_for(Duration::from_secs(60), |p| {
+        p.contains("Touch your YubiKey")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no touch prompt on the terminal after 60 s\npane:\n{}\ncli stderr: {}",
+            tmux.capture(),
+            read(&s.home, "cli.stderr")
+        )
+    })
 }

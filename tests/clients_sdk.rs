@@ -93,7 +93,6 @@ fn rust_sdk_caller_arn(h: &ClientHome) -> String {
 fn sdk_child_get_caller_identity() {
     use aws_config::{BehaviorVersion, Region};
     use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
-    use aws_smithy_http_client::tls;
 
     let endpoint = std::env::var(CHILD_ENDPOINT_VAR)
         .unwrap_or_else(|_| panic!("{CHILD_ENDPOINT_VAR} not set: run by the rust_sdk_* tests"));
@@ -114,11 +113,7 @@ fn sdk_child_get_caller_identity() {
         .build()
         .unwrap();
     let arn = rt.block_on(async {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
+        let http = tapcred::sts::https_client();
         let files = EnvConfigFiles::builder()
             .with_file(EnvConfigFileKind::Config, home.join(".aws/config"))
             .with_file(

@@ -177,12 +177,7 @@ fn serve_child() {
         .build()
         .unwrap();
     rt.block_on(async {
-        use aws_smithy_http_client::tls;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
+        let http = tapcred::sts::https_client();
         let conf =
             aws_config::provider_config::ProviderConfig::empty().with_http_client(http.clone());
         let ecs = aws_config::ecs::EcsCredentialsProvider::builder()
