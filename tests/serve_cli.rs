@@ -5,6 +5,7 @@
 //! The SDK client is this test binary itself, run by `tapcred serve -- …` with the filter
 //! `serve_child` and `TAPCRED_SERVE_CHILD=1`; `serve_child` is that helper, not a test of its
 //! own (without the variable it returns at once).
+#![cfg(unix)] // runs Linux test stacks (or Unix-only APIs); the Windows build is checked by clippy and Wine
 
 mod common;
 

@@ -52,10 +52,4 @@ pub fn run(profile: &str, command: &[String], opts: &Options, ctx: &Ctx<'_>) -> 
     Ok(exit_code_of(status))
 }
 
-/// The child's exit code; a child killed by signal N gives 128 + N, as shells report it.
-pub fn exit_code_of(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-}
+pub use crate::platform::process::exit_code_of;

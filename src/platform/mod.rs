@@ -13,11 +13,12 @@
 //! - [`harden`]: no core dumps while secrets are held;
 //! - [`desktop`]: reaching a person without a console (notifications, a code dialog).
 //!
-//! Process handling for `exec`/`serve` (spawn, signals, exit codes) lives in `process`.
+//! - [`process`]: child processes for `exec`/`serve` (spawn, signals, exit codes).
 
 pub mod desktop;
 pub mod fs;
 pub mod harden;
 pub mod locations;
 pub mod pcsc;
+pub mod process;
 pub mod terminal;
