@@ -87,7 +87,15 @@ fn check(stdout: &str, expect_key: &str) {
 #[test]
 fn exec_child_and_grandchild_get_no_tapcred_secret() {
     let (d, h) = setup();
-    let out = h.run(&["exec", "--profile", "team-chain", "--", "sh", "-c", PRINT_ENVS]);
+    let out = h.run(&[
+        "exec",
+        "--profile",
+        "team-chain",
+        "--",
+        "sh",
+        "-c",
+        PRINT_ENVS,
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     check(&out.stdout, "AWS_SESSION_TOKEN");
     // The seed was used, from the chain's own variable.
@@ -97,7 +105,15 @@ fn exec_child_and_grandchild_get_no_tapcred_secret() {
 #[test]
 fn serve_child_and_grandchild_get_no_tapcred_secret() {
     let (d, h) = setup();
-    let out = h.run(&["serve", "--profile", "team-chain", "--", "sh", "-c", PRINT_ENVS]);
+    let out = h.run(&[
+        "serve",
+        "--profile",
+        "team-chain",
+        "--",
+        "sh",
+        "-c",
+        PRINT_ENVS,
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     check(&out.stdout, "AWS_CONTAINER_AUTHORIZATION_TOKEN");
     assert_eq!(d.token_code_events().len(), 1);

@@ -80,7 +80,11 @@ fn sdk_child_gets_credentials_and_survives_a_forced_expiry_without_a_new_tap() {
         "serve + SDK child failed\nstdout: {}\nstderr: {}",
         out.stdout, out.stderr
     );
-    assert!(out.stdout.contains("1 passed"), "the child did not run: {}", out.stdout);
+    assert!(
+        out.stdout.contains("1 passed"),
+        "the child did not run: {}",
+        out.stdout
+    );
     assert!(
         out.stdout
             .contains("serve_child: 2 distinct sessions, GetCallerIdentity ok"),

@@ -39,9 +39,9 @@ fn run_child(env: &[(&str, String)]) -> (bool, String) {
         "--nocapture",
         "--test-threads=1",
     ])
-        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-        .env_remove("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
-        .env("TAPCRED_SDK_CHILD", "1");
+    .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+    .env_remove("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+    .env("TAPCRED_SDK_CHILD", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -102,7 +102,13 @@ mod tests {
             steps: Vec::new(),
             token: Default::default(),
         };
-        let names = ["TAPCRED_X", "tapcred_fido_pin", "MY_TAPCRED_X", "TAPCRED", "PATH"];
+        let names = [
+            "TAPCRED_X",
+            "tapcred_fido_pin",
+            "MY_TAPCRED_X",
+            "TAPCRED",
+            "PATH",
+        ];
         let got = secret_variables(&profile, &env, names.iter().map(OsStr::new));
         assert!(got.contains("TAPCRED_X") && got.contains("tapcred_fido_pin"));
         assert!(!got.contains("MY_TAPCRED_X") && !got.contains("TAPCRED"));

@@ -1,7 +1,7 @@
 //! `exec -- CMD …`: run a child with the profile's credentials in its environment.
 
-use crate::commands::{Ctx, child};
 use crate::commands::export::variables;
+use crate::commands::{Ctx, child};
 use crate::engine::{self, Options};
 use crate::error::{Error, Result};
 

@@ -16,8 +16,8 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::commands::{Ctx, child};
 use crate::commands::exec::{NESTING_VAR, exit_code_of};
+use crate::commands::{Ctx, child};
 use crate::credentials::Credentials;
 use crate::engine::{self, Options};
 use crate::error::{Error, Result};
