@@ -14,8 +14,11 @@ use tapcred::token::oath::apdu::{ApduClient, ApduTransport, Command};
 use tapcred::token::oath::{Backend, Connection, CredentialId, OathType, device, matching};
 use tapcred::token::oath::{session, tlv};
 
+/// A target: arbitrary bytes in, no panic.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the directory name under `fuzz/corpus/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("apdu_tlv", apdu_tlv),
     ("oath_session", oath_session),
     ("profile", profile),
