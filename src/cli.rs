@@ -232,8 +232,11 @@ fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::new(v),
+        // No -v and no RUST_LOG: logging is off, and with no subscriber installed every
+        // `tracing` call is a no-op. Building one (EnvFilter, registry) cost ~7% of a warm
+        // `credential-process` (benches/README.md).
+        _ if verbose == 0 => return,
         _ => EnvFilter::new(match verbose {
-            0 => "off",
             1 => "tapcred=info",
             _ => "tapcred=debug",
         }),

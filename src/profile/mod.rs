@@ -109,11 +109,30 @@ pub struct Profiles {
     credentials: Option<FileData>,
 }
 
+/// One file on its own, parsed only when a message needs to say which file a key or a
+/// section is in (an error path): the merged parse is all a working profile needs, and a
+/// second parse of each file cost a third of a warm `credential-process`.
 struct FileData {
-    set: ProfileSet,
-    /// Every `[...]` header line, whitespace-normalised (for the wrong-header-style hint;
-    /// the text itself, which holds secrets, is not kept).
-    headers: Vec<String>,
+    kind: EnvConfigFileKind,
+    path: PathBuf,
+    /// The text (it may hold secret keys: zeroized on drop, never printed).
+    text: zeroize::Zeroizing<String>,
+    set: std::cell::OnceCell<Option<ProfileSet>>,
+}
+
+impl FileData {
+    fn set(&self) -> Option<&ProfileSet> {
+        self.set
+            .get_or_init(|| {
+                parse_files(&[(self.kind, self.path.as_path(), self.text.as_str())]).ok()
+            })
+            .as_ref()
+    }
+
+    /// Every `[...]` header line, whitespace-normalised (for the wrong-header-style hint).
+    fn headers(&self) -> Vec<String> {
+        headers(&self.text)
+    }
 }
 
 /// Which of the two files, for messages.
@@ -249,20 +268,6 @@ impl Profiles {
                 files.credentials.display()
             )));
         }
-        let one = |kind, path: &Path, text: &Option<String>| -> Result<Option<FileData>> {
-            let Some(text) = text else { return Ok(None) };
-            let set = parse_files(&[(kind, path, text)])?;
-            Ok(Some(FileData {
-                set,
-                headers: headers(text),
-            }))
-        };
-        let config = one(EnvConfigFileKind::Config, &files.config, &config_text)?;
-        let credentials = one(
-            EnvConfigFileKind::Credentials,
-            &files.credentials,
-            &credentials_text,
-        )?;
         let mut both = Vec::new();
         if let Some(text) = &config_text {
             both.push((
@@ -279,6 +284,20 @@ impl Profiles {
             ));
         }
         let merged = parse_files(&both)?;
+        let one = |kind, path: &Path, text: Option<String>| {
+            text.map(|text| FileData {
+                kind,
+                path: path.to_owned(),
+                text: zeroize::Zeroizing::new(text),
+                set: std::cell::OnceCell::new(),
+            })
+        };
+        let config = one(EnvConfigFileKind::Config, &files.config, config_text);
+        let credentials = one(
+            EnvConfigFileKind::Credentials,
+            &files.credentials,
+            credentials_text,
+        );
         Ok(Profiles {
             files: files.clone(),
             merged,
@@ -331,7 +350,7 @@ impl Profiles {
     /// The file the merged value of `key` comes from (the credentials file wins, as in the
     /// merge), else the file(s) where the profile is defined.
     fn files_of(&self, profile: &str, key: Option<&str>) -> Vec<Which> {
-        let in_file = |which: Which| self.data(which).and_then(|d| d.set.get_profile(profile));
+        let in_file = |which: Which| self.data(which).and_then(|d| d.set()?.get_profile(profile));
         if let Some(key) = key {
             for which in [Which::Credentials, Which::Config] {
                 if in_file(which).is_some_and(|p| p.get(key).is_some()) {
@@ -385,7 +404,7 @@ impl Profiles {
         // The most common slip: the other file's header style.
         if let Some(d) = &self.config
             && name != "default"
-            && d.headers.iter().any(|h| *h == name)
+            && d.headers().iter().any(|h| *h == name)
         {
             msg.push_str(&format!(
                 "; {} has [{name}], but the config file needs [profile {name}]",
@@ -393,7 +412,7 @@ impl Profiles {
             ));
         }
         if let Some(d) = &self.credentials
-            && d.headers.contains(&format!("profile {name}"))
+            && d.headers().contains(&format!("profile {name}"))
         {
             msg.push_str(&format!(
                 "; {} has [profile {name}], but the credentials file needs [{name}]",
