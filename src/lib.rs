@@ -13,8 +13,9 @@ pub mod error;
 pub mod profile;
 pub mod serve;
 pub mod sts;
+pub mod text;
 pub mod token;
 pub mod ui;
 
 pub use credentials::Credentials;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Reason, Result};

@@ -1,10 +1,12 @@
 //! The commands, each a function over the engine; the CLI only parses arguments and maps
 //! errors to exit codes. Commands write to stdout only what they exist to print.
 
+pub mod child;
 pub mod code;
 pub mod devices;
 pub mod exec;
 pub mod export;
+pub mod man;
 pub mod process;
 pub mod serve;
 pub mod sessions;
