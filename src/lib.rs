@@ -13,6 +13,7 @@ pub mod error;
 pub mod profile;
 pub mod serve;
 pub mod sts;
+pub mod text;
 pub mod token;
 pub mod ui;
 

@@ -7,6 +7,7 @@ pub mod configure;
 pub mod devices;
 pub mod exec;
 pub mod export;
+pub mod man;
 pub mod process;
 pub mod serve;
 pub mod sessions;
