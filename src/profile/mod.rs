@@ -20,7 +20,7 @@ pub mod editor;
 mod load;
 mod resolve;
 mod tapcred_keys;
-mod validate;
+pub(crate) mod validate;
 
 /// The two files, after `AWS_CONFIG_FILE` / `AWS_SHARED_CREDENTIALS_FILE` / `HOME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
