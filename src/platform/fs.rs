@@ -63,6 +63,10 @@ pub fn read_regular(
     cap: u64,
     follow_links: bool,
 ) -> Result<Zeroizing<Vec<u8>>, ReadError> {
+    if is_null_device(path) {
+        // `AWS_CONFIG_FILE=/dev/null` (`NUL` on Windows) is the usual way to say "none".
+        return Ok(Zeroizing::new(Vec::new()));
+    }
     read_checked(path, cap, follow_links, |_| Ok(()))
 }
 
@@ -117,6 +121,11 @@ fn read_checked(
         return Err(ReadError::TooLarge(cap));
     }
     Ok(buf)
+}
+
+/// The null device (`/dev/null`; `NUL` on Windows): reads as empty.
+pub fn is_null_device(path: &Path) -> bool {
+    imp::is_null_device(path)
 }
 
 /// Words for what a path is ("a FIFO", "a directory", ...), for messages.
@@ -367,6 +376,10 @@ mod imp {
         false
     }
 
+    pub fn is_null_device(path: &Path) -> bool {
+        path == Path::new("/dev/null")
+    }
+
     pub fn special_kind(ft: &FileType) -> &'static str {
         if ft.is_fifo() {
             "a FIFO (named pipe)"
@@ -460,6 +473,11 @@ mod imp {
 
     pub fn is_reparse_point(md: &Metadata) -> bool {
         md.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0
+    }
+
+    pub fn is_null_device(path: &Path) -> bool {
+        let p = path.as_os_str().to_string_lossy().to_ascii_lowercase();
+        p == "nul" || p == r"\\.\nul"
     }
 
     pub fn special_kind(_ft: &FileType) -> &'static str {
