@@ -164,10 +164,7 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!(" [at {}:{}]", l.file(), l.line()))
             .unwrap_or_default();
-        let _ = std::io::Write::write_fmt(
-            &mut std::io::stderr().lock(),
-            format_args!("{PANIC_MESSAGE}{at}\n"),
-        );
+        let _ = writeln!(std::io::stderr().lock(), "{PANIC_MESSAGE}{at}");
         std::process::exit(Error::internal("").exit_code());
     }));
 }
