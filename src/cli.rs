@@ -162,7 +162,10 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!(" [at {}:{}]", l.file(), l.line()))
             .unwrap_or_default();
-        let _ = writeln!(std::io::stderr().lock(), "{PANIC_MESSAGE}{at}");
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr().lock(),
+            format!("{PANIC_MESSAGE}{at}\n").as_bytes(),
+        );
         std::process::exit(Error::internal("").exit_code());
     }));
 }
