@@ -76,14 +76,19 @@ pub fn credentials(
     ui: &dyn Ui,
 ) -> Result<Obtained> {
     let profile = load_profile(name, env)?;
+    // Before any cache, token or code: a URL no request could go to costs no touch.
+    StsTarget::check_endpoint(&profile, env)?;
     let target = StsTarget::for_profile(&profile, env);
     let session_seconds = session_seconds(env)?;
+    let timeouts = sts::Timeouts::from_env(env)?;
     let cache = SessionCache::open_default(env, ui);
     let sts_target = target.clone();
     let mut engine = Engine::new(
         &cache,
         ui,
-        Box::new(move || Ok(Box::new(Sts::new(sts_target.clone())?) as Box<dyn StsApi>)),
+        Box::new(move || {
+            Ok(Box::new(Sts::new(sts_target.clone())?.with_timeouts(timeouts)) as Box<dyn StsApi>)
+        }),
         Box::new(move |mfa: &Mfa| token::select(&mfa.token, &mfa.serial, env, ui)),
     );
     let (credentials, from_cache) = engine.obtain(&profile, &target, opts, session_seconds)?;
@@ -130,6 +135,17 @@ pub fn read_code(
     profile: &str,
     ui: &dyn Ui,
 ) -> Result<Code> {
+    read_code_keeping_previous(cache, source, serial, profile, ui).map(|(code, _)| code)
+}
+
+/// [`read_code`], also returning the ledger's previous value for [`SessionCache::unrecord`].
+fn read_code_keeping_previous(
+    cache: &SessionCache,
+    source: &mut dyn TokenSource,
+    serial: &str,
+    profile: &str,
+    ui: &dyn Ui,
+) -> Result<(Code, Option<u64>)> {
     let _guard = cache.lock_serial(serial, ui)?;
     let last = cache.last_window_end(serial, ui);
     let now = now_f64();
@@ -156,9 +172,10 @@ pub fn read_code(
         },
         ui,
     )?;
-    // Recorded before STS sees it: even a failed call may have used up the window.
+    // Recorded before STS sees it (other processes must not send this window's code while
+    // our request is on its way); taken back with `unrecord` if the request never left.
     cache.record(serial, code.window_end, ui);
-    Ok(code)
+    Ok((code, last))
 }
 
 fn now_f64() -> f64 {
@@ -501,11 +518,59 @@ impl<'a> Engine<'a> {
         Ok(self.sts.as_deref().expect("just set"))
     }
 
-    fn code(&mut self, mfa: &Mfa, profile: &str) -> Result<Code> {
+    fn code(&mut self, mfa: &Mfa, profile: &str) -> Result<(Code, Option<u64>)> {
         let mut source = (self.token_factory)(mfa)?;
-        let code = read_code(self.cache, source.as_mut(), &mfa.serial, profile, self.ui)?;
+        let got =
+            read_code_keeping_previous(self.cache, source.as_mut(), &mfa.serial, profile, self.ui)?;
         self.codes_read += 1;
-        Ok(code)
+        Ok(got)
+    }
+
+    /// An STS call carrying a code. The SDK makes one attempt (`sts` disables its retries for
+    /// these), because STS may have consumed a code whose answer was lost. When no answer came
+    /// back (a 5xx, a connection broken after sending), the call is retried once with the
+    /// next window's code (the ledger makes `code` wait for it, with a countdown); a second
+    /// failure, or a timeout (a hung endpoint would hang again), ends the run.
+    fn mfa_call(
+        &mut self,
+        mfa: &Mfa,
+        profile: &str,
+        send: impl Fn(&dyn StsApi, MfaCode<'_>) -> Result<Credentials>,
+    ) -> Result<Credentials> {
+        let mut retried = false;
+        loop {
+            let (code, previous) = self.code(mfa, profile)?;
+            let m = MfaCode {
+                serial: &mfa.serial,
+                code: &code.digits,
+            };
+            let err = match send(self.sts()?, m) {
+                Ok(c) => return Ok(c),
+                Err(e) => e,
+            };
+            self.settle_window(mfa, &code, previous, &err);
+            if retried || err.reason() != Some(Reason::NoAnswer) {
+                return Err(err);
+            }
+            retried = true;
+            tracing::info!(profile, error = %err, "MFA call got no answer; retrying with the next code");
+            self.ui.info(&format!(
+                "profile \"{profile}\": STS gave no answer to the MFA call (its code may be used up); retrying once with the next code"
+            ));
+        }
+    }
+
+    /// After an MFA call failed: if the request never left this machine, STS saw no code and
+    /// the window is given back (the next attempt need not wait for a new one).
+    fn settle_window(&self, mfa: &Mfa, code: &Code, previous: Option<u64>, err: &Error) {
+        if err.reason().is_some_and(|r| !r.may_have_reached_sts()) {
+            tracing::debug!(
+                mfa_serial = %mfa.serial,
+                "the request never reached STS; the code window stays unused"
+            );
+            self.cache
+                .unrecord(&mfa.serial, code.window_end, previous, self.ui);
+        }
     }
 
     fn call(
@@ -519,30 +584,21 @@ impl<'a> Engine<'a> {
             signer,
         };
         match step.call {
-            Call::SessionToken { mfa, duration } => {
-                let code = self.code(mfa, step.profile)?;
-                let m = MfaCode {
-                    serial: &mfa.serial,
-                    code: &code.digits,
-                };
-                self.sts()?
-                    .get_session_token(creds, Some(m), Some(duration), ctx)
-            }
+            Call::SessionToken { mfa, duration } => self.mfa_call(mfa, step.profile, |sts, m| {
+                sts.get_session_token(creds, Some(m), Some(duration), ctx)
+            }),
             Call::AssumeRole {
                 role,
-                mfa,
+                mfa: None,
                 duration,
-            } => {
-                let code = match mfa {
-                    Some(m) => Some(self.code(m, step.profile)?),
-                    None => None,
-                };
-                let m = mfa.zip(code.as_ref()).map(|(mfa, c)| MfaCode {
-                    serial: &mfa.serial,
-                    code: &c.digits,
-                });
-                self.sts()?.assume_role(creds, role, m, duration, ctx)
-            }
+            } => self.sts()?.assume_role(creds, role, None, duration, ctx),
+            Call::AssumeRole {
+                role,
+                mfa: Some(mfa),
+                duration,
+            } => self.mfa_call(mfa, step.profile, |sts, m| {
+                sts.assume_role(creds, role, Some(m), duration, ctx)
+            }),
         }
     }
 }

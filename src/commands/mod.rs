@@ -3,9 +3,11 @@
 
 pub mod child;
 pub mod code;
+pub mod configure;
 pub mod devices;
 pub mod exec;
 pub mod export;
+pub mod man;
 pub mod process;
 pub mod serve;
 pub mod sessions;

@@ -24,6 +24,8 @@ struct StsLog {
     revoked: HashSet<String>,
     /// Signing keys STS denies with this (foreign) message text.
     denied: std::collections::HashMap<String, String>,
+    /// Errors to answer the next calls with (front first), after logging them.
+    fail_next: std::collections::VecDeque<Error>,
     issued: usize,
 }
 
@@ -65,6 +67,9 @@ impl FakeSts {
             ))
             .with_reason(Reason::SessionRejected));
         }
+        if let Some(e) = l.fail_next.pop_front() {
+            return Err(e);
+        }
         if let Some(text) = l.denied.get(&creds.access_key_id) {
             // The wording of sts::explain for an AccessDenied it has no special case for:
             // STS's own message text follows.
@@ -92,6 +97,9 @@ impl FakeSts {
     }
     fn ops(&self) -> Vec<&'static str> {
         self.calls().into_iter().map(|c| c.0).collect()
+    }
+    fn fail_next(&self, e: Error) {
+        self.0.lock().unwrap().fail_next.push_back(e);
     }
     fn deny(&self, akid: &str, text: &str) {
         self.0
@@ -642,4 +650,75 @@ fn a_token_source_error_leaves_no_files_behind() {
     }
     walk(w.dir.path(), &mut files);
     assert!(files.is_empty(), "{files:?}");
+}
+
+/// Finding 11.4: a request that never left this machine gives its code window back; one that
+/// may have reached STS keeps it recorded.
+#[test]
+fn only_a_request_that_may_have_reached_sts_uses_up_its_window() {
+    let w = World::new();
+    let p = gst_profile("mfa");
+    w.sts
+        .fail_next(Error::network("refused").with_reason(Reason::NotSent));
+    w.obtain(&p, &Options::default()).unwrap_err();
+    assert_eq!(w.cache().last_window_end(SERIAL, &w.ui), None);
+    w.sts
+        .fail_next(Error::network("refused").with_reason(Reason::NotSent));
+    w.obtain(&p, &Options::default()).unwrap_err();
+    assert_eq!(w.waits(), 0, "{:?}", w.ui.events());
+    for r in [Reason::NoAnswer, Reason::TimedOut, Reason::BadAnswer] {
+        let w = World::new();
+        w.sts.fail_next(Error::network("lost").with_reason(r));
+        w.sts.fail_next(Error::network("lost").with_reason(r));
+        w.obtain(&p, &Options::default()).unwrap_err();
+        assert!(w.cache().last_window_end(SERIAL, &w.ui).is_some(), "{r:?}");
+    }
+}
+
+/// Finding 11.3: an MFA call that got no answer is retried once, with the next window's code
+/// (never the same code); a second failure or a timeout ends the run; calls without a code
+/// are left to the SDK's own retries.
+#[test]
+fn a_lost_mfa_answer_is_retried_once_with_a_new_code() {
+    let p = gst_profile("mfa");
+    let w = World::new();
+    w.sts
+        .fail_next(Error::network("HTTP 500").with_reason(Reason::NoAnswer));
+    w.obtain(&p, &Options::default()).unwrap();
+    let calls = w.sts.calls();
+    assert_eq!(calls.len(), 2);
+    assert_ne!(calls[0].2, calls[1].2, "the retry carries the next code");
+    assert_eq!((w.reads(), w.waits()), (2, 1));
+    assert!(w.ui.events().iter().any(|e| matches!(e,
+        UiEvent::Info(m) if m.contains("retrying once with the next code"))));
+
+    let w = World::new();
+    for _ in 0..2 {
+        w.sts
+            .fail_next(Error::network("HTTP 500").with_reason(Reason::NoAnswer));
+    }
+    let e = w.obtain(&p, &Options::default()).unwrap_err();
+    assert_eq!(e.exit_code(), 6);
+    assert_eq!(w.sts.calls().len(), 2, "one retry, not more");
+
+    for r in [Reason::TimedOut, Reason::BadAnswer, Reason::CodeRejected] {
+        let w = World::new();
+        w.sts.fail_next(Error::network("x").with_reason(r));
+        w.obtain(&p, &Options::default()).unwrap_err();
+        assert_eq!(w.sts.calls().len(), 1, "{r:?} is not retried");
+    }
+
+    // A code-less AssumeRole (signed by the cached MFA session) is not retried here.
+    let w = World::new();
+    w.obtain(&role_profile("a", "a", None), &Options::default())
+        .unwrap();
+    w.sts
+        .fail_next(Error::network("HTTP 500").with_reason(Reason::NoAnswer));
+    w.obtain(&role_profile("b", "b", None), &Options::default())
+        .unwrap_err();
+    assert_eq!(
+        w.sts.ops(),
+        vec!["GetSessionToken", "AssumeRole", "AssumeRole"]
+    );
+    assert_eq!(w.reads(), 1);
 }
