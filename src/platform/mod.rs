@@ -11,9 +11,8 @@
 //! - [`locations`]: the home directory and the cache directory per OS;
 //! - [`pcsc`]: the "smart-card service is not running" hint per OS;
 //! - [`harden`]: no core dumps while secrets are held;
-//! - [`desktop`]: reaching a person without a console (notifications, a code dialog).
-//!
-//! - [`process`]: child processes for `exec`/`serve` (spawn, signals, exit codes).
+//! - [`desktop`]: reaching a person without a console (notifications, a code dialog);
+//! - [`process`]: child processes for `exec`/`serve` (spawn, signal forwarding, exit codes).
 
 pub mod desktop;
 pub mod fs;
