@@ -368,18 +368,20 @@ fn token_checks(d: &mut Doctor, p: &ResolvedProfile, env: &dyn EnvLookup, ui: &R
         return;
     }
     for mfa in mfas {
-        let why = match mfa.token.kind {
-            TokenKind::Auto => format!(
-                "tapcred_token = auto tries a software seed (${} or tapcred_totp_secret_file), then a YubiKey OATH account matching the serial, then a typed code",
-                mfa.token.totp_secret_env
-            ),
-            k => format!("tapcred_token = {}", kind_name(k)),
-        };
+        let auto = mfa.token.kind == TokenKind::Auto;
         match token::select(&mfa.token, &mfa.serial, env, ui) {
-            Ok(src) => d.ok(
-                "token",
-                format!("{} answers for {} ({why})", src.describe(), mfa.serial),
-            ),
+            Ok(src) => {
+                let what = src.describe();
+                let why = match (auto, what.starts_with("software")) {
+                    (true, true) => "tapcred_token = auto: a software seed is configured, and it comes first".to_owned(),
+                    (true, false) => "tapcred_token = auto: no software seed, and this YubiKey account matches mfa_serial".to_owned(),
+                    (false, _) => format!("tapcred_token = {}", kind_name(mfa.token.kind)),
+                };
+                d.ok(
+                    "token",
+                    format!("{what} answers for {} ({why})", mfa.serial),
+                );
+            }
             Err(e) => d.error("token", &e),
         }
     }
@@ -391,7 +393,6 @@ fn kind_name(k: TokenKind) -> &'static str {
         TokenKind::Oath => "oath",
         TokenKind::Software => "software",
         TokenKind::Prompt => "prompt",
-        TokenKind::Otp => "otp",
         TokenKind::Vault => "vault",
     }
 }
@@ -402,11 +403,7 @@ fn device_checks(d: &mut Doctor, ui: &RecordingUi, env: &dyn EnvLookup) -> Vec<Y
     let readers = match backend.readers() {
         Ok(r) => r,
         Err(e) => {
-            d.note(
-                "pcsc",
-                format!("PC/SC: {}", e.message()),
-                Some(oath::pcsc::no_service_hint().to_owned()),
-            );
+            d.note("pcsc", e.message(), None);
             return Vec::new();
         }
     };
@@ -425,7 +422,8 @@ fn device_checks(d: &mut Doctor, ui: &RecordingUi, env: &dyn EnvLookup) -> Vec<Y
     let devices: Vec<DeviceReport> = match oath::list_devices_with(&backend, env, ui) {
         Ok(v) => v,
         Err(e) => {
-            d.error("yubikey", &e);
+            // What the profile needs is judged by the token check; here it is information.
+            d.note("yubikey", e.message(), None);
             return Vec::new();
         }
     };
@@ -585,12 +583,12 @@ fn server_date(url: &str) -> std::result::Result<i64, String> {
     let response = match response {
         Err(_) => return Err("no answer within 5 s".to_owned()),
         Ok(Err(e)) => {
-            return Err(aws_smithy_types::error::display::DisplayErrorContext(&e)
-                .to_string()
-                .split(": ")
-                .last()
-                .unwrap_or("connection failed")
-                .to_owned());
+            // The innermost cause reads best ("Connection refused (os error 111)").
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(inner) = cause.source() {
+                cause = inner;
+            }
+            return Err(cause.to_string());
         }
         Ok(Ok(r)) => r,
     };
