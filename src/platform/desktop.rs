@@ -106,6 +106,7 @@ pub fn ask_line(prompt: &str) -> Result<Option<String>, String> {
     }
 }
 
+#[cfg(not(target_os = "macos"))]
 fn on_path(exe: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(exe).is_file()))

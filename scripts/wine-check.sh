@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# The Windows build of tapcred, run under Wine (Debian's wine64) against the loopback STS
+# double with a software seed (issue 8). Proves on Linux what a Windows user runs:
+#   1. credential-process: valid credential_process JSON; the double accepted the MFA code;
+#   2. a second call is served from the cache (%LOCALAPPDATA%\tapcred): the double saw no call;
+#   3. exec hands the variables to a Windows child (cmd /c set AWS_);
+#   4. export --format powershell;
+#   5. two bad inputs with their documented exit codes (unknown profile 3, usage 2).
+# The AWS files sit in %USERPROFILE%\.aws, where the AWS CLI for Windows looks.
+#
+# usage: scripts/wine-check.sh [TAPCRED_EXE [STS_DOUBLE_BIN]]
+#   defaults: target/x86_64-pc-windows-gnu/$WINE_PROFILE/tapcred.exe (WINE_PROFILE=debug) and
+#   target/debug/tapcred-sts-double (both built here when missing).
+# Needs: wine64, gcc-mingw-w64-x86-64 (for the ProcessPrng shim), python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+target_dir=$(cargo metadata -q --locked --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target_dir=${target_dir:-$root/target}
+profile=${WINE_PROFILE:-debug}
+exe=${1:-$target_dir/x86_64-pc-windows-gnu/$profile/tapcred.exe}
+double_bin=${2:-$target_dir/debug/tapcred-sts-double}
+wine=${WINE:-/usr/lib/wine/wine64}
+
+fail() { echo "wine-check: FAIL: $*" >&2; exit 1; }
+ok() { echo "wine-check: ok: $*"; }
+
+[ -x "$wine" ] || fail "$wine is missing (apt install wine64)"
+if [ ! -f "$exe" ]; then
+  export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=${CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER:-x86_64-w64-mingw32-gcc}
+  cargo build -q --locked --target x86_64-pc-windows-gnu --bin tapcred
+fi
+[ -x "$double_bin" ] || cargo build -q --locked -p tapcred-testkit --bin tapcred-sts-double
+[ -f "$exe" ] || fail "$exe was not built"
+
+work=$(mktemp -d)
+double_pid=
+cleanup() {
+  [ -n "$double_pid" ] && kill "$double_pid" 2>/dev/null
+  WINEPREFIX=$work/prefix /usr/lib/wine/wineserver -k 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The .exe with the Wine-only ProcessPrng shim beside it (test scaffolding, see the .c file).
+mkdir -p "$work/bin"
+cp "$exe" "$work/bin/tapcred.exe"
+x86_64-w64-mingw32-gcc -O2 -shared -o "$work/bin/bcryptprimitives.dll" \
+  scripts/wine/bcryptprimitives.c scripts/wine/bcryptprimitives.def -ladvapi32
+
+export WINEPREFIX=$work/prefix WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
+# Nothing of the Linux side may decide Windows paths: no XDG_CACHE_HOME, no AWS_* files.
+unset XDG_CACHE_HOME AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE AWS_PROFILE TAPCRED_PROFILE
+t0=$SECONDS
+profile_win=$("$wine" cmd /c 'echo %USERPROFILE%' 2>/dev/null | tr -d '\r')
+echo "wine-check: prefix ready in $((SECONDS - t0)) s; USERPROFILE=$profile_win"
+user_dir=$WINEPREFIX/drive_c/users/${profile_win##*\\}
+[ -d "$user_dir" ] || fail "USERPROFILE $profile_win is not at $user_dir"
+mkdir -p "$user_dir/.aws"
+cp fixtures/aws/design/config "$user_dir/.aws/config"
+cp fixtures/aws/design/credentials "$user_dir/.aws/credentials"
+
+"$double_bin" --config fixtures/sts-double/design.json >"$work/double.log" 2>&1 &
+double_pid=$!
+url=
+for _ in $(seq 1 100); do
+  url=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$work/double.log" | head -n1)
+  [ -n "$url" ] && break
+  sleep 0.05
+done
+[ -n "$url" ] || { cat "$work/double.log" >&2; fail "the STS double did not start"; }
+export AWS_ENDPOINT_URL_STS=$url
+TAPCRED_TOTP_SECRET=$(cat fixtures/sts-double/design.seed)
+export TAPCRED_TOTP_SECRET
+
+stats() { python3 -c 'import json,sys,urllib.request; s=json.load(urllib.request.urlopen(sys.argv[1]+"/_double/stats")); print(s["requests"], len(s["token_codes"]), len(s["errors"]))' "$url"; }
+tap() { "$wine" "$work/bin/tapcred.exe" "$@" </dev/null; }
+
+# 1. credential-process
+out=$(tap credential-process --profile mfa 2>"$work/err1") || { cat "$work/err1" >&2; fail "credential-process exited $?"; }
+printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["Version"] == 1, d
+assert d["AccessKeyId"].startswith("ASIA"), d["AccessKeyId"]
+assert d["SecretAccessKey"] and d["SessionToken"] and d["Expiration"], "missing fields"
+' || fail "credential-process printed no valid credential_process JSON: $out"
+read -r req1 codes1 errs1 <<<"$(stats)"
+[ "$codes1" -ge 1 ] && [ "$errs1" -eq 0 ] || fail "the double accepted no MFA code (requests $req1, codes $codes1, errors $errs1)"
+ok "credential-process: JSON valid, the double accepted the MFA code ($req1 requests, $codes1 code)"
+cache_dir=$user_dir/AppData/Local/tapcred
+ls "$cache_dir"/*.json >/dev/null 2>&1 || fail "no session in %LOCALAPPDATA%\\tapcred ($cache_dir)"
+ok "session cached under %LOCALAPPDATA%\\tapcred"
+
+# 2. served from the cache
+out2=$(tap credential-process --profile mfa 2>"$work/err2") || { cat "$work/err2" >&2; fail "second credential-process failed"; }
+read -r req2 _ _ <<<"$(stats)"
+[ "$req2" -eq "$req1" ] || fail "the second call reached STS ($req1 -> $req2 requests)"
+[ "$(printf '%s' "$out2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["AccessKeyId"])')" = \
+  "$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["AccessKeyId"])')" ] ||
+  fail "the second call did not return the cached session"
+ok "second call served from the cache (the double saw no new request)"
+
+# 3. exec hands the variables to a Windows child
+set +e
+envs=$(tap exec --profile mfa -- cmd /c set AWS_ 2>"$work/err3" | tr -d '\r')
+rc=$?
+set -e
+[ "$rc" -eq 0 ] || { cat "$work/err3" >&2; fail "exec exited $rc"; }
+for v in AWS_ACCESS_KEY_ID=ASIA AWS_SECRET_ACCESS_KEY= AWS_SESSION_TOKEN= AWS_REGION=; do
+  grep -q "^$v" <<<"$envs" || fail "the Windows child did not get $v: $envs"
+done
+if grep -q '^TAPCRED_TOTP_SECRET=' < <(tap exec --profile mfa -- cmd /c set TAPCRED 2>/dev/null | tr -d '\r'); then
+  fail "the Windows child got TAPCRED_TOTP_SECRET"
+fi
+set +e
+tap exec --profile mfa -- cmd /c exit 7 >/dev/null 2>&1
+rc=$?
+set -e
+[ "$rc" -eq 7 ] || fail "exec did not exit with the child's code (7): $rc"
+ok "exec: cmd.exe got the AWS_* variables (not the seed) and its exit code 7 came back"
+
+# 4. export --format powershell
+ps=$(tap export --profile mfa --format powershell 2>"$work/err4" | tr -d '\r') || { cat "$work/err4" >&2; fail "export failed"; }
+grep -qi '^\$env:AWS_ACCESS_KEY_ID *= *["'"'"']ASIA' <<<"$ps" || fail "no PowerShell assignment of AWS_ACCESS_KEY_ID: $ps"
+grep -qi '^\$env:AWS_SESSION_TOKEN *= *' <<<"$ps" || fail "no PowerShell assignment of AWS_SESSION_TOKEN: $ps"
+ok "export --format powershell"
+
+# 5. bad inputs, documented exit codes (README "Exit codes")
+set +e
+tap credential-process --profile no-such-profile >"$work/out5" 2>"$work/err5"; rc=$?
+set -e
+[ "$rc" -eq 3 ] || fail "unknown profile: exit $rc, expected 3: $(cat "$work/err5")"
+[ ! -s "$work/out5" ] || fail "unknown profile printed on stdout"
+grep -q 'no-such-profile' "$work/err5" || fail "unknown profile: the error does not name it: $(cat "$work/err5")"
+set +e
+tap export --profile mfa --format yaml >/dev/null 2>"$work/err6"; rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "usage error: exit $rc, expected 2"
+ok "bad inputs: unknown profile exit 3, usage error exit 2"
+
+echo "wine-check: all checks passed"
