@@ -242,6 +242,12 @@ impl Profiles {
         }
     }
 
+    /// Where a key (or, with `None`, the profile) is written, for messages:
+    /// `profile "NAME" ([profile NAME] in PATH)`.
+    pub fn location(&self, profile: &str, key: Option<&str>) -> String {
+        self.at(profile, key)
+    }
+
     /// `profile "NAME" ([profile NAME] in PATH)` prefix for a message: the file is the one
     /// holding `key` when it is set, else the file(s) defining the profile.
     pub(super) fn at(&self, profile: &str, key: Option<&str>) -> String {
