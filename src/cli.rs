@@ -143,8 +143,27 @@ pub fn command() -> clap::Command {
     Cli::command()
 }
 
+/// What a panic prints instead of Rust's message, whose payload can carry user data (a seed
+/// sliced in a bad place, a path, a server's answer). Followed only by the source location.
+pub const PANIC_MESSAGE: &str = "tapcred: error: internal error (a bug in tapcred; details withheld because they could contain secrets); please report it with the command you ran";
+
+/// Replace the default panic hook: print [`PANIC_MESSAGE`] and the panic's source location
+/// (never its payload), then exit 1 — also when the panic is on another thread, so no
+/// thread dies silently while tapcred runs on.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!(" [at {}:{}]", l.file(), l.line()))
+            .unwrap_or_default();
+        let _ = writeln!(std::io::stderr().lock(), "{PANIC_MESSAGE}{at}");
+        std::process::exit(Error::internal("").exit_code());
+    }));
+}
+
 /// Parse, run, and return the process exit code.
 pub fn main() -> i32 {
+    install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

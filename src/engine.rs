@@ -22,7 +22,7 @@
 use crate::cache::{self, ADVISORY_WINDOW, CacheKey, Entry, SessionCache, SessionKind};
 use crate::clock;
 use crate::credentials::Credentials;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Reason, Result};
 use crate::profile::{AwsFiles, Mfa, Profiles, ResolvedProfile, RoleStep, Step};
 use crate::sts::{self, CallContext, MfaCode, Sts, StsApi, StsTarget};
 use crate::token::{self, Code, CodeRequest, EnvLookup, TokenSource};
@@ -301,11 +301,10 @@ fn plan<'p>(
 }
 
 /// STS said the signing session token is invalid or expired (revoked server-side, or the
-/// cached copy is stale). Matches the messages `sts` maps `InvalidClientTokenId` and
-/// `ExpiredToken` to.
+/// cached copy is stale): decided on the typed reason `sts` gives `InvalidClientTokenId` and
+/// `ExpiredToken`, never on message text.
 fn is_invalid_session(e: &Error) -> bool {
-    e.kind == ErrorKind::Auth
-        && (e.message().contains("revoked session") || e.message().contains("have expired"))
+    e.reason() == Some(Reason::SessionRejected)
 }
 
 /// A failed run, remembering whether the signer of the failing call came from the cache.

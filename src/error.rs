@@ -37,9 +37,43 @@ impl ErrorKind {
     }
 }
 
+/// Why an STS call failed, finer than [`ErrorKind`], for the decisions the engine makes
+/// (drop a cached session, keep or burn a code window, retry with the next code). Decisions
+/// are made on this, never on message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// STS does not accept the signing credentials' token: unknown/revoked
+    /// (`InvalidClientTokenId`) or expired (`ExpiredToken`). For a cached session: drop it.
+    SessionRejected,
+    /// STS refused the MFA code (wrong, or already used).
+    CodeRejected,
+    /// The request never left this machine (bad endpoint URL, DNS failure, connection
+    /// refused, connect timeout): STS saw no code.
+    NotSent,
+    /// The request may have reached STS, but no answer came back: a 5xx, or the connection
+    /// dropped after the request was written. A code in it may have been consumed.
+    NoAnswer,
+    /// No answer within the read timeout. A code in it may have been consumed.
+    TimedOut,
+    /// An answer came back that is not a usable STS answer (unparsable, no credentials).
+    BadAnswer,
+    /// STS is throttling.
+    Throttled,
+    /// Any other refusal by STS (access denied, validation, …).
+    Refused,
+}
+
+impl Reason {
+    /// The request may have reached STS, so a code it carried may be used up.
+    pub fn may_have_reached_sts(self) -> bool {
+        !matches!(self, Reason::NotSent)
+    }
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Error {
     pub kind: ErrorKind,
+    reason: Option<Reason>,
     message: String,
 }
 
@@ -47,8 +81,17 @@ impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,
+            reason: None,
             message: message.into(),
         }
+    }
+    /// The same error with a typed [`Reason`] (STS call failures).
+    pub fn with_reason(mut self, reason: Reason) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+    pub fn reason(&self) -> Option<Reason> {
+        self.reason
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
@@ -87,7 +130,10 @@ impl fmt::Display for Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Error({:?}: {})", self.kind, self.message)
+        match self.reason {
+            Some(r) => write!(f, "Error({:?}/{r:?}: {})", self.kind, self.message),
+            None => write!(f, "Error({:?}: {})", self.kind, self.message),
+        }
     }
 }
 

@@ -17,4 +17,4 @@ pub mod token;
 pub mod ui;
 
 pub use credentials::Credentials;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Reason, Result};

@@ -8,12 +8,13 @@ use std::time::Duration;
 use aws_sdk_sts::config::{BehaviorVersion, Region};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use secrecy::ExposeSecret;
 
 use crate::credentials::Credentials;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::profile::{ResolvedProfile, RoleStep};
 use crate::token::EnvLookup;
 
@@ -147,9 +148,9 @@ impl Sts {
         })
     }
 
-    fn map_error<E, R>(
+    fn map_error<E>(
         &self,
-        err: SdkError<E, R>,
+        err: SdkError<E, HttpResponse>,
         ctx: CallContext<'_>,
         role: Option<&RoleStep>,
         serial: Option<&str>,
@@ -157,11 +158,20 @@ impl Sts {
     ) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         let endpoint = self.target.describe();
         tracing::debug!(profile = ctx.profile, %endpoint, error = %aws_smithy_types::error::display::DisplayErrorContext(&err), "STS call failed");
+        let profile = ctx.profile;
         match &err {
+            SdkError::ServiceError(se) if se.raw().status().is_server_error() => {
+                let e = se.err();
+                Error::network(format!(
+                    "profile \"{profile}\": STS at {endpoint} failed (HTTP {} {}); try again in a minute",
+                    se.raw().status().as_u16(),
+                    e.code().unwrap_or("no error code")
+                ))
+                .with_reason(Reason::NoAnswer)
+            }
             SdkError::ServiceError(se) => {
                 let e = se.err();
                 explain(
@@ -177,26 +187,33 @@ impl Sts {
                 )
             }
             SdkError::TimeoutError(_) => Error::network(format!(
-                "profile \"{}\": STS at {endpoint} did not answer in time; check the network, a proxy, or the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)",
-                ctx.profile
-            )),
-            SdkError::DispatchFailure(d) => Error::network(format!(
-                "profile \"{}\": cannot reach STS at {endpoint} ({}); check the network, a proxy, or the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)",
-                ctx.profile,
-                dispatch_reason(d)
-            )),
+                "profile \"{profile}\": STS at {endpoint} did not answer in time; check the network, a proxy, or the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)"
+            ))
+            .with_reason(Reason::TimedOut),
+            SdkError::DispatchFailure(d) => {
+                let reason = dispatch_reason(d);
+                let what = match reason {
+                    Reason::NotSent => "connection failed",
+                    Reason::TimedOut => "timed out",
+                    _ => "connection lost before an answer",
+                };
+                Error::network(format!(
+                    "profile \"{profile}\": cannot reach STS at {endpoint} ({what}); check the network, a proxy, or the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)"
+                ))
+                .with_reason(reason)
+            }
             SdkError::ResponseError(_) => Error::network(format!(
-                "profile \"{}\": STS at {endpoint} sent a response that is not STS's; check the endpoint override",
-                ctx.profile
-            )),
+                "profile \"{profile}\": STS at {endpoint} sent a response that is not STS's; check the endpoint override"
+            ))
+            .with_reason(Reason::BadAnswer),
             SdkError::ConstructionFailure(_) => Error::config(format!(
-                "profile \"{}\": cannot build the STS request for {endpoint}; check region and endpoint_url",
-                ctx.profile
-            )),
+                "profile \"{profile}\": cannot build the STS request for {endpoint}; check region and endpoint_url"
+            ))
+            .with_reason(Reason::NotSent),
             _ => Error::network(format!(
-                "profile \"{}\": STS call to {endpoint} failed: {err}",
-                ctx.profile
-            )),
+                "profile \"{profile}\": STS call to {endpoint} failed"
+            ))
+            .with_reason(Reason::NoAnswer),
         }
     }
 }
@@ -297,8 +314,24 @@ struct Explain<'a> {
     endpoint: &'a str,
 }
 
-/// Map an STS error code + message to one plain line with the fix.
+/// Map an STS error code + message to one plain line with the fix, and a typed [`Reason`].
 fn explain(code: &str, message: &str, x: &Explain<'_>) -> Error {
+    let reason = match code {
+        "InvalidClientTokenId" | "ExpiredToken" => Reason::SessionRejected,
+        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => Reason::Throttled,
+        "AccessDenied"
+            if message
+                .to_ascii_lowercase()
+                .contains("invalid mfa one time pass code") =>
+        {
+            Reason::CodeRejected
+        }
+        _ => Reason::Refused,
+    };
+    explain_text(code, message, x).with_reason(reason)
+}
+
+fn explain_text(code: &str, message: &str, x: &Explain<'_>) -> Error {
     let profile = x.ctx.profile;
     let signer = x.ctx.signer;
     let serial = x.serial.unwrap_or("(none)");
@@ -376,29 +409,57 @@ fn explain(code: &str, message: &str, x: &Explain<'_>) -> Error {
     }
 }
 
-fn dispatch_reason(d: &aws_smithy_runtime_api::client::result::DispatchFailure) -> String {
-    if d.is_timeout() {
-        "timed out".to_owned()
-    } else if d.is_io() {
-        "connection failed".to_owned()
-    } else {
-        "request could not be sent".to_owned()
+/// Whether a failed dispatch ever left this machine. hyper-util marks errors of the connect
+/// phase (DNS, refused, connect timeout) `is_connect()`; anything later may have reached STS.
+fn dispatch_reason(d: &aws_smithy_runtime_api::client::result::DispatchFailure) -> Reason {
+    if d.is_user() {
+        return Reason::NotSent;
     }
+    let connect_phase = d
+        .as_connector_error()
+        .is_some_and(|e| error_chain(e).any(is_connect_error));
+    if connect_phase {
+        Reason::NotSent
+    } else if d.is_timeout() {
+        Reason::TimedOut
+    } else {
+        Reason::NoAnswer
+    }
+}
+
+fn is_connect_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<hyper_util::client::legacy::Error>()
+        .is_some_and(|h| h.is_connect())
+}
+
+/// `error`, then each error after it; through an `io::Error` to its payload (whose own
+/// `source()` would skip it).
+fn error_chain<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |&e| match e.downcast_ref::<std::io::Error>() {
+        Some(io) => io
+            .get_ref()
+            .map(|inner| inner as &(dyn std::error::Error + 'static)),
+        None => e.source(),
+    })
 }
 
 fn convert(c: Option<aws_sdk_sts::types::Credentials>, target: &StsTarget) -> Result<Credentials> {
     let c = c.ok_or_else(|| {
         Error::network(format!(
-            "STS at {} answered without credentials",
+            "STS at {} answered without credentials; check the endpoint override",
             target.describe()
         ))
+        .with_reason(Reason::BadAnswer)
     })?;
     let secs = c.expiration.secs();
     let expiration = time::OffsetDateTime::from_unix_timestamp(secs).map_err(|_| {
         Error::network(format!(
-            "STS at {} answered with an invalid Expiration",
+            "STS at {} answered with an invalid Expiration; check the endpoint override",
             target.describe()
         ))
+        .with_reason(Reason::BadAnswer)
     })?;
     tracing::debug!(expiration = %crate::credentials::format_rfc3339(expiration), "STS issued credentials");
     Ok(Credentials::new(
@@ -590,5 +651,61 @@ mod tests {
         assert!(e.message().contains("toolkit-user"), "{e}");
         let e = explain("Throttling", "Rate exceeded", &x);
         assert_eq!(e.kind, crate::ErrorKind::Network);
+    }
+
+    /// Finding 11.11: the engine decides on a typed reason; the reason follows STS's error
+    /// code, never words in its message.
+    #[test]
+    fn errors_carry_a_typed_reason() {
+        let x = Explain {
+            ctx: CallContext {
+                profile: "mfa",
+                signer: "toolkit-user",
+            },
+            role: None,
+            serial: Some("arn:aws:iam::111111111111:mfa/u"),
+            duration: None,
+            endpoint: "http://127.0.0.1:1",
+        };
+        let cases = [
+            (
+                "InvalidClientTokenId",
+                "The security token included in the request is invalid.",
+                Reason::SessionRejected,
+            ),
+            (
+                "ExpiredToken",
+                "The security token included in the request is expired",
+                Reason::SessionRejected,
+            ),
+            (
+                "AccessDenied",
+                "MultiFactorAuthentication failed with invalid MFA one time pass code. ",
+                Reason::CodeRejected,
+            ),
+            (
+                "AccessDenied",
+                "this revoked session's grants have expired",
+                Reason::Refused,
+            ),
+            (
+                "ValidationError",
+                "The security token included in the request is expired",
+                Reason::Refused,
+            ),
+            ("Throttling", "Rate exceeded", Reason::Throttled),
+            (
+                "SomethingNew",
+                "invalid MFA one time pass code; revoked session",
+                Reason::Refused,
+            ),
+        ];
+        for (code, message, want) in cases {
+            assert_eq!(
+                explain(code, message, &x).reason(),
+                Some(want),
+                "{code}: {message}"
+            );
+        }
     }
 }

@@ -148,3 +148,47 @@ fn exec_refuses_to_nest() {
     h.run(&["exec", "--profile", "mfa", "--", "true"])
         .fails_with(2, &["outer", "already inside"]);
 }
+
+/// Finding 11.2: seeds that used to panic (printing the seed) or be sent to STS with
+/// parameters AWS never uses: exit 3, one line naming the source, the seed never echoed.
+#[test]
+fn seed_that_used_to_panic_or_mislead() {
+    let cases: [(&str, &[&str]); 6] = [
+        // 10th byte inside a multi-byte character (used to panic on `text[..10]`).
+        ("ABCDEFGHIésecretpart", &["base32"]),
+        (
+            "otpauth://totp/AWS:me?secret=GEZDGNBVGY3TQOJQ&period=0",
+            &["0 s", "30 s"],
+        ),
+        (
+            "otpauth://totp/AWS:me?secret=GEZDGNBVGY3TQOJQ&digits=10",
+            &["10 digits", "6 digits"],
+        ),
+        (
+            "otpauth://totp/AWS:me?secret=GEZDGNBVGY3TQOJQ&digits=8",
+            &["8 digits"],
+        ),
+        (
+            "otpauth://totp/AWS:me?secret=GEZDGNBVGY3TQOJQ&period=60",
+            &["60 s"],
+        ),
+        (
+            "otpauth://totp/AWS:me?secret=GEZDGNBVGY3TQOJQ&algorithm=SHA256",
+            &["SHA256", "SHA1"],
+        ),
+    ];
+    for (seed, needles) in cases {
+        let mut h = home(MFA_PROFILE);
+        h.set("TAPCRED_TOTP_SECRET", seed);
+        let mut all = vec!["TAPCRED_TOTP_SECRET"];
+        all.extend_from_slice(needles);
+        check(&h, "mfa", 3, &all);
+        let out = h.run(&["credential-process", "--profile", "mfa"]);
+        assert!(
+            !out.stderr.contains("secretpart") && !out.stderr.contains("GEZDGNBV"),
+            "the seed must never be echoed: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+}

@@ -6,7 +6,9 @@
 //! setting env vars in a threaded test is `unsafe` in edition 2024. So each test starts the
 //! server in this process and runs the SDK in a child: this same test binary, filtered to
 //! `sdk_child`, with the variables set on the child's command line environment. `sdk_child`
-//! is a helper, not a test of its own: without `TAPCRED_SDK_CHILD` it does nothing.
+//! is a helper, not a test of its own: it is `#[ignore]`d (a normal run lists it as ignored,
+//! never as passed), the parent runs it with `--ignored` and checks that it ran, and without
+//! `TAPCRED_SDK_CHILD` it fails instead of passing vacuously.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -30,10 +32,16 @@ fn creds(n: usize, lifetime_s: i64) -> Credentials {
 fn run_child(env: &[(&str, String)]) -> (bool, String) {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);
-    cmd.args(["--exact", "sdk_child", "--nocapture", "--test-threads=1"])
-        .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-        .env_remove("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
-        .env("TAPCRED_SDK_CHILD", "1");
+    cmd.args([
+        "--exact",
+        "sdk_child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+    .env_remove("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+    .env("TAPCRED_SDK_CHILD", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -43,7 +51,8 @@ fn run_child(env: &[(&str, String)]) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    (out.status.success(), text)
+    let ran = String::from_utf8_lossy(&out.stdout).contains("1 passed");
+    (out.status.success() && ran, text)
 }
 
 #[test]
@@ -90,10 +99,12 @@ fn sdk_container_provider_is_refused_without_the_token() {
 
 /// Helper run as a child process by the tests above (see the module comment).
 #[test]
+#[ignore = "helper: run as a child by the sdk_container_provider_* tests"]
 fn sdk_child() {
-    if std::env::var_os("TAPCRED_SDK_CHILD").is_none() {
-        return;
-    }
+    assert!(
+        std::env::var_os("TAPCRED_SDK_CHILD").is_some(),
+        "TAPCRED_SDK_CHILD not set: sdk_child runs only as a child of the tests above"
+    );
     let expect = std::env::var("TAPCRED_SDK_EXPECT").unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

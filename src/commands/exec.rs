@@ -1,9 +1,7 @@
 //! `exec -- CMD …`: run a child with the profile's credentials in its environment.
 
-use std::process::Command;
-
-use crate::commands::Ctx;
 use crate::commands::export::variables;
+use crate::commands::{Ctx, child};
 use crate::engine::{self, Options};
 use crate::error::{Error, Result};
 
@@ -33,8 +31,7 @@ pub fn run(profile: &str, command: &[String], opts: &Options, ctx: &Ctx<'_>) -> 
         Error::usage("exec needs a command: tapcred exec --profile P -- CMD ARGS…")
     })?;
     let got = engine::credentials(profile, opts, ctx.env, ctx.ui)?;
-    let mut cmd = Command::new(program);
-    cmd.args(args);
+    let mut cmd = child::command(program, args, &got.profile, ctx.env);
     for k in CONFLICTING {
         cmd.env_remove(k);
     }

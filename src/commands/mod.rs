@@ -1,6 +1,7 @@
 //! The commands, each a function over the engine; the CLI only parses arguments and maps
 //! errors to exit codes. Commands write to stdout only what they exist to print.
 
+pub mod child;
 pub mod code;
 pub mod devices;
 pub mod exec;

@@ -12,13 +12,12 @@
 //! variables removed, and exits with its exit code.
 
 use std::io::Write;
-use std::process::Command;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::commands::Ctx;
 use crate::commands::exec::{NESTING_VAR, exit_code_of};
+use crate::commands::{Ctx, child};
 use crate::credentials::Credentials;
 use crate::engine::{self, Options};
 use crate::error::{Error, Result};
@@ -51,6 +50,7 @@ pub fn run(
 ) -> Result<i32> {
     let first = engine::credentials(profile, opts, ctx.env, ctx.ui)?;
     let region = first.target.region.clone();
+    let resolved = first.profile;
 
     // Request threads ask this thread for fresh credentials through a channel, so the engine
     // runs with this command's environment and UI.
@@ -89,8 +89,7 @@ pub fn run(
             None
         }
         Some((program, args)) => {
-            let mut cmd = Command::new(program);
-            cmd.args(args);
+            let mut cmd = child::command(program, args, &resolved, ctx.env);
             for k in CONFLICTING {
                 cmd.env_remove(k);
             }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use secrecy::SecretString;
 
 use super::*;
+use crate::error::ErrorKind;
 use crate::profile::BaseCredentials;
 use crate::token::{TokenSettings, window_of};
 use crate::ui::{RecordingUi, UiEvent};
@@ -21,6 +22,8 @@ struct StsLog {
     calls: Vec<(&'static str, String, Option<String>, Option<u32>)>,
     used_codes: HashSet<(String, String)>,
     revoked: HashSet<String>,
+    /// Signing keys STS denies with this (foreign) message text.
+    denied: std::collections::HashMap<String, String>,
     issued: usize,
 }
 
@@ -59,7 +62,17 @@ impl FakeSts {
             return Err(Error::auth(format!(
                 "profile \"{}\": STS does not know the access key of profile \"{}\" (deleted, deactivated or mistyped, or a revoked session); update the keys in profile \"{}\"",
                 ctx.profile, ctx.signer, ctx.signer
-            )));
+            ))
+            .with_reason(Reason::SessionRejected));
+        }
+        if let Some(text) = l.denied.get(&creds.access_key_id) {
+            // The wording of sts::explain for an AccessDenied it has no special case for:
+            // STS's own message text follows.
+            return Err(Error::auth(format!(
+                "profile \"{}\": STS denied {op}: {text}",
+                ctx.profile
+            ))
+            .with_reason(Reason::Refused));
         }
         if let Some(m) = mfa
             && !l
@@ -69,7 +82,8 @@ impl FakeSts {
             return Err(Error::auth(format!(
                 "profile \"{}\": STS rejected the MFA code (invalid MFA one time pass code)",
                 ctx.profile
-            )));
+            ))
+            .with_reason(Reason::CodeRejected));
         }
         Ok(())
     }
@@ -78,6 +92,13 @@ impl FakeSts {
     }
     fn ops(&self) -> Vec<&'static str> {
         self.calls().into_iter().map(|c| c.0).collect()
+    }
+    fn deny(&self, akid: &str, text: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .denied
+            .insert(akid.to_owned(), text.to_owned());
     }
     fn revoke(&self, akid: &str) {
         self.0.lock().unwrap().revoked.insert(akid.to_owned());
@@ -415,6 +436,50 @@ fn a_revoked_mfa_session_is_dropped_and_renewed_once() {
     w.obtain(&role_profile("c", "c", None), &Options::default())
         .unwrap();
     assert_eq!(w.reads(), 2);
+}
+
+/// Finding 11.11: whether a cached session was revoked is decided on STS's error code, not
+/// on words in a message. A plain denial whose (foreign) text happens to say "have expired"
+/// or "revoked session" must not drop the cached MFA session nor cost another code.
+#[test]
+fn a_denial_that_mentions_expiry_is_not_a_revoked_session() {
+    let w = World::new();
+    w.obtain(&role_profile("a", "a", None), &Options::default())
+        .unwrap();
+    let gst = w.sts.calls()[1].1.clone();
+    assert!(gst.starts_with("ASIAGST"));
+    w.sts.deny(
+        &gst,
+        "User is not authorized to perform: sts:AssumeRole: the grants of this revoked session have expired",
+    );
+    let err = w
+        .obtain(&role_profile("b", "b", None), &Options::default())
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Auth);
+    assert_eq!(w.reads(), 1, "a denial costs no new code: {err}");
+    assert_eq!(
+        w.sts.ops(),
+        vec!["GetSessionToken", "AssumeRole", "AssumeRole"]
+    );
+    assert!(
+        w.cache()
+            .list()
+            .iter()
+            .any(|e| e.kind == SessionKind::GetSessionToken),
+        "the MFA session stays cached"
+    );
+}
+
+/// Finding 11.11, the other way round: a session rejection is recognised by its reason
+/// whatever the message says.
+#[test]
+fn a_typed_session_rejection_is_recognised_whatever_its_wording() {
+    let e = Error::auth("any words at all").with_reason(Reason::SessionRejected);
+    assert!(is_invalid_session(&e));
+    let e = Error::auth("STS does not know the access key (a revoked session); have expired");
+    assert!(!is_invalid_session(&e));
+    let e = Error::auth("revoked session").with_reason(Reason::Refused);
+    assert!(!is_invalid_session(&e));
 }
 
 #[test]

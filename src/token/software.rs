@@ -95,21 +95,34 @@ fn read_seed_file(path: &Path, profile: &str) -> Result<Zeroizing<String>> {
     Ok(Zeroizing::new(text.trim().to_owned()))
 }
 
+/// AWS virtual MFA devices: RFC 6238 with these parameters, nothing else.
+pub const AWS_DIGITS: u8 = 6;
+pub const AWS_PERIOD: u64 = 30;
+
 /// Parse a base32 seed or an `otpauth://totp/` URI. Errors name `origin`, never the seed.
+/// A URI must describe an AWS virtual MFA device (6 digits, 30 s, SHA1): other parameters
+/// would only make STS refuse every code (or, for a period of 0, divide by zero).
 pub fn parse_seed(text: &str, origin: &str) -> Result<Totp> {
     let text = text.trim();
-    if text.len() >= 10 && text[..10].eq_ignore_ascii_case("otpauth://") {
-        if !text[10..].to_ascii_lowercase().starts_with("totp/") {
+    // `get` rather than slicing: the 10th byte may fall inside a multi-byte character.
+    let scheme = text.get(..10).unwrap_or("");
+    if scheme.eq_ignore_ascii_case("otpauth://") {
+        let rest = text.get(10..).unwrap_or("");
+        if !rest
+            .get(..5)
+            .is_some_and(|h| h.eq_ignore_ascii_case("totp/"))
+        {
             return Err(Error::config(format!(
                 "{origin}: the otpauth URI is not a TOTP one (only otpauth://totp/… is supported; HOTP counters cannot serve AWS MFA)"
             )));
         }
-        return Totp::from_url_unchecked(text).map_err(|e| {
+        let totp = Totp::from_url_unchecked(text).map_err(|e| {
             Error::config(format!(
                 "{origin}: the otpauth://totp/ URI is invalid ({}); export it again from the authenticator",
                 redact_totp_error(&e.to_string())
             ))
-        });
+        })?;
+        return check_aws_parameters(totp, origin);
     }
     let cleaned: Zeroizing<String> = Zeroizing::new(
         text.chars()
@@ -133,6 +146,28 @@ pub fn parse_seed(text: &str, origin: &str) -> Result<Totp> {
         .with_step_duration(30)
         .with_secret(Secret::from(bytes.to_vec()))
         .build_noncompliant())
+}
+
+/// Refuse a TOTP whose digits, period or algorithm differ from AWS virtual MFA's.
+fn check_aws_parameters(totp: Totp, origin: &str) -> Result<Totp> {
+    let algorithm = totp.algorithm();
+    let mut wrong = Vec::new();
+    if totp.digits() != AWS_DIGITS {
+        wrong.push(format!("{} digits", totp.digits()));
+    }
+    if totp.step() != AWS_PERIOD {
+        wrong.push(format!("a {} s period", totp.step()));
+    }
+    if algorithm != Algorithm::SHA1 {
+        wrong.push(format!("{algorithm}"));
+    }
+    if wrong.is_empty() {
+        return Ok(totp);
+    }
+    Err(Error::config(format!(
+        "{origin}: the otpauth://totp/ URI asks for {}, but AWS virtual MFA devices use 6 digits, a 30 s period and SHA1; use the URI or base32 secret key AWS showed for this MFA device",
+        wrong.join(", ")
+    )))
 }
 
 /// totp-rs error texts may echo URL parts; keep only the first clause, never the query.
@@ -202,21 +237,75 @@ mod tests {
         assert!(parse_seed("JBSWY3DPEHPK3PXP", "t").is_ok());
     }
 
+    /// Finding 11.2: a seed whose 10th byte falls inside a multi-byte character used to
+    /// panic (`text[..10]`), printing the seed in the panic message.
     #[test]
-    fn otpauth_uri_honours_digits_period_algorithm() {
-        let uri = "otpauth://totp/ACME:alice?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&digits=8&period=60&algorithm=SHA256";
+    fn multibyte_seed_is_an_error_not_a_panic() {
+        for seed in [
+            "ABCDEFGHIé",
+            "otpauth:/é/totp/x?secret=GEZDGNBV",
+            "ééééééééé",
+            "🔑🔑🔑",
+        ] {
+            let r = std::panic::catch_unwind(|| parse_seed(seed, "seed in $TAPCRED_TOTP_SECRET"));
+            let e = r
+                .unwrap_or_else(|_| panic!("parse_seed panicked on a multi-byte seed"))
+                .unwrap_err();
+            assert_eq!(e.kind, crate::ErrorKind::Config);
+            assert!(e.message().contains("$TAPCRED_TOTP_SECRET"), "{e}");
+            assert!(!e.message().contains(seed), "the seed is echoed: {e}");
+        }
+    }
+
+    /// Finding 11.2: AWS virtual MFA is 6 digits, 30 s, SHA-1. Anything else is refused at
+    /// parse time (it used to be accepted and sent to STS, or to panic on period 0 / 10
+    /// digits), with one line naming the source and never the seed.
+    #[test]
+    fn otpauth_uri_other_than_aws_parameters_is_refused() {
+        let base = "otpauth://totp/ACME:alice?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        for (extra, needle) in [
+            ("&digits=8", "8 digits"),
+            ("&digits=10", "10 digits"),
+            ("&digits=0", "0 digits"),
+            ("&period=60", "60 s"),
+            ("&period=0", "0 s"),
+            ("&algorithm=SHA256", "SHA256"),
+            ("&algorithm=SHA512", "SHA512"),
+            ("&digits=8&period=60&algorithm=SHA256", "8 digits"),
+        ] {
+            let uri = format!("{base}{extra}");
+            let r = std::panic::catch_unwind(|| parse_seed(&uri, "seed file /s"));
+            let e = r
+                .unwrap_or_else(|_| panic!("parse_seed panicked on {extra}"))
+                .err()
+                .unwrap_or_else(|| panic!("{extra} was accepted"));
+            assert_eq!(e.kind, crate::ErrorKind::Config, "{extra}");
+            let m = e.message();
+            assert!(m.contains("seed file /s"), "{m}");
+            assert!(m.contains(needle), "{extra}: {m}");
+            assert!(
+                m.contains("6 digits") && m.contains("30 s") && m.contains("SHA1"),
+                "{m}"
+            );
+            assert!(!m.contains("GEZDGNBV"), "the seed is echoed: {m}");
+            assert!(!m.contains('\n'), "one line: {m}");
+        }
+        // The AWS parameters, explicit or implied, are accepted.
+        for extra in ["", "&digits=6&period=30&algorithm=SHA1", "&algorithm=sha1"] {
+            let t = parse_seed(&format!("{base}{extra}"), "t").unwrap();
+            assert_eq!(t.generate(59).to_string(), "287082", "{extra}");
+        }
+    }
+
+    #[test]
+    fn otpauth_uri_with_aws_parameters_gives_aws_windows() {
+        let uri = "otpauth://totp/Amazon%20Web%20Services:alice@111111111111?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Amazon%20Web%20Services";
         let t = parse_seed(uri, "t").unwrap();
-        let expected = rfc(Algorithm::SHA256, b"12345678901234567890");
-        // period 60: time 119 is step 1, like time 59 with period 30 is.
-        assert_eq!(
-            t.generate(119).to_string(),
-            expected.generate(59).to_string()
-        );
         let mut s = SoftwareSource {
             totp: t,
             origin: "t".into(),
         };
-        assert_eq!(s.period(), 60);
+        assert_eq!(s.period(), 30);
         let c = s
             .code(
                 &CodeRequest {
@@ -227,8 +316,10 @@ mod tests {
                 &RecordingUi::new(),
             )
             .unwrap();
-        assert_eq!((c.window_start, c.window_end), (120, 180));
-        assert_eq!(c.digits.len(), 8);
+        assert_eq!((c.window_start, c.window_end), (120, 150));
+        assert_eq!(c.digits.len(), 6);
+        // RFC 6238 SHA1 vector at t=59, last six digits.
+        assert_eq!(s.totp.generate(59).to_string(), "287082");
     }
 
     #[test]
