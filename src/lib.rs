@@ -9,6 +9,7 @@ pub mod clock;
 pub mod commands;
 pub mod credentials;
 pub mod engine;
+pub mod iam;
 pub mod error;
 pub mod profile;
 pub mod serve;
