@@ -19,7 +19,14 @@ if need_build_deps; then
 fi
 
 cargo build -q --locked -p tapcred -p tapcred-testkit --bins
-bin=$root/target/debug
+# Where cargo put them: CARGO_TARGET_DIR / build.target-dir when set, else ./target.
+target_dir=$(cargo metadata -q --locked --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+bin=${target_dir:-$root/target}/debug
+for b in tapcred tapcred-sts-double; do
+  [ -x "$bin/$b" ] || { echo "tapcred demo: $bin/$b is missing after cargo build" >&2; exit 1; }
+done
+echo "# binaries: $bin"
 
 work=$(mktemp -d)
 double_pid=
@@ -34,7 +41,7 @@ for _ in $(seq 1 100); do
   [ -n "$url" ] && break
   sleep 0.05
 done
-[ -n "$url" ] || { echo "STS double did not start:"; cat "$work/double.log"; exit 1; }
+[ -n "$url" ] || { echo "tapcred demo: the STS double ($bin/tapcred-sts-double) did not start:" >&2; cat "$work/double.log" >&2; exit 1; }
 
 export HOME=$work
 export AWS_CONFIG_FILE=$root/fixtures/aws/design/config

@@ -1,7 +1,5 @@
 //! Command-line interface (clap): parse, pick the command, print errors, exit codes.
 
-use std::io::Write;
-
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::commands::{self, Ctx};
@@ -126,8 +124,12 @@ pub enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff); with --dir, write one page per command and subcommand.
+    Man {
+        /// Write tapcred.1, tapcred-SUBCOMMAND.1, … into this directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,13 +239,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             clap_complete::generate(shell, &mut cmd, "tapcred", &mut stdout);
             Ok(0)
         }
-        Cmd::Man => {
-            clap_mangen::Man::new(command())
-                .render(&mut stdout)
-                .map_err(|e| Error::io(format!("cannot write the man page: {e}")))?;
-            stdout.flush().ok();
-            Ok(0)
-        }
+        Cmd::Man { dir } => commands::man::run(dir.as_deref(), &mut stdout),
     }
 }
 

@@ -26,10 +26,6 @@ fn seed() -> String {
     std::fs::read_to_string(p).unwrap().trim().to_owned()
 }
 
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
 impl World {
     fn new() -> World {
         let double = StsDouble::start(Config::design()).expect("STS double");
@@ -318,12 +314,9 @@ fn a_full_disk_keeps_the_old_entries_and_still_answers() {
     let mut w = World::new();
     let mnt = w.home.path().join("small");
     let Some(fs) = Tmpfs::mount(&mnt, "256k") else {
-        assert!(
-            !ci(),
-            "CI=true: mounting a tmpfs must work (tests run as root in CI)"
-        );
-        eprintln!(
-            "SKIP a_full_disk_keeps_the_old_entries_and_still_answers: needs root to mount a tmpfs"
+        tapcred_testkit::ci::skip(
+            "a_full_disk_keeps_the_old_entries_and_still_answers",
+            "mounting a tmpfs needs root (tests run as root in CI)",
         );
         return;
     };

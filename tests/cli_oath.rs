@@ -211,14 +211,9 @@ fn tapcred_and_ykman_agree_on_the_code() {
     )
     .join("bin/ykman");
     if !ykman.exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: {} is required",
-            ykman.display()
-        );
-        eprintln!(
-            "SKIPPED cli_oath::tapcred_and_ykman_agree_on_the_code: no ykman at {} (set TAPCRED_VENV)",
-            ykman.display()
+        tapcred_testkit::ci::skip(
+            "cli_oath::tapcred_and_ykman_agree_on_the_code",
+            &format!("ykman is missing at {} (set TAPCRED_VENV)", ykman.display()),
         );
         return;
     }

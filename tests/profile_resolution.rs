@@ -1002,16 +1002,13 @@ main()
 fn botocore(files: &AwsFiles, vars: &[(&str, &str)]) -> Option<serde_json::Value> {
     let venv = std::env::var("TAPCRED_VENV").unwrap_or_else(|_| "/opt/tapcred-venv".to_owned());
     let python = Path::new(&venv).join("bin/python");
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     if !python.exists() {
-        assert!(
-            !ci,
-            "CI=true but {} is missing (install botocore in the venv)",
-            python.display()
-        );
-        eprintln!(
-            "SKIPPED: botocore differential test: {} not found (set TAPCRED_VENV to a venv with botocore)",
-            python.display()
+        tapcred_testkit::ci::skip(
+            "botocore differential test",
+            &format!(
+                "{} is missing (set TAPCRED_VENV to a venv with botocore)",
+                python.display()
+            ),
         );
         return None;
     }

@@ -6,6 +6,7 @@ pub mod code;
 pub mod devices;
 pub mod exec;
 pub mod export;
+pub mod man;
 pub mod process;
 pub mod serve;
 pub mod sessions;

@@ -5,7 +5,8 @@
 //! - `load`: finding and parsing the two files, lookups and located error messages;
 //! - `resolve`: following `source_profile` chains into base credentials + STS steps;
 //! - `tapcred_keys`: the `tapcred_*` keys of a profile;
-//! - `validate`: value syntax (ARNs, names, durations).
+//! - `validate`: value syntax (ARNs, names, durations);
+//! - `editor`: byte-preserving edits of the two files (`configure`, `enroll`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use secrecy::SecretString;
 
 use crate::token::{EnvLookup, TokenSettings};
 
+pub mod editor;
 mod load;
 mod resolve;
 mod tapcred_keys;

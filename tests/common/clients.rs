@@ -24,23 +24,7 @@ pub const TOOLKIT_ROLE_SESSION: &str = "arn:aws:sts::111111111111:assumed-role/t
 /// The name AWS's own "Add MFA device" flow gives the OATH account.
 pub const AWS_OATH_LABEL: &str = "Amazon Web Services:toolkit-user@111111111111";
 
-pub fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Loud skip (straight to stderr, visible without `--nocapture`), or a panic under CI=true.
-/// Returns `false` when the test must stop.
-pub fn require(test: &str, what: &str, present: bool) -> bool {
-    if present {
-        return true;
-    }
-    if ci() {
-        panic!("{test}: CI=true but {what} is missing");
-    }
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: needs {what}");
-    false
-}
+pub use tapcred_testkit::ci::require;
 
 /// `tmux` on the system PATH.
 pub fn tmux_path() -> Option<PathBuf> {

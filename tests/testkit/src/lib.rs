@@ -1,5 +1,6 @@
 //! Test doubles for tapcred: the strict STS double, moto as an independent STS peer, the
 //! virtual YubiKey, and a real pcscd serving it over vpcd.
+pub mod ci;
 pub mod moto;
 pub mod pcsc_stack;
 pub mod sts_double;

@@ -34,11 +34,6 @@ pub fn moto_server_path() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
-/// True when env `CI` is `true` (tests must then run and fail instead of skipping).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"))
-}
-
 /// One request moto recorded.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
@@ -102,10 +97,13 @@ impl MotoServer {
     /// [`start`](Self::start), or `None` after printing a loud SKIP line when the venv is
     /// missing; under `CI=true` a missing venv or a failed start panics.
     pub fn start_or_skip(test: &str) -> Option<MotoServer> {
-        if moto_server_path().is_none() && !in_ci() {
-            eprintln!(
-                "SKIPPED {test}: moto_server missing from {} (set TAPCRED_VENV or install moto[server]); CI=true makes this a failure",
-                venv().display()
+        if moto_server_path().is_none() && !crate::ci::is_ci() {
+            crate::ci::skip(
+                test,
+                &format!(
+                    "moto_server is missing from {} (set TAPCRED_VENV or install moto[server])",
+                    venv().display()
+                ),
             );
             return None;
         }

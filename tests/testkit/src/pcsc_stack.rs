@@ -44,17 +44,6 @@ pub fn reader_name(slot: u8) -> String {
     format!("{READER_FRIENDLY_NAME} 00 {slot:02}")
 }
 
-/// Whether `CI=true` (then missing prerequisites are failures, not skips).
-pub fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Print a skip notice straight to the process's stderr (libtest captures `eprintln!`
-/// of passing tests; a direct write is shown even without `--nocapture`).
-pub fn skip_notice(message: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{message}");
-}
-
 /// Check what the stack needs. `Err` names the missing piece.
 pub fn prerequisites() -> Result<(), String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -246,10 +235,7 @@ impl PcscStack {
     /// prerequisites are missing, unless `CI=true`, where any failure panics.
     pub fn start_or_skip(test: &str) -> Option<PcscStack> {
         if let Err(missing) = prerequisites() {
-            if ci() {
-                panic!("{test}: CI=true but the pcscd stack cannot run: {missing}");
-            }
-            skip_notice(&format!("SKIPPED {test}: real-pcscd test needs {missing}"));
+            crate::ci::skip(test, &format!("the real-pcscd stack needs {missing}"));
             return None;
         }
         match PcscStack::start() {

@@ -36,13 +36,13 @@ struct Judge {
 impl Judge {
     fn start(test: &str, config: VykConfig) -> Option<Judge> {
         if !ykman_path().is_file() {
-            if pcsc_stack::ci() {
-                panic!("{test}: CI=true but {} is missing", ykman_path().display());
-            }
-            pcsc_stack::skip_notice(&format!(
-                "SKIPPED {test}: needs ykman at {} (set TAPCRED_VENV)",
-                ykman_path().display()
-            ));
+            tapcred_testkit::ci::skip(
+                test,
+                &format!(
+                    "ykman is missing at {} (set TAPCRED_VENV)",
+                    ykman_path().display()
+                ),
+            );
             return None;
         }
         let mut stack = PcscStack::start_or_skip(test)?;

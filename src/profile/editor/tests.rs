@@ -1,0 +1,577 @@
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn edit(text: &str, file: AwsFile, e: ProfileEdit) -> String {
+    edit_text(text, file, &[e]).unwrap().to_string()
+}
+
+/// Every key the tests use.
+const KEYS: &[&str] = &[
+    "k",
+    "region",
+    "role_arn",
+    "x-y",
+    "mfa_serial",
+    "zz",
+    "s3",
+    "output",
+    "x",
+    "y",
+    "z",
+    "aws_access_key_id",
+    "k0",
+    "k1",
+    "k2",
+    "k3",
+    "k4",
+    "k5",
+    "k6",
+    "k7",
+    "k8",
+    "k9",
+];
+
+/// profile → key → value, as aws-config parses `text` (one file).
+fn parsed(text: &str, file: AwsFile) -> BTreeMap<String, BTreeMap<String, String>> {
+    let set = parse_files(&[(file.kind(), Path::new("/t/file"), text)]).unwrap();
+    let mut out = BTreeMap::new();
+    for name in set.profiles() {
+        let p = set.get_profile(name).unwrap();
+        let props = KEYS
+            .iter()
+            .filter_map(|k| Some((k.to_string(), p.get(k)?.to_owned())))
+            .collect();
+        out.insert(name.to_owned(), props);
+    }
+    out
+}
+
+#[test]
+fn updates_in_place_keeping_spelling_spacing_and_comment() {
+    let text = "[profile a]\nRegion=us-east-1 # prod\noutput = json\n";
+    assert_eq!(
+        edit(
+            text,
+            AwsFile::Config,
+            ProfileEdit::new("a").set("region", "eu-west-1")
+        ),
+        "[profile a]\nRegion=eu-west-1 # prod\noutput = json\n"
+    );
+}
+
+#[test]
+fn appends_new_keys_before_trailing_blanks_and_comments() {
+    let text = "[a]\nx = 1\n\n# about b\n[b]\ny = 2\n";
+    assert_eq!(
+        edit(
+            text,
+            AwsFile::Credentials,
+            ProfileEdit::new("a").set("z", "3")
+        ),
+        "[a]\nx = 1\nz = 3\n\n# about b\n[b]\ny = 2\n"
+    );
+}
+
+#[test]
+fn new_key_in_an_empty_section_goes_after_the_header() {
+    let text = "[profile a]\n\n[profile b]\nk = v\n";
+    assert_eq!(
+        edit(text, AwsFile::Config, ProfileEdit::new("a").set("k", "w")),
+        "[profile a]\nk = w\n\n[profile b]\nk = v\n"
+    );
+}
+
+#[test]
+fn missing_sections_use_the_file_header_style() {
+    assert_eq!(
+        edit("", AwsFile::Config, ProfileEdit::new("mfa").set("k", "v")),
+        "[profile mfa]\nk = v\n"
+    );
+    assert_eq!(
+        edit(
+            "",
+            AwsFile::Config,
+            ProfileEdit::new("default").set("k", "v")
+        ),
+        "[default]\nk = v\n"
+    );
+    assert_eq!(
+        edit(
+            "[x]\na = b\n",
+            AwsFile::Credentials,
+            ProfileEdit::new("mfa").set("k", "v")
+        ),
+        "[x]\na = b\n\n[mfa]\nk = v\n"
+    );
+    // `[mfa]` in the config file is not the profile (AWS ignores it): a real section is added.
+    assert_eq!(
+        edit(
+            "[mfa]\nk = old\n",
+            AwsFile::Config,
+            ProfileEdit::new("mfa").set("k", "v")
+        ),
+        "[mfa]\nk = old\n\n[profile mfa]\nk = v\n"
+    );
+}
+
+#[test]
+fn crlf_and_key_equals_value_style_are_kept() {
+    let text = "[profile a]\r\nregion=us-east-1\r\n";
+    assert_eq!(
+        edit(
+            text,
+            AwsFile::Config,
+            ProfileEdit::new("a")
+                .set("output", "json")
+                .set("region", "x")
+        ),
+        "[profile a]\r\nregion=x\r\noutput=json\r\n"
+    );
+    assert_eq!(
+        edit(text, AwsFile::Config, ProfileEdit::new("b").set("k", "v")),
+        "[profile a]\r\nregion=us-east-1\r\n\r\n[profile b]\r\nk=v\r\n"
+    );
+}
+
+#[test]
+fn a_missing_final_newline_stays_missing() {
+    assert_eq!(
+        edit(
+            "[a]\nx = 1",
+            AwsFile::Credentials,
+            ProfileEdit::new("a").set("y", "2")
+        ),
+        "[a]\nx = 1\ny = 2"
+    );
+    assert_eq!(
+        edit(
+            "[a]\nx = 1",
+            AwsFile::Credentials,
+            ProfileEdit::new("b").set("y", "2")
+        ),
+        "[a]\nx = 1\n\n[b]\ny = 2"
+    );
+    assert_eq!(
+        edit(
+            "[a]\nx = 1",
+            AwsFile::Credentials,
+            ProfileEdit::new("a").remove("x")
+        ),
+        "[a]"
+    );
+}
+
+#[test]
+fn remove_takes_every_occurrence_and_its_continuation_lines() {
+    let text =
+        "[profile a]\ns3 =\n  max_concurrent_requests = 2\n# keep\nk = 1\n[profile a]\ns3 = x\n";
+    assert_eq!(
+        edit(text, AwsFile::Config, ProfileEdit::new("a").remove("S3")),
+        "[profile a]\n# keep\nk = 1\n[profile a]\n"
+    );
+}
+
+#[test]
+fn prefixed_default_wins_over_plain_default_in_config() {
+    let text = "[default]\nregion = a\n[profile default]\nregion = b\n";
+    assert_eq!(
+        edit(
+            text,
+            AwsFile::Config,
+            ProfileEdit::new("default").set("region", "c")
+        ),
+        "[default]\nregion = a\n[profile default]\nregion = c\n"
+    );
+}
+
+#[test]
+fn headers_with_spaces_and_comments_match() {
+    let text = "[ profile   a ] # mine\nk = 1\n";
+    assert_eq!(
+        edit(text, AwsFile::Config, ProfileEdit::new("a").set("k", "2")),
+        "[ profile   a ] # mine\nk = 2\n"
+    );
+}
+
+#[test]
+fn the_last_occurrence_is_the_one_updated() {
+    let text = "[a]\nk = 1\n[b]\n[a]\nk = 2\n";
+    assert_eq!(
+        edit(
+            text,
+            AwsFile::Credentials,
+            ProfileEdit::new("a").set("k", "3")
+        ),
+        "[a]\nk = 1\n[b]\n[a]\nk = 3\n"
+    );
+}
+
+#[test]
+fn values_that_would_not_read_back_are_refused_without_echo() {
+    for bad in ["", " x", "x ", "a\nb", "a #b", "a ;b"] {
+        let err = edit_text(
+            "",
+            AwsFile::Credentials,
+            &[ProfileEdit::new("a").set_secret("aws_secret_access_key", SecretString::from(bad))],
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.message().contains("aws_secret_access_key"));
+        if !bad.trim().is_empty() {
+            assert!(!err.message().contains(bad.trim()), "{}", err.message());
+        }
+    }
+    assert!(
+        edit_text(
+            "",
+            AwsFile::Config,
+            &[ProfileEdit::new("a b").set("k", "v")]
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn debug_output_has_no_values() {
+    let e = ProfileEdit::new("a")
+        .set_secret("aws_secret_access_key", SecretString::from("s3cr3tVALUE"));
+    assert!(!format!("{e:?}").contains("s3cr3tVALUE"));
+}
+
+// ------------------------------------------------------------------ on disk
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn apply_creates_private_files_backs_up_once_and_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("aws/credentials");
+    let r1 = apply_edits(
+        &path,
+        AwsFile::Credentials,
+        &[ProfileEdit::new("u").set("aws_access_key_id", "AKIAIOSFODNN7EXAMPLE")],
+    )
+    .unwrap();
+    assert!(r1.changed && r1.backup.is_none());
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+    }
+    let first = fs::read_to_string(&path).unwrap();
+    let r2 = apply_edits(
+        &path,
+        AwsFile::Credentials,
+        &[ProfileEdit::new("u").set("x", "1")],
+    )
+    .unwrap();
+    let bak = sibling(&path, ".tapcred.bak");
+    assert_eq!(r2.backup.as_deref(), Some(bak.as_path()));
+    assert_eq!(fs::read_to_string(&bak).unwrap(), first);
+    let r3 = apply_edits(
+        &path,
+        AwsFile::Credentials,
+        &[ProfileEdit::new("u").set("x", "2")],
+    )
+    .unwrap();
+    assert!(r3.backup.is_none(), "the backup is kept once");
+    assert_eq!(fs::read_to_string(&bak).unwrap(), first);
+    // Unchanged edits write nothing.
+    let r4 = apply_edits(
+        &path,
+        AwsFile::Credentials,
+        &[ProfileEdit::new("u").set("x", "2")],
+    )
+    .unwrap();
+    assert!(!r4.changed);
+
+    r3.restore().unwrap();
+    assert!(fs::read_to_string(&path).unwrap().contains("x = 1\n"));
+    r2.restore().unwrap();
+    assert_eq!(fs::read_to_string(&path).unwrap(), first);
+    r1.restore().unwrap();
+    assert!(
+        !path.exists(),
+        "a file this edit created is removed on restore"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn apply_keeps_the_existing_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    fs::write(&path, "[default]\nregion = a\n").unwrap();
+    set_mode(&path, 0o640).unwrap();
+    apply_edits(
+        &path,
+        AwsFile::Config,
+        &[ProfileEdit::new("default").set("region", "b")],
+    )
+    .unwrap();
+    assert_eq!(mode(&path), 0o640);
+    assert_eq!(mode(&sibling(&path, ".tapcred.bak")), 0o600);
+}
+
+#[test]
+fn restore_after_another_writer_undoes_only_its_own_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    fs::write(&path, "[profile a]\nregion = r\n").unwrap();
+    let mine = apply_edits(
+        &path,
+        AwsFile::Config,
+        &[ProfileEdit::new("a")
+            .set("mfa_serial", "arn:aws:iam::111111111111:mfa/u")
+            .set("region", "s")],
+    )
+    .unwrap();
+    apply_edits(
+        &path,
+        AwsFile::Config,
+        &[ProfileEdit::new("b").set("k", "v")],
+    )
+    .unwrap();
+    mine.restore().unwrap();
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        "[profile a]\nregion = r\n\n[profile b]\nk = v\n"
+    );
+}
+
+#[test]
+fn a_file_aws_cannot_parse_is_refused_and_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    fs::write(&path, "[profile a]\nno equals here\n").unwrap();
+    let err = apply_edits(
+        &path,
+        AwsFile::Config,
+        &[ProfileEdit::new("a").set("k", "v")],
+    )
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 3);
+    assert!(err.message().contains("line 2"), "{}", err.message());
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        "[profile a]\nno equals here\n"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_file_is_edited_through_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    fs::write(&real, "[a]\nk = 1\n").unwrap();
+    let link = dir.path().join("credentials");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    apply_edits(
+        &link,
+        AwsFile::Credentials,
+        &[ProfileEdit::new("a").set("k", "2")],
+    )
+    .unwrap();
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read_to_string(&real).unwrap(), "[a]\nk = 2\n");
+}
+
+#[test]
+fn concurrent_writers_do_not_lose_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    fs::write(&path, "# mine\n").unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let path = &path;
+            s.spawn(move || {
+                for i in 0..10 {
+                    apply_edits(
+                        path,
+                        AwsFile::Config,
+                        &[ProfileEdit::new(format!("p{t}")).set(format!("k{i}"), format!("v{i}"))],
+                    )
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let text = fs::read_to_string(&path).unwrap();
+    let p = parsed(&text, AwsFile::Config);
+    for t in 0..8 {
+        for i in 0..10 {
+            assert_eq!(p[&format!("p{t}")][&format!("k{i}")], format!("v{i}"));
+        }
+    }
+    assert!(text.starts_with("# mine\n"));
+}
+
+// ------------------------------------------------------------------ properties
+
+/// A random, valid file: headers in several spellings, properties (some with inline comments,
+/// some `k=v`), comments, blank lines, continuation lines; LF or CRLF; final newline or not.
+fn arb_file() -> impl Strategy<Value = (String, bool)> {
+    let names = prop::sample::select(vec!["a", "b", "default", "mfa"]);
+    let keys = prop::sample::select(vec!["k", "region", "Role_Arn", "x-y", "mfa_serial"]);
+    let line = prop_oneof![
+        (names.clone(), 0..4usize).prop_map(|(n, style)| match style {
+            0 => format!("[profile {n}]"),
+            1 => format!("[{n}]"),
+            2 => format!("[ profile  {n} ] # c"),
+            _ => format!("[{n}] ;x"),
+        }),
+        (keys, "[a-z0-9:/]{1,8}", 0..4usize).prop_map(|(k, v, style)| match style {
+            0 => format!("{k} = {v}"),
+            1 => format!("{k}={v}"),
+            2 => format!("{k} = {v} # note"),
+            _ => format!("{k}\t=  {v}\t"),
+        }),
+        Just("# comment".to_owned()),
+        Just("; other comment".to_owned()),
+        Just(String::new()),
+        Just("   ".to_owned()),
+    ];
+    (
+        prop::sample::select(vec!["s3", "zz", "output"]),
+        prop::collection::vec(line, 0..20),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(first_key, mut lines, crlf, final_nl)| {
+            // Properties need a section first; continuation lines need a property.
+            lines.insert(0, "[default]".to_owned());
+            lines.insert(1, format!("{first_key} ="));
+            lines.insert(2, "  sub = 1".to_owned());
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let mut text = lines.join(eol);
+            if final_nl {
+                text.push_str(eol);
+            }
+            (text, crlf)
+        })
+}
+
+fn arb_edit() -> impl Strategy<Value = ProfileEdit> {
+    let names = prop::sample::select(vec!["a", "b", "default", "mfa", "new"]);
+    let keys = prop::sample::select(vec!["k", "region", "role_arn", "x-y", "mfa_serial", "zz"]);
+    (
+        names,
+        prop::collection::vec((keys.clone(), "[A-Za-z0-9/+=]{1,12}"), 0..4),
+        prop::collection::vec(keys, 0..3),
+    )
+        .prop_map(|(n, set, remove)| {
+            let mut e = ProfileEdit::new(n);
+            for (k, v) in set {
+                e = e.set(k, v);
+            }
+            for k in remove {
+                e = e.remove(k);
+            }
+            e
+        })
+}
+
+/// Lines of `text` outside the edit's reach: drop, in the profile's sections, the lines of
+/// the touched keys (and their continuations), and the blank line + header a new section
+/// brings.
+fn untouched(text: &str, file: AwsFile, e: &ProfileEdit) -> Vec<String> {
+    let lines = split_lines(text);
+    let sections = sections_of(&lines, file, &e.profile);
+    let mut drop = vec![false; lines.len()];
+    let touched = e
+        .set
+        .iter()
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .chain(e.remove.iter().map(|k| k.to_ascii_lowercase()));
+    for k in touched {
+        for (l, conts) in occurrences(&lines, &sections, &k) {
+            drop[l] = true;
+            for c in conts {
+                drop[c] = true;
+            }
+        }
+    }
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !drop[*i])
+        .map(|(_, l)| l.text.to_owned())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn only_the_intended_lines_change((text, crlf) in arb_file(), e in arb_edit(), creds in any::<bool>()) {
+        let file = if creds { AwsFile::Credentials } else { AwsFile::Config };
+        prop_assume!(parse_files(&[(file.kind(), Path::new("/t/file"), &text)]).is_ok());
+        let out = edit_text(&text, file, std::slice::from_ref(&e)).unwrap().to_string();
+
+        // 1. aws-config reads exactly the intended result.
+        let mut want = parsed(&text, file);
+        let mut sets: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in &e.set {
+            sets.insert(k.to_ascii_lowercase(), v.expose_secret().to_owned());
+        }
+        {
+            let p = want.entry(e.profile.clone()).or_default();
+            for k in &e.remove {
+                if !sets.contains_key(&k.to_ascii_lowercase()) {
+                    p.remove(&k.to_ascii_lowercase());
+                }
+            }
+            for (k, v) in &sets {
+                p.insert(k.clone(), v.clone());
+            }
+        }
+        if e.set.is_empty() && !parsed(&text, file).contains_key(&e.profile) {
+            want.remove(&e.profile);
+        }
+        prop_assert_eq!(parsed(&out, file), want);
+
+        // 2. Every other line is byte-identical and in order; the new lines are only the
+        //    touched keys, a header and a blank separator.
+        let before = untouched(&text, file, &e);
+        let after_all = untouched(&out, file, &e);
+        let new_header = file.header(&e.profile);
+        let mut after = after_all.clone();
+        if after.len() > before.len() && after.last() == Some(&new_header) {
+            after.pop();
+            if after.len() > before.len() && after.last().is_some_and(|l| l.is_empty()) {
+                after.pop();
+            }
+        }
+        prop_assert_eq!(&before, &after, "out: {:?}", out);
+
+        // 3. Line endings: the file's style everywhere, final newline as before.
+        if crlf {
+            prop_assert_eq!(out.matches('\n').count(), out.matches("\r\n").count());
+        } else {
+            prop_assert!(!out.contains('\r'));
+        }
+        if !out.is_empty() && !text.is_empty() {
+            prop_assert_eq!(out.ends_with('\n'), text.ends_with('\n'));
+        }
+    }
+
+    #[test]
+    fn editing_twice_is_a_no_op(( text, _crlf) in arb_file(), e in arb_edit()) {
+        prop_assume!(parse_files(&[(EnvConfigFileKind::Config, Path::new("/t/file"), &text)]).is_ok());
+        let once = edit_text(&text, AwsFile::Config, std::slice::from_ref(&e)).unwrap().to_string();
+        let twice = edit_text(&once, AwsFile::Config, std::slice::from_ref(&e)).unwrap().to_string();
+        prop_assert_eq!(once, twice);
+    }
+}
