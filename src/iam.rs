@@ -148,9 +148,9 @@ impl Iam {
                     .send(),
             )
             .map_err(|e| self.map_error(e, "CreateVirtualMFADevice", name))?;
-        let device = out.virtual_mfa_device.ok_or_else(|| {
-            self.bad_answer("CreateVirtualMFADevice", "no VirtualMFADevice")
-        })?;
+        let device = out
+            .virtual_mfa_device
+            .ok_or_else(|| self.bad_answer("CreateVirtualMFADevice", "no VirtualMFADevice"))?;
         let serial = device.serial_number;
         let text = Zeroizing::new(
             device
@@ -195,7 +195,12 @@ impl Iam {
             .map_err(|e| self.map_error(e, "EnableMFADevice", serial))
     }
 
-    pub fn deactivate_mfa_device(&self, creds: &Credentials, user: &str, serial: &str) -> Result<()> {
+    pub fn deactivate_mfa_device(
+        &self,
+        creds: &Credentials,
+        user: &str,
+        serial: &str,
+    ) -> Result<()> {
         tracing::info!(signer = %self.signer, user, serial, "IAM DeactivateMFADevice");
         self.rt
             .block_on(
@@ -249,13 +254,13 @@ impl Iam {
         let endpoint = self.target.describe();
         tracing::debug!(action, %endpoint, error = %aws_smithy_types::error::display::DisplayErrorContext(&err), "IAM call failed");
         match &err {
-            SdkError::ServiceError(se) if se.raw().status().is_server_error() => Error::network(
-                format!(
+            SdkError::ServiceError(se) if se.raw().status().is_server_error() => {
+                Error::network(format!(
                     "IAM {action} at {endpoint} failed (HTTP {} {}); try again in a minute",
                     se.raw().status().as_u16(),
                     se.err().code().unwrap_or("no error code")
-                ),
-            ),
+                ))
+            }
             SdkError::ServiceError(se) => explain(
                 se.err().code().unwrap_or("Unknown"),
                 se.err().message().unwrap_or(""),
@@ -309,9 +314,9 @@ fn explain(
             "IAM does not know the access key of profile \"{signer}\" (deleted, deactivated or mistyped); update the keys in profile \"{signer}\""
         )),
         ("SignatureDoesNotMatch", _) if msg.contains("expired") || msg.contains("time") => {
-            Error::auth(format!(
-                "IAM says the request time is off: the system clock is wrong by more than 5 minutes; sync it (timedatectl set-ntp true)"
-            ))
+            Error::auth(
+                "IAM says the request time is off: the system clock is wrong by more than 5 minutes; sync it (timedatectl set-ntp true)",
+            )
         }
         ("SignatureDoesNotMatch", _) => Error::auth(format!(
             "the secret access key of profile \"{signer}\" does not match its access key id; fix aws_secret_access_key"
@@ -347,7 +352,14 @@ mod tests {
             "x",
         );
         assert!(e.message().contains("clock"), "{e}");
-        let e = explain("AccessDenied", "no", "EnableMFADevice", "s", "toolkit-user", "x");
+        let e = explain(
+            "AccessDenied",
+            "no",
+            "EnableMFADevice",
+            "s",
+            "toolkit-user",
+            "x",
+        );
         assert!(e.message().contains("iam:EnableMFADevice"), "{e}");
         assert_eq!(e.kind, crate::ErrorKind::Auth);
     }

@@ -4,6 +4,7 @@
 pub mod child;
 pub mod code;
 pub mod devices;
+pub mod enroll;
 pub mod exec;
 pub mod export;
 pub mod man;

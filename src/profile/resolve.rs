@@ -359,11 +359,7 @@ impl Profiles {
     /// The configured endpoint of `service` (`sts`, `iam`) for `profile`:
     /// `(endpoint_url, ignore_configured_endpoint_urls)` from `[services X]` `SERVICE =
     /// endpoint_url = …`, else the profile's `endpoint_url` (env overrides are the caller's).
-    pub fn service_endpoint(
-        &self,
-        profile: &str,
-        service: &str,
-    ) -> Result<(Option<String>, bool)> {
+    pub fn service_endpoint(&self, profile: &str, service: &str) -> Result<(Option<String>, bool)> {
         if let Some(v) = self.get(profile, "ignore_configured_endpoint_urls") {
             let ignore = parse_bool(v).ok_or_else(|| {
                 self.fail(
