@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tapcred benchmarks (issues 3 and 4): builds the release binaries and the driver
-# benches/tapcred.rs, runs it, and prints one table (medians, min/max, ratios); the table is
+# benches/tapcred/, runs it, and prints one table (medians, min/max, ratios); the table is
 # also written to target/bench-results.md. See benches/README.md.
 #
 #   bash benches/run.sh                       everything

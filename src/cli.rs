@@ -144,6 +144,10 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Create or update the MFA profile and its source profile's keys (asks for what is
+    /// missing; the access key comes from the terminal, stdin or AWS_ACCESS_KEY_ID/
+    /// AWS_SECRET_ACCESS_KEY, never from arguments).
+    Configure(commands::configure::ConfigureArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -183,7 +187,10 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!(" [at {}:{}]", l.file(), l.line()))
             .unwrap_or_default();
-        let _ = writeln!(std::io::stderr().lock(), "{PANIC_MESSAGE}{at}");
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr().lock(),
+            format_args!("{PANIC_MESSAGE}{at}\n"),
+        );
         std::process::exit(Error::internal("").exit_code());
     }));
 }
@@ -277,6 +284,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
                 commands::sessions::clear(profile.as_deref(), ctx, &mut stdout)
             }
         },
+        Cmd::Configure(args) => commands::configure::run(&args, ctx, &mut stdout),
         Cmd::Completions { shell } => {
             let mut cmd = command();
             clap_complete::generate(shell, &mut cmd, "tapcred", &mut stdout);
@@ -290,8 +298,11 @@ fn init_logging(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::new(v),
+        // No -v and no RUST_LOG: logging is off, and with no subscriber installed every
+        // `tracing` call is a no-op. Building one (EnvFilter, registry) cost ~7% of a warm
+        // `credential-process` (benches/README.md).
+        _ if verbose == 0 => return,
         _ => EnvFilter::new(match verbose {
-            0 => "off",
             1 => "tapcred=info",
             _ => "tapcred=debug",
         }),

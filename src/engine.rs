@@ -76,6 +76,8 @@ pub fn credentials(
     ui: &dyn Ui,
 ) -> Result<Obtained> {
     let profile = load_profile(name, env)?;
+    // Before any cache, token or code: a URL no request could go to costs no touch.
+    StsTarget::check_endpoint(&profile, env)?;
     let target = StsTarget::for_profile(&profile, env);
     let session_seconds = session_seconds(env)?;
     let cache = SessionCache::open_default(env, ui);
@@ -130,6 +132,17 @@ pub fn read_code(
     profile: &str,
     ui: &dyn Ui,
 ) -> Result<Code> {
+    read_code_keeping_previous(cache, source, serial, profile, ui).map(|(code, _)| code)
+}
+
+/// [`read_code`], also returning the ledger's previous value for [`SessionCache::unrecord`].
+fn read_code_keeping_previous(
+    cache: &SessionCache,
+    source: &mut dyn TokenSource,
+    serial: &str,
+    profile: &str,
+    ui: &dyn Ui,
+) -> Result<(Code, Option<u64>)> {
     let _guard = cache.lock_serial(serial, ui)?;
     let last = cache.last_window_end(serial, ui);
     let now = now_f64();
@@ -156,9 +169,10 @@ pub fn read_code(
         },
         ui,
     )?;
-    // Recorded before STS sees it: even a failed call may have used up the window.
+    // Recorded before STS sees it (other processes must not send this window's code while
+    // our request is on its way); taken back with `unrecord` if the request never left.
     cache.record(serial, code.window_end, ui);
-    Ok(code)
+    Ok((code, last))
 }
 
 fn now_f64() -> f64 {
@@ -501,11 +515,25 @@ impl<'a> Engine<'a> {
         Ok(self.sts.as_deref().expect("just set"))
     }
 
-    fn code(&mut self, mfa: &Mfa, profile: &str) -> Result<Code> {
+    fn code(&mut self, mfa: &Mfa, profile: &str) -> Result<(Code, Option<u64>)> {
         let mut source = (self.token_factory)(mfa)?;
-        let code = read_code(self.cache, source.as_mut(), &mfa.serial, profile, self.ui)?;
+        let got =
+            read_code_keeping_previous(self.cache, source.as_mut(), &mfa.serial, profile, self.ui)?;
         self.codes_read += 1;
-        Ok(code)
+        Ok(got)
+    }
+
+    /// After an MFA call failed: if the request never left this machine, STS saw no code and
+    /// the window is given back (the next attempt need not wait for a new one).
+    fn settle_window(&self, mfa: &Mfa, code: &Code, previous: Option<u64>, err: &Error) {
+        if err.reason().is_some_and(|r| !r.may_have_reached_sts()) {
+            tracing::debug!(
+                mfa_serial = %mfa.serial,
+                "the request never reached STS; the code window stays unused"
+            );
+            self.cache
+                .unrecord(&mfa.serial, code.window_end, previous, self.ui);
+        }
     }
 
     fn call(
@@ -520,28 +548,39 @@ impl<'a> Engine<'a> {
         };
         match step.call {
             Call::SessionToken { mfa, duration } => {
-                let code = self.code(mfa, step.profile)?;
+                let (code, previous) = self.code(mfa, step.profile)?;
                 let m = MfaCode {
                     serial: &mfa.serial,
                     code: &code.digits,
                 };
-                self.sts()?
-                    .get_session_token(creds, Some(m), Some(duration), ctx)
+                let res = self
+                    .sts()?
+                    .get_session_token(creds, Some(m), Some(duration), ctx);
+                if let Err(e) = &res {
+                    self.settle_window(mfa, &code, previous, e);
+                }
+                res
             }
             Call::AssumeRole {
                 role,
-                mfa,
+                mfa: None,
+                duration,
+            } => self.sts()?.assume_role(creds, role, None, duration, ctx),
+            Call::AssumeRole {
+                role,
+                mfa: Some(mfa),
                 duration,
             } => {
-                let code = match mfa {
-                    Some(m) => Some(self.code(m, step.profile)?),
-                    None => None,
-                };
-                let m = mfa.zip(code.as_ref()).map(|(mfa, c)| MfaCode {
+                let (code, previous) = self.code(mfa, step.profile)?;
+                let m = MfaCode {
                     serial: &mfa.serial,
-                    code: &c.digits,
-                });
-                self.sts()?.assume_role(creds, role, m, duration, ctx)
+                    code: &code.digits,
+                };
+                let res = self.sts()?.assume_role(creds, role, Some(m), duration, ctx);
+                if let Err(e) = &res {
+                    self.settle_window(mfa, &code, previous, e);
+                }
+                res
             }
         }
     }

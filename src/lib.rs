@@ -14,6 +14,7 @@ pub mod iam;
 pub mod profile;
 pub mod serve;
 pub mod sts;
+pub mod text;
 pub mod token;
 pub mod ui;
 

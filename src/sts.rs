@@ -39,19 +39,62 @@ impl StsTarget {
             .or_else(|| nonempty("AWS_DEFAULT_REGION"))
             .or_else(|| profile.region.clone())
             .unwrap_or_else(|| DEFAULT_REGION.to_owned());
-        let ignore = profile.ignore_configured_endpoint_urls
-            || nonempty("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
-                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let endpoint_url = if ignore {
-            None
-        } else {
-            nonempty("AWS_ENDPOINT_URL_STS")
-                .or_else(|| nonempty("AWS_ENDPOINT_URL"))
-                .or_else(|| profile.endpoint_url.clone())
-        };
+        let endpoint_url = Self::endpoint_with_origin(profile, env).map(|(url, _)| url);
         StsTarget {
             region,
             endpoint_url,
+        }
+    }
+
+    /// The endpoint override and where it came from (`AWS_ENDPOINT_URL_STS`,
+    /// `AWS_ENDPOINT_URL`, or the config file's `endpoint_url`), after the ignore switches.
+    fn endpoint_with_origin(
+        profile: &ResolvedProfile,
+        env: &dyn EnvLookup,
+    ) -> Option<(String, &'static str)> {
+        let nonempty = |k: &str| env.var(k).filter(|v| !v.trim().is_empty());
+        let ignore = profile.ignore_configured_endpoint_urls
+            || nonempty("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if ignore {
+            return None;
+        }
+        nonempty("AWS_ENDPOINT_URL_STS")
+            .map(|u| (u, "AWS_ENDPOINT_URL_STS"))
+            .or_else(|| nonempty("AWS_ENDPOINT_URL").map(|u| (u, "AWS_ENDPOINT_URL")))
+            .or_else(|| {
+                profile
+                    .endpoint_url
+                    .clone()
+                    .map(|u| (u, "endpoint_url in the AWS config file"))
+            })
+    }
+
+    /// Check the endpoint override before any code is read: a URL the request could never be
+    /// sent to must cost no touch and no code window. Exit 3 (configuration).
+    pub fn check_endpoint(profile: &ResolvedProfile, env: &dyn EnvLookup) -> Result<()> {
+        let Some((url, origin)) = Self::endpoint_with_origin(profile, env) else {
+            return Ok(());
+        };
+        let shown = crate::text::sanitize_foreign(&url, 200);
+        let bad = |why: &str| {
+            Err(Error::config(format!(
+                "profile \"{}\": {origin} = \"{shown}\" is not a usable STS endpoint ({why}); use http(s)://HOST[:PORT] or unset it",
+                profile.name
+            ))
+            .with_reason(Reason::NotSent))
+        };
+        match url::Url::parse(url.trim()) {
+            Err(e) => bad(&e.to_string()),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                bad(&format!("scheme {:?}, not http or https", u.scheme()))
+            }
+            Ok(u) if u.host_str().is_none_or(str::is_empty) => bad("no host"),
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                bad("user info in the URL")
+            }
+            Ok(u) if u.query().is_some() || u.fragment().is_some() => bad("a query or fragment"),
+            Ok(_) => Ok(()),
         }
     }
 

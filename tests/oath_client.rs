@@ -132,10 +132,12 @@ fn a_cold_code_for_now_is_select_plus_calculate_all() {
     let c = src.code(&req(now), &ui).unwrap();
     assert_eq!(&*c.digits, &rfc_totp(RFC_KEY, now, 30, 6));
     assert_eq!(src.last_apdu_count(), 2, "SELECT + CALCULATE_ALL");
-    // What the card saw: identification (management SELECT + READ_CONFIG), then OATH SELECT
-    // and CALCULATE_ALL — and no second connection with a CALCULATE.
-    let ins: Vec<u8> = h.history().iter().map(|r| r.ins).collect();
-    assert_eq!(ins, vec![0xA4, 0x1D, 0xA4, 0xA4], "{ins:02X?}");
+    // What the card saw, in all: OATH SELECT and CALCULATE_ALL. One key and no serial
+    // configured: no identification (management SELECT + READ_CONFIG), and no second
+    // connection with a CALCULATE.
+    let seen: Vec<(u8, u8)> = h.history().iter().map(|r| (r.ins, r.p1)).collect();
+    assert_eq!(seen, vec![(0xA4, 0x04), (0xA4, 0x00)], "{seen:02X?}");
+    assert_eq!(src.serial(), None, "the serial was not read");
 
     // Another window (the engine waited): a fresh connection, SELECT + CALCULATE.
     h.clear_history();
@@ -157,9 +159,10 @@ fn codes_equal_rfc6238_and_cost_two_apdus() {
     let ui = RecordingUi::new();
     let mut src = oath::open_with(b, &no_env(), &settings(), ARN, &ui).unwrap();
     assert_eq!(src.account(), AWS_LABEL);
-    assert_eq!(src.serial(), Some(12345678));
+    // One key, no serial configured: the serial is not read; the key is named by its reader.
+    assert_eq!(src.serial(), None);
     assert_eq!(src.period(), 30);
-    assert!(src.describe().contains("YubiKey 12345678"));
+    assert!(src.describe().contains(READER0), "{}", src.describe());
     for (at, want) in [
         (59, "94287082"),
         (1111111109, "07081804"),
@@ -187,16 +190,36 @@ fn codes_equal_rfc6238_and_cost_two_apdus() {
 }
 
 #[test]
-fn open_costs_identification_select_and_one_calculate_all() {
+fn open_reads_the_serial_only_when_it_decides_something() {
+    // One key, no tapcred_yubikey_serial: OATH SELECT + CALCULATE_ALL, nothing else.
     let (b, h) = one_key(VykConfig::new().account(Account::totp(AWS_LABEL, RFC_KEY)));
     let ui = RecordingUi::new();
-    oath::open_with(b, &no_env(), &settings(), ARN, &ui).unwrap();
+    let src = oath::open_with(b, &no_env(), &settings(), ARN, &ui).unwrap();
     let ins: Vec<(u8, u8)> = h.history().iter().map(|r| (r.ins, r.p1)).collect();
-    // management SELECT + READ_CONFIG, OATH SELECT, CALCULATE_ALL.
+    assert_eq!(ins, vec![(0xA4, 0x04), (0xA4, 0x00)]);
+    assert_eq!(src.serial(), None);
+
+    // A configured serial must be checked: management SELECT + READ_CONFIG first.
+    let (b, h) = one_key(VykConfig::new().account(Account::totp(AWS_LABEL, RFC_KEY)));
+    let s = TokenSettings {
+        yubikey_serial: Some(12345678),
+        ..settings()
+    };
+    let src = oath::open_with(b, &no_env(), &s, ARN, &ui).unwrap();
+    let ins: Vec<(u8, u8)> = h.history().iter().map(|r| (r.ins, r.p1)).collect();
     assert_eq!(
         ins,
         vec![(0xA4, 0x04), (0x1D, 0x00), (0xA4, 0x04), (0xA4, 0x00)]
     );
+    assert_eq!(src.serial(), Some(12345678));
+
+    // Several keys: each is identified (to choose, or to list them in the error).
+    let (b, hs) = two_keys();
+    assert!(oath::open_with(b, &no_env(), &settings(), ARN, &ui).is_err());
+    for h in hs {
+        let ins: Vec<u8> = h.history().iter().map(|r| r.ins).collect();
+        assert_eq!(ins, vec![0xA4, 0x1D], "{ins:02X?}");
+    }
 }
 
 #[test]
@@ -276,9 +299,9 @@ fn password_from_env_from_prompt_wrong_and_missing() {
     let mut src = oath::open_with(b, &no_env(), &settings(), ARN, &ui).unwrap();
     assert_eq!(
         ui.events(),
-        vec![UiEvent::AskSecret(
-            "Password for the OATH applet of YubiKey 12345678: ".into()
-        )]
+        vec![UiEvent::AskSecret(format!(
+            "Password for the OATH applet of the YubiKey in reader \"{READER0}\": "
+        ))]
     );
     assert_eq!(
         code_at(&mut src, 59, &ui).unwrap(),
@@ -312,8 +335,9 @@ fn password_from_env_from_prompt_wrong_and_missing() {
     let err = oath::open_with(b.clone(), &env, &settings(), ARN, &RecordingUi::new()).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Token);
     assert!(
-        err.message()
-            .starts_with("wrong OATH password for YubiKey 12345678"),
+        err.message().starts_with(&format!(
+            "wrong OATH password for the YubiKey in reader \"{READER0}\""
+        )),
         "{err}"
     );
     assert!(!err.message().contains("hunter"));
@@ -532,7 +556,11 @@ fn serial_from_the_otp_applet_when_management_is_absent() {
             .without_management()
             .account(Account::totp(AWS_LABEL, RFC_KEY)),
     );
-    let src = oath::open_with(b, &no_env(), &settings(), ARN, &RecordingUi::new()).unwrap();
+    let s = TokenSettings {
+        yubikey_serial: Some(7654321),
+        ..settings()
+    };
+    let src = oath::open_with(b, &no_env(), &s, ARN, &RecordingUi::new()).unwrap();
     assert_eq!(src.serial(), Some(7654321));
 }
 
@@ -570,9 +598,8 @@ fn faults_are_errors_not_panics() {
     // Truncated CALCULATE_ALL during open.
     for n in [0usize, 1, 2, 5, 20] {
         let (b, h) = fresh();
-        for _ in 0..3 {
-            h.inject(Fault::Truncate(usize::MAX));
-        }
+        // OATH SELECT passes (one key, no serial: no identification APDUs before it).
+        h.inject(Fault::Truncate(usize::MAX));
         h.inject(Fault::Truncate(n));
         assert!(
             oath::open_with(b, &no_env(), &settings(), ARN, &ui).is_err(),
@@ -593,10 +620,8 @@ fn faults_are_errors_not_panics() {
     h.inject(Fault::Truncate(usize::MAX));
     h.inject(Fault::Corrupt);
     let _ = code_at(&mut src, 59, &ui); // a flipped byte: any outcome but a panic
-    // A key without the OATH applet: auto moves on.
+    // A key without the OATH applet: auto moves on (its OATH SELECT is the first APDU).
     let (b, h) = fresh();
-    h.inject(Fault::Truncate(usize::MAX));
-    h.inject(Fault::Truncate(usize::MAX));
     h.inject(Fault::Sw(0x6A82));
     let why = oath::probe_with(b, &no_env(), &settings(), ARN, &ui)
         .unwrap()

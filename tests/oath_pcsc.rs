@@ -55,13 +55,25 @@ fn oath_source_reads_the_right_code_through_pcscd() {
     let card = stack.insert(0, key(4242, RFC_KEY)).expect("insert card");
     let ui = RecordingUi::new();
     // The public entry point, i.e. the real PC/SC backend.
+    card.vyk().clear_history();
     let t = Instant::now();
     let mut src = oath::open(&settings(None), ARN, &ui).expect("open");
     eprintln!(
-        "open (find key, serial, SELECT, CALCULATE_ALL) through pcscd: {:?}",
+        "open (find key, SELECT, CALCULATE_ALL) through pcscd: {:?}",
         t.elapsed()
     );
-    assert_eq!(src.serial(), Some(4242));
+    // One key, no serial configured: the card saw OATH SELECT + CALCULATE_ALL and nothing
+    // else (no management SELECT + READ_CONFIG for a serial that decides nothing).
+    let seen: Vec<(u8, u8)> = card.vyk().history().iter().map(|r| (r.ins, r.p1)).collect();
+    assert_eq!(seen, vec![(0xA4, 0x04), (0xA4, 0x00)], "{seen:02X?}");
+    assert_eq!(src.serial(), None);
+    // With tapcred_yubikey_serial the key is identified first (the serial decides).
+    card.vyk().clear_history();
+    let by_serial = oath::open(&settings(Some(4242)), ARN, &ui).expect("open by serial");
+    assert_eq!(by_serial.serial(), Some(4242));
+    let ins: Vec<u8> = card.vyk().history().iter().map(|r| r.ins).collect();
+    assert_eq!(ins, vec![0xA4, 0x1D, 0xA4, 0xA4], "{ins:02X?}");
+    drop(by_serial);
     assert_eq!(src.account(), AWS_LABEL);
     assert_eq!(src.reader(), reader_name(0));
     for at in [59u64, 1111111109, 2000000000] {
@@ -109,7 +121,7 @@ fn oath_source_reads_the_right_code_through_pcscd() {
     let mut auto = tapcred::token::select(&settings(None), ARN, &env, &RecordingUi::new())
         .expect("auto finds the OATH account");
     assert!(
-        auto.describe().contains("YubiKey 4242"),
+        auto.describe().contains(&reader_name(0)),
         "{}",
         auto.describe()
     );

@@ -126,6 +126,52 @@ impl SessionCache {
     }
 }
 
+impl SessionCache {
+    /// Undo [`record`](Self::record)`(serial, window_end)` for a request that never left this
+    /// machine (connection refused, DNS failure): STS saw no code, so the window is still
+    /// usable. Puts back `previous` (None: no record), unless another process has recorded a
+    /// different window meanwhile. Takes the serial's lock.
+    pub fn unrecord(&self, serial: &str, window_end: u64, previous: Option<u64>, ui: &dyn Ui) {
+        let Ok(_guard) = self.lock_serial(serial, ui) else {
+            return;
+        };
+        let h = serial_hash(serial);
+        {
+            let mut mem = self.mem_ledger.lock().unwrap();
+            if mem.get(&h) == Some(&window_end) {
+                match previous {
+                    Some(p) => mem.insert(h.clone(), p),
+                    None => mem.remove(&h),
+                };
+            }
+        }
+        let Some(d) = self.state_dir(ui) else { return };
+        let steps = d.join("steps");
+        let path = steps.join(format!("{h}.json"));
+        let current = self
+            .read_private(&path)
+            .ok()
+            .and_then(|buf| serde_json::from_slice::<StepDoc>(&buf).ok())
+            .map(|doc| doc.window_end);
+        if current != Some(window_end) {
+            return;
+        }
+        match previous {
+            Some(p) => {
+                let doc = StepDoc {
+                    version: FORMAT_VERSION,
+                    window_end: p,
+                };
+                let buf = serde_json::to_vec(&doc).unwrap_or_default();
+                let _ = self.write_atomic(&steps, &path, &buf);
+            }
+            None => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

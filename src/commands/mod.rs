@@ -3,6 +3,7 @@
 
 pub mod child;
 pub mod code;
+pub mod configure;
 pub mod devices;
 pub mod enroll;
 pub mod exec;

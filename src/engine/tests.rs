@@ -24,6 +24,8 @@ struct StsLog {
     revoked: HashSet<String>,
     /// Signing keys STS denies with this (foreign) message text.
     denied: std::collections::HashMap<String, String>,
+    /// Errors to answer the next calls with (front first), after logging them.
+    fail_next: std::collections::VecDeque<Error>,
     issued: usize,
 }
 
@@ -65,6 +67,9 @@ impl FakeSts {
             ))
             .with_reason(Reason::SessionRejected));
         }
+        if let Some(e) = l.fail_next.pop_front() {
+            return Err(e);
+        }
         if let Some(text) = l.denied.get(&creds.access_key_id) {
             // The wording of sts::explain for an AccessDenied it has no special case for:
             // STS's own message text follows.
@@ -92,6 +97,9 @@ impl FakeSts {
     }
     fn ops(&self) -> Vec<&'static str> {
         self.calls().into_iter().map(|c| c.0).collect()
+    }
+    fn fail_next(&self, e: Error) {
+        self.0.lock().unwrap().fail_next.push_back(e);
     }
     fn deny(&self, akid: &str, text: &str) {
         self.0
@@ -642,4 +650,26 @@ fn a_token_source_error_leaves_no_files_behind() {
     }
     walk(w.dir.path(), &mut files);
     assert!(files.is_empty(), "{files:?}");
+}
+
+/// Finding 11.4: a request that never left this machine gives its code window back; one that
+/// may have reached STS keeps it recorded.
+#[test]
+fn only_a_request_that_may_have_reached_sts_uses_up_its_window() {
+    let w = World::new();
+    let p = gst_profile("mfa");
+    w.sts
+        .fail_next(Error::network("refused").with_reason(Reason::NotSent));
+    w.obtain(&p, &Options::default()).unwrap_err();
+    assert_eq!(w.cache().last_window_end(SERIAL, &w.ui), None);
+    w.sts
+        .fail_next(Error::network("refused").with_reason(Reason::NotSent));
+    w.obtain(&p, &Options::default()).unwrap_err();
+    assert_eq!(w.waits(), 0, "{:?}", w.ui.events());
+    for r in [Reason::NoAnswer, Reason::TimedOut, Reason::BadAnswer] {
+        let w = World::new();
+        w.sts.fail_next(Error::network("lost").with_reason(r));
+        w.obtain(&p, &Options::default()).unwrap_err();
+        assert!(w.cache().last_window_end(SERIAL, &w.ui).is_some(), "{r:?}");
+    }
 }

@@ -230,6 +230,26 @@ pub fn remove_keys(
     apply_edits(path, file, &[edit])
 }
 
+/// The (lower-cased) keys `profile` has in the file at `path` (empty when the file or the
+/// section is missing).
+pub fn keys_in(path: &Path, file: AwsFile, profile: &str) -> Result<Vec<String>> {
+    let Some(bytes) = read_bytes(&real_path(path), file)? else {
+        return Ok(Vec::new());
+    };
+    let text = utf8(path, file, bytes)?;
+    let lines = split_lines(&text);
+    let sections = sections_of(&lines, file, profile);
+    let mut keys: Vec<String> = sections
+        .iter()
+        .flat_map(|s| s.header + 1..s.end)
+        .filter(|&i| classify(lines[i].text) == Kind::Property)
+        .filter_map(|i| property_key(lines[i].text))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
+}
+
 // ---------------------------------------------------------------- the text edit itself
 
 /// One physical line: its text without the terminator, and the terminator ("\n", "\r\n" or

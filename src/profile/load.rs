@@ -140,20 +140,6 @@ impl Profiles {
                 files.credentials.display()
             )));
         }
-        let one = |kind, path: &Path, text: &Option<String>| -> Result<Option<FileData>> {
-            let Some(text) = text else { return Ok(None) };
-            let set = parse_files(&[(kind, path, text)])?;
-            Ok(Some(FileData {
-                set,
-                headers: headers(text),
-            }))
-        };
-        let config = one(EnvConfigFileKind::Config, &files.config, &config_text)?;
-        let credentials = one(
-            EnvConfigFileKind::Credentials,
-            &files.credentials,
-            &credentials_text,
-        )?;
         let mut both = Vec::new();
         if let Some(text) = &config_text {
             both.push((
@@ -170,6 +156,21 @@ impl Profiles {
             ));
         }
         let merged = parse_files(&both)?;
+        // Each file on its own is parsed only if a message needs it (see FileData).
+        let one = |kind, path: &Path, text: Option<String>| {
+            text.map(|text| FileData {
+                kind,
+                path: path.to_owned(),
+                text: zeroize::Zeroizing::new(text),
+                set: std::cell::OnceCell::new(),
+            })
+        };
+        let config = one(EnvConfigFileKind::Config, &files.config, config_text);
+        let credentials = one(
+            EnvConfigFileKind::Credentials,
+            &files.credentials,
+            credentials_text,
+        );
         Ok(Profiles {
             files: files.clone(),
             merged,
@@ -222,7 +223,7 @@ impl Profiles {
     /// The file the merged value of `key` comes from (the credentials file wins, as in the
     /// merge), else the file(s) where the profile is defined.
     pub(super) fn files_of(&self, profile: &str, key: Option<&str>) -> Vec<Which> {
-        let in_file = |which: Which| self.data(which).and_then(|d| d.set.get_profile(profile));
+        let in_file = |which: Which| self.data(which).and_then(|d| d.set()?.get_profile(profile));
         if let Some(key) = key {
             for which in [Which::Credentials, Which::Config] {
                 if in_file(which).is_some_and(|p| p.get(key).is_some()) {
@@ -282,7 +283,7 @@ impl Profiles {
         // The most common slip: the other file's header style.
         if let Some(d) = &self.config
             && name != "default"
-            && d.headers.iter().any(|h| *h == name)
+            && d.headers().iter().any(|h| *h == name)
         {
             msg.push_str(&format!(
                 "; {} has [{name}], but the config file needs [profile {name}]",
@@ -290,7 +291,7 @@ impl Profiles {
             ));
         }
         if let Some(d) = &self.credentials
-            && d.headers.contains(&format!("profile {name}"))
+            && d.headers().contains(&format!("profile {name}"))
         {
             msg.push_str(&format!(
                 "; {} has [profile {name}], but the credentials file needs [{name}]",

@@ -20,7 +20,7 @@ pub mod editor;
 mod load;
 mod resolve;
 mod tapcred_keys;
-mod validate;
+pub(crate) mod validate;
 
 /// The two files, after `AWS_CONFIG_FILE` / `AWS_SHARED_CREDENTIALS_FILE` / `HOME`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,11 +109,30 @@ pub struct Profiles {
     credentials: Option<FileData>,
 }
 
+/// One file on its own, parsed only when a message needs to say which file a key or a
+/// section is in (an error path): the merged parse is all a working profile needs, and a
+/// second parse of each file cost a third of a warm `credential-process`.
 struct FileData {
-    set: ProfileSet,
-    /// Every `[...]` header line, whitespace-normalised (for the wrong-header-style hint;
-    /// the text itself, which holds secrets, is not kept).
-    headers: Vec<String>,
+    kind: aws_runtime::env_config::file::EnvConfigFileKind,
+    path: PathBuf,
+    /// The text (it may hold secret keys: zeroized on drop, never printed).
+    text: zeroize::Zeroizing<String>,
+    set: std::cell::OnceCell<Option<ProfileSet>>,
+}
+
+impl FileData {
+    fn set(&self) -> Option<&ProfileSet> {
+        self.set
+            .get_or_init(|| {
+                load::parse_files(&[(self.kind, self.path.as_path(), self.text.as_str())]).ok()
+            })
+            .as_ref()
+    }
+
+    /// Every `[...]` header line, whitespace-normalised (for the wrong-header-style hint).
+    fn headers(&self) -> Vec<String> {
+        load::headers(&self.text)
+    }
 }
 
 /// Which of the two files, for messages.

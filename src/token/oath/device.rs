@@ -154,13 +154,26 @@ pub struct FoundKeyInfo {
 /// A key found in a reader, connected.
 pub struct FoundKey {
     pub reader: String,
+    /// Empty until [`FoundKey::identify`] ran (see [`connect_keys`]).
     pub info: DeviceInfo,
+    /// Whether the management/OTP applets were asked for serial and firmware.
+    pub identified: bool,
     pub conn: Box<dyn Connection>,
 }
 
 impl FoundKey {
     pub fn label(&self) -> String {
         label(self.info.serial, &self.reader)
+    }
+
+    /// Read serial, firmware and form factor (management SELECT + READ_CONFIG, else the OTP
+    /// applet), once. Leaves the management (or OTP) applet selected.
+    pub fn identify(&mut self) -> Result<()> {
+        if !self.identified {
+            self.info = read_device_info(&mut self.conn)?;
+            self.identified = true;
+        }
+        Ok(())
     }
 }
 
@@ -174,17 +187,32 @@ pub fn label(serial: Option<u32>, reader: &str) -> String {
 /// Every YubiKey reader holding a card, connected and identified. Readers with no card are
 /// skipped (an empty laptop reader is not a second key).
 pub fn find_keys(backend: &dyn Backend, readers: Vec<String>) -> Result<Vec<FoundKey>> {
+    let mut keys = connect_keys(backend, readers)?;
+    for k in &mut keys {
+        k.identify()?;
+    }
+    Ok(keys)
+}
+
+/// Every YubiKey reader holding a card, connected but not identified: no APDU is sent. A
+/// code needs the serial only when it decides something (several keys, or
+/// `tapcred_yubikey_serial` set), see [`choose_key`].
+pub fn connect_keys(backend: &dyn Backend, readers: Vec<String>) -> Result<Vec<FoundKey>> {
     let mut keys = Vec::new();
     for reader in readers {
         if !reader.to_lowercase().contains(READER_MATCH) {
             continue;
         }
-        let Some(mut conn) = backend.connect(&reader)? else {
+        let Some(conn) = backend.connect(&reader)? else {
             tracing::debug!(%reader, "no card in reader");
             continue;
         };
-        let info = read_device_info(&mut conn)?;
-        keys.push(FoundKey { reader, info, conn });
+        keys.push(FoundKey {
+            reader,
+            info: DeviceInfo::default(),
+            identified: false,
+            conn,
+        });
     }
     Ok(keys)
 }
@@ -195,13 +223,23 @@ pub enum ChooseError {
     NoKey(Error),
     /// The user must decide (several keys, no serial configured).
     Ambiguous(Error),
+    /// A key stopped answering while it was identified.
+    Fatal(Error),
 }
 
+/// Choose the key for `serial` (or the only key). Keys are identified here only when the
+/// serial decides something: a serial is configured, or several keys are plugged in. One
+/// key and no serial: no identification APDU at all.
 pub fn choose_key(
     mut keys: Vec<FoundKey>,
     serial: Option<u32>,
     profile: &str,
 ) -> std::result::Result<FoundKey, ChooseError> {
+    if serial.is_some() || keys.len() > 1 {
+        for k in &mut keys {
+            k.identify().map_err(ChooseError::Fatal)?;
+        }
+    }
     let serials = |keys: &[FoundKey]| {
         keys.iter()
             .map(|k| match k.info.serial {

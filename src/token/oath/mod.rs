@@ -5,11 +5,13 @@
 //! VALIDATE, LIST, CALCULATE, CALCULATE_ALL, PUT, DELETE) → this module (finding the key,
 //! the password, matching the account to an `mfa_serial`, touch prompts).
 //!
-//! APDU budget: [`open`] identifies the key (management SELECT + READ_CONFIG), SELECTs
-//! OATH and sends one CALCULATE_ALL (names, types and touch flags in one APDU: LIST would
-//! not tell which credentials need a touch). Each [`OathSource::code`] reconnects (the
-//! key is not held while the engine waits for a fresh TOTP window) and sends exactly
-//! SELECT + CALCULATE (truncated) = 2 APDUs, plus VALIDATE when a password is set.
+//! APDU budget: [`open`] SELECTs OATH and sends one CALCULATE_ALL (names, types and touch
+//! flags in one APDU: LIST would not tell which credentials need a touch); that answer
+//! already holds the code of a non-touch 30 s account, so a code for now costs exactly
+//! these 2 APDUs (plus VALIDATE when a password is set). The key is identified (management
+//! SELECT + READ_CONFIG, for its serial) only when the serial decides something: several
+//! keys plugged in, `tapcred_yubikey_serial` set, or a touch account (whose prompt names the
+//! key). A code for another window (the engine waited) reconnects for SELECT + CALCULATE.
 
 use std::sync::Arc;
 
@@ -198,10 +200,10 @@ enum Want<'a> {
 
 fn choose_key(backend: &dyn Backend, settings: &TokenSettings) -> Result<device::FoundKey, Fail> {
     let readers = backend.readers().map_err(Fail::Skip)?;
-    let keys = device::find_keys(backend, readers).map_err(Fail::Fatal)?;
+    let keys = device::connect_keys(backend, readers).map_err(Fail::Fatal)?;
     device::choose_key(keys, settings.yubikey_serial, &settings.profile).map_err(|e| match e {
         device::ChooseError::NoKey(e) => Fail::Skip(e),
-        device::ChooseError::Ambiguous(e) => Fail::Fatal(e),
+        device::ChooseError::Ambiguous(e) | device::ChooseError::Fatal(e) => Fail::Fatal(e),
     })
 }
 
@@ -258,7 +260,8 @@ fn prepare(
     let found = choose_key(&*backend, settings)?;
     let label = found.label();
     let reader = found.reader.clone();
-    let serial = found.info.serial;
+    let mut serial = found.info.serial;
+    let identified = found.identified;
     let ext = found.conn.extended_max();
     let mut s = Session::open(found.conn, ext).map_err(|e| match e {
         OathError::NoApplet(_) => Fail::Skip(e.into_error(&label)),
@@ -316,14 +319,26 @@ fn prepare(
         )),
         _ => None,
     };
+    let touch = matches!(entry.result, session::AllResult::Touch { .. });
+    let salt = s.info().salt.clone();
+    if touch && !identified {
+        // The touch prompt names the key by its serial. The code itself needs a new
+        // connection anyway (after the prompt), and next to a touch two APDUs cost nothing;
+        // a non-touch code never pays for them. Unknown stays unknown (the prompt then
+        // names the reader).
+        let mut conn = s.into_transport();
+        serial = device::read_device_info(&mut conn)
+            .ok()
+            .and_then(|i| i.serial);
+    }
     Ok(OathSource {
         backend,
         reader,
         serial,
-        salt: s.info().salt.clone(),
+        salt,
         account: chosen.to_owned(),
         id: entry.id.clone(),
-        touch: matches!(entry.result, session::AllResult::Touch { .. }),
+        touch,
         period,
         key,
         last_apdus: 0,
@@ -462,7 +477,9 @@ fn unlocked_session(
     settings: &TokenSettings,
     ui: &dyn Ui,
 ) -> Result<(KeySession, String, device::FoundKeyInfo)> {
-    let found = choose_key(backend, settings).map_err(Fail::into_error)?;
+    let mut found = choose_key(backend, settings).map_err(Fail::into_error)?;
+    // Enrollment reports which key it wrote to.
+    found.identify()?;
     let label = found.label();
     let info = device::FoundKeyInfo {
         reader: found.reader.clone(),

@@ -1,0 +1,878 @@
+//! The bad-input table (`docs/bad-inputs.md`), checked against the real binary so it cannot
+//! drift: every row is a scenario defined here by id; the test runs each one and compares
+//! the exit code, the one-line answer and what was left on disk with the row.
+//!
+//! Add a row: write a scenario below (an id, what is wrong, a function that runs it), then
+//! regenerate the table with
+//! `TAPCRED_BAD_INPUTS=write cargo test --test bad_inputs` and review the diff of
+//! docs/bad-inputs.md. A normal run fails on any difference, a missing row or an extra row.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use common::{Home, Run};
+use tapcred_testkit::sts_double::{StsDouble, design};
+
+/// What a scenario observed.
+struct Outcome {
+    code: i32,
+    /// The `tapcred: error:` line (or, on success, the warning lines), normalised.
+    answer: String,
+    /// What the run left under HOME (see [`disk_changes`]).
+    disk: String,
+}
+
+struct Scenario {
+    id: &'static str,
+    input: &'static str,
+    run: fn() -> Outcome,
+}
+
+// ----- helpers ---------------------------------------------------------------------------
+
+const KEYS: &str = "[toolkit-user]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n";
+const BASE: &str = "[profile toolkit-user]\nregion = us-east-1\n";
+const ROLE: &str = "role_arn = arn:aws:iam::111111111111:role/toolkit-role\n";
+const SERIAL: &str = "mfa_serial = arn:aws:iam::111111111111:mfa/toolkit-user\n";
+
+/// HOME with the toolkit-user keys and `[profile a]` = `profile_a` (plus `extra` sections).
+fn home_a(profile_a: &str) -> Home {
+    let h = Home::empty();
+    h.write_config(&format!("{BASE}[profile a]\n{profile_a}"));
+    h.write_credentials(KEYS);
+    h
+}
+
+/// A role profile `a` with MFA plus `extra` keys.
+fn mfa_a(extra: &str) -> Home {
+    home_a(&format!(
+        "source_profile = toolkit-user\n{ROLE}{SERIAL}{extra}"
+    ))
+}
+
+fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(d: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        if let Ok(rd) = std::fs::read_dir(d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                let md = std::fs::symlink_metadata(&p);
+                if md.as_ref().is_ok_and(|m| m.is_dir()) {
+                    out.push((p.clone(), b"<dir>".to_vec()));
+                    walk(&p, out);
+                } else if md.as_ref().is_ok_and(|m| m.is_file()) {
+                    out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+                } else {
+                    out.push((p.clone(), b"<other>".to_vec()));
+                }
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(root, &mut v);
+    v.sort();
+    v
+}
+
+/// What a path under HOME is, for the table.
+fn kind(home: &Path, p: &Path) -> String {
+    let rel = p
+        .strip_prefix(home)
+        .unwrap_or(p)
+        .to_string_lossy()
+        .into_owned();
+    let name = p.file_name().unwrap_or_default().to_string_lossy();
+    if rel.starts_with(".aws/") {
+        return format!("AWS file {rel}");
+    }
+    if rel.starts_with(".cache/tapcred") || rel.starts_with("xdg/tapcred") {
+        if rel.contains("/steps") {
+            return if name == "steps" {
+                "ledger dir".into()
+            } else {
+                "ledger".into()
+            };
+        }
+        if rel.contains("/locks") {
+            return if name == "locks" {
+                "lock dir".into()
+            } else {
+                "lock file".into()
+            };
+        }
+        if name.contains(".tmp") || name.starts_with('.') {
+            return "partial file".into();
+        }
+        if name.ends_with(".json") {
+            return "cache entry".into();
+        }
+        if name == "tapcred" {
+            return "cache dir".into();
+        }
+    }
+    if rel == ".cache" {
+        return "cache dir".into();
+    }
+    rel
+}
+
+/// `unchanged`, or the kinds of paths added (+), changed (~) and removed (-).
+fn disk_changes(
+    home: &Path,
+    before: &[(PathBuf, Vec<u8>)],
+    after: &[(PathBuf, Vec<u8>)],
+) -> String {
+    let mut out = BTreeSet::new();
+    for (p, b) in after {
+        match before.iter().find(|(q, _)| q == p) {
+            None => {
+                out.insert(format!("+{}", kind(home, p)));
+            }
+            Some((_, a)) if a != b => {
+                out.insert(format!("~{}", kind(home, p)));
+            }
+            _ => {}
+        }
+    }
+    for (p, _) in before {
+        if !after.iter().any(|(q, _)| q == p) {
+            out.insert(format!("-{}", kind(home, p)));
+        }
+    }
+    if out.is_empty() {
+        "unchanged".into()
+    } else {
+        out.into_iter().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The answer as the table shows it: the error line (or the warnings on success), with the
+/// temporary HOME shown as `~` and loopback ports as `PORT`.
+fn answer(home: &Path, r: &Run) -> String {
+    let home_s = home.to_string_lossy();
+    let lines: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| !l.contains("the current code is about to expire"))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let errors: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("tapcred: error:"))
+        .collect();
+    let text = if r.code != 0 && !errors.is_empty() {
+        errors.join(" ⏎ ")
+    } else {
+        lines.join(" ⏎ ")
+    };
+    let mut t = text.replace(&*home_s, "~");
+    // 127.0.0.1:NNNNN → 127.0.0.1:PORT
+    while let Some(i) = t.find("127.0.0.1:").map(|i| i + "127.0.0.1:".len()) {
+        let n = t[i..].bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            break;
+        }
+        t.replace_range(i..i + n, "PORT");
+        if !t[i..].contains("127.0.0.1:") {
+            break;
+        }
+    }
+    t
+}
+
+/// Run `tapcred ARGS` (detached: no terminal) in `h` and describe the outcome.
+fn run_in(h: &Home, args: &[&str]) -> Outcome {
+    let before = snapshot(h.path());
+    let r = Run::from(h.cmd_detached(args).output().expect("run tapcred"));
+    let after = snapshot(h.path());
+    if r.code != 0 && r.code <= 7 {
+        assert!(
+            r.stdout.is_empty(),
+            "{args:?}: stdout must stay empty on error: {}",
+            r.stdout
+        );
+        let errors = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("tapcred: error:"))
+            .count();
+        assert!(
+            errors == 1 || r.code == 2,
+            "{args:?}: exactly one error line expected: {}",
+            r.stderr
+        );
+    }
+    Outcome {
+        code: r.code,
+        answer: answer(h.path(), &r),
+        disk: disk_changes(h.path(), &before, &after),
+    }
+}
+
+fn cp(h: &Home, profile: &str) -> Outcome {
+    run_in(h, &["credential-process", "--profile", profile])
+}
+
+/// HOME with the DESIGN.md files, the design seed and the STS double as endpoint.
+fn design_home(d: &StsDouble) -> Home {
+    let mut h = Home::design();
+    h.set("AWS_ENDPOINT_URL_STS", &d.endpoint())
+        .set("TAPCRED_TOTP_SECRET", design::MFA_SEED_BASE32);
+    h
+}
+
+fn double() -> StsDouble {
+    StsDouble::start_design().expect("start the STS double")
+}
+
+fn seeded(seed: &str) -> Outcome {
+    let mut h = mfa_a("");
+    h.set("TAPCRED_TOTP_SECRET", seed);
+    cp(&h, "a")
+}
+
+fn seed_file(contents: &[u8], mode: u32) -> Outcome {
+    use std::os::unix::fs::PermissionsExt;
+    let h = mfa_a("tapcred_totp_secret_file = ~/seed\n");
+    let p = h.path().join("seed");
+    std::fs::write(&p, contents).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    cp(&h, "a")
+}
+
+// ----- the scenarios ---------------------------------------------------------------------
+
+fn scenarios() -> Vec<Scenario> {
+    macro_rules! s {
+        ($id:literal, $input:literal, $run:expr) => {
+            Scenario {
+                id: $id,
+                input: $input,
+                run: $run,
+            }
+        };
+    }
+    vec![
+        // --- AWS files and profiles
+        s!(
+            "no-aws-files",
+            "neither ~/.aws/config nor ~/.aws/credentials exists",
+            || { cp(&Home::empty(), "mfa") }
+        ),
+        s!(
+            "unknown-profile",
+            "`--profile mfx` when only `mfa` exists",
+            || { cp(&mfa_a(""), "mfx") }
+        ),
+        s!(
+            "aws-profile-unknown",
+            "`AWS_PROFILE=nope`, no `--profile`",
+            || {
+                let mut h = mfa_a("");
+                h.set("AWS_PROFILE", "nope");
+                run_in(&h, &["credential-process"])
+            }
+        ),
+        s!(
+            "source-profile-cycle",
+            "`a` → `b` → `a` through source_profile",
+            || {
+                let h = home_a(&format!(
+                    "source_profile = b\n{ROLE}[profile b]\nsource_profile = a\n{ROLE}"
+                ));
+                cp(&h, "a")
+            }
+        ),
+        s!(
+            "source-profile-missing",
+            "source_profile names a profile that does not exist",
+            || { cp(&home_a(&format!("source_profile = nowhere\n{ROLE}")), "a") }
+        ),
+        s!(
+            "source-and-credential-source",
+            "both source_profile and credential_source",
+            || {
+                cp(
+                    &home_a(&format!(
+                        "source_profile = toolkit-user\ncredential_source = Environment\n{ROLE}"
+                    )),
+                    "a",
+                )
+            }
+        ),
+        s!("role-arn-malformed", "`role_arn = not-an-arn`", || {
+            cp(
+                &home_a("source_profile = toolkit-user\nrole_arn = not-an-arn\n"),
+                "a",
+            )
+        }),
+        s!("mfa-serial-malformed", "`mfa_serial = bad serial!`", || {
+            cp(
+                &home_a(&format!(
+                    "source_profile = toolkit-user\n{ROLE}mfa_serial = bad serial!\n"
+                )),
+                "a",
+            )
+        }),
+        s!(
+            "mfa-serial-short",
+            "`mfa_serial = abc` (under 9 characters)",
+            || {
+                cp(
+                    &home_a(&format!(
+                        "source_profile = toolkit-user\n{ROLE}mfa_serial = abc\n"
+                    )),
+                    "a",
+                )
+            }
+        ),
+        s!("duration-too-short", "`duration_seconds = 899`", || {
+            cp(&mfa_a("duration_seconds = 899\n"), "a")
+        }),
+        s!("duration-too-long", "`duration_seconds = 43201`", || {
+            cp(&mfa_a("duration_seconds = 43201\n"), "a")
+        }),
+        s!("duration-not-a-number", "`duration_seconds = soon`", || {
+            cp(&mfa_a("duration_seconds = soon\n"), "a")
+        }),
+        s!(
+            "external-id-invalid",
+            "`external_id` with a space and `!`",
+            || { cp(&mfa_a("external_id = no spaces!\n"), "a") }
+        ),
+        s!(
+            "session-name-invalid",
+            "`role_session_name` with a space",
+            || { cp(&mfa_a("role_session_name = has space\n"), "a") }
+        ),
+        s!("token-kind-unknown", "`tapcred_token = yubi`", || {
+            cp(&mfa_a("tapcred_token = yubi\n"), "a")
+        }),
+        s!(
+            "token-kind-otp",
+            "`tapcred_token = otp` (not in this version)",
+            || { cp(&mfa_a("tapcred_token = otp\n"), "a") }
+        ),
+        s!(
+            "token-kind-vault",
+            "`tapcred_token = vault` (not in this version)",
+            || { cp(&mfa_a("tapcred_token = vault\n"), "a") }
+        ),
+        s!(
+            "yubikey-serial-not-a-number",
+            "`tapcred_yubikey_serial = abc`",
+            || { cp(&mfa_a("tapcred_yubikey_serial = abc\n"), "a") }
+        ),
+        s!(
+            "secret-env-name-invalid",
+            "`tapcred_totp_secret_env = 1-BAD`",
+            || { cp(&mfa_a("tapcred_totp_secret_env = 1-BAD\n"), "a") }
+        ),
+        s!(
+            "source-without-keys",
+            "source profile has no aws_access_key_id",
+            || {
+                let h = Home::empty();
+                h.write_config(&format!(
+                "[profile a]\nsource_profile = nokeys\n{ROLE}{SERIAL}[profile nokeys]\nregion = us-east-1\n"
+            ));
+                h.write_credentials(KEYS);
+                cp(&h, "a")
+            }
+        ),
+        s!(
+            "access-key-without-secret",
+            "aws_access_key_id without aws_secret_access_key",
+            || {
+                let h = Home::empty();
+                h.write_config(&format!(
+                    "[profile a]\nsource_profile = half\n{ROLE}{SERIAL}"
+                ));
+                h.write_credentials("[half]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n");
+                cp(&h, "a")
+            }
+        ),
+        s!(
+            "config-not-utf8",
+            "~/.aws/config holds Latin-1 bytes",
+            || {
+                let h = mfa_a("");
+                std::fs::write(h.config_path(), b"[profile a]\nregion = caf\xe9\n").unwrap();
+                cp(&h, "a")
+            }
+        ),
+        s!(
+            "credentials-not-utf8",
+            "~/.aws/credentials holds invalid UTF-8",
+            || {
+                let h = mfa_a("");
+                std::fs::write(
+                    h.credentials_path(),
+                    b"[toolkit-user]\naws_access_key_id = \xff\xfe\n",
+                )
+                .unwrap();
+                cp(&h, "a")
+            }
+        ),
+        s!(
+            "config-is-a-directory",
+            "`AWS_CONFIG_FILE` points at a directory",
+            || {
+                let mut h = mfa_a("");
+                let d = h.path().join("adir");
+                std::fs::create_dir_all(&d).unwrap();
+                h.set("AWS_CONFIG_FILE", &d.to_string_lossy());
+                cp(&h, "a")
+            }
+        ),
+        s!(
+            "config-line-outside-section",
+            "a `key = value` line before any section",
+            || {
+                let h = Home::empty();
+                h.write_config("region = us-east-1\n[profile a]\nregion = us-east-1\n");
+                h.write_credentials(KEYS);
+                cp(&h, "a")
+            }
+        ),
+        s!(
+            "config-section-unclosed",
+            "a section header without `]`",
+            || {
+                let h = Home::empty();
+                h.write_config("[profile a\nregion = us-east-1\n");
+                h.write_credentials(KEYS);
+                cp(&h, "a")
+            }
+        ),
+        s!(
+            "config-header-style",
+            "`[a]` instead of `[profile a]` in ~/.aws/config",
+            || {
+                let h = Home::empty();
+                h.write_config(&format!(
+                    "[a]\nsource_profile = toolkit-user\n{ROLE}{SERIAL}"
+                ));
+                h.write_credentials(KEYS);
+                cp(&h, "a")
+            }
+        ),
+        s!(
+            "session-duration-env-invalid",
+            "`TAPCRED_SESSION_DURATION=12`",
+            || {
+                let d = double();
+                let mut h = design_home(&d);
+                h.set("TAPCRED_SESSION_DURATION", "12");
+                cp(&h, "session")
+            }
+        ),
+        // --- seeds
+        s!(
+            "seed-not-base32",
+            "`TAPCRED_TOTP_SECRET` is not base32",
+            || { seeded("this is not base32 !!!") }
+        ),
+        s!(
+            "seed-empty",
+            "`TAPCRED_TOTP_SECRET=====` (padding only)",
+            || seeded("====")
+        ),
+        s!("seed-otpauth-hotp", "an `otpauth://hotp/` URI", || {
+            seeded("otpauth://hotp/AWS:me?secret=GEZDGNBVGY3TQOJQ&counter=3")
+        }),
+        s!(
+            "seed-otpauth-no-secret",
+            "an `otpauth://totp/` URI without `secret=`",
+            || { seeded("otpauth://totp/AWS:me?issuer=AWS") }
+        ),
+        s!(
+            "seed-multibyte",
+            "a seed with a multi-byte character (`ünïcödé…`)",
+            || { seeded("ünïcödé-seed-with-multibyte") }
+        ),
+        s!(
+            "seed-otpauth-period-0",
+            "`otpauth://totp/…&period=0`",
+            || { seeded("otpauth://totp/AWS:me?secret=GEZDGNBVGY3TQOJQ&period=0") }
+        ),
+        s!(
+            "seed-otpauth-digits-10",
+            "`otpauth://totp/…&digits=10`",
+            || { seeded("otpauth://totp/AWS:me?secret=GEZDGNBVGY3TQOJQ&digits=10") }
+        ),
+        s!(
+            "seed-otpauth-sha256",
+            "`otpauth://totp/…&algorithm=SHA256`",
+            || { seeded("otpauth://totp/AWS:me?secret=GEZDGNBVGY3TQOJQ&algorithm=SHA256") }
+        ),
+        s!(
+            "seed-otpauth-digits-8",
+            "`otpauth://totp/…&digits=8`",
+            || { seeded("otpauth://totp/AWS:me?secret=GEZDGNBVGY3TQOJQ&digits=8") }
+        ),
+        s!(
+            "seed-otpauth-period-60",
+            "`otpauth://totp/…&period=60`",
+            || { seeded("otpauth://totp/AWS:me?secret=GEZDGNBVGY3TQOJQ&period=60") }
+        ),
+        s!(
+            "seed-file-missing",
+            "`tapcred_totp_secret_file` names a missing file",
+            || { cp(&mfa_a("tapcred_totp_secret_file = ~/seed\n"), "a") }
+        ),
+        s!("seed-file-shared", "seed file mode 0644", || {
+            seed_file(b"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 0o644)
+        }),
+        s!("seed-file-not-text", "seed file holds binary bytes", || {
+            seed_file(b"\xff\xfe\x00\x01", 0o600)
+        }),
+        s!("seed-file-empty", "seed file is empty", || seed_file(
+            b"", 0o600
+        )),
+        s!(
+            "seed-file-directory",
+            "`tapcred_totp_secret_file` is a directory",
+            || {
+                let h = mfa_a("tapcred_totp_secret_file = ~/seed\n");
+                std::fs::create_dir_all(h.path().join("seed")).unwrap();
+                cp(&h, "a")
+            }
+        ),
+        s!(
+            "role-without-source",
+            "role_arn with neither source_profile nor credential_source",
+            || { cp(&home_a(&format!("{ROLE}{SERIAL}")), "a") }
+        ),
+        s!(
+            "credential-source-unknown",
+            "`credential_source = Laptop`",
+            || { cp(&home_a(&format!("credential_source = Laptop\n{ROLE}")), "a") }
+        ),
+        s!("profile-empty-name", "`--profile ''`", || cp(
+            &mfa_a(""),
+            ""
+        )),
+        s!(
+            "config-empty-file",
+            "`AWS_CONFIG_FILE=/dev/null`, no credentials file",
+            || {
+                let mut h = Home::empty();
+                h.set("AWS_CONFIG_FILE", "/dev/null");
+                cp(&h, "a")
+            }
+        ),
+        s!(
+            "code-without-mfa-serial",
+            "`code --profile` of a profile without mfa_serial",
+            || { run_in(&mfa_a(""), &["code", "--profile", "toolkit-user"]) }
+        ),
+        s!(
+            "software-token-without-seed",
+            "`tapcred_token = software`, no seed anywhere",
+            || { cp(&mfa_a("tapcred_token = software\n"), "a") }
+        ),
+        s!(
+            "prompt-token-without-terminal",
+            "`tapcred_token = prompt` with no terminal",
+            || { cp(&mfa_a("tapcred_token = prompt\n"), "a") }
+        ),
+        s!(
+            "oath-without-pcscd",
+            "`tapcred_token = oath`, pcscd not reachable",
+            || {
+                let mut h = mfa_a("tapcred_token = oath\n");
+                h.set("PCSCLITE_CSOCK_NAME", "/nonexistent/pcscd.comm");
+                cp(&h, "a")
+            }
+        ),
+        s!(
+            "seed-env-custom-empty",
+            "`tapcred_totp_secret_env = MY_SEED`, `MY_SEED` unset, token software",
+            || {
+                cp(
+                    &mfa_a("tapcred_totp_secret_env = MY_SEED\ntapcred_token = software\n"),
+                    "a",
+                )
+            }
+        ),
+        // --- usage
+        s!("export-format-unknown", "`export --format yaml`", || {
+            run_in(&Home::design(), &["export", "--format", "yaml"])
+        }),
+        s!(
+            "exec-without-command",
+            "`exec --profile mfa` with no command",
+            || { run_in(&Home::design(), &["exec", "--profile", "mfa"]) }
+        ),
+        s!(
+            "exec-nested",
+            "`exec` inside `exec` (`TAPCRED_PROFILE` set)",
+            || {
+                let mut h = Home::design();
+                h.set("TAPCRED_PROFILE", "outer");
+                run_in(&h, &["exec", "--profile", "mfa", "--", "true"])
+            }
+        ),
+        s!("unknown-subcommand", "`tapcred frobnicate`", || {
+            run_in(&Home::design(), &["frobnicate"])
+        }),
+        s!("unknown-flag", "`credential-process --bogus`", || {
+            run_in(&Home::design(), &["credential-process", "--bogus"])
+        }),
+        s!("serve-port-not-a-number", "`serve --port http`", || {
+            run_in(&Home::design(), &["serve", "--port", "http", "--", "true"])
+        }),
+        s!(
+            "code-account-and-profile",
+            "`code --account X --profile Y`",
+            || {
+                run_in(
+                    &Home::design(),
+                    &["code", "--account", "X", "--profile", "mfa"],
+                )
+            }
+        ),
+        // --- STS (the strict double)
+        s!(
+            "sts-wrong-code",
+            "a valid seed that is not the MFA device's",
+            || {
+                let d = double();
+                let mut h = design_home(&d);
+                h.set("TAPCRED_TOTP_SECRET", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+                cp(&h, "mfa")
+            }
+        ),
+        s!(
+            "sts-unreachable",
+            "`AWS_ENDPOINT_URL_STS` is a port nothing listens on",
+            || {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port();
+                let mut h = Home::design();
+                h.set("AWS_ENDPOINT_URL_STS", &format!("http://127.0.0.1:{port}"))
+                    .set("TAPCRED_TOTP_SECRET", design::MFA_SEED_BASE32);
+                cp(&h, "session")
+            }
+        ),
+        s!(
+            "sts-endpoint-not-a-url",
+            "`AWS_ENDPOINT_URL_STS=not a url`",
+            || {
+                let mut h = Home::design();
+                h.set("AWS_ENDPOINT_URL_STS", "not a url")
+                    .set("TAPCRED_TOTP_SECRET", design::MFA_SEED_BASE32);
+                cp(&h, "session")
+            }
+        ),
+        s!(
+            "sts-throttled",
+            "STS answers Throttling to every attempt",
+            || {
+                let d = double();
+                d.throttle_next(100);
+                cp(&design_home(&d), "session")
+            }
+        ),
+        s!("sts-invalid-keys", "source keys STS does not know", || {
+            let d = double();
+            let h = design_home(&d);
+            h.write_credentials(
+                &common::design_fixture("credentials")
+                    .replace("AKIAIOSFODNN7EXAMPLE", "AKIAUNKNOWNKEY000000"),
+            );
+            cp(&h, "session")
+        }),
+        s!("exec-command-missing", "`exec -- no-such-command`", || {
+            let d = double();
+            run_in(
+                &design_home(&d),
+                &[
+                    "exec",
+                    "--profile",
+                    "session",
+                    "--",
+                    "no-such-command-tapcred",
+                ],
+            )
+        }),
+        // --- cache
+        s!(
+            "cache-dir-is-a-file",
+            "`XDG_CACHE_HOME/tapcred` is a regular file",
+            || {
+                let d = double();
+                let mut h = design_home(&d);
+                let x = h.path().join("xdg");
+                std::fs::create_dir_all(&x).unwrap();
+                std::fs::write(x.join("tapcred"), b"not a directory").unwrap();
+                h.set("XDG_CACHE_HOME", &x.to_string_lossy());
+                cp(&h, "session")
+            }
+        ),
+        s!(
+            "cache-entry-corrupt",
+            "a cache entry holding `{not json`",
+            || {
+                let d = double();
+                let h = design_home(&d);
+                let first = cp(&h, "mfa");
+                assert_eq!(first.code, 0, "{}", first.answer);
+                corrupt_role_entries(&h, b"{not json");
+                cp(&h, "mfa")
+            }
+        ),
+        s!(
+            "cache-entry-foreign-mode",
+            "a cache entry with mode 0644",
+            || {
+                let d = double();
+                let h = design_home(&d);
+                let first = cp(&h, "mfa");
+                assert_eq!(first.code, 0, "{}", first.answer);
+                for p in role_entries(&h) {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+                }
+                cp(&h, "mfa")
+            }
+        ),
+    ]
+}
+
+/// The session cache entries (`*.json` directly in the cache directory).
+fn entries(h: &Home) -> Vec<PathBuf> {
+    std::fs::read_dir(h.cache_dir())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The cached AssumeRole results (the MFA session stays, so no new code is needed).
+fn role_entries(h: &Home) -> Vec<PathBuf> {
+    entries(h)
+        .into_iter()
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("\"kind\":\"AssumeRole\"")))
+        .collect()
+}
+
+fn corrupt_role_entries(h: &Home, with: &[u8]) {
+    let es = role_entries(h);
+    assert!(!es.is_empty(), "no cache entry to corrupt");
+    for p in es {
+        std::fs::write(&p, with).unwrap();
+    }
+}
+
+// ----- the table -------------------------------------------------------------------------
+
+const DOC: &str = "docs/bad-inputs.md";
+const BEGIN: &str = "<!-- table:begin (generated by tests/bad_inputs.rs; do not edit by hand) -->";
+const END: &str = "<!-- table:end -->";
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn row(s: &Scenario, o: &Outcome) -> String {
+    format!(
+        "| `{}` | {} | {} | {} | {} |",
+        s.id,
+        cell(s.input),
+        cell(&o.answer),
+        o.code,
+        cell(&o.disk)
+    )
+}
+
+fn table(rows: &[String]) -> String {
+    let mut t = String::from(
+        "| id | input or fault | answer (stderr, HOME shown as `~`) | exit | left on disk |\n|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        t.push_str(r);
+        t.push('\n');
+    }
+    t
+}
+
+#[test]
+fn bad_input_table_matches_the_binary() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DOC);
+    let doc = std::fs::read_to_string(&path).unwrap_or_default();
+    let scenarios = scenarios();
+    let mut ids = BTreeSet::new();
+    for s in &scenarios {
+        assert!(ids.insert(s.id), "duplicate scenario id {}", s.id);
+    }
+    // Parallel runs: the scenarios are independent (own HOME, own STS double).
+    let outcomes: Vec<Outcome> = std::thread::scope(|sc| {
+        let chunks: Vec<_> = scenarios
+            .chunks(scenarios.len().div_ceil(4))
+            .map(|chunk| sc.spawn(move || chunk.iter().map(|s| (s.run)()).collect::<Vec<_>>()))
+            .collect();
+        chunks
+            .into_iter()
+            .flat_map(|h| h.join().expect("a scenario panicked"))
+            .collect()
+    });
+    let rows: Vec<String> = scenarios
+        .iter()
+        .zip(&outcomes)
+        .map(|(s, o)| row(s, o))
+        .collect();
+    let want = table(&rows);
+    if std::env::var("TAPCRED_BAD_INPUTS").as_deref() == Ok("write") {
+        let (head, tail) = match (doc.find(BEGIN), doc.find(END)) {
+            (Some(b), Some(e)) => (doc[..b].to_owned(), doc[e + END.len()..].to_owned()),
+            _ => (String::new(), String::new()),
+        };
+        std::fs::write(&path, format!("{head}{BEGIN}\n{want}{END}{tail}")).unwrap();
+        tapcred_testkit::ci::notice(&format!("wrote {} rows to {DOC}", rows.len()));
+        return;
+    }
+    let have = match (doc.find(BEGIN), doc.find(END)) {
+        (Some(b), Some(e)) => doc[b + BEGIN.len()..e].trim_start_matches('\n').to_owned(),
+        _ => panic!("{DOC} has no generated table (markers {BEGIN:?} … {END:?})"),
+    };
+    let have_rows: Vec<&str> = have.lines().skip(2).collect();
+    let mut problems = Vec::new();
+    for r in &rows {
+        if !have_rows.contains(&r.as_str()) {
+            let id = r.split('`').nth(1).unwrap_or("");
+            let old = have_rows
+                .iter()
+                .find(|h| h.split('`').nth(1) == Some(id))
+                .copied()
+                .unwrap_or("(no row)");
+            problems.push(format!("row {id}:\n  table: {old}\n  now:   {r}"));
+        }
+    }
+    for h in &have_rows {
+        let id = h.split('`').nth(1).unwrap_or("");
+        if !ids.contains(id) {
+            problems.push(format!("row {id} has no scenario in tests/bad_inputs.rs"));
+        }
+    }
+    assert!(
+        problems.is_empty() && have == want,
+        "{DOC} differs from what the binary does ({} problems; regenerate with TAPCRED_BAD_INPUTS=write cargo test --test bad_inputs and review):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    assert!(
+        rows.len() >= 60,
+        "the table should list at least 60 bad inputs, has {}",
+        rows.len()
+    );
+}
