@@ -1,7 +1,5 @@
 //! Command-line interface (clap): parse, pick the command, print errors, exit codes.
 
-use std::io::Write;
-
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::commands::{self, Ctx};
