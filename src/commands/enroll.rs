@@ -179,7 +179,7 @@ pub fn run_with(
                 ..TokenSettings::default()
             };
             let key = EnrollKey::open(backend, env, &settings, ui)?;
-            let name = oath_name(&expected_serial, &device_name, &account)?;
+            let name = oath_name(&expected_serial, &device_name)?;
             key.check_new(&name, args.touch)?;
             ui.info(&format!(
                 "enroll: {} is ready; the seed will go straight into its OATH applet as \"{name}\"{}",
@@ -232,6 +232,7 @@ pub fn run_with(
             .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
             Ok(0)
         }
+        Err(err) if job.undo.is_empty() && !interrupt.is_set() => Err(err),
         Err(err) => {
             let interrupted = interrupt.is_set();
             if interrupted {
@@ -286,19 +287,18 @@ fn check_device_name(name: &str) -> Result<()> {
     }
 }
 
-/// The OATH account name: the `mfa_serial` itself (the aws-vault convention) when it fits the
-/// key's 64 bytes, else the label AWS's QR code gives (`Amazon Web Services:NAME@ACCT`).
-fn oath_name(serial: &str, device: &str, account: &str) -> Result<String> {
+/// The OATH account name: the `mfa_serial` itself (the aws-vault convention, found by
+/// DESIGN.md's matching without `tapcred_oath_account`). AWS's QR label
+/// (`Amazon Web Services:NAME@ACCT`) is always longer, so a serial that does not fit the key's
+/// 64 bytes means a shorter device name.
+fn oath_name(serial: &str, device: &str) -> Result<String> {
     if serial.len() <= MAX_NAME_LEN {
         return Ok(serial.to_owned());
     }
-    let label = format!("Amazon Web Services:{device}@{account}");
-    if label.len() <= MAX_NAME_LEN {
-        return Ok(label);
-    }
     Err(Error::usage(format!(
-        "device name \"{device}\" is too long for a YubiKey account name (at most {MAX_NAME_LEN} bytes with the ARN around it); choose a shorter --device-name (up to {} characters)",
-        MAX_NAME_LEN - serial.len() + device.len()
+        "device name \"{device}\" is too long for a YubiKey account named by its ARN ({} bytes, at most {MAX_NAME_LEN}); choose a --device-name of at most {} characters",
+        serial.len(),
+        MAX_NAME_LEN + device.len() - serial.len()
     )))
 }
 
@@ -763,15 +763,14 @@ mod tests {
     #[test]
     fn oath_names_fit_the_key() {
         let serial = "arn:aws:iam::111111111111:mfa/toolkit-user";
-        assert_eq!(
-            oath_name(serial, "toolkit-user", "111111111111").unwrap(),
-            serial
-        );
-        let long = "a".repeat(34);
+        assert_eq!(oath_name(serial, "toolkit-user").unwrap(), serial);
+        let fits = "a".repeat(34);
+        let s = format!("arn:aws:iam::111111111111:mfa/{fits}");
+        assert_eq!(oath_name(&s, &fits).unwrap().len(), 64);
+        let long = "a".repeat(35);
         let s = format!("arn:aws:iam::111111111111:mfa/{long}");
-        let label = format!("Amazon Web Services:{long}@111111111111");
-        assert!(label.len() > 64);
-        assert!(oath_name(&s, &long, "111111111111").is_err());
+        let e = oath_name(&s, &long).unwrap_err();
+        assert!(e.message().contains("at most 34 characters"), "{e}");
         assert!(check_device_name("a b").is_err());
         assert!(check_device_name("ok_name.1@x").is_ok());
     }
