@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod engine;
 pub mod error;
 pub mod iam;
+pub mod platform;
 pub mod profile;
 pub mod serve;
 pub mod sts;
