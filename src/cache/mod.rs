@@ -414,9 +414,7 @@ impl SessionCache {
             return false;
         }
         let dir = self.dir.join(sub);
-        if let Err(e) = fs::DirBuilder::new().mode(0o700).create(&dir)
-            && e.kind() != io::ErrorKind::AlreadyExists
-        {
+        if pfs::create_private_dir_all(&dir).is_err() {
             return false;
         }
         self.write_atomic(&dir, &dir.join(name), data).is_ok()
