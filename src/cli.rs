@@ -188,6 +188,8 @@ pub fn main() -> i32 {
         }
     };
     init_logging(cli.verbose);
+    // Before any seed, password or session key is read (issue 11, finding 10).
+    crate::platform::harden::disable_core_dumps();
     let env = RealEnv;
     let ui = TerminalUi::new();
     let ctx = Ctx { env: &env, ui: &ui };
