@@ -123,6 +123,10 @@ pub enum Cmd {
     /// missing; the access key comes from the terminal, stdin or AWS_ACCESS_KEY_ID/
     /// AWS_SECRET_ACCESS_KEY, never from arguments).
     Configure(commands::configure::ConfigureArgs),
+    /// Explain how a profile resolves, what is installed and running, the clock against STS
+    /// and the cache, then the one next step when something is wrong (exit 0 when healthy,
+    /// else the code of the first problem).
+    Doctor(commands::doctor::DoctorArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -184,6 +188,8 @@ pub fn main() -> i32 {
         }
     };
     init_logging(cli.verbose);
+    // Before any seed, password or session key is read (issue 11, finding 10).
+    crate::platform::harden::disable_core_dumps();
     let env = RealEnv;
     let ui = TerminalUi::new();
     let ctx = Ctx { env: &env, ui: &ui };
@@ -242,6 +248,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             }
         },
         Cmd::Configure(args) => commands::configure::run(&args, ctx, &mut stdout),
+        Cmd::Doctor(args) => commands::doctor::run(&args, ctx, &mut stdout),
         Cmd::Completions { shell } => {
             let mut cmd = command();
             clap_complete::generate(shell, &mut cmd, "tapcred", &mut stdout);

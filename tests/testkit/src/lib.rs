@@ -2,6 +2,7 @@
 //! virtual YubiKey, and a real pcscd serving it over vpcd.
 pub mod ci;
 pub mod moto;
+#[cfg(unix)]
 pub mod pcsc_stack;
 pub mod sts_double;
 pub mod virtual_yubikey;
