@@ -17,6 +17,7 @@ pub mod sts;
 pub mod text;
 pub mod token;
 pub mod ui;
+pub mod vault;
 
 pub use credentials::Credentials;
 pub use error::{Error, ErrorKind, Reason, Result};
