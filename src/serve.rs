@@ -538,7 +538,9 @@ pub fn nodelay_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net:
     socket.set_reuse_address(true)?;
     socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(128)?;
+    // A deep accept queue: a burst of connections should wait there, not have SYNs dropped
+    // (a dropped SYN costs a real client a 1 s retransmit). The kernel caps it (somaxconn).
+    socket.listen(1024)?;
     Ok(socket.into())
 }
 
