@@ -111,6 +111,29 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Create a virtual MFA device for the profile's IAM user, put its seed straight into the
+    /// YubiKey (or a 0600 seed file), enable it and write mfa_serial into the profile.
+    Enroll {
+        /// The profile to enroll (its chain must start from an IAM user's long-term keys).
+        #[arg(short, long)]
+        profile: Option<String>,
+        /// Require a touch on the YubiKey for every code of this account.
+        #[arg(long)]
+        touch: bool,
+        /// Name of the IAM virtual MFA device (default: the IAM user name).
+        #[arg(long, value_name = "NAME")]
+        device_name: Option<String>,
+        /// Where the seed goes: the YubiKey's OATH applet, or a new 0600 seed file.
+        #[arg(long, value_enum, default_value = "oath")]
+        to: commands::enroll::Destination,
+        /// Which YubiKey (serial number) when several are plugged in.
+        #[arg(long, value_name = "N")]
+        serial: Option<u32>,
+        /// With --to file: the seed file to create (default: tapcred-PROFILE.seed beside the
+        /// AWS config file).
+        #[arg(long, value_name = "PATH")]
+        seed_file: Option<std::path::PathBuf>,
+    },
     /// List cached sessions, or clear them.
     Sessions {
         #[command(subcommand)]
@@ -241,6 +264,24 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             commands::code::run(&profile.name(ctx.env), json, ctx, &mut stdout)
         }
         Cmd::Devices { json } => commands::devices::run(json, ctx, &mut stdout),
+        Cmd::Enroll {
+            profile: p,
+            touch,
+            device_name,
+            to,
+            serial,
+            seed_file,
+        } => {
+            let args = commands::enroll::Args {
+                profile: profile::selected_name(p.as_deref(), ctx.env),
+                touch,
+                device_name,
+                to,
+                yubikey_serial: serial,
+                seed_file,
+            };
+            commands::enroll::run(&args, ctx, &mut stdout)
+        }
         Cmd::Sessions { action, json } => match action {
             None => commands::sessions::list(json, ctx, &mut stdout),
             Some(SessionsCmd::Clear { profile }) => {

@@ -6,6 +6,7 @@ pub mod code;
 pub mod configure;
 pub mod devices;
 pub mod doctor;
+pub mod enroll;
 pub mod exec;
 pub mod export;
 pub mod man;

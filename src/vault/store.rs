@@ -1,8 +1,9 @@
 //! The vault file on disk: `$TAPCRED_VAULT`, else `$XDG_DATA_HOME/tapcred/vault`, else
 //! `~/.local/share/tapcred/vault`.
 //!
-//! - Reads refuse anything but a regular file (a symlink planted at the path is not
-//!   followed) and anything larger than [`MAX_FILE_LEN`].
+//! - Reads refuse anything but a private regular file owned by this user (a symlink planted
+//!   at the path is not followed) and anything larger than [`MAX_FILE_LEN`]
+//!   (`platform::fs::read_private_file`); the directory is created private.
 //! - Writes are atomic: a temp file in the same directory (created readable and writable by
 //!   this user only — `tempfile` creates it 0600 on Unix), written, fsynced, renamed over the
 //!   vault, then the directory is fsynced. A crash leaves the old vault or the new one.
@@ -10,15 +11,16 @@
 //!   the kernel when the holder exits) and re-read the vault under it, so two `vault add-seed`
 //!   runs at once both land. Readers take no lock: a rename is atomic.
 //!
-//! Portable std + `tempfile` only; no OS-specific code here.
+//! OS-specific parts live in `platform::fs`; nothing here has a `cfg`.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read, Write};
+use std::fs::{File, TryLockError};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::VaultError;
 use super::format::{MAX_FILE_LEN, OpenVault, VaultFile};
+use crate::platform::fs::{self as pfs, ReadError};
 use crate::token::EnvLookup;
 
 /// The env var naming the vault file (tests, several vaults).
@@ -76,29 +78,34 @@ impl VaultStore {
         self.path.with_file_name(name)
     }
 
-    /// Read and parse the vault; `Ok(None)` when there is none yet.
+    /// Read and parse the vault; `Ok(None)` when there is none yet. The file must be as
+    /// tapcred writes it: a regular file (not a link), owned by this user, private.
     pub fn read(&self) -> Result<Option<VaultFile>, VaultError> {
         let shown = self.path.display();
-        let md = match fs::symlink_metadata(&self.path) {
-            Ok(md) => md,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
+        let buf = match pfs::read_private_file(&self.path, MAX_FILE_LEN as u64) {
+            Ok(b) => b,
+            Err(ReadError::NotFound) => return Ok(None),
+            Err(ReadError::TooLarge(_)) => {
+                return Err(VaultError::Damaged(format!(
+                    "{shown}: it is larger than any vault tapcred writes"
+                )));
+            }
+            Err(e @ ReadError::NotRegular(_)) => {
+                return Err(VaultError::Io(format!(
+                    "the vault {shown}: {e}; move it away and restore the vault file"
+                )));
+            }
+            Err(e @ (ReadError::Foreign(_) | ReadError::Shared(_))) => {
+                return Err(VaultError::Io(format!(
+                    "the vault {shown}: {e}; it must be owned by you and private to you (chmod 600)"
+                )));
+            }
+            Err(ReadError::Io(e)) => {
                 return Err(VaultError::Io(format!(
                     "cannot read the vault {shown} ({e})"
                 )));
             }
         };
-        if !md.file_type().is_file() {
-            return Err(VaultError::Io(format!(
-                "the vault {shown} is not a regular file (a link or a directory); move it away and restore the vault"
-            )));
-        }
-        let f = File::open(&self.path)
-            .map_err(|e| VaultError::Io(format!("cannot read the vault {shown} ({e})")))?;
-        let mut buf = Vec::new();
-        f.take(MAX_FILE_LEN as u64 + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| VaultError::Io(format!("cannot read the vault {shown} ({e})")))?;
         VaultFile::parse(&buf).map(Some).map_err(|e| match e {
             VaultError::Damaged(why) => VaultError::Damaged(format!("{shown}: {why}")),
             other => other,
@@ -108,22 +115,20 @@ impl VaultStore {
     /// Take the writers' lock (waiting at most the lock timeout).
     pub fn lock(&self) -> Result<WriteLock<'_>, VaultError> {
         let dir = self.dir();
-        fs::create_dir_all(dir).map_err(|e| {
+        pfs::create_private_dir_all(dir).map_err(|e| {
             VaultError::Io(format!(
                 "cannot create the vault directory {} ({e})",
                 dir.display()
             ))
         })?;
         let lp = self.lock_path();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lp)
-            .map_err(|e| {
-                VaultError::Io(format!("cannot open the vault lock {} ({e})", lp.display()))
-            })?;
+        let file = match pfs::open_lock_file(&lp, true) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => pfs::open_lock_file(&lp, false),
+            r => r,
+        }
+        .map_err(|e| {
+            VaultError::Io(format!("cannot open the vault lock {} ({e})", lp.display()))
+        })?;
         let start = Instant::now();
         loop {
             match file.try_lock() {

@@ -420,6 +420,29 @@ fn store_refuses_a_directory_at_the_vault_path() {
     assert!(e.message().contains("not a regular file"), "{e}");
 }
 
+#[cfg(unix)]
+#[test]
+fn store_refuses_a_vault_others_can_read_or_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(&dir);
+    store
+        .lock()
+        .unwrap()
+        .write(&OpenVault::create(desc("otp:1:2"), OUT_A).unwrap())
+        .unwrap();
+    std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = store.read().unwrap_err();
+    assert!(matches!(e, VaultError::Io(_)), "{e:?}");
+    assert!(e.message().contains("chmod 600"), "{e}");
+    std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(store.path(), &link).unwrap();
+    let e = VaultStore::new(&link).read().unwrap_err();
+    assert!(e.message().contains("symbolic link"), "{e}");
+    assert!(store.read().unwrap().is_some());
+}
+
 #[test]
 fn default_path_rules() {
     use std::collections::HashMap;
