@@ -197,10 +197,43 @@ pub fn install_panic_hook() {
     }));
 }
 
+/// The command line AWS SDKs run on every credential refresh, `credential-process` with
+/// nothing or only `--profile NAME` / `-p NAME` / `--profile=NAME`, recognised without
+/// building clap's command tree (a tenth of a warm call). Anything else — other flags, a
+/// name starting with `-`, non-UTF-8 — is `None` and goes through clap, which gives these
+/// forms the same [`Cli`] (tested).
+pub fn fast_credential_process(mut args: impl Iterator<Item = std::ffi::OsString>) -> Option<Cli> {
+    if args.next()? != "credential-process" {
+        return None;
+    }
+    let rest: Vec<String> = args.map(|a| a.into_string().ok()).collect::<Option<_>>()?;
+    let profile = match rest.as_slice() {
+        [] => None,
+        [flag, name] if flag == "--profile" || flag == "-p" => Some(name.clone()),
+        [one] => Some(one.strip_prefix("--profile=")?.to_owned()),
+        _ => return None,
+    };
+    if profile
+        .as_deref()
+        .is_some_and(|n| n.is_empty() || n.starts_with('-'))
+    {
+        return None;
+    }
+    Some(Cli {
+        verbose: 0,
+        command: Cmd::CredentialProcess(ProfileArgs {
+            profile,
+            no_cache: false,
+            no_session: false,
+        }),
+    })
+}
+
 /// Parse, run, and return the process exit code.
 pub fn main() -> i32 {
     install_panic_hook();
-    let cli = match Cli::try_parse() {
+    let fast = fast_credential_process(std::env::args_os().skip(1));
+    let cli = match fast.map_or_else(Cli::try_parse, Ok) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -327,5 +360,43 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         command().debug_assert();
+    }
+
+    #[test]
+    fn the_credential_process_fast_path_parses_as_clap_does() {
+        let argv = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        for a in [
+            &["credential-process"][..],
+            &["credential-process", "--profile", "mfa"],
+            &["credential-process", "-p", "mfa"],
+            &["credential-process", "--profile=mfa"],
+            &["credential-process", "--profile", "a b=c"],
+            &["credential-process", "--profile=x=y"],
+        ] {
+            let fast = fast_credential_process(argv(a).into_iter())
+                .unwrap_or_else(|| panic!("{a:?} takes the fast path"));
+            let clap =
+                Cli::try_parse_from(std::iter::once("tapcred").chain(a.iter().copied())).unwrap();
+            assert_eq!(format!("{fast:?}"), format!("{clap:?}"), "{a:?}");
+        }
+        // Everything else is left to clap (errors, help, other flags and commands).
+        for a in [
+            &[][..],
+            &["credential-process", "--no-cache"],
+            &["credential-process", "-v"],
+            &["credential-process", "--profile"],
+            &["credential-process", "--profile", ""],
+            &["credential-process", "--profile", "-v"],
+            &["credential-process", "--profile", "a", "--profile", "b"],
+            &["credential-process", "--help"],
+            &["credential-process", "mfa"],
+            &["export", "--profile", "mfa"],
+            &["-v", "credential-process"],
+        ] {
+            assert!(
+                fast_credential_process(argv(a).into_iter()).is_none(),
+                "{a:?}"
+            );
+        }
     }
 }

@@ -398,6 +398,28 @@ impl SessionCache {
         })
     }
 
+    /// A small file of ours under the cache directory other than an entry (the warm index,
+    /// `rel` like `warm/NAME.json`), read with the entries' checks (owner, 0600, size).
+    pub fn read_aux(&self, rel: &str) -> Option<Zeroizing<Vec<u8>>> {
+        if !self.enabled() {
+            return None;
+        }
+        self.read_private(&self.dir.join(rel)).ok()
+    }
+
+    /// Store a small file under `<cache dir>/<sub>/<name>` (0700 directory, 0600 file,
+    /// atomic). Whether it was stored.
+    pub fn write_aux(&self, sub: &str, name: &str, data: &[u8], ui: &dyn Ui) -> bool {
+        if !self.ensure_dir(ui) {
+            return false;
+        }
+        let dir = self.dir.join(sub);
+        if pfs::create_private_dir_all(&dir).is_err() {
+            return false;
+        }
+        self.write_atomic(&dir, &dir.join(name), data).is_ok()
+    }
+
     /// Store `entry` under `key`, atomically. Returns whether it was stored. A full disk keeps
     /// the previous entry and warns once; an unwritable directory disables the cache (one
     /// warning). Entries without an expiration are refused (long-term keys are never cached).

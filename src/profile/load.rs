@@ -190,6 +190,14 @@ impl Profiles {
         })
     }
 
+    /// The text of each file as parsed (config, credentials); None for a missing file.
+    pub fn texts(&self) -> (Option<&str>, Option<&str>) {
+        (
+            self.config.as_ref().map(|d| d.text.as_str()),
+            self.credentials.as_ref().map(|d| d.text.as_str()),
+        )
+    }
+
     /// Profile names, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.merged.profiles().map(str::to_owned).collect();
