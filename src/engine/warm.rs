@@ -121,10 +121,13 @@ fn index_name(
 
 /// A file as the full path reads it: `Some(None)` when it does not exist, `None` when it
 /// cannot be read (the full path reports that).
+/// Same rules as the full path (regular files only, never blocking on a FIFO, at most
+/// `MAX_AWS_FILE`; the null device is empty).
 fn read(path: &Path) -> Option<Option<Zeroizing<Vec<u8>>>> {
-    match std::fs::read(path) {
-        Ok(b) => Some(Some(Zeroizing::new(b))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(None),
+    use crate::platform::fs::{ReadError, read_regular};
+    match read_regular(path, crate::profile::MAX_AWS_FILE, true) {
+        Ok(b) => Some(Some(b)),
+        Err(ReadError::NotFound) => Some(None),
         Err(_) => None,
     }
 }

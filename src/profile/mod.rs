@@ -18,6 +18,7 @@ use crate::token::{EnvLookup, TokenSettings};
 
 pub mod editor;
 mod load;
+pub use load::MAX_AWS_FILE;
 mod resolve;
 mod tapcred_keys;
 pub(crate) mod validate;
