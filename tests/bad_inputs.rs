@@ -352,7 +352,7 @@ fn scenarios() -> Vec<Scenario> {
         }),
         s!(
             "token-kind-otp",
-            "`tapcred_token = otp` (not in this version)",
+            "`tapcred_token = otp` (an OTP slot cannot hold an AWS seed)",
             || { cp(&mfa_a("tapcred_token = otp\n"), "a") }
         ),
         s!(

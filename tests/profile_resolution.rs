@@ -407,11 +407,10 @@ fn source_profile_keys_win_over_its_role_arn() {
 }
 
 #[test]
-fn otp_settings_and_long_session_token_duration() {
+fn vault_settings_and_long_session_token_duration() {
     let p = load_fixture("full");
-    let r = resolve(&p, "otp");
-    assert_eq!(r.token.kind, TokenKind::Otp);
-    assert_eq!(r.token.otp_slot, Some(2));
+    let r = resolve(&p, "vault-seed");
+    assert_eq!(r.token.kind, TokenKind::Vault);
     match r.steps.as_slice() {
         [
             Step::SessionToken {
@@ -844,7 +843,7 @@ fn bad_tapcred_keys() {
         &[
             "[profile r] in {config}",
             "tapcred_token = \"yubikey\"",
-            "auto, oath, otp, software, vault, prompt",
+            "auto, oath, software, vault, prompt",
         ],
     );
     bad(
@@ -859,13 +858,32 @@ fn bad_tapcred_keys() {
         "r",
         &["tapcred_yubikey_serial"],
     );
+    // The OTP slot cannot hold an AWS seed (DESIGN.md): `otp` is refused with the reason
+    // and what to use instead, in any spelling, and so is its old slot key.
+    for v in ["otp", "OTP", " Otp "] {
+        bad(
+            &role_profile(&format!("tapcred_token = {v}")),
+            &keys("k"),
+            "r",
+            &[
+                "profile \"r\"",
+                "tapcred_token = \"otp\" is not a token source",
+                "40 bytes",
+                "20-byte HMAC-SHA1 key",
+                "tapcred_token = oath",
+                "ykman oath accounts add",
+                "tapcred_token = vault",
+            ],
+        );
+    }
     bad(
-        &role_profile("tapcred_otp_slot = 3"),
+        &role_profile("tapcred_otp_slot = 2"),
         &keys("k"),
         "r",
         &[
-            "tapcred_otp_slot = \"3\"",
-            "use 1 (short touch) or 2 (long touch)",
+            "tapcred_otp_slot is no longer a profile key",
+            "remove it",
+            "tapcred_token = oath",
         ],
     );
     bad(
@@ -884,10 +902,10 @@ fn bad_tapcred_keys() {
     bad(
         "[profile top]\nsource_profile = r\nrole_arn = arn:aws:iam::111111111111:role/top\n\
          [profile r]\nsource_profile = k\nrole_arn = arn:aws:iam::111111111111:role/r\n\
-         mfa_serial = arn:aws:iam::111111111111:mfa/u\ntapcred_otp_slot = 0\n",
+         mfa_serial = arn:aws:iam::111111111111:mfa/u\ntapcred_token = otp\n",
         &keys("k"),
         "top",
-        &["profile \"r\"", "tapcred_otp_slot"],
+        &["profile \"r\"", "tapcred_token = \"otp\""],
     );
 }
 

@@ -6,6 +6,10 @@ use super::validate;
 use crate::error::Result;
 use crate::token::{EnvLookup, TokenKind, TokenSettings};
 
+/// What to use instead of the retired OTP-slot token source (DESIGN.md "Why no OTP slot as
+/// TOTP source").
+const OTP_INSTEAD: &str = "put the seed in the YubiKey's OATH applet (`ykman oath accounts add`, tapcred_token = oath), or in tapcred's vault, which the OTP slot's challenge-response unlocks (tapcred_token = vault; the vault is not yet available in this version)";
+
 impl Profiles {
     /// The `tapcred_*` keys of one profile.
     pub(super) fn token_settings(
@@ -18,6 +22,9 @@ impl Profiles {
             ..TokenSettings::default()
         };
         if let Some(v) = self.get(profile, "tapcred_token") {
+            if v.trim().eq_ignore_ascii_case("otp") {
+                return Err(self.fail(profile, "tapcred_token", "= \"otp\" is not a token source: an AWS virtual MFA seed is 40 bytes and a YubiKey OTP slot holds a 20-byte HMAC-SHA1 key, so the seed cannot live in a slot", OTP_INSTEAD));
+            }
             s.kind = TokenKind::parse(v).ok_or_else(|| {
                 self.fail(
                     profile,
@@ -38,19 +45,13 @@ impl Profiles {
                 )
             })?);
         }
-        if let Some(v) = self.get(profile, "tapcred_otp_slot") {
-            s.otp_slot = Some(match v {
-                "1" => 1,
-                "2" => 2,
-                _ => {
-                    return Err(self.fail(
-                        profile,
-                        "tapcred_otp_slot",
-                        format!("= {v:?} is not an OTP slot"),
-                        "use 1 (short touch) or 2 (long touch)",
-                    ));
-                }
-            });
+        if self.get(profile, "tapcred_otp_slot").is_some() {
+            return Err(self.fail(
+                profile,
+                "tapcred_otp_slot",
+                "is no longer a profile key: an OTP slot cannot hold an AWS seed (40 bytes; a slot holds a 20-byte HMAC-SHA1 key)",
+                &format!("remove it; {OTP_INSTEAD}"),
+            ));
         }
         if let Some(v) = self.get(profile, "tapcred_totp_secret_env") {
             validate::env_var_name(v).map_err(|why| {

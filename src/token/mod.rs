@@ -19,21 +19,18 @@ pub enum TokenKind {
     #[default]
     Auto,
     Oath,
-    Otp,
     Software,
     Vault,
     Prompt,
 }
 
 impl TokenKind {
-    pub const NAMES: &'static [&'static str] =
-        &["auto", "oath", "otp", "software", "vault", "prompt"];
+    pub const NAMES: &'static [&'static str] = &["auto", "oath", "software", "vault", "prompt"];
 
     pub fn parse(s: &str) -> Option<TokenKind> {
         Some(match s.trim().to_ascii_lowercase().as_str() {
             "auto" => TokenKind::Auto,
             "oath" => TokenKind::Oath,
-            "otp" => TokenKind::Otp,
             "software" => TokenKind::Software,
             "vault" => TokenKind::Vault,
             "prompt" => TokenKind::Prompt,
@@ -50,7 +47,6 @@ pub struct TokenSettings {
     pub kind: TokenKind,
     pub oath_account: Option<String>,
     pub yubikey_serial: Option<u32>,
-    pub otp_slot: Option<u8>,
     /// Name of the env var holding the seed (default `TAPCRED_TOTP_SECRET`).
     pub totp_secret_env: String,
     pub totp_secret_file: Option<PathBuf>,
@@ -64,7 +60,6 @@ impl Default for TokenSettings {
             kind: TokenKind::Auto,
             oath_account: None,
             yubikey_serial: None,
-            otp_slot: None,
             totp_secret_env: DEFAULT_SECRET_ENV.to_owned(),
             totp_secret_file: None,
             profile: String::new(),

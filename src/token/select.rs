@@ -6,7 +6,7 @@ use crate::token::software::SoftwareSource;
 use crate::token::{EnvLookup, TokenKind, TokenSettings, TokenSource, oath};
 use crate::ui::Ui;
 
-/// `auto`: software seed → OATH on a plugged-in key → OTP slot → vault → typed code → error
+/// `auto`: software seed → OATH on a plugged-in key → vault → typed code → error
 /// listing what was tried.
 pub fn select(
     settings: &TokenSettings,
@@ -36,11 +36,6 @@ fn choose(
         },
         TokenKind::Oath => Ok(Box::new(oath::open(settings, mfa_serial, ui)?)),
         TokenKind::Prompt => Ok(Box::new(PromptSource)),
-        TokenKind::Otp => Err(not_in_build(
-            profile,
-            "otp",
-            "YubiKey OTP-slot challenge-response",
-        )),
         TokenKind::Vault => Err(not_in_build(
             profile,
             "vault",
