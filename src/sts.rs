@@ -504,6 +504,20 @@ fn convert(c: Option<aws_sdk_sts::types::Credentials>, target: &StsTarget) -> Re
         ))
         .with_reason(Reason::BadAnswer)
     })?;
+    // A truncated or foreign document can parse into empty fields and a default (epoch)
+    // Expiration: never hand such "credentials" out (fault injection found exit 0 with
+    // AccessKeyId "ASIA" and an empty secret).
+    if c.access_key_id.is_empty()
+        || c.secret_access_key.is_empty()
+        || c.session_token.is_empty()
+        || expiration.unix_timestamp() <= 0
+    {
+        return Err(Error::network(format!(
+            "STS at {} answered with incomplete credentials (not an STS answer?); check the endpoint override",
+            target.describe()
+        ))
+        .with_reason(Reason::BadAnswer));
+    }
     tracing::debug!(expiration = %crate::credentials::format_rfc3339(expiration), "STS issued credentials");
     Ok(Credentials::new(
         c.access_key_id,
