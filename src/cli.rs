@@ -162,9 +162,9 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!(" [at {}:{}]", l.file(), l.line()))
             .unwrap_or_default();
-        let _ = std::io::Write::write_fmt(
+        let _ = std::io::Write::write_all(
             &mut std::io::stderr().lock(),
-            format_args!("{PANIC_MESSAGE}{at}\n"),
+            format!("{PANIC_MESSAGE}{at}\n").as_bytes(),
         );
         std::process::exit(Error::internal("").exit_code());
     }));

@@ -80,12 +80,15 @@ pub fn credentials(
     StsTarget::check_endpoint(&profile, env)?;
     let target = StsTarget::for_profile(&profile, env);
     let session_seconds = session_seconds(env)?;
+    let timeouts = sts::Timeouts::from_env(env)?;
     let cache = SessionCache::open_default(env, ui);
     let sts_target = target.clone();
     let mut engine = Engine::new(
         &cache,
         ui,
-        Box::new(move || Ok(Box::new(Sts::new(sts_target.clone())?) as Box<dyn StsApi>)),
+        Box::new(move || {
+            Ok(Box::new(Sts::new(sts_target.clone())?.with_timeouts(timeouts)) as Box<dyn StsApi>)
+        }),
         Box::new(move |mfa: &Mfa| token::select(&mfa.token, &mfa.serial, env, ui)),
     );
     let (credentials, from_cache) = engine.obtain(&profile, &target, opts, session_seconds)?;
@@ -523,6 +526,40 @@ impl<'a> Engine<'a> {
         Ok(got)
     }
 
+    /// An STS call carrying a code. The SDK makes one attempt (`sts` disables its retries for
+    /// these), because STS may have consumed a code whose answer was lost. When no answer came
+    /// back (a 5xx, a connection broken after sending), the call is retried once with the
+    /// next window's code (the ledger makes `code` wait for it, with a countdown); a second
+    /// failure, or a timeout (a hung endpoint would hang again), ends the run.
+    fn mfa_call(
+        &mut self,
+        mfa: &Mfa,
+        profile: &str,
+        send: impl Fn(&dyn StsApi, MfaCode<'_>) -> Result<Credentials>,
+    ) -> Result<Credentials> {
+        let mut retried = false;
+        loop {
+            let (code, previous) = self.code(mfa, profile)?;
+            let m = MfaCode {
+                serial: &mfa.serial,
+                code: &code.digits,
+            };
+            let err = match send(self.sts()?, m) {
+                Ok(c) => return Ok(c),
+                Err(e) => e,
+            };
+            self.settle_window(mfa, &code, previous, &err);
+            if retried || err.reason() != Some(Reason::NoAnswer) {
+                return Err(err);
+            }
+            retried = true;
+            tracing::info!(profile, error = %err, "MFA call got no answer; retrying with the next code");
+            self.ui.info(&format!(
+                "profile \"{profile}\": STS gave no answer to the MFA call (its code may be used up); retrying once with the next code"
+            ));
+        }
+    }
+
     /// After an MFA call failed: if the request never left this machine, STS saw no code and
     /// the window is given back (the next attempt need not wait for a new one).
     fn settle_window(&self, mfa: &Mfa, code: &Code, previous: Option<u64>, err: &Error) {
@@ -547,20 +584,9 @@ impl<'a> Engine<'a> {
             signer,
         };
         match step.call {
-            Call::SessionToken { mfa, duration } => {
-                let (code, previous) = self.code(mfa, step.profile)?;
-                let m = MfaCode {
-                    serial: &mfa.serial,
-                    code: &code.digits,
-                };
-                let res = self
-                    .sts()?
-                    .get_session_token(creds, Some(m), Some(duration), ctx);
-                if let Err(e) = &res {
-                    self.settle_window(mfa, &code, previous, e);
-                }
-                res
-            }
+            Call::SessionToken { mfa, duration } => self.mfa_call(mfa, step.profile, |sts, m| {
+                sts.get_session_token(creds, Some(m), Some(duration), ctx)
+            }),
             Call::AssumeRole {
                 role,
                 mfa: None,
@@ -570,18 +596,9 @@ impl<'a> Engine<'a> {
                 role,
                 mfa: Some(mfa),
                 duration,
-            } => {
-                let (code, previous) = self.code(mfa, step.profile)?;
-                let m = MfaCode {
-                    serial: &mfa.serial,
-                    code: &code.digits,
-                };
-                let res = self.sts()?.assume_role(creds, role, Some(m), duration, ctx);
-                if let Err(e) = &res {
-                    self.settle_window(mfa, &code, previous, e);
-                }
-                res
-            }
+            } => self.mfa_call(mfa, step.profile, |sts, m| {
+                sts.assume_role(creds, role, Some(m), duration, ctx)
+            }),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod credentials;
 pub mod engine;
 pub mod error;
+pub mod platform;
 pub mod profile;
 pub mod serve;
 pub mod sts;

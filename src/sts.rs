@@ -127,10 +127,60 @@ pub struct CallerIdentity {
     pub user_id: String,
 }
 
+/// Connect and read timeouts of STS calls. An MFA call is made once (never re-sent with
+/// the same code), so these bound how long a hung endpoint holds the locks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+}
+
+/// Env vars overriding [`Timeouts`] (seconds, 0.1–300; for tests and slow links).
+pub const CONNECT_TIMEOUT_ENV: &str = "TAPCRED_STS_CONNECT_TIMEOUT";
+pub const READ_TIMEOUT_ENV: &str = "TAPCRED_STS_READ_TIMEOUT";
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(15),
+        }
+    }
+}
+
+impl Timeouts {
+    /// Defaults, overridden by [`CONNECT_TIMEOUT_ENV`] / [`READ_TIMEOUT_ENV`].
+    pub fn from_env(env: &dyn EnvLookup) -> Result<Timeouts> {
+        let mut t = Timeouts::default();
+        for (name, slot) in [
+            (CONNECT_TIMEOUT_ENV, &mut t.connect),
+            (READ_TIMEOUT_ENV, &mut t.read),
+        ] {
+            let Some(v) = env.var(name).filter(|v| !v.trim().is_empty()) else {
+                continue;
+            };
+            let secs = v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| (0.1..=300.0).contains(s))
+                .ok_or_else(|| {
+                    Error::config(format!(
+                        "{name} = \"{}\" is not a number of seconds between 0.1 and 300; fix or unset it",
+                        crate::text::sanitize_foreign(&v, 40)
+                    ))
+                })?;
+            *slot = Duration::from_secs_f64(secs);
+        }
+        Ok(t)
+    }
+}
+
 pub struct Sts {
     rt: tokio::runtime::Runtime,
     http: aws_smithy_runtime_api::client::http::SharedHttpClient,
     target: StsTarget,
+    timeouts: Timeouts,
 }
 
 impl Sts {
@@ -142,14 +192,28 @@ impl Sts {
                 Error::internal(format!("cannot start the async runtime for STS calls: {e}"))
             })?;
         let http = https_client();
-        Ok(Sts { rt, http, target })
+        Ok(Sts {
+            rt,
+            http,
+            target,
+            timeouts: Timeouts::default(),
+        })
+    }
+
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Sts {
+        self.timeouts = timeouts;
+        self
     }
 
     pub fn target(&self) -> &StsTarget {
         &self.target
     }
 
-    fn client(&self, creds: &Credentials) -> aws_sdk_sts::Client {
+    /// A client for one call. `with_code`: the call carries a TokenCode, so the SDK must make
+    /// exactly one attempt (a retry would re-send a code STS may have consumed; the engine
+    /// decides about a retry with the next window's code). Other calls keep the SDK's
+    /// standard retries.
+    fn client(&self, creds: &Credentials, with_code: bool) -> aws_sdk_sts::Client {
         let provider = aws_credential_types::Credentials::new(
             creds.access_key_id.clone(),
             creds.secret().to_owned(),
@@ -162,11 +226,16 @@ impl Sts {
             .region(Region::new(self.target.region.clone()))
             .credentials_provider(provider)
             .http_client(self.http.clone())
-            .retry_config(RetryConfig::standard().with_max_attempts(4))
+            .retry_config(if with_code {
+                RetryConfig::disabled()
+            } else {
+                RetryConfig::standard().with_max_attempts(4)
+            })
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(20))
+                    .connect_timeout(self.timeouts.connect)
+                    .read_timeout(self.timeouts.read)
+                    .operation_attempt_timeout(self.timeouts.connect + self.timeouts.read)
                     .build(),
             );
         if let Some(url) = &self.target.endpoint_url {
@@ -182,7 +251,7 @@ impl Sts {
     ) -> Result<CallerIdentity> {
         let out = self
             .rt
-            .block_on(self.client(creds).get_caller_identity().send())
+            .block_on(self.client(creds, false).get_caller_identity().send())
             .map_err(|e| self.map_error(e, ctx, None, None, None))?;
         Ok(CallerIdentity {
             account: out.account.unwrap_or_default(),
@@ -230,18 +299,26 @@ impl Sts {
                 )
             }
             SdkError::TimeoutError(_) => Error::network(format!(
-                "profile \"{profile}\": STS at {endpoint} did not answer in time; check the network, a proxy, or the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)"
+                "profile \"{profile}\": STS at {endpoint} did not answer within {} s; check the network, a proxy, or the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)",
+                (self.timeouts.connect + self.timeouts.read).as_secs_f64()
             ))
             .with_reason(Reason::TimedOut),
             SdkError::DispatchFailure(d) => {
                 let reason = dispatch_reason(d);
-                let what = match reason {
-                    Reason::NotSent => "connection failed",
-                    Reason::TimedOut => "timed out",
-                    _ => "connection lost before an answer",
+                let msg = match reason {
+                    Reason::NotSent => format!(
+                        "profile \"{profile}\": cannot reach STS at {endpoint} (connection failed)"
+                    ),
+                    Reason::TimedOut => format!(
+                        "profile \"{profile}\": STS at {endpoint} did not answer within {} s",
+                        self.timeouts.read.as_secs_f64()
+                    ),
+                    _ => format!(
+                        "profile \"{profile}\": the connection to STS at {endpoint} broke before an answer"
+                    ),
                 };
                 Error::network(format!(
-                    "profile \"{profile}\": cannot reach STS at {endpoint} ({what}); check the network, a proxy, or the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)"
+                    "{msg}; check the network, a proxy, or the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)"
                 ))
                 .with_reason(reason)
             }
@@ -295,7 +372,7 @@ impl StsApi for Sts {
             .clone()
             .unwrap_or_else(default_session_name);
         let mut req = self
-            .client(creds)
+            .client(creds, mfa.is_some())
             .assume_role()
             .role_arn(&role.role_arn)
             .role_session_name(session_name)
@@ -327,7 +404,7 @@ impl StsApi for Sts {
         ctx: CallContext<'_>,
     ) -> Result<Credentials> {
         let mut req = self
-            .client(creds)
+            .client(creds, mfa.is_some())
             .get_session_token()
             .set_duration_seconds(duration_seconds.map(|d| d as i32));
         if let Some(m) = mfa {
@@ -582,6 +659,28 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn timeouts_default_and_env() {
+        let t = Timeouts::from_env(&env(&[])).unwrap();
+        assert_eq!(t, Timeouts::default());
+        assert_eq!(t.connect, Duration::from_secs(5));
+        assert_eq!(t.read, Duration::from_secs(15));
+        let t = Timeouts::from_env(&env(&[
+            (CONNECT_TIMEOUT_ENV, "0.5"),
+            (READ_TIMEOUT_ENV, "2"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (t.connect, t.read),
+            (Duration::from_millis(500), Duration::from_secs(2))
+        );
+        for bad in ["0", "-1", "soon", "301", "NaN"] {
+            let e = Timeouts::from_env(&env(&[(READ_TIMEOUT_ENV, bad)])).unwrap_err();
+            assert_eq!(e.exit_code(), 3);
+            assert!(e.message().contains(READ_TIMEOUT_ENV), "{e}");
+        }
     }
 
     #[test]

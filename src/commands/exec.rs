@@ -4,6 +4,7 @@ use crate::commands::export::variables;
 use crate::commands::{Ctx, child};
 use crate::engine::{self, Options};
 use crate::error::{Error, Result};
+use crate::platform::process;
 
 /// Set in the child's environment; its presence makes a nested `tapcred exec` refuse to run.
 pub const NESTING_VAR: &str = "TAPCRED_PROFILE";
@@ -41,18 +42,12 @@ pub fn run(profile: &str, command: &[String], opts: &Options, ctx: &Ctx<'_>) -> 
     cmd.env("AWS_REGION", &got.target.region)
         .env("AWS_DEFAULT_REGION", &got.target.region);
     cmd.env(NESTING_VAR, profile);
-    let status = cmd.status().map_err(|e| {
+    let child = process::spawn(&mut cmd).map_err(|e| {
         Error::io(format!(
             "cannot run {program:?}: {e}; check the command name and PATH"
         ))
     })?;
-    Ok(exit_code_of(status))
-}
-
-/// The child's exit code; a child killed by signal N gives 128 + N, as shells report it.
-pub fn exit_code_of(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    child
+        .wait()
+        .map_err(|e| Error::io(format!("cannot wait for {program:?}: {e}")))
 }

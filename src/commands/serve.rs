@@ -12,15 +12,15 @@
 //! variables removed, and exits with its exit code.
 
 use std::io::Write;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::mpsc;
 
-use crate::commands::exec::{NESTING_VAR, exit_code_of};
+use crate::commands::exec::NESTING_VAR;
 use crate::commands::{Ctx, child};
 use crate::credentials::Credentials;
 use crate::engine::{self, Options};
 use crate::error::{Error, Result};
+use crate::platform::process;
 use crate::serve::{self, CredentialsProvider, ServeOptions};
 
 /// Variables that would make an SDK in the child pick other credentials than the endpoint
@@ -38,7 +38,13 @@ const CONFLICTING: &[&str] = &[
     "AWS_WEB_IDENTITY_TOKEN_FILE",
 ];
 
-type Reply = mpsc::Sender<Result<Credentials>>;
+/// What the command's thread waits for (blocking: an idle `serve` never wakes up).
+enum Event {
+    /// A request thread needs fresh credentials; the answer goes back on the sender.
+    Refresh(mpsc::Sender<Result<Credentials>>),
+    /// The child has exited: its exit code.
+    ChildExited(std::io::Result<i32>),
+}
 
 pub fn run(
     profile: &str,
@@ -54,13 +60,12 @@ pub fn run(
 
     // Request threads ask this thread for fresh credentials through a channel, so the engine
     // runs with this command's environment and UI.
-    let (tx, rx) = mpsc::channel::<Reply>();
-    let tx = Mutex::new(tx);
+    let (tx, rx) = mpsc::channel::<Event>();
+    let refresh_tx = tx.clone();
     let provider: CredentialsProvider = Arc::new(move || {
         let (rtx, rrx) = mpsc::channel();
-        tx.lock()
-            .map_err(|_| Error::internal("serve: refresh channel poisoned"))?
-            .send(rtx)
+        refresh_tx
+            .send(Event::Refresh(rtx))
             .map_err(|_| Error::io("tapcred serve is shutting down"))?;
         rrx.recv()
             .map_err(|_| Error::io("tapcred serve is shutting down"))?
@@ -74,7 +79,7 @@ pub fn run(
         },
     )?;
 
-    let mut child = match command.split_first() {
+    match command.split_first() {
         None => {
             for (k, v) in handle.env_vars() {
                 writeln!(out, "export {k}={v}")
@@ -86,7 +91,6 @@ pub fn run(
                 "serving profile \"{profile}\" on {} (Ctrl-C to stop)",
                 handle.url
             ));
-            None
         }
         Some((program, args)) => {
             let mut cmd = child::command(program, args, &resolved, ctx.env);
@@ -99,37 +103,38 @@ pub fn run(
             cmd.env("AWS_REGION", &region)
                 .env("AWS_DEFAULT_REGION", &region)
                 .env(NESTING_VAR, profile);
-            Some(cmd.spawn().map_err(|e| {
+            let child = process::spawn(&mut cmd).map_err(|e| {
                 Error::io(format!(
                     "cannot run {program:?}: {e}; check the command name and PATH"
                 ))
-            })?)
+            })?;
+            // One thread blocks in wait(); signals to tapcred are forwarded meanwhile and the
+            // endpoint keeps answering until the child has really exited.
+            let exited = tx.clone();
+            std::thread::Builder::new()
+                .name("tapcred-child".into())
+                .spawn(move || {
+                    let _ = exited.send(Event::ChildExited(child.wait()));
+                })
+                .map_err(|e| Error::io(format!("cannot start the child-wait thread: {e}")))?;
         }
-    };
+    }
+    drop(tx);
 
     loop {
-        if let Some(c) = child.as_mut() {
-            match c.try_wait() {
-                Ok(Some(status)) => {
-                    handle.shutdown();
-                    return Ok(exit_code_of(status));
-                }
-                Ok(None) => {}
-                Err(e) => return Err(Error::io(format!("cannot wait for the child: {e}"))),
-            }
-        }
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(reply) => {
+        match rx.recv() {
+            Ok(Event::Refresh(reply)) => {
                 let r = engine::credentials(profile, opts, ctx.env, ctx.ui).map(|o| o.credentials);
                 if let Err(e) = &r {
                     ctx.ui.warn(&format!("refreshing credentials failed: {e}"));
                 }
                 let _ = reply.send(r);
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                return Err(Error::internal("serve: the server stopped unexpectedly"));
+            Ok(Event::ChildExited(code)) => {
+                handle.shutdown();
+                return code.map_err(|e| Error::io(format!("cannot wait for the child: {e}")));
             }
+            Err(_) => return Err(Error::internal("serve: the server stopped unexpectedly")),
         }
     }
 }

@@ -669,7 +669,56 @@ fn only_a_request_that_may_have_reached_sts_uses_up_its_window() {
     for r in [Reason::NoAnswer, Reason::TimedOut, Reason::BadAnswer] {
         let w = World::new();
         w.sts.fail_next(Error::network("lost").with_reason(r));
+        w.sts.fail_next(Error::network("lost").with_reason(r));
         w.obtain(&p, &Options::default()).unwrap_err();
         assert!(w.cache().last_window_end(SERIAL, &w.ui).is_some(), "{r:?}");
     }
+}
+
+/// Finding 11.3: an MFA call that got no answer is retried once, with the next window's code
+/// (never the same code); a second failure or a timeout ends the run; calls without a code
+/// are left to the SDK's own retries.
+#[test]
+fn a_lost_mfa_answer_is_retried_once_with_a_new_code() {
+    let p = gst_profile("mfa");
+    let w = World::new();
+    w.sts
+        .fail_next(Error::network("HTTP 500").with_reason(Reason::NoAnswer));
+    w.obtain(&p, &Options::default()).unwrap();
+    let calls = w.sts.calls();
+    assert_eq!(calls.len(), 2);
+    assert_ne!(calls[0].2, calls[1].2, "the retry carries the next code");
+    assert_eq!((w.reads(), w.waits()), (2, 1));
+    assert!(w.ui.events().iter().any(|e| matches!(e,
+        UiEvent::Info(m) if m.contains("retrying once with the next code"))));
+
+    let w = World::new();
+    for _ in 0..2 {
+        w.sts
+            .fail_next(Error::network("HTTP 500").with_reason(Reason::NoAnswer));
+    }
+    let e = w.obtain(&p, &Options::default()).unwrap_err();
+    assert_eq!(e.exit_code(), 6);
+    assert_eq!(w.sts.calls().len(), 2, "one retry, not more");
+
+    for r in [Reason::TimedOut, Reason::BadAnswer, Reason::CodeRejected] {
+        let w = World::new();
+        w.sts.fail_next(Error::network("x").with_reason(r));
+        w.obtain(&p, &Options::default()).unwrap_err();
+        assert_eq!(w.sts.calls().len(), 1, "{r:?} is not retried");
+    }
+
+    // A code-less AssumeRole (signed by the cached MFA session) is not retried here.
+    let w = World::new();
+    w.obtain(&role_profile("a", "a", None), &Options::default())
+        .unwrap();
+    w.sts
+        .fail_next(Error::network("HTTP 500").with_reason(Reason::NoAnswer));
+    w.obtain(&role_profile("b", "b", None), &Options::default())
+        .unwrap_err();
+    assert_eq!(
+        w.sts.ops(),
+        vec!["GetSessionToken", "AssumeRole", "AssumeRole"]
+    );
+    assert_eq!(w.reads(), 1);
 }

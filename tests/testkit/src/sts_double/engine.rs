@@ -198,6 +198,7 @@ pub(crate) struct Engine {
     used_steps: HashSet<(String, u64)>,
     stats: Stats,
     throttle_remaining: u32,
+    faults: Vec<(String, super::Fault)>,
     issued_lifetime: Option<u64>,
     clock_offset: i64,
     port: u16,
@@ -211,6 +212,7 @@ impl Engine {
             used_steps: HashSet::new(),
             stats: Stats::default(),
             throttle_remaining: 0,
+            faults: Vec::new(),
             issued_lifetime: None,
             clock_offset: 0,
             port,
@@ -229,6 +231,15 @@ impl Engine {
     }
     pub(crate) fn throttle_next(&mut self, n: u32) {
         self.throttle_remaining = n;
+    }
+    pub(crate) fn inject_fault(&mut self, action: &str, fault: super::Fault) {
+        self.faults.push((action.to_owned(), fault));
+    }
+    /// The first queued fault for this request's action, removed from the queue.
+    pub(crate) fn take_fault(&mut self, req: &Incoming) -> Option<super::Fault> {
+        let action = parse_params(req).get("Action").cloned().unwrap_or_default();
+        let i = self.faults.iter().position(|(a, _)| *a == action)?;
+        Some(self.faults.remove(i).1)
     }
     pub(crate) fn revoke_all_sessions(&mut self) {
         for s in self.sessions.values_mut() {

@@ -40,6 +40,21 @@ pub use engine::{
 };
 
 use engine::{Engine, Incoming};
+
+/// A fault the double applies to one STS request *after* handling it normally, so a
+/// `TokenCode` in it is validated and consumed first (what happens when STS used a code and
+/// its answer was lost). Queued per action with [`StsDouble::inject_fault`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer HTTP 500 `InternalFailure` (a `Receiver` fault) instead.
+    ServerError,
+    /// Answer bytes that are not HTTP, as a connection broken mid-answer looks to the client.
+    BrokenAnswer,
+    /// Hold the connection this many seconds without answering (then close it).
+    Hang(u64),
+    /// Answer with this status and body (`Content-Type: text/xml`) instead.
+    Replace { status: u16, body: String },
+}
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -176,6 +191,12 @@ impl StsDouble {
         self.engine().throttle_next(n);
     }
 
+    /// Apply `fault` to the next request for `action` (e.g. `"GetSessionToken"`); several
+    /// calls queue several faults, in order.
+    pub fn inject_fault(&self, action: &str, fault: Fault) {
+        self.engine().inject_fault(action, fault);
+    }
+
     /// Every credential issued so far becomes unknown (403 InvalidClientTokenId).
     pub fn revoke_all_sessions(&self) {
         self.engine().revoke_all_sessions();
@@ -229,6 +250,7 @@ fn header(name: &str, value: &str) -> tiny_http::Header {
 }
 
 fn handle_request(mut request: tiny_http::Request, engine: &Mutex<Engine>) {
+    use std::io::Write;
     let mut body = Vec::new();
     if request.as_reader().read_to_end(&mut body).is_err() {
         let _ = request.respond(tiny_http::Response::empty(400));
@@ -260,13 +282,47 @@ fn handle_request(mut request: tiny_http::Request, engine: &Mutex<Engine>) {
         return;
     }
 
-    let reply = engine.handle(&Incoming {
+    let incoming = Incoming {
         method,
         url,
         headers,
         body,
-    });
+    };
+    let reply = engine.handle(&incoming);
+    let fault = engine.take_fault(&incoming);
     drop(engine);
+    let reply = match fault {
+        None => reply,
+        Some(Fault::ServerError) => engine::Reply {
+            status: 500,
+            body: xml::server_error(
+                "InternalFailure",
+                "An internal error has occurred.",
+                &reply.request_id,
+            ),
+            request_id: reply.request_id,
+        },
+        Some(Fault::Replace { status, body }) => engine::Reply {
+            status,
+            body,
+            request_id: reply.request_id,
+        },
+        Some(Fault::BrokenAnswer) => {
+            let mut w = request.into_writer();
+            let _ = w.write_all(b"\x00\x01 not an HTTP answer\r\n\r\n");
+            let _ = w.flush();
+            return;
+        }
+        Some(Fault::Hang(secs)) => {
+            let _ = std::thread::Builder::new()
+                .name("sts-double-hang".into())
+                .spawn(move || {
+                    std::thread::sleep(Duration::from_secs(secs));
+                    drop(request);
+                });
+            return;
+        }
+    };
     let response = tiny_http::Response::from_string(reply.body)
         .with_status_code(reply.status)
         .with_header(header("Content-Type", "text/xml"))
@@ -277,7 +333,8 @@ fn handle_request(mut request: tiny_http::Request, engine: &Mutex<Engine>) {
 
 /// The HTTP admin surface for tests that run the double as a separate process:
 /// `GET stats`, `GET health`, `POST reset-stats`, `POST throttle?n=N`, `POST revoke-all`,
-/// `POST issued-lifetime?secs=N` (no `secs` = back to normal), `POST clock-offset?secs=N`.
+/// `POST issued-lifetime?secs=N` (no `secs` = back to normal), `POST clock-offset?secs=N`,
+/// `POST fault?action=ACTION&kind=server-error|broken|hang[&secs=N]`.
 fn admin_request(engine: &mut Engine, method: &str, path: &str) -> (u16, String) {
     let (name, query) = path.split_once('?').unwrap_or((path, ""));
     let arg = |key: &str| -> Option<String> {
@@ -304,6 +361,21 @@ fn admin_request(engine: &mut Engine, method: &str, path: &str) -> (u16, String)
             }
             None => bad("throttle needs ?n=COUNT"),
         },
+        ("POST", "fault") => {
+            let fault = match arg("kind").as_deref() {
+                Some("server-error") => Some(Fault::ServerError),
+                Some("broken") => Some(Fault::BrokenAnswer),
+                Some("hang") => arg("secs").and_then(|n| n.parse().ok()).map(Fault::Hang),
+                _ => None,
+            };
+            match (arg("action"), fault) {
+                (Some(action), Some(f)) => {
+                    engine.inject_fault(&action, f);
+                    ok()
+                }
+                _ => bad("fault needs ?action=ACTION&kind=server-error|broken|hang[&secs=N]"),
+            }
+        }
         ("POST", "revoke-all") => {
             engine.revoke_all_sessions();
             ok()

@@ -37,6 +37,11 @@ pub(crate) fn error(code: &str, message: &str, request_id: &str) -> String {
     )
 }
 
+/// A server-side (`Receiver`) fault, as STS sends with a 5xx.
+pub(crate) fn server_error(code: &str, message: &str, request_id: &str) -> String {
+    error(code, message, request_id).replace("<Type>Sender</Type>", "<Type>Receiver</Type>")
+}
+
 /// A random request id shaped like AWS's (a UUID v4).
 pub(crate) fn request_id() -> String {
     let mut b = [0u8; 16];

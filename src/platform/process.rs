@@ -1,0 +1,224 @@
+//! Running a child as `exec` and `serve -- CMD` do: tapcred stays alive until the child has
+//! exited, whatever signal or console event arrives meanwhile, and then reports the child's
+//! exit code.
+//!
+//! Unix: from [`spawn`] until [`Supervised::wait`] returns, SIGINT, SIGTERM, SIGHUP and
+//! SIGQUIT no longer end tapcred (handlers through `signal-hook`; the child starts with the
+//! default dispositions, as `exec` resets handlers):
+//! - a signal **another process sent to tapcred** (`kill`, a service manager, `timeout`) is
+//!   forwarded to the child, which would otherwise be orphaned;
+//! - a signal **the kernel generated for the terminal** (Ctrl-C, Ctrl-\, hang-up) already
+//!   went to the whole foreground process group, the child included, so it is not sent a
+//!   second time (a second Ctrl-C often means "stop cleaning up" to a program);
+//! - a signal the child itself sent (to its process group, say) is not echoed back to it.
+//!
+//! The child is waited for with `waitid(WNOWAIT)` first, so it stays a zombie, and its pid
+//! cannot be reused, until forwarding has been switched off; only then is it reaped.
+//!
+//! Windows: the child shares tapcred's console and receives Ctrl-C/Ctrl-Break itself;
+//! tapcred's console handler (`ctrlc`) only keeps tapcred alive to wait and report the code.
+//!
+//! Exit codes: the child's own; on Unix a child killed by signal N gives 128 + N, as shells
+//! report it.
+
+use std::io;
+use std::process::{Command, ExitStatus};
+
+/// A running child whose signals are being looked after.
+pub struct Supervised {
+    child: std::process::Child,
+    #[cfg(unix)]
+    forward: unix::Forwarder,
+}
+
+impl std::fmt::Debug for Supervised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervised")
+            .field("pid", &self.child.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Start `cmd`, taking over the termination signals (see the module comment).
+pub fn spawn(cmd: &mut Command) -> io::Result<Supervised> {
+    #[cfg(unix)]
+    {
+        // Handlers first: a signal arriving right after the spawn must not end tapcred.
+        let pending = unix::Forwarder::register()?;
+        let child = cmd.spawn()?;
+        let forward = pending.start(&child)?;
+        Ok(Supervised { child, forward })
+    }
+    #[cfg(windows)]
+    {
+        // The handler is this process's own (only an "ignore" flag would be inherited).
+        windows::ignore_console_events();
+        let child = cmd.spawn()?;
+        Ok(Supervised { child })
+    }
+}
+
+impl Supervised {
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Block until the child exits (no polling); its exit code.
+    pub fn wait(mut self) -> io::Result<i32> {
+        #[cfg(unix)]
+        {
+            let status = self.forward.wait(&mut self.child)?;
+            Ok(exit_code_of(status))
+        }
+        #[cfg(windows)]
+        {
+            Ok(exit_code_of(self.child.wait()?))
+        }
+    }
+}
+
+/// The child's exit code; a child killed by signal N gives 128 + N, as shells report it.
+pub fn exit_code_of(status: ExitStatus) -> i32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    }
+    #[cfg(windows)]
+    {
+        // Windows always has a code (Ctrl-C termination is STATUS_CONTROL_C_EXIT).
+        status.code().unwrap_or(1)
+    }
+}
+
+#[cfg(unix)]
+mod unix {
+    use std::io;
+    use std::process::{Child, ExitStatus};
+    use std::sync::{Arc, Mutex};
+    use std::thread::JoinHandle;
+
+    use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, kill_process, waitid};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    use signal_hook::iterator::SignalsInfo;
+    use signal_hook::iterator::exfiltrator::WithOrigin;
+    use signal_hook::iterator::exfiltrator::origin::Origin;
+    use signal_hook::low_level::siginfo::Cause;
+
+    const TAKEN_OVER: [i32; 4] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT];
+
+    /// Handlers registered, child not started yet.
+    pub struct Registered {
+        signals: SignalsInfo<WithOrigin>,
+    }
+
+    /// Forwarding to a running child.
+    pub struct Forwarder {
+        pid: Pid,
+        /// Set (under the lock) once the child has exited: nothing is sent after that.
+        exited: Arc<Mutex<bool>>,
+        handle: signal_hook::iterator::Handle,
+        thread: Option<JoinHandle<()>>,
+    }
+
+    impl Forwarder {
+        pub fn register() -> io::Result<Registered> {
+            Ok(Registered {
+                signals: SignalsInfo::<WithOrigin>::new(TAKEN_OVER)?,
+            })
+        }
+
+        /// Wait for the child to exit, stop forwarding, reap it.
+        pub fn wait(&mut self, child: &mut Child) -> io::Result<ExitStatus> {
+            loop {
+                match waitid(
+                    WaitId::Pid(self.pid),
+                    WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+                ) {
+                    Ok(_) => break,
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            *self.exited.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            self.stop();
+            child.wait()
+        }
+
+        fn stop(&mut self) {
+            self.handle.close();
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    impl Drop for Forwarder {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
+    impl Registered {
+        pub fn start(mut self, child: &Child) -> io::Result<Forwarder> {
+            let pid = Pid::from_child(child);
+            let exited = Arc::new(Mutex::new(false));
+            let handle = self.signals.handle();
+            let thread = {
+                let exited = exited.clone();
+                std::thread::Builder::new()
+                    .name("tapcred-signals".into())
+                    .spawn(move || {
+                        for origin in self.signals.forever() {
+                            if !should_forward(&origin, pid) {
+                                continue;
+                            }
+                            let Some(sig) = Signal::from_named_raw(origin.signal) else {
+                                continue;
+                            };
+                            let done = exited.lock().unwrap_or_else(|p| p.into_inner());
+                            if !*done {
+                                tracing::debug!(signal = origin.signal, "forwarding to the child");
+                                let _ = kill_process(pid, sig);
+                            }
+                        }
+                    })?
+            };
+            Ok(Forwarder {
+                pid,
+                exited,
+                handle,
+                thread: Some(thread),
+            })
+        }
+    }
+
+    /// Forward what another process sent; not what the terminal sent to the whole
+    /// foreground group (the child has it already), nor what the child sent itself.
+    fn should_forward(o: &Origin, child: Pid) -> bool {
+        let from_child = o
+            .process
+            .as_ref()
+            .is_some_and(|p| p.pid == child.as_raw_nonzero().get());
+        match o.cause {
+            Cause::Kernel => false,
+            Cause::Sent(_) => !from_child,
+            // Systems that do not say (macOS): forward unless it is known to be the child.
+            _ => !from_child,
+        }
+    }
+}
+
+#[cfg(windows)]
+mod windows {
+    /// Keep tapcred alive through Ctrl-C, Ctrl-Break and the console closing while the child
+    /// (which got the same event) decides what to do. A handler, not "ignore": the ignore
+    /// flag would be inherited by later children.
+    pub fn ignore_console_events() {
+        // Only one handler per process; a second call (serve then exec in one process never
+        // happens, tests may) finds it in place, which is what is wanted.
+        let _ = ctrlc::try_set_handler(|| {});
+    }
+}
