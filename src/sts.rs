@@ -284,6 +284,14 @@ impl Sts {
                 ))
                 .with_reason(Reason::NoAnswer)
             }
+            // No AWS error code: an HTML page or other foreign document (a captive proxy,
+            // a wrong endpoint), not an STS refusal (found by fault injection: exit 5 with
+            // "STS error Unknown").
+            SdkError::ServiceError(se) if se.err().code().is_none() => Error::network(format!(
+                "profile \"{profile}\": STS at {endpoint} sent a response that is not STS's (HTTP {}); check the endpoint override",
+                se.raw().status().as_u16()
+            ))
+            .with_reason(Reason::BadAnswer),
             SdkError::ServiceError(se) => {
                 let e = se.err();
                 explain(

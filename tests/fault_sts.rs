@@ -149,7 +149,6 @@ fn an_answer_without_credentials_is_refused() {
 }
 
 #[test]
-#[ignore = "issue 11 finding 9 (helper hard): an unparsable answer is exit 5 with an empty message"]
 fn an_html_page_is_not_an_sts_answer() {
     let (w, r, _) = run_with(StsFault::Html);
     check_failure(&w, &r, 6, &["\"session\""]);
@@ -169,7 +168,6 @@ fn a_truncated_answer_is_a_network_error() {
 
 /// STS consumed the code and the answer was lost: the same code is never sent again.
 #[test]
-#[ignore = "issue 11 finding 3 (helper hard): the SDK's retries re-send a consumed code"]
 fn a_lost_answer_never_resends_the_same_code() {
     let (w, r, _) = run_with(StsFault::AnswerLost);
     check_failure(&w, &r, 6, &["\"session\""]);
