@@ -111,6 +111,29 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Create a virtual MFA device for the profile's IAM user, put its seed straight into the
+    /// YubiKey (or a 0600 seed file), enable it and write mfa_serial into the profile.
+    Enroll {
+        /// The profile to enroll (its chain must start from an IAM user's long-term keys).
+        #[arg(short, long)]
+        profile: Option<String>,
+        /// Require a touch on the YubiKey for every code of this account.
+        #[arg(long)]
+        touch: bool,
+        /// Name of the IAM virtual MFA device (default: the IAM user name).
+        #[arg(long, value_name = "NAME")]
+        device_name: Option<String>,
+        /// Where the seed goes: the YubiKey's OATH applet, or a new 0600 seed file.
+        #[arg(long, value_enum, default_value = "oath")]
+        to: commands::enroll::Destination,
+        /// Which YubiKey (serial number) when several are plugged in.
+        #[arg(long, value_name = "N")]
+        serial: Option<u32>,
+        /// With --to file: the seed file to create (default: tapcred-PROFILE.seed beside the
+        /// AWS config file).
+        #[arg(long, value_name = "PATH")]
+        seed_file: Option<std::path::PathBuf>,
+    },
     /// List cached sessions, or clear them.
     Sessions {
         #[command(subcommand)]
@@ -123,6 +146,10 @@ pub enum Cmd {
     /// missing; the access key comes from the terminal, stdin or AWS_ACCESS_KEY_ID/
     /// AWS_SECRET_ACCESS_KEY, never from arguments).
     Configure(commands::configure::ConfigureArgs),
+    /// Explain how a profile resolves, what is installed and running, the clock against STS
+    /// and the cache, then the one next step when something is wrong (exit 0 when healthy,
+    /// else the code of the first problem).
+    Doctor(commands::doctor::DoctorArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -170,10 +197,43 @@ pub fn install_panic_hook() {
     }));
 }
 
+/// The command line AWS SDKs run on every credential refresh, `credential-process` with
+/// nothing or only `--profile NAME` / `-p NAME` / `--profile=NAME`, recognised without
+/// building clap's command tree (a tenth of a warm call). Anything else — other flags, a
+/// name starting with `-`, non-UTF-8 — is `None` and goes through clap, which gives these
+/// forms the same [`Cli`] (tested).
+pub fn fast_credential_process(mut args: impl Iterator<Item = std::ffi::OsString>) -> Option<Cli> {
+    if args.next()? != "credential-process" {
+        return None;
+    }
+    let rest: Vec<String> = args.map(|a| a.into_string().ok()).collect::<Option<_>>()?;
+    let profile = match rest.as_slice() {
+        [] => None,
+        [flag, name] if flag == "--profile" || flag == "-p" => Some(name.clone()),
+        [one] => Some(one.strip_prefix("--profile=")?.to_owned()),
+        _ => return None,
+    };
+    if profile
+        .as_deref()
+        .is_some_and(|n| n.is_empty() || n.starts_with('-'))
+    {
+        return None;
+    }
+    Some(Cli {
+        verbose: 0,
+        command: Cmd::CredentialProcess(ProfileArgs {
+            profile,
+            no_cache: false,
+            no_session: false,
+        }),
+    })
+}
+
 /// Parse, run, and return the process exit code.
 pub fn main() -> i32 {
     install_panic_hook();
-    let cli = match Cli::try_parse() {
+    let fast = fast_credential_process(std::env::args_os().skip(1));
+    let cli = match fast.map_or_else(Cli::try_parse, Ok) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -184,6 +244,8 @@ pub fn main() -> i32 {
         }
     };
     init_logging(cli.verbose);
+    // Before any seed, password or session key is read (issue 11, finding 10).
+    crate::platform::harden::disable_core_dumps();
     let env = RealEnv;
     let ui = TerminalUi::new();
     let ctx = Ctx { env: &env, ui: &ui };
@@ -235,6 +297,24 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             commands::code::run(&profile.name(ctx.env), json, ctx, &mut stdout)
         }
         Cmd::Devices { json } => commands::devices::run(json, ctx, &mut stdout),
+        Cmd::Enroll {
+            profile: p,
+            touch,
+            device_name,
+            to,
+            serial,
+            seed_file,
+        } => {
+            let args = commands::enroll::Args {
+                profile: profile::selected_name(p.as_deref(), ctx.env),
+                touch,
+                device_name,
+                to,
+                yubikey_serial: serial,
+                seed_file,
+            };
+            commands::enroll::run(&args, ctx, &mut stdout)
+        }
         Cmd::Sessions { action, json } => match action {
             None => commands::sessions::list(json, ctx, &mut stdout),
             Some(SessionsCmd::Clear { profile }) => {
@@ -242,6 +322,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             }
         },
         Cmd::Configure(args) => commands::configure::run(&args, ctx, &mut stdout),
+        Cmd::Doctor(args) => commands::doctor::run(&args, ctx, &mut stdout),
         Cmd::Completions { shell } => {
             let mut cmd = command();
             clap_complete::generate(shell, &mut cmd, "tapcred", &mut stdout);
@@ -279,5 +360,43 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         command().debug_assert();
+    }
+
+    #[test]
+    fn the_credential_process_fast_path_parses_as_clap_does() {
+        let argv = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        for a in [
+            &["credential-process"][..],
+            &["credential-process", "--profile", "mfa"],
+            &["credential-process", "-p", "mfa"],
+            &["credential-process", "--profile=mfa"],
+            &["credential-process", "--profile", "a b=c"],
+            &["credential-process", "--profile=x=y"],
+        ] {
+            let fast = fast_credential_process(argv(a).into_iter())
+                .unwrap_or_else(|| panic!("{a:?} takes the fast path"));
+            let clap =
+                Cli::try_parse_from(std::iter::once("tapcred").chain(a.iter().copied())).unwrap();
+            assert_eq!(format!("{fast:?}"), format!("{clap:?}"), "{a:?}");
+        }
+        // Everything else is left to clap (errors, help, other flags and commands).
+        for a in [
+            &[][..],
+            &["credential-process", "--no-cache"],
+            &["credential-process", "-v"],
+            &["credential-process", "--profile"],
+            &["credential-process", "--profile", ""],
+            &["credential-process", "--profile", "-v"],
+            &["credential-process", "--profile", "a", "--profile", "b"],
+            &["credential-process", "--help"],
+            &["credential-process", "mfa"],
+            &["export", "--profile", "mfa"],
+            &["-v", "credential-process"],
+        ] {
+            assert!(
+                fast_credential_process(argv(a).into_iter()).is_none(),
+                "{a:?}"
+            );
+        }
     }
 }

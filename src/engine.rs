@@ -28,6 +28,8 @@ use crate::sts::{self, CallContext, MfaCode, Sts, StsApi, StsTarget};
 use crate::token::{self, Code, CodeRequest, EnvLookup, TokenSource};
 use crate::ui::Ui;
 
+mod warm;
+
 pub use crate::cache::plan_code_time;
 
 /// A code with less than this many seconds left in its window is not sent.
@@ -68,6 +70,12 @@ pub fn load_profile(name: &str, env: &dyn EnvLookup) -> Result<ResolvedProfile> 
     profiles.resolve(name, env)
 }
 
+/// The warm path of `credential-process`: credentials straight from the cache when the
+/// warm index matches (no parse of the AWS files); `None` means "run [`credentials`]".
+pub fn warm_credentials(name: &str, opts: &Options, env: &dyn EnvLookup) -> Option<Credentials> {
+    warm::lookup(name, opts, env)
+}
+
 /// Credentials for the profile `name`.
 pub fn credentials(
     name: &str,
@@ -75,13 +83,17 @@ pub fn credentials(
     env: &dyn EnvLookup,
     ui: &dyn Ui,
 ) -> Result<Obtained> {
-    let profile = load_profile(name, env)?;
+    // Every variable the resolution reads is recorded: the warm index is valid only while
+    // they keep their values.
+    let rec = warm::RecordingEnv::new(env);
+    let profiles = Profiles::load(&AwsFiles::from_env(&rec))?;
+    let profile = profiles.resolve(name, &rec)?;
     // Before any cache, token or code: a URL no request could go to costs no touch.
-    StsTarget::check_endpoint(&profile, env)?;
-    let target = StsTarget::for_profile(&profile, env);
-    let session_seconds = session_seconds(env)?;
-    let timeouts = sts::Timeouts::from_env(env)?;
-    let cache = SessionCache::open_default(env, ui);
+    StsTarget::check_endpoint(&profile, &rec)?;
+    let target = StsTarget::for_profile(&profile, &rec);
+    let session_seconds = session_seconds(&rec)?;
+    let timeouts = sts::Timeouts::from_env(&rec)?;
+    let cache = SessionCache::open_default(&rec, ui);
     let sts_target = target.clone();
     let mut engine = Engine::new(
         &cache,
@@ -92,6 +104,10 @@ pub fn credentials(
         Box::new(move |mfa: &Mfa| token::select(&mfa.token, &mfa.serial, env, ui)),
     );
     let (credentials, from_cache) = engine.obtain(&profile, &target, opts, session_seconds)?;
+    drop(engine);
+    if let Some(last) = plan(&profile, &target, opts, session_seconds).last() {
+        warm::remember(&cache, name, opts, &profiles, &rec, &last.key, ui);
+    }
     Ok(Obtained {
         credentials,
         profile,

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod credentials;
 pub mod engine;
 pub mod error;
+pub mod iam;
 pub mod platform;
 pub mod profile;
 pub mod serve;
@@ -17,6 +18,7 @@ pub mod sts;
 pub mod text;
 pub mod token;
 pub mod ui;
+pub mod vault;
 
 pub use credentials::Credentials;
 pub use error::{Error, ErrorKind, Reason, Result};

@@ -280,15 +280,12 @@ impl Sts {
                 Error::network(format!(
                     "profile \"{profile}\": STS at {endpoint} failed (HTTP {} {}); try again in a minute",
                     se.raw().status().as_u16(),
-                    e.code().unwrap_or("no error code")
+                    crate::text::sanitize_foreign(e.code().unwrap_or("no error code"), 60)
                 ))
                 .with_reason(Reason::NoAnswer)
             }
-            // No AWS error code: an HTML page or other foreign document (a captive proxy,
-            // a wrong endpoint), not an STS refusal (found by fault injection: exit 5 with
-            // "STS error Unknown").
             SdkError::ServiceError(se) if se.err().code().is_none() => Error::network(format!(
-                "profile \"{profile}\": STS at {endpoint} sent a response that is not STS's (HTTP {}); check the endpoint override",
+                "profile \"{profile}\": STS at {endpoint} answered HTTP {} with something that is not an STS answer; check the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url) and any proxy",
                 se.raw().status().as_u16()
             ))
             .with_reason(Reason::BadAnswer),
@@ -331,7 +328,7 @@ impl Sts {
                 .with_reason(reason)
             }
             SdkError::ResponseError(_) => Error::network(format!(
-                "profile \"{profile}\": STS at {endpoint} sent a response that is not STS's; check the endpoint override"
+                "profile \"{profile}\": STS at {endpoint} sent a response that is not STS's; check the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url) and any proxy"
             ))
             .with_reason(Reason::BadAnswer),
             SdkError::ConstructionFailure(_) => Error::config(format!(
@@ -401,7 +398,7 @@ impl StsApi for Sts {
         let out = self.rt.block_on(req.send()).map_err(|e| {
             self.map_error(e, ctx, Some(role), mfa.map(|m| m.serial), duration_seconds)
         })?;
-        convert(out.credentials, &self.target)
+        convert(out.credentials, &self.target, ctx.profile)
     }
 
     fn get_session_token(
@@ -430,7 +427,7 @@ impl StsApi for Sts {
             .rt
             .block_on(req.send())
             .map_err(|e| self.map_error(e, ctx, None, mfa.map(|m| m.serial), duration_seconds))?;
-        convert(out.credentials, &self.target)
+        convert(out.credentials, &self.target, ctx.profile)
     }
 }
 
@@ -456,7 +453,10 @@ fn explain(code: &str, message: &str, x: &Explain<'_>) -> Error {
         }
         _ => Reason::Refused,
     };
-    explain_text(code, message, x).with_reason(reason)
+    // Both are foreign text: no escape sequences, one line, capped.
+    let code = crate::text::sanitize_foreign(code, 60);
+    let message = crate::text::sanitize_foreign(message, crate::text::FOREIGN_TEXT_MAX);
+    explain_text(&code, &message, x).with_reason(reason)
 }
 
 fn explain_text(code: &str, message: &str, x: &Explain<'_>) -> Error {
@@ -573,10 +573,21 @@ fn error_chain<'a>(
     })
 }
 
-fn convert(c: Option<aws_sdk_sts::types::Credentials>, target: &StsTarget) -> Result<Credentials> {
+/// Credentials are printable ASCII without spaces (AWS's are base32/base64 alphabets):
+/// anything else (a newline, an escape sequence) is not a credential and would corrupt the
+/// shells, files and headers they go to.
+fn is_credential_text(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn convert(
+    c: Option<aws_sdk_sts::types::Credentials>,
+    target: &StsTarget,
+    profile: &str,
+) -> Result<Credentials> {
     let c = c.ok_or_else(|| {
         Error::network(format!(
-            "STS at {} answered without credentials; check the endpoint override",
+            "profile \"{profile}\": STS at {} answered without credentials; check the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)",
             target.describe()
         ))
         .with_reason(Reason::BadAnswer)
@@ -584,21 +595,26 @@ fn convert(c: Option<aws_sdk_sts::types::Credentials>, target: &StsTarget) -> Re
     let secs = c.expiration.secs();
     let expiration = time::OffsetDateTime::from_unix_timestamp(secs).map_err(|_| {
         Error::network(format!(
-            "STS at {} answered with an invalid Expiration; check the endpoint override",
+            "profile \"{profile}\": STS at {} answered credentials with an invalid Expiration; check the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)",
             target.describe()
         ))
         .with_reason(Reason::BadAnswer)
     })?;
-    // A truncated or foreign document can parse into empty fields and a default (epoch)
-    // Expiration: never hand such "credentials" out (fault injection found exit 0 with
-    // AccessKeyId "ASIA" and an empty secret).
-    if c.access_key_id.is_empty()
-        || c.secret_access_key.is_empty()
-        || c.session_token.is_empty()
-        || expiration.unix_timestamp() <= 0
+    if !(is_credential_text(&c.access_key_id)
+        && is_credential_text(&c.secret_access_key)
+        && is_credential_text(&c.session_token))
     {
         return Err(Error::network(format!(
-            "STS at {} answered with incomplete credentials (not an STS answer?); check the endpoint override",
+            "profile \"{profile}\": STS at {} answered credentials with characters no AWS credentials have (control characters, spaces or non-ASCII); check the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)",
+            target.describe()
+        ))
+        .with_reason(Reason::BadAnswer));
+    }
+    // A document without an Expiration parses as the epoch (found by fault injection with a
+    // truncated answer): already expired, so not credentials to hand out.
+    if expiration.unix_timestamp() <= 0 {
+        return Err(Error::network(format!(
+            "profile \"{profile}\": STS at {} answered credentials without a valid Expiration; check the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)",
             target.describe()
         ))
         .with_reason(Reason::BadAnswer));

@@ -6,6 +6,7 @@
 //! regenerate the table with
 //! `TAPCRED_BAD_INPUTS=write cargo test --test bad_inputs` and review the diff of
 //! docs/bad-inputs.md. A normal run fails on any difference, a missing row or an extra row.
+#![cfg(unix)] // Unix modes, FIFOs and Linux stacks; the Windows build is checked by clippy and Wine
 
 mod common;
 
@@ -771,6 +772,10 @@ fn scenarios() -> Vec<Scenario> {
                 std::fs::create_dir_all(&x).unwrap();
                 std::fs::write(x.join("tapcred"), b"not a directory").unwrap();
                 h.set("XDG_CACHE_HOME", &x.to_string_lossy());
+                // The fallback ledger ($TMPDIR/tapcred-<uid>) private to this row: the
+                // machine-wide one may hold a window another run just used.
+                let tmp = tempfile::tempdir().unwrap();
+                h.set("TMPDIR", &tmp.path().to_string_lossy());
                 cp(&h, "session")
             }
         ),

@@ -4,6 +4,7 @@
 //! Every `tapcred` runs under `setsid -w` (no controlling terminal), so the person-facing
 //! lines (warnings, "waiting for the next code window") land on stderr where the test sees
 //! them. Tests that need a fresh TOTP window take up to ~33 s.
+#![cfg(unix)] // runs Linux test stacks (or Unix-only APIs); the Windows build is checked by clippy and Wine
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Bad input through the real binary: each case exits non-zero with one clear line naming the
 //! file/profile/key and the fix, prints nothing on stdout, and writes nothing.
+#![cfg(unix)] // runs Linux test stacks (or Unix-only APIs); the Windows build is checked by clippy and Wine
 
 mod common;
 use common::Home;

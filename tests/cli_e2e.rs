@@ -178,20 +178,20 @@ fn export_every_format() {
     // The shapes, on the static profile (no STS call needed).
     let id = design::ACCESS_KEY_ID;
     let cases: &[(&str, &str)] = &[
-        ("env", "export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"),
-        ("env-no-export", "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"),
+        ("env", "export AWS_ACCESS_KEY_ID='AKIAIOSFODNN7EXAMPLE'\n"),
+        (
+            "env-no-export",
+            "AWS_ACCESS_KEY_ID='AKIAIOSFODNN7EXAMPLE'\n",
+        ),
         (
             "powershell",
-            "$Env:AWS_ACCESS_KEY_ID=\"AKIAIOSFODNN7EXAMPLE\"\n",
+            "$Env:AWS_ACCESS_KEY_ID='AKIAIOSFODNN7EXAMPLE'\n",
         ),
         (
             "windows-cmd",
-            "set AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\r\n",
+            "set \"AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\"\r\n",
         ),
-        (
-            "fish",
-            "set -gx AWS_ACCESS_KEY_ID \"AKIAIOSFODNN7EXAMPLE\"\n",
-        ),
+        ("fish", "set -gx AWS_ACCESS_KEY_ID 'AKIAIOSFODNN7EXAMPLE'\n"),
         (
             "ini",
             "[toolkit-user]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n",

@@ -1,6 +1,7 @@
 //! The whole chain through real parts: the `tapcred` binary → its PC/SC transport → a real
 //! pcscd → vpcd → the virtual YubiKey; the code goes to the strict STS double, which verifies
 //! it. Skips loudly without root/pcscd/vpcd unless CI=true (then it must run).
+#![cfg(unix)] // runs Linux test stacks (or Unix-only APIs); the Windows build is checked by clippy and Wine
 
 mod common;
 

@@ -12,6 +12,7 @@
 //! `GetCallerIdentity` to the double, and tapcred gets `AWS_ENDPOINT_URL_STS` through the
 //! environment the CLI passes to `credential_process`. Skips loudly without root / pcscd /
 //! vpcd / `/usr/bin/aws` / tmux, unless CI=true.
+#![cfg(unix)] // runs Linux test stacks (or Unix-only APIs); the Windows build is checked by clippy and Wine
 
 #[path = "common/clients.rs"]
 mod clients;

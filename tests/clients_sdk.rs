@@ -13,6 +13,7 @@
 //! (`ClientHome::env`): no real AWS variable from the outer environment can reach the
 //! SDK's default chain or tapcred. The Rust SDK child is this test binary re-run on the
 //! ignored test [`sdk_child_get_caller_identity`].
+#![cfg(unix)] // runs Linux test stacks (or Unix-only APIs); the Windows build is checked by clippy and Wine
 
 #[path = "common/clients.rs"]
 mod clients;

@@ -2,6 +2,7 @@
 //! goes through the same target function `cargo +nightly fuzz run TARGET` drives
 //! (`fuzz/targets.rs`), so CI replays every checked-in input — including each crash found,
 //! kept as a regression — without nightly or cargo-fuzz.
+#![cfg(unix)] // the targets write private files with Unix modes; fuzzing runs on Linux
 
 #[path = "../fuzz/targets.rs"]
 mod targets;

@@ -1,6 +1,7 @@
 //! A new user's path (issue 11, finding 12): the CI entry point leaves services it did not
 //! start alone, `scripts/demo.sh` works with `CARGO_TARGET_DIR`, and README's install
 //! command and minimum Rust are right.
+#![cfg(unix)] // runs bash scripts on Linux
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! The OATH token source through the REAL pcscd (vpcd in a private network namespace) with
 //! the project's virtual YubiKey, using tapcred's own PC/SC transport. Skips loudly
 //! without root/pcscd/vpcd unless CI=true (then it must run).
+#![cfg(unix)] // runs Linux test stacks (or Unix-only APIs); the Windows build is checked by clippy and Wine
 
 mod common;
 use common::rfc_totp;

@@ -4,6 +4,7 @@
 //! for programs that are not ours (`terraform`, `my-daemon`, `./deploy.sh`) call the AWS CLI,
 //! which reads the credentials the same way those programs would. A README command that is
 //! neither run nor listed in NOT_RUN with a reason fails the test.
+#![cfg(unix)] // runs Linux test stacks (or Unix-only APIs); the Windows build is checked by clippy and Wine
 
 mod common;
 

@@ -6,6 +6,7 @@
 //! `serve_child` with `SERVE_CLI_SDK_CHILD=1` (not a `TAPCRED_` name: tapcred removes those
 //! from its children); `serve_child` is that helper, not a test of its own: a normal run lists
 //! it as ignored, and run without the variable it fails.
+#![cfg(unix)] // runs Linux test stacks (or Unix-only APIs); the Windows build is checked by clippy and Wine
 
 mod common;
 

@@ -4,8 +4,7 @@
 //! dead holder can never block anyone. Lock files are never deleted (deleting a lock file
 //! while another process waits on it would split the lock in two).
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 
 use super::{CacheKey, SessionCache, key::serial_hash};
@@ -87,15 +86,7 @@ impl SessionCache {
             });
         };
         let path = state.join("locks").join(name);
-        let open = |create_new: bool| {
-            let mut o = OpenOptions::new();
-            o.read(true).write(true);
-            if create_new {
-                o.create_new(true).mode(0o600);
-            }
-            o.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&path)
-        };
+        let open = |create_new: bool| crate::platform::fs::open_lock_file(&path, create_new);
         // Create it, or open the existing one; if it vanished in between (a `discard`),
         // create it again.
         let mut attempt = 0;

@@ -24,9 +24,8 @@ mod ledger;
 mod lock;
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -38,6 +37,7 @@ use time::OffsetDateTime;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::credentials::{Credentials, format_rfc3339, parse_rfc3339};
+use crate::platform::fs::{self as pfs, DirProblem, ReadError};
 use crate::token::EnvLookup;
 use crate::ui::Ui;
 
@@ -63,17 +63,11 @@ pub const CLOCK_BACK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 const MAX_FILE_LEN: u64 = 64 * 1024;
 
 /// `$XDG_CACHE_HOME/tapcred` (when set to an absolute path, as the XDG spec requires), else
-/// `$HOME/.cache/tapcred`; None when neither is known.
+/// the OS's cache directory (`~/.cache/tapcred`, `~/Library/Caches/tapcred`,
+/// `%LOCALAPPDATA%\tapcred`: [`crate::platform::locations::cache_dir`]); None when no base
+/// is known.
 pub fn default_dir(env: &dyn EnvLookup) -> Option<PathBuf> {
-    if let Some(x) = env
-        .var("XDG_CACHE_HOME")
-        .filter(|x| Path::new(x).is_absolute())
-    {
-        return Some(PathBuf::from(x).join("tapcred"));
-    }
-    env.var("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".cache").join("tapcred"))
+    crate::platform::locations::cache_dir(env)
 }
 
 /// One cached session.
@@ -162,7 +156,6 @@ enum Miss {
 /// The session cache plus the cross-process locks and the TOTP step ledger.
 pub struct SessionCache {
     dir: PathBuf,
-    uid: Option<u32>,
     /// False once the directory proved unusable.
     enabled: AtomicBool,
     /// At most one warning per process.
@@ -174,7 +167,11 @@ pub struct SessionCache {
     /// Ledger values recorded by this process (used when nothing can be persisted).
     mem_ledger: Mutex<HashMap<String, u64>>,
     write_fault: Mutex<Option<io::ErrorKind>>,
+    /// Test hook run between writing a temp file and renaming it into place.
+    before_rename: Mutex<Option<BeforeRename>>,
 }
+
+type BeforeRename = Box<dyn Fn(&Path) + Send + Sync>;
 
 /// Makes temp and probe file names unique within the process (the pid makes them unique
 /// across processes), also between several `SessionCache`s on one directory.
@@ -225,11 +222,9 @@ impl SessionCache {
     }
 
     fn new_disabled(dir: PathBuf) -> SessionCache {
-        let uid = my_uid();
-        let fallback_dir = uid.map(|u| std::env::temp_dir().join(format!("tapcred-{u}")));
+        let fallback_dir = Some(std::env::temp_dir().join(format!("tapcred-{}", pfs::user_tag())));
         SessionCache {
             dir,
-            uid,
             enabled: AtomicBool::new(false),
             warned: AtomicBool::new(false),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
@@ -237,6 +232,7 @@ impl SessionCache {
             fallback_dir,
             mem_ledger: Mutex::new(HashMap::new()),
             write_fault: Mutex::new(None),
+            before_rename: Mutex::new(None),
         }
     }
 
@@ -260,6 +256,13 @@ impl SessionCache {
         *self.write_fault.lock().unwrap() = kind;
     }
 
+    /// Run `f` (with the temp file's path) after each temp file is written and before it is
+    /// renamed into place (tests: another process clearing the cache mid-write).
+    #[doc(hidden)]
+    pub fn inject_before_rename(&self, f: Option<BeforeRename>) {
+        *self.before_rename.lock().unwrap() = f;
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -280,7 +283,8 @@ impl SessionCache {
     }
 
     /// Check the directory is one we own (tightening it to 0700); with `create`, create it
-    /// first if missing. A missing directory is fine when not creating.
+    /// first if missing. A missing directory is fine when not creating. A symbolic link at
+    /// the cache path is refused, never followed (nor its target's mode changed).
     fn prepare_dir(&self, create: bool) -> Result<(), String> {
         let d = &self.dir;
         let shown = d.display();
@@ -288,37 +292,35 @@ impl SessionCache {
             return Ok(());
         }
         if create
-            && let Err(e) = fs::DirBuilder::new().recursive(true).mode(0o700).create(d)
+            && fs::symlink_metadata(d).is_err()
+            && let Err(e) = pfs::create_private_dir_all(d)
             && e.kind() != io::ErrorKind::AlreadyExists
         {
             return Err(format!(
                 "cache directory {shown} cannot be created ({e}); continuing without a session cache (fix its parent's permissions or set XDG_CACHE_HOME)"
             ));
         }
-        let md = fs::metadata(d).map_err(|e| {
-            format!(
+        match pfs::check_private_dir(d) {
+            Ok(_) => Ok(()),
+            Err(DirProblem::Missing) => Err(format!(
+                "cache directory {shown} vanished while it was prepared; continuing without a session cache"
+            )),
+            Err(DirProblem::Unreadable(e)) => Err(format!(
                 "cache directory {shown} is unreadable ({e}); continuing without a session cache"
-            )
-        })?;
-        if !md.is_dir() {
-            return Err(format!(
-                "cache path {shown} is not a directory; continuing without a session cache (remove it or set XDG_CACHE_HOME)"
-            ));
+            )),
+            Err(DirProblem::Link) => Err(format!(
+                "cache path {shown} is a symbolic link; continuing without a session cache (tapcred does not follow links for its private directory: replace it with a real directory or set XDG_CACHE_HOME)"
+            )),
+            Err(DirProblem::NotDir(what)) => Err(format!(
+                "cache path {shown} is {what}, not a directory; continuing without a session cache (remove it or set XDG_CACHE_HOME)"
+            )),
+            Err(DirProblem::Foreign(owner)) => Err(format!(
+                "cache directory {shown} belongs to {owner}, not to you; continuing without a session cache (remove it or set XDG_CACHE_HOME)"
+            )),
+            Err(DirProblem::CannotTighten(e)) => Err(format!(
+                "cache directory {shown} is open to others and cannot be made private ({e}); continuing without a session cache"
+            )),
         }
-        if let Some(uid) = self.uid
-            && md.uid() != uid
-        {
-            return Err(format!(
-                "cache directory {shown} belongs to uid {} not {uid}; continuing without a session cache (remove it or set XDG_CACHE_HOME)",
-                md.uid()
-            ));
-        }
-        if md.mode() & 0o077 != 0 {
-            fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(|e| {
-                format!("cache directory {shown} is open to others and cannot be made 0700 ({e}); continuing without a session cache")
-            })?;
-        }
-        Ok(())
     }
 
     fn entry_path(&self, key: &CacheKey) -> PathBuf {
@@ -383,36 +385,39 @@ impl SessionCache {
         })
     }
 
-    /// Read a file only if it is a regular file (not a symlink), ours, mode 0600, small.
+    /// Read a file only if it is a regular file (not a symlink, not a FIFO: the open never
+    /// blocks), ours, private (0600), small.
     fn read_private(&self, path: &Path) -> Result<Zeroizing<Vec<u8>>, Miss> {
-        let f = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => Miss::Absent,
-                k => Miss::Unreadable(k),
-            })?;
-        let md = f.metadata().map_err(|e| Miss::Unreadable(e.kind()))?;
-        if !md.is_file() {
-            return Err(Miss::Foreign("not a regular file"));
+        pfs::read_private_file(path, MAX_FILE_LEN).map_err(|e| match e {
+            ReadError::NotFound => Miss::Absent,
+            ReadError::NotRegular(_) => Miss::Foreign("not a regular file"),
+            ReadError::Foreign(why) => Miss::Foreign(why),
+            ReadError::Shared(_) => Miss::Foreign("mode"),
+            ReadError::TooLarge(_) => Miss::Foreign("size"),
+            ReadError::Io(e) => Miss::Unreadable(e.kind()),
+        })
+    }
+
+    /// A small file of ours under the cache directory other than an entry (the warm index,
+    /// `rel` like `warm/NAME.json`), read with the entries' checks (owner, 0600, size).
+    pub fn read_aux(&self, rel: &str) -> Option<Zeroizing<Vec<u8>>> {
+        if !self.enabled() {
+            return None;
         }
-        if let Some(uid) = self.uid
-            && md.uid() != uid
-        {
-            return Err(Miss::Foreign("owner"));
+        self.read_private(&self.dir.join(rel)).ok()
+    }
+
+    /// Store a small file under `<cache dir>/<sub>/<name>` (0700 directory, 0600 file,
+    /// atomic). Whether it was stored.
+    pub fn write_aux(&self, sub: &str, name: &str, data: &[u8], ui: &dyn Ui) -> bool {
+        if !self.ensure_dir(ui) {
+            return false;
         }
-        if md.mode() & 0o777 != 0o600 {
-            return Err(Miss::Foreign("mode"));
+        let dir = self.dir.join(sub);
+        if pfs::create_private_dir_all(&dir).is_err() {
+            return false;
         }
-        if md.len() > MAX_FILE_LEN {
-            return Err(Miss::Foreign("size"));
-        }
-        let mut buf = Zeroizing::new(Vec::with_capacity(md.len() as usize + 1));
-        f.take(MAX_FILE_LEN + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| Miss::Unreadable(e.kind()))?;
-        Ok(buf)
+        self.write_atomic(&dir, &dir.join(name), data).is_ok()
     }
 
     /// Store `entry` under `key`, atomically. Returns whether it was stored. A full disk keeps
@@ -484,17 +489,31 @@ impl SessionCache {
     }
 
     /// Temp file in `dir` (0600, exclusive create) → write → fsync → rename over `path` →
-    /// fsync `dir`. On any error the temp file is removed and `path` is untouched.
+    /// fsync `dir`. On any error the temp file is removed and `path` is untouched. When the
+    /// directory or the temp file vanished meanwhile (`tapcred sessions clear` or a person
+    /// removing the cache during a refresh), the directory is made again and the write
+    /// retried: that is not an unwritable cache.
     fn write_atomic(&self, dir: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.write_atomic_once(dir, path, data) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 3 => {
+                    tracing::debug!(dir = %dir.display(), "cache file or directory vanished mid-write; writing again");
+                    if fs::symlink_metadata(dir).is_err() {
+                        pfs::create_private_dir_all(dir)?;
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn write_atomic_once(&self, dir: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
         let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
         let res = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&tmp)?;
+            let mut f = pfs::create_new_private(&tmp)?;
             let fault = *self.write_fault.lock().unwrap();
             if let Some(kind) = fault {
                 f.write_all(&data[..data.len() / 2])?;
@@ -503,6 +522,9 @@ impl SessionCache {
             f.write_all(data)?;
             f.sync_all()?;
             drop(f);
+            if let Some(hook) = self.before_rename.lock().unwrap().as_ref() {
+                hook(&tmp);
+            }
             fs::rename(&tmp, path)?;
             if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();
@@ -607,13 +629,8 @@ impl SessionCache {
                     }
                 }
                 let fb = self.fallback_dir.as_ref()?;
-                let ok = fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(fb)
-                    .and_then(|()| fs::symlink_metadata(fb))
-                    .map(|md| md.is_dir() && Some(md.uid()) == self.uid)
-                    .unwrap_or(false);
+                let ok = pfs::create_private_dir_all(fb).is_ok()
+                    && pfs::check_private_dir(fb).is_ok();
                 if ok && self.probe(fb).is_ok() {
                     Some(fb.clone())
                 } else {
@@ -633,30 +650,16 @@ impl SessionCache {
 
     fn probe(&self, dir: &Path) -> io::Result<()> {
         for sub in ["locks", "steps"] {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir.join(sub))?;
+            pfs::create_private_dir_all(&dir.join(sub))?;
         }
         let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed);
         let p = dir
             .join("locks")
             .join(format!(".probe-{}-{n}", std::process::id()));
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&p)?;
+        pfs::create_private(&p)?;
         fs::remove_file(&p)
     }
 }
 
-/// This process's effective uid, without `unsafe`: the owner of `/proc/self`.
-fn my_uid() -> Option<u32> {
-    fs::metadata("/proc/self").ok().map(|m| m.uid())
-}
-
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests;

@@ -54,10 +54,11 @@ fn mode(p: &std::path::Path) -> u32 {
 }
 
 fn am_root() -> bool {
-    my_uid() == Some(0)
+    rustix::process::geteuid().is_root()
 }
 
 #[test]
+#[cfg(target_os = "linux")]
 fn default_dir_follows_xdg_then_home() {
     let mut env = HashMap::new();
     assert_eq!(default_dir(&env), None);
@@ -647,4 +648,152 @@ fn discard_removes_only_a_lock_file_this_process_created() {
     assert!(path.exists());
     // And the lock is free again either way.
     assert!(c.lock(&k, &ui).unwrap().is_held());
+}
+
+// ----- issue 11, finding 8: FIFOs, symlinked directories, a clear during a refresh ---------
+
+/// Runs `f` on a thread and fails the test if it does not finish within 10 s (today's code
+/// blocked for ever in `open` on a FIFO).
+fn within_10s<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("{what} hung (blocked in open on a FIFO?)"))
+}
+
+fn mkfifo(p: &std::path::Path) {
+    rustix::fs::mkfifoat(rustix::fs::CWD, p, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+}
+
+#[test]
+fn a_fifo_at_an_entry_path_is_a_miss_not_a_hang() {
+    let t = tmp();
+    let dir = t.path().to_path_buf();
+    let ui = RecordingUi::new();
+    let c = Arc::new(SessionCache::open(&dir, &ui));
+    let k = key("arn:aws:iam::1:role/fifo");
+    assert!(c.put(&k, &entry("p", "x", 3600), &ui));
+    let path = dir.join(format!("{}.json", k.hex()));
+    fs::remove_file(&path).unwrap();
+    mkfifo(&path);
+    let (c2, k2) = (c.clone(), k.clone());
+    let got = within_10s("get on a FIFO entry", move || {
+        c2.get(&k2, ADVISORY_WINDOW).is_some()
+    });
+    assert!(!got, "a FIFO is a miss");
+    let (c3, k3) = (c.clone(), k.clone());
+    let listed = within_10s("list with a FIFO entry", move || {
+        let _ = k3;
+        c3.list().len()
+    });
+    assert_eq!(listed, 0);
+    // The next store replaces it with a regular file.
+    let c4 = c.clone();
+    let stored = within_10s("put over a FIFO entry", move || {
+        let ui = RecordingUi::new();
+        c4.put(&k, &entry("p", "y", 3600), &ui)
+    });
+    assert!(stored);
+    assert!(fs::symlink_metadata(&path).unwrap().is_file());
+}
+
+#[test]
+fn a_fifo_at_the_ledger_path_is_no_record_not_a_hang() {
+    let t = tmp();
+    let dir = t.path().to_path_buf();
+    let ui = RecordingUi::new();
+    let c = SessionCache::open(&dir, &ui);
+    let serial = "arn:aws:iam::111111111111:mfa/fifo";
+    c.record(serial, 120, &ui);
+    let steps = dir.join("steps");
+    let file = fs::read_dir(&steps)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    fs::remove_file(&file).unwrap();
+    mkfifo(&file);
+    // A fresh instance (no in-memory record) reads the ledger from disk.
+    let got = within_10s("reading a FIFO ledger", move || {
+        let ui = RecordingUi::new();
+        let c = SessionCache::open(&dir, &ui);
+        let seen = c.last_window_end(serial, &ui);
+        c.record(serial, 150, &ui);
+        (seen, c.last_window_end(serial, &ui), warnings(&ui))
+    });
+    assert_eq!(got.0, None, "a FIFO is no record");
+    assert_eq!(got.1, Some(150), "recording replaced it");
+    assert!(got.2.is_empty(), "{:?}", got.2);
+    assert!(fs::symlink_metadata(&file).unwrap().is_file());
+}
+
+#[test]
+fn a_symlinked_cache_directory_is_refused_and_its_target_not_chmodded() {
+    let t = tmp();
+    let target = t.path().join("elsewhere");
+    fs::create_dir(&target).unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
+    let link = t.path().join("cache");
+    symlink(&target, &link).unwrap();
+    let ui = RecordingUi::new();
+    let c = SessionCache::open(&link, &ui);
+    let k = key("arn:aws:iam::1:role/link");
+    assert!(!c.put(&k, &entry("p", "x", 3600), &ui), "nothing stored");
+    assert_eq!(mode(&target), 0o755, "the link's target keeps its mode");
+    assert_eq!(
+        fs::read_dir(&target).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
+    let w = warnings(&ui);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("symbolic link") && w[0].contains("XDG_CACHE_HOME"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn sessions_clear_during_a_refresh_does_not_disable_the_writer() {
+    let t = tmp();
+    let dir = t.path().join("cache");
+    let ui = RecordingUi::new();
+    let writer = SessionCache::open(&dir, &ui);
+    let k = key("arn:aws:iam::1:role/race");
+    assert!(writer.put(&k, &entry("p", "old", 3600), &ui));
+    // Between writing its temp file and renaming it, another process runs
+    // `tapcred sessions clear` (which removes entries and temp files) once.
+    let clearer_dir = dir.clone();
+    let fired = Arc::new(AtomicUsize::new(0));
+    let f2 = fired.clone();
+    writer.inject_before_rename(Some(Box::new(move |_tmp: &std::path::Path| {
+        if f2.fetch_add(1, Ordering::SeqCst) == 0 {
+            let ui = RecordingUi::new();
+            SessionCache::open(&clearer_dir, &ui).clear(None);
+        }
+    })));
+    assert!(
+        writer.put(&k, &entry("p", "new", 3600), &ui),
+        "the refresh is stored"
+    );
+    assert!(fired.load(Ordering::SeqCst) >= 1);
+    assert!(writer.enabled(), "the cache stays enabled");
+    assert!(warnings(&ui).is_empty(), "no warning: {:?}", warnings(&ui));
+    assert_eq!(
+        writer
+            .get(&k, ADVISORY_WINDOW)
+            .unwrap()
+            .credentials
+            .secret(),
+        "new"
+    );
+    // The directory itself removed mid-refresh: made again, still no warning.
+    writer.inject_before_rename(None);
+    fs::remove_dir_all(&dir).unwrap();
+    assert!(writer.put(&k, &entry("p", "newer", 3600), &ui));
+    assert!(warnings(&ui).is_empty(), "{:?}", warnings(&ui));
+    assert_eq!(mode(&dir), 0o700);
 }

@@ -25,7 +25,10 @@ pub fn run(json: bool, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
 pub fn render(devices: &[DeviceReport]) -> String {
     let mut s = String::new();
     if devices.is_empty() {
-        s.push_str("no YubiKey found (plugged in? pcscd running?)\n");
+        s.push_str(&format!(
+            "no YubiKey found (plugged in? {} running?)\n",
+            crate::platform::pcsc::service_name()
+        ));
     }
     for d in devices {
         let serial = d

@@ -11,15 +11,15 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// `export AWS_ACCESS_KEY_ID=…` (POSIX shells)
+    /// `export AWS_ACCESS_KEY_ID='…'` (POSIX shells)
     Env,
-    /// `AWS_ACCESS_KEY_ID=…` (dotenv files)
+    /// `AWS_ACCESS_KEY_ID='…'` (dotenv files)
     EnvNoExport,
-    /// `$Env:AWS_ACCESS_KEY_ID="…"`
+    /// `$Env:AWS_ACCESS_KEY_ID='…'`
     Powershell,
-    /// `set AWS_ACCESS_KEY_ID=…`
+    /// `set "AWS_ACCESS_KEY_ID=…"`
     WindowsCmd,
-    /// `set -gx AWS_ACCESS_KEY_ID "…"`
+    /// `set -gx AWS_ACCESS_KEY_ID '…'`
     Fish,
     /// The `credential_process` JSON (Version 1)
     Json,
@@ -59,6 +59,10 @@ pub fn variables(c: &Credentials) -> Vec<(&'static str, Zeroizing<String>)> {
     v
 }
 
+/// The text for `format`. Every value is quoted for its shell (evaluating the output never
+/// runs anything in a value, and gives the value back byte for byte); where a format cannot
+/// hold a value safely (windows-cmd: `%`, `!`, `^`, `"`; ini: spaces or control characters)
+/// the export is refused rather than mangled.
 pub fn render(c: &Credentials, profile: &str, format: Format) -> Result<Zeroizing<String>> {
     let mut s = Zeroizing::new(String::new());
     let vars = variables(c);
@@ -71,6 +75,25 @@ pub fn render(c: &Credentials, profile: &str, format: Format) -> Result<Zeroizin
             s.push('\n');
         }
         Format::Ini => {
+            if profile.is_empty()
+                || profile
+                    .chars()
+                    .any(|ch| ch.is_control() || matches!(ch, '[' | ']'))
+            {
+                return Err(Error::usage(format!(
+                    "profile {profile:?} cannot be an ini section name; use --format json"
+                )));
+            }
+            for (k, v) in &vars {
+                if v.chars().any(|ch| ch.is_control() || ch.is_whitespace()) {
+                    return Err(cannot_hold(
+                        profile,
+                        k,
+                        "ini",
+                        "spaces or control characters",
+                    ));
+                }
+            }
             s.push_str(&format!("[{profile}]\n"));
             s.push_str(&format!("aws_access_key_id = {}\n", c.access_key_id));
             s.push_str(&format!("aws_secret_access_key = {}\n", c.secret()));
@@ -84,11 +107,11 @@ pub fn render(c: &Credentials, profile: &str, format: Format) -> Result<Zeroizin
         _ => {
             for (k, v) in &vars {
                 let line = match format {
-                    Format::Env => format!("export {k}={}\n", v.as_str()),
-                    Format::EnvNoExport => format!("{k}={}\n", v.as_str()),
-                    Format::Powershell => format!("$Env:{k}=\"{}\"\n", v.as_str()),
-                    Format::WindowsCmd => format!("set {k}={}\r\n", v.as_str()),
-                    Format::Fish => format!("set -gx {k} \"{}\"\n", v.as_str()),
+                    Format::Env => format!("export {k}={}\n", posix_quote(v)),
+                    Format::EnvNoExport => format!("{k}={}\n", posix_quote(v)),
+                    Format::Powershell => format!("$Env:{k}={}\n", powershell_quote(v)),
+                    Format::WindowsCmd => format!("set \"{k}={}\"\r\n", cmd_value(profile, k, v)?),
+                    Format::Fish => format!("set -gx {k} {}\n", fish_quote(v)),
                     Format::Json | Format::Ini => unreachable!(),
                 };
                 s.push_str(&line);
@@ -96,6 +119,55 @@ pub fn render(c: &Credentials, profile: &str, format: Format) -> Result<Zeroizin
         }
     }
     Ok(s)
+}
+
+fn cannot_hold(profile: &str, key: &str, format: &str, what: &str) -> Error {
+    Error::network(format!(
+        "profile \"{profile}\": the {key} STS returned contains {what}, which {format} cannot hold safely; use --format json (or check the endpoint override: AWS credentials never contain these)"
+    ))
+    .with_reason(crate::error::Reason::BadAnswer)
+}
+
+/// POSIX shells: single quotes keep everything literal; a `'` is `'\''`.
+fn posix_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "'\\''"))
+}
+
+/// fish: inside single quotes only `\\` and `\'` are escapes.
+fn fish_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// PowerShell: single-quoted strings are verbatim; a quote is doubled. PowerShell also takes
+/// the typographic single quotes as quotes, so those are doubled too.
+fn powershell_quote(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('\'');
+    for ch in v.chars() {
+        if matches!(ch, '\'' | '\u{2018}' | '\u{2019}' | '\u{201a}' | '\u{201b}') {
+            out.push(ch);
+        }
+        out.push(ch);
+    }
+    out.push('\'');
+    out
+}
+
+/// cmd.exe: `set "K=V"` keeps `&|<>` literal, but `%` and `!` still expand and `"`/`^` end
+/// or escape; there is no escape that works both at the prompt and in a batch file, so such
+/// values are refused.
+fn cmd_value<'v>(profile: &str, key: &str, v: &'v str) -> Result<&'v str> {
+    if v.chars()
+        .any(|ch| matches!(ch, '%' | '!' | '^' | '"') || ch.is_control() || !ch.is_ascii())
+    {
+        return Err(cannot_hold(
+            profile,
+            key,
+            "windows-cmd",
+            "%, !, ^, \" or control characters",
+        ));
+    }
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -113,27 +185,27 @@ mod tests {
         let env = render(&c, "p", Format::Env).unwrap();
         assert_eq!(
             env.as_str(),
-            "export AWS_ACCESS_KEY_ID=ASIAEXAMPLE\nexport AWS_SECRET_ACCESS_KEY=sec/ret+\nexport AWS_SESSION_TOKEN=tok=en\nexport AWS_CREDENTIAL_EXPIRATION=2026-11-28T18:00:00Z\n"
+            "export AWS_ACCESS_KEY_ID='ASIAEXAMPLE'\nexport AWS_SECRET_ACCESS_KEY='sec/ret+'\nexport AWS_SESSION_TOKEN='tok=en'\nexport AWS_CREDENTIAL_EXPIRATION='2026-11-28T18:00:00Z'\n"
         );
         assert!(
             render(&c, "p", Format::EnvNoExport)
                 .unwrap()
-                .starts_with("AWS_ACCESS_KEY_ID=ASIAEXAMPLE\n")
+                .starts_with("AWS_ACCESS_KEY_ID='ASIAEXAMPLE'\n")
         );
         assert!(
             render(&c, "p", Format::Powershell)
                 .unwrap()
-                .contains("$Env:AWS_SESSION_TOKEN=\"tok=en\"\n")
+                .contains("$Env:AWS_SESSION_TOKEN='tok=en'\n")
         );
         assert!(
             render(&c, "p", Format::WindowsCmd)
                 .unwrap()
-                .contains("set AWS_SECRET_ACCESS_KEY=sec/ret+\r\n")
+                .contains("set \"AWS_SECRET_ACCESS_KEY=sec/ret+\"\r\n")
         );
         assert!(
             render(&c, "p", Format::Fish)
                 .unwrap()
-                .contains("set -gx AWS_ACCESS_KEY_ID \"ASIAEXAMPLE\"\n")
+                .contains("set -gx AWS_ACCESS_KEY_ID 'ASIAEXAMPLE'\n")
         );
         let ini = render(&c, "p", Format::Ini).unwrap();
         assert!(
@@ -145,6 +217,39 @@ mod tests {
             serde_json::from_str(&render(&c, "p", Format::Json).unwrap()).unwrap();
         assert_eq!(json["Version"], 1);
         assert_eq!(json["Expiration"], "2026-11-28T18:00:00Z");
+    }
+
+    /// Finding 11.9: quoting per shell (the shells themselves are run in tests/sts_faults.rs;
+    /// PowerShell, not packaged for Debian, is checked here against its quoting rules).
+    #[test]
+    fn values_are_quoted_for_each_shell() {
+        assert_eq!(posix_quote("a'b$(x)`y`"), "'a'\\''b$(x)`y`'");
+        assert_eq!(fish_quote("a'b\\c$(x)(y)"), "'a\\'b\\\\c$(x)(y)'");
+        assert_eq!(
+            powershell_quote("a'b$x`n\u{2019}"),
+            "'a''b$x`n\u{2019}\u{2019}'"
+        );
+        // Decoding PowerShell's single-quoted string gives the value back.
+        let v = "x'y''z\u{2018}$(calc)";
+        let q = powershell_quote(v);
+        let inner = &q[1..q.len() - 1];
+        let mut decoded = String::new();
+        let mut chars = inner.chars().peekable();
+        while let Some(ch) = chars.next() {
+            let quote = matches!(ch, '\'' | '\u{2018}' | '\u{2019}' | '\u{201a}' | '\u{201b}');
+            if quote {
+                assert_eq!(chars.next(), Some(ch), "a lone quote ends the string: {q}");
+            }
+            decoded.push(ch);
+        }
+        assert_eq!(decoded, v);
+        let bad = Credentials::new("ASIAX", "50%off!", None, None);
+        let e = render(&bad, "p", Format::WindowsCmd).unwrap_err();
+        assert_eq!(e.exit_code(), 6);
+        assert!(e.message().contains("windows-cmd"), "{e}");
+        let spaced = Credentials::new("ASIAX", "a b", None, None);
+        assert!(render(&spaced, "p", Format::Ini).is_err());
+        assert!(render(&creds(), "p]\n[evil", Format::Ini).is_err());
     }
 
     #[test]

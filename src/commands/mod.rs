@@ -5,6 +5,8 @@ pub mod child;
 pub mod code;
 pub mod configure;
 pub mod devices;
+pub mod doctor;
+pub mod enroll;
 pub mod exec;
 pub mod export;
 pub mod man;

@@ -7,8 +7,12 @@ use crate::engine::{self, Options};
 use crate::error::{Error, Result};
 
 pub fn run(profile: &str, opts: &Options, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
-    let got = engine::credentials(profile, opts, ctx.env, ctx.ui)?;
-    let doc = got.credentials.to_process_json();
+    // The warm index answers a cache hit without parsing the AWS files (engine/warm.rs).
+    let credentials = match engine::warm_credentials(profile, opts, ctx.env) {
+        Some(c) => c,
+        None => engine::credentials(profile, opts, ctx.env, ctx.ui)?.credentials,
+    };
+    let doc = credentials.to_process_json();
     let text = zeroize::Zeroizing::new(
         serde_json::to_string(&doc)
             .map_err(|e| Error::internal(format!("cannot encode credentials: {e}")))?,

@@ -766,8 +766,8 @@ fn write_atomic(target: &Path, file: AwsFile, data: &[u8], existed: bool) -> Res
     res.map_err(|e| io_error(target, file, "cannot write", &e))
 }
 
-/// A new file, private (0600), never replacing an existing one.
-fn write_new_private(path: &Path, data: &[u8]) -> io::Result<()> {
+/// A new file, private (0600), never replacing an existing one (also `enroll`'s seed file).
+pub(crate) fn write_new_private(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
     set_mode(path, 0o600)?;
     f.write_all(data)?;
@@ -776,8 +776,9 @@ fn write_new_private(path: &Path, data: &[u8]) -> io::Result<()> {
 
 // File modes: the only platform-specific part (moves to src/platform/ when it lands).
 
+/// The permission bits of a file (None where the platform has none).
 #[cfg(unix)]
-fn mode_of(path: &Path) -> Option<u32> {
+pub fn mode_of(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     fs::metadata(path)
         .ok()
@@ -790,8 +791,9 @@ fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
 }
 
+/// The permission bits of a file (None where the platform has none).
 #[cfg(not(unix))]
-fn mode_of(_path: &Path) -> Option<u32> {
+pub fn mode_of(_path: &Path) -> Option<u32> {
     None
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
@@ -20,10 +20,11 @@ use crate::token::EnvLookup;
 
 impl AwsFiles {
     /// `AWS_CONFIG_FILE` / `AWS_SHARED_CREDENTIALS_FILE` (a leading `~` is expanded with
-    /// `HOME`), else `$HOME/.aws/config` and `$HOME/.aws/credentials`. Without `HOME` the
-    /// paths keep a literal `~`, as the AWS SDKs do, and will not be found.
+    /// the home directory), else `~/.aws/config` and `~/.aws/credentials` (`HOME`;
+    /// `%USERPROFILE%` on Windows, as the AWS CLI: [`crate::platform::locations::home`]).
+    /// Without a home the paths keep a literal `~`, as the AWS SDKs do, and will not be found.
     pub fn from_env(env: &dyn EnvLookup) -> AwsFiles {
-        let home = env.var("HOME").filter(|h| !h.is_empty());
+        let home = crate::platform::locations::home(env);
         let pick = |var: &str, default: &str| match env.var(var).filter(|v| !v.is_empty()) {
             Some(path) => expand_home(&path, home.as_deref()),
             None => expand_home(&format!("~/.aws/{default}"), home.as_deref()),
@@ -35,28 +36,38 @@ impl AwsFiles {
     }
 }
 
-/// Expand a leading `~` or `~/` with `home`; anything else is returned unchanged.
-pub(super) fn expand_home(path: &str, home: Option<&str>) -> PathBuf {
-    match (path, home) {
-        ("~", Some(home)) => PathBuf::from(home),
-        (p, Some(home)) if p.starts_with("~/") => Path::new(home).join(&p[2..]),
-        (p, _) => PathBuf::from(p),
-    }
-}
+pub(super) use crate::platform::locations::expand_home;
 
-/// Read a file that may be missing: `Ok(None)` when it does not exist.
+/// The largest AWS config or credentials file read (the AWS CLI's own files are a few KiB;
+/// this bounds what `AWS_CONFIG_FILE=/dev/zero` or a runaway generator can make us hold).
+pub const MAX_AWS_FILE: u64 = 1024 * 1024;
+
+/// Read a file that may be missing: `Ok(None)` when it does not exist. Only a regular file
+/// of at most [`MAX_AWS_FILE`] is read (a FIFO or a device is refused without blocking).
 pub(super) fn read_optional(path: &Path, what: &str) -> Result<Option<String>> {
-    match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
+    use crate::platform::fs::{ReadError, read_regular};
+    let shown = path.display();
+    match read_regular(path, MAX_AWS_FILE, true) {
+        Ok(bytes) => String::from_utf8(bytes.to_vec()).map(Some).map_err(|_| {
             Error::config(format!(
-                "{}: the AWS {what} file is not UTF-8 text; save it as UTF-8",
-                path.display()
+                "{shown}: the AWS {what} file is not UTF-8 text; save it as UTF-8"
             ))
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(ReadError::NotFound) => Ok(None),
+        Err(ReadError::NotRegular(kind)) => Err(Error::config(format!(
+            "{shown}: the AWS {what} file is {kind}, not a regular file; point AWS_{}_FILE at a regular file",
+            if what == "config" {
+                "CONFIG"
+            } else {
+                "SHARED_CREDENTIALS"
+            }
+        ))),
+        Err(ReadError::TooLarge(cap)) => Err(Error::config(format!(
+            "{shown}: the AWS {what} file is larger than {} MiB, which no AWS {what} file is; check that this is the right file",
+            cap / (1024 * 1024)
+        ))),
         Err(e) => Err(Error::config(format!(
-            "{}: cannot read the AWS {what} file: {e}; check its permissions",
-            path.display()
+            "{shown}: cannot read the AWS {what} file: {e}; check its permissions"
         ))),
     }
 }
@@ -179,6 +190,14 @@ impl Profiles {
         })
     }
 
+    /// The text of each file as parsed (config, credentials); None for a missing file.
+    pub fn texts(&self) -> (Option<&str>, Option<&str>) {
+        (
+            self.config.as_ref().map(|d| d.text.as_str()),
+            self.credentials.as_ref().map(|d| d.text.as_str()),
+        )
+    }
+
     /// Profile names, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.merged.profiles().map(str::to_owned).collect();
@@ -240,6 +259,12 @@ impl Profiles {
         } else {
             found
         }
+    }
+
+    /// Where a key (or, with `None`, the profile) is written, for messages:
+    /// `profile "NAME" ([profile NAME] in PATH)`.
+    pub fn location(&self, profile: &str, key: Option<&str>) -> String {
+        self.at(profile, key)
     }
 
     /// `profile "NAME" ([profile NAME] in PATH)` prefix for a message: the file is the one
@@ -341,6 +366,7 @@ pub(super) fn headers(text: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+    use std::path::PathBuf;
 
     #[test]
     fn run_ready_completes_the_parser_without_a_runtime() {

@@ -353,6 +353,13 @@ impl Profiles {
 
     /// STS endpoint from the profile: `(endpoint_url, ignore_configured_endpoint_urls)`.
     pub(super) fn endpoint(&self, profile: &str) -> Result<(Option<String>, bool)> {
+        self.service_endpoint(profile, "sts")
+    }
+
+    /// The configured endpoint of `service` (`sts`, `iam`) for `profile`:
+    /// `(endpoint_url, ignore_configured_endpoint_urls)` from `[services X]` `SERVICE =
+    /// endpoint_url = …`, else the profile's `endpoint_url` (env overrides are the caller's).
+    pub fn service_endpoint(&self, profile: &str, service: &str) -> Result<(Option<String>, bool)> {
         if let Some(v) = self.get(profile, "ignore_configured_endpoint_urls") {
             let ignore = parse_bool(v).ok_or_else(|| {
                 self.fail(
@@ -370,7 +377,7 @@ impl Profiles {
             let key = PropertiesKey::builder()
                 .section_key("services")
                 .section_name(services)
-                .property_name("sts")
+                .property_name(service)
                 .sub_property_name("endpoint_url")
                 .build()
                 .map_err(Error::internal)?;

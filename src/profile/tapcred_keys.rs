@@ -65,13 +65,14 @@ impl Profiles {
             s.totp_secret_env = v.to_owned();
         }
         if let Some(v) = self.get(profile, "tapcred_totp_secret_file") {
-            let home = env.var("HOME").filter(|h| !h.is_empty());
-            if (v == "~" || v.starts_with("~/")) && home.is_none() {
+            let home = crate::platform::locations::home(env);
+            if crate::platform::locations::starts_with_home(v) && home.is_none() {
+                let var = crate::platform::locations::HOME_VAR;
                 return Err(self.fail(
                     profile,
                     "tapcred_totp_secret_file",
-                    "starts with ~ but HOME is not set",
-                    "set HOME or write an absolute path",
+                    format!("starts with ~ but {var} is not set"),
+                    &format!("set {var} or write an absolute path"),
                 ));
             }
             s.totp_secret_file = Some(expand_home(v, home.as_deref()));

@@ -63,33 +63,33 @@ impl TokenSource for SoftwareSource {
     }
 }
 
+/// A seed file holds one line (a base32 seed or an otpauth URI): anything larger is not one.
+pub const MAX_SEED_FILE: u64 = 64 * 1024;
+
 fn read_seed_file(path: &Path, profile: &str) -> Result<Zeroizing<String>> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| {
-        Error::config(format!(
-            "profile \"{profile}\": cannot read tapcred_totp_secret_file {}: {e}; fix the path or create the file (mode 0600)",
-            path.display()
-        ))
+    use crate::platform::fs::{ReadError, make_private_hint, read_secret_file};
+    let shown = path.display();
+    let bytes = read_secret_file(path, MAX_SEED_FILE).map_err(|e| {
+        Error::config(match e {
+            ReadError::Shared(how) => format!(
+                "profile \"{profile}\": seed file {shown} is readable by other users ({how}); run: {}",
+                make_private_hint(path)
+            ),
+            ReadError::NotRegular(what) => format!(
+                "profile \"{profile}\": tapcred_totp_secret_file {shown} is {what}, not a regular file; point it at a file holding the seed"
+            ),
+            ReadError::TooLarge(_) => format!(
+                "profile \"{profile}\": tapcred_totp_secret_file {shown} is larger than {} KiB, so it is not a seed file; point it at a file holding only the seed",
+                MAX_SEED_FILE / 1024
+            ),
+            e => format!(
+                "profile \"{profile}\": cannot read tapcred_totp_secret_file {shown}: {e}; fix the path or create the file (private to you, mode 0600)"
+            ),
+        })
     })?;
-    let mode = meta.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(Error::config(format!(
-            "profile \"{profile}\": seed file {} is readable by group/others (mode {:04o}); run: chmod 600 {}",
-            path.display(),
-            mode & 0o7777,
-            path.display()
-        )));
-    }
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
-        Error::config(format!(
-            "profile \"{profile}\": cannot read tapcred_totp_secret_file {}: {e}; check its owner and mode (0600)",
-            path.display()
-        ))
-    })?);
     let text = std::str::from_utf8(&bytes).map_err(|_| {
         Error::config(format!(
-            "profile \"{profile}\": seed file {} is not text; it must hold a base32 seed or an otpauth://totp/ URI",
-            path.display()
+            "profile \"{profile}\": seed file {shown} is not text; it must hold a base32 seed or an otpauth://totp/ URI"
         ))
     })?;
     Ok(Zeroizing::new(text.trim().to_owned()))
@@ -332,6 +332,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn seed_file_must_be_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();

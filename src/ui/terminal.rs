@@ -1,6 +1,7 @@
-//! The real [`Ui`]: the controlling terminal first, then a desktop notification, then stderr.
+//! The real [`Ui`]: the controlling terminal first, then a desktop notification (and for a
+//! typed code a dialog), then stderr. What differs per OS is in [`crate::platform`].
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -8,33 +9,45 @@ use std::time::{Duration, SystemTime};
 use secrecy::SecretString;
 
 use crate::error::{Error, Result};
+use crate::platform::{desktop, terminal};
 use crate::ui::Ui;
 
+/// Start of a line that replaces the current one (turned into the platform's way of
+/// clearing a line on the terminal, dropped on stderr).
+const CLEAR: &str = "\r\x1b[2K";
+
+struct Tty {
+    input: File,
+    output: File,
+    clear_line: &'static str,
+}
+
 pub struct TerminalUi {
-    tty: Option<Mutex<File>>,
-    /// Desktop notifications (notify-send over the session bus) when there is no terminal.
+    tty: Option<Mutex<Tty>>,
+    /// Desktop notifications when there is no terminal ([`desktop::notify`]).
     notify: bool,
     /// Whether a waiting line is open (so `touch_done` can clear it).
     pending: Mutex<bool>,
+    /// The notification shown for the current touch wait (closed when it ends).
+    shown: Mutex<Option<desktop::Shown>>,
 }
 
 impl TerminalUi {
-    /// Opens `/dev/tty` if this process has a controlling terminal.
+    /// Opens the controlling terminal (`/dev/tty`; `CONIN$`/`CONOUT$`) if there is one.
     pub fn new() -> Self {
-        let tty = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/tty")
-            .ok()
-            .map(Mutex::new);
-        let notify = tty.is_none()
-            && cfg!(feature = "notify")
-            && std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some()
-            && which("notify-send");
+        let tty = terminal::open().map(|t| {
+            Mutex::new(Tty {
+                input: t.input,
+                output: t.output,
+                clear_line: t.clear_line,
+            })
+        });
+        let notify = tty.is_none() && desktop::can_notify();
         TerminalUi {
             tty,
             notify,
             pending: Mutex::new(false),
+            shown: Mutex::new(None),
         }
     }
 
@@ -44,6 +57,7 @@ impl TerminalUi {
             tty: None,
             notify: false,
             pending: Mutex::new(false),
+            shown: Mutex::new(None),
         }
     }
 
@@ -51,12 +65,14 @@ impl TerminalUi {
         match &self.tty {
             Some(tty) => {
                 let mut t = tty.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = t.write_all(text.as_bytes());
-                let _ = t.flush();
+                let text = text.replace(CLEAR, t.clear_line);
+                let _ = t.output.write_all(text.as_bytes());
+                let _ = t.output.flush();
             }
             None => {
                 // stderr: no cursor tricks, whole lines only.
-                let clean = text.trim_start_matches('\r').replace("\x1b[2K", "");
+                let clean = text.replace(CLEAR, "");
+                let clean = clean.trim_start_matches('\r');
                 if !clean.is_empty() {
                     let mut e = std::io::stderr().lock();
                     let _ = e.write_all(clean.as_bytes());
@@ -70,12 +86,8 @@ impl TerminalUi {
 
     fn notify_desktop(&self, msg: &str) {
         if self.notify {
-            let _ = std::process::Command::new("notify-send")
-                .args(["--app-name=tapcred", "--expire-time=15000", "tapcred", msg])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn();
+            let shown = desktop::notify(msg);
+            *self.shown.lock().unwrap_or_else(|e| e.into_inner()) = Some(shown);
         }
     }
 }
@@ -103,6 +115,9 @@ impl Ui for TerminalUi {
         }
     }
     fn touch_done(&self, ok: bool) {
+        if let Some(shown) = self.shown.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            shown.close();
+        }
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if *p && self.tty.is_some() {
             self.write(if ok {
@@ -156,12 +171,17 @@ impl Ui for TerminalUi {
     }
     fn ask_line(&self, prompt: &str) -> Result<Option<String>> {
         let Some(tty) = &self.tty else {
-            return Ok(None);
+            // No console (a GUI parent): a small dialog where the platform has one, never
+            // a silent wait.
+            let question = prompt.trim_end().trim_end_matches(':');
+            return desktop::ask_line(question)
+                .map_err(|why| Error::token(format!("{why} ({question})")));
         };
         self.write(&format!("tapcred: {prompt}"));
         let file = tty
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .input
             .try_clone()
             .map_err(|e| Error::io(format!("cannot read from the terminal: {e}")))?;
         let mut line = String::new();
@@ -173,10 +193,4 @@ impl Ui for TerminalUi {
     fn interactive(&self) -> bool {
         self.tty.is_some()
     }
-}
-
-fn which(cmd: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
-        .unwrap_or(false)
 }

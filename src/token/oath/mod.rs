@@ -25,6 +25,7 @@ use crate::ui::Ui;
 
 pub mod apdu;
 pub mod device;
+pub mod enroll;
 pub mod fault;
 pub mod matching;
 pub mod name;

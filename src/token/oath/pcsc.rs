@@ -34,13 +34,7 @@ impl PcscBackend {
 
 /// The hint when the PC/SC service is missing, for this OS.
 pub fn no_service_hint() -> &'static str {
-    if cfg!(target_os = "macos") {
-        "the macOS smart-card service is not answering; unplug and re-insert the YubiKey (PC/SC is built into macOS, nothing to install)"
-    } else if cfg!(windows) {
-        "the Windows Smart Card service is not running; start it with `sc start SCardSvr` (as administrator)"
-    } else {
-        "pcscd (the PC/SC smart-card daemon) is not running; install and start it: Debian/Ubuntu `sudo apt install pcscd && sudo systemctl start pcscd.socket`, Fedora `sudo dnf install pcsc-lite && sudo systemctl start pcscd.socket`, Arch `sudo pacman -S pcsclite ccid && sudo systemctl start pcscd.socket` (macOS has PC/SC built in)"
-    }
+    crate::platform::pcsc::no_service_hint()
 }
 
 fn busy_hint(reader: &str) -> String {

@@ -3,6 +3,7 @@
 pub mod ci;
 pub mod fault_proxy;
 pub mod moto;
+#[cfg(unix)]
 pub mod pcsc_stack;
 pub mod sts_double;
 pub mod virtual_yubikey;

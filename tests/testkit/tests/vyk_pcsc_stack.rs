@@ -1,6 +1,7 @@
 //! The virtual YubiKey through a real pcscd (vpcd in a private network namespace),
 //! driven by the `pcsc` crate as a PC/SC client would. Skips loudly without root/pcscd/
 //! vpcd unless CI=true.
+#![cfg(unix)] // runs Linux test stacks (or Unix-only APIs); the Windows build is checked by clippy and Wine
 
 use std::ffi::CString;
 use std::time::{Duration, Instant};

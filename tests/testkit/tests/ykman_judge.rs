@@ -4,6 +4,7 @@
 //!
 //! Needs root, pcscd, vsmartcard-vpcd and `$TAPCRED_VENV/bin/ykman` (default
 //! /opt/tapcred-venv). Skips loudly when missing, unless CI=true.
+#![cfg(unix)] // runs Linux test stacks (or Unix-only APIs); the Windows build is checked by clippy and Wine
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -2,6 +2,7 @@
 //! issuing credentials, and the observation / fault-injection state.
 
 use super::config::{Config, MfaDevice, RoleSpec, UserSpec};
+use super::iam::{self, IamState};
 use super::sigv4::{self, SignedRequest};
 use super::totp;
 use super::xml;
@@ -39,17 +40,17 @@ pub(crate) struct StsError {
 }
 
 impl StsError {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
         StsError {
             status,
             code,
             message: message.into(),
         }
     }
-    fn access_denied(message: impl Into<String>) -> Self {
+    pub(crate) fn access_denied(message: impl Into<String>) -> Self {
         Self::new(403, "AccessDenied", message)
     }
-    fn validation(message: impl Into<String>) -> Self {
+    pub(crate) fn validation(message: impl Into<String>) -> Self {
         Self::new(400, "ValidationError", message)
     }
     fn invalid_token() -> Self {
@@ -162,7 +163,7 @@ struct Session {
 }
 
 #[derive(Clone)]
-enum Caller {
+pub(crate) enum Caller {
     User(usize),
     Session(String),
 }
@@ -193,10 +194,12 @@ pub(crate) struct Reply {
 }
 
 pub(crate) struct Engine {
-    config: Config,
+    pub(super) config: Config,
     sessions: HashMap<String, Session>,
-    used_steps: HashSet<(String, u64)>,
-    stats: Stats,
+    pub(super) used_steps: HashSet<(String, u64)>,
+    pub(super) stats: Stats,
+    /// IAM: virtual MFA devices, enable dates, injected failures.
+    pub(super) iam: IamState,
     throttle_remaining: u32,
     faults: Vec<(String, super::Fault)>,
     issued_lifetime: Option<u64>,
@@ -211,6 +214,7 @@ impl Engine {
             sessions: HashMap::new(),
             used_steps: HashSet::new(),
             stats: Stats::default(),
+            iam: IamState::new(sigv4::system_now()),
             throttle_remaining: 0,
             faults: Vec::new(),
             issued_lifetime: None,
@@ -276,12 +280,17 @@ impl Engine {
 
         let result = self.dispatch(req, &params, &action);
         let entry = self.stats.actions.entry(action_key).or_default();
+        let (ns, has_result) = if iam::is_iam_action(&action) {
+            (xml::IAM_NS, iam::has_result(&action))
+        } else {
+            (xml::NS, true)
+        };
         match result {
             Ok(body) => {
                 entry.ok += 1;
                 Reply {
                     status: 200,
-                    body: xml::success(&action, &body, &request_id),
+                    body: xml::success(ns, &action, has_result.then_some(&*body), &request_id),
                     request_id,
                 }
             }
@@ -290,7 +299,7 @@ impl Engine {
                 *self.stats.errors.entry(e.code.to_owned()).or_default() += 1;
                 Reply {
                     status: e.status,
-                    body: xml::error(e.code, &e.message, &request_id),
+                    body: xml::error(ns, e.code, &e.message, &request_id),
                     request_id,
                 }
             }
@@ -307,9 +316,17 @@ impl Engine {
             self.throttle_remaining -= 1;
             return Err(StsError::new(400, "Throttling", "Rate exceeded"));
         }
-        let caller = self.authenticate(req)?;
+        let service = if iam::is_iam_action(action) {
+            "iam"
+        } else {
+            "sts"
+        };
+        let caller = self.authenticate(req, service)?;
         if action.is_empty() {
             return Err(StsError::new(400, "MissingAction", "Missing Action"));
+        }
+        if service == "iam" {
+            return self.iam_dispatch(&caller, params, action);
         }
         match params.get("Version").map(String::as_str) {
             Some(API_VERSION) => {}
@@ -342,7 +359,7 @@ impl Engine {
 
     // ---- authentication -------------------------------------------------------------
 
-    fn authenticate(&self, req: &Incoming) -> Result<Caller, StsError> {
+    fn authenticate(&self, req: &Incoming, service: &str) -> Result<Caller, StsError> {
         let Some(authz) = req.header("authorization") else {
             return Err(StsError::new(
                 403,
@@ -366,11 +383,11 @@ impl Engine {
                 format!("Date must be in ISO-8601 'basic format'. Got '{amz_date}'."),
             ));
         };
-        if auth.service != "sts" {
+        if auth.service != service {
             return Err(StsError::new(
                 403,
                 "SignatureDoesNotMatch",
-                "Credential should be scoped to correct service: 'sts'. ",
+                format!("Credential should be scoped to correct service: '{service}'. "),
             ));
         }
         let token_header = req.header("x-amz-security-token");
@@ -474,15 +491,30 @@ impl Engine {
             .position(|u| u.access_key_id == akid)
     }
 
-    fn caller_user(&self, caller: &Caller) -> &UserSpec {
+    pub(super) fn caller_user(&self, caller: &Caller) -> &UserSpec {
         match caller {
             Caller::User(i) => &self.config.users[*i],
             Caller::Session(k) => &self.config.users[self.sessions[k].user],
         }
     }
 
+    /// Whether the caller acts as an IAM user (long-term keys, or a GetSessionToken session
+    /// made with MFA), and which; role sessions and non-MFA sessions get None.
+    pub(super) fn iam_user_of(&self, caller: &Caller) -> Option<usize> {
+        match caller {
+            Caller::User(i) => Some(*i),
+            Caller::Session(k) => {
+                let s = &self.sessions[k];
+                match s.kind {
+                    SessionKind::SessionToken if s.mfa => Some(s.user),
+                    _ => None,
+                }
+            }
+        }
+    }
+
     /// (Arn, UserId, Account) as GetCallerIdentity reports them.
-    fn identity(&self, caller: &Caller) -> (String, String, String) {
+    pub(super) fn identity(&self, caller: &Caller) -> (String, String, String) {
         match caller {
             Caller::User(i) => {
                 let u = &self.config.users[*i];

@@ -27,9 +27,15 @@
 //! - Role chaining (AssumeRole with temporary credentials) is capped at 1 hour; the cap is
 //!   checked before the role's MaxSessionDuration.
 //! - GetSessionToken refuses session credentials (AccessDenied).
+//!
+//! IAM's virtual-MFA actions are served on the same port (signed for `iam`, Version
+//! 2010-05-08): see [`iam`](self) — `CreateVirtualMFADevice`, `EnableMFADevice`,
+//! `DeactivateMFADevice`, `DeleteVirtualMFADevice`, `ListMFADevices`,
+//! `ListVirtualMFADevices`. Devices enabled there become MFA devices STS accepts codes for.
 
 mod config;
 mod engine;
+mod iam;
 mod sigv4;
 pub mod totp;
 mod xml;
@@ -38,6 +44,7 @@ pub use config::{Config, DEFAULT_MAX_SESSION_DURATION, MfaDevice, RoleSpec, User
 pub use engine::{
     ActionStats, IssuedInfo, ROLE_CHAINING_MAX_SECS, Stats, TokenCodeEvent, TokenOutcome,
 };
+pub use iam::{IamSnapshot, MAX_MFA_DEVICES_PER_USER, VIRTUAL_SEED_BYTES, VirtualDeviceInfo};
 
 use engine::{Engine, Incoming};
 
@@ -218,6 +225,18 @@ impl StsDouble {
         self.engine().now()
     }
 
+    /// IAM's state: virtual MFA devices and each user's assigned serials (no seeds).
+    pub fn iam_state(&self) -> IamSnapshot {
+        self.engine().iam_snapshot()
+    }
+
+    /// Answer the next `n` calls of the IAM `action` with the AWS error `code`
+    /// (`InvalidAuthenticationCode`, `NoSuchEntity`, `LimitExceeded`, `AccessDenied`, else
+    /// a 500 `ServiceFailure`), without doing the work.
+    pub fn iam_fail_next(&self, action: &str, n: u32, code: &str) {
+        self.engine().iam_fail_next(action, n, code);
+    }
+
     /// The TOTP step the double considers current.
     pub fn current_step(&self) -> u64 {
         totp::step_at(self.now())
@@ -334,7 +353,8 @@ fn handle_request(mut request: tiny_http::Request, engine: &Mutex<Engine>) {
 /// The HTTP admin surface for tests that run the double as a separate process:
 /// `GET stats`, `GET health`, `POST reset-stats`, `POST throttle?n=N`, `POST revoke-all`,
 /// `POST issued-lifetime?secs=N` (no `secs` = back to normal), `POST clock-offset?secs=N`,
-/// `POST fault?action=ACTION&kind=server-error|broken|hang[&secs=N]`.
+/// `POST fault?action=ACTION&kind=server-error|broken|hang[&secs=N]`,
+/// `GET iam` (virtual MFA devices and assignments, JSON), `POST iam-fail?action=A&n=N&code=C`.
 fn admin_request(engine: &mut Engine, method: &str, path: &str) -> (u16, String) {
     let (name, query) = path.split_once('?').unwrap_or((path, ""));
     let arg = |key: &str| -> Option<String> {
@@ -360,6 +380,18 @@ fn admin_request(engine: &mut Engine, method: &str, path: &str) -> (u16, String)
                 ok()
             }
             None => bad("throttle needs ?n=COUNT"),
+        },
+        ("GET", "iam") => (
+            200,
+            serde_json::to_string_pretty(&engine.iam_snapshot()).unwrap_or_default(),
+        ),
+        ("POST", "iam-fail") => match (arg("action"), arg("n").and_then(|n| n.parse().ok())) {
+            (Some(action), Some(n)) => {
+                let code = arg("code").unwrap_or_else(|| "ServiceFailure".into());
+                engine.iam_fail_next(&action, n, &code);
+                ok()
+            }
+            _ => bad("iam-fail needs ?action=ACTION&n=COUNT[&code=CODE]"),
         },
         ("POST", "fault") => {
             let fault = match arg("kind").as_deref() {

@@ -3,7 +3,10 @@
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-const NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+/// STS's XML namespace.
+pub(crate) const NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+/// IAM's XML namespace.
+pub(crate) const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
 
 pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -20,18 +23,29 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
-/// `<ActionResponse><ActionResult>…</ActionResult><ResponseMetadata>…`.
-pub(crate) fn success(action: &str, result_inner: &str, request_id: &str) -> String {
+/// `<ActionResponse><ActionResult>…</ActionResult><ResponseMetadata>…`; `result_inner` None
+/// for actions without a result (IAM's EnableMFADevice, DeleteVirtualMFADevice…), which AWS
+/// answers with the metadata alone.
+pub(crate) fn success(
+    ns: &str,
+    action: &str,
+    result_inner: Option<&str>,
+    request_id: &str,
+) -> String {
+    let result = match result_inner {
+        Some(inner) => format!("\n  <{action}Result>{inner}</{action}Result>"),
+        None => String::new(),
+    };
     format!(
-        "<{action}Response xmlns=\"{NS}\">\n  <{action}Result>{result_inner}</{action}Result>\n  <ResponseMetadata>\n    <RequestId>{request_id}</RequestId>\n  </ResponseMetadata>\n</{action}Response>\n"
+        "<{action}Response xmlns=\"{ns}\">{result}\n  <ResponseMetadata>\n    <RequestId>{request_id}</RequestId>\n  </ResponseMetadata>\n</{action}Response>\n"
     )
 }
 
 /// `<ErrorResponse>` as STS sends it. Throttling and every other error are `Sender` faults
 /// here (the double has no server-side failures).
-pub(crate) fn error(code: &str, message: &str, request_id: &str) -> String {
+pub(crate) fn error(ns: &str, code: &str, message: &str, request_id: &str) -> String {
     format!(
-        "<ErrorResponse xmlns=\"{NS}\">\n  <Error>\n    <Type>Sender</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{request_id}</RequestId>\n</ErrorResponse>\n",
+        "<ErrorResponse xmlns=\"{ns}\">\n  <Error>\n    <Type>Sender</Type>\n    <Code>{}</Code>\n    <Message>{}</Message>\n  </Error>\n  <RequestId>{request_id}</RequestId>\n</ErrorResponse>\n",
         escape(code),
         escape(message)
     )
@@ -39,7 +53,7 @@ pub(crate) fn error(code: &str, message: &str, request_id: &str) -> String {
 
 /// A server-side (`Receiver`) fault, as STS sends with a 5xx.
 pub(crate) fn server_error(code: &str, message: &str, request_id: &str) -> String {
-    error(code, message, request_id).replace("<Type>Sender</Type>", "<Type>Receiver</Type>")
+    error(NS, code, message, request_id).replace("<Type>Sender</Type>", "<Type>Receiver</Type>")
 }
 
 /// A random request id shaped like AWS's (a UUID v4).

@@ -1,0 +1,232 @@
+//! The warm index: a `credential-process` cache hit without parsing the AWS files.
+//!
+//! Resolving a profile (parse both files, follow `source_profile`, validate, compute the
+//! cache keys) was most of a warm call's own work. Its result — the final step's cache key —
+//! depends only on the bytes of the two files, the environment variables the resolution
+//! read, and this build. After a successful full resolution [`remember`] stores, under
+//! `<cache dir>/warm/<name>.json` (private, like the entries), the key and a digest of those
+//! variables; the file name is a SHA-256 of the profile name and the exact bytes that were
+//! parsed. [`lookup`] reads both files (as the full path does), hashes them, and uses the
+//! index only if every recorded variable still has the same value. Anything else — a byte
+//! changed in either file, a variable set, changed or unset, another tapcred version, an
+//! unreadable file — is a miss, and the full path runs (and refreshes the index).
+//! The entry itself is checked exactly as on the full path ([`SessionCache::get`]).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::cache::{self, ADVISORY_WINDOW, CacheKey, SessionCache};
+use crate::credentials::Credentials;
+use crate::profile::{AwsFiles, Profiles};
+use crate::token::EnvLookup;
+use crate::ui::{RecordingUi, Ui};
+
+use super::Options;
+
+/// Bump when anything that decides the final cache key changes meaning.
+const DOMAIN: &str = "tapcred warm index v1";
+const DIR: &str = "warm";
+/// Every edit of the AWS files leaves an index file behind; past this many they are all
+/// dropped (each costs one parse to rebuild).
+const MAX_FILES: usize = 64;
+
+/// An [`EnvLookup`] that remembers every variable read through it, and its value.
+pub struct RecordingEnv<'a> {
+    inner: &'a dyn EnvLookup,
+    seen: RefCell<BTreeMap<String, Option<Zeroizing<String>>>>,
+}
+
+impl<'a> RecordingEnv<'a> {
+    pub fn new(inner: &'a dyn EnvLookup) -> Self {
+        RecordingEnv {
+            inner,
+            seen: RefCell::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl EnvLookup for RecordingEnv<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        let v = self.inner.var(name);
+        self.seen
+            .borrow_mut()
+            .insert(name.to_owned(), v.clone().map(Zeroizing::new));
+        v
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Index {
+    /// Names of the variables the resolution read (values only as `env_digest`).
+    names: Vec<String>,
+    env_digest: String,
+    key: String,
+}
+
+fn hex(d: impl AsRef<[u8]>) -> String {
+    data_encoding::HEXLOWER.encode(d.as_ref())
+}
+
+/// Digest of the variables `names` as `env` has them now.
+fn env_digest<'a>(names: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> String {
+    let mut h = Sha256::new();
+    h.update(DOMAIN);
+    for (name, value) in names {
+        h.update((name.len() as u64).to_be_bytes());
+        h.update(name);
+        match value {
+            None => h.update([0u8]),
+            Some(v) => {
+                h.update([1u8]);
+                h.update((v.len() as u64).to_be_bytes());
+                h.update(v);
+            }
+        }
+    }
+    hex(h.finalize())
+}
+
+/// Index file name: the profile name and the exact bytes of both files.
+fn index_name(
+    profile: &str,
+    files: &AwsFiles,
+    config: Option<&[u8]>,
+    creds: Option<&[u8]>,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(DOMAIN);
+    h.update(env!("CARGO_PKG_VERSION"));
+    h.update((profile.len() as u64).to_be_bytes());
+    h.update(profile);
+    for (path, text) in [(&files.config, config), (&files.credentials, creds)] {
+        let p = path.as_os_str().as_encoded_bytes();
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+        match text {
+            None => h.update([0u8]),
+            Some(t) => {
+                h.update([1u8]);
+                h.update((t.len() as u64).to_be_bytes());
+                h.update(t);
+            }
+        }
+    }
+    format!("{}.json", hex(h.finalize()))
+}
+
+/// A file as the full path reads it: `Some(None)` when it does not exist, `None` when it
+/// cannot be read (the full path reports that).
+fn read(path: &Path) -> Option<Option<Zeroizing<Vec<u8>>>> {
+    match std::fs::read(path) {
+        Ok(b) => Some(Some(Zeroizing::new(b))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(None),
+        Err(_) => None,
+    }
+}
+
+/// The cached credentials for `profile` if the index says which entry answers and that
+/// entry is fresh; `None` sends the caller down the full path.
+pub fn lookup(profile: &str, opts: &Options, env: &dyn EnvLookup) -> Option<Credentials> {
+    if opts.no_cache || opts.no_session {
+        return None;
+    }
+    let files = AwsFiles::from_env(env);
+    let config = read(&files.config)?;
+    let creds = read(&files.credentials)?;
+    if config.is_none() && creds.is_none() {
+        return None;
+    }
+    let name = index_name(
+        profile,
+        &files,
+        config.as_deref().map(|v| &v[..]),
+        creds.as_deref().map(|v| &v[..]),
+    );
+    // Warnings about an unusable cache are the full path's to give (once).
+    let cache = SessionCache::open(cache::default_dir(env)?, &RecordingUi::new());
+    let raw = cache.read_aux(&format!("{DIR}/{name}"))?;
+    let index: Index = serde_json::from_slice(&raw).ok()?;
+    let values: Vec<(String, Option<Zeroizing<String>>)> = index
+        .names
+        .iter()
+        .map(|n| (n.clone(), env.var(n).map(Zeroizing::new)))
+        .collect();
+    let now = env_digest(
+        values
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_deref().map(String::as_str))),
+    );
+    if now != index.env_digest {
+        tracing::debug!("warm index: the environment changed");
+        return None;
+    }
+    let key = CacheKey::from_hex(&index.key)?;
+    let entry = cache.get(&key, ADVISORY_WINDOW)?;
+    tracing::debug!(profile, "warm index hit");
+    Some(entry.credentials)
+}
+
+/// After a full resolution that ended at `key`: store the index for [`lookup`]. Best effort
+/// (a failure only costs the next call a parse).
+pub fn remember(
+    cache: &SessionCache,
+    profile: &str,
+    opts: &Options,
+    profiles: &Profiles,
+    env: &RecordingEnv<'_>,
+    key: &CacheKey,
+    ui: &dyn Ui,
+) {
+    if opts.no_cache || opts.no_session || !cache.enabled() {
+        return;
+    }
+    let (config, creds) = profiles.texts();
+    let name = index_name(
+        profile,
+        &profiles.files,
+        config.map(str::as_bytes),
+        creds.map(str::as_bytes),
+    );
+    let seen = env.seen.borrow();
+    let index = Index {
+        names: seen.keys().cloned().collect(),
+        env_digest: env_digest(
+            seen.iter()
+                .map(|(n, v)| (n.as_str(), v.as_deref().map(String::as_str))),
+        ),
+        key: key.hex().to_owned(),
+    };
+    let Ok(json) = serde_json::to_vec(&index) else {
+        return;
+    };
+    if cache
+        .read_aux(&format!("{DIR}/{name}"))
+        .as_deref()
+        .map(|v| &v[..])
+        == Some(&json[..])
+    {
+        return;
+    }
+    prune(&cache.dir().join(DIR));
+    if !cache.write_aux(DIR, &name, &json, ui) {
+        tracing::debug!("warm index not written");
+    }
+}
+
+/// Drop every index file when there are [`MAX_FILES`] or more.
+fn prune(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let files: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+    if files.len() >= MAX_FILES {
+        for f in files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}

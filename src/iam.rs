@@ -1,0 +1,366 @@
+//! AWS IAM calls for `tapcred enroll` with `aws-sdk-iam`: the virtual MFA device's life
+//! (create, enable, deactivate, delete, list), through the same HTTPS client as STS
+//! ([`crate::sts::https_client`]) and the same region and endpoint rules, with IAM's own
+//! override: `AWS_ENDPOINT_URL_IAM` > `AWS_ENDPOINT_URL` > the config file (`[services X]`
+//! `iam = endpoint_url = …`, then the profile's `endpoint_url`), all skipped when
+//! `ignore_configured_endpoint_urls` / `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS` is true.
+//!
+//! The seed AWS returns (`Base32StringSeed`: a blob whose bytes are the base32 text) is
+//! decoded at once into a zeroizing buffer; it is never logged or formatted.
+
+use std::time::Duration;
+
+use aws_sdk_iam::config::{BehaviorVersion, Region};
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use zeroize::Zeroizing;
+
+use crate::credentials::Credentials;
+use crate::error::{Error, Result};
+use crate::profile::Profiles;
+use crate::sts::StsTarget;
+use crate::token::EnvLookup;
+
+/// Where IAM calls go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamTarget {
+    /// The signing region (IAM is global; the SDK maps any aws-partition region to
+    /// iam.amazonaws.com).
+    pub region: String,
+    /// None = the SDK's default endpoint.
+    pub endpoint_url: Option<String>,
+}
+
+impl IamTarget {
+    /// The region STS uses for the profile; the endpoint after IAM's precedence rules.
+    pub fn for_profile(
+        profiles: &Profiles,
+        profile: &str,
+        sts: &StsTarget,
+        env: &dyn EnvLookup,
+    ) -> Result<IamTarget> {
+        let nonempty = |k: &str| env.var(k).filter(|v| !v.trim().is_empty());
+        let (configured, ignored) = profiles.service_endpoint(profile, "iam")?;
+        let ignore = ignored
+            || nonempty("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let endpoint_url = if ignore {
+            None
+        } else {
+            nonempty("AWS_ENDPOINT_URL_IAM")
+                .or_else(|| nonempty("AWS_ENDPOINT_URL"))
+                .or(configured)
+        };
+        Ok(IamTarget {
+            region: sts.region.clone(),
+            endpoint_url,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.endpoint_url {
+            Some(u) => u.clone(),
+            None => "iam.amazonaws.com".to_owned(),
+        }
+    }
+}
+
+/// A virtual MFA device just created: its serial and seed (raw bytes, zeroized on drop).
+pub struct NewDevice {
+    pub serial: String,
+    pub seed: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for NewDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewDevice")
+            .field("serial", &self.serial)
+            .field("seed", &"<redacted>")
+            .finish()
+    }
+}
+
+pub struct Iam {
+    rt: tokio::runtime::Runtime,
+    http: aws_smithy_runtime_api::client::http::SharedHttpClient,
+    target: IamTarget,
+    /// The profile whose keys sign, for messages.
+    signer: String,
+}
+
+impl Iam {
+    pub fn new(target: IamTarget, signer: &str) -> Result<Iam> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                Error::internal(format!("cannot start the async runtime for IAM calls: {e}"))
+            })?;
+        Ok(Iam {
+            rt,
+            http: crate::sts::https_client(),
+            target,
+            signer: signer.to_owned(),
+        })
+    }
+
+    pub fn target(&self) -> &IamTarget {
+        &self.target
+    }
+
+    fn client(&self, creds: &Credentials) -> aws_sdk_iam::Client {
+        let provider = aws_credential_types::Credentials::new(
+            creds.access_key_id.clone(),
+            creds.secret().to_owned(),
+            creds.token().map(str::to_owned),
+            None,
+            "tapcred",
+        );
+        let mut b = aws_sdk_iam::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(self.target.region.clone()))
+            .credentials_provider(provider)
+            .http_client(self.http.clone())
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(20))
+                    .build(),
+            );
+        if let Some(url) = &self.target.endpoint_url {
+            b = b.endpoint_url(url.clone());
+        }
+        aws_sdk_iam::Client::from_conf(b.build())
+    }
+
+    /// `CreateVirtualMFADevice`: the new serial and its seed.
+    pub fn create_virtual_mfa_device(&self, creds: &Credentials, name: &str) -> Result<NewDevice> {
+        tracing::info!(signer = %self.signer, device = name, endpoint = %self.target.describe(), "IAM CreateVirtualMFADevice");
+        let out = self
+            .rt
+            .block_on(
+                self.client(creds)
+                    .create_virtual_mfa_device()
+                    .virtual_mfa_device_name(name)
+                    .send(),
+            )
+            .map_err(|e| self.map_error(e, "CreateVirtualMFADevice", name))?;
+        let device = out
+            .virtual_mfa_device
+            .ok_or_else(|| self.bad_answer("CreateVirtualMFADevice", "no VirtualMFADevice"))?;
+        let serial = device.serial_number;
+        let text = Zeroizing::new(
+            device
+                .base32_string_seed
+                .map(|b| b.into_inner())
+                .ok_or_else(|| self.bad_answer("CreateVirtualMFADevice", "no Base32StringSeed"))?,
+        );
+        let text = std::str::from_utf8(&text)
+            .ok()
+            .and_then(crate::token::oath::session::decode_base32_secret)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                self.bad_answer(
+                    "CreateVirtualMFADevice",
+                    "a Base32StringSeed that is not base32 text",
+                )
+            })?;
+        Ok(NewDevice { serial, seed: text })
+    }
+
+    /// `EnableMFADevice` with two consecutive codes.
+    pub fn enable_mfa_device(
+        &self,
+        creds: &Credentials,
+        user: &str,
+        serial: &str,
+        code1: &str,
+        code2: &str,
+    ) -> Result<()> {
+        tracing::info!(signer = %self.signer, user, serial, "IAM EnableMFADevice");
+        self.rt
+            .block_on(
+                self.client(creds)
+                    .enable_mfa_device()
+                    .user_name(user)
+                    .serial_number(serial)
+                    .authentication_code1(code1)
+                    .authentication_code2(code2)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| self.map_error(e, "EnableMFADevice", serial))
+    }
+
+    pub fn deactivate_mfa_device(
+        &self,
+        creds: &Credentials,
+        user: &str,
+        serial: &str,
+    ) -> Result<()> {
+        tracing::info!(signer = %self.signer, user, serial, "IAM DeactivateMFADevice");
+        self.rt
+            .block_on(
+                self.client(creds)
+                    .deactivate_mfa_device()
+                    .user_name(user)
+                    .serial_number(serial)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| self.map_error(e, "DeactivateMFADevice", serial))
+    }
+
+    pub fn delete_virtual_mfa_device(&self, creds: &Credentials, serial: &str) -> Result<()> {
+        tracing::info!(signer = %self.signer, serial, "IAM DeleteVirtualMFADevice");
+        self.rt
+            .block_on(
+                self.client(creds)
+                    .delete_virtual_mfa_device()
+                    .serial_number(serial)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| self.map_error(e, "DeleteVirtualMFADevice", serial))
+    }
+
+    /// Serials of the MFA devices assigned to `user`.
+    pub fn list_mfa_devices(&self, creds: &Credentials, user: &str) -> Result<Vec<String>> {
+        let out = self
+            .rt
+            .block_on(self.client(creds).list_mfa_devices().user_name(user).send())
+            .map_err(|e| self.map_error(e, "ListMFADevices", user))?;
+        Ok(out
+            .mfa_devices
+            .into_iter()
+            .map(|d| d.serial_number)
+            .collect())
+    }
+
+    fn bad_answer(&self, action: &str, what: &str) -> Error {
+        Error::network(format!(
+            "IAM at {} answered {action} with {what}; check the endpoint override (AWS_ENDPOINT_URL_IAM / endpoint_url)",
+            self.target.describe()
+        ))
+    }
+
+    fn map_error<E>(&self, err: SdkError<E, HttpResponse>, action: &str, subject: &str) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let endpoint = self.target.describe();
+        tracing::debug!(action, %endpoint, error = %aws_smithy_types::error::display::DisplayErrorContext(&err), "IAM call failed");
+        match &err {
+            SdkError::ServiceError(se) if se.raw().status().is_server_error() => {
+                Error::network(format!(
+                    "IAM {action} at {endpoint} failed (HTTP {} {}); try again in a minute",
+                    se.raw().status().as_u16(),
+                    se.err().code().unwrap_or("no error code")
+                ))
+            }
+            SdkError::ServiceError(se) => explain(
+                se.err().code().unwrap_or("Unknown"),
+                se.err().message().unwrap_or(""),
+                action,
+                subject,
+                &self.signer,
+                &endpoint,
+            ),
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => Error::network(format!(
+                "IAM {action}: cannot reach IAM at {endpoint}; check the network, a proxy, or the endpoint override (AWS_ENDPOINT_URL_IAM / AWS_ENDPOINT_URL / endpoint_url)"
+            )),
+            SdkError::ResponseError(_) => Error::network(format!(
+                "IAM {action}: {endpoint} sent a response that is not IAM's; check the endpoint override (AWS_ENDPOINT_URL_IAM)"
+            )),
+            _ => Error::network(format!("IAM {action} at {endpoint} failed")),
+        }
+    }
+}
+
+/// One plain line with the fix for an IAM error.
+fn explain(
+    code: &str,
+    message: &str,
+    action: &str,
+    subject: &str,
+    signer: &str,
+    endpoint: &str,
+) -> Error {
+    let msg = message.to_ascii_lowercase();
+    match (code, action) {
+        ("EntityAlreadyExists", "CreateVirtualMFADevice") => Error::auth(format!(
+            "IAM already has a virtual MFA device named \"{subject}\" in this account (perhaps your phone's): keep it and choose another name with --device-name NAME"
+        )),
+        ("EntityAlreadyExists", _) => Error::auth(format!(
+            "IAM {action}: MFA device {subject} is already in use"
+        )),
+        ("InvalidAuthenticationCode", _) => Error::auth(format!(
+            "IAM refused the two codes for {subject}: the clock is off (timedatectl set-ntp true) or the stored seed is not this device's"
+        )),
+        ("LimitExceeded", _) => Error::auth(format!(
+            "IAM {action}: the user already has the most MFA devices AWS allows (8); remove one first (aws iam list-mfa-devices, aws iam deactivate-mfa-device)"
+        )),
+        ("AccessDenied", _) => Error::auth(format!(
+            "IAM {action}: the keys of profile \"{signer}\" may not do this ({message}); the IAM user needs iam:CreateVirtualMFADevice, iam:EnableMFADevice, iam:DeactivateMFADevice, iam:DeleteVirtualMFADevice and iam:ListMFADevices on its own user and arn:aws:iam::ACCOUNT:mfa/*"
+        )),
+        ("NoSuchEntity", _) => Error::auth(format!("IAM {action}: {message}")),
+        ("DeleteConflict", _) => Error::auth(format!(
+            "IAM {action}: {subject} is still enabled for a user; deactivate it first"
+        )),
+        ("InvalidClientTokenId", _) => Error::auth(format!(
+            "IAM does not know the access key of profile \"{signer}\" (deleted, deactivated or mistyped); update the keys in profile \"{signer}\""
+        )),
+        ("SignatureDoesNotMatch", _) if msg.contains("expired") || msg.contains("time") => {
+            Error::auth(
+                "IAM says the request time is off: the system clock is wrong by more than 5 minutes; sync it (timedatectl set-ntp true)",
+            )
+        }
+        ("SignatureDoesNotMatch", _) => Error::auth(format!(
+            "the secret access key of profile \"{signer}\" does not match its access key id; fix aws_secret_access_key"
+        )),
+        ("Throttling", _) | ("ThrottlingException", _) => Error::network(format!(
+            "IAM at {endpoint} is throttling requests (still after retries); wait a minute and try again"
+        )),
+        _ => Error::auth(format!("IAM error {code} in {action}: {message}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_what_to_do() {
+        let e = explain(
+            "EntityAlreadyExists",
+            "MFADevice entity at the same path and name already exists.",
+            "CreateVirtualMFADevice",
+            "alice",
+            "toolkit-user",
+            "x",
+        );
+        assert!(e.message().contains("--device-name"), "{e}");
+        let e = explain(
+            "InvalidAuthenticationCode",
+            "Authentication code for device is not valid.",
+            "EnableMFADevice",
+            "arn:aws:iam::1:mfa/a",
+            "u",
+            "x",
+        );
+        assert!(e.message().contains("clock"), "{e}");
+        let e = explain(
+            "AccessDenied",
+            "no",
+            "EnableMFADevice",
+            "s",
+            "toolkit-user",
+            "x",
+        );
+        assert!(e.message().contains("iam:EnableMFADevice"), "{e}");
+        assert_eq!(e.kind, crate::ErrorKind::Auth);
+    }
+}

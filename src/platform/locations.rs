@@ -1,0 +1,134 @@
+//! Where things are, per OS: the home directory (which holds `.aws\config` as the AWS CLI
+//! reads it) and tapcred's cache directory.
+//!
+//! | | home | cache (`XDG_CACHE_HOME` set and absolute wins everywhere) |
+//! |---|---|---|
+//! | Linux | `$HOME` | `$HOME/.cache/tapcred` |
+//! | macOS | `$HOME` | `$HOME/Library/Caches/tapcred` |
+//! | Windows | `%USERPROFILE%` (then `%HOME%`, then `%HOMEDRIVE%%HOMEPATH%`) | `%LOCALAPPDATA%\tapcred` |
+
+use std::path::{Path, PathBuf};
+
+use crate::token::EnvLookup;
+
+/// The person's home directory (unset or empty variables count as missing).
+pub fn home(env: &dyn EnvLookup) -> Option<String> {
+    let get = |k: &str| env.var(k).filter(|v| !v.is_empty());
+    if cfg!(windows) {
+        get("USERPROFILE").or_else(|| get("HOME")).or_else(|| {
+            let drive = get("HOMEDRIVE")?;
+            let path = get("HOMEPATH")?;
+            Some(format!("{drive}{path}"))
+        })
+    } else {
+        get("HOME")
+    }
+}
+
+/// The variable(s) [`home`] reads, for messages ("set HOME").
+pub const HOME_VAR: &str = if cfg!(windows) { "USERPROFILE" } else { "HOME" };
+
+/// tapcred's cache directory, None when no base is known.
+pub fn cache_dir(env: &dyn EnvLookup) -> Option<PathBuf> {
+    if let Some(x) = env
+        .var("XDG_CACHE_HOME")
+        .filter(|x| Path::new(x).is_absolute())
+    {
+        return Some(PathBuf::from(x).join("tapcred"));
+    }
+    if cfg!(windows) {
+        if let Some(l) = env
+            .var("LOCALAPPDATA")
+            .filter(|x| Path::new(x).is_absolute())
+        {
+            return Some(PathBuf::from(l).join("tapcred"));
+        }
+        return home(env).map(|h| {
+            PathBuf::from(h)
+                .join("AppData")
+                .join("Local")
+                .join("tapcred")
+        });
+    }
+    let home = PathBuf::from(home(env)?);
+    Some(if cfg!(target_os = "macos") {
+        home.join("Library").join("Caches").join("tapcred")
+    } else {
+        home.join(".cache").join("tapcred")
+    })
+}
+
+/// Expand a leading `~` (`~/` and, on Windows, `~\`) with `home`; anything else unchanged.
+pub fn expand_home(path: &str, home: Option<&str>) -> PathBuf {
+    let rest = path
+        .strip_prefix("~/")
+        .or_else(|| path.strip_prefix("~\\").filter(|_| cfg!(windows)));
+    match (path, rest, home) {
+        ("~", _, Some(home)) => PathBuf::from(home),
+        (_, Some(rest), Some(home)) => Path::new(home).join(rest),
+        (p, _, _) => PathBuf::from(p),
+    }
+}
+
+/// Whether `path` starts with `~` in the sense of [`expand_home`].
+pub fn starts_with_home(path: &str) -> bool {
+    path == "~" || path.starts_with("~/") || (cfg!(windows) && path.starts_with("~\\"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn xdg_cache_home_wins_when_absolute() {
+        let abs = if cfg!(windows) { "C:\\xdg" } else { "/xdg" };
+        let e = env(&[
+            ("XDG_CACHE_HOME", abs),
+            ("HOME", "/h"),
+            ("USERPROFILE", "C:\\u"),
+            ("LOCALAPPDATA", "C:\\u\\AppData\\Local"),
+        ]);
+        assert_eq!(cache_dir(&e), Some(Path::new(abs).join("tapcred")));
+        let rel = env(&[("XDG_CACHE_HOME", "rel"), ("HOME", "/h")]);
+        assert_ne!(cache_dir(&rel), Some(Path::new("rel").join("tapcred")));
+    }
+
+    #[test]
+    fn per_os_cache_dir() {
+        let e = env(&[("HOME", "/h")]);
+        let want = if cfg!(windows) {
+            Some(
+                Path::new("/h")
+                    .join("AppData")
+                    .join("Local")
+                    .join("tapcred"),
+            )
+        } else if cfg!(target_os = "macos") {
+            Some(PathBuf::from("/h/Library/Caches/tapcred"))
+        } else {
+            Some(PathBuf::from("/h/.cache/tapcred"))
+        };
+        assert_eq!(cache_dir(&e), want);
+        assert_eq!(cache_dir(&env(&[])), None);
+    }
+
+    #[test]
+    fn tilde_expansion() {
+        assert_eq!(expand_home("~", Some("/h")), PathBuf::from("/h"));
+        assert_eq!(
+            expand_home("~/x/y", Some("/h")),
+            Path::new("/h").join("x/y")
+        );
+        assert_eq!(expand_home("~/x", None), PathBuf::from("~/x"));
+        assert_eq!(expand_home("~bob/x", Some("/h")), PathBuf::from("~bob/x"));
+        assert!(starts_with_home("~/a") && !starts_with_home("a~"));
+    }
+}

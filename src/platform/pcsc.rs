@@ -1,0 +1,25 @@
+//! PC/SC is the same `pcsc` crate everywhere (pcsc-lite's pcscd on Linux/BSD,
+//! PCSC.framework on macOS, WinSCard on Windows); only what to tell a person whose
+//! smart-card service is not answering differs.
+
+/// The hint when the PC/SC service is missing, for this OS.
+pub fn no_service_hint() -> &'static str {
+    if cfg!(target_os = "macos") {
+        "the macOS smart-card service is not answering; unplug and re-insert the YubiKey (PC/SC is built into macOS, nothing to install)"
+    } else if cfg!(windows) {
+        "the Windows Smart Card service (SCardSvr) is not running; start it with `sc start SCardSvr` in an administrator prompt, or set its startup type to Automatic in services.msc"
+    } else {
+        "pcscd (the PC/SC smart-card daemon) is not running; install and start it: Debian/Ubuntu `sudo apt install pcscd && sudo systemctl start pcscd.socket`, Fedora `sudo dnf install pcsc-lite && sudo systemctl start pcscd.socket`, Arch `sudo pacman -S pcsclite ccid && sudo systemctl start pcscd.socket`"
+    }
+}
+
+/// The service's short name, for one-line summaries ("pcscd running?").
+pub fn service_name() -> &'static str {
+    if cfg!(target_os = "macos") {
+        "the smart-card service"
+    } else if cfg!(windows) {
+        "the Smart Card service"
+    } else {
+        "pcscd"
+    }
+}

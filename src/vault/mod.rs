@@ -1,0 +1,99 @@
+//! The vault: secrets at rest that only a YubiKey can open (issue 10).
+//!
+//! One file per user holds TOTP seeds (per `mfa_serial`) and long-term access keys (per
+//! source profile), sealed under a random 256-bit **data key**. The data key itself is
+//! stored once per **unlocker** (an OTP slot's HMAC-SHA1 challenge-response today, FIDO2
+//! `hmac-secret` later), wrapped under a key derived with HKDF-SHA256 from that unlocker's
+//! output, so any one unlocker (a second YubiKey as a backup) opens the same entries.
+//!
+//! - [`format`]: the versioned file format and its crypto (no hardware, no I/O);
+//! - [`store`]: the file on disk (private, atomic writes, one writer at a time);
+//! - [`unlock`]: the [`Unlocker`] trait.
+//!
+//! Secrets are held in zeroizing buffers and never appear in `Debug`, errors or logs.
+
+pub mod format;
+pub mod store;
+pub mod unlock;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+pub use format::{EntryKind, EntryName, OpenVault, Secret, UnlockerDesc, UnlockerKind, VaultFile};
+pub use store::VaultStore;
+pub use unlock::{UnlockOutput, Unlocker};
+
+/// Why the vault could not be read or opened. Turned into [`crate::Error`] (with its exit
+/// code) at the command boundary; tests match on the variant.
+#[derive(Clone, PartialEq, Eq)]
+pub enum VaultError {
+    /// The file is not a vault, or it was changed or cut short since tapcred wrote it.
+    Damaged(String),
+    /// A vault format this build does not read.
+    UnsupportedVersion(u16),
+    /// The unlocker's output does not unwrap the data key: another YubiKey, or a slot that
+    /// was reprogrammed.
+    WrongKey(String),
+    /// No entry, or no unlocker, by that name.
+    NotFound(String),
+    /// The request itself is invalid (a name too long, a duplicate unlocker, ...).
+    Invalid(String),
+    /// Reading, writing or locking the file failed.
+    Io(String),
+}
+
+impl VaultError {
+    pub fn message(&self) -> String {
+        match self {
+            VaultError::Damaged(why) => format!(
+                "vault damaged: {why}; restore it from a backup, or remove it and run `tapcred vault init` again"
+            ),
+            VaultError::UnsupportedVersion(v) => format!(
+                "vault format version {v} is not supported by this tapcred (it reads version {}); update tapcred",
+                format::VERSION
+            ),
+            VaultError::WrongKey(which) => format!(
+                "{which} cannot open this vault (another YubiKey, or the slot was reprogrammed); use the key the vault was made with or a backup unlocker"
+            ),
+            VaultError::NotFound(what) | VaultError::Invalid(what) | VaultError::Io(what) => {
+                what.clone()
+            }
+        }
+    }
+}
+
+impl fmt::Display for VaultError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message())
+    }
+}
+
+impl fmt::Debug for VaultError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = match self {
+            VaultError::Damaged(_) => "Damaged",
+            VaultError::UnsupportedVersion(_) => "UnsupportedVersion",
+            VaultError::WrongKey(_) => "WrongKey",
+            VaultError::NotFound(_) => "NotFound",
+            VaultError::Invalid(_) => "Invalid",
+            VaultError::Io(_) => "Io",
+        };
+        write!(f, "VaultError::{v}({})", self.message())
+    }
+}
+
+impl std::error::Error for VaultError {}
+
+impl From<VaultError> for crate::Error {
+    fn from(e: VaultError) -> Self {
+        let msg = e.message();
+        match e {
+            VaultError::Damaged(_) | VaultError::UnsupportedVersion(_) => crate::Error::config(msg),
+            VaultError::WrongKey(_) => crate::Error::token(msg),
+            VaultError::NotFound(_) | VaultError::Invalid(_) => crate::Error::usage(msg),
+            VaultError::Io(_) => crate::Error::io(msg),
+        }
+    }
+}
