@@ -377,7 +377,7 @@ impl Job<'_> {
                         "{}\n",
                         data_encoding::BASE32_NOPAD.encode(&device.seed)
                     ));
-                    editor::write_new_private(path, text.as_bytes()).map_err(|e| {
+                    write_seed_file(path, text.as_bytes()).map_err(|e| {
                         Error::io(format!(
                             "cannot create seed file {}: {e}; choose another --seed-file",
                             path.display()
@@ -717,6 +717,14 @@ impl Job<'_> {
         }
         manual
     }
+}
+
+/// A new private file (0600 from its creation, never replacing anything, never through a
+/// link) holding `data`, synced.
+fn write_seed_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = crate::platform::fs::create_new_private(path)?;
+    f.write_all(data)?;
+    f.sync_all()
 }
 
 fn now_f64() -> f64 {

@@ -766,8 +766,8 @@ fn write_atomic(target: &Path, file: AwsFile, data: &[u8], existed: bool) -> Res
     res.map_err(|e| io_error(target, file, "cannot write", &e))
 }
 
-/// A new file, private (0600), never replacing an existing one (also `enroll`'s seed file).
-pub(crate) fn write_new_private(path: &Path, data: &[u8]) -> io::Result<()> {
+/// A new file, private (0600), never replacing an existing one.
+fn write_new_private(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
     set_mode(path, 0o600)?;
     f.write_all(data)?;

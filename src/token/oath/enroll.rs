@@ -46,7 +46,11 @@ impl EnrollKey {
         settings: &TokenSettings,
         ui: &dyn Ui,
     ) -> Result<EnrollKey> {
-        let found = choose_key(&*backend, settings).map_err(|f| f.into_error())?;
+        let mut found = choose_key(&*backend, settings).map_err(|f| f.into_error())?;
+        // The serial names the key in messages and in the ykman command of a failed undo.
+        if let Err(e) = found.identify() {
+            tracing::debug!(error = %e, "key not identified");
+        }
         let label = found.label();
         let reader = found.reader.clone();
         let serial = found.info.serial;

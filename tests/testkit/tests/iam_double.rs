@@ -606,13 +606,11 @@ print(json.dumps({"serial": dev["SerialNumber"], "seed_len": len(seed), "text_le
 fn botocore_creates_enables_lists_and_deletes() {
     let venv = std::env::var("TAPCRED_VENV").unwrap_or_else(|_| "/opt/tapcred-venv".into());
     let python = std::path::Path::new(&venv).join("bin/python");
-    if !python.is_file() {
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        assert!(!ci, "CI=true but {} is missing", python.display());
-        eprintln!(
-            "SKIPPED botocore_creates_enables_lists_and_deletes: no {}",
-            python.display()
-        );
+    if !tapcred_testkit::ci::require(
+        "botocore_creates_enables_lists_and_deletes",
+        &format!("{} with boto3 (set TAPCRED_VENV)", python.display()),
+        python.is_file(),
+    ) {
         return;
     }
     let double = StsDouble::start_design().unwrap();
