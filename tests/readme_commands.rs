@@ -32,6 +32,14 @@ const NOT_RUN: &[(&str, &str)] = &[
         "a release build of this crate; CI builds and tests the same crate",
     ),
     (
+        "sudo install -m 0644 udev/",
+        "installs the udev rule on the host (root, a real udev): tests/udev_rule.rs checks the rule's syntax, name and product ids",
+    ),
+    (
+        "sudo udevadm control --reload-rules",
+        "reloads the host's udev (root, a real udev): tests/udev_rule.rs checks the rule itself",
+    ),
+    (
         "ykman oath accounts add",
         "Yubico's tool writing to a key: tests/testkit/tests/ykman_judge.rs runs `ykman oath accounts add` against the virtual YubiKey",
     ),
