@@ -129,12 +129,7 @@ fn malformed_xml_is_not_an_sts_answer() {
     // Found here: a truncated GetSessionTokenResponse parsed into AccessKeyId "ASIA", an
     // empty secret and a 1970 Expiration, printed with exit 0.
     let (w, r, _) = run_with(StsFault::MalformedXml);
-    check_failure(
-        &w,
-        &r,
-        6,
-        &["STS at http://127.0.0.1:", "incomplete credentials"],
-    );
+    check_failure(&w, &r, 6, &["\"session\"", "STS at http://127.0.0.1:"]);
 }
 
 #[test]
