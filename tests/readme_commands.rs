@@ -32,6 +32,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "a release build of this crate; CI builds and tests the same crate",
     ),
     (
+        "tapcred enroll",
+        "creates an IAM device and writes a key: tests/cli_enroll_oath.rs runs configure → enroll --touch → credential-process through pcscd and the virtual YubiKey, tests/cli_enroll.rs the --to file path and every rollback",
+    ),
+    (
         "ykman oath accounts add",
         "Yubico's tool writing to a key: tests/testkit/tests/ykman_judge.rs runs `ykman oath accounts add` against the virtual YubiKey",
     ),
