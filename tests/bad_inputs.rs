@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use common::{Home, Run};
-use tapcred_testkit::sts_double::{StsDouble, design};
+use tapcred_testkit::sts_double::{Fault, StsDouble, design};
 
 /// What a scenario observed.
 struct Outcome {
@@ -222,6 +222,16 @@ fn design_home(d: &StsDouble) -> Home {
     h.set("AWS_ENDPOINT_URL_STS", &d.endpoint())
         .set("TAPCRED_TOTP_SECRET", design::MFA_SEED_BASE32);
     h
+}
+
+/// A GetSessionToken answer with these credentials, valid for an hour.
+fn gst_answer(akid: &str, secret: &str) -> String {
+    let exp = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    format!(
+        "<GetSessionTokenResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetSessionTokenResult><Credentials><AccessKeyId>{akid}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey><SessionToken>token</SessionToken><Expiration>{exp}</Expiration></Credentials></GetSessionTokenResult><ResponseMetadata><RequestId>x</RequestId></ResponseMetadata></GetSessionTokenResponse>"
+    )
 }
 
 fn double() -> StsDouble {
@@ -690,6 +700,159 @@ fn scenarios() -> Vec<Scenario> {
             );
             cp(&h, "session")
         }),
+        // --- issue 11 findings 3, 4, 9, 12 (helper hard)
+        s!(
+            "sts-endpoint-bad-scheme",
+            "`AWS_ENDPOINT_URL_STS=ftp://127.0.0.1:1` (checked before any code is read)",
+            || {
+                let mut h = Home::design();
+                h.set("AWS_ENDPOINT_URL_STS", "ftp://127.0.0.1:1")
+                    .set("TAPCRED_TOTP_SECRET", design::MFA_SEED_BASE32);
+                cp(&h, "session")
+            }
+        ),
+        s!(
+            "sts-endpoint-config-query",
+            "`endpoint_url = http://127.0.0.1:1/?x=1` in the config file",
+            || {
+                let mut h = Home::design();
+                let config = std::fs::read_to_string(h.config_path()).unwrap();
+                h.write_config(&config.replace(
+                    "[profile session]\n",
+                    "[profile session]\nendpoint_url = http://127.0.0.1:1/?x=1\n",
+                ));
+                h.set("TAPCRED_TOTP_SECRET", design::MFA_SEED_BASE32);
+                cp(&h, "session")
+            }
+        ),
+        s!(
+            "sts-dns-failure",
+            "`AWS_ENDPOINT_URL_STS` names a host that does not resolve (no code window used)",
+            || {
+                let mut h = Home::design();
+                h.set("AWS_ENDPOINT_URL_STS", "http://sts.tapcred-test.invalid")
+                    .set("TAPCRED_TOTP_SECRET", design::MFA_SEED_BASE32);
+                cp(&h, "session")
+            }
+        ),
+        s!(
+            "sts-read-timeout-invalid",
+            "`TAPCRED_STS_READ_TIMEOUT=soon`",
+            || {
+                let d = double();
+                let mut h = design_home(&d);
+                h.set("TAPCRED_STS_READ_TIMEOUT", "soon");
+                cp(&h, "session")
+            }
+        ),
+        s!(
+            "sts-hang-after-code",
+            "STS takes the code and never answers (read timeout 1 s)",
+            || {
+                let d = double();
+                d.inject_fault("GetSessionToken", Fault::Hang(60));
+                let mut h = design_home(&d);
+                h.set("TAPCRED_STS_READ_TIMEOUT", "1");
+                cp(&h, "session")
+            }
+        ),
+        s!(
+            "sts-500-after-code-twice",
+            "STS takes the code, answers 500; the retry with the next code gets 500 too",
+            || {
+                let d = double();
+                d.inject_fault("GetSessionToken", Fault::ServerError);
+                d.inject_fault("GetSessionToken", Fault::ServerError);
+                cp(&design_home(&d), "session")
+            }
+        ),
+        s!(
+            "sts-answer-not-sts",
+            "the endpoint answers 403 with an HTML page",
+            || {
+                let d = double();
+                d.inject_fault(
+                    "GetSessionToken",
+                    Fault::Replace {
+                        status: 403,
+                        body: "<html><body>Proxy says no</body></html>".into(),
+                    },
+                );
+                cp(&design_home(&d), "session")
+            }
+        ),
+        s!(
+            "sts-error-text-escapes",
+            "an STS error message with newlines, C1 escape sequences and 1 MB of text",
+            || {
+                let d = double();
+                let message = format!(
+                    "denied\nsecond line \u{9b}31mred\u{9b}0m {}",
+                    "A".repeat(1 << 20)
+                );
+                d.inject_fault(
+                    "GetSessionToken",
+                    Fault::Replace {
+                        status: 403,
+                        body: format!(
+                            "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{message}</Message></Error><RequestId>x</RequestId></ErrorResponse>"
+                        ),
+                    },
+                );
+                cp(&design_home(&d), "session")
+            }
+        ),
+        s!(
+            "sts-credentials-newline",
+            "STS credentials with a newline in the secret (`export EVIL=1` on the next line)",
+            || {
+                let d = double();
+                d.inject_fault(
+                    "GetSessionToken",
+                    Fault::Replace {
+                        status: 200,
+                        body: gst_answer("ASIAEXAMPLE", "line\nexport EVIL=1"),
+                    },
+                );
+                run_in(&design_home(&d), &["export", "--profile", "session"])
+            }
+        ),
+        s!(
+            "export-windows-cmd-unsafe",
+            "`export --format windows-cmd` of a secret holding `%PATH%` and `!`",
+            || {
+                let d = double();
+                d.inject_fault(
+                    "GetSessionToken",
+                    Fault::Replace {
+                        status: 200,
+                        body: gst_answer("ASIAEXAMPLE", "50%PATH%off!"),
+                    },
+                );
+                let h = design_home(&d);
+                let first = Run::from(
+                    h.cmd_detached(&["credential-process", "--profile", "session"])
+                        .output()
+                        .unwrap(),
+                );
+                assert_eq!(first.code, 0, "{}", first.stderr);
+                run_in(
+                    &h,
+                    &["export", "--profile", "session", "--format", "windows-cmd"],
+                )
+            }
+        ),
+        s!(
+            "no-token-source",
+            "no seed, no YubiKey (no pcscd), no terminal",
+            || {
+                let h = mfa_a("");
+                let mut h = h;
+                h.set("PCSCLITE_CSOCK_NAME", "/nonexistent/pcscd.comm")
+                    .set("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9");
+                cp(&h, "a")
+            }
+        ),
         s!("exec-command-missing", "`exec -- no-such-command`", || {
             let d = double();
             run_in(

@@ -193,3 +193,33 @@ fn seed_that_used_to_panic_or_mislead() {
         assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     }
 }
+
+/// Finding 11.12 (part): with no seed, no YubiKey and no terminal the answer used to be one
+/// 630-character line. It is one short line naming the profile and the next step; what was
+/// tried is logged at -v.
+#[test]
+fn no_token_source_is_one_short_line_with_details_at_v() {
+    let mut h = home(MFA_PROFILE);
+    // No pcscd (another test's virtual key must not be seen) and, should a code be read after
+    // all, only a loopback endpoint.
+    h.set("PCSCLITE_CSOCK_NAME", "/nonexistent/pcscd.comm")
+        .set("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9");
+    let out = h.run(&["credential-process", "--profile", "mfa"]);
+    out.fails_with(4, &["\"mfa\"", "tapcred doctor --profile mfa"]);
+    let line = out.stderr.trim_end();
+    assert!(
+        line.chars().count() <= 160,
+        "{} chars: {line}",
+        line.chars().count()
+    );
+    let verbose = h.run(&["-v", "credential-process", "--profile", "mfa"]);
+    assert_eq!(verbose.code, 4);
+    assert!(verbose.stdout.is_empty());
+    for tried in ["TAPCRED_TOTP_SECRET", "YubiKey", "typed code"] {
+        assert!(
+            verbose.stderr.contains(tried),
+            "-v should say {tried:?} was tried: {}",
+            verbose.stderr
+        );
+    }
+}

@@ -1,6 +1,8 @@
 //! `tapcred configure` through the real binary: fresh HOME, messy real-world files (golden),
 //! CRLF, concurrent runs, bad input, rollback, and the secret never on argv/stdout/logs.
 
+#[path = "common/clients.rs"]
+mod clients;
 mod common;
 
 use std::io::Write;
@@ -488,4 +490,65 @@ fn the_secret_never_reaches_stdout_stderr_or_logs() {
     }
     // The only place it lands: the credentials file (0600).
     assert!(read(&h.credentials_path()).contains(SECRET));
+}
+
+/// The interactive path: prompts on the terminal, the secret typed without echo.
+#[test]
+fn a_terminal_is_asked_and_the_secret_is_not_echoed() {
+    use std::time::Duration;
+    if !clients::require(
+        "cli_configure::a_terminal_is_asked",
+        "tmux (apt-get install tmux)",
+        clients::tmux_path().is_some(),
+    ) {
+        return;
+    }
+    let h = Home::empty();
+    let done = h.path().join("rc");
+    let script = h.path().join("pane.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "export HOME={home}\nexport PATH={path}\n{bin} configure; echo $? > {done}\nsleep 60\n",
+            home = clients::sh_quote(h.path().to_str().unwrap()),
+            path = clients::sh_quote(clients::CLEAN_PATH),
+            bin = clients::sh_quote(common::TAPCRED),
+            done = clients::sh_quote(done.to_str().unwrap()),
+        ),
+    )
+    .unwrap();
+    let t = clients::Tmux::start(&script, 200, 40);
+    let wait = |needle: &str| {
+        t.wait_for(Duration::from_secs(20), |p| p.contains(needle))
+            .unwrap_or_else(|| panic!("no prompt {needle:?}: {}", t.capture()));
+    };
+    wait("MFA profile to create or update [mfa]: ");
+    t.type_line("");
+    wait("long-term keys [toolkit-user]: ");
+    t.type_line("");
+    wait("role to assume");
+    t.type_line(ROLE);
+    wait("MFA device ARN");
+    t.type_line("");
+    wait("access key id for [toolkit-user]: ");
+    t.type_line(KEY_ID);
+    wait("(not shown): ");
+    t.type_line(SECRET);
+    let rc = clients::wait_file(&done, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("configure did not finish: {}", t.capture()));
+    let pane = t.capture();
+    assert_eq!(rc.trim(), "0", "{pane}");
+    assert!(!pane.contains(SECRET), "the secret was echoed: {pane}");
+    assert!(
+        pane.contains("tapcred enroll --profile mfa --touch"),
+        "{pane}"
+    );
+    assert_eq!(
+        read(&h.credentials_path()),
+        format!("[toolkit-user]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n")
+    );
+    assert_eq!(
+        read(&h.config_path()),
+        format!("[profile mfa]\nsource_profile = toolkit-user\nrole_arn = {ROLE}\n")
+    );
 }

@@ -382,6 +382,19 @@ fn token_checks(d: &mut Doctor, p: &ResolvedProfile, env: &dyn EnvLookup, ui: &R
                     format!("{what} answers for {} ({why})", mfa.serial),
                 );
             }
+            Err(e) if e.message().contains(oath::pcsc::no_service_hint()) => {
+                // Nothing answered and the smart-card service is down: starting it is the
+                // one step that lets the YubiKey answer.
+                d.problem(
+                    "token",
+                    e.message(),
+                    format!(
+                        "start the smart-card service so the YubiKey can answer: {}",
+                        oath::pcsc::no_service_hint()
+                    ),
+                    e.exit_code(),
+                );
+            }
             Err(e) => d.error("token", &e),
         }
     }

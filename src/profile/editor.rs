@@ -554,28 +554,33 @@ fn edit_one(text: &str, file: AwsFile, edit: &ProfileEdit) -> Zeroizing<String> 
     for (key, value) in &sets {
         let value = value.expose_secret();
         let occ = occurrences(&lines, &sections, key);
-        match occ.last() {
-            Some((line, conts)) => {
-                let t = lines[*line].text;
-                let (start, end) = value_range(t);
-                let mut new = Zeroizing::new(String::with_capacity(t.len() + value.len()));
-                new.push_str(&t[..start]);
-                if start == end && !t[..start].ends_with([' ', '\t']) && sep == " = " {
-                    new.push(' ');
-                }
-                new.push_str(value);
-                if start == end && end < t.len() && !t[end..].starts_with([' ', '\t']) {
-                    new.push(' ');
-                }
-                new.push_str(&t[end..]);
-                if *new != *t {
-                    replace[*line] = Some(vec![new]);
-                }
-                for c in conts {
-                    replace[*c] = Some(Vec::new());
+        // Every occurrence gets the value: aws-config merges duplicate sections whose
+        // headers are spelled differently (`[profile a]`, `[ profile  a ]`) in hash order,
+        // so "the last one" is not reliably the one read.
+        match occ.is_empty() {
+            false => {
+                for (line, conts) in &occ {
+                    let t = lines[*line].text;
+                    let (start, end) = value_range(t);
+                    let mut new = Zeroizing::new(String::with_capacity(t.len() + value.len()));
+                    new.push_str(&t[..start]);
+                    if start == end && !t[..start].ends_with([' ', '\t']) && sep == " = " {
+                        new.push(' ');
+                    }
+                    new.push_str(value);
+                    if start == end && end < t.len() && !t[end..].starts_with([' ', '\t']) {
+                        new.push(' ');
+                    }
+                    new.push_str(&t[end..]);
+                    if *new != *t {
+                        replace[*line] = Some(vec![new]);
+                    }
+                    for c in conts {
+                        replace[*c] = Some(Vec::new());
+                    }
                 }
             }
-            None => {
+            true => {
                 let mut new = Zeroizing::new(String::new());
                 new.push_str(key);
                 new.push_str(sep);
@@ -628,7 +633,14 @@ fn edit_one(text: &str, file: AwsFile, edit: &ProfileEdit) -> Zeroizing<String> 
         outl.extend(new_keys.iter().map(|k| (k.as_str(), eol)));
     }
     // Every line but the last is terminated; the file ends without a newline only if it did.
-    let ended_without_eol = lines.last().is_some_and(|l| l.eol.is_empty());
+    // (When the unterminated last line itself is removed, the line before it keeps its own
+    // terminator: only that line's bytes go.)
+    let last = lines.len().wrapping_sub(1);
+    let last_removed = !lines.is_empty()
+        && matches!(&replace[last], Some(v) if v.is_empty())
+        && insert_after != Some(last)
+        && !append_section;
+    let ended_without_eol = lines.last().is_some_and(|l| l.eol.is_empty()) && !last_removed;
     let n = outl.len();
     let mut out = Zeroizing::new(String::with_capacity(text.len() + 256));
     for (i, (body, line_eol)) in outl.into_iter().enumerate() {

@@ -58,9 +58,12 @@ fn choose(
                 return Ok(Box::new(PromptSource));
             }
             tried.push("typed code (no terminal)".to_owned());
+            // One short line; what each source said goes to the log (-v) and `doctor`.
+            for why in &tried {
+                tracing::info!(profile = %profile, mfa_serial, tried = %why, "token source not available");
+            }
             Err(Error::token(format!(
-                "profile \"{profile}\": no token source for {mfa_serial}: tried {}; plug in the YubiKey holding the OATH account, or set ${} for headless runs",
-                tried.join("; "),
+                "profile \"{profile}\": no token source (tried ${}, a YubiKey, a typed code); see `tapcred doctor --profile {profile}` or -v",
                 settings.totp_secret_env
             )))
         }

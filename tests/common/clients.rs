@@ -237,6 +237,22 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Type `text` literally into the pane, then Enter.
+    pub fn type_line(&self, text: &str) {
+        let out = self
+            .cmd()
+            .args(["send-keys", "-t", &self.session, "-l", text])
+            .output()
+            .expect("tmux send-keys");
+        assert!(out.status.success(), "tmux send-keys failed");
+        let out = self
+            .cmd()
+            .args(["send-keys", "-t", &self.session, "Enter"])
+            .output()
+            .expect("tmux send-keys");
+        assert!(out.status.success(), "tmux send-keys failed");
+    }
+
     /// Poll the pane until `pred` holds (returns the pane text) or `timeout` passes (None).
     pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
         let deadline = std::time::Instant::now() + timeout;
