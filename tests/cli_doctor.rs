@@ -15,8 +15,16 @@ fn setup() -> (StsDouble, Home) {
     let mut h = Home::design();
     h.set("AWS_ENDPOINT_URL_STS", &d.endpoint())
         .set("TAPCRED_TOTP_SECRET", design::MFA_SEED_BASE32);
+    no_pcscd(&mut h);
     private(&h);
     (d, h)
+}
+
+/// PC/SC pointed at a socket nothing serves: the answers do not depend on a pcscd (and the
+/// virtual keys other tests plug into it) elsewhere on the machine.
+fn no_pcscd(h: &mut Home) {
+    let sock = h.path().join("no-pcscd.comm");
+    h.set("PCSCLITE_CSOCK_NAME", sock.to_str().unwrap());
 }
 
 /// The credentials file as `aws configure` leaves it (0600).
@@ -188,6 +196,7 @@ fn the_cache_state_is_reported() {
 fn after_configure_without_a_device_the_next_step_is_enroll() {
     let d = StsDouble::start_design().expect("start the STS double");
     let mut h = Home::empty();
+    no_pcscd(&mut h);
     h.set("AWS_ENDPOINT_URL_STS", &d.endpoint())
         .set("AWS_ACCESS_KEY_ID", KEY_ID)
         .set("AWS_SECRET_ACCESS_KEY", SECRET);
@@ -213,14 +222,30 @@ fn a_profile_with_no_token_source_names_what_was_tried() {
     let (_d, mut h) = setup();
     h.set("TAPCRED_TOTP_SECRET", "");
     let cp = h.run(&["credential-process", "--profile", "mfa"]);
+    // The command's short line points at doctor…
+    assert!(
+        cp.stderr.contains("tapcred doctor --profile mfa"),
+        "{}",
+        cp.stderr
+    );
     let out = doctor(&h, &["--profile", "mfa"]);
     assert_eq!(out.code, cp.code, "{}", out.stdout);
     assert_eq!(out.code, 4);
-    let msg = cp.stderr.trim().strip_prefix("tapcred: error: ").unwrap();
-    assert!(out.stdout.contains(msg), "{msg}\n{}", out.stdout);
+    // …which says what each source answered.
+    for needle in [
+        "PROBLEM token",
+        "$TAPCRED_TOTP_SECRET is not set",
+        "YubiKey OATH (",
+        "typed code: no terminal",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle:?}:\n{}", out.stdout);
+    }
     // The one next step: the smart-card service when it is down (nothing can answer before
     // it runs), else the YubiKey or the seed.
-    let want = if msg.contains(tapcred::token::oath::pcsc::no_service_hint()) {
+    let want = if out
+        .stdout
+        .contains(tapcred::token::oath::pcsc::no_service_hint())
+    {
         "next step: start the smart-card service so the YubiKey can answer: "
     } else {
         "next step: plug in the YubiKey holding the OATH account, or set $TAPCRED_TOTP_SECRET"
@@ -235,9 +260,16 @@ const CREDS_OK: &str = "[toolkit-user]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE
 const MFA_PROFILE: &str = "[profile mfa]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/toolkit-role\nmfa_serial = arn:aws:iam::111111111111:mfa/toolkit-user\n";
 
 fn home(config_extra: &str) -> Home {
-    let h = Home::empty();
+    let mut h = Home::empty();
+    no_pcscd(&mut h);
     h.write_config(&format!("{CONFIG_OK}\n{config_extra}"));
     h.write_credentials(CREDS_OK);
+    h
+}
+
+fn home_without_files() -> Home {
+    let mut h = Home::empty();
+    no_pcscd(&mut h);
     h
 }
 
@@ -251,7 +283,7 @@ fn seeded(seed: &str) -> Home {
 fn bad_setups() -> Vec<(&'static str, Home, &'static str)> {
     let role = "source_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/a\n";
     let mut v = vec![
-        ("missing files", Home::empty(), "mfa"),
+        ("missing files", home_without_files(), "mfa"),
         ("unknown profile", home(MFA_PROFILE), "mfx"),
         (
             "source_profile cycle",
