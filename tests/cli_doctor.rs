@@ -430,3 +430,70 @@ fn every_bad_setup_has_a_doctor_answer_naming_it() {
         );
     }
 }
+
+/// Through a real pcscd and the virtual YubiKey: the key is listed with serial, firmware and
+/// account names, and the OATH account is the token source that answers — without a touch
+/// and without any code being sent.
+#[cfg(unix)]
+#[test]
+fn a_yubikey_through_pcscd_is_listed_and_answers() {
+    use tapcred_testkit::pcsc_stack::PcscStack;
+    use tapcred_testkit::virtual_yubikey::{Account, VirtualYubiKey, VykConfig};
+    const LABEL: &str = "Amazon Web Services:toolkit-user@111111111111";
+    let Some(mut stack) = PcscStack::start_or_skip("cli_doctor::a_yubikey_through_pcscd") else {
+        return;
+    };
+    let seed = data_encoding::BASE32_NOPAD
+        .decode(design::MFA_SEED_BASE32.as_bytes())
+        .unwrap();
+    let card = stack
+        .insert(
+            0,
+            VirtualYubiKey::new(
+                VykConfig::new()
+                    .serial(7_654_322)
+                    .account(Account::totp(LABEL, &seed).touch(true))
+                    .account(Account::totp("GitHub:someone", b"another-seed-0123456789")),
+            ),
+        )
+        .expect("insert the virtual YubiKey");
+    let d = StsDouble::start_design().expect("start the STS double");
+    let mut h = Home::design();
+    h.set("AWS_ENDPOINT_URL_STS", &d.endpoint());
+    private(&h);
+    let out = doctor(&h, &["--profile", "mfa", "--json"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let j = out.json();
+    let key = &j["yubikeys"][0];
+    assert_eq!(key["serial"], 7_654_322, "{j}");
+    assert!(
+        !key["firmware"].as_str().unwrap_or_default().is_empty(),
+        "{j}"
+    );
+    assert_eq!(key["reader"], card.reader_name());
+    assert_eq!(
+        key["oath_accounts"],
+        serde_json::json!([LABEL, "GitHub:someone"]),
+        "{j}"
+    );
+    let token = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["area"] == "token")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        token.contains(&format!("OATH \"{LABEL}\"")) && token.contains("no software seed"),
+        "{token}"
+    );
+    assert!(d.token_code_events().is_empty(), "doctor sends no code");
+    let text = doctor(&h, &["--profile", "mfa"]);
+    assert!(
+        text.stdout.contains("YubiKey 7654322, firmware "),
+        "{}",
+        text.stdout
+    );
+}
