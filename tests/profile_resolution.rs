@@ -933,8 +933,7 @@ fn unreadable_file_is_a_config_error() {
         err.message()
             .contains(&t.files.config.display().to_string())
     );
-    // A directory in the file's place is named as such (platform::fs reads regular files
-    // only); other read failures say "cannot read".
+    // A directory is named as such (src/platform reads only regular files).
     assert!(
         err.message().contains("is a directory, not a regular file"),
         "{}",
