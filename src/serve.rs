@@ -17,19 +17,34 @@
 //!   the engine with its cached MFA session, so a tap is needed only when that session
 //!   itself expires. If a refresh fails while the old credentials are still valid, those are
 //!   served; with nothing valid the answer is `500 {"code":"CredentialsUnavailable",…}`.
+//!
+//! A small blocking HTTP/1.1 server on `std::net::TcpListener` (request heads parsed by
+//! `httparse`), built to survive a hostile local process:
+//! - at most [`Limits::max_connections`] connections at once, one short-lived thread each
+//!   (a refresh that waits for a touch must not hold up quick answers); when full, the oldest
+//!   connection that has not finished sending its request is dropped for the new one, so a
+//!   crowd of idle connections cannot keep a real client (which sends at once) out;
+//! - a request head of at most [`Limits::max_head_bytes`] (else `431`) that must arrive
+//!   within [`Limits::request_timeout`] of the connection (else it is closed: slowloris);
+//!   every answer is `Connection: close`;
+//! - `accept` errors never end the server: a transient one (aborted connection) is retried
+//!   at once; any other (out of descriptors, buffers or memory: `EMFILE`, `ENFILE`,
+//!   `ENOBUFS`, `ENOMEM`) first drops the oldest unfinished connection, then waits 10 ms,
+//!   doubling up to 1 s, while the error lasts (no busy loop, no exit);
+//! - idle, it costs nothing: the accept thread blocks in `accept`, no timer runs.
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::io::Cursor;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
-use tiny_http::{Header, Response, Server, StatusCode};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::credentials::{Credentials, format_rfc3339};
@@ -44,6 +59,27 @@ pub const CREDENTIALS_PATH: &str = "/";
 pub const ENV_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
 pub const ENV_AUTH_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
 
+/// Bounds on what one local client can make the server hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once (each is a thread and two descriptors).
+    pub max_connections: usize,
+    /// Request line plus headers, in bytes.
+    pub max_head_bytes: usize,
+    /// From accept to a complete request head; also bounds writing the answer.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 64,
+            max_head_bytes: 16 * 1024,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// TCP port on 127.0.0.1; 0 picks a free one.
@@ -52,6 +88,7 @@ pub struct ServeOptions {
     pub refresh_before: Duration,
     /// Credentials to serve first (already obtained, e.g. to ask for the touch at start).
     pub initial: Option<Credentials>,
+    pub limits: Limits,
 }
 
 impl Default for ServeOptions {
@@ -60,6 +97,7 @@ impl Default for ServeOptions {
             port: 0,
             refresh_before: crate::cache::ADVISORY_WINDOW,
             initial: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -70,7 +108,6 @@ pub struct ServeHandle {
     pub url: String,
     token: SecretString,
     addr: SocketAddr,
-    server: Arc<Server>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -102,16 +139,17 @@ impl ServeHandle {
         ]
     }
 
-    /// Stop accepting requests and wait for the accept loop to end. Requests already being
-    /// answered finish on their own threads.
+    /// Stop accepting, close the listener and wait for the accept loop to end. Requests
+    /// already being answered finish on their own threads.
     pub fn shutdown(mut self) {
         self.stop_now();
     }
 
     fn stop_now(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.server.unblock();
         if let Some(t) = self.thread.take() {
+            // Wake the blocking accept with a connection of our own; it sees `stop`.
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
             let _ = t.join();
         }
     }
@@ -129,12 +167,22 @@ struct State {
     token: SecretString,
     /// The credentials last served; the mutex also makes refreshes single-flight.
     current: Mutex<Option<Credentials>>,
+    limits: Limits,
+    conns: Mutex<Conns>,
+}
+
+/// The connections being served.
+#[derive(Default)]
+struct Conns {
+    next_id: u64,
+    open: usize,
+    /// Connections still sending their request head, oldest first (a handle to close them).
+    unfinished: VecDeque<(u64, TcpStream)>,
 }
 
 /// Start serving on 127.0.0.1.
 pub fn start(provider: CredentialsProvider, opts: ServeOptions) -> Result<ServeHandle> {
-    let listener = nodelay_listener((Ipv4Addr::LOCALHOST, opts.port).into());
-    let server = listener.and_then(|l| Server::from_listener(l, None).map_err(std::io::Error::other)).map_err(|e| {
+    let listener = nodelay_listener((Ipv4Addr::LOCALHOST, opts.port).into()).map_err(|e| {
         if opts.port == 0 {
             Error::io(format!("cannot listen on 127.0.0.1: {e}"))
         } else {
@@ -144,31 +192,30 @@ pub fn start(provider: CredentialsProvider, opts: ServeOptions) -> Result<ServeH
             ))
         }
     })?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| Error::internal("listener has no IP address"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::internal(format!("listener has no address: {e}")))?;
     let token = new_token()?;
-    let server = Arc::new(server);
     let stop = Arc::new(AtomicBool::new(false));
     let state = Arc::new(State {
         provider,
         refresh_before: opts.refresh_before,
         token: token.clone(),
         current: Mutex::new(opts.initial),
+        limits: opts.limits,
+        conns: Mutex::new(Conns::default()),
     });
     let thread = {
-        let (server, stop) = (server.clone(), stop.clone());
+        let stop = stop.clone();
         std::thread::Builder::new()
             .name("tapcred-serve".into())
-            .spawn(move || accept_loop(&server, &stop, &state))
+            .spawn(move || accept_loop(&listener, &stop, &state))
             .map_err(|e| Error::io(format!("cannot start the server thread: {e}")))?
     };
     Ok(ServeHandle {
         url: format!("http://{addr}{CREDENTIALS_PATH}"),
         token,
         addr,
-        server,
         stop,
         thread: Some(thread),
     })
@@ -181,86 +228,250 @@ fn new_token() -> Result<SecretString> {
     Ok(SecretString::from(data_encoding::HEXLOWER.encode(&*raw)))
 }
 
-fn accept_loop(server: &Server, stop: &AtomicBool, state: &Arc<State>) {
+/// Accept errors that concern only the connection being accepted (gone before it was
+/// taken); any other (out of descriptors, buffers or memory) needs time or room to pass.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+fn accept_loop(listener: &TcpListener, stop: &AtomicBool, state: &Arc<State>) {
+    let mut backoff = BACKOFF_FIRST;
     while !stop.load(Ordering::SeqCst) {
-        let req = match server.recv() {
-            Ok(r) => r,
-            Err(e) => {
-                if !stop.load(Ordering::SeqCst) {
-                    tracing::debug!(error = %e, "serve: accept failed");
-                    std::thread::sleep(Duration::from_millis(10));
+        match listener.accept() {
+            Ok((stream, _)) => {
+                backoff = BACKOFF_FIRST;
+                if stop.load(Ordering::SeqCst) {
+                    break;
                 }
-                continue;
+                admit(stream, state);
             }
-        };
-        let state = state.clone();
-        // One thread per request: a refresh that waits for a touch must not hold up the
-        // quick answers (403s, cached credentials for others waiting on the same mutex).
-        let spawned = std::thread::Builder::new()
-            .name("tapcred-serve-req".into())
-            .spawn(move || handle(req, &state));
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "serve: cannot spawn a request thread");
+            // ECONNABORTED, EINTR…: that one connection is gone; take the next.
+            Err(e) if is_per_connection(&e) => {
+                tracing::debug!(error = %e, "serve: accept failed")
+            }
+            Err(e) => {
+                // Free what a hostile crowd holds first, then give the system a moment.
+                let evicted = state.evict_oldest();
+                tracing::warn!(error = %e, evicted, "serve: accept failed; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
         }
     }
 }
 
-type Body = Cursor<Zeroizing<Vec<u8>>>;
-
-fn json_response(status: u16, body: Zeroizing<Vec<u8>>) -> Response<Body> {
-    let len = body.len();
-    let ct =
-        Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]).expect("static header");
-    let cc = Header::from_bytes(&b"Cache-Control"[..], &b"no-store"[..]).expect("static header");
-    Response::new(
-        StatusCode(status),
-        vec![ct, cc],
-        Cursor::new(body),
-        Some(len),
-        None,
-    )
+/// Serve `stream` on a thread of its own, making room if the server is full.
+fn admit(stream: TcpStream, state: &Arc<State>) {
+    let Ok(handle) = stream.try_clone() else {
+        return; // out of descriptors: drop this one (closing it)
+    };
+    let id = {
+        let mut c = state.lock_conns();
+        if c.open >= state.limits.max_connections {
+            match c.unfinished.pop_front() {
+                Some((_, old)) => {
+                    let _ = old.shutdown(Shutdown::Both);
+                }
+                // Everyone is waiting for credentials (clients with the token): refuse.
+                None => return,
+            }
+        }
+        c.next_id += 1;
+        c.open += 1;
+        let id = c.next_id;
+        c.unfinished.push_back((id, handle));
+        id
+    };
+    let st = state.clone();
+    let spawned = std::thread::Builder::new()
+        .name("tapcred-serve-conn".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            serve_connection(stream, id, &st);
+            st.closed(id);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "serve: cannot start a connection thread");
+        state.closed(id);
+    }
 }
 
-fn error_response(status: u16, code: &str, message: &str) -> Response<Body> {
+/// Why a request head could not be read.
+enum HeadError {
+    /// The client went away, timed out or was dropped: just close.
+    Gone,
+    TooLarge,
+    Malformed,
+}
+
+/// The parts of a request head the server looks at.
+struct Head {
+    method: String,
+    path: String,
+    authorized: bool,
+}
+
+const MAX_HEADERS: usize = 32;
+
+fn read_head(stream: &mut TcpStream, state: &State) -> std::result::Result<Head, HeadError> {
+    let deadline = Instant::now() + state.limits.request_timeout;
+    let max = state.limits.max_head_bytes;
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(HeadError::Gone);
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|_| HeadError::Gone)?;
+        let room = (max + 1 - buf.len()).min(chunk.len());
+        let n = match stream.read(&mut chunk[..room]) {
+            Ok(0) | Err(_) => return Err(HeadError::Gone),
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(_)) => {
+                let want = state.token.expose_secret().as_bytes();
+                let authorized = req
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case("Authorization"))
+                    .any(|h| h.value.ct_eq(want).into());
+                let path = req.path.unwrap_or("");
+                return Ok(Head {
+                    method: req.method.unwrap_or("").to_owned(),
+                    path: path.split('?').next().unwrap_or("").to_owned(),
+                    authorized,
+                });
+            }
+            Ok(httparse::Status::Partial) if buf.len() > max => return Err(HeadError::TooLarge),
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            Err(_) => return Err(HeadError::Malformed),
+        }
+    }
+}
+
+fn serve_connection(mut stream: TcpStream, id: u64, state: &State) {
+    let head = read_head(&mut stream, state);
+    if !state.finished_head(id) {
+        return; // dropped to make room while it was being read
+    }
+    let (status, body) = match head {
+        Err(HeadError::Gone) => return,
+        Err(HeadError::TooLarge) => {
+            error_body(431, "RequestHeaderFieldsTooLarge", "request head too large")
+        }
+        Err(HeadError::Malformed) => error_body(400, "BadRequest", "malformed HTTP request"),
+        Ok(head) => {
+            let answer = answer(&head, state);
+            tracing::debug!(
+                method = head.method,
+                path = head.path,
+                status = answer.0,
+                "serve: request"
+            );
+            answer
+        }
+    };
+    let _ = stream.set_write_timeout(Some(state.limits.request_timeout));
+    let _ = write_response(&mut stream, status, &body);
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+fn answer(head: &Head, state: &State) -> (u16, Zeroizing<Vec<u8>>) {
+    if !head.authorized {
+        error_body(
+            403,
+            "AccessDenied",
+            "missing or wrong Authorization token (use AWS_CONTAINER_AUTHORIZATION_TOKEN as printed by tapcred serve)",
+        )
+    } else if head.path != CREDENTIALS_PATH {
+        error_body(404, "NotFound", "credentials are served on / only")
+    } else if head.method != "GET" {
+        error_body(405, "MethodNotAllowed", "use GET")
+    } else {
+        match state.credentials() {
+            Ok(c) => (200, body_for(&c)),
+            Err(e) => error_body(500, "CredentialsUnavailable", e.message()),
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        _ => "Internal Server Error",
+    }
+}
+
+/// The whole answer in one write (the body may hold credentials: zeroized after).
+fn write_response(stream: &mut TcpStream, status: u16, body: &[u8]) -> io::Result<()> {
+    let mut out = Zeroizing::new(Vec::with_capacity(body.len() + 160));
+    write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        reason(status),
+        body.len()
+    )?;
+    out.extend_from_slice(body);
+    stream.write_all(&out)?;
+    stream.flush()
+}
+
+fn error_body(status: u16, code: &str, message: &str) -> (u16, Zeroizing<Vec<u8>>) {
     let body = serde_json::json!({ "code": code, "message": message });
-    json_response(
+    (
         status,
         Zeroizing::new(serde_json::to_vec(&body).unwrap_or_default()),
     )
 }
 
-fn authorized(req: &tiny_http::Request, token: &SecretString) -> bool {
-    let want = token.expose_secret().as_bytes();
-    req.headers()
-        .iter()
-        .filter(|h| h.field.equiv("Authorization"))
-        .any(|h| h.value.as_bytes().ct_eq(want).into())
-}
-
-fn handle(req: tiny_http::Request, state: &State) {
-    let method = req.method().clone();
-    let path = req.url().split('?').next().unwrap_or("").to_owned();
-    let resp = if !authorized(&req, &state.token) {
-        error_response(
-            403,
-            "AccessDenied",
-            "missing or wrong Authorization token (use AWS_CONTAINER_AUTHORIZATION_TOKEN as printed by tapcred serve)",
-        )
-    } else if path != CREDENTIALS_PATH {
-        error_response(404, "NotFound", "credentials are served on / only")
-    } else if method != tiny_http::Method::Get {
-        error_response(405, "MethodNotAllowed", "use GET")
-    } else {
-        match state.credentials() {
-            Ok(c) => json_response(200, body_for(&c)),
-            Err(e) => error_response(500, "CredentialsUnavailable", e.message()),
-        }
-    };
-    tracing::debug!(%method, path, status = resp.status_code().0, "serve: request");
-    let _ = req.respond(resp);
-}
-
 impl State {
+    fn lock_conns(&self) -> std::sync::MutexGuard<'_, Conns> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drop the oldest connection still sending its head; whether there was one.
+    fn evict_oldest(&self) -> bool {
+        let old = self.lock_conns().unfinished.pop_front();
+        old.map(|(_, s)| s.shutdown(Shutdown::Both)).is_some()
+    }
+
+    /// The head of `id` has been read (or failed): it can no longer be dropped for room.
+    /// False when it was dropped meanwhile.
+    fn finished_head(&self, id: u64) -> bool {
+        let mut c = self.lock_conns();
+        let before = c.unfinished.len();
+        c.unfinished.retain(|(i, _)| *i != id);
+        c.unfinished.len() != before
+    }
+
+    fn closed(&self, id: u64) {
+        let mut c = self.lock_conns();
+        c.unfinished.retain(|(i, _)| *i != id);
+        c.open = c.open.saturating_sub(1);
+    }
+
     fn credentials(&self) -> Result<Credentials> {
         let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let now = crate::clock::now_utc();
@@ -319,16 +530,17 @@ fn body_for(c: &Credentials) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(serde_json::to_vec(&doc).unwrap_or_default())
 }
 
-/// A loopback listener with TCP_NODELAY, which accepted sockets inherit on Linux: tiny_http
-/// writes responses in 1 KiB pieces, and with Nagle a kept-alive client waits 40 ms for the
-/// delayed ACK of the first piece.
+/// A loopback listener with TCP_NODELAY (inherited by accepted sockets on Linux), so a
+/// small answer is never held back waiting for a delayed ACK.
 pub fn nodelay_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(128)?;
+    // A deep accept queue: a burst of connections should wait there, not have SYNs dropped
+    // (a dropped SYN costs a real client a 1 s retransmit). The kernel caps it (somaxconn).
+    socket.listen(1024)?;
     Ok(socket.into())
 }
 
@@ -519,6 +731,65 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
+    /// Send raw bytes, read the answer's status (None: closed without an answer).
+    fn raw_status(h: &ServeHandle, bytes: &[u8]) -> Option<u16> {
+        let mut s = TcpStream::connect(h.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(bytes);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out)
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    #[test]
+    fn oversized_and_malformed_heads_get_431_and_400() {
+        let (p, calls) = counting(vec![3600]);
+        let h = start(p, ServeOptions::default()).unwrap();
+        let big = format!(
+            "GET / HTTP/1.1\r\nAuthorization: {}\r\nX-Big: {}\r\n\r\n",
+            h.token(),
+            "a".repeat(20 * 1024)
+        );
+        assert_eq!(raw_status(&h, big.as_bytes()), Some(431));
+        let many: String = (0..40).map(|i| format!("X-{i}: 1\r\n")).collect();
+        let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(raw_status(&h, many.as_bytes()), Some(431));
+        assert_eq!(raw_status(&h, b"\x16\x03\x01 not http\r\n\r\n"), Some(400));
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        assert_eq!(get(&h, "GET", "/", Some(h.token())).0, 200);
+    }
+
+    #[test]
+    fn a_full_server_drops_the_oldest_unfinished_connection_for_a_new_one() {
+        let (p, _) = counting(vec![3600]);
+        let h = start(
+            p,
+            ServeOptions {
+                limits: Limits {
+                    max_connections: 4,
+                    ..Limits::default()
+                },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut idle: Vec<TcpStream> = (0..4)
+            .map(|_| TcpStream::connect(h.addr()).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(get(&h, "GET", "/", Some(h.token())).0, 200);
+        // The oldest idle one was closed by the server to make room.
+        idle[0]
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(idle[0].read(&mut b).unwrap_or(0), 0, "oldest not dropped");
+    }
+
     #[test]
     fn a_taken_port_is_a_clear_error_and_shutdown_frees_it() {
         let (p, _) = counting(vec![3600]);
@@ -538,7 +809,7 @@ mod tests {
         );
         assert!(err.message().contains("--port"), "{err}");
         h.shutdown();
-        // tiny_http closes its listener on its own thread right after: allow it a moment.
+        // The listener closes when the accept thread ends (joined by shutdown); allow a moment.
         let closed = (0..200).any(|_| {
             std::thread::sleep(Duration::from_millis(10));
             TcpStream::connect(("127.0.0.1", port)).is_err()

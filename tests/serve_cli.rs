@@ -235,3 +235,116 @@ fn serve_child() {
         println!("serve_child: 2 distinct sessions, GetCallerIdentity ok");
     });
 }
+
+/// Static keys in `[default]` of the shared credentials file, which every SDK's default chain
+/// reads before the container endpoint.
+const DEFAULT_STATIC_KEY: &str = "AKIADEFAULTSTATICKEY";
+const DEFAULT_CHAIN_CHILD_VAR: &str = "SERVE_CLI_DEFAULT_CHAIN_CHILD";
+const DEFAULT_CHAIN_PREFIX: &str = "DEFAULT_CHAIN_KEY=";
+
+#[test]
+fn sdk_default_chain_in_the_child_uses_the_endpoint_not_default_static_keys() {
+    let w = World::new();
+    let creds = std::fs::read_to_string(w.home.credentials_path()).unwrap();
+    w.home.write_credentials(&format!(
+        "[default]\naws_access_key_id = {DEFAULT_STATIC_KEY}\naws_secret_access_key = defaultsecretdefaultsecretdefaultsecret1\n\n{creds}"
+    ));
+    w.home.write_config(&format!(
+        "[default]\nregion = eu-north-1\n\n{}",
+        std::fs::read_to_string(w.home.config_path()).unwrap()
+    ));
+    let exe = std::env::current_exe().unwrap();
+    let mut c = w.cmd(&[
+        "serve",
+        "--profile",
+        "session",
+        "--",
+        exe.to_str().unwrap(),
+        "--exact",
+        "default_chain_child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    let tmp = w.home.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    c.env(DEFAULT_CHAIN_CHILD_VAR, "1").env("TMPDIR", &tmp);
+    let out = Run::from(c.output().unwrap());
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the child's empty AWS files were not removed: {left:?}"
+    );
+    assert_eq!(
+        out.code, 0,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        out.stdout.contains("1 passed"),
+        "child did not run: {}",
+        out.stdout
+    );
+    let key = out
+        .stdout
+        .lines()
+        .find_map(|l| l.split_once(DEFAULT_CHAIN_PREFIX).map(|(_, k)| k.trim()))
+        .unwrap_or_else(|| panic!("no {DEFAULT_CHAIN_PREFIX} line: {}", out.stdout));
+    assert_ne!(
+        key, DEFAULT_STATIC_KEY,
+        "the child's SDK used [default] static keys"
+    );
+    assert!(key.starts_with("ASIA"), "{key}");
+    assert_eq!(w.double.calls("GetSessionToken"), 1);
+    // The user's files are untouched.
+    assert!(
+        std::fs::read_to_string(w.home.credentials_path())
+            .unwrap()
+            .contains(DEFAULT_STATIC_KEY)
+    );
+}
+
+/// Helper: an SDK's whole default chain (aws-config `defaults`), run as `tapcred serve`'s
+/// child by the test above; prints the access key it got.
+#[test]
+#[ignore = "helper: run as `tapcred serve`'s child by sdk_default_chain_in_the_child_…"]
+fn default_chain_child() {
+    assert!(
+        std::env::var_os(DEFAULT_CHAIN_CHILD_VAR).is_some(),
+        "{DEFAULT_CHAIN_CHILD_VAR} not set: default_chain_child runs only as tapcred serve's child"
+    );
+    // The files tapcred points the child at: empty, in a directory only this user can enter.
+    for var in ["AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"] {
+        let p = std::path::PathBuf::from(std::env::var_os(var).expect(var));
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 0, "{var}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(p.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{var}'s directory");
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(tapcred::sts::https_client())
+            .load()
+            .await;
+        let region = conf.region().map(|r| r.to_string());
+        let c = conf
+            .credentials_provider()
+            .expect("a credentials provider")
+            .provide_credentials()
+            .await
+            .expect("credentials from the default chain");
+        // The region still comes from tapcred (AWS_REGION), not from the user's files.
+        assert_eq!(region.as_deref(), Some("us-east-1"));
+        println!("{DEFAULT_CHAIN_PREFIX}{}", c.access_key_id());
+    });
+}

@@ -20,7 +20,7 @@ use crate::commands::{Ctx, child};
 use crate::credentials::Credentials;
 use crate::engine::{self, Options};
 use crate::error::{Error, Result};
-use crate::platform::process;
+use crate::platform::{self, process};
 use crate::serve::{self, CredentialsProvider, ServeOptions};
 
 /// Variables that would make an SDK in the child pick other credentials than the endpoint
@@ -37,6 +37,36 @@ const CONFLICTING: &[&str] = &[
     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
     "AWS_WEB_IDENTITY_TOKEN_FILE",
 ];
+
+const CONFIG_FILE_ENV: &str = "AWS_CONFIG_FILE";
+const CREDENTIALS_FILE_ENV: &str = "AWS_SHARED_CREDENTIALS_FILE";
+
+/// A new private directory (0700 on Unix, in the per-user temp directory on Windows) holding
+/// empty `config` and `credentials` files; removed when dropped.
+fn empty_aws_files() -> Result<tempfile::TempDir> {
+    let fail = |e: std::io::Error| {
+        Error::io(format!(
+            "cannot create empty AWS config files for the child in {}: {e}; set TMPDIR to a writable directory",
+            std::env::temp_dir().display()
+        ))
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("tapcred-serve-")
+        .tempdir()
+        .map_err(fail)?;
+    // A new directory (its name random, mkdir never reuses one), made private before any
+    // file is put in it: nobody else can add or swap a file the child will read.
+    platform::fs::check_private_dir(dir.path()).map_err(|p| {
+        fail(std::io::Error::other(format!(
+            "{}: {p:?}",
+            dir.path().display()
+        )))
+    })?;
+    for name in ["config", "credentials"] {
+        platform::fs::create_new_private(&dir.path().join(name)).map_err(fail)?;
+    }
+    Ok(dir)
+}
 
 /// What the command's thread waits for (blocking: an idle `serve` never wakes up).
 enum Event {
@@ -103,6 +133,12 @@ pub fn run(
             cmd.env("AWS_REGION", &region)
                 .env("AWS_DEFAULT_REGION", &region)
                 .env(NESTING_VAR, profile);
+            // Empty AWS files for the child: every SDK's default chain reads the shared files
+            // (a `[default]` with static keys, a `credential_process`, SSO) before the
+            // container endpoint, and would silently take them instead.
+            let files = empty_aws_files()?;
+            cmd.env(CONFIG_FILE_ENV, files.path().join("config"))
+                .env(CREDENTIALS_FILE_ENV, files.path().join("credentials"));
             let child = process::spawn(&mut cmd).map_err(|e| {
                 Error::io(format!(
                     "cannot run {program:?}: {e}; check the command name and PATH"
@@ -114,7 +150,9 @@ pub fn run(
             std::thread::Builder::new()
                 .name("tapcred-child".into())
                 .spawn(move || {
-                    let _ = exited.send(Event::ChildExited(child.wait()));
+                    let code = child.wait();
+                    drop(files); // removed once the child is gone
+                    let _ = exited.send(Event::ChildExited(code));
                 })
                 .map_err(|e| Error::io(format!("cannot start the child-wait thread: {e}")))?;
         }

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::ui::Ui;
 
 pub mod oath;
+pub mod otp;
 pub mod prompt;
 pub mod software;
 

@@ -8,7 +8,8 @@
 //!
 //! - [`format`]: the versioned file format and its crypto (no hardware, no I/O);
 //! - [`store`]: the file on disk (private, atomic writes, one writer at a time);
-//! - [`unlock`]: the [`Unlocker`] trait.
+//! - [`unlock`]: the [`Unlocker`] trait and the OTP-slot unlocker (the OTP applet over
+//!   PC/SC, `token::otp`).
 //!
 //! Secrets are held in zeroizing buffers and never appear in `Debug`, errors or logs.
 
@@ -23,7 +24,7 @@ use std::fmt;
 
 pub use format::{EntryKind, EntryName, OpenVault, Secret, UnlockerDesc, UnlockerKind, VaultFile};
 pub use store::VaultStore;
-pub use unlock::{UnlockOutput, Unlocker};
+pub use unlock::{OtpSlotUnlocker, UnlockOutput, Unlocker};
 
 /// Why the vault could not be read or opened. Turned into [`crate::Error`] (with its exit
 /// code) at the command boundary; tests match on the variant.

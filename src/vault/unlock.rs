@@ -7,6 +7,9 @@ use zeroize::Zeroizing;
 
 use super::format::{OpenVault, UnlockerDesc, UnlockerKind, VaultFile};
 use crate::error::Result;
+use crate::token::oath::ApduTransport;
+use crate::token::oath::device::{self, Backend, ChooseError, Connection};
+use crate::token::otp::{HMAC_CHALLENGE_SIZE, OtpApplet, Slot};
 use crate::ui::Ui;
 
 /// An unlocker's secret output. Debug shows no secret.
@@ -62,4 +65,99 @@ pub fn enroll(unlocker: &mut dyn Unlocker, ui: &dyn Ui) -> Result<(UnlockerDesc,
     let desc = UnlockerDesc::new_random(unlocker.kind(), unlocker.id())?;
     let out = unlocker.respond(&desc, ui)?;
     Ok((desc, out))
+}
+
+/// A YubiKey OTP slot's HMAC-SHA1 challenge-response, over any APDU transport (PC/SC for
+/// real keys). Its id is `otp:SERIAL:SLOT` (`otp:unknown:SLOT` when the key hides its
+/// serial). The challenge sent is the header's 32-byte challenge, padded as in
+/// [`crate::token::otp::pad_challenge`]; the output is the 20-byte HMAC-SHA1.
+pub struct OtpSlotUnlocker<T: ApduTransport> {
+    applet: OtpApplet<T>,
+    serial: Option<u32>,
+    slot: Slot,
+}
+
+impl<T: ApduTransport> fmt::Debug for OtpSlotUnlocker<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtpSlotUnlocker")
+            .field("serial", &self.serial)
+            .field("slot", &self.slot)
+            .finish()
+    }
+}
+
+impl<T: ApduTransport> OtpSlotUnlocker<T> {
+    /// SELECT the OTP applet on an open connection to the key with this serial.
+    pub fn new(transport: T, serial: Option<u32>, slot: Slot) -> Result<Self> {
+        let label = crate::token::oath::device::label(serial, "?");
+        let applet = OtpApplet::select(transport, &label)?;
+        Ok(OtpSlotUnlocker {
+            applet,
+            serial,
+            slot,
+        })
+    }
+
+    /// The id for a key and slot.
+    pub fn id_for(serial: Option<u32>, slot: Slot) -> String {
+        match serial {
+            Some(s) => format!("otp:{s}:{}", slot.number()),
+            None => format!("otp:unknown:{}", slot.number()),
+        }
+    }
+}
+
+impl OtpSlotUnlocker<Box<dyn Connection>> {
+    /// The YubiKey with `serial` (or the only one plugged in) through `backend` (PC/SC for
+    /// real keys), its OTP applet selected.
+    pub fn connect(backend: &dyn Backend, serial: Option<u32>, slot: Slot) -> Result<Self> {
+        let readers = backend.readers()?;
+        let keys = device::connect_keys(backend, readers)?;
+        let mut key = match device::choose_key(keys, serial, "") {
+            Ok(k) => k,
+            Err(ChooseError::NoKey(e) | ChooseError::Ambiguous(e) | ChooseError::Fatal(e)) => {
+                return Err(e);
+            }
+        };
+        key.identify()?;
+        let serial = key.info.serial;
+        let label = key.label();
+        let applet = OtpApplet::select(key.conn, &label)?;
+        Ok(OtpSlotUnlocker {
+            applet,
+            serial,
+            slot,
+        })
+    }
+}
+
+impl<T: ApduTransport> Unlocker for OtpSlotUnlocker<T> {
+    fn kind(&self) -> UnlockerKind {
+        UnlockerKind::OtpHmacSha1
+    }
+
+    fn id(&self) -> String {
+        Self::id_for(self.serial, self.slot)
+    }
+
+    fn respond(&mut self, desc: &UnlockerDesc, ui: &dyn Ui) -> Result<UnlockOutput> {
+        if desc.kind != UnlockerKind::OtpHmacSha1
+            || desc.challenge.is_empty()
+            || desc.challenge.len() >= HMAC_CHALLENGE_SIZE
+        {
+            return Err(crate::Error::config(format!(
+                "vault unlocker {:?} is not a usable OTP challenge-response entry; the vault may be damaged",
+                desc.id
+            )));
+        }
+        self.applet.check_configured(self.slot)?;
+        let who = crate::token::oath::device::label(self.serial, "?");
+        ui.touch_wait(&format!(
+            "Touch your {who} (OTP slot {}) to unlock the tapcred vault, if it blinks",
+            self.slot.number()
+        ));
+        let r = self.applet.hmac_sha1(self.slot, &desc.challenge);
+        ui.touch_done(r.is_ok());
+        Ok(UnlockOutput::new(r?.to_vec()))
+    }
 }

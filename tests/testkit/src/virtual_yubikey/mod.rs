@@ -1,6 +1,6 @@
 //! A virtual YubiKey 5 as ykman sees it over CCID: the YKOATH applet, the management
-//! applet (device info with the serial), the OTP applet's serial command, and `6A82` for
-//! every other AID. One implementation, used in memory (`transmit`) and behind a real
+//! applet (device info with the serial), the OTP applet (serial, and HMAC-SHA1
+//! challenge-response slots, part B.8), and `6A82` for every other AID. One implementation, used in memory (`transmit`) and behind a real
 //! pcscd through vpcd (`crate::pcsc_stack`).
 //!
 //! Facts come from `reference/yubikey-protocols.md` part A. Where the real device's
@@ -241,6 +241,8 @@ pub struct VykConfig {
     pub management: bool,
     /// Whether the OTP applet answers SELECT.
     pub otp_applet: bool,
+    /// The two OTP slots (index 0 = slot 1); `None` = not programmed.
+    pub otp_slots: [Option<OtpSlot>; 2],
     /// Largest response data sent in one reply; longer responses chain with `61xx` and
     /// SEND_REMAINING (A5). Default 256.
     pub max_chunk: usize,
@@ -285,6 +287,7 @@ impl Default for VykConfig {
             password: None,
             management: true,
             otp_applet: true,
+            otp_slots: [None, None],
             max_chunk: 256,
             touch_timeout: Duration::from_secs(15),
             name_salt: None,
@@ -314,6 +317,12 @@ impl VykConfig {
         self.password = Some(Zeroizing::new(password.to_string()));
         self
     }
+    /// Program OTP slot `slot` (1 or 2) for HMAC-SHA1 challenge-response.
+    pub fn otp_slot(mut self, slot: u8, config: OtpSlot) -> Self {
+        assert!(slot == 1 || slot == 2, "OTP slots are 1 and 2");
+        self.otp_slots[slot as usize - 1] = Some(config);
+        self
+    }
     pub fn without_management(mut self) -> Self {
         self.management = false;
         self
@@ -333,6 +342,64 @@ impl VykConfig {
     pub fn atr(mut self, atr: &[u8]) -> Self {
         self.atr = atr.to_vec();
         self
+    }
+}
+
+/// An OTP slot programmed for HMAC-SHA1 challenge-response (as `ykman otp chalresp`
+/// programs it: `CHAL_RESP | CHAL_HMAC | HMAC_LT64`, touch optional).
+#[derive(Clone)]
+pub struct OtpSlot {
+    /// The 20-byte HMAC-SHA1 key.
+    pub key: Zeroizing<[u8; 20]>,
+    /// `CHAL_BTN_TRIG`: the key waits for a touch before answering.
+    pub touch: bool,
+    /// `HMAC_LT64`: the 64-byte challenge buffer is cut after its last byte that differs
+    /// from the buffer's final byte (part B.8). Off: all 64 bytes are hashed.
+    pub lt64: bool,
+}
+
+impl OtpSlot {
+    /// HMAC-SHA1 with `HMAC_LT64`, as ykman programs it.
+    pub fn hmac_sha1(key: [u8; 20], touch: bool) -> Self {
+        OtpSlot {
+            key: Zeroizing::new(key),
+            touch,
+            lt64: true,
+        }
+    }
+
+    /// The bytes the key hashes for a challenge received over CCID: the challenge in a
+    /// 64-byte buffer (zero-filled when shorter), then, with `HMAC_LT64`, every trailing
+    /// byte equal to the buffer's last byte dropped.
+    pub fn hashed_message(&self, challenge: &[u8]) -> Vec<u8> {
+        let mut buf = challenge.to_vec();
+        buf.resize(64, 0);
+        if self.lt64 {
+            let last = buf[63];
+            while buf.last() == Some(&last) {
+                buf.pop();
+            }
+        }
+        buf
+    }
+
+    /// The 20-byte response to `challenge`.
+    pub fn respond(&self, challenge: &[u8]) -> Vec<u8> {
+        crypto::hmac(
+            Algorithm::Sha1,
+            &self.key[..],
+            &self.hashed_message(challenge),
+        )
+    }
+}
+
+impl fmt::Debug for OtpSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtpSlot")
+            .field("key", &"<redacted>")
+            .field("touch", &self.touch)
+            .field("lt64", &self.lt64)
+            .finish()
     }
 }
 
@@ -397,6 +464,7 @@ struct CardState {
     capabilities: u16,
     management: bool,
     otp_applet: bool,
+    otp_slots: [Option<OtpSlot>; 2],
     max_chunk: usize,
     capacity: usize,
     selected: Option<Applet>,
@@ -613,6 +681,11 @@ enum Outcome {
         challenge: Vec<u8>,
         truncated: bool,
     },
+    /// An OTP HMAC-SHA1 challenge to a touch-triggered slot; answered after the press.
+    OtpNeedsTouch {
+        slot: usize,
+        challenge: Vec<u8>,
+    },
 }
 
 fn sw_only(sw: u16) -> Outcome {
@@ -655,6 +728,7 @@ impl VirtualYubiKey {
             capabilities: config.capabilities,
             management: config.management,
             otp_applet: config.otp_applet,
+            otp_slots: config.otp_slots.clone(),
             max_chunk: config.max_chunk.max(1),
             capacity,
             selected: None,
@@ -780,6 +854,21 @@ impl VirtualYubiKey {
                 match st.calculate_now(&index_id, &challenge, truncated) {
                     Ok(data) => st.finish(data, SW_OK),
                     Err(sw) => with_sw(Vec::new(), sw),
+                }
+            }
+            Outcome::OtpNeedsTouch { slot, challenge } => {
+                // Touch timeout over CCID: the status word is not documented; like an OATH
+                // touch timeout, 6982.
+                if !self.wait_for_touch() {
+                    return with_sw(Vec::new(), SW_SECURITY);
+                }
+                let mut st = lock(&self.shared.state);
+                match &st.otp_slots[slot] {
+                    Some(cfg) => {
+                        let r = cfg.respond(&challenge);
+                        st.finish(r, SW_OK)
+                    }
+                    None => with_sw(Vec::new(), SW_CONDITIONS),
                 }
             }
         }
@@ -940,8 +1029,18 @@ impl CardState {
 
     fn otp_status(&self) -> Vec<u8> {
         let (ma, mi, pa) = self.firmware;
-        // version, programming sequence, touch level (LE): nothing programmed.
-        vec![ma, mi, pa, 0x00, 0x00, 0x00]
+        // version, programming sequence, touch level (LE, B.2): 0x01/0x02 = slot 1/2 holds
+        // a configuration. Challenge-response slots do not set the "touch-triggered"
+        // (keyboard output) bits 0x04/0x08.
+        let mut level = 0u16;
+        for (i, s) in self.otp_slots.iter().enumerate() {
+            if s.is_some() {
+                level |= 1 << i;
+            }
+        }
+        let seq = u8::from(level != 0);
+        let [lo, hi] = level.to_le_bytes();
+        vec![ma, mi, pa, seq, lo, hi]
     }
 
     fn otp(&mut self, cmd: &Command) -> Outcome {
@@ -951,6 +1050,21 @@ impl CardState {
                 Some(s) => Outcome::Reply(s.to_be_bytes().to_vec(), SW_OK),
                 None => sw_only(SW_CONDITIONS),
             },
+            // HMAC-SHA1 challenge-response, slot 1 (0x30) / slot 2 (0x38): up to 64 bytes.
+            (0x01, p1 @ (0x30 | 0x38)) => {
+                let slot = usize::from(p1 == 0x38);
+                if cmd.data.is_empty() || cmd.data.len() > 64 {
+                    return sw_only(SW_WRONG_LENGTH);
+                }
+                match &self.otp_slots[slot] {
+                    None => sw_only(SW_CONDITIONS),
+                    Some(cfg) if cfg.touch => Outcome::OtpNeedsTouch {
+                        slot,
+                        challenge: cmd.data.clone(),
+                    },
+                    Some(cfg) => Outcome::Reply(cfg.respond(&cmd.data), SW_OK),
+                }
+            }
             (0x01, _) => sw_only(SW_CONDITIONS),
             _ => sw_only(SW_INS_NOT_SUPPORTED),
         }

@@ -635,3 +635,88 @@ fn debug_output_redacts_secrets() {
     assert!(!s.contains("72, 101") && !s.contains("Hello"));
     assert!(s.contains("redacted"));
 }
+
+// ----- OTP applet: HMAC-SHA1 challenge-response slots (part B.8) -------------------------
+
+const OTP_KEY: [u8; 20] = *b"otp-slot-hmac-key-20";
+
+fn otp_card(slot2: OtpSlot) -> VirtualYubiKey {
+    VirtualYubiKey::new(
+        VykConfig::new()
+            .serial(424242)
+            .otp_slot(2, slot2)
+            .touch_timeout(Duration::from_millis(300)),
+    )
+}
+
+#[test]
+fn otp_status_shows_programmed_slots() {
+    let mut k = otp_card(OtpSlot::hmac_sha1(OTP_KEY, false));
+    let r = k.transmit(&apdu(0xA4, 0x04, 0x00, &OTP_AID));
+    assert_eq!(sw(&r), 0x9000);
+    // firmware 5.4.3, programming sequence 1, touch level 0x0002 (slot 2 valid), LE.
+    assert_eq!(data(&r), &[5, 4, 3, 1, 0x02, 0x00]);
+    let mut empty = VirtualYubiKey::new(VykConfig::new());
+    let r = empty.transmit(&apdu(0xA4, 0x04, 0x00, &OTP_AID));
+    assert_eq!(data(&r), &[5, 4, 3, 0, 0, 0]);
+}
+
+#[test]
+fn otp_hmac_follows_the_lt64_rule() {
+    let mut k = otp_card(OtpSlot::hmac_sha1(OTP_KEY, false));
+    k.transmit(&apdu(0xA4, 0x04, 0x00, &OTP_AID));
+    // ykman's padding: a challenge ending in 00 is padded with 01, else with 00; under
+    // HMAC_LT64 the key hashes exactly the challenge.
+    for chal in [
+        &b"short challenge"[..],
+        b"ends in zero\0",
+        b"\0\0\0",
+        &[0x01; 63],
+    ] {
+        let pad = if chal.last() == Some(&0) { 1 } else { 0 };
+        let mut buf = chal.to_vec();
+        buf.resize(64, pad);
+        let r = k.transmit(&apdu(0x01, 0x38, 0x00, &buf));
+        assert_eq!(sw(&r), 0x9000);
+        assert_eq!(data(&r), hmac_sha1(&OTP_KEY, chal).as_slice(), "{chal:?}");
+    }
+    // ykchalresp-style zero padding loses a challenge's trailing zeros (part E.9).
+    let mut buf = b"ends in zero\0".to_vec();
+    buf.resize(64, 0);
+    let r = k.transmit(&apdu(0x01, 0x38, 0x00, &buf));
+    assert_eq!(data(&r), hmac_sha1(&OTP_KEY, b"ends in zero").as_slice());
+    // Without HMAC_LT64 all 64 bytes are hashed.
+    let mut full = otp_card(OtpSlot {
+        lt64: false,
+        ..OtpSlot::hmac_sha1(OTP_KEY, false)
+    });
+    full.transmit(&apdu(0xA4, 0x04, 0x00, &OTP_AID));
+    let mut buf = b"abc".to_vec();
+    buf.resize(64, 0);
+    let r = full.transmit(&apdu(0x01, 0x38, 0x00, &buf));
+    assert_eq!(data(&r), hmac_sha1(&OTP_KEY, &buf).as_slice());
+}
+
+#[test]
+fn otp_empty_slot_bad_length_and_touch() {
+    let mut k = otp_card(OtpSlot::hmac_sha1(OTP_KEY, true));
+    k.transmit(&apdu(0xA4, 0x04, 0x00, &OTP_AID));
+    // Slot 1 is empty.
+    assert_eq!(sw(&k.transmit(&apdu(0x01, 0x30, 0x00, &[1; 64]))), 0x6985);
+    // More than 64 bytes.
+    let mut long = vec![0x00, 0x01, 0x38, 0x00, 65];
+    long.extend_from_slice(&[1; 65]);
+    assert_eq!(sw(&k.transmit(&long)), 0x6700);
+    // Touch slot: no press → 6982 after the touch timeout; a press → the answer.
+    assert_eq!(sw(&k.transmit(&apdu(0x01, 0x38, 0x00, &[7; 64]))), 0x6982);
+    assert_eq!(k.button().touch_requests(), 1);
+    let button = k.button();
+    let t = std::thread::spawn(move || button.press_when_requested(Duration::from_secs(5)));
+    let r = k.transmit(&apdu(0x01, 0x38, 0x00, &[7; 64]));
+    assert!(t.join().unwrap());
+    assert_eq!(sw(&r), 0x9000);
+    // 64 equal bytes under HMAC_LT64: every byte equals the last one, so nothing is hashed.
+    assert_eq!(data(&r), hmac_sha1(&OTP_KEY, b"").as_slice());
+    // The OATH applet is still there beside it.
+    assert_eq!(sw(&k.transmit(&apdu(0xA4, 0x04, 0x00, &OATH_AID))), 0x9000);
+}
