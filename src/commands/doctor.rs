@@ -18,7 +18,6 @@ use crate::clock;
 use crate::commands::Ctx;
 use crate::commands::configure::key_hint;
 use crate::error::{Error, ErrorKind, Result};
-use crate::profile::editor::mode_of;
 use crate::profile::{AwsFiles, Profiles, ResolvedProfile, Step};
 use crate::sts::StsTarget;
 use crate::token::oath::{self, DeviceReport};
@@ -277,22 +276,19 @@ fn files_check(d: &mut Doctor, files: &AwsFiles, env: &dyn EnvLookup) {
             );
             continue;
         }
-        let mode = mode_of(path);
-        let shown = mode.map(|m| format!(", mode {m:04o}")).unwrap_or_default();
-        if what == "credentials" && mode.is_some_and(|m| m & 0o077 != 0) {
-            d.note(
+        let shared = std::fs::metadata(path)
+            .ok()
+            .and_then(|md| crate::platform::fs::others_can_read(&md));
+        match shared {
+            Some(how) if what == "credentials" => d.note(
                 "files",
                 format!(
-                    "credentials file {}{via} is readable by other users{shown}",
+                    "credentials file {}{via} is readable by other users ({how})",
                     path.display()
                 ),
-                Some(format!("chmod 600 {}", path.display())),
-            );
-        } else {
-            d.ok(
-                "files",
-                format!("read {what} file {}{via}{shown}", path.display()),
-            );
+                Some(crate::platform::fs::make_private_hint(path)),
+            ),
+            _ => d.ok("files", format!("read {what} file {}{via}", path.display())),
         }
     }
 }
