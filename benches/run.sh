@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tapcred benchmarks (issues 3 and 4): builds the release binaries and the driver
-# benches/tapcred/, runs it, and prints one table (medians, min/max, ratios); the table is
+# tapcred benchmarks (issues 3, 4 and 12): builds the release binaries, the floor binary
+# and the driver benches/tapcred/, runs it, and prints one table (medians, min/max, ratios); the table is
 # also written to target/bench-results.md. See benches/README.md.
 #
 #   bash benches/run.sh                       everything
@@ -19,7 +19,25 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"  # ip, pcscd
 cd "$(dirname "$0")/.."
 TAPCRED_BENCH_REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src tests Cargo.toml Cargo.lock 2>/dev/null || echo +dirty)"
 export TAPCRED_BENCH_REV
-cargo build --release --locked -p tapcred -p tapcred-testkit --bins
+target="${CARGO_TARGET_DIR:-target}"
+# Row F4: the release build's time (clean when target/release held no tapcred yet).
+kind=incremental
+[ -e "$target/release/tapcred" ] || kind="clean"
+t0=$(date +%s.%N)
+if [ -x /usr/bin/time ]; then
+    /usr/bin/time -o "$target/.bench-build-time" -f "%U %S" \
+        cargo build --release --locked -p tapcred -p tapcred-testkit --bins
+    read -r user sys < "$target/.bench-build-time"
+else
+    cargo build --release --locked -p tapcred -p tapcred-testkit --bins
+    user=nan sys=nan
+fi
+TAPCRED_BENCH_BUILD=$(awk -v a="$t0" -v b="$(date +%s.%N)" -v u="$user" -v s="$sys" -v k="$kind" \
+    'BEGIN { printf "%.0f s wall, %.0f s CPU (user+sys), %s build", b - a, u + s, k }')
+export TAPCRED_BENCH_BUILD
+# The Rust floor of the warm path (rows B2f, F1f): std only, no Cargo profile.
+rustc --edition 2024 -C opt-level=3 -C strip=symbols benches/support/floor.rs \
+    -o "$target/release/tapcred-bench-floor"
 exe=$(cargo bench --locked --bench tapcred --no-run 2>&1 | tee /dev/stderr |
     sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -n1)
 [ -n "$exe" ] && [ -x "$exe" ] || { echo "benches: cannot find the built driver" >&2; exit 1; }

@@ -381,13 +381,21 @@ pub fn sts_answer(data: &[u8]) {
             };
             sts.assume_role(&creds, &role, Some(mfa), None, ctx)
         };
-        if let Err(e) = r {
-            // Whatever came back, the message stays one short line.
-            assert!(
+        match r {
+            // Whatever came back, the message stays one line.
+            Err(e) => assert!(
                 !e.message().contains('\n'),
                 "multi-line STS error: {:?}",
                 e.message()
-            );
+            ),
+            // Credentials handed out are complete.
+            Ok(c) => assert!(
+                !c.access_key_id.is_empty()
+                    && !c.secret().is_empty()
+                    && c.token().is_some_and(|t| !t.is_empty())
+                    && c.expiration.is_some_and(|e| e.unix_timestamp() > 0),
+                "incomplete credentials accepted"
+            ),
         }
     });
 }

@@ -150,6 +150,12 @@ pub enum Cmd {
     /// and the cache, then the one next step when something is wrong (exit 0 when healthy,
     /// else the code of the first problem).
     Doctor(commands::doctor::DoctorArgs),
+    /// The vault: TOTP seeds kept encrypted, opened by a YubiKey OTP slot's
+    /// challenge-response (issue 10; not yet used as a token source).
+    Vault {
+        #[command(subcommand)]
+        action: VaultCmd,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -160,6 +166,40 @@ pub enum Cmd {
         /// Write tapcred.1, tapcred-SUBCOMMAND.1, … into this directory (created if missing).
         #[arg(long, value_name = "DIR")]
         dir: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCmd {
+    /// Create the vault ($TAPCRED_VAULT, else ~/.local/share/tapcred/vault), unlocked by a
+    /// YubiKey OTP slot programmed for HMAC-SHA1 challenge-response
+    /// (`ykman otp chalresp --generate 2`).
+    Init {
+        /// otp (slot 2) or otp:SLOT (1 or 2).
+        #[arg(long, value_name = "otp[:SLOT]")]
+        unlock: String,
+        /// Which YubiKey (serial number) when several are plugged in.
+        #[arg(long, value_name = "N")]
+        serial: Option<u32>,
+    },
+    /// Store the TOTP seed of a profile's mfa_serial in the vault (one unlock). The seed
+    /// (base32 or otpauth://totp/ URI) comes from --seed-env, stdin, or a no-echo prompt;
+    /// never from arguments.
+    AddSeed {
+        #[arg(short, long)]
+        profile: Option<String>,
+        /// Name of an environment variable holding the seed.
+        #[arg(long, value_name = "NAME")]
+        seed_env: Option<String>,
+        /// Which YubiKey (serial number) unlocks, when several are plugged in.
+        #[arg(long, value_name = "N")]
+        serial: Option<u32>,
+    },
+    /// List the vault's unlockers and entries (names only; no unlock needed).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -320,6 +360,23 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             Some(SessionsCmd::Clear { profile }) => {
                 commands::sessions::clear(profile.as_deref(), ctx, &mut stdout)
             }
+        },
+        Cmd::Vault { action } => match action {
+            VaultCmd::Init { unlock, serial } => {
+                commands::vault::init(&unlock, serial, ctx, &mut stdout)
+            }
+            VaultCmd::AddSeed {
+                profile: p,
+                seed_env,
+                serial,
+            } => commands::vault::add_seed(
+                &profile::selected_name(p.as_deref(), ctx.env),
+                seed_env.as_deref(),
+                serial,
+                ctx,
+                &mut stdout,
+            ),
+            VaultCmd::List { json } => commands::vault::list(json, ctx, &mut stdout),
         },
         Cmd::Configure(args) => commands::configure::run(&args, ctx, &mut stdout),
         Cmd::Doctor(args) => commands::doctor::run(&args, ctx, &mut stdout),

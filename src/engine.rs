@@ -544,8 +544,8 @@ impl<'a> Engine<'a> {
 
     /// An STS call carrying a code. The SDK makes one attempt (`sts` disables its retries for
     /// these), because STS may have consumed a code whose answer was lost. When no answer came
-    /// back (a 5xx, a connection broken after sending), the call is retried once with the
-    /// next window's code (the ledger makes `code` wait for it, with a countdown); a second
+    /// back (a 5xx, a connection broken after sending) or STS throttled it, the call is
+    /// retried once with the next window's code (the ledger makes `code` wait for it, with a countdown); a second
     /// failure, or a timeout (a hung endpoint would hang again), ends the run.
     fn mfa_call(
         &mut self,
@@ -565,13 +565,20 @@ impl<'a> Engine<'a> {
                 Err(e) => e,
             };
             self.settle_window(mfa, &code, previous, &err);
-            if retried || err.reason() != Some(Reason::NoAnswer) {
+            // Throttled: STS refused the request at the door, but whether the code was looked
+            // at is not known; the next code is safe either way.
+            if retried || !matches!(err.reason(), Some(Reason::NoAnswer | Reason::Throttled)) {
                 return Err(err);
             }
             retried = true;
             tracing::info!(profile, error = %err, "MFA call got no answer; retrying with the next code");
             self.ui.info(&format!(
-                "profile \"{profile}\": STS gave no answer to the MFA call (its code may be used up); retrying once with the next code"
+                "profile \"{profile}\": {}; retrying once with the next code",
+                if err.reason() == Some(Reason::Throttled) {
+                    "STS throttled the MFA call"
+                } else {
+                    "STS gave no answer to the MFA call (its code may be used up)"
+                }
             ));
         }
     }

@@ -331,6 +331,61 @@ fn explain(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+
+    fn target(config: &str, env: &[(&str, &str)]) -> IamTarget {
+        let dir = tempfile::tempdir().unwrap();
+        let files = crate::profile::AwsFiles {
+            config: dir.path().join("config"),
+            credentials: dir.path().join("credentials"),
+        };
+        std::fs::write(&files.config, config).unwrap();
+        std::fs::write(
+            &files.credentials,
+            "[u]\naws_access_key_id = AKID\naws_secret_access_key = s\n",
+        )
+        .unwrap();
+        let profiles = Profiles::load(&files).unwrap();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let sts = StsTarget {
+            region: "eu-west-1".into(),
+            endpoint_url: None,
+        };
+        IamTarget::for_profile(&profiles, "p", &sts, &env).unwrap()
+    }
+
+    #[test]
+    fn endpoint_precedence_like_sts_with_iam_names() {
+        let services = "[profile p]\nsource_profile = u\nservices = s\nendpoint_url = http://127.0.0.1:1\n[services s]\niam =\n  endpoint_url = http://127.0.0.1:2\nsts =\n  endpoint_url = http://127.0.0.1:9\n";
+        let plain = "[profile p]\nsource_profile = u\nendpoint_url = http://127.0.0.1:1\n";
+        let url = |c: &str, e: &[(&str, &str)]| target(c, e).endpoint_url;
+        assert_eq!(url(plain, &[]).as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(url(services, &[]).as_deref(), Some("http://127.0.0.1:2"));
+        let e = [("AWS_ENDPOINT_URL", "http://127.0.0.1:3")];
+        assert_eq!(url(services, &e).as_deref(), Some("http://127.0.0.1:3"));
+        let e = [
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:3"),
+            ("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:4"),
+            ("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:5"),
+        ];
+        assert_eq!(url(services, &e).as_deref(), Some("http://127.0.0.1:4"));
+        let e = [
+            ("AWS_ENDPOINT_URL_IAM", "http://127.0.0.1:4"),
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+        ];
+        assert_eq!(url(services, &e), None);
+        let ignored = "[profile p]\nsource_profile = u\nignore_configured_endpoint_urls = true\nendpoint_url = http://127.0.0.1:1\n";
+        assert_eq!(url(ignored, &[("AWS_ENDPOINT_URL", "http://x")]), None);
+        let t = target(plain, &[]);
+        assert_eq!(t.region, "eu-west-1", "the region STS uses");
+        assert_eq!(
+            target("[profile p]\nsource_profile = u\n", &[]).describe(),
+            "iam.amazonaws.com"
+        );
+    }
 
     #[test]
     fn errors_say_what_to_do() {

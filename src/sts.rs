@@ -610,6 +610,15 @@ fn convert(
         ))
         .with_reason(Reason::BadAnswer));
     }
+    // A document without an Expiration parses as the epoch (found by fault injection with a
+    // truncated answer): already expired, so not credentials to hand out.
+    if expiration.unix_timestamp() <= 0 {
+        return Err(Error::network(format!(
+            "profile \"{profile}\": STS at {} answered credentials without a valid Expiration; check the endpoint override (AWS_ENDPOINT_URL_STS / endpoint_url)",
+            target.describe()
+        ))
+        .with_reason(Reason::BadAnswer));
+    }
     tracing::debug!(expiration = %crate::credentials::format_rfc3339(expiration), "STS issued credentials");
     Ok(Credentials::new(
         c.access_key_id,

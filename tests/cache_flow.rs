@@ -233,20 +233,23 @@ fn a_revoked_session_is_replaced_by_one_fresh_mfa_call() {
     assert_eq!(w.codes().len(), 2);
 }
 
+/// Throttling: an MFA call is retried once by tapcred with the next window's code (never by
+/// the SDK with the same code, issue 11 finding 3); a call without a code keeps the SDK's
+/// retries; throttled to the end, exit 6 with one clear line.
 #[test]
 fn throttling_is_retried_then_reported_clearly() {
     let w = World::new();
-    w.double.throttle_next(2);
+    w.double.throttle_next(1);
     let r = w.process("session", &[]);
     r.ok();
     assert_eq!(
         w.double.calls("GetSessionToken"),
-        3,
-        "two throttled, one retry ok"
+        2,
+        "one throttled, one retry with the next code"
     );
-    // Throttled on every attempt: exit 6 with one clear line.
+    // The AssumeRole of "mfa" is signed by the cached MFA session: no code, SDK retries.
     w.double.throttle_next(100);
-    let r = w.process("mfa", &["--no-session"]);
+    let r = w.process("mfa", &[]);
     assert_eq!(r.code, 6, "{}", r.stderr);
     assert!(r.stdout.is_empty());
     let errors: Vec<&str> = r
@@ -257,6 +260,7 @@ fn throttling_is_retried_then_reported_clearly() {
     assert_eq!(errors.len(), 1, "{}", r.stderr);
     assert!(errors[0].contains("throttling") && errors[0].contains("\"mfa\""));
     assert!(w.double.calls("AssumeRole") >= 2, "the SDK retried");
+    assert_eq!(w.double.calls("GetSessionToken"), 2, "no new MFA call");
 }
 
 #[test]

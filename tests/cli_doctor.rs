@@ -15,8 +15,16 @@ fn setup() -> (StsDouble, Home) {
     let mut h = Home::design();
     h.set("AWS_ENDPOINT_URL_STS", &d.endpoint())
         .set("TAPCRED_TOTP_SECRET", design::MFA_SEED_BASE32);
+    no_pcscd(&mut h);
     private(&h);
     (d, h)
+}
+
+/// PC/SC pointed at a socket nothing serves: the answers do not depend on a pcscd (and the
+/// virtual keys other tests plug into it) elsewhere on the machine.
+fn no_pcscd(h: &mut Home) {
+    let sock = h.path().join("no-pcscd.comm");
+    h.set("PCSCLITE_CSOCK_NAME", sock.to_str().unwrap());
 }
 
 /// The credentials file as `aws configure` leaves it (0600).
@@ -188,6 +196,7 @@ fn the_cache_state_is_reported() {
 fn after_configure_without_a_device_the_next_step_is_enroll() {
     let d = StsDouble::start_design().expect("start the STS double");
     let mut h = Home::empty();
+    no_pcscd(&mut h);
     h.set("AWS_ENDPOINT_URL_STS", &d.endpoint())
         .set("AWS_ACCESS_KEY_ID", KEY_ID)
         .set("AWS_SECRET_ACCESS_KEY", SECRET);
@@ -213,14 +222,30 @@ fn a_profile_with_no_token_source_names_what_was_tried() {
     let (_d, mut h) = setup();
     h.set("TAPCRED_TOTP_SECRET", "");
     let cp = h.run(&["credential-process", "--profile", "mfa"]);
+    // The command's short line points at doctor…
+    assert!(
+        cp.stderr.contains("tapcred doctor --profile mfa"),
+        "{}",
+        cp.stderr
+    );
     let out = doctor(&h, &["--profile", "mfa"]);
     assert_eq!(out.code, cp.code, "{}", out.stdout);
     assert_eq!(out.code, 4);
-    let msg = cp.stderr.trim().strip_prefix("tapcred: error: ").unwrap();
-    assert!(out.stdout.contains(msg), "{msg}\n{}", out.stdout);
+    // …which says what each source answered.
+    for needle in [
+        "PROBLEM token",
+        "$TAPCRED_TOTP_SECRET is not set",
+        "YubiKey OATH (",
+        "typed code: no terminal",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle:?}:\n{}", out.stdout);
+    }
     // The one next step: the smart-card service when it is down (nothing can answer before
     // it runs), else the YubiKey or the seed.
-    let want = if msg.contains(tapcred::token::oath::pcsc::no_service_hint()) {
+    let want = if out
+        .stdout
+        .contains(tapcred::token::oath::pcsc::no_service_hint())
+    {
         "next step: start the smart-card service so the YubiKey can answer: "
     } else {
         "next step: plug in the YubiKey holding the OATH account, or set $TAPCRED_TOTP_SECRET"
@@ -235,9 +260,16 @@ const CREDS_OK: &str = "[toolkit-user]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE
 const MFA_PROFILE: &str = "[profile mfa]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/toolkit-role\nmfa_serial = arn:aws:iam::111111111111:mfa/toolkit-user\n";
 
 fn home(config_extra: &str) -> Home {
-    let h = Home::empty();
+    let mut h = Home::empty();
+    no_pcscd(&mut h);
     h.write_config(&format!("{CONFIG_OK}\n{config_extra}"));
     h.write_credentials(CREDS_OK);
+    h
+}
+
+fn home_without_files() -> Home {
+    let mut h = Home::empty();
+    no_pcscd(&mut h);
     h
 }
 
@@ -251,7 +283,7 @@ fn seeded(seed: &str) -> Home {
 fn bad_setups() -> Vec<(&'static str, Home, &'static str)> {
     let role = "source_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/a\n";
     let mut v = vec![
-        ("missing files", Home::empty(), "mfa"),
+        ("missing files", home_without_files(), "mfa"),
         ("unknown profile", home(MFA_PROFILE), "mfx"),
         (
             "source_profile cycle",
@@ -397,4 +429,71 @@ fn every_bad_setup_has_a_doctor_answer_naming_it() {
             "{what}: {j}"
         );
     }
+}
+
+/// Through a real pcscd and the virtual YubiKey: the key is listed with serial, firmware and
+/// account names, and the OATH account is the token source that answers — without a touch
+/// and without any code being sent.
+#[cfg(unix)]
+#[test]
+fn a_yubikey_through_pcscd_is_listed_and_answers() {
+    use tapcred_testkit::pcsc_stack::PcscStack;
+    use tapcred_testkit::virtual_yubikey::{Account, VirtualYubiKey, VykConfig};
+    const LABEL: &str = "Amazon Web Services:toolkit-user@111111111111";
+    let Some(mut stack) = PcscStack::start_or_skip("cli_doctor::a_yubikey_through_pcscd") else {
+        return;
+    };
+    let seed = data_encoding::BASE32_NOPAD
+        .decode(design::MFA_SEED_BASE32.as_bytes())
+        .unwrap();
+    let card = stack
+        .insert(
+            0,
+            VirtualYubiKey::new(
+                VykConfig::new()
+                    .serial(7_654_322)
+                    .account(Account::totp(LABEL, &seed).touch(true))
+                    .account(Account::totp("GitHub:someone", b"another-seed-0123456789")),
+            ),
+        )
+        .expect("insert the virtual YubiKey");
+    let d = StsDouble::start_design().expect("start the STS double");
+    let mut h = Home::design();
+    h.set("AWS_ENDPOINT_URL_STS", &d.endpoint());
+    private(&h);
+    let out = doctor(&h, &["--profile", "mfa", "--json"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let j = out.json();
+    let key = &j["yubikeys"][0];
+    assert_eq!(key["serial"], 7_654_322, "{j}");
+    assert!(
+        !key["firmware"].as_str().unwrap_or_default().is_empty(),
+        "{j}"
+    );
+    assert_eq!(key["reader"], card.reader_name());
+    assert_eq!(
+        key["oath_accounts"],
+        serde_json::json!([LABEL, "GitHub:someone"]),
+        "{j}"
+    );
+    let token = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["area"] == "token")
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        token.contains(&format!("OATH \"{LABEL}\"")) && token.contains("no software seed"),
+        "{token}"
+    );
+    assert!(d.token_code_events().is_empty(), "doctor sends no code");
+    let text = doctor(&h, &["--profile", "mfa"]);
+    assert!(
+        text.stdout.contains("YubiKey 7654322, firmware "),
+        "{}",
+        text.stdout
+    );
 }

@@ -5,6 +5,8 @@
 //! are rolled back (card, double and files as before); no key and a wrong password are found
 //! before anything is created. Skips loudly without root/pcscd/vpcd unless CI=true.
 
+#![cfg(unix)] // runs Linux test stacks (setsid, kill, pcscd); the Windows build is checked by clippy and Wine
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -32,6 +32,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "a release build of this crate; CI builds and tests the same crate",
     ),
     (
+        "tapcred enroll",
+        "creates an IAM device and writes a key: tests/cli_enroll_oath.rs runs configure → enroll --touch → credential-process through pcscd and the virtual YubiKey, tests/cli_enroll.rs the --to file path and every rollback",
+    ),
+    (
         "sudo install -m 0644 udev/",
         "installs the udev rule on the host (root, a real udev): tests/udev_rule.rs checks the rule's syntax, name and product ids",
     ),

@@ -581,6 +581,7 @@ pub(crate) fn bench_b(rep: &mut Report, work: &Path, stack_a: Option<&StackA>) {
             "needs the pcscd stack of section A",
         );
     }
+    bench_f(rep, &env, &warm_cache, cache_file.as_deref(), work);
     if caches && let Some(f) = &cache_file {
         warm_path_check(rep, &env, &warm_cache, f, work);
     } else {

@@ -62,9 +62,10 @@ pub(crate) fn bench_a(rep: &mut Report, work: &Path) -> Option<StackA> {
     let serial = CARD_SERIAL.to_string();
     let home = work.join("home-a");
     let _ = std::fs::create_dir_all(home.join(".config"));
+    // Timed: one key, no --serial (the common case: 2 APDUs). A1 counts the --serial form.
     let tap_cmd = || {
         let mut c = Command::new(&tapcred);
-        c.args(["code", "--account", A_ACCOUNT, "--serial", &serial])
+        c.args(["code", "--account", A_ACCOUNT])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &home);
@@ -93,7 +94,16 @@ pub(crate) fn bench_a(rep: &mut Report, work: &Path) -> Option<StackA> {
     // APDUs for one non-touch code, counted by the card itself.
     let vyk = card.vyk().clone();
     vyk.clear_history();
-    match ok_stdout(run_timed(&mut tap_cmd(), timeout), "tapcred code") {
+    let mut with_serial = Command::new(&tapcred);
+    with_serial
+        .args(["code", "--account", A_ACCOUNT, "--serial", &serial])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home);
+    match ok_stdout(
+        run_timed(&mut with_serial, timeout),
+        "tapcred code --serial",
+    ) {
         Ok(_) => {
             let h = vyk.history();
             // "After connecting": after the key has been identified (serial read over the
@@ -105,7 +115,7 @@ pub(crate) fn bench_a(rep: &mut Report, work: &Path) -> Option<StackA> {
             rep.fact(
                 "A1",
                 format!(
-                    "`tapcred code --account {A_ACCOUNT} --serial N`, one non-touch code: {}; OATH part after the serial read: {} APDUs (goal: SELECT + CALCULATE = 2)",
+                    "`tapcred code --account {A_ACCOUNT} --serial N` (the serial decides: identification first), one non-touch code: {}; OATH part after the serial read: {} APDUs",
                     apdu_summary(&h),
                     oath_part.len()
                 ),
@@ -114,14 +124,8 @@ pub(crate) fn bench_a(rep: &mut Report, work: &Path) -> Option<StackA> {
         Err(e) => rep.fact("A1", format!("tapcred code failed: {e}")),
     }
     vyk.clear_history();
-    let mut no_serial = Command::new(&tapcred);
-    no_serial
-        .args(["code", "--account", A_ACCOUNT])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &home);
     if ok_stdout(
-        run_timed(&mut no_serial, timeout),
+        run_timed(&mut tap_cmd(), timeout),
         "tapcred code (no serial)",
     )
     .is_ok()
@@ -129,7 +133,7 @@ pub(crate) fn bench_a(rep: &mut Report, work: &Path) -> Option<StackA> {
         rep.fact(
             "A1b",
             format!(
-                "`tapcred code --account {A_ACCOUNT}` (no --serial, one key): {}",
+                "`tapcred code --account {A_ACCOUNT}` (no --serial, one key; goal SELECT + CALCULATE_ALL = 2): {}",
                 apdu_summary(&vyk.history())
             ),
         );
@@ -210,14 +214,14 @@ pub(crate) fn bench_a(rep: &mut Report, work: &Path) -> Option<StackA> {
     }
     rep.row(
         "A2",
-        "`tapcred code --account NAME --serial N` (pcscd, virtual key)",
+        "`tapcred code --account NAME` (one key, no serial; pcscd, virtual key; APDUs: A1b)",
         &tap,
         "1.00× (baseline)",
     );
     if have_ykman {
         rep.row(
             "A3",
-            "`ykman --reader \"…\" oath accounts code NAME` (same key, same pcscd)",
+            "`ykman --reader \"…\" oath accounts code NAME` (same key, same pcscd; APDUs: A1c)",
             &yk,
             &format!("{} of tapcred", ratio(yk.median(), tap.median())),
         );

@@ -12,6 +12,7 @@
 
 mod cache;
 mod code;
+mod footprint;
 mod harness;
 mod oath_cold;
 mod report;
@@ -35,6 +36,7 @@ mod prelude {
 
     pub(crate) use crate::cache::*;
     pub(crate) use crate::code::*;
+    pub(crate) use crate::footprint::*;
     pub(crate) use crate::harness::*;
     pub(crate) use crate::oath_cold::*;
     pub(crate) use crate::report::*;

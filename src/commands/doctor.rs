@@ -18,12 +18,12 @@ use crate::clock;
 use crate::commands::Ctx;
 use crate::commands::configure::key_hint;
 use crate::error::{Error, ErrorKind, Result};
-use crate::profile::editor::mode_of;
 use crate::profile::{AwsFiles, Profiles, ResolvedProfile, Step};
 use crate::sts::StsTarget;
 use crate::token::oath::{self, DeviceReport};
-use crate::token::{self, EnvLookup, TokenKind};
-use crate::ui::{RecordingUi, UiEvent};
+use crate::token::software::SoftwareSource;
+use crate::token::{self, EnvLookup, TokenKind, TokenSource};
+use crate::ui::{RecordingUi, TerminalUi, Ui, UiEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -276,22 +276,19 @@ fn files_check(d: &mut Doctor, files: &AwsFiles, env: &dyn EnvLookup) {
             );
             continue;
         }
-        let mode = mode_of(path);
-        let shown = mode.map(|m| format!(", mode {m:04o}")).unwrap_or_default();
-        if what == "credentials" && mode.is_some_and(|m| m & 0o077 != 0) {
-            d.note(
+        let shared = std::fs::metadata(path)
+            .ok()
+            .and_then(|md| crate::platform::fs::others_can_read(&md));
+        match shared {
+            Some(how) if what == "credentials" => d.note(
                 "files",
                 format!(
-                    "credentials file {}{via} is readable by other users{shown}",
+                    "credentials file {}{via} is readable by other users ({how})",
                     path.display()
                 ),
-                Some(format!("chmod 600 {}", path.display())),
-            );
-        } else {
-            d.ok(
-                "files",
-                format!("read {what} file {}{via}{shown}", path.display()),
-            );
+                Some(crate::platform::fs::make_private_hint(path)),
+            ),
+            _ => d.ok("files", format!("read {what} file {}{via}", path.display())),
         }
     }
 }
@@ -368,35 +365,109 @@ fn token_checks(d: &mut Doctor, p: &ResolvedProfile, env: &dyn EnvLookup, ui: &R
         return;
     }
     for mfa in mfas {
-        let auto = mfa.token.kind == TokenKind::Auto;
+        if mfa.token.kind == TokenKind::Auto {
+            auto_check(d, mfa, env, ui);
+            continue;
+        }
+        let why = format!("tapcred_token = {}", kind_name(mfa.token.kind));
         match token::select(&mfa.token, &mfa.serial, env, ui) {
-            Ok(src) => {
-                let what = src.describe();
-                let why = match (auto, what.starts_with("software")) {
-                    (true, true) => "tapcred_token = auto: a software seed is configured, and it comes first".to_owned(),
-                    (true, false) => "tapcred_token = auto: no software seed, and this YubiKey account matches mfa_serial".to_owned(),
-                    (false, _) => format!("tapcred_token = {}", kind_name(mfa.token.kind)),
-                };
-                d.ok(
-                    "token",
-                    format!("{what} answers for {} ({why})", mfa.serial),
-                );
-            }
+            Ok(src) => d.ok(
+                "token",
+                format!("{} answers for {} ({why})", src.describe(), mfa.serial),
+            ),
             Err(e) if e.message().contains(oath::pcsc::no_service_hint()) => {
-                // Nothing answered and the smart-card service is down: starting it is the
-                // one step that lets the YubiKey answer.
-                d.problem(
-                    "token",
-                    e.message(),
-                    format!(
-                        "start the smart-card service so the YubiKey can answer: {}",
-                        oath::pcsc::no_service_hint()
-                    ),
-                    e.exit_code(),
-                );
+                d.problem("token", e.message(), start_pcsc(), e.exit_code());
             }
             Err(e) => d.error("token", &e),
         }
+    }
+}
+
+fn start_pcsc() -> String {
+    format!(
+        "start the smart-card service so the YubiKey can answer: {}",
+        oath::pcsc::no_service_hint()
+    )
+}
+
+/// `tapcred_token = auto`, source by source (the commands themselves only say "none
+/// answered" and point here): the software seed, then a YubiKey OATH account matching the
+/// serial, then a typed code if this is a terminal.
+fn auto_check(d: &mut Doctor, mfa: &crate::profile::Mfa, env: &dyn EnvLookup, ui: &RecordingUi) {
+    let s = &mfa.token;
+    let serial = &mfa.serial;
+    let mut tried = Vec::new();
+    match SoftwareSource::from_settings(s, env) {
+        Ok(Some(src)) => {
+            d.ok(
+                "token",
+                format!(
+                    "{} answers for {serial} (tapcred_token = auto: a software seed is configured, and it comes first)",
+                    src.describe()
+                ),
+            );
+            return;
+        }
+        Ok(None) => tried.push(format!(
+            "software seed: ${} is not set and no tapcred_totp_secret_file",
+            s.totp_secret_env
+        )),
+        Err(e) => return d.error("token", &e),
+    }
+    let (pcsc_down, no_account);
+    match oath::probe(s, serial, ui) {
+        Ok(Ok(src)) => {
+            d.ok(
+                "token",
+                format!(
+                    "{} answers for {serial} (tapcred_token = auto: no software seed, and this YubiKey account matches mfa_serial)",
+                    src.describe()
+                ),
+            );
+            return;
+        }
+        Ok(Err(why)) => {
+            pcsc_down = why.contains(oath::pcsc::no_service_hint());
+            no_account = why.contains("no OATH account");
+            tried.push(why);
+        }
+        Err(e) if e.message().contains(oath::pcsc::no_service_hint()) => {
+            return d.problem("token", e.message(), start_pcsc(), e.exit_code());
+        }
+        Err(e) => return d.error("token", &e),
+    }
+    let fix = if pcsc_down {
+        start_pcsc()
+    } else if no_account {
+        format!(
+            "put the MFA device's seed on the YubiKey: `tapcred enroll --profile {} --touch` (a new device), or set tapcred_oath_account to the account that holds it",
+            s.profile
+        )
+    } else {
+        format!(
+            "plug in the YubiKey holding the OATH account, or set ${} for headless runs",
+            s.totp_secret_env
+        )
+    };
+    let msg = format!(
+        "profile \"{}\": nothing answers for {serial} without a person: tried {}",
+        s.profile,
+        tried.join("; ")
+    );
+    if TerminalUi::new().interactive() {
+        // From this terminal the commands would ask for a typed code: it works, untapped.
+        d.note(
+            "token",
+            format!("{msg}; a typed code would be asked on this terminal"),
+            Some(fix),
+        );
+    } else {
+        d.problem(
+            "token",
+            format!("{msg}; typed code: no terminal"),
+            fix,
+            ErrorKind::Token.exit_code(),
+        );
     }
 }
 

@@ -13,6 +13,7 @@ pub mod man;
 pub mod process;
 pub mod serve;
 pub mod sessions;
+pub mod vault;
 
 use crate::token::EnvLookup;
 use crate::ui::Ui;

@@ -693,6 +693,18 @@ fn a_lost_mfa_answer_is_retried_once_with_a_new_code() {
         UiEvent::Info(m) if m.contains("retrying once with the next code"))));
 
     let w = World::new();
+    w.sts
+        .fail_next(Error::network("throttled").with_reason(Reason::Throttled));
+    w.obtain(&p, &Options::default()).unwrap();
+    let calls = w.sts.calls();
+    assert_eq!(
+        calls.len(),
+        2,
+        "a throttled MFA call is retried with a new code"
+    );
+    assert_ne!(calls[0].2, calls[1].2);
+
+    let w = World::new();
     for _ in 0..2 {
         w.sts
             .fail_next(Error::network("HTTP 500").with_reason(Reason::NoAnswer));

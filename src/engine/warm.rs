@@ -5,11 +5,12 @@
 //! depends only on the bytes of the two files, the environment variables the resolution
 //! read, and this build. After a successful full resolution [`remember`] stores, under
 //! `<cache dir>/warm/<name>.json` (private, like the entries), the key and a digest of those
-//! variables; the file name is a SHA-256 of the profile name and the exact bytes that were
-//! parsed. [`lookup`] reads both files (as the full path does), hashes them, and uses the
-//! index only if every recorded variable still has the same value. Anything else — a byte
-//! changed in either file, a variable set, changed or unset, another tapcred version, an
-//! unreadable file — is a miss, and the full path runs (and refreshes the index).
+//! variables; the file name is a SHA-256 of the profile name, the exact bytes that were
+//! parsed, and this executable's path, size and mtime. [`lookup`] reads both files (as the
+//! full path does), hashes them, and uses the index only if every recorded variable still
+//! has the same value. Anything else — a byte changed in either file, a variable set,
+//! changed or unset, another or rebuilt tapcred binary, an unreadable file — is a miss, and
+//! the full path runs (and refreshes the index).
 //! The entry itself is checked exactly as on the full path ([`SessionCache::get`]).
 
 use std::cell::RefCell;
@@ -91,8 +92,26 @@ fn env_digest<'a>(names: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> St
     hex(h.finalize())
 }
 
-/// Index file name: the profile name and the exact bytes of both files.
+/// This executable: its path, size and modification time. A rebuilt or upgraded tapcred
+/// (whose resolution or cache keys may differ) never reads an older build's index.
+fn build_identity() -> Option<Vec<u8>> {
+    let exe = std::env::current_exe().ok()?;
+    let md = std::fs::metadata(&exe).ok()?;
+    let mtime = md
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    let mut id = exe.as_os_str().as_encoded_bytes().to_vec();
+    id.extend_from_slice(&md.len().to_be_bytes());
+    id.extend_from_slice(&mtime.to_be_bytes());
+    Some(id)
+}
+
+/// Index file name: this build, the profile name and the exact bytes of both files.
 fn index_name(
+    build: &[u8],
     profile: &str,
     files: &AwsFiles,
     config: Option<&[u8]>,
@@ -101,6 +120,8 @@ fn index_name(
     let mut h = Sha256::new();
     h.update(DOMAIN);
     h.update(env!("CARGO_PKG_VERSION"));
+    h.update((build.len() as u64).to_be_bytes());
+    h.update(build);
     h.update((profile.len() as u64).to_be_bytes());
     h.update(profile);
     for (path, text) in [(&files.config, config), (&files.credentials, creds)] {
@@ -144,7 +165,9 @@ pub fn lookup(profile: &str, opts: &Options, env: &dyn EnvLookup) -> Option<Cred
     if config.is_none() && creds.is_none() {
         return None;
     }
+    let build = build_identity()?;
     let name = index_name(
+        &build,
         profile,
         &files,
         config.as_deref().map(|v| &v[..]),
@@ -188,8 +211,12 @@ pub fn remember(
     if opts.no_cache || opts.no_session || !cache.enabled() {
         return;
     }
+    let Some(build) = build_identity() else {
+        return;
+    };
     let (config, creds) = profiles.texts();
     let name = index_name(
+        &build,
         profile,
         &profiles.files,
         config.map(str::as_bytes),

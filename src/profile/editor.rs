@@ -21,7 +21,7 @@
 //! `key = value` (an inline comment needs whitespace before `#`/`;`).
 
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -31,6 +31,7 @@ use zeroize::Zeroizing;
 
 use super::load::parse_files;
 use crate::error::{Error, Result};
+use crate::platform;
 
 /// Which AWS file is edited (decides the header style and the parse rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -711,20 +712,20 @@ fn create_dir(dir: &Path, file: AwsFile) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    fs::create_dir_all(dir).map_err(|e| io_error(dir, file, "cannot create the directory", &e))?;
-    set_mode(dir, 0o700).map_err(|e| io_error(dir, file, "cannot set the directory's mode", &e))
+    platform::fs::create_private_dir_all(dir)
+        .map_err(|e| io_error(dir, file, "cannot create the directory", &e))
 }
 
 /// Hold an exclusive lock on `NAME.tapcred.lock` beside the file until dropped.
 fn lock(target: &Path, file: AwsFile) -> Result<File> {
     let path = sibling(target, ".tapcred.lock");
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| io_error(&path, file, "cannot open the lock file", &e))?;
+    let f = match platform::fs::open_lock_file(&path, true) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            platform::fs::open_lock_file(&path, false)
+        }
+        r => r,
+    }
+    .map_err(|e| io_error(&path, file, "cannot open the lock file", &e))?;
     f.lock()
         .map_err(|e| io_error(&path, file, "cannot lock", &e))?;
     Ok(f)
@@ -754,19 +755,21 @@ fn utf8(path: &Path, file: AwsFile, bytes: Zeroizing<Vec<u8>>) -> Result<Zeroizi
 }
 
 /// Temp file in the same directory → write → fsync → rename over `target` → fsync the
-/// directory. The mode is the existing file's, or 0600 for a new file.
+/// directory. The permissions are the existing file's; a new file is private (the temporary
+/// file is created 0600 on Unix; on Windows it inherits the profile directory's ACL).
 fn write_atomic(target: &Path, file: AwsFile, data: &[u8], existed: bool) -> Result<()> {
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
-    let mode = if existed { mode_of(target) } else { None }.unwrap_or(0o600);
     let res = (|| -> io::Result<()> {
         let mut tmp = tempfile::Builder::new()
             .prefix(".tapcred-")
             .suffix(".tmp")
             .tempfile_in(&dir)?;
-        set_mode(tmp.path(), mode)?;
+        if existed && let Ok(md) = fs::metadata(target) {
+            fs::set_permissions(tmp.path(), md.permissions())?;
+        }
         tmp.write_all(data)?;
         tmp.as_file().sync_all()?;
         tmp.persist(target).map_err(|e| e.error)?;
@@ -778,40 +781,11 @@ fn write_atomic(target: &Path, file: AwsFile, data: &[u8], existed: bool) -> Res
     res.map_err(|e| io_error(target, file, "cannot write", &e))
 }
 
-/// A new file, private (0600), never replacing an existing one.
+/// A new file, private, never replacing an existing one or following a link.
 fn write_new_private(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
-    set_mode(path, 0o600)?;
+    let mut f = platform::fs::create_new_private(path)?;
     f.write_all(data)?;
     f.sync_all()
-}
-
-// File modes: the only platform-specific part (moves to src/platform/ when it lands).
-
-/// The permission bits of a file (None where the platform has none).
-#[cfg(unix)]
-pub fn mode_of(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::metadata(path)
-        .ok()
-        .map(|m| m.permissions().mode() & 0o7777)
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-}
-
-/// The permission bits of a file (None where the platform has none).
-#[cfg(not(unix))]
-pub fn mode_of(_path: &Path) -> Option<u32> {
-    None
-}
-
-#[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]

@@ -125,6 +125,12 @@ impl<T: ApduTransport> fmt::Debug for OtpApplet<T> {
     }
 }
 
+fn program_hint(n: u8) -> String {
+    format!(
+        "program it with `ykman otp chalresp --generate {n}` (add `--touch` to require a touch)"
+    )
+}
+
 fn split_sw(raw: &[u8]) -> Option<(&[u8], u16)> {
     let n = raw.len().checked_sub(2)?;
     Some((&raw[..n], u16::from_be_bytes([raw[n], raw[n + 1]])))
@@ -160,6 +166,19 @@ impl<T: ApduTransport> OtpApplet<T> {
         self.status
     }
 
+    /// An error naming the fix when `slot` holds no configuration at all.
+    pub fn check_configured(&self, slot: Slot) -> Result<()> {
+        if self.status.configured(slot) {
+            return Ok(());
+        }
+        let n = slot.number();
+        Err(Error::token(format!(
+            "OTP slot {n} of {} is empty; {}",
+            self.label,
+            program_hint(n)
+        )))
+    }
+
     /// HMAC-SHA1 challenge-response with `slot`; `challenge` is 1–63 bytes, padded with
     /// [`pad_challenge`]. Blocks while a touch-triggered slot waits for its touch.
     pub fn hmac_sha1(
@@ -167,16 +186,10 @@ impl<T: ApduTransport> OtpApplet<T> {
         slot: Slot,
         challenge: &[u8],
     ) -> Result<Zeroizing<[u8; HMAC_RESPONSE_SIZE]>> {
+        self.check_configured(slot)?;
         let n = slot.number();
         let label = &self.label;
-        let program = format!(
-            "program it with `ykman otp chalresp --generate {n}` (add `--touch` to require a touch)"
-        );
-        if !self.status.configured(slot) {
-            return Err(Error::token(format!(
-                "OTP slot {n} of {label} is empty; {program}"
-            )));
-        }
+        let program = program_hint(n);
         let padded = pad_challenge(challenge)?;
         let mut apdu = Zeroizing::new(vec![
             0x00,

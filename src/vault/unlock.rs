@@ -150,6 +150,7 @@ impl<T: ApduTransport> Unlocker for OtpSlotUnlocker<T> {
                 desc.id
             )));
         }
+        self.applet.check_configured(self.slot)?;
         let who = crate::token::oath::device::label(self.serial, "?");
         ui.touch_wait(&format!(
             "Touch your {who} (OTP slot {}) to unlock the tapcred vault, if it blinks",

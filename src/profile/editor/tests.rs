@@ -271,6 +271,7 @@ fn apply_creates_private_files_backs_up_once_and_restores() {
     {
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(mode(&sibling(&path, ".tapcred.lock")), 0o600);
     }
     let first = fs::read_to_string(&path).unwrap();
     let r2 = apply_edits(
@@ -316,7 +317,10 @@ fn apply_keeps_the_existing_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config");
     fs::write(&path, "[default]\nregion = a\n").unwrap();
-    set_mode(&path, 0o640).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+    }
     apply_edits(
         &path,
         AwsFile::Config,

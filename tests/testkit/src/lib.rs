@@ -1,6 +1,7 @@
 //! Test doubles for tapcred: the strict STS double, moto as an independent STS peer, the
 //! virtual YubiKey, and a real pcscd serving it over vpcd.
 pub mod ci;
+pub mod fault_proxy;
 pub mod moto;
 #[cfg(unix)]
 pub mod pcsc_stack;

@@ -15,7 +15,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,8 +45,7 @@ pub fn reader_name(slot: u8) -> String {
 
 /// Check what the stack needs. `Err` names the missing piece.
 pub fn prerequisites() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         return Err("not root (pcscd in a private network namespace needs root)".into());
     }
     for tool in ["pcscd", "unshare", "ip"] {
@@ -90,14 +88,10 @@ impl StackLock {
             .write(true)
             .open(LOCK_PATH)
             .map_err(|e| format!("cannot open {LOCK_PATH}: {e}"))?;
-        // SAFETY: flock on a valid, owned descriptor; the lock is released when `file`
+        // The lock is released when `file`
         // is closed (StackLock dropped).
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        if rc != 0 {
-            return Err(format!(
-                "flock {LOCK_PATH}: {}",
-                std::io::Error::last_os_error()
-            ));
+        if let Err(e) = rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
+            return Err(format!("flock {LOCK_PATH}: {e}"));
         }
         Ok(StackLock {
             _guard: guard,
@@ -121,9 +115,18 @@ fn running_pcscd() -> Vec<u32> {
         .collect()
 }
 
+/// Send `sig` to `pid` (a pcscd this module started).
+fn signal(pid: u32, sig: rustix::process::Signal) {
+    if let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(p, sig);
+    }
+}
+
 fn kill_and_wait(pid: u32) {
-    // SAFETY: kill(2) with a plain pid and signal; no memory is involved.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    signal(pid, rustix::process::Signal::TERM);
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
         if process_comm(pid).is_none() {
@@ -131,8 +134,7 @@ fn kill_and_wait(pid: u32) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    signal(pid, rustix::process::Signal::KILL);
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline && process_comm(pid).is_some() {
         std::thread::sleep(Duration::from_millis(20));
@@ -309,8 +311,7 @@ impl Drop for PcscStack {
         for c in &self.cards {
             c.remove();
         }
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
+        signal(self.pid, rustix::process::Signal::TERM);
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
             std::thread::sleep(Duration::from_millis(10));
@@ -354,31 +355,17 @@ pub fn wait_card_present(reader: &str, present: bool, timeout: Duration) -> Resu
 /// Enter the network namespace at `ns` for the calling thread only.
 pub fn enter_netns(ns: &Path) -> Result<(), String> {
     let f = File::open(ns).map_err(|e| format!("open {}: {e}", ns.display()))?;
-    // SAFETY: setns(2) on a valid namespace descriptor we own; it affects only the
-    // calling thread (network namespaces are per thread), and `f` outlives the call.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        return Err(format!(
-            "setns({}): {}",
-            ns.display(),
-            std::io::Error::last_os_error()
-        ));
-    }
+    // setns(2): affects only the calling thread (network namespaces are per thread).
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&f),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .map_err(|e| format!("setns({}): {e}", ns.display()))?;
     Ok(())
 }
 
 fn set_quickack(stream: &TcpStream) {
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt on a valid socket with a pointer to a live c_int and its size.
-    unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_QUICKACK,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    let _ = rustix::net::sockopt::set_tcp_quickack(stream, true);
 }
 
 /// Connect to vpcd on 127.0.0.1:(35963+slot) in the current network namespace,

