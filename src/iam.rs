@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use aws_sdk_iam::config::{BehaviorVersion, Region};
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::retry::RetryConfig;
@@ -111,29 +110,18 @@ impl Iam {
     }
 
     fn client(&self, creds: &Credentials) -> aws_sdk_iam::Client {
-        let provider = aws_credential_types::Credentials::new(
-            creds.access_key_id.clone(),
-            creds.secret().to_owned(),
-            creds.token().map(str::to_owned),
-            None,
-            "tapcred",
+        let config = crate::sts::sdk_config(
+            &self.http,
+            &self.target.region,
+            self.target.endpoint_url.as_deref(),
+            creds,
+            RetryConfig::standard().with_max_attempts(3),
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .build(),
         );
-        let mut b = aws_sdk_iam::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(self.target.region.clone()))
-            .credentials_provider(provider)
-            .http_client(self.http.clone())
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(20))
-                    .build(),
-            );
-        if let Some(url) = &self.target.endpoint_url {
-            b = b.endpoint_url(url.clone());
-        }
-        aws_sdk_iam::Client::from_conf(b.build())
+        aws_sdk_iam::Client::new(&config)
     }
 
     /// `CreateVirtualMFADevice`: the new serial and its seed.

@@ -214,34 +214,25 @@ impl Sts {
     /// decides about a retry with the next window's code). Other calls keep the SDK's
     /// standard retries.
     fn client(&self, creds: &Credentials, with_code: bool) -> aws_sdk_sts::Client {
-        let provider = aws_credential_types::Credentials::new(
-            creds.access_key_id.clone(),
-            creds.secret().to_owned(),
-            creds.token().map(str::to_owned),
-            None,
-            "tapcred",
+        let retry = if with_code {
+            RetryConfig::disabled()
+        } else {
+            RetryConfig::standard().with_max_attempts(4)
+        };
+        let timeout = TimeoutConfig::builder()
+            .connect_timeout(self.timeouts.connect)
+            .read_timeout(self.timeouts.read)
+            .operation_attempt_timeout(self.timeouts.connect + self.timeouts.read)
+            .build();
+        let config = sdk_config(
+            &self.http,
+            &self.target.region,
+            self.target.endpoint_url.as_deref(),
+            creds,
+            retry,
+            timeout,
         );
-        let mut b = aws_sdk_sts::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(self.target.region.clone()))
-            .credentials_provider(provider)
-            .http_client(self.http.clone())
-            .retry_config(if with_code {
-                RetryConfig::disabled()
-            } else {
-                RetryConfig::standard().with_max_attempts(4)
-            })
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(self.timeouts.connect)
-                    .read_timeout(self.timeouts.read)
-                    .operation_attempt_timeout(self.timeouts.connect + self.timeouts.read)
-                    .build(),
-            );
-        if let Some(url) = &self.target.endpoint_url {
-            b = b.endpoint_url(url.clone());
-        }
-        aws_sdk_sts::Client::from_conf(b.build())
+        aws_sdk_sts::Client::new(&config)
     }
 
     pub fn get_caller_identity(
@@ -630,6 +621,39 @@ fn convert(
 
 /// The one HTTPS client: rustls with ring (no aws-lc, no legacy hyper 0.14 stack). Public so
 /// SDK clients in tests use exactly what tapcred uses.
+/// The SDK configuration every AWS client of tapcred is built from (STS here, IAM in
+/// `iam.rs`): the one HTTPS client, the region, the caller's static credentials, the endpoint
+/// override, and the caller's retry and timeout rules.
+pub(crate) fn sdk_config(
+    http: &aws_smithy_runtime_api::client::http::SharedHttpClient,
+    region: &str,
+    endpoint_url: Option<&str>,
+    creds: &Credentials,
+    retry: RetryConfig,
+    timeout: TimeoutConfig,
+) -> aws_types::SdkConfig {
+    let provider = aws_credential_types::Credentials::new(
+        creds.access_key_id.clone(),
+        creds.secret().to_owned(),
+        creds.token().map(str::to_owned),
+        None,
+        "tapcred",
+    );
+    let mut b = aws_types::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+        )
+        .http_client(http.clone())
+        .retry_config(retry)
+        .timeout_config(timeout);
+    if let Some(url) = endpoint_url {
+        b = b.endpoint_url(url);
+    }
+    b.build()
+}
+
 pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
