@@ -35,18 +35,10 @@ fn world() -> World {
 }
 
 fn files(dir: &Path) -> Vec<String> {
-    let mut v = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                v.extend(files(&p));
-            } else {
-                v.push(p.to_string_lossy().into_owned());
-            }
-        }
-    }
-    v
+    common::files_under(dir)
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// The failure contract, and what is left on disk.
