@@ -13,6 +13,7 @@ pub mod oath;
 pub mod otp;
 pub mod prompt;
 pub mod software;
+pub mod vault;
 
 /// `tapcred_token` in a profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -139,4 +140,4 @@ impl EnvLookup for std::collections::HashMap<String, String> {
 }
 
 mod select;
-pub use select::select;
+pub use select::{select, select_with_vault};

@@ -1,20 +1,42 @@
 //! Choosing the token source for one `mfa_serial` (DESIGN.md "Token sources").
 
+use std::rc::Rc;
+
 use crate::error::{Error, Result};
 use crate::token::prompt::PromptSource;
 use crate::token::software::SoftwareSource;
+use crate::token::vault::VaultSource;
 use crate::token::{EnvLookup, TokenKind, TokenSettings, TokenSource, oath};
 use crate::ui::Ui;
+use crate::vault::VaultSession;
 
-/// `auto`: software seed → OATH on a plugged-in key → vault → typed code → error
-/// listing what was tried.
+/// `auto`: software seed → the vault (when it lists a seed for the serial) → OATH on a
+/// plugged-in key → typed code → error listing what was tried.
 pub fn select(
     settings: &TokenSettings,
     mfa_serial: &str,
     env: &dyn EnvLookup,
     ui: &dyn Ui,
 ) -> Result<Box<dyn TokenSource>> {
-    let chosen = choose(settings, mfa_serial, env, ui)?;
+    select_with_vault(
+        settings,
+        mfa_serial,
+        env,
+        ui,
+        &Rc::new(VaultSession::from_env(env)),
+    )
+}
+
+/// [`select`] with the process's vault session (one unlock serves the seed and the access
+/// key; nothing is read from the vault unless a vault source is considered).
+pub fn select_with_vault(
+    settings: &TokenSettings,
+    mfa_serial: &str,
+    env: &dyn EnvLookup,
+    ui: &dyn Ui,
+    vault: &Rc<VaultSession>,
+) -> Result<Box<dyn TokenSource>> {
+    let chosen = choose(settings, mfa_serial, env, ui, vault)?;
     tracing::info!(profile = %settings.profile, mfa_serial, source = %chosen.describe(), "token source chosen");
     Ok(chosen)
 }
@@ -24,6 +46,7 @@ fn choose(
     mfa_serial: &str,
     env: &dyn EnvLookup,
     ui: &dyn Ui,
+    vault: &Rc<VaultSession>,
 ) -> Result<Box<dyn TokenSource>> {
     let profile = &settings.profile;
     match settings.kind {
@@ -36,11 +59,9 @@ fn choose(
         },
         TokenKind::Oath => Ok(Box::new(oath::open(settings, mfa_serial, ui)?)),
         TokenKind::Prompt => Ok(Box::new(PromptSource)),
-        TokenKind::Vault => Err(not_in_build(
-            profile,
-            "vault",
-            "the FIDO2-unlocked seed vault",
-        )),
+        TokenKind::Vault => Ok(Box::new(VaultSource::open(
+            settings, mfa_serial, vault, env, ui,
+        )?)),
         TokenKind::Auto => {
             let mut tried = Vec::new();
             if let Some(s) = SoftwareSource::from_settings(settings, env)? {
@@ -50,6 +71,12 @@ fn choose(
                 "software seed (${} not set)",
                 settings.totp_secret_env
             ));
+            if VaultSource::lists(vault, mfa_serial)? {
+                return Ok(Box::new(VaultSource::open(
+                    settings, mfa_serial, vault, env, ui,
+                )?));
+            }
+            tried.push("vault (no seed for this serial)".to_owned());
             match oath::probe(settings, mfa_serial, ui)? {
                 Ok(src) => return Ok(Box::new(src)),
                 Err(why) => tried.push(why),
@@ -68,10 +95,4 @@ fn choose(
             )))
         }
     }
-}
-
-fn not_in_build(profile: &str, key: &str, what: &str) -> Error {
-    Error::config(format!(
-        "profile \"{profile}\": tapcred_token = {key} ({what}) is not available in this version of tapcred; use oath, software or prompt"
-    ))
 }
