@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tapcred::token::oath::{self, ApduTransport, Backend, Connection};
+use tapcred::token::device::{Backend, Connection};
+use tapcred::token::oath;
+use tapcred::token::transport::ApduTransport;
 use tapcred::token::{CodeRequest, TokenSettings};
 use tapcred::ui::RecordingUi;
 use tapcred::{Error, ErrorKind};
