@@ -48,6 +48,12 @@ fn service_error(e: pcsc::Error, reader: Option<&str>) -> Error {
         pcsc::Error::NoService | pcsc::Error::ServiceStopped => {
             Error::token(format!("cannot reach a YubiKey: {}", no_service_hint()))
         }
+        // The daemon's socket broke mid-operation: pcscd died or restarted.
+        pcsc::Error::CommError => Error::token(format!(
+            "reader \"{}\": {}",
+            reader.unwrap_or("?"),
+            crate::platform::pcsc::service_lost_hint()
+        )),
         pcsc::Error::SharingViolation => Error::token(busy_hint(reader.unwrap_or("?"))),
         pcsc::Error::RemovedCard
         | pcsc::Error::NoSmartcard
