@@ -109,7 +109,8 @@ pub fn credentials(
             Ok(Box::new(Sts::new(sts_target.clone())?.with_timeouts(timeouts)) as Box<dyn StsApi>)
         }),
         Box::new(move |mfa: &Mfa| {
-            token::select_with_vault(&mfa.token, &mfa.serial, env, ui, &token_vault)
+            let sources = token::Sources::real(env).with_vault(token_vault.clone());
+            token::select_with(&mfa.token, &mfa.serial, &sources, ui)
         }),
     )
     .with_base_keys(Box::new(move |b: &BaseCredentials| {

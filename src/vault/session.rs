@@ -9,7 +9,7 @@
 //! ([`connect_unlocker`]). Nothing here runs on the warm path: a cached session never
 //! creates the session's file read, let alone an unlock.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +31,8 @@ pub struct VaultSession {
     file: OnceCell<std::result::Result<Option<VaultFile>, VaultError>>,
     open: OnceCell<OpenVault>,
     unlocks: Cell<usize>,
+    /// Devices injected by tests (in-memory unlockers); None: [`connect_unlocker`].
+    devices: RefCell<Option<Box<Connector<'static>>>>,
 }
 
 impl fmt::Debug for VaultSession {
@@ -50,6 +52,7 @@ impl VaultSession {
             file: OnceCell::new(),
             open: OnceCell::new(),
             unlocks: Cell::new(0),
+            devices: RefCell::new(None),
         }
     }
 
@@ -62,8 +65,16 @@ impl VaultSession {
                 file: OnceCell::new(),
                 open: OnceCell::new(),
                 unlocks: Cell::new(0),
+                devices: RefCell::new(None),
             },
         }
+    }
+
+    /// The same session finding its unlockers' devices through `devices` instead of the
+    /// real ones (tests: in-memory unlockers).
+    pub fn with_devices(self, devices: Box<Connector<'static>>) -> Self {
+        *self.devices.borrow_mut() = Some(devices);
+        self
     }
 
     /// The vault file's path, when one is known.
@@ -109,7 +120,18 @@ impl VaultSession {
     /// Open the vault (once) with the real devices: the first unlocker of the header whose
     /// device [`connect_unlocker`] finds.
     pub fn open(&self, env: &dyn EnvLookup, ui: &dyn Ui) -> Result<()> {
-        self.open_with(&mut |d| connect_unlocker(d, env, ui), ui)
+        if self.open.get().is_some() {
+            return Ok(());
+        }
+        let injected = self.devices.borrow_mut().take();
+        match injected {
+            Some(mut devices) => {
+                let r = self.open_with(devices.as_mut(), ui);
+                *self.devices.borrow_mut() = Some(devices);
+                r
+            }
+            None => self.open_with(&mut |d| connect_unlocker(d, env, ui), ui),
+        }
     }
 
     /// [`VaultSession::open`] with the devices found by `connect`.
@@ -180,7 +202,9 @@ impl VaultSession {
         env: &dyn EnvLookup,
         ui: &dyn Ui,
     ) -> Result<crate::credentials::Credentials> {
-        self.access_key_with(profile, &mut |d| connect_unlocker(d, env, ui), ui)
+        self.check_access_key(profile)?;
+        self.open(env, ui)?;
+        self.opened_access_key(profile)
     }
 
     /// [`VaultSession::access_key`] with the devices found by `connect`.
@@ -190,8 +214,14 @@ impl VaultSession {
         connect: &mut Connector<'_>,
         ui: &dyn Ui,
     ) -> Result<crate::credentials::Credentials> {
-        let name = EntryName::access_key(profile);
-        if !self.lists(&name)? {
+        self.check_access_key(profile)?;
+        self.open_with(connect, ui)?;
+        self.opened_access_key(profile)
+    }
+
+    /// The vault exists and lists an access key for `profile` (no unlock).
+    fn check_access_key(&self, profile: &str) -> Result<()> {
+        if !self.lists(&EntryName::access_key(profile))? {
             return Err(match self.file()? {
                 None => self.no_vault_for_key(profile),
                 Some(_) => Error::config(format!(
@@ -200,8 +230,11 @@ impl VaultSession {
                 )),
             });
         }
-        self.open_with(connect, ui)?;
-        match self.get_opened(&name)? {
+        Ok(())
+    }
+
+    fn opened_access_key(&self, profile: &str) -> Result<crate::credentials::Credentials> {
+        match self.get_opened(&EntryName::access_key(profile))? {
             Secret::AccessKey {
                 access_key_id,
                 secret_access_key,
