@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::Home;
-use tapcred::token::oath::PcscBackend;
+use tapcred::token::pcsc::PcscBackend;
 use tapcred::token::otp::Slot;
 use tapcred::ui::RecordingUi;
 use tapcred::vault::unlock::open_with;

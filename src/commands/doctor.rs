@@ -375,7 +375,7 @@ fn token_checks(d: &mut Doctor, p: &ResolvedProfile, env: &dyn EnvLookup, ui: &R
                 "token",
                 format!("{} answers for {} ({why})", src.describe(), mfa.serial),
             ),
-            Err(e) if e.message().contains(oath::pcsc::no_service_hint()) => {
+            Err(e) if e.message().contains(crate::token::pcsc::no_service_hint()) => {
                 d.problem("token", e.message(), start_pcsc(), e.exit_code());
             }
             Err(e) => d.error("token", &e),
@@ -386,7 +386,7 @@ fn token_checks(d: &mut Doctor, p: &ResolvedProfile, env: &dyn EnvLookup, ui: &R
 fn start_pcsc() -> String {
     format!(
         "start the smart-card service so the YubiKey can answer: {}",
-        oath::pcsc::no_service_hint()
+        crate::token::pcsc::no_service_hint()
     )
 }
 
@@ -427,11 +427,11 @@ fn auto_check(d: &mut Doctor, mfa: &crate::profile::Mfa, env: &dyn EnvLookup, ui
             return;
         }
         Ok(Err(why)) => {
-            pcsc_down = why.contains(oath::pcsc::no_service_hint());
+            pcsc_down = why.contains(crate::token::pcsc::no_service_hint());
             no_account = why.contains("no OATH account");
             tried.push(why);
         }
-        Err(e) if e.message().contains(oath::pcsc::no_service_hint()) => {
+        Err(e) if e.message().contains(crate::token::pcsc::no_service_hint()) => {
             return d.problem("token", e.message(), start_pcsc(), e.exit_code());
         }
         Err(e) => return d.error("token", &e),
@@ -482,8 +482,8 @@ fn kind_name(k: TokenKind) -> &'static str {
 }
 
 fn device_checks(d: &mut Doctor, ui: &RecordingUi, env: &dyn EnvLookup) -> Vec<YubiKeyReport> {
-    use crate::token::oath::device::Backend;
-    let backend = oath::pcsc::PcscBackend::new();
+    use crate::token::device::Backend;
+    let backend = crate::token::pcsc::PcscBackend::new();
     let readers = match backend.readers() {
         Ok(r) => r,
         Err(e) => {

@@ -7,9 +7,9 @@ use zeroize::Zeroizing;
 
 use super::format::{OpenVault, UnlockerDesc, UnlockerKind, VaultFile};
 use crate::error::Result;
-use crate::token::oath::ApduTransport;
-use crate::token::oath::device::{self, Backend, ChooseError, Connection};
+use crate::token::device::{self, Backend, ChooseError, Connection};
 use crate::token::otp::{HMAC_CHALLENGE_SIZE, OtpApplet, Slot};
+use crate::token::transport::ApduTransport;
 use crate::ui::Ui;
 
 /// An unlocker's secret output. Debug shows no secret.
@@ -89,7 +89,7 @@ impl<T: ApduTransport> fmt::Debug for OtpSlotUnlocker<T> {
 impl<T: ApduTransport> OtpSlotUnlocker<T> {
     /// SELECT the OTP applet on an open connection to the key with this serial.
     pub fn new(transport: T, serial: Option<u32>, slot: Slot) -> Result<Self> {
-        let label = crate::token::oath::device::label(serial, "?");
+        let label = crate::token::device::label(serial, "?");
         let applet = OtpApplet::select(transport, &label)?;
         Ok(OtpSlotUnlocker {
             applet,
@@ -151,7 +151,7 @@ impl<T: ApduTransport> Unlocker for OtpSlotUnlocker<T> {
             )));
         }
         self.applet.check_configured(self.slot)?;
-        let who = crate::token::oath::device::label(self.serial, "?");
+        let who = crate::token::device::label(self.serial, "?");
         ui.touch_wait(&format!(
             "Touch your {who} (OTP slot {}) to unlock the tapcred vault, if it blinks",
             self.slot.number()
