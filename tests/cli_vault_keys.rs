@@ -9,8 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use common::Home;
-use tapcred::token::pcsc::PcscBackend;
 use tapcred::token::otp::Slot;
+use tapcred::token::pcsc::PcscBackend;
 use tapcred::ui::RecordingUi;
 use tapcred::vault::unlock::open_with;
 use tapcred::vault::{EntryName, OpenVault, OtpSlotUnlocker, Secret, VaultFile, VaultStore};
