@@ -241,7 +241,7 @@ pub fn run_with(
                 store.path().display()
             ));
             let serial = args.yubikey_serial.or(resolved.token.yubikey_serial);
-            let unlocked = super::vault::unlock_with(&file, serial, backend.as_ref(), ui)?;
+            let unlocked = super::vault::unlock_with(&file, serial, env, ui)?;
             vault = Some((store, unlocked));
             (Dest::Vault, None)
         }
