@@ -13,7 +13,8 @@ use std::time::Duration;
 mod vyk_transport;
 
 use tapcred::ErrorKind;
-use tapcred::token::oath::{self, Backend, Connection};
+use tapcred::token::device::{Backend, Connection};
+use tapcred::token::oath;
 use tapcred::token::{CodeRequest, TokenSettings};
 use tapcred::ui::RecordingUi;
 use tapcred_testkit::virtual_yubikey::{Account, Fault, VirtualYubiKey, VykConfig};

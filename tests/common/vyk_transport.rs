@@ -7,7 +7,8 @@
 use std::sync::{Arc, Mutex};
 
 use tapcred::Error;
-use tapcred::token::oath::{ApduTransport, Connection};
+use tapcred::token::device::Connection;
+use tapcred::token::transport::ApduTransport;
 use tapcred_testkit::virtual_yubikey::VirtualYubiKey;
 
 pub struct VykConn(pub Arc<Mutex<VirtualYubiKey>>);

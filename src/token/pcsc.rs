@@ -8,8 +8,8 @@ use std::time::Duration;
 use pcsc::{Context, Disposition, Protocols, Scope, ShareMode};
 use zeroize::Zeroizing;
 
-use super::apdu::ApduTransport;
 use super::device::{Backend, Connection};
+use super::transport::ApduTransport;
 use crate::error::{Error, Result};
 
 /// Sharing violations are retried this many times, this far apart (1 s in all).
