@@ -13,7 +13,8 @@ use crate::profile::Step;
 use crate::token::oath::PcscBackend;
 use crate::token::otp::Slot;
 use crate::token::software::parse_seed;
-use crate::vault::unlock::{enroll, open_with};
+use crate::vault::fido2::{self, UvMode};
+use crate::vault::unlock::{Unlocker, enroll, open_with};
 use crate::vault::{EntryName, OpenVault, OtpSlotUnlocker, Secret, UnlockerKind, VaultStore};
 
 /// Largest seed input read from stdin.
@@ -33,28 +34,66 @@ fn write_line(out: &mut dyn Write, line: &str) -> Result<()> {
     writeln!(out, "{line}").map_err(|e| Error::io(format!("cannot write to stdout: {e}")))
 }
 
-/// `--unlock otp`, `otp:1`, `otp:2` (default slot 2).
-pub fn parse_unlock(s: &str) -> Result<Slot> {
+/// What `--unlock SPEC` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnlockSpec {
+    /// `otp`, `otp:1`, `otp:2` (default slot 2).
+    Otp(Slot),
+    /// `fido2` (touch only) or `fido2:pin` (PIN and touch on every unlock).
+    Fido2(UvMode),
+}
+
+/// `--unlock otp`, `otp:1`, `otp:2` (default slot 2), `fido2`, `fido2:pin`.
+pub fn parse_unlock(s: &str) -> Result<UnlockSpec> {
     let s = s.trim();
-    let (kind, slot) = s.split_once(':').unwrap_or((s, "2"));
+    let (kind, rest) = match s.split_once(':') {
+        Some((k, r)) => (k, Some(r)),
+        None => (s, None),
+    };
     match kind.to_ascii_lowercase().as_str() {
-        "otp" => Slot::parse(slot).ok_or_else(|| {
+        "otp" => Slot::parse(rest.unwrap_or("2")).map(UnlockSpec::Otp).ok_or_else(|| {
             Error::usage(format!(
                 "--unlock {s}: the OTP slot is 1 or 2 (otp:1, otp:2; default otp = slot 2)"
             ))
         }),
-        "fido2" => Err(Error::usage(
-            "--unlock fido2: FIDO2 hmac-secret unlock is not available in this version of tapcred; use --unlock otp[:SLOT]",
-        )),
+        "fido2" => fido2::parse_mode(rest).map(UnlockSpec::Fido2).ok_or_else(|| {
+            Error::usage(format!(
+                "--unlock {s}: use fido2 (touch only) or fido2:pin (PIN and touch on every unlock)"
+            ))
+        }),
         _ => Err(Error::usage(format!(
-            "--unlock {s}: unknown unlocker; use otp or otp:SLOT (slot 1 or 2)"
+            "--unlock {s}: unknown unlocker; use otp, otp:SLOT (slot 1 or 2), fido2 or fido2:pin"
         ))),
+    }
+}
+
+/// The device for a new unlocker: the OTP slot of the YubiKey with `serial` (or the only
+/// one), or the one FIDO2 authenticator plugged in.
+pub fn new_unlocker(
+    spec: UnlockSpec,
+    serial: Option<u32>,
+    ctx: &Ctx<'_>,
+) -> Result<Box<dyn Unlocker>> {
+    match spec {
+        UnlockSpec::Otp(slot) => Ok(Box::new(OtpSlotUnlocker::connect(
+            &PcscBackend::new(),
+            serial,
+            slot,
+        )?)),
+        UnlockSpec::Fido2(mode) => {
+            if serial.is_some() {
+                return Err(Error::usage(
+                    "--serial chooses among YubiKeys for an OTP unlocker; with --unlock fido2 plug in only the FIDO2 key to use",
+                ));
+            }
+            Ok(Box::new(fido2::connect_for_enroll(mode, ctx.env)?))
+        }
     }
 }
 
 /// `vault init --unlock otp[:SLOT] [--serial N]`.
 pub fn init(unlock: &str, serial: Option<u32>, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
-    let slot = parse_unlock(unlock)?;
+    let spec = parse_unlock(unlock)?;
     let store = store(ctx)?;
     let lock = store.lock()?;
     if lock.read()?.is_some() {
@@ -63,9 +102,10 @@ pub fn init(unlock: &str, serial: Option<u32>, ctx: &Ctx<'_>, out: &mut dyn Writ
             store.path().display()
         )));
     }
-    let mut u = OtpSlotUnlocker::connect(&PcscBackend::new(), serial, slot)?;
-    let (desc, output) = enroll(&mut u, ctx.ui)?;
+    let mut u = new_unlocker(spec, serial, ctx)?;
+    let (desc, output) = enroll(u.as_mut(), ctx.ui)?;
     let id = desc.id.clone();
+    let kind = desc.kind;
     let vault = OpenVault::create(desc, output.expose())?;
     lock.write(&vault)?;
     write_line(
@@ -73,7 +113,7 @@ pub fn init(unlock: &str, serial: Option<u32>, ctx: &Ctx<'_>, out: &mut dyn Writ
         &format!(
             "vault created at {}, unlocked by {id} ({})",
             store.path().display(),
-            UnlockerKind::OtpHmacSha1.label()
+            kind.label()
         ),
     )?;
     Ok(0)
@@ -185,6 +225,19 @@ pub fn add_seed(
 /// Open the vault with the first OTP unlocker in its header whose YubiKey is plugged in.
 fn unlock(file: &crate::vault::VaultFile, serial: Option<u32>, ctx: &Ctx<'_>) -> Result<OpenVault> {
     let mut tried = Vec::new();
+    for d in file
+        .unlocker_descs()
+        .filter(|d| d.kind == UnlockerKind::Fido2HmacSecret)
+    {
+        match fido2::connect_unlocker(d, ctx.env) {
+            Ok(Some(mut u)) => match open_with(file, u.as_mut(), ctx.ui) {
+                Ok(v) => return Ok(v),
+                Err(e) => tried.push(format!("{}: {e}", d.id)),
+            },
+            Ok(None) => tried.push(format!("{}: no FIDO2 authenticator plugged in", d.id)),
+            Err(e) => tried.push(format!("{}: {e}", d.id)),
+        }
+    }
     for d in file
         .unlocker_descs()
         .filter(|d| d.kind == UnlockerKind::OtpHmacSha1)
