@@ -51,3 +51,24 @@ fn fido2_init_without_an_authenticator_says_so() {
     }
     assert!(!h.path().join("vault-dir/vault").exists());
 }
+
+#[test]
+fn fido2_add_unlock_without_an_authenticator_says_so_before_any_unlock() {
+    let hidraw = std::fs::read_dir("/dev")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("hidraw"))
+        })
+        .unwrap_or(false);
+    if hidraw && !tapcred_testkit::ci::is_ci() {
+        tapcred_testkit::ci::skip(
+            "fido2_add_unlock_without_an_authenticator_says_so_before_any_unlock",
+            "this machine has /dev/hidraw devices (maybe a real FIDO2 key)",
+        );
+        return;
+    }
+    let h = home();
+    // No vault yet: that is said first.
+    h.run(&["vault", "add-unlock", "--unlock", "fido2"])
+        .fails_with(3, &["no vault at"]);
+}

@@ -435,6 +435,37 @@ pub fn connect_for_enroll(mode: UvMode, env: &dyn EnvLookup) -> Result<Fido2Unlo
     Ok(Fido2Unlocker::for_enroll(dev, mode, env))
 }
 
+/// Wait until the FIDO2 key that opened the vault is unplugged and another one is plugged
+/// in (`present`: whether a FIDO2 key is plugged in now; an error counts as "yes"), polling
+/// four times a second for at most `timeout`.
+pub fn wait_for_swap(
+    present: &mut dyn FnMut() -> Result<bool>,
+    ui: &dyn Ui,
+    timeout: std::time::Duration,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    ui.info(&format!(
+        "Unplug the FIDO2 key that opened the vault and plug in the new one (waiting up to {} s)",
+        timeout.as_secs()
+    ));
+    let mut gone = false;
+    loop {
+        let here = present().unwrap_or(true);
+        if !here {
+            gone = true;
+        } else if gone {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::token(format!(
+                "no new FIDO2 key was plugged in within {} s (the one that opened the vault must be unplugged first); run `tapcred vault add-unlock --unlock fido2` again",
+                timeout.as_secs()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 /// Choose among the authenticators found: none → `None`, one → it, several → an error
 /// naming them (the PIN or touch could go to the wrong one).
 pub fn choose_one<T>(mut found: Vec<T>, names: &[String]) -> Result<Option<T>> {

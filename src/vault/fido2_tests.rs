@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::fido2::{
     Fido2Device, Fido2Error, Fido2Info, Fido2Pin, Fido2Unlocker, PIN_ENV, RP_ID, UvMode,
-    choose_one, id_for, parse_mode,
+    choose_one, id_for, parse_mode, wait_for_swap,
 };
 use super::format::{EntryName, OpenVault, Secret, UnlockerDesc, UnlockerKind, VaultFile};
 use super::unlock::{Unlocker, enroll, open_with};
@@ -489,4 +489,36 @@ fn unlock_specs_and_several_authenticators() {
     );
     // A zero AAGUID (privacy, U2F-era keys) gives the tag "any".
     assert!(id_for(&[0; 16], b"cred", UvMode::Pin).starts_with("fido2:any:"));
+}
+
+#[test]
+fn adding_a_second_fido2_key_waits_for_the_swap() {
+    use std::time::Duration;
+    let ui = RecordingUi::new();
+    // Old key still in, then out, then the new one in.
+    let mut seq = vec![Ok(true), Ok(true), Ok(false), Ok(false), Ok(true)].into_iter();
+    let mut calls = 0;
+    wait_for_swap(
+        &mut || {
+            calls += 1;
+            seq.next().unwrap_or(Ok(true))
+        },
+        &ui,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(calls, 5);
+    assert!(matches!(&ui.events()[0], UiEvent::Info(m) if m.contains("Unplug")));
+    // Never unplugged: a clear timeout, not a credential on the same key.
+    let e = wait_for_swap(&mut || Ok(true), &ui, Duration::from_millis(300)).unwrap_err();
+    assert_eq!(e.exit_code(), 4);
+    assert!(e.message().contains("no new FIDO2 key"), "{e}");
+    // "Several keys" while swapping counts as present, not as a failure.
+    let mut seq = vec![
+        Ok(false),
+        Err(crate::error::Error::token("2 keys")),
+        Ok(true),
+    ]
+    .into_iter();
+    wait_for_swap(&mut || seq.next().unwrap(), &ui, Duration::from_secs(30)).unwrap();
 }
