@@ -421,3 +421,69 @@ fn eight_writers_at_once_all_land() {
     );
     assert!(!text.contains("aws_secret_access_key"), "{text}");
 }
+
+/// README's "Done means": `vault init`, `vault import-keys`, `vault add-seed`, then
+/// `credential-process` with no plaintext secret on disk and one unlock for both the seed and
+/// the access key; the session is cached, so the next call needs none.
+#[test]
+fn credential_process_after_import_keys_and_add_seed() {
+    let Some(mut stack) =
+        PcscStack::start_or_skip("credential_process_after_import_keys_and_add_seed")
+    else {
+        return;
+    };
+    let _card = stack
+        .insert(0, key(8080, b"walkthrough-slot-key"))
+        .expect("insert the virtual YubiKey");
+    let d = tapcred_testkit::sts_double::StsDouble::start_design().expect("STS double");
+    let mut h = home();
+    h.set("AWS_ENDPOINT_URL", &d.endpoint());
+    h.set("SEED", tapcred_testkit::sts_double::design::MFA_SEED_BASE32);
+    h.run(&["vault", "init", "--unlock", "otp"]).ok();
+    h.run(&["vault", "import-keys", "--profile", "toolkit-user"])
+        .ok();
+    h.run(&[
+        "vault",
+        "add-seed",
+        "--profile",
+        "mfa",
+        "--seed-env",
+        "SEED",
+    ])
+    .ok();
+    h.set("SEED", "");
+    for (p, bytes) in h.snapshot() {
+        assert!(
+            !contains(&bytes, SECRET.as_bytes())
+                && !contains(
+                    &bytes,
+                    tapcred_testkit::sts_double::design::MFA_SEED_BASE32.as_bytes()
+                ),
+            "{} holds a secret in plain text",
+            p.display()
+        );
+    }
+
+    let r = h.run(&["credential-process", "--profile", "mfa"]);
+    r.ok();
+    assert!(
+        r.json()["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ASIA"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        touches(&r.stderr),
+        1,
+        "one unlock for seed and key: {}",
+        r.stderr
+    );
+    assert_eq!(d.stats().ok("AssumeRole"), 1);
+    // Cached: no unlock, no STS call.
+    let r = h.run(&["credential-process", "--profile", "mfa"]);
+    r.ok();
+    assert_eq!(touches(&r.stderr), 0, "{}", r.stderr);
+    assert_eq!(d.stats().ok("AssumeRole"), 1);
+}

@@ -17,13 +17,13 @@ use crate::error::{Error, Result};
 use crate::profile::Step;
 use crate::profile::editor::{self, AwsFile, ProfileEdit};
 use crate::profile::{AwsFiles, Profiles};
-use crate::token::device::Backend;
+use crate::token::EnvLookup;
 use crate::token::otp::Slot;
 use crate::token::pcsc::PcscBackend;
 use crate::token::software::parse_seed;
 use crate::ui::Ui;
 use crate::vault::fido2::{self, UvMode};
-use crate::vault::unlock::enroll;
+use crate::vault::unlock::{connect_unlocker, enroll, parse_otp_id};
 use crate::vault::{
     EntryName, OpenVault, OtpSlotUnlocker, Secret, UnlockOutput, Unlocker, UnlockerKind, VaultFile,
     VaultStore,
@@ -291,7 +291,7 @@ pub fn import_keys(
     let store = store(ctx)?;
     let lock = store.lock()?;
     let file = existing(&lock, &store)?;
-    let mut u = unlock_with(&file, serial, &PcscBackend::new(), ctx.ui)?;
+    let mut u = unlock_with(&file, serial, ctx.env, ctx.ui)?;
     let name = EntryName::access_key(profile);
     let previous = match u.vault.entry_names().any(|n| *n == name) {
         true => Some(u.vault.get(&name)?),
@@ -500,7 +500,7 @@ pub fn add_unlock(
             Some(_) => e,
         })?;
         let id = u.id();
-        let key_serial = otp_id_parts(&id).and_then(|(s, _)| s);
+        let key_serial = parse_otp_id(&id).and_then(|(s, _)| s);
         (id, key_serial)
     };
     if file.unlocker_descs().any(|d| d.id == new_id) {
@@ -509,7 +509,7 @@ pub fn add_unlock(
             store.path().display()
         )));
     }
-    let mut u = unlock_with(&file, None, &backend, ctx.ui)?;
+    let mut u = unlock_with(&file, None, ctx.env, ctx.ui)?;
     let mut new = OtpSlotUnlocker::connect(&backend, new_serial.or(serial), slot)?;
     if new.id() != new_id {
         return Err(Error::token(format!(
@@ -555,7 +555,7 @@ fn add_unlock_fido2(
     let file = existing(&lock, &store)?;
     // No FIDO2 key here: say so before asking an existing unlocker for a touch.
     drop(fido2_to_enroll(mode, None, ctx)?);
-    let mut u = unlock_with(&file, None, &PcscBackend::new(), ctx.ui)?;
+    let mut u = unlock_with(&file, None, ctx.env, ctx.ui)?;
     if u.id.starts_with("fido2:") {
         fido2::wait_for_swap(
             &mut || Ok(fido2::open_authenticator()?.is_some()),
@@ -680,49 +680,22 @@ pub fn remove(
     Ok(0)
 }
 
-/// Open the vault with the first OTP unlocker in its header whose YubiKey is plugged in
-/// (`serial`: only that YubiKey's unlockers).
+/// Open the vault with the first unlocker in its header whose device is here
+/// (`vault::unlock::connect_unlocker`: one arm per unlocker kind and transport); `serial`:
+/// only that YubiKey's OTP-slot unlockers.
 pub(crate) fn unlock_with(
     file: &VaultFile,
     serial: Option<u32>,
-    backend: &dyn Backend,
+    env: &dyn EnvLookup,
     ui: &dyn Ui,
 ) -> Result<Unlocked> {
     let mut tried = Vec::new();
-    // FIDO2 unlockers first when no YubiKey serial is named (the PIN, if one is needed, from
-    // the process environment: TAPCRED_FIDO_PIN).
-    for d in file
-        .unlocker_descs()
-        .filter(|d| d.kind == UnlockerKind::Fido2HmacSecret && serial.is_none())
-    {
-        match fido2::connect(d, &crate::token::RealEnv) {
-            Ok(Some(mut u)) => match u.respond(d, ui) {
-                Ok(output) => {
-                    let vault = file.open(&d.id, output.expose())?;
-                    return Ok(Unlocked {
-                        vault,
-                        id: d.id.clone(),
-                        output,
-                    });
-                }
-                Err(e) => tried.push(format!("{}: {e}", d.id)),
-            },
-            Ok(None) => tried.push(format!("{}: no FIDO2 key plugged in", d.id)),
-            Err(e) => tried.push(format!("{}: {e}", d.id)),
-        }
-    }
-    for d in file
-        .unlocker_descs()
-        .filter(|d| d.kind == UnlockerKind::OtpHmacSha1)
-    {
-        let Some((key_serial, slot)) = otp_id_parts(&d.id) else {
-            continue;
-        };
-        if serial.is_some() && key_serial != serial {
+    for d in file.unlocker_descs() {
+        if serial.is_some() && parse_otp_id(&d.id).map(|(s, _)| s) != Some(serial) {
             continue;
         }
-        match OtpSlotUnlocker::connect(backend, key_serial, slot) {
-            Ok(mut u) => {
+        match connect_unlocker(d, env, ui) {
+            Ok(Some(mut u)) => {
                 let id = u.id();
                 if id != d.id {
                     tried.push(format!("{}: the key found is {id}", d.id));
@@ -732,6 +705,7 @@ pub(crate) fn unlock_with(
                 let vault = file.open(&id, output.expose())?;
                 return Ok(Unlocked { vault, id, output });
             }
+            Ok(None) => tried.push(format!("{}: not plugged in", d.id)),
             Err(e) => tried.push(format!("{}: {e}", d.id)),
         }
     }
@@ -748,19 +722,8 @@ pub(crate) fn unlock_with(
     )))
 }
 
-/// Ids are `otp:SERIAL:SLOT` (`otp:unknown:SLOT` for a key hiding its serial).
-fn otp_id_parts(id: &str) -> Option<(Option<u32>, Slot)> {
-    let mut parts = id.split(':');
-    if parts.next() != Some("otp") {
-        return None;
-    }
-    let key_serial = parts.next().and_then(|s| s.parse::<u32>().ok());
-    let slot = parts.next().and_then(Slot::parse)?;
-    Some((key_serial, slot))
-}
-
 fn unlock(file: &VaultFile, serial: Option<u32>, ctx: &Ctx<'_>) -> Result<OpenVault> {
-    Ok(unlock_with(file, serial, &PcscBackend::new(), ctx.ui)?.vault)
+    Ok(unlock_with(file, serial, ctx.env, ctx.ui)?.vault)
 }
 
 /// The vault file (under the lock), or the error saying to create one.
