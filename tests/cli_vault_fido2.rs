@@ -72,3 +72,97 @@ fn fido2_add_unlock_without_an_authenticator_says_so_before_any_unlock() {
     h.run(&["vault", "add-unlock", "--unlock", "fido2"])
         .fails_with(3, &["no vault at"]);
 }
+
+const CHILD_ENV: &str = "TAPCRED_TEST_FIDO_STDOUT_CHILD";
+
+/// What the FIDO2 library prints while tapcred talks to a key goes to stderr, never to stdout
+/// (which carries credential_process JSON): the guard moves fd 1 for the call and puts it back.
+/// The test binary re-runs itself as a child with real (uncaptured) stdout and stderr.
+#[test]
+fn library_output_during_a_fido2_call_goes_to_stderr() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        use std::io::Write;
+        print!("before ");
+        let n = tapcred::platform::fido2::with_stdout_on_stderr(|| {
+            println!("LIBRARY-NOISE");
+            print!("unterminated-noise");
+            42
+        });
+        println!("after {n}");
+        std::io::stdout().flush().unwrap();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "library_output_during_a_fido2_call_goes_to_stderr",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stdout.contains("NOISE") && !stdout.contains("noise"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("before after 42"), "{stdout}");
+    assert!(stderr.contains("LIBRARY-NOISE"), "{stderr}");
+    assert!(stderr.contains("unterminated-noise"), "{stderr}");
+}
+
+const PANIC_CHILD_ENV: &str = "TAPCRED_TEST_FIDO_PANIC_CHILD";
+
+/// A panic inside the FIDO2 library (hidapi failing to start, an answer sliced out of range)
+/// becomes an error under tapcred's own panic hook (which otherwise exits 1 at once), with
+/// the payload kept out of every output; afterwards the hook is tapcred's again.
+#[test]
+fn a_library_panic_becomes_an_error_and_the_hook_comes_back() {
+    if let Some(mode) = std::env::var_os(PANIC_CHILD_ENV) {
+        tapcred::cli::install_panic_hook();
+        let r: Result<(), String> =
+            tapcred::platform::fido2::catch_library_panic("testing", || {
+                panic!("payload-with-a-secret")
+            });
+        println!("survived: {}", r.unwrap_err());
+        if mode == "again" {
+            // Outside the guard, tapcred's hook is back: fixed line, exit 1.
+            panic!("payload-with-a-secret");
+        }
+        return;
+    }
+    let run = |mode: &str| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_library_panic_becomes_an_error_and_the_hook_comes_back",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(PANIC_CHILD_ENV, mode)
+            .output()
+            .unwrap()
+    };
+    let out = run("once");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("survived: the FIDO2 library failed while testing"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("payload") && !stderr.contains("payload"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(tapcred::cli::PANIC_MESSAGE), "{stderr}");
+
+    let out = run("again");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(tapcred::cli::PANIC_MESSAGE), "{stderr}");
+    assert!(!stderr.contains("payload"), "{stderr}");
+}

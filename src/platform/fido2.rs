@@ -6,8 +6,8 @@
 //!   one plugged in, and map four calls (GetInfo, getPINRetries, MakeCredential and
 //!   GetAssertion with `hmac-secret`) onto [`Fido2Device`]. The crate does the CTAPHID
 //!   framing, CBOR, and the ECDH key agreement that encrypts the salt and the output.
-//!   Its console output is switched off (no keep-alive text on stdout, which may carry
-//!   `credential_process` JSON), and its panics (hidapi failing to start, a malformed
+//!   Its console output is switched off (no keep-alive text) and whatever it still prints
+//!   goes to stderr (stdout may carry `credential_process` JSON), and its panics (hidapi failing to start, a malformed
 //!   answer sliced out of range) are caught and turned into one clear error.
 //! - **Windows:** since Windows 10 1903 raw FIDO HID access is reserved to administrators and
 //!   ordinary programs must go through `webauthn.dll`; this version does not, so FIDO2
@@ -28,40 +28,61 @@ pub fn open_authenticator() -> Result<Option<Box<dyn Fido2Device>>> {
     ))
 }
 
+/// Run `f` with file descriptor 1 pointing at stderr, holding Rust's stdout lock so no other
+/// thread's output is moved. The crate still `println!`s in a few places (an unknown
+/// extension in an answer, a parse oddity); stdout may carry `credential_process` JSON or
+/// `export` lines, so nothing from the crate may land there.
 #[cfg(not(windows))]
-mod hid {
+pub fn with_stdout_on_stderr<T>(f: impl FnOnce() -> T) -> T {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    let mut out = std::io::stdout().lock();
+    let _ = out.flush();
+    let saved = rustix::io::dup(std::io::stdout().as_fd()).ok();
+    let moved = saved.is_some() && rustix::stdio::dup2_stdout(std::io::stderr().as_fd()).is_ok();
+    let r = f();
+    let _ = out.flush();
+    if moved && let Some(fd) = &saved {
+        let _ = rustix::stdio::dup2_stdout(fd);
+    }
+    r
+}
+
+/// Run `f`, turning a panic on this thread into an error, with stdout moved to stderr
+/// ([`with_stdout_on_stderr`]). tapcred's panic hook exits the process, so for the
+/// duration of `f` a hook is installed that stays silent for this thread and hands any
+/// other thread's panic to the previous hook (which still exits).
+#[cfg(not(windows))]
+pub fn catch_library_panic<T>(what: &str, f: impl FnOnce() -> T) -> std::result::Result<T, String> {
     use std::panic::{self, AssertUnwindSafe};
     use std::sync::Arc;
+    let me = std::thread::current().id();
+    let prev: Arc<dyn Fn(&panic::PanicHookInfo<'_>) + Send + Sync> = Arc::from(panic::take_hook());
+    let for_others = prev.clone();
+    panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != me {
+            for_others(info);
+        }
+    }));
+    let r = with_stdout_on_stderr(|| panic::catch_unwind(AssertUnwindSafe(f)));
+    drop(panic::take_hook());
+    panic::set_hook(Box::new(move |info| prev(info)));
+    r.map_err(|_| format!("the FIDO2 library failed while {what}"))
+}
 
+#[cfg(not(windows))]
+mod hid {
     use ctap_hid_fido2::fidokey::get_assertion::get_assertion_params::Extension as AssertionExt;
     use ctap_hid_fido2::fidokey::{
         CredentialExtension, FidoKeyHid, GetAssertionArgsBuilder, MakeCredentialArgsBuilder,
     };
     use zeroize::Zeroizing;
 
+    use super::catch_library_panic as guarded;
     use crate::error::{Error, Result};
     use crate::vault::fido2::{Fido2Device, Fido2Error, Fido2Info, Fido2Pin, choose_one};
 
     type DevResult<T> = std::result::Result<T, Fido2Error>;
-
-    /// Run `f`, turning a panic on this thread into an error. tapcred's panic hook exits the
-    /// process, so for the duration of `f` a hook is installed that stays silent for this
-    /// thread and hands any other thread's panic to the previous hook (which still exits).
-    fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-        let me = std::thread::current().id();
-        let prev: Arc<dyn Fn(&panic::PanicHookInfo<'_>) + Send + Sync> =
-            Arc::from(panic::take_hook());
-        let for_others = prev.clone();
-        panic::set_hook(Box::new(move |info| {
-            if std::thread::current().id() != me {
-                for_others(info);
-            }
-        }));
-        let r = panic::catch_unwind(AssertUnwindSafe(f));
-        drop(panic::take_hook());
-        panic::set_hook(Box::new(move |info| prev(info)));
-        r.map_err(|_| format!("the FIDO2 library failed while {what}"))
-    }
 
     /// Fresh random bytes for a clientDataHash input (tapcred checks no signature).
     fn challenge() -> [u8; 32] {
