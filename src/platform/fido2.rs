@@ -214,6 +214,19 @@ mod hid {
             Ok(att.credential_descriptor.id)
         }
 
+        fn probe_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> DevResult<()> {
+            let challenge = challenge();
+            let args = GetAssertionArgsBuilder::new(rp_id, &challenge)
+                .credential_id(credential_id)
+                .without_pin_and_uv()
+                .without_up()
+                .build();
+            self.call("checking for the vault's credential", |k| {
+                k.get_assertion_with_args(&args)
+            })
+            .map(drop)
+        }
+
         fn hmac_secret(
             &mut self,
             rp_id: &str,

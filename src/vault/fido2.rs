@@ -87,6 +87,29 @@ pub enum Fido2Error {
     Transport(String),
 }
 
+impl fmt::Display for Fido2Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fido2Error::Ctap(c) => write!(f, "CTAP2 status 0x{c:02X}"),
+            Fido2Error::Transport(t) => f.write_str(t),
+        }
+    }
+}
+
+/// Whether a silent probe says the authenticator holds the credential. Only a definite
+/// "no credentials" counts as no; a key that refuses silent assertions (`alwaysUv`, an
+/// option it does not support) may still hold it, so the real unlock decides.
+pub fn holds_credential(
+    probe: std::result::Result<(), Fido2Error>,
+) -> std::result::Result<bool, Fido2Error> {
+    match probe {
+        Ok(()) => Ok(true),
+        Err(Fido2Error::Ctap(status::NO_CREDENTIALS | status::INVALID_CREDENTIAL)) => Ok(false),
+        Err(Fido2Error::Ctap(_)) => Ok(true),
+        Err(e @ Fido2Error::Transport(_)) => Err(e),
+    }
+}
+
 pub mod status {
     pub const NO_CREDENTIALS: u8 = 0x2E;
     pub const USER_ACTION_TIMEOUT: u8 = 0x2F;
@@ -119,6 +142,14 @@ pub trait Fido2Device {
         rp_id: &str,
         pin: Option<&Fido2Pin>,
     ) -> std::result::Result<Vec<u8>, Fido2Error>;
+    /// A silent GetAssertion for `credential_id` (`up = false`, no UV, no extension: no
+    /// touch, no PIN): `Ok(())` when the authenticator holds it, `Err(Ctap(NO_CREDENTIALS))`
+    /// when not. Read through [`holds_credential`].
+    fn probe_credential(
+        &mut self,
+        rp_id: &str,
+        credential_id: &[u8],
+    ) -> std::result::Result<(), Fido2Error>;
     /// GetAssertion for `credential_id` with one hmac-secret salt, user presence (one
     /// touch), and user verification exactly when `pin` is given. Returns output1.
     fn hmac_secret(
@@ -412,9 +443,34 @@ pub fn open_authenticator() -> Result<Option<Box<dyn Fido2Device>>> {
     crate::platform::fido2::open_authenticator()
 }
 
-/// The unlocker for header entry `desc`, if a FIDO2 authenticator is plugged in.
+/// The unlocker for header entry `desc`, if the FIDO2 authenticator plugged in holds its
+/// credential (checked silently: no touch, no PIN). Another key is "not here", so the
+/// vault's next unlocker (a backup FIDO2 key, an OTP slot) gets its turn.
 pub fn connect(desc: &UnlockerDesc, env: &dyn EnvLookup) -> Result<Option<Fido2Unlocker>> {
-    Ok(open_authenticator()?.map(|d| Fido2Unlocker::for_desc(d, desc, env)))
+    match open_authenticator()? {
+        Some(dev) => connect_device(dev, desc, env),
+        None => Ok(None),
+    }
+}
+
+/// [`connect`] for a given device.
+pub fn connect_device(
+    mut device: Box<dyn Fido2Device>,
+    desc: &UnlockerDesc,
+    env: &dyn EnvLookup,
+) -> Result<Option<Fido2Unlocker>> {
+    let held = holds_credential(device.probe_credential(RP_ID, &desc.credential_id)).map_err(|e| {
+        Error::token(format!(
+            "checking the FIDO2 authenticator \"{}\" for {} failed: {e}; unplug and re-insert it",
+            device.label(),
+            desc.id
+        ))
+    })?;
+    if !held {
+        tracing::info!(unlocker = %desc.id, device = %device.label(), "this FIDO2 key does not hold the unlocker's credential");
+        return Ok(None);
+    }
+    Ok(Some(Fido2Unlocker::for_desc(device, desc, env)))
 }
 
 /// [`connect`] as the vault's generic unlocker (the FIDO2 arm of `connect_unlocker`).

@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::fido2::{
     Fido2Device, Fido2Error, Fido2Info, Fido2Pin, Fido2Unlocker, PIN_ENV, RP_ID, UvMode,
-    choose_one, id_for, parse_mode, wait_for_swap,
+    choose_one, connect_device, holds_credential, id_for, parse_mode, wait_for_swap,
 };
 use super::format::{EntryName, OpenVault, Secret, UnlockerDesc, UnlockerKind, VaultFile};
 use super::unlock::{Unlocker, enroll, open_with};
@@ -47,6 +47,11 @@ impl Fido2Device for Virt {
     ) -> Result<Vec<u8>, Fido2Error> {
         self.0
             .make_credential(rp_id, pin.map(Fido2Pin::expose))
+            .map_err(Fido2Error::Ctap)
+    }
+    fn probe_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> Result<(), Fido2Error> {
+        self.0
+            .get_assertion_silent(rp_id, credential_id)
             .map_err(Fido2Error::Ctap)
     }
     fn hmac_secret(
@@ -521,4 +526,66 @@ fn adding_a_second_fido2_key_waits_for_the_swap() {
     ]
     .into_iter();
     wait_for_swap(&mut || seq.next().unwrap(), &ui, Duration::from_secs(30)).unwrap();
+}
+
+#[test]
+fn connecting_checks_silently_that_the_key_holds_the_credential() {
+    let a = VirtualAuthenticator::new();
+    let (bytes, desc) = init(&a, UvMode::Touch, None);
+    let b = VirtualAuthenticator::new();
+    // The right key: an unlocker, and no touch was used for the check.
+    let u = connect_device(Box::new(Virt(a.clone())), &desc, &env(None)).unwrap();
+    assert!(u.is_some());
+    assert_eq!(
+        a.get_assertion_hmac_secret(RP_ID, &desc.credential_id, &[0; 32], None),
+        Err(0x2F),
+        "the probe consumed no touch and left none pending"
+    );
+    // Another key is "not here" (None), not an error: the next unlocker gets its turn.
+    assert!(
+        connect_device(Box::new(Virt(b.clone())), &desc, &env(None))
+            .unwrap()
+            .is_none()
+    );
+    // A key that refuses silent assertions (alwaysUv) may hold it: the unlock decides.
+    let mut c = a.clone();
+    c.always_uv = true;
+    assert!(
+        connect_device(Box::new(Virt(c)), &desc, &env(None))
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(holds_credential(Err(Fido2Error::Ctap(0x36))), Ok(true));
+    assert_eq!(holds_credential(Err(Fido2Error::Ctap(0x2E))), Ok(false));
+    assert!(holds_credential(Err(Fido2Error::Transport("read error".into()))).is_err());
+    drop(bytes);
+}
+
+#[test]
+fn a_backup_fido2_key_opens_the_vault_when_the_first_is_absent() {
+    // Key A made the vault, key B was added as a backup; only B is plugged in. Opening goes
+    // through the header in order, as unlock_with and the session do: A's entry finds a key
+    // that does not hold A's credential (None), B's entry opens it.
+    let a = VirtualAuthenticator::new();
+    let b = VirtualAuthenticator::new();
+    let ui = touching(&a);
+    let mut ua = Fido2Unlocker::for_enroll(Box::new(Virt(a.clone())), UvMode::Touch, &env(None));
+    let (da, oa) = enroll(&mut ua, &ui).unwrap();
+    let mut v = OpenVault::create(da, oa.expose()).unwrap();
+    v.put(EntryName::seed(SERIAL), &seed()).unwrap();
+    let mut ub = Fido2Unlocker::for_enroll(Box::new(Virt(b.clone())), UvMode::Touch, &env(None));
+    let (db, ob) = enroll(&mut ub, &touching(&b)).unwrap();
+    v.add_unlocker(db, ob.expose()).unwrap();
+    let file = VaultFile::parse(&v.to_bytes()).unwrap();
+    let ui = touching(&b);
+    let mut opened = None;
+    for d in file.unlocker_descs() {
+        if let Some(mut u) = connect_device(Box::new(Virt(b.clone())), d, &env(None)).unwrap() {
+            opened = Some((d.id.clone(), open_with(&file, &mut u, &ui).unwrap()));
+            break;
+        }
+    }
+    let (id, vault) = opened.expect("the backup key opens it");
+    assert_eq!(id, file.unlocker_descs().nth(1).unwrap().id);
+    assert_eq!(vault.get(&EntryName::seed(SERIAL)).unwrap(), seed());
 }

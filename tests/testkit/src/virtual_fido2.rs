@@ -236,6 +236,21 @@ impl VirtualAuthenticator {
         Ok(id)
     }
 
+    /// authenticatorGetAssertion with `allowList = [credential_id]`, `up = false`, no UV, no
+    /// extension: the silent "is this credential here" check. No touch consumed.
+    pub fn get_assertion_silent(&self, rp_id: &str, credential_id: &[u8]) -> Result<(), u8> {
+        let s = self.state.lock().unwrap();
+        let rp_hash: [u8; 32] = Sha256::digest(rp_id.as_bytes()).into();
+        match s.credentials.get(credential_id) {
+            Some(c) if c.rp_id_hash == rp_hash => {}
+            _ => return Err(status::NO_CREDENTIALS),
+        }
+        if self.always_uv {
+            return Err(status::PIN_REQUIRED);
+        }
+        Ok(())
+    }
+
     /// authenticatorGetAssertion with `allowList = [credential_id]`, `up = true` and one
     /// `hmac-secret` salt; UV when `pin` is given. Returns output1 (decrypted).
     pub fn get_assertion_hmac_secret(
