@@ -8,8 +8,8 @@ use std::io::Write;
 use std::process::Stdio;
 
 use common::{Home, Run};
-use tapcred::token::oath::PcscBackend;
 use tapcred::token::otp::Slot;
+use tapcred::token::pcsc::PcscBackend;
 use tapcred::ui::RecordingUi;
 use tapcred::vault::unlock::open_with;
 use tapcred::vault::{EntryName, OtpSlotUnlocker, Secret, VaultStore};

@@ -2,14 +2,16 @@
 //! of a code read (find the key, serial, SELECT, VALIDATE with a password, CALCULATE_ALL,
 //! CALCULATE), through tapcred's OATH client over an in-memory transport to the virtual
 //! YubiKey. Each removal is a token error (exit 4) of one line naming the key, never a
-//! panic, never a code. The same over a real pcscd, and pcscd itself killed mid-flow, run in
-//! tests/oath_pcsc.rs and tests/cli_oath.rs (root + pcscd stack).
+//! panic, never a code. The same over a real pcscd runs in tests/oath_pcsc.rs; pcscd itself killed
+//! mid-flow, and signals during a touch wait, in tests/fault_pcscd.rs (root + pcscd stack).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tapcred::token::oath::{self, ApduTransport, Backend, Connection};
+use tapcred::token::device::{Backend, Connection};
+use tapcred::token::oath;
+use tapcred::token::transport::ApduTransport;
 use tapcred::token::{CodeRequest, TokenSettings};
 use tapcred::ui::RecordingUi;
 use tapcred::{Error, ErrorKind};

@@ -8,10 +8,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tapcred::token::oath::{
-    self, ApduTransport, Backend, Connection, CredentialId, HashAlgo, NewCredential, OathType,
-    Session,
-};
+use tapcred::token::device::{Backend, Connection};
+use tapcred::token::oath::{self, CredentialId, HashAlgo, NewCredential, OathType, Session};
+use tapcred::token::transport::ApduTransport;
 use tapcred::token::{CodeRequest, TokenSettings, TokenSource};
 use tapcred::ui::{RecordingUi, UiEvent};
 use tapcred::{Error, ErrorKind};
@@ -712,7 +711,7 @@ fn put_and_delete_for_enrollment() {
     let conn = b.connect(READER0).unwrap().unwrap();
     let ext = conn.extended_max();
     let mut s = Session::open(conn, ext).unwrap();
-    let key = oath::session::derive_key(b"pw", &s.info().salt.clone());
+    let key = oath::codec::derive_key(b"pw", &s.info().salt.clone());
     s.validate(&key).unwrap();
     let cred = NewCredential {
         id: CredentialId {
@@ -723,7 +722,7 @@ fn put_and_delete_for_enrollment() {
         kind: OathType::Totp,
         algo: HashAlgo::Sha1,
         digits: 6,
-        secret: oath::session::decode_base32_secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(),
+        secret: oath::codec::decode_base32_secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(),
         touch: true,
         counter: 0,
     };
@@ -771,7 +770,7 @@ fn fixtures_are_recorded_from_the_virtual_yubikey() {
             |s| {
                 s.calculate(
                     AWS_LABEL.as_bytes(),
-                    &oath::session::totp_challenge(59, 30),
+                    &oath::codec::totp_challenge(59, 30),
                     false,
                 )
                 .unwrap();
@@ -849,7 +848,7 @@ fn aws_cred(touch: bool) -> NewCredential {
         algo: HashAlgo::Sha1,
         digits: 6,
         // Base32 of RFC_KEY.
-        secret: oath::session::decode_base32_secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(),
+        secret: oath::codec::decode_base32_secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(),
         touch,
         counter: 0,
     }

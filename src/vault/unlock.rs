@@ -7,9 +7,11 @@ use zeroize::Zeroizing;
 
 use super::format::{OpenVault, UnlockerDesc, UnlockerKind, VaultFile};
 use crate::error::Result;
-use crate::token::oath::ApduTransport;
-use crate::token::oath::device::{self, Backend, ChooseError, Connection};
+use crate::token::EnvLookup;
+use crate::token::device::{self, Backend, ChooseError, Connection};
 use crate::token::otp::{HMAC_CHALLENGE_SIZE, OtpApplet, Slot};
+use crate::token::pcsc::PcscBackend;
+use crate::token::transport::ApduTransport;
 use crate::ui::Ui;
 
 /// An unlocker's secret output. Debug shows no secret.
@@ -60,6 +62,83 @@ pub fn open_with(file: &VaultFile, unlocker: &mut dyn Unlocker, ui: &dyn Ui) -> 
     Ok(file.open(&id, out.expose())?)
 }
 
+/// The device for one unlocker of a vault header, connected and ready to answer its
+/// challenge; `Ok(None)` when that device is not here (not plugged in, or its transport
+/// cannot be reached), so the caller moves on to the vault's next unlocker. Each unlocker
+/// kind (and transport) plugs in here with one arm.
+pub fn connect_unlocker(
+    desc: &UnlockerDesc,
+    env: &dyn EnvLookup,
+    ui: &dyn Ui,
+) -> Result<Option<Box<dyn Unlocker>>> {
+    let _ = (env, ui);
+    match desc.kind {
+        UnlockerKind::OtpHmacSha1 => connect_otp_pcsc(desc, &PcscBackend::new()),
+        // The FIDO2 hmac-secret arm is not in this build.
+        UnlockerKind::Fido2HmacSecret => {
+            tracing::info!(unlocker = %desc.id, "FIDO2 unlockers are not supported by this build");
+            Ok(None)
+        }
+    }
+}
+
+/// `otp:SERIAL:SLOT` (or `otp:unknown:SLOT`): the key's serial (None when unknown) and slot.
+pub fn parse_otp_id(id: &str) -> Option<(Option<u32>, Slot)> {
+    let mut parts = id.split(':');
+    if parts.next()? != "otp" {
+        return None;
+    }
+    let serial = match parts.next()? {
+        "unknown" => None,
+        s => Some(s.parse::<u32>().ok()?),
+    };
+    let slot = Slot::parse(parts.next()?)?;
+    parts.next().is_none().then_some((serial, slot))
+}
+
+/// The OTP-slot arm over PC/SC: the YubiKey named by the unlocker's id, through `backend`.
+pub fn connect_otp_pcsc(
+    desc: &UnlockerDesc,
+    backend: &dyn Backend,
+) -> Result<Option<Box<dyn Unlocker>>> {
+    let Some((serial, slot)) = parse_otp_id(&desc.id) else {
+        return Err(crate::Error::config(format!(
+            "vault unlocker id {:?} is not an OTP slot id (otp:SERIAL:SLOT); the vault may be damaged",
+            desc.id
+        )));
+    };
+    let readers = match backend.readers() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(unlocker = %desc.id, error = %e, "no PC/SC readers for this unlocker");
+            return Ok(None);
+        }
+    };
+    let keys = match device::connect_keys(backend, readers) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::info!(unlocker = %desc.id, error = %e, "cannot reach the YubiKeys over PC/SC");
+            return Ok(None);
+        }
+    };
+    let mut key = match device::choose_key(keys, serial, "") {
+        Ok(k) => k,
+        Err(ChooseError::NoKey(e)) => {
+            tracing::info!(unlocker = %desc.id, error = %e, "this unlocker's YubiKey is not here");
+            return Ok(None);
+        }
+        Err(ChooseError::Ambiguous(e) | ChooseError::Fatal(e)) => return Err(e),
+    };
+    key.identify()?;
+    let label = key.label();
+    let applet = OtpApplet::select(key.conn, &label)?;
+    Ok(Some(Box::new(OtpSlotUnlocker {
+        applet,
+        serial: key.info.serial,
+        slot,
+    })))
+}
+
 /// A new descriptor for `unlocker` (fresh salt and challenge), and its output for it.
 pub fn enroll(unlocker: &mut dyn Unlocker, ui: &dyn Ui) -> Result<(UnlockerDesc, UnlockOutput)> {
     let desc = UnlockerDesc::new_random(unlocker.kind(), unlocker.id())?;
@@ -89,7 +168,7 @@ impl<T: ApduTransport> fmt::Debug for OtpSlotUnlocker<T> {
 impl<T: ApduTransport> OtpSlotUnlocker<T> {
     /// SELECT the OTP applet on an open connection to the key with this serial.
     pub fn new(transport: T, serial: Option<u32>, slot: Slot) -> Result<Self> {
-        let label = crate::token::oath::device::label(serial, "?");
+        let label = crate::token::device::label(serial, "?");
         let applet = OtpApplet::select(transport, &label)?;
         Ok(OtpSlotUnlocker {
             applet,
@@ -151,7 +230,7 @@ impl<T: ApduTransport> Unlocker for OtpSlotUnlocker<T> {
             )));
         }
         self.applet.check_configured(self.slot)?;
-        let who = crate::token::oath::device::label(self.serial, "?");
+        let who = crate::token::device::label(self.serial, "?");
         ui.touch_wait(&format!(
             "Touch your {who} (OTP slot {}) to unlock the tapcred vault, if it blinks",
             self.slot.number()
