@@ -17,10 +17,12 @@
 //! Administrators group (those two can read every file anyway; OpenSSH for Windows accepts
 //! the same set on private keys). "Mine" is an owner of this user or Administrators (what an
 //! elevated process's files get as owner). A cache directory that is not private is
-//! tightened to owner-only on its own handle, as `chmod 700` on Unix. A seed file is refused
-//! when its ACL lets anyone else read it (no ACL at all counts as everyone). Reparse points
-//! (symlinks, junctions) are opened as themselves (`FILE_FLAG_OPEN_REPARSE_POINT`) and
-//! refused, never followed.
+//! tightened to owner-only on its own handle, as `chmod 700` on Unix. tapcred's own files
+//! are checked for their owner when read back (their ACL was set at creation; see
+//! `check_private_file` for why it is not re-read). A seed file is refused when its ACL lets
+//! anyone else read it (no ACL at all counts as everyone). Reparse points (symlinks,
+//! junctions) are opened as themselves (`FILE_FLAG_OPEN_REPARSE_POINT`) and refused, never
+//! followed.
 
 use std::fs::{self, File, FileType, Metadata, OpenOptions};
 use std::io::{self, Read};
@@ -574,15 +576,18 @@ mod imp {
             .join(", ")
     }
 
+    /// tapcred's own file: owned by this user (or Administrators). Its ACL was made
+    /// owner-only on the handle that created it, and its directory's ACL is checked (and
+    /// tightened) by [`check_dir_access`] before use; the file's ACL is not read back here,
+    /// so that a runtime which maps ACLs lossily (Wine turns any DACL into Unix mode bits and
+    /// reports Everyone:read back) does not turn every cache entry into a miss.
     pub fn check_private_file(f: &File, _md: &Metadata) -> Result<(), ReadError> {
         let me = me().map_err(ReadError::Io)?;
         let sd = security_of(f).map_err(ReadError::Io)?;
-        if !owner_is(&sd, me) {
-            Err(ReadError::Foreign("owner"))
-        } else if !others_granted(&sd, me, ANY_RIGHTS).is_empty() {
-            Err(ReadError::Foreign("ACL"))
-        } else {
+        if owner_is(&sd, me) {
             Ok(())
+        } else {
+            Err(ReadError::Foreign("owner"))
         }
     }
 
