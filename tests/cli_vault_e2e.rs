@@ -21,7 +21,7 @@ use sha1::Sha1;
 use sha2::Sha256;
 use tapcred::vault::VaultStore;
 use tapcred_testkit::pcsc_stack::{CardHandle, PcscStack};
-use tapcred_testkit::sts_double::{StsDouble, TokenOutcome, design};
+use tapcred_testkit::sts_double::{RoleSpec, StsDouble, TokenOutcome, UserSpec, design};
 use tapcred_testkit::virtual_yubikey::{OtpSlot, VirtualYubiKey, VykConfig};
 
 const SLOT_KEY: [u8; 20] = *b"e2e-vault-slot-key-A";
@@ -139,7 +139,8 @@ fn credential_process_one_touch_for_seed_and_keys_from_the_vault() {
 
     let touches = key.button().touch_requests();
     let asks = slot_asks(&key);
-    let r = home.run(&["credential-process", "--profile", "mfa"]);
+    // With debug logs on (stderr): they must carry no secret either.
+    let r = home.run(&["-vv", "credential-process", "--profile", "mfa"]);
     r.ok();
     // One touch (and one slot answer) served both the access key and the seed.
     assert_eq!(key.button().touch_requests() - touches, 1, "{}", r.stderr);
@@ -180,8 +181,18 @@ fn credential_process_one_touch_for_seed_and_keys_from_the_vault() {
     assert_eq!(e.serial, design::MFA_SERIAL);
     let step = e.matched_step.unwrap();
     assert_eq!(e.code, totp_sha1(&seed(), step * 30));
-    // Nothing secret on stderr.
-    assert!(!r.stderr.contains(design::SECRET_ACCESS_KEY) && !r.stderr.contains(&e.code));
+    // Nothing secret on stderr, logs included: not the vault's key, not the code, not the
+    // seed, not the session's secret or token.
+    assert!(r.stderr.contains("opening the vault"), "{}", r.stderr);
+    for secret in [
+        design::SECRET_ACCESS_KEY,
+        design::MFA_SEED_BASE32,
+        &e.code,
+        j["SecretAccessKey"].as_str().unwrap(),
+        j["SessionToken"].as_str().unwrap(),
+    ] {
+        assert!(!r.stderr.contains(secret), "secret in stderr: {}", r.stderr);
+    }
 
     // The second call: from the cache, no unlock, no touch, no STS request, and not even a
     // read of the vault (it is moved away meanwhile).
@@ -352,4 +363,86 @@ fn aws_cli_through_credential_process_with_the_vault() {
         after.calls("GetCallerIdentity") - before.calls("GetCallerIdentity"),
         1
     );
+}
+
+/// The README's recovery path: a new access key imported into the vault first, then `enroll
+/// --to vault` for a new MFA device; enroll signs its IAM and STS calls with the key from
+/// the vault, and the profile then works from the vault alone.
+#[test]
+fn enroll_to_vault_with_the_access_key_already_in_the_vault() {
+    let test = "enroll_to_vault_with_the_access_key_already_in_the_vault";
+    let Some(mut stack) = PcscStack::start_or_skip(test) else {
+        return;
+    };
+    let key = insert(&mut stack, SLOT_KEY);
+    // An IAM user with keys and no MFA device yet.
+    let d = StsDouble::builder()
+        .user(UserSpec::new(
+            design::USER_NAME,
+            design::ACCOUNT,
+            design::ACCESS_KEY_ID,
+            design::SECRET_ACCESS_KEY,
+        ))
+        .role(RoleSpec::new(design::ROLE_ARN).require_mfa(true))
+        .start()
+        .unwrap();
+    let mut home = Home::empty();
+    home.write_config(&format!(
+        "[profile mfa]\nsource_profile = toolkit-user\nrole_arn = {}\n",
+        design::ROLE_ARN
+    ));
+    home.write_credentials(&format!(
+        "[toolkit-user]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+        design::ACCESS_KEY_ID,
+        design::SECRET_ACCESS_KEY
+    ));
+    let vault = home.path().join("data/tapcred/vault");
+    home.set("TAPCRED_VAULT", vault.to_str().unwrap());
+    home.set("AWS_ENDPOINT_URL", &d.endpoint());
+    home.run(&["vault", "init", "--unlock", "otp"]).ok();
+    home.run(&["vault", "import-keys", "--profile", "toolkit-user"])
+        .ok();
+    let out = Run::from(
+        home.cmd_detached(&["enroll", "--profile", "mfa", "--to", "vault"])
+            .output()
+            .expect("run tapcred"),
+    );
+    out.ok();
+    assert!(
+        out.stdout.contains("assumed-role/toolkit-role"),
+        "{}",
+        out.stdout
+    );
+    eprintln!(
+        "enroll --to vault with the key in the vault: {} vault unlocks",
+        out.stderr
+            .lines()
+            .filter(|l| l.contains("to unlock the tapcred vault"))
+            .count()
+    );
+    let config = std::fs::read_to_string(home.config_path()).unwrap();
+    assert!(config.contains("tapcred_token = vault"), "{config}");
+    let creds = std::fs::read_to_string(home.credentials_path()).unwrap();
+    assert!(!creds.contains(design::SECRET_ACCESS_KEY), "{creds}");
+    // Every IAM/STS call was signed with toolkit-user's key (from the vault).
+    let stats = d.stats();
+    assert!(
+        stats
+            .errors
+            .keys()
+            .all(|c| c != "SignatureDoesNotMatch" && c != "InvalidClientTokenId"),
+        "{:?}",
+        stats.errors
+    );
+    // Served from the vault alone, from the session enroll's proof cached: no touch.
+    let touches = key.button().touch_requests();
+    let r = home.run(&["credential-process", "--profile", "mfa"]);
+    r.ok();
+    assert!(
+        r.json()["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ASIA")
+    );
+    assert_eq!(key.button().touch_requests(), touches);
 }
