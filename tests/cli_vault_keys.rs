@@ -282,7 +282,7 @@ fn a_backup_key_opens_the_vault_and_remove_works() {
     h.run(&["vault", "add-unlock", "--unlock", "otp", "--serial", "8080"])
         .fails_with(2, &["otp:8080:2 already unlocks the vault"]);
     h.run(&["vault", "add-unlock", "--unlock", "fido2"])
-        .fails_with(2, &["not available"]);
+        .fails_with(4, &["no FIDO2 authenticator found"]);
     let r = h.run(&["vault", "add-unlock", "--unlock", "otp", "--serial", "9090"]);
     r.ok();
     assert!(r.stdout.contains("otp:9090:2"), "{}", r.stdout);
