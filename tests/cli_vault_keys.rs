@@ -238,8 +238,21 @@ fn import_keys_moves_the_access_key_into_the_vault() {
     let names: Vec<EntryName> = open(&h, 8080).entry_names().cloned().collect();
     assert_eq!(names, [EntryName::access_key("toolkit-user")]);
     std::fs::remove_dir(&lock).unwrap();
-    // And once it can be written, it works.
-    h.run(&["vault", "import-keys", "--profile", "other"]).ok();
+    // And once it can be written, it works. A backup from an earlier tapcred edit that
+    // still holds this key is named (it is not this command's to delete), and kept.
+    let old_bak = h.path().join(".aws/credentials.tapcred.bak");
+    std::fs::write(&old_bak, &creds_before).unwrap();
+    let r = h.run(&["vault", "import-keys", "--profile", "other"]);
+    r.ok();
+    assert!(
+        r.stderr.contains(&format!(
+            "{} (a backup tapcred made at an earlier edit) still holds the access key of \"other\"",
+            old_bak.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read(&old_bak).unwrap(), creds_before);
     let text = std::fs::read_to_string(&creds).unwrap();
     assert!(
         text.ends_with("[other]\ntapcred_access_key=vault\n"),
@@ -269,7 +282,7 @@ fn a_backup_key_opens_the_vault_and_remove_works() {
     h.run(&["vault", "add-unlock", "--unlock", "otp", "--serial", "8080"])
         .fails_with(2, &["otp:8080:2 already unlocks the vault"]);
     h.run(&["vault", "add-unlock", "--unlock", "fido2"])
-        .fails_with(2, &["not available"]);
+        .fails_with(4, &["no FIDO2 authenticator found"]);
     let r = h.run(&["vault", "add-unlock", "--unlock", "otp", "--serial", "9090"]);
     r.ok();
     assert!(r.stdout.contains("otp:9090:2"), "{}", r.stdout);
