@@ -25,8 +25,8 @@ use crate::ui::Ui;
 use crate::vault::fido2::{self, UvMode};
 use crate::vault::unlock::{connect_unlocker, enroll, parse_otp_id};
 use crate::vault::{
-    EntryName, OpenVault, OtpSlotUnlocker, Secret, UnlockOutput, Unlocker, UnlockerKind, VaultFile,
-    VaultStore,
+    EntryName, OpenVault, OtpSlotUnlocker, Secret, UnlockOutput, Unlocker, UnlockerDesc,
+    UnlockerKind, VaultFile, VaultSession, VaultStore,
 };
 
 /// Largest seed input read from stdin.
@@ -244,6 +244,40 @@ impl Unlocked {
     /// Open `file` (a later read of the same vault) with the same unlocker output: no touch.
     pub fn reopen(&self, file: &VaultFile) -> Result<OpenVault> {
         Ok(file.open(&self.id, self.output.expose())?)
+    }
+
+    /// A vault session for this process (the default vault path) whose one unlock replays
+    /// this unlocker's output: no device, no second touch.
+    pub fn session(&self, env: &dyn EnvLookup) -> VaultSession {
+        let (id, output) = (self.id.clone(), self.output.clone());
+        VaultSession::from_env(env).with_devices(Box::new(move |d: &UnlockerDesc| {
+            Ok((d.id == id).then(|| {
+                Box::new(Replay {
+                    kind: d.kind,
+                    id: id.clone(),
+                    output: output.clone(),
+                }) as Box<dyn Unlocker>
+            }))
+        }))
+    }
+}
+
+/// An unlocker answering with an output this process already got from the device.
+struct Replay {
+    kind: UnlockerKind,
+    id: String,
+    output: UnlockOutput,
+}
+
+impl Unlocker for Replay {
+    fn kind(&self) -> UnlockerKind {
+        self.kind
+    }
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+    fn respond(&mut self, _desc: &UnlockerDesc, _ui: &dyn Ui) -> Result<UnlockOutput> {
+        Ok(self.output.clone())
     }
 }
 
