@@ -10,6 +10,7 @@
 #      (Wine keeps no file ACLs: see step 6 for what this does and does not prove), and a
 #      seed file whose ACL lets Everyone read it is refused (exit 3, naming the file and the
 #      icacls fix); the same file made private is used.
+#   7. `vault init --unlock fido2` says FIDO2 unlock is not available on Windows (exit 2).
 # The AWS files sit in %USERPROFILE%\.aws, where the AWS CLI for Windows looks.
 #
 # usage: scripts/wine-check.sh [TAPCRED_EXE [STS_DOUBLE_BIN]]
@@ -192,18 +193,18 @@ EOF2
 # 0644 becomes an ACL that lets Everyone read it.
 chmod 0644 "$user_dir/.aws/tapcred-seed.txt"
 set +e
-(unset TAPCRED_TOTP_SECRET; tap code --profile seedfile >"$work/out7" 2>"$work/err7"); rc=$?
+(unset TAPCRED_TOTP_SECRET; tap code --profile seedfile >"$work/out_seed" 2>"$work/err_seed"); rc=$?
 set -e
-[ "$rc" -eq 3 ] || fail "a seed file Everyone can read: exit $rc, expected 3: $(cat "$work/err7")"
-[ ! -s "$work/out7" ] || fail "a seed file Everyone can read: a code was printed"
-grep -q 'tapcred-seed.txt.*readable by other users' "$work/err7" || fail "the refusal does not name the seed file: $(cat "$work/err7")"
-grep -q 'icacls' "$work/err7" || fail "the refusal gives no Windows fix (icacls): $(cat "$work/err7")"
-ok "seed file readable by others refused (exit 3): $(tr -d '\r' <"$work/err7" | head -n1)"
+[ "$rc" -eq 3 ] || fail "a seed file Everyone can read: exit $rc, expected 3: $(cat "$work/err_seed")"
+[ ! -s "$work/out_seed" ] || fail "a seed file Everyone can read: a code was printed"
+grep -q 'tapcred-seed.txt.*readable by other users' "$work/err_seed" || fail "the refusal does not name the seed file: $(cat "$work/err_seed")"
+grep -q 'icacls' "$work/err_seed" || fail "the refusal gives no Windows fix (icacls): $(cat "$work/err_seed")"
+ok "seed file readable by others refused (exit 3): $(tr -d '\r' <"$work/err_seed" | head -n1)"
 chmod 0600 "$user_dir/.aws/tapcred-seed.txt"
 set +e
-code=$( (unset TAPCRED_TOTP_SECRET; tap code --profile seedfile 2>"$work/err8") | tr -d '\r'); rc=$?
+code=$( (unset TAPCRED_TOTP_SECRET; tap code --profile seedfile 2>"$work/err_seed2") | tr -d '\r'); rc=$?
 set -e
-[ "$rc" -eq 0 ] || fail "the private seed file was not used (exit $rc): $(cat "$work/err8")"
+[ "$rc" -eq 0 ] || fail "the private seed file was not used (exit $rc): $(cat "$work/err_seed2")"
 python3 - "$code" "$(cat fixtures/sts-double/design.seed)" <<'PY' || fail "the code from the seed file is wrong: $code"
 import base64, hashlib, hmac, struct, sys, time
 code, seed = sys.argv[1], sys.argv[2].strip().upper()
@@ -216,5 +217,16 @@ now = int(time.time())
 sys.exit(0 if code in {totp(now + d) for d in (-30, 0, 30)} else 1)
 PY
 ok "the same seed file made private is used: the code matches the seed"
+
+# 7. FIDO2 vault unlock is not available on Windows in this version (raw FIDO HID needs
+#    administrator rights there): a clear usage error, and no vault file is made.
+set +e
+TAPCRED_VAULT='C:\tapcred-fido-check\vault' tap vault init --unlock fido2 >"$work/out7" 2>"$work/err7"; rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "vault init --unlock fido2: exit $rc, expected 2: $(cat "$work/err7")"
+[ ! -s "$work/out7" ] || fail "vault init --unlock fido2 printed on stdout"
+grep -q 'not available on Windows' "$work/err7" || fail "vault init --unlock fido2: $(cat "$work/err7")"
+[ ! -e "$WINEPREFIX/drive_c/tapcred-fido-check/vault" ] || fail "vault init --unlock fido2 wrote a vault"
+ok "vault init --unlock fido2: not available on Windows (exit 2), nothing written"
 
 echo "wine-check: all checks passed"
