@@ -245,6 +245,7 @@ fn base() -> BaseCredentials {
         access_key_id: BASE_KEY.into(),
         secret_access_key: SecretString::from("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
         session_token: None,
+        in_vault: None,
     }
 }
 

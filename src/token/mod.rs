@@ -17,6 +17,7 @@ pub mod pcsc;
 pub mod prompt;
 pub mod software;
 pub mod transport;
+pub mod vault;
 
 pub use crate::env::{EnvLookup, RealEnv};
 
@@ -126,4 +127,4 @@ pub fn window_of(at: u64, period: u64) -> (u64, u64) {
 }
 
 mod select;
-pub use select::select;
+pub use select::{Sources, select, select_with};

@@ -3,6 +3,7 @@
 //! The device backends and the environment are injected through [`Sources`], so the `auto`
 //! order is tested with virtual keys and a map for an environment (tests below).
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -10,8 +11,10 @@ use crate::token::device::Backend;
 use crate::token::pcsc::PcscBackend;
 use crate::token::prompt::PromptSource;
 use crate::token::software::SoftwareSource;
+use crate::token::vault::VaultSource;
 use crate::token::{EnvLookup, TokenKind, TokenSettings, TokenSource, oath};
 use crate::ui::Ui;
+use crate::vault::VaultSession;
 
 /// Where [`select_with`] looks for a code: the environment (software seed, OATH password)
 /// and the device backends. The CLI uses [`Sources::real`].
@@ -19,7 +22,9 @@ pub struct Sources<'a> {
     pub env: &'a dyn EnvLookup,
     /// YubiKeys over PC/SC (the OATH applet).
     pub pcsc: Arc<dyn Backend>,
-    // The vault's lookup (an entry for the serial → a seed source) goes here: helper `vuse`.
+    /// The process's vault (one unlock serves the seed and the access key); read only when
+    /// a vault source is considered.
+    pub vault: Rc<VaultSession>,
 }
 
 impl<'a> Sources<'a> {
@@ -28,7 +33,14 @@ impl<'a> Sources<'a> {
         Sources {
             env,
             pcsc: Arc::new(PcscBackend::new()),
+            vault: Rc::new(VaultSession::from_env(env)),
         }
+    }
+
+    /// The same sources with this process's vault session.
+    pub fn with_vault(mut self, vault: Rc<VaultSession>) -> Self {
+        self.vault = vault;
+        self
     }
 }
 
@@ -80,11 +92,13 @@ fn choose(
             ui,
         )?)),
         TokenKind::Prompt => Ok(Box::new(PromptSource)),
-        TokenKind::Vault => Err(not_in_build(
-            profile,
-            "vault",
-            "the FIDO2-unlocked seed vault",
-        )),
+        TokenKind::Vault => Ok(Box::new(VaultSource::open(
+            settings,
+            mfa_serial,
+            &sources.vault,
+            env,
+            ui,
+        )?)),
         TokenKind::Auto => {
             let mut tried = Vec::new();
             // 1. A software seed (headless runs).
@@ -95,7 +109,17 @@ fn choose(
                 "software seed (${} not set)",
                 settings.totp_secret_env
             ));
-            // 2. The vault, when its file lists an entry for this serial (helper `vuse`).
+            // 2. The vault, when its file lists an entry for this serial (no unlock to know).
+            if VaultSource::lists(&sources.vault, mfa_serial)? {
+                return Ok(Box::new(VaultSource::open(
+                    settings,
+                    mfa_serial,
+                    &sources.vault,
+                    env,
+                    ui,
+                )?));
+            }
+            tried.push("vault (no seed for this serial)".to_owned());
             // 3. An OATH account on a plugged-in YubiKey.
             match oath::probe_with(sources.pcsc.clone(), env, settings, mfa_serial, ui)? {
                 Ok(src) => return Ok(Box::new(src)),
@@ -116,12 +140,6 @@ fn choose(
             )))
         }
     }
-}
-
-fn not_in_build(profile: &str, key: &str, what: &str) -> Error {
-    Error::config(format!(
-        "profile \"{profile}\": tapcred_token = {key} ({what}) is not available in this version of tapcred; use oath, software or prompt"
-    ))
 }
 
 #[cfg(test)]

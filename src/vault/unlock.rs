@@ -7,8 +7,10 @@ use zeroize::Zeroizing;
 
 use super::format::{OpenVault, UnlockerDesc, UnlockerKind, VaultFile};
 use crate::error::Result;
+use crate::token::EnvLookup;
 use crate::token::device::{self, Backend, ChooseError, Connection};
 use crate::token::otp::{HMAC_CHALLENGE_SIZE, OtpApplet, Slot};
+use crate::token::pcsc::PcscBackend;
 use crate::token::transport::ApduTransport;
 use crate::ui::Ui;
 
@@ -58,6 +60,83 @@ pub fn open_with(file: &VaultFile, unlocker: &mut dyn Unlocker, ui: &dyn Ui) -> 
         })?;
     let out = unlocker.respond(&desc, ui)?;
     Ok(file.open(&id, out.expose())?)
+}
+
+/// The device for one unlocker of a vault header, connected and ready to answer its
+/// challenge; `Ok(None)` when that device is not here (not plugged in, or its transport
+/// cannot be reached), so the caller moves on to the vault's next unlocker. Each unlocker
+/// kind (and transport) plugs in here with one arm.
+pub fn connect_unlocker(
+    desc: &UnlockerDesc,
+    env: &dyn EnvLookup,
+    ui: &dyn Ui,
+) -> Result<Option<Box<dyn Unlocker>>> {
+    let _ = (env, ui);
+    match desc.kind {
+        UnlockerKind::OtpHmacSha1 => connect_otp_pcsc(desc, &PcscBackend::new()),
+        // The FIDO2 hmac-secret arm is not in this build.
+        UnlockerKind::Fido2HmacSecret => {
+            tracing::info!(unlocker = %desc.id, "FIDO2 unlockers are not supported by this build");
+            Ok(None)
+        }
+    }
+}
+
+/// `otp:SERIAL:SLOT` (or `otp:unknown:SLOT`): the key's serial (None when unknown) and slot.
+pub fn parse_otp_id(id: &str) -> Option<(Option<u32>, Slot)> {
+    let mut parts = id.split(':');
+    if parts.next()? != "otp" {
+        return None;
+    }
+    let serial = match parts.next()? {
+        "unknown" => None,
+        s => Some(s.parse::<u32>().ok()?),
+    };
+    let slot = Slot::parse(parts.next()?)?;
+    parts.next().is_none().then_some((serial, slot))
+}
+
+/// The OTP-slot arm over PC/SC: the YubiKey named by the unlocker's id, through `backend`.
+pub fn connect_otp_pcsc(
+    desc: &UnlockerDesc,
+    backend: &dyn Backend,
+) -> Result<Option<Box<dyn Unlocker>>> {
+    let Some((serial, slot)) = parse_otp_id(&desc.id) else {
+        return Err(crate::Error::config(format!(
+            "vault unlocker id {:?} is not an OTP slot id (otp:SERIAL:SLOT); the vault may be damaged",
+            desc.id
+        )));
+    };
+    let readers = match backend.readers() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(unlocker = %desc.id, error = %e, "no PC/SC readers for this unlocker");
+            return Ok(None);
+        }
+    };
+    let keys = match device::connect_keys(backend, readers) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::info!(unlocker = %desc.id, error = %e, "cannot reach the YubiKeys over PC/SC");
+            return Ok(None);
+        }
+    };
+    let mut key = match device::choose_key(keys, serial, "") {
+        Ok(k) => k,
+        Err(ChooseError::NoKey(e)) => {
+            tracing::info!(unlocker = %desc.id, error = %e, "this unlocker's YubiKey is not here");
+            return Ok(None);
+        }
+        Err(ChooseError::Ambiguous(e) | ChooseError::Fatal(e)) => return Err(e),
+    };
+    key.identify()?;
+    let label = key.label();
+    let applet = OtpApplet::select(key.conn, &label)?;
+    Ok(Some(Box::new(OtpSlotUnlocker {
+        applet,
+        serial: key.info.serial,
+        slot,
+    })))
 }
 
 /// A new descriptor for `unlocker` (fresh salt and challenge), and its output for it.

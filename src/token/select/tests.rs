@@ -12,6 +12,7 @@ use crate::token::device::Connection;
 use crate::token::transport::ApduTransport;
 use crate::token::{CodeRequest, DEFAULT_SECRET_ENV};
 use crate::ui::RecordingUi;
+use crate::vault::VaultSession;
 
 const ARN: &str = "arn:aws:iam::111111111111:mfa/alice";
 const AWS_LABEL: &str = "Amazon Web Services:alice@111111111111";
@@ -97,7 +98,81 @@ fn pick(
     pcsc: Arc<dyn Backend>,
     ui: &RecordingUi,
 ) -> Result<Box<dyn TokenSource>> {
-    let sources = Sources { env, pcsc };
+    let sources = Sources {
+        env,
+        pcsc,
+        vault: std::rc::Rc::new(VaultSession::from_env(env)),
+    };
+    select_with(&settings(kind), ARN, &sources, ui)
+}
+
+/// An in-memory unlocker: its output is fixed, and it counts its answers.
+struct MemUnlocker(Arc<Mutex<usize>>);
+
+impl crate::vault::Unlocker for MemUnlocker {
+    fn kind(&self) -> crate::vault::UnlockerKind {
+        crate::vault::UnlockerKind::OtpHmacSha1
+    }
+    fn id(&self) -> String {
+        "otp:4242:2".into()
+    }
+    fn respond(
+        &mut self,
+        _desc: &crate::vault::UnlockerDesc,
+        _ui: &dyn Ui,
+    ) -> Result<crate::vault::UnlockOutput> {
+        *self.0.lock().unwrap() += 1;
+        Ok(crate::vault::UnlockOutput::new(
+            b"in-memory slot answer".to_vec(),
+        ))
+    }
+}
+
+/// A vault file holding `seed` for `serial`, and a session whose only device is an
+/// in-memory unlocker (the count of its answers = touches).
+fn vault_with(
+    serial: &str,
+    seed: &[u8],
+) -> (
+    tempfile::TempDir,
+    std::rc::Rc<VaultSession>,
+    Arc<Mutex<usize>>,
+) {
+    use crate::vault::{EntryName, OpenVault, Secret, VaultStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = VaultStore::new(dir.path().join("vault"));
+    let asked = Arc::new(Mutex::new(0));
+    let (desc, out) =
+        crate::vault::unlock::enroll(&mut MemUnlocker(asked.clone()), &RecordingUi::new()).unwrap();
+    let mut v = OpenVault::create(desc, out.expose()).unwrap();
+    v.put(
+        EntryName::seed(serial),
+        &Secret::TotpSeed(zeroize::Zeroizing::new(seed.to_vec())),
+    )
+    .unwrap();
+    store.lock().unwrap().write(&v).unwrap();
+    *asked.lock().unwrap() = 0;
+    let a = asked.clone();
+    let session = VaultSession::new(store).with_devices(Box::new(move |_| {
+        Ok(Some(
+            Box::new(MemUnlocker(a.clone())) as Box<dyn crate::vault::Unlocker>
+        ))
+    }));
+    (dir, std::rc::Rc::new(session), asked)
+}
+
+fn pick_with_vault(
+    kind: TokenKind,
+    env: &HashMap<String, String>,
+    pcsc: Arc<dyn Backend>,
+    vault: &std::rc::Rc<VaultSession>,
+    ui: &RecordingUi,
+) -> Result<Box<dyn TokenSource>> {
+    let sources = Sources {
+        env,
+        pcsc,
+        vault: vault.clone(),
+    };
     select_with(&settings(kind), ARN, &sources, ui)
 }
 
@@ -267,4 +342,47 @@ fn explicit_prompt_and_vault() {
     let err = pick(TokenKind::Vault, &e, pcsc(), &ui).err().unwrap();
     assert_eq!(err.kind, ErrorKind::Config);
     assert!(err.message().contains("tapcred_token = vault"), "{err}");
+}
+
+#[test]
+fn auto_2_the_vault_after_a_seed_and_before_the_key() {
+    let ui = RecordingUi::new();
+    // The key has an account for the serial (another seed): the vault's seed must win.
+    let pcsc = || keys(vec![key_with(1111, AWS_LABEL, OTHER_SEED)]);
+    let (_d, vault, asked) = vault_with(ARN, SEED);
+    let mut src = pick_with_vault(TokenKind::Auto, &env(&[]), pcsc(), &vault, &ui).unwrap();
+    assert!(
+        src.describe().starts_with("vault seed"),
+        "{}",
+        src.describe()
+    );
+    assert_eq!(code(&mut src, &ui), expected(SEED));
+    assert_eq!(*asked.lock().unwrap(), 1, "one unlock");
+    // A second source from the same session costs no second unlock.
+    let mut again = pick_with_vault(TokenKind::Vault, &env(&[]), pcsc(), &vault, &ui).unwrap();
+    assert_eq!(code(&mut again, &ui), expected(SEED));
+    assert_eq!(*asked.lock().unwrap(), 1);
+
+    // A software seed still comes first: the vault is not opened.
+    let (_d, vault, asked) = vault_with(ARN, SEED);
+    let e = env(&[(DEFAULT_SECRET_ENV, SEED_B32)]);
+    let src = pick_with_vault(TokenKind::Auto, &e, pcsc(), &vault, &ui).unwrap();
+    assert!(src.describe().starts_with("software TOTP"));
+    assert_eq!(*asked.lock().unwrap(), 0);
+
+    // A vault without this serial's seed: on to the key's OATH account, no unlock.
+    let (_d, vault, asked) = vault_with("arn:aws:iam::111111111111:mfa/someone-else", SEED);
+    let mut src = pick_with_vault(TokenKind::Auto, &env(&[]), pcsc(), &vault, &ui).unwrap();
+    assert_eq!(code(&mut src, &ui), expected(OTHER_SEED));
+    assert_eq!(*asked.lock().unwrap(), 0);
+    // Asked for explicitly, the missing seed is a config error naming the fix.
+    let err = pick_with_vault(TokenKind::Vault, &env(&[]), pcsc(), &vault, &ui)
+        .err()
+        .unwrap();
+    assert_eq!(err.kind, ErrorKind::Config);
+    assert!(
+        err.message()
+            .contains("tapcred vault add-seed --profile mfa"),
+        "{err}"
+    );
 }
