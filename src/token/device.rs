@@ -31,6 +31,12 @@ pub trait Backend: Send + Sync {
     fn readers(&self) -> Result<Vec<String>>;
     /// Connect to a reader. `Ok(None)` when the reader holds no card.
     fn connect(&self, reader: &str) -> Result<Option<Box<dyn Connection>>>;
+    /// The same machine's YubiKey OTP HID interfaces, for keys whose CCID interface is off
+    /// (the OTP unlocker falls back to them). Real PC/SC: hidapi; test backends: none,
+    /// unless a test gives them virtual ones.
+    fn otp_hid(&self) -> Option<Box<dyn crate::token::otp::OtpHidBackend>> {
+        None
+    }
 }
 
 /// What the management (or OTP) applet says about a key.

@@ -53,7 +53,9 @@ impl Default for Pacing {
 /// Why a read gave no answer.
 enum ReadFail {
     /// Plain status with no data: rejected, or (after the touch flag) not touched in time.
-    Rejected { touch_seen: bool },
+    Rejected {
+        touch_seen: bool,
+    },
     /// The answer's CRC did not check out.
     Crc,
     Other(Error),
@@ -333,16 +335,17 @@ impl Candidate for FoundHid {
 const NO_HID_KEY: &str = "no YubiKey found on USB HID: plug in the key (with its OTP interface enabled: `ykman config usb --enable OTP`); on Linux, install the udev rule (README \"udev\") so your user may open it";
 
 /// The key with `serial` (or the only one) on its OTP HID interface, identified (its
-/// serial names the vault's unlocker).
+/// serial names the vault's unlocker). `NoKey`: HID cannot be used here, no interface, or
+/// one that cannot be opened (no udev rule): the message says which.
 pub fn connect(
     backend: &dyn OtpHidBackend,
     serial: Option<u32>,
     pacing: Pacing,
-) -> Result<FoundHid> {
+) -> std::result::Result<FoundHid, ChooseError> {
     let mut keys = Vec::new();
-    for i in backend.interfaces()? {
-        let t = backend.open(&i.path)?;
-        let hid = OtpHid::open(t, &label(None, &i.path), pacing)?;
+    for i in backend.interfaces().map_err(ChooseError::NoKey)? {
+        let t = backend.open(&i.path).map_err(ChooseError::NoKey)?;
+        let hid = OtpHid::open(t, &label(None, &i.path), pacing).map_err(ChooseError::Fatal)?;
         keys.push(FoundHid {
             path: i.path,
             serial: None,
@@ -350,12 +353,10 @@ pub fn connect(
             hid,
         });
     }
-    let mut key = match device::choose(keys, serial, "", NO_HID_KEY) {
-        Ok(k) => k,
-        Err(ChooseError::NoKey(e) | ChooseError::Ambiguous(e) | ChooseError::Fatal(e)) => {
-            return Err(e);
-        }
-    };
-    key.identify()?;
+    let mut key = device::choose(keys, serial, "", NO_HID_KEY)?;
+    key.identify().map_err(ChooseError::Fatal)?;
     Ok(key)
 }
+
+#[cfg(test)]
+mod tests;

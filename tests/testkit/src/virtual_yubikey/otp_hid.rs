@@ -48,7 +48,10 @@ pub fn crc16(data: &[u8]) -> u16 {
 enum Phase {
     Idle,
     /// Collecting a frame; `last` is the sequence number of the last chunk taken.
-    Receiving { frame: [u8; 70], last: u8 },
+    Receiving {
+        frame: [u8; 70],
+        last: u8,
+    },
     /// An HMAC challenge waiting for the button since `since`.
     Touch {
         slot: usize,
@@ -56,7 +59,10 @@ enum Phase {
         since: Instant,
     },
     /// Sending `data` (a multiple of 7 bytes); `next` chunks already read.
-    Responding { data: Vec<u8>, next: usize },
+    Responding {
+        data: Vec<u8>,
+        next: usize,
+    },
 }
 
 /// The OTP HID interface of one virtual key. Made with [`super::VirtualYubiKey::otp_hid`];
@@ -398,7 +404,11 @@ mod tests {
         let button = k.handle().button();
         let mut h = k.otp_hid();
         send(&mut h, &frame_reports(0x30, &[9; 64]));
-        assert_eq!(h.get_feature().unwrap()[7], 0x80, "busy with the last chunk");
+        assert_eq!(
+            h.get_feature().unwrap()[7],
+            0x80,
+            "busy with the last chunk"
+        );
         let r = h.get_feature().unwrap();
         assert_eq!(r[7] & 0xE0, 0x20, "touch pending");
         assert!((1..=5).contains(&(r[7] & 0x1F)), "seconds left");
