@@ -175,10 +175,11 @@ pub enum Cmd {
 pub enum VaultCmd {
     /// Create the vault ($TAPCRED_VAULT, else ~/.local/share/tapcred/vault), unlocked by a
     /// YubiKey OTP slot programmed for HMAC-SHA1 challenge-response
-    /// (`ykman otp chalresp --generate 2`).
+    /// (`ykman otp chalresp --generate 2`) or by a FIDO2 key's hmac-secret (not on Windows).
     Init {
-        /// otp (slot 2) or otp:SLOT (1 or 2).
-        #[arg(long, value_name = "otp[:SLOT]")]
+        /// otp (slot 2), otp:SLOT (1 or 2), fido2 (touch; PIN from TAPCRED_FIDO_PIN or the
+        /// terminal only if the key demands it) or fido2:pin (PIN and touch every time).
+        #[arg(long, value_name = "otp[:SLOT]|fido2[:pin]")]
         unlock: String,
         /// Which YubiKey (serial number) when several are plugged in.
         #[arg(long, value_name = "N")]

@@ -238,8 +238,21 @@ fn import_keys_moves_the_access_key_into_the_vault() {
     let names: Vec<EntryName> = open(&h, 8080).entry_names().cloned().collect();
     assert_eq!(names, [EntryName::access_key("toolkit-user")]);
     std::fs::remove_dir(&lock).unwrap();
-    // And once it can be written, it works.
-    h.run(&["vault", "import-keys", "--profile", "other"]).ok();
+    // And once it can be written, it works. A backup from an earlier tapcred edit that
+    // still holds this key is named (it is not this command's to delete), and kept.
+    let old_bak = h.path().join(".aws/credentials.tapcred.bak");
+    std::fs::write(&old_bak, &creds_before).unwrap();
+    let r = h.run(&["vault", "import-keys", "--profile", "other"]);
+    r.ok();
+    assert!(
+        r.stderr.contains(&format!(
+            "{} (a backup tapcred made at an earlier edit) still holds the access key of \"other\"",
+            old_bak.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read(&old_bak).unwrap(), creds_before);
     let text = std::fs::read_to_string(&creds).unwrap();
     assert!(
         text.ends_with("[other]\ntapcred_access_key=vault\n"),
@@ -269,7 +282,7 @@ fn a_backup_key_opens_the_vault_and_remove_works() {
     h.run(&["vault", "add-unlock", "--unlock", "otp", "--serial", "8080"])
         .fails_with(2, &["otp:8080:2 already unlocks the vault"]);
     h.run(&["vault", "add-unlock", "--unlock", "fido2"])
-        .fails_with(2, &["not available"]);
+        .fails_with(4, &["no FIDO2 authenticator found"]);
     let r = h.run(&["vault", "add-unlock", "--unlock", "otp", "--serial", "9090"]);
     r.ok();
     assert!(r.stdout.contains("otp:9090:2"), "{}", r.stdout);
@@ -420,4 +433,70 @@ fn eight_writers_at_once_all_land() {
         "{text}"
     );
     assert!(!text.contains("aws_secret_access_key"), "{text}");
+}
+
+/// README's "Done means": `vault init`, `vault import-keys`, `vault add-seed`, then
+/// `credential-process` with no plaintext secret on disk and one unlock for both the seed and
+/// the access key; the session is cached, so the next call needs none.
+#[test]
+fn credential_process_after_import_keys_and_add_seed() {
+    let Some(mut stack) =
+        PcscStack::start_or_skip("credential_process_after_import_keys_and_add_seed")
+    else {
+        return;
+    };
+    let _card = stack
+        .insert(0, key(8080, b"walkthrough-slot-key"))
+        .expect("insert the virtual YubiKey");
+    let d = tapcred_testkit::sts_double::StsDouble::start_design().expect("STS double");
+    let mut h = home();
+    h.set("AWS_ENDPOINT_URL", &d.endpoint());
+    h.set("SEED", tapcred_testkit::sts_double::design::MFA_SEED_BASE32);
+    h.run(&["vault", "init", "--unlock", "otp"]).ok();
+    h.run(&["vault", "import-keys", "--profile", "toolkit-user"])
+        .ok();
+    h.run(&[
+        "vault",
+        "add-seed",
+        "--profile",
+        "mfa",
+        "--seed-env",
+        "SEED",
+    ])
+    .ok();
+    h.set("SEED", "");
+    for (p, bytes) in h.snapshot() {
+        assert!(
+            !contains(&bytes, SECRET.as_bytes())
+                && !contains(
+                    &bytes,
+                    tapcred_testkit::sts_double::design::MFA_SEED_BASE32.as_bytes()
+                ),
+            "{} holds a secret in plain text",
+            p.display()
+        );
+    }
+
+    let r = h.run(&["credential-process", "--profile", "mfa"]);
+    r.ok();
+    assert!(
+        r.json()["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ASIA"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        touches(&r.stderr),
+        1,
+        "one unlock for seed and key: {}",
+        r.stderr
+    );
+    assert_eq!(d.stats().ok("AssumeRole"), 1);
+    // Cached: no unlock, no STS call.
+    let r = h.run(&["credential-process", "--profile", "mfa"]);
+    r.ok();
+    assert_eq!(touches(&r.stderr), 0, "{}", r.stderr);
+    assert_eq!(d.stats().ok("AssumeRole"), 1);
 }

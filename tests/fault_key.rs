@@ -9,38 +9,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[path = "common/vyk_transport.rs"]
+mod vyk_transport;
+
+use tapcred::ErrorKind;
 use tapcred::token::device::{Backend, Connection};
 use tapcred::token::oath;
-use tapcred::token::transport::ApduTransport;
 use tapcred::token::{CodeRequest, TokenSettings};
 use tapcred::ui::RecordingUi;
-use tapcred::{Error, ErrorKind};
 use tapcred_testkit::virtual_yubikey::{Account, Fault, VirtualYubiKey, VykConfig};
+use vyk_transport::VykConn;
 
 const ARN: &str = "arn:aws:iam::111111111111:mfa/alice";
 const AWS_LABEL: &str = "Amazon Web Services:alice@111111111111";
 const READER: &str = "Yubico YubiKey OTP+FIDO+CCID 00 00";
-
-struct Conn(Arc<Mutex<VirtualYubiKey>>);
-
-impl ApduTransport for Conn {
-    fn transmit(&mut self, apdu: &[u8]) -> tapcred::Result<Vec<u8>> {
-        let reply = self.0.lock().unwrap().transmit(apdu);
-        if reply.is_empty() {
-            // What the PC/SC transport reports when the card is pulled mid-transaction.
-            return Err(Error::token(
-                "the YubiKey was removed or reset during the operation; insert it and run again",
-            ));
-        }
-        Ok(reply)
-    }
-}
-
-impl Connection for Conn {
-    fn extended_max(&self) -> Option<usize> {
-        Some(3062)
-    }
-}
 
 struct OneKey(Arc<Mutex<VirtualYubiKey>>);
 
@@ -52,7 +34,7 @@ impl Backend for OneKey {
         if self.0.lock().unwrap().handle().is_removed() {
             return Ok(None);
         }
-        Ok(Some(Box::new(Conn(self.0.clone()))))
+        Ok(Some(Box::new(VykConn(self.0.clone()))))
     }
 }
 

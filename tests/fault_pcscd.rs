@@ -18,7 +18,6 @@ mod clients;
 mod common;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -43,25 +42,9 @@ fn oath_home(d: &StsDouble) -> Home {
     h
 }
 
-/// Every file under `dir` (recursively).
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                v.extend(files(&p));
-            } else {
-                v.push(p);
-            }
-        }
-    }
-    v
-}
-
 /// No cache entry, no temporary or partial file, and every lock file free.
 fn nothing_half_done(h: &Home) {
-    let left = files(&h.cache_dir());
+    let left = common::files_under(&h.cache_dir());
     for f in &left {
         let name = f.file_name().unwrap().to_string_lossy();
         assert!(

@@ -35,18 +35,10 @@ fn world() -> World {
 }
 
 fn files(dir: &Path) -> Vec<String> {
-    let mut v = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                v.extend(files(&p));
-            } else {
-                v.push(p.to_string_lossy().into_owned());
-            }
-        }
-    }
-    v
+    common::files_under(dir)
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// The failure contract, and what is left on disk.
@@ -187,8 +179,8 @@ fn a_slow_answer_succeeds() {
     );
 }
 
-/// One transient fault (a reset before STS saw the request) on a call without a code is
-/// retried by the SDK and succeeds.
+/// One transient fault (a reset before STS saw the request) on an MFA call: it is retried
+/// (with the next window's code, the same code is never sent twice) and succeeds.
 #[test]
 fn one_reset_before_sts_then_success() {
     let w = world();
@@ -199,8 +191,15 @@ fn one_reset_before_sts_then_success() {
             .output()
             .unwrap(),
     );
-    eprintln!("reset-then-pass: exit {} stderr {}", r.code, r.stderr);
-    assert!(w.proxy.requests() >= 1);
+    r.ok();
+    assert!(
+        r.json()["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ASIA")
+    );
+    assert_eq!(w.proxy.requests(), 2, "the reset request and its retry");
+    assert_eq!(w.proxy.forwarded(), 1, "only the retry reached STS");
 }
 
 /// The cache directory (entries, ledger, locks) is removed while a call waits for STS: the

@@ -8,13 +8,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[path = "common/vyk_transport.rs"]
+mod vyk_transport;
+
+use tapcred::ErrorKind;
 use tapcred::token::device::{Backend, Connection};
 use tapcred::token::oath::{self, CredentialId, HashAlgo, NewCredential, OathType, Session};
 use tapcred::token::transport::ApduTransport;
 use tapcred::token::{CodeRequest, TokenSettings, TokenSource};
 use tapcred::ui::{RecordingUi, UiEvent};
-use tapcred::{Error, ErrorKind};
 use tapcred_testkit::virtual_yubikey::{Account, Fault, VirtualYubiKey, VykConfig, VykHandle};
+use vyk_transport::VykConn;
 
 const RFC_KEY: &[u8] = b"12345678901234567890";
 const ARN: &str = "arn:aws:iam::111111111111:mfa/alice";
@@ -25,27 +29,6 @@ const READER1: &str = "Yubico YubiKey OTP+FIDO+CCID 00 01";
 /// Virtual keys in named readers; a reader without a key is an empty slot.
 struct VykBackend {
     readers: Vec<(String, Option<Arc<Mutex<VirtualYubiKey>>>)>,
-}
-
-struct VykConn(Arc<Mutex<VirtualYubiKey>>);
-
-impl ApduTransport for VykConn {
-    fn transmit(&mut self, apdu: &[u8]) -> tapcred::Result<Vec<u8>> {
-        let reply = self.0.lock().unwrap().transmit(apdu);
-        if reply.is_empty() {
-            // What PC/SC reports when the card is pulled mid-transaction.
-            return Err(Error::token(
-                "the YubiKey was removed or reset during the operation; insert it and run again",
-            ));
-        }
-        Ok(reply)
-    }
-}
-
-impl Connection for VykConn {
-    fn extended_max(&self) -> Option<usize> {
-        Some(3062)
-    }
 }
 
 impl Backend for VykBackend {

@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::iam::{Iam, IamTarget};
 use crate::profile::editor::{self, AwsFile, EditReceipt, ProfileEdit};
 use crate::profile::{AwsFiles, Mfa, Profiles};
-use crate::sts::{self, CallContext, Sts, StsApi, StsTarget};
+use crate::sts::{CallContext, Sts, StsApi, StsTarget};
 use crate::token::device::Backend;
 use crate::token::oath::enroll::{EnrollKey, MAX_NAME_LEN};
 use crate::token::oath::{OathType, matching};
@@ -162,7 +162,13 @@ pub fn run_with(
             "profile \"{profile}\": the keys of \"{signer}\" are temporary (they have a session token); enroll needs the long-term access key of an IAM user"
         )));
     }
-    let creds = sts::base_credentials(&resolved.base);
+    // Keys kept in the vault (`tapcred_access_key = vault`) cost one unlock here.
+    let creds = engine::vault_base_keys(
+        &crate::vault::VaultSession::from_env(env),
+        &resolved.base,
+        env,
+        ui,
+    )?;
     let sts_target = StsTarget::for_profile(&resolved, env);
     let iam_target = IamTarget::for_profile(&profiles, profile, &sts_target, env)?;
     let call = CallContext {
@@ -235,7 +241,7 @@ pub fn run_with(
                 store.path().display()
             ));
             let serial = args.yubikey_serial.or(resolved.token.yubikey_serial);
-            let unlocked = super::vault::unlock_with(&file, serial, backend.as_ref(), ui)?;
+            let unlocked = super::vault::unlock_with(&file, serial, env, ui)?;
             vault = Some((store, unlocked));
             (Dest::Vault, None)
         }
@@ -719,15 +725,25 @@ impl Job<'_> {
         let session_seconds = engine::session_seconds(env)?;
         let sts_target = target.clone();
         let mut source = Some(source);
+        let vault = std::rc::Rc::new(crate::vault::VaultSession::from_env(env));
+        let token_vault = vault.clone();
         let mut engine = Engine::new(
             self.cache,
             ui,
             Box::new(move || Ok(Box::new(Sts::new(sts_target.clone())?) as Box<dyn StsApi>)),
             Box::new(move |mfa: &Mfa| match source.take() {
                 Some(s) => Ok(s),
-                None => token::select(&mfa.token, &mfa.serial, env, ui),
+                None => token::select_with(
+                    &mfa.token,
+                    &mfa.serial,
+                    &token::Sources::real(env).with_vault(token_vault.clone()),
+                    ui,
+                ),
             }),
-        );
+        )
+        .with_base_keys(Box::new(move |b| {
+            engine::vault_base_keys(&vault, b, env, ui)
+        }));
         let (creds, _) = engine.obtain(&resolved, &target, &Options::default(), session_seconds)?;
         let who = Sts::new(target)?.get_caller_identity(
             &creds,

@@ -17,12 +17,13 @@ use crate::error::{Error, Result};
 use crate::profile::Step;
 use crate::profile::editor::{self, AwsFile, ProfileEdit};
 use crate::profile::{AwsFiles, Profiles};
-use crate::token::device::Backend;
+use crate::token::EnvLookup;
 use crate::token::otp::Slot;
 use crate::token::pcsc::PcscBackend;
 use crate::token::software::parse_seed;
 use crate::ui::Ui;
-use crate::vault::unlock::enroll;
+use crate::vault::fido2::{self, UvMode};
+use crate::vault::unlock::{connect_unlocker, enroll, parse_otp_id};
 use crate::vault::{
     EntryName, OpenVault, OtpSlotUnlocker, Secret, UnlockOutput, Unlocker, UnlockerKind, VaultFile,
     VaultStore,
@@ -45,28 +46,60 @@ fn write_line(out: &mut dyn Write, line: &str) -> Result<()> {
     writeln!(out, "{line}").map_err(|e| Error::io(format!("cannot write to stdout: {e}")))
 }
 
-/// `--unlock otp`, `otp:1`, `otp:2` (default slot 2).
-pub fn parse_unlock(s: &str) -> Result<Slot> {
+/// What `--unlock SPEC` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnlockSpec {
+    /// `otp`, `otp:1`, `otp:2` (default slot 2).
+    Otp(Slot),
+    /// `fido2` (touch only) or `fido2:pin` (PIN and touch on every unlock).
+    Fido2(UvMode),
+}
+
+/// `--unlock otp`, `otp:1`, `otp:2` (default slot 2), `fido2`, `fido2:pin`.
+pub fn parse_unlock(s: &str) -> Result<UnlockSpec> {
     let s = s.trim();
-    let (kind, slot) = s.split_once(':').unwrap_or((s, "2"));
+    let (kind, rest) = match s.split_once(':') {
+        Some((k, r)) => (k, Some(r)),
+        None => (s, None),
+    };
     match kind.to_ascii_lowercase().as_str() {
-        "otp" => Slot::parse(slot).ok_or_else(|| {
-            Error::usage(format!(
-                "--unlock {s}: the OTP slot is 1 or 2 (otp:1, otp:2; default otp = slot 2)"
-            ))
-        }),
-        "fido2" => Err(Error::usage(
-            "--unlock fido2: FIDO2 hmac-secret unlock is not available in this version of tapcred; use --unlock otp[:SLOT]",
-        )),
+        "otp" => Slot::parse(rest.unwrap_or("2"))
+            .map(UnlockSpec::Otp)
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "--unlock {s}: the OTP slot is 1 or 2 (otp:1, otp:2; default otp = slot 2)"
+                ))
+            }),
+        "fido2" => fido2::parse_mode(rest)
+            .map(UnlockSpec::Fido2)
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "--unlock {s}: use fido2 (touch only) or fido2:pin (PIN and touch on every unlock)"
+                ))
+            }),
         _ => Err(Error::usage(format!(
-            "--unlock {s}: unknown unlocker; use otp or otp:SLOT (slot 1 or 2)"
+            "--unlock {s}: unknown unlocker; use otp, otp:SLOT (slot 1 or 2), fido2 or fido2:pin"
         ))),
     }
 }
 
+/// The one FIDO2 key plugged in, to enroll (`--serial` chooses among YubiKeys for OTP only).
+fn fido2_to_enroll(
+    mode: UvMode,
+    serial: Option<u32>,
+    ctx: &Ctx<'_>,
+) -> Result<fido2::Fido2Unlocker> {
+    if serial.is_some() {
+        return Err(Error::usage(
+            "--serial chooses among YubiKeys for an OTP unlocker; with --unlock fido2 plug in only the FIDO2 key to use",
+        ));
+    }
+    fido2::connect_for_enroll(mode, ctx.env)
+}
+
 /// `vault init --unlock otp[:SLOT] [--serial N]`.
 pub fn init(unlock: &str, serial: Option<u32>, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
-    let slot = parse_unlock(unlock)?;
+    let spec = parse_unlock(unlock)?;
     let store = store(ctx)?;
     let lock = store.lock()?;
     if lock.read()?.is_some() {
@@ -75,9 +108,15 @@ pub fn init(unlock: &str, serial: Option<u32>, ctx: &Ctx<'_>, out: &mut dyn Writ
             store.path().display()
         )));
     }
-    let mut u = OtpSlotUnlocker::connect(&PcscBackend::new(), serial, slot)?;
-    let (desc, output) = enroll(&mut u, ctx.ui)?;
+    let mut u: Box<dyn Unlocker> = match spec {
+        UnlockSpec::Otp(slot) => {
+            Box::new(OtpSlotUnlocker::connect(&PcscBackend::new(), serial, slot)?)
+        }
+        UnlockSpec::Fido2(mode) => Box::new(fido2_to_enroll(mode, serial, ctx)?),
+    };
+    let (desc, output) = enroll(u.as_mut(), ctx.ui)?;
     let id = desc.id.clone();
+    let kind = desc.kind;
     let vault = OpenVault::create(desc, output.expose())?;
     lock.write(&vault)?;
     write_line(
@@ -85,7 +124,7 @@ pub fn init(unlock: &str, serial: Option<u32>, ctx: &Ctx<'_>, out: &mut dyn Writ
         &format!(
             "vault created at {}, unlocked by {id} ({})",
             store.path().display(),
-            UnlockerKind::OtpHmacSha1.label()
+            kind.label()
         ),
     )?;
     Ok(0)
@@ -252,7 +291,7 @@ pub fn import_keys(
     let store = store(ctx)?;
     let lock = store.lock()?;
     let file = existing(&lock, &store)?;
-    let mut u = unlock_with(&file, serial, &PcscBackend::new(), ctx.ui)?;
+    let mut u = unlock_with(&file, serial, ctx.env, ctx.ui)?;
     let name = EntryName::access_key(profile);
     let previous = match u.vault.entry_names().any(|n| *n == name) {
         true => Some(u.vault.get(&name)?),
@@ -439,7 +478,10 @@ pub fn add_unlock(
     ctx: &Ctx<'_>,
     out: &mut dyn Write,
 ) -> Result<i32> {
-    let slot = parse_unlock(unlock_spec)?;
+    let slot = match parse_unlock(unlock_spec)? {
+        UnlockSpec::Otp(slot) => slot,
+        UnlockSpec::Fido2(mode) => return add_unlock_fido2(mode, serial, ctx, out),
+    };
     let store = store(ctx)?;
     let lock = store.lock()?;
     let file = existing(&lock, &store)?;
@@ -458,7 +500,7 @@ pub fn add_unlock(
             Some(_) => e,
         })?;
         let id = u.id();
-        let key_serial = otp_id_parts(&id).and_then(|(s, _)| s);
+        let key_serial = parse_otp_id(&id).and_then(|(s, _)| s);
         (id, key_serial)
     };
     if file.unlocker_descs().any(|d| d.id == new_id) {
@@ -467,7 +509,7 @@ pub fn add_unlock(
             store.path().display()
         )));
     }
-    let mut u = unlock_with(&file, None, &backend, ctx.ui)?;
+    let mut u = unlock_with(&file, None, ctx.env, ctx.ui)?;
     let mut new = OtpSlotUnlocker::connect(&backend, new_serial.or(serial), slot)?;
     if new.id() != new_id {
         return Err(Error::token(format!(
@@ -486,6 +528,53 @@ pub fn add_unlock(
         &format!(
             "{new_id} ({}) now unlocks the vault {} too; it has {} unlockers",
             UnlockerKind::OtpHmacSha1.label(),
+            store.path().display(),
+            back.unlocker_descs().count()
+        ),
+    )?;
+    Ok(0)
+}
+
+/// `vault add-unlock --unlock fido2[:pin]`: open the vault with an unlocker it has (an OTP
+/// slot, or a FIDO2 key), then make a credential on the FIDO2 key plugged in. When a FIDO2
+/// key opened the vault, the new key must be another one: tapcred waits for the swap
+/// (unplug, plug in the new key) before making the credential.
+fn add_unlock_fido2(
+    mode: UvMode,
+    serial: Option<u32>,
+    ctx: &Ctx<'_>,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    if serial.is_some() {
+        return Err(Error::usage(
+            "--serial chooses among YubiKeys for an OTP unlocker; with --unlock fido2 plug in only the FIDO2 key to use",
+        ));
+    }
+    let store = store(ctx)?;
+    let lock = store.lock()?;
+    let file = existing(&lock, &store)?;
+    // No FIDO2 key here: say so before asking an existing unlocker for a touch.
+    drop(fido2_to_enroll(mode, None, ctx)?);
+    let mut u = unlock_with(&file, None, ctx.env, ctx.ui)?;
+    if u.id.starts_with("fido2:") {
+        fido2::wait_for_swap(
+            &mut || Ok(fido2::open_authenticator()?.is_some()),
+            ctx.ui,
+            std::time::Duration::from_secs(120),
+        )?;
+    }
+    let mut new = fido2_to_enroll(mode, None, ctx)?;
+    let (desc, output) = enroll(&mut new, ctx.ui)?;
+    let new_id = desc.id.clone();
+    u.vault.add_unlocker(desc, output.expose())?;
+    lock.write(&u.vault)?;
+    let back = existing(&lock, &store)?;
+    back.open(&new_id, output.expose())?;
+    write_line(
+        out,
+        &format!(
+            "{new_id} ({}) now unlocks the vault {} too; it has {} unlockers",
+            UnlockerKind::Fido2HmacSecret.label(),
             store.path().display(),
             back.unlocker_descs().count()
         ),
@@ -591,27 +680,22 @@ pub fn remove(
     Ok(0)
 }
 
-/// Open the vault with the first OTP unlocker in its header whose YubiKey is plugged in
-/// (`serial`: only that YubiKey's unlockers).
+/// Open the vault with the first unlocker in its header whose device is here
+/// (`vault::unlock::connect_unlocker`: one arm per unlocker kind and transport); `serial`:
+/// only that YubiKey's OTP-slot unlockers.
 pub(crate) fn unlock_with(
     file: &VaultFile,
     serial: Option<u32>,
-    backend: &dyn Backend,
+    env: &dyn EnvLookup,
     ui: &dyn Ui,
 ) -> Result<Unlocked> {
     let mut tried = Vec::new();
-    for d in file
-        .unlocker_descs()
-        .filter(|d| d.kind == UnlockerKind::OtpHmacSha1)
-    {
-        let Some((key_serial, slot)) = otp_id_parts(&d.id) else {
-            continue;
-        };
-        if serial.is_some() && key_serial != serial {
+    for d in file.unlocker_descs() {
+        if serial.is_some() && parse_otp_id(&d.id).map(|(s, _)| s) != Some(serial) {
             continue;
         }
-        match OtpSlotUnlocker::connect(backend, key_serial, slot) {
-            Ok(mut u) => {
+        match connect_unlocker(d, env, ui) {
+            Ok(Some(mut u)) => {
                 let id = u.id();
                 if id != d.id {
                     tried.push(format!("{}: the key found is {id}", d.id));
@@ -621,6 +705,7 @@ pub(crate) fn unlock_with(
                 let vault = file.open(&id, output.expose())?;
                 return Ok(Unlocked { vault, id, output });
             }
+            Ok(None) => tried.push(format!("{}: not plugged in", d.id)),
             Err(e) => tried.push(format!("{}: {e}", d.id)),
         }
     }
@@ -637,19 +722,8 @@ pub(crate) fn unlock_with(
     )))
 }
 
-/// Ids are `otp:SERIAL:SLOT` (`otp:unknown:SLOT` for a key hiding its serial).
-fn otp_id_parts(id: &str) -> Option<(Option<u32>, Slot)> {
-    let mut parts = id.split(':');
-    if parts.next() != Some("otp") {
-        return None;
-    }
-    let key_serial = parts.next().and_then(|s| s.parse::<u32>().ok());
-    let slot = parts.next().and_then(Slot::parse)?;
-    Some((key_serial, slot))
-}
-
 fn unlock(file: &VaultFile, serial: Option<u32>, ctx: &Ctx<'_>) -> Result<OpenVault> {
-    Ok(unlock_with(file, serial, &PcscBackend::new(), ctx.ui)?.vault)
+    Ok(unlock_with(file, serial, ctx.env, ctx.ui)?.vault)
 }
 
 /// The vault file (under the lock), or the error saying to create one.

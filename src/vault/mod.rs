@@ -14,16 +14,20 @@
 //!
 //! Secrets are held in zeroizing buffers and never appear in `Debug`, errors or logs.
 
+pub mod fido2;
 pub mod format;
 pub mod session;
 pub mod store;
 pub mod unlock;
 
 #[cfg(test)]
+mod fido2_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
 
+pub use fido2::Fido2Unlocker;
 pub use format::{EntryKind, EntryName, OpenVault, Secret, UnlockerDesc, UnlockerKind, VaultFile};
 pub use session::VaultSession;
 pub use store::VaultStore;

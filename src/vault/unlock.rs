@@ -39,6 +39,11 @@ pub trait Unlocker {
     fn kind(&self) -> UnlockerKind;
     /// The id this unlocker has in a vault header, e.g. `otp:12345678:2`.
     fn id(&self) -> String;
+    /// A new header entry for this unlocker (enrolment). The default is a fresh random salt
+    /// and challenge under [`Unlocker::id`]; a FIDO2 unlocker first makes its credential.
+    fn new_desc(&mut self, _ui: &dyn Ui) -> Result<UnlockerDesc> {
+        Ok(UnlockerDesc::new_random(self.kind(), self.id())?)
+    }
     /// Answer `desc.challenge` (the device may ask for a touch through `ui`).
     fn respond(&mut self, desc: &UnlockerDesc, ui: &dyn Ui) -> Result<UnlockOutput>;
 }
@@ -72,14 +77,10 @@ pub fn connect_unlocker(
     env: &dyn EnvLookup,
     ui: &dyn Ui,
 ) -> Result<Option<Box<dyn Unlocker>>> {
-    let _ = (env, ui);
+    let _ = ui;
     match desc.kind {
         UnlockerKind::OtpHmacSha1 => connect_otp(desc, &PcscBackend::new()),
-        // The FIDO2 hmac-secret arm is not in this build.
-        UnlockerKind::Fido2HmacSecret => {
-            tracing::info!(unlocker = %desc.id, "FIDO2 unlockers are not supported by this build");
-            Ok(None)
-        }
+        UnlockerKind::Fido2HmacSecret => super::fido2::connect_unlocker(desc, env),
     }
 }
 
@@ -120,7 +121,7 @@ pub fn connect_otp(
 
 /// A new descriptor for `unlocker` (fresh salt and challenge), and its output for it.
 pub fn enroll(unlocker: &mut dyn Unlocker, ui: &dyn Ui) -> Result<(UnlockerDesc, UnlockOutput)> {
-    let desc = UnlockerDesc::new_random(unlocker.kind(), unlocker.id())?;
+    let desc = unlocker.new_desc(ui)?;
     let out = unlocker.respond(&desc, ui)?;
     Ok((desc, out))
 }
