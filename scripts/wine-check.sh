@@ -5,7 +5,8 @@
 #   2. a second call is served from the cache (%LOCALAPPDATA%\tapcred): the double saw no call;
 #   3. exec hands the variables to a Windows child (cmd /c set AWS_);
 #   4. export --format powershell;
-#   5. two bad inputs with their documented exit codes (unknown profile 3, usage 2).
+#   5. two bad inputs with their documented exit codes (unknown profile 3, usage 2);
+#   6. `vault init --unlock fido2` says FIDO2 unlock is not available on Windows (exit 2).
 # The AWS files sit in %USERPROFILE%\.aws, where the AWS CLI for Windows looks.
 #
 # usage: scripts/wine-check.sh [TAPCRED_EXE [STS_DOUBLE_BIN]]
@@ -140,5 +141,16 @@ tap export --profile mfa --format yaml >/dev/null 2>"$work/err6"; rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "usage error: exit $rc, expected 2"
 ok "bad inputs: unknown profile exit 3, usage error exit 2"
+
+# 6. FIDO2 vault unlock is not available on Windows in this version (raw FIDO HID needs
+#    administrator rights there): a clear usage error, and no vault file is made.
+set +e
+TAPCRED_VAULT='C:\tapcred-fido-check\vault' tap vault init --unlock fido2 >"$work/out7" 2>"$work/err7"; rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "vault init --unlock fido2: exit $rc, expected 2: $(cat "$work/err7")"
+[ ! -s "$work/out7" ] || fail "vault init --unlock fido2 printed on stdout"
+grep -q 'not available on Windows' "$work/err7" || fail "vault init --unlock fido2: $(cat "$work/err7")"
+[ ! -e "$WINEPREFIX/drive_c/tapcred-fido-check/vault" ] || fail "vault init --unlock fido2 wrote a vault"
+ok "vault init --unlock fido2: not available on Windows (exit 2), nothing written"
 
 echo "wine-check: all checks passed"
