@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tapcred::token::oath::apdu::{ApduClient, ApduTransport, Command};
-use tapcred::token::oath::{Backend, Connection, CredentialId, OathType, device, matching};
-use tapcred::token::oath::{session, tlv};
+use tapcred::token::device::{self, Backend, Connection};
+use tapcred::token::oath::apdu::{ApduClient, Command};
+use tapcred::token::oath::{CredentialId, OathType, matching};
+use tapcred::token::oath::{codec, session, tlv};
+use tapcred::token::transport::ApduTransport;
 
 /// A target: arbitrary bytes in, no panic.
 pub type Target = fn(&[u8]);
@@ -89,22 +91,22 @@ impl Backend for ScriptBackend {
 pub fn apdu_tlv(data: &[u8]) {
     let _ = tlv::parse(data);
     let _ = tlv::parse_one(data);
-    let _ = session::parse_select(data);
-    let _ = session::parse_list(data);
-    let _ = session::parse_calculate(data);
-    let _ = session::parse_calculate_all(data).map(|v| {
+    let _ = codec::parse_select(data);
+    let _ = codec::parse_list(data);
+    let _ = codec::parse_calculate(data);
+    let _ = codec::parse_calculate_all(data).map(|v| {
         for e in v {
             let _ = (e.name(), e.kind());
         }
     });
-    let _ = session::parse_truncated_value(data).map(|t| t.code());
+    let _ = codec::parse_truncated_value(data).map(|t| t.code());
     let _ = device::parse_device_info(data);
     let text = String::from_utf8_lossy(data);
     for kind in [OathType::Totp, OathType::Hotp] {
         let id = CredentialId::parse(&text, kind);
         let _ = id.format(kind);
     }
-    let _ = session::decode_base32_secret(&text);
+    let _ = codec::decode_base32_secret(&text);
     let _ = matching::parse_mfa_arn(&text);
     let mut client = ApduClient::new(Script::new(data));
     let _ = client.send(&Command::new(0xA1, 0, 0, vec![]));
@@ -144,7 +146,7 @@ pub fn oath_session(data: &[u8]) {
         return;
     };
     if s.locked() {
-        let key = session::derive_key(b"fuzz", &s.info().salt);
+        let key = codec::derive_key(b"fuzz", &s.info().salt);
         let _ = s.validate(&key);
     }
     let _ = s.info().version_string();
@@ -153,7 +155,7 @@ pub fn oath_session(data: &[u8]) {
     let _ = s.codes(1_700_000_000);
     let _ = s.calculate(
         b"alice",
-        &session::totp_challenge(1_700_000_000, 30),
+        &codec::totp_challenge(1_700_000_000, 30),
         flags & 4 != 0,
     );
     let _ = s.delete(b"alice");

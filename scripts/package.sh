@@ -107,7 +107,7 @@ Version: $version
 Architecture: $arch
 Maintainer: tapcred developers <tapcred@localhost>
 Installed-Size: $size
-Depends: libc6, libpcsclite1
+Depends: libc6, libpcsclite1, libudev1
 Recommends: pcscd
 Section: utils
 Priority: optional

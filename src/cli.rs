@@ -112,7 +112,8 @@ pub enum Cmd {
         json: bool,
     },
     /// Create a virtual MFA device for the profile's IAM user, put its seed straight into the
-    /// YubiKey (or a 0600 seed file), enable it and write mfa_serial into the profile.
+    /// YubiKey (or a 0600 seed file, or tapcred's vault), enable it and write mfa_serial into
+    /// the profile.
     Enroll {
         /// The profile to enroll (its chain must start from an IAM user's long-term keys).
         #[arg(short, long)]
@@ -123,10 +124,11 @@ pub enum Cmd {
         /// Name of the IAM virtual MFA device (default: the IAM user name).
         #[arg(long, value_name = "NAME")]
         device_name: Option<String>,
-        /// Where the seed goes: the YubiKey's OATH applet, or a new 0600 seed file.
+        /// Where the seed goes: the YubiKey's OATH applet, a new 0600 seed file, or the vault.
         #[arg(long, value_enum, default_value = "oath")]
         to: commands::enroll::Destination,
-        /// Which YubiKey (serial number) when several are plugged in.
+        /// Which YubiKey (serial number) when several are plugged in (with --to vault: the
+        /// one that unlocks the vault).
         #[arg(long, value_name = "N")]
         serial: Option<u32>,
         /// With --to file: the seed file to create (default: tapcred-PROFILE.seed beside the
@@ -173,10 +175,11 @@ pub enum Cmd {
 pub enum VaultCmd {
     /// Create the vault ($TAPCRED_VAULT, else ~/.local/share/tapcred/vault), unlocked by a
     /// YubiKey OTP slot programmed for HMAC-SHA1 challenge-response
-    /// (`ykman otp chalresp --generate 2`).
+    /// (`ykman otp chalresp --generate 2`) or by a FIDO2 key's hmac-secret (not on Windows).
     Init {
-        /// otp (slot 2) or otp:SLOT (1 or 2).
-        #[arg(long, value_name = "otp[:SLOT]")]
+        /// otp (slot 2), otp:SLOT (1 or 2), fido2 (touch; PIN from TAPCRED_FIDO_PIN or the
+        /// terminal only if the key demands it) or fido2:pin (PIN and touch every time).
+        #[arg(long, value_name = "otp[:SLOT]|fido2[:pin]")]
         unlock: String,
         /// Which YubiKey (serial number) when several are plugged in.
         #[arg(long, value_name = "N")]
@@ -191,6 +194,48 @@ pub enum VaultCmd {
         /// Name of an environment variable holding the seed.
         #[arg(long, value_name = "NAME")]
         seed_env: Option<String>,
+        /// Which YubiKey (serial number) unlocks, when several are plugged in.
+        #[arg(long, value_name = "N")]
+        serial: Option<u32>,
+    },
+    /// Move a source profile's long-term access key from the credentials file into the vault
+    /// (one unlock). The vault is written and test-decrypted first; then the profile's
+    /// aws_access_key_id/aws_secret_access_key lines become `tapcred_access_key = vault`
+    /// (every other byte of the file kept).
+    ImportKeys {
+        /// The source profile holding the keys in the credentials file.
+        #[arg(short, long)]
+        profile: String,
+        /// Which YubiKey (serial number) unlocks, when several are plugged in.
+        #[arg(long, value_name = "N")]
+        serial: Option<u32>,
+    },
+    /// Let another YubiKey (or another OTP slot) open the vault too: a backup key. The vault
+    /// is opened with a key it already has; both keys may need a touch.
+    AddUnlock {
+        /// otp (slot 2) or otp:SLOT (1 or 2) of the new key.
+        #[arg(long, value_name = "otp[:SLOT]")]
+        unlock: String,
+        /// The new YubiKey's serial number (needed when several are plugged in).
+        #[arg(long, value_name = "N")]
+        serial: Option<u32>,
+    },
+    /// Remove a seed, an access key or an unlocker from the vault (one unlock; the last
+    /// unlocker cannot be removed).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["profile", "mfa_serial", "access_key", "unlock"])))]
+    Remove {
+        /// The seed of this profile's mfa_serial.
+        #[arg(short, long)]
+        profile: Option<String>,
+        /// The seed of this mfa_serial (when no profile names it any more).
+        #[arg(long, value_name = "ARN")]
+        mfa_serial: Option<String>,
+        /// The access key of this source profile.
+        #[arg(long, value_name = "SOURCE")]
+        access_key: Option<String>,
+        /// An unlocker, by the id `tapcred vault list` shows (otp:SERIAL:SLOT).
+        #[arg(long, value_name = "ID")]
+        unlock: Option<String>,
         /// Which YubiKey (serial number) unlocks, when several are plugged in.
         #[arg(long, value_name = "N")]
         serial: Option<u32>,
@@ -376,6 +421,33 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
                 ctx,
                 &mut stdout,
             ),
+            VaultCmd::ImportKeys { profile: p, serial } => {
+                commands::vault::import_keys(&p, serial, ctx, &mut stdout)
+            }
+            VaultCmd::AddUnlock { unlock, serial } => {
+                commands::vault::add_unlock(&unlock, serial, ctx, &mut stdout)
+            }
+            VaultCmd::Remove {
+                profile: p,
+                mfa_serial,
+                access_key,
+                unlock,
+                serial,
+            } => {
+                use commands::vault::RemoveWhat;
+                let what = match (p, mfa_serial, access_key, unlock) {
+                    (Some(p), ..) => RemoveWhat::Profile(p),
+                    (_, Some(s), ..) => RemoveWhat::MfaSerial(s),
+                    (_, _, Some(a), _) => RemoveWhat::AccessKey(a),
+                    (.., Some(u)) => RemoveWhat::Unlock(u),
+                    (None, None, None, None) => {
+                        return Err(Error::usage(
+                            "vault remove: say what to remove: --profile, --mfa-serial, --access-key or --unlock",
+                        ));
+                    }
+                };
+                commands::vault::remove(&what, serial, ctx, &mut stdout)
+            }
             VaultCmd::List { json } => commands::vault::list(json, ctx, &mut stdout),
         },
         Cmd::Configure(args) => commands::configure::run(&args, ctx, &mut stdout),

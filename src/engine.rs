@@ -19,14 +19,17 @@
 //! - **Revoked session**: if STS says a cached session's token is invalid or expired, that
 //!   entry is dropped and the chain is redone once from a fresh MFA call.
 
+use std::rc::Rc;
+
 use crate::cache::{self, ADVISORY_WINDOW, CacheKey, Entry, SessionCache, SessionKind};
 use crate::clock;
 use crate::credentials::Credentials;
 use crate::error::{Error, Reason, Result};
-use crate::profile::{AwsFiles, Mfa, Profiles, ResolvedProfile, RoleStep, Step};
+use crate::profile::{AwsFiles, BaseCredentials, Mfa, Profiles, ResolvedProfile, RoleStep, Step};
 use crate::sts::{self, CallContext, MfaCode, Sts, StsApi, StsTarget};
 use crate::token::{self, Code, CodeRequest, EnvLookup, TokenSource};
 use crate::ui::Ui;
+use crate::vault::VaultSession;
 
 mod warm;
 
@@ -95,14 +98,24 @@ pub fn credentials(
     let timeouts = sts::Timeouts::from_env(&rec)?;
     let cache = SessionCache::open_default(&rec, ui);
     let sts_target = target.clone();
+    // One vault session for the seed and the access key: one unlock (one touch) for both.
+    // Nothing reads it unless a cache miss needs a code or a key from the vault.
+    let vault = Rc::new(VaultSession::from_env(env));
+    let token_vault = vault.clone();
     let mut engine = Engine::new(
         &cache,
         ui,
         Box::new(move || {
             Ok(Box::new(Sts::new(sts_target.clone())?.with_timeouts(timeouts)) as Box<dyn StsApi>)
         }),
-        Box::new(move |mfa: &Mfa| token::select(&mfa.token, &mfa.serial, env, ui)),
-    );
+        Box::new(move |mfa: &Mfa| {
+            let sources = token::Sources::real(env).with_vault(token_vault.clone());
+            token::select_with(&mfa.token, &mfa.serial, &sources, ui)
+        }),
+    )
+    .with_base_keys(Box::new(move |b: &BaseCredentials| {
+        vault_base_keys(&vault, b, env, ui)
+    }));
     let (credentials, from_cache) = engine.obtain(&profile, &target, opts, session_seconds)?;
     drop(engine);
     if let Some(last) = plan(&profile, &target, opts, session_seconds).last() {
@@ -114,6 +127,29 @@ pub fn credentials(
         target,
         from_cache,
     })
+}
+
+/// The long-term keys of `b`: from the profile files, or (`tapcred_access_key = vault`)
+/// from the vault through `vault` (opened at most once per process).
+pub fn vault_base_keys(
+    vault: &VaultSession,
+    b: &BaseCredentials,
+    env: &dyn EnvLookup,
+    ui: &dyn Ui,
+) -> Result<Credentials> {
+    match &b.in_vault {
+        None => Ok(sts::base_credentials(b)),
+        Some(path) => {
+            if vault.path() != Some(path.as_path()) {
+                return Err(Error::internal(format!(
+                    "the vault {} of profile \"{}\" is not this process's vault",
+                    path.display(),
+                    b.origin
+                )));
+            }
+            vault.access_key(&b.origin, env, ui)
+        }
+    }
 }
 
 /// `TAPCRED_SESSION_DURATION` or the default 12 h.
@@ -205,6 +241,9 @@ fn now_f64() -> f64 {
 pub type StsFactory<'a> = Box<dyn FnMut() -> Result<Box<dyn StsApi>> + 'a>;
 /// Picks the token source for an MFA device (only on the cold path).
 pub type TokenFactory<'a> = Box<dyn FnMut(&Mfa) -> Result<Box<dyn TokenSource>> + 'a>;
+/// The long-term keys at the root of a chain, asked for only when an STS call needs them
+/// (keys in the vault cost an unlock; a cache hit never asks).
+pub type BaseKeysFactory<'a> = Box<dyn FnMut(&BaseCredentials) -> Result<Credentials> + 'a>;
 
 /// One STS call of a planned chain.
 #[derive(Debug, Clone, Copy)]
@@ -301,7 +340,7 @@ fn plan<'p>(
                 .clone()
                 .unwrap_or_else(|| format!("https://sts.{}.amazonaws.com", target.region));
             let mut b = CacheKey::builder(kind)
-                .source(&p.base.access_key_id)
+                .source(&p.base.cache_identity())
                 .endpoint(Some(&endpoint));
             if let Some(k) = &prev {
                 b = b.chain(k.hex());
@@ -353,6 +392,7 @@ pub struct Engine<'a> {
     sts_factory: StsFactory<'a>,
     sts: Option<Box<dyn StsApi>>,
     token_factory: TokenFactory<'a>,
+    base_keys: BaseKeysFactory<'a>,
     /// Codes obtained by this engine (0 and no STS client = nothing happened yet).
     codes_read: usize,
 }
@@ -370,8 +410,22 @@ impl<'a> Engine<'a> {
             sts_factory,
             sts: None,
             token_factory,
+            base_keys: Box::new(|b: &BaseCredentials| match &b.in_vault {
+                None => Ok(sts::base_credentials(b)),
+                Some(p) => Err(Error::internal(format!(
+                    "profile \"{}\": keys in the vault {} but no vault access was given",
+                    b.origin,
+                    p.display()
+                ))),
+            }),
             codes_read: 0,
         }
+    }
+
+    /// Where keys kept in the vault come from (default: the files' keys only).
+    pub fn with_base_keys(mut self, f: BaseKeysFactory<'a>) -> Self {
+        self.base_keys = f;
+        self
     }
 
     /// Credentials for `p`, and whether they came from the cache without any STS call.
@@ -382,10 +436,9 @@ impl<'a> Engine<'a> {
         opts: &Options,
         session_seconds: u32,
     ) -> Result<(Credentials, bool)> {
-        let base = sts::base_credentials(&p.base);
         let steps = plan(p, target, opts, session_seconds);
         let Some(last) = steps.last() else {
-            return Ok((base, false));
+            return Ok(((self.base_keys)(&p.base)?, false));
         };
         let use_cache = !opts.no_cache && self.cache.enabled();
         if use_cache && let Some(e) = self.cache.get(&last.key, ADVISORY_WINDOW) {
@@ -397,7 +450,7 @@ impl<'a> Engine<'a> {
         } else {
             None
         };
-        let res = self.obtain_locked(p, &steps, &base, use_cache);
+        let res = self.obtain_locked(p, &steps, use_cache);
         if res.is_err() && self.nothing_done() {
             // A config or token-selection error before any code or STS call: leave no trace.
             if let Some(g) = final_lock {
@@ -415,10 +468,9 @@ impl<'a> Engine<'a> {
         &mut self,
         p: &ResolvedProfile,
         steps: &[Planned<'_>],
-        base: &Credentials,
         use_cache: bool,
     ) -> Result<(Credentials, bool)> {
-        match self.run(p, steps, base, use_cache, None) {
+        match self.run(p, steps, use_cache, None) {
             Ok(c) => Ok(c),
             Err(Failure {
                 err,
@@ -430,8 +482,7 @@ impl<'a> Engine<'a> {
                     "profile \"{}\": the cached session was rejected by STS (revoked or expired); starting a new one",
                     p.name
                 ));
-                self.run(p, steps, base, use_cache, Some(i))
-                    .map_err(|f| f.err)
+                self.run(p, steps, use_cache, Some(i)).map_err(|f| f.err)
             }
             Err(f) => Err(f.err),
         }
@@ -443,7 +494,6 @@ impl<'a> Engine<'a> {
         &mut self,
         p: &ResolvedProfile,
         steps: &[Planned<'_>],
-        base: &Credentials,
         use_cache: bool,
         distrust: Option<usize>,
     ) -> std::result::Result<(Credentials, bool), Failure> {
@@ -456,22 +506,25 @@ impl<'a> Engine<'a> {
                 INTERMEDIATE_MIN_REMAINING
             }
         };
-        let mut creds = base.clone();
+        // The base keys are fetched only if a call must be signed with them.
+        let mut creds: Option<Credentials> = None;
         let mut start = 0;
         let mut cached_signer = None;
         if use_cache {
             for i in (0..=last).rev().filter(|&i| trusted(i)) {
                 if let Some(e) = self.cache.get(&steps[i].key, min_for(i)) {
-                    creds = e.credentials;
+                    creds = Some(e.credentials);
                     start = i + 1;
                     cached_signer = Some(i);
                     break;
                 }
             }
         }
-        if start > last {
+        if start > last
+            && let Some(c) = creds.take()
+        {
             // Another process stored it while we waited for the lock.
-            return Ok((creds, true));
+            return Ok((c, true));
         }
         let mut signer = p.base.origin.as_str();
         if start > 0 {
@@ -487,7 +540,7 @@ impl<'a> Engine<'a> {
                 if trusted(i)
                     && let Some(e) = self.cache.get(&step.key, min_for(i))
                 {
-                    creds = e.credentials;
+                    creds = Some(e.credentials);
                     cached_signer = Some(i);
                     signer = step.profile;
                     continue;
@@ -496,7 +549,14 @@ impl<'a> Engine<'a> {
             } else {
                 None
             };
-            let fresh = match self.call(step, &creds, signer) {
+            let signing = match creds.take() {
+                Some(c) => c,
+                None => (self.base_keys)(&p.base).map_err(|err| Failure {
+                    err,
+                    cached_signer: None,
+                })?,
+            };
+            let fresh = match self.call(step, &signing, signer) {
                 Ok(c) => c,
                 Err(err) => {
                     if self.nothing_done()
@@ -520,10 +580,16 @@ impl<'a> Engine<'a> {
                 };
                 self.cache.put(&step.key, &entry, self.ui);
             }
-            creds = fresh;
+            creds = Some(fresh);
             cached_signer = None;
             signer = step.profile;
         }
+        let creds = creds
+            .ok_or_else(|| Error::internal("a planned chain made no call"))
+            .map_err(|err| Failure {
+                err,
+                cached_signer: None,
+            })?;
         Ok((creds, false))
     }
 

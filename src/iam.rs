@@ -148,7 +148,7 @@ impl Iam {
         );
         let text = std::str::from_utf8(&text)
             .ok()
-            .and_then(crate::token::oath::session::decode_base32_secret)
+            .and_then(crate::token::oath::codec::decode_base32_secret)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
                 self.bad_answer(

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod commands;
 pub mod credentials;
 pub mod engine;
+pub mod env;
 pub mod error;
 pub mod iam;
 pub mod platform;

@@ -696,6 +696,7 @@ mod tests {
                 access_key_id: "AKID".into(),
                 secret_access_key: "s".to_owned().into(),
                 session_token: None,
+                in_vault: None,
             },
             steps: vec![],
             token: TokenSettings::default(),

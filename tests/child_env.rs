@@ -84,11 +84,13 @@ fn check(stdout: &str, expect_key: &str) {
     }
 }
 
-#[test]
-fn exec_child_and_grandchild_get_no_tapcred_secret() {
+/// `tapcred VERB --profile team-chain -- sh -c PRINT_ENVS`: the child and grandchild see
+/// `credential_var` (the credentials reached them) and no secret; the seed was used, from
+/// the chain's own variable.
+fn child_and_grandchild_get_no_secret(verb: &str, credential_var: &str) {
     let (d, h) = setup();
     let out = h.run(&[
-        "exec",
+        verb,
         "--profile",
         "team-chain",
         "--",
@@ -96,25 +98,17 @@ fn exec_child_and_grandchild_get_no_tapcred_secret() {
         "-c",
         PRINT_ENVS,
     ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    check(&out.stdout, "AWS_SESSION_TOKEN");
-    // The seed was used, from the chain's own variable.
+    assert_eq!(out.code, 0, "{verb}: {}", out.stderr);
+    check(&out.stdout, credential_var);
     assert_eq!(d.token_code_events().len(), 1);
 }
 
 #[test]
+fn exec_child_and_grandchild_get_no_tapcred_secret() {
+    child_and_grandchild_get_no_secret("exec", "AWS_SESSION_TOKEN");
+}
+
+#[test]
 fn serve_child_and_grandchild_get_no_tapcred_secret() {
-    let (d, h) = setup();
-    let out = h.run(&[
-        "serve",
-        "--profile",
-        "team-chain",
-        "--",
-        "sh",
-        "-c",
-        PRINT_ENVS,
-    ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    check(&out.stdout, "AWS_CONTAINER_AUTHORIZATION_TOKEN");
-    assert_eq!(d.token_code_events().len(), 1);
+    child_and_grandchild_get_no_secret("serve", "AWS_CONTAINER_AUTHORIZATION_TOKEN");
 }

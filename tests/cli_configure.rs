@@ -1,6 +1,8 @@
 //! `tapcred configure` through the real binary: fresh HOME, messy real-world files (golden),
 //! CRLF, concurrent runs, bad input, rollback, and the secret never on argv/stdout/logs.
 
+#![cfg(unix)] // drives the terminal prompt through tmux and Unix modes; the Windows build is checked by clippy and Wine
+
 #[path = "common/clients.rs"]
 mod clients;
 mod common;

@@ -242,10 +242,7 @@ fn a_profile_with_no_token_source_names_what_was_tried() {
     }
     // The one next step: the smart-card service when it is down (nothing can answer before
     // it runs), else the YubiKey or the seed.
-    let want = if out
-        .stdout
-        .contains(tapcred::token::oath::pcsc::no_service_hint())
-    {
+    let want = if out.stdout.contains(tapcred::token::pcsc::no_service_hint()) {
         "next step: start the smart-card service so the YubiKey can answer: "
     } else {
         "next step: plug in the YubiKey holding the OATH account, or set $TAPCRED_TOTP_SECRET"

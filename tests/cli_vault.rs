@@ -8,8 +8,8 @@ use std::io::Write;
 use std::process::Stdio;
 
 use common::{Home, Run};
-use tapcred::token::oath::PcscBackend;
 use tapcred::token::otp::Slot;
+use tapcred::token::pcsc::PcscBackend;
 use tapcred::ui::RecordingUi;
 use tapcred::vault::unlock::open_with;
 use tapcred::vault::{EntryName, OtpSlotUnlocker, Secret, VaultStore};
@@ -69,9 +69,10 @@ fn vault_init_add_seed_and_list_through_pcscd() {
     // Before init: no vault, said so.
     h.run(&["vault", "list"])
         .fails_with(3, &["no vault at", "tapcred vault init --unlock otp"]);
-    // Unlockers this version does not have, and bad slots, are usage errors.
+    // Bad slots are usage errors; FIDO2 with no authenticator plugged in is said so
+    // (tests/cli_vault_fido2.rs covers the FIDO2 command line).
     h.run(&["vault", "init", "--unlock", "fido2"])
-        .fails_with(2, &["not available in this version"]);
+        .fails_with(4, &["no FIDO2 authenticator found"]);
     h.run(&["vault", "init", "--unlock", "otp:3"])
         .fails_with(2, &["slot is 1 or 2"]);
     // Slot 1 is empty on this key: the fix is named.

@@ -2,43 +2,27 @@
 //! of a code read (find the key, serial, SELECT, VALIDATE with a password, CALCULATE_ALL,
 //! CALCULATE), through tapcred's OATH client over an in-memory transport to the virtual
 //! YubiKey. Each removal is a token error (exit 4) of one line naming the key, never a
-//! panic, never a code. The same over a real pcscd, and pcscd itself killed mid-flow, run in
-//! tests/oath_pcsc.rs and tests/cli_oath.rs (root + pcscd stack).
+//! panic, never a code. The same over a real pcscd runs in tests/oath_pcsc.rs; pcscd itself killed
+//! mid-flow, and signals during a touch wait, in tests/fault_pcscd.rs (root + pcscd stack).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tapcred::token::oath::{self, ApduTransport, Backend, Connection};
+#[path = "common/vyk_transport.rs"]
+mod vyk_transport;
+
+use tapcred::ErrorKind;
+use tapcred::token::device::{Backend, Connection};
+use tapcred::token::oath;
 use tapcred::token::{CodeRequest, TokenSettings};
 use tapcred::ui::RecordingUi;
-use tapcred::{Error, ErrorKind};
 use tapcred_testkit::virtual_yubikey::{Account, Fault, VirtualYubiKey, VykConfig};
+use vyk_transport::VykConn;
 
 const ARN: &str = "arn:aws:iam::111111111111:mfa/alice";
 const AWS_LABEL: &str = "Amazon Web Services:alice@111111111111";
 const READER: &str = "Yubico YubiKey OTP+FIDO+CCID 00 00";
-
-struct Conn(Arc<Mutex<VirtualYubiKey>>);
-
-impl ApduTransport for Conn {
-    fn transmit(&mut self, apdu: &[u8]) -> tapcred::Result<Vec<u8>> {
-        let reply = self.0.lock().unwrap().transmit(apdu);
-        if reply.is_empty() {
-            // What the PC/SC transport reports when the card is pulled mid-transaction.
-            return Err(Error::token(
-                "the YubiKey was removed or reset during the operation; insert it and run again",
-            ));
-        }
-        Ok(reply)
-    }
-}
-
-impl Connection for Conn {
-    fn extended_max(&self) -> Option<usize> {
-        Some(3062)
-    }
-}
 
 struct OneKey(Arc<Mutex<VirtualYubiKey>>);
 
@@ -50,7 +34,7 @@ impl Backend for OneKey {
         if self.0.lock().unwrap().handle().is_removed() {
             return Ok(None);
         }
-        Ok(Some(Box::new(Conn(self.0.clone()))))
+        Ok(Some(Box::new(VykConn(self.0.clone()))))
     }
 }
 

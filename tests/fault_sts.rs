@@ -35,18 +35,10 @@ fn world() -> World {
 }
 
 fn files(dir: &Path) -> Vec<String> {
-    let mut v = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                v.extend(files(&p));
-            } else {
-                v.push(p.to_string_lossy().into_owned());
-            }
-        }
-    }
-    v
+    common::files_under(dir)
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// The failure contract, and what is left on disk.
@@ -187,8 +179,8 @@ fn a_slow_answer_succeeds() {
     );
 }
 
-/// One transient fault (a reset before STS saw the request) on a call without a code is
-/// retried by the SDK and succeeds.
+/// One transient fault (a reset before STS saw the request) on an MFA call: it is retried
+/// (with the next window's code, the same code is never sent twice) and succeeds.
 #[test]
 fn one_reset_before_sts_then_success() {
     let w = world();
@@ -199,6 +191,78 @@ fn one_reset_before_sts_then_success() {
             .output()
             .unwrap(),
     );
-    eprintln!("reset-then-pass: exit {} stderr {}", r.code, r.stderr);
-    assert!(w.proxy.requests() >= 1);
+    r.ok();
+    assert!(
+        r.json()["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ASIA")
+    );
+    assert_eq!(w.proxy.requests(), 2, "the reset request and its retry");
+    assert_eq!(w.proxy.forwarded(), 1, "only the retry reached STS");
+}
+
+/// The cache directory (entries, ledger, locks) is removed while a call waits for STS: the
+/// call still prints its credentials without a false "not writable" warning (that would
+/// turn the cache off), and the next call recreates the directory and uses it.
+#[test]
+#[cfg(unix)]
+fn the_cache_directory_vanishing_mid_call_is_recreated() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Stdio;
+    let w = world();
+    w.proxy.push(StsFault::Slow(Duration::from_secs(3)));
+    let child = w
+        .home
+        .cmd_detached(&["credential-process", "--profile", "session"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while w.proxy.requests() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(20), "no request to STS");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let dir = w.home.cache_dir();
+    assert!(dir.join("locks").is_dir(), "the call holds its locks there");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let r = Run::from(child.wait_with_output().unwrap());
+    r.ok();
+    assert!(
+        r.json()["AccessKeyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ASIA"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stderr.contains("warning"),
+        "no warning for a directory that was only removed: {}",
+        r.stderr
+    );
+    // The next call: the directory is back (0700), with its entry, and no code was refused.
+    let again = Run::from(
+        w.home
+            .cmd_detached(&["credential-process", "--profile", "session"])
+            .output()
+            .unwrap(),
+    );
+    again.ok();
+    assert!(!again.stderr.contains("warning"), "{}", again.stderr);
+    let md = std::fs::metadata(&dir).expect("cache directory recreated");
+    assert_eq!(md.permissions().mode() & 0o777, 0o700);
+    assert!(
+        files(&dir)
+            .iter()
+            .any(|f| f.ends_with(".json") && !f.contains("/steps/")),
+        "a cache entry in the recreated directory: {:?}",
+        files(&dir)
+    );
+    let codes = w._double.token_code_events();
+    assert!(
+        codes.iter().all(|e| e.matched_step.is_some()),
+        "a code was refused (reused?): {codes:?}"
+    );
 }

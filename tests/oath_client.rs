@@ -8,14 +8,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tapcred::token::oath::{
-    self, ApduTransport, Backend, Connection, CredentialId, HashAlgo, NewCredential, OathType,
-    Session,
-};
+#[path = "common/vyk_transport.rs"]
+mod vyk_transport;
+
+use tapcred::ErrorKind;
+use tapcred::token::device::{Backend, Connection};
+use tapcred::token::oath::{self, CredentialId, HashAlgo, NewCredential, OathType, Session};
+use tapcred::token::transport::ApduTransport;
 use tapcred::token::{CodeRequest, TokenSettings, TokenSource};
 use tapcred::ui::{RecordingUi, UiEvent};
-use tapcred::{Error, ErrorKind};
 use tapcred_testkit::virtual_yubikey::{Account, Fault, VirtualYubiKey, VykConfig, VykHandle};
+use vyk_transport::VykConn;
 
 const RFC_KEY: &[u8] = b"12345678901234567890";
 const ARN: &str = "arn:aws:iam::111111111111:mfa/alice";
@@ -26,27 +29,6 @@ const READER1: &str = "Yubico YubiKey OTP+FIDO+CCID 00 01";
 /// Virtual keys in named readers; a reader without a key is an empty slot.
 struct VykBackend {
     readers: Vec<(String, Option<Arc<Mutex<VirtualYubiKey>>>)>,
-}
-
-struct VykConn(Arc<Mutex<VirtualYubiKey>>);
-
-impl ApduTransport for VykConn {
-    fn transmit(&mut self, apdu: &[u8]) -> tapcred::Result<Vec<u8>> {
-        let reply = self.0.lock().unwrap().transmit(apdu);
-        if reply.is_empty() {
-            // What PC/SC reports when the card is pulled mid-transaction.
-            return Err(Error::token(
-                "the YubiKey was removed or reset during the operation; insert it and run again",
-            ));
-        }
-        Ok(reply)
-    }
-}
-
-impl Connection for VykConn {
-    fn extended_max(&self) -> Option<usize> {
-        Some(3062)
-    }
 }
 
 impl Backend for VykBackend {
@@ -712,7 +694,7 @@ fn put_and_delete_for_enrollment() {
     let conn = b.connect(READER0).unwrap().unwrap();
     let ext = conn.extended_max();
     let mut s = Session::open(conn, ext).unwrap();
-    let key = oath::session::derive_key(b"pw", &s.info().salt.clone());
+    let key = oath::codec::derive_key(b"pw", &s.info().salt.clone());
     s.validate(&key).unwrap();
     let cred = NewCredential {
         id: CredentialId {
@@ -723,7 +705,7 @@ fn put_and_delete_for_enrollment() {
         kind: OathType::Totp,
         algo: HashAlgo::Sha1,
         digits: 6,
-        secret: oath::session::decode_base32_secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(),
+        secret: oath::codec::decode_base32_secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(),
         touch: true,
         counter: 0,
     };
@@ -771,7 +753,7 @@ fn fixtures_are_recorded_from_the_virtual_yubikey() {
             |s| {
                 s.calculate(
                     AWS_LABEL.as_bytes(),
-                    &oath::session::totp_challenge(59, 30),
+                    &oath::codec::totp_challenge(59, 30),
                     false,
                 )
                 .unwrap();
@@ -849,7 +831,7 @@ fn aws_cred(touch: bool) -> NewCredential {
         algo: HashAlgo::Sha1,
         digits: 6,
         // Base32 of RFC_KEY.
-        secret: oath::session::decode_base32_secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(),
+        secret: oath::codec::decode_base32_secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").unwrap(),
         touch,
         counter: 0,
     }

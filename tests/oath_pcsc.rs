@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tapcred::ErrorKind;
-use tapcred::token::oath::{self, Backend, PcscBackend};
+use tapcred::token::device::Backend;
+use tapcred::token::oath;
+use tapcred::token::pcsc::PcscBackend;
 use tapcred::token::{CodeRequest, TokenSettings, TokenSource};
 use tapcred::ui::{RecordingUi, UiEvent};
 use tapcred_testkit::pcsc_stack::{CardHandle, PcscStack, reader_name, wait_card_present};

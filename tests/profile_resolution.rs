@@ -1307,3 +1307,72 @@ mod generated {
         }
     }
 }
+
+// ---------------------------------------------------------------- tapcred_access_key = vault
+
+const MFA_ROLE: &str = "[profile mfa]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/toolkit-role\nmfa_serial = arn:aws:iam::111111111111:mfa/toolkit-user\n";
+
+#[test]
+fn access_key_in_the_vault_resolves_without_reading_it() {
+    // In the credentials file (where `vault import-keys` puts it) or in config: same result.
+    for (config, credentials) in [
+        (
+            MFA_ROLE.to_owned(),
+            "[toolkit-user]\ntapcred_access_key = vault\n".to_owned(),
+        ),
+        (
+            format!("{MFA_ROLE}[profile toolkit-user]\ntapcred_access_key = Vault\n"),
+            String::new(),
+        ),
+    ] {
+        let t = write(Some(&config), Some(&credentials));
+        let p = Profiles::load(&t.files).unwrap();
+        let r = p
+            .resolve(
+                "mfa",
+                &env(&[("HOME", "/home/tester"), ("TAPCRED_VAULT", "/v/vault")]),
+            )
+            .unwrap();
+        assert_eq!(r.base.origin, "toolkit-user");
+        assert_eq!(r.base.in_vault.as_deref(), Some(Path::new("/v/vault")));
+        assert!(r.base.access_key_id.is_empty());
+        assert!(r.base.secret_access_key.expose_secret().is_empty());
+        assert_eq!(r.base.cache_identity(), "vault:/v/vault:toolkit-user");
+        assert_eq!(r.steps.len(), 1);
+        // Without TAPCRED_VAULT: the XDG data dir, else HOME's.
+        let r = p.resolve("mfa", &env(&[("HOME", "/home/tester")])).unwrap();
+        assert_eq!(
+            r.base.in_vault.as_deref(),
+            Some(Path::new("/home/tester/.local/share/tapcred/vault"))
+        );
+    }
+}
+
+#[test]
+fn access_key_in_the_vault_bad_values_are_refused() {
+    bad(
+        MFA_ROLE,
+        "[toolkit-user]\ntapcred_access_key = keychain\n",
+        "mfa",
+        &[
+            "tapcred_access_key",
+            "\"keychain\" is not a place for the access key",
+            "tapcred_access_key = vault",
+        ],
+    );
+    // Keys left beside it: which one is meant is not clear.
+    bad(
+        MFA_ROLE,
+        &format!("{}tapcred_access_key = vault\n", keys("toolkit-user")),
+        "mfa",
+        &["aws_access_key_id", "beside tapcred_access_key = vault"],
+    );
+    // Nowhere to look for the vault.
+    bad_env(
+        MFA_ROLE,
+        "[toolkit-user]\ntapcred_access_key = vault\n",
+        "mfa",
+        &[],
+        &["no place for the vault", "TAPCRED_VAULT"],
+    );
+}

@@ -44,6 +44,14 @@ const NOT_RUN: &[(&str, &str)] = &[
         "reloads the host's udev (root, a real udev): tests/udev_rule.rs checks the rule itself",
     ),
     (
+        "ykman otp chalresp",
+        "Yubico's tool programming a key's OTP slot: the virtual YubiKey's slots are programmed in the tests that use them (tests/vault_otp.rs judges the slot's answer with ykman)",
+    ),
+    (
+        "tapcred vault ",
+        "needs a YubiKey's OTP slot: tests/cli_vault.rs (init, add-seed, list), tests/cli_vault_keys.rs (import-keys byte for byte, refusals, a backup key, remove, eight writers at once) and tests/cli_enroll_vault.rs run them through pcscd and the virtual YubiKey",
+    ),
+    (
         "ykman oath accounts add",
         "Yubico's tool writing to a key: tests/testkit/tests/ykman_judge.rs runs `ykman oath accounts add` against the virtual YubiKey",
     ),

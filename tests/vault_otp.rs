@@ -9,8 +9,9 @@ use std::time::Duration;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use tapcred::ErrorKind;
-use tapcred::token::oath::{ApduTransport, Backend, Connection};
+use tapcred::token::device::{Backend, Connection};
 use tapcred::token::otp::Slot;
+use tapcred::token::transport::ApduTransport;
 use tapcred::ui::{RecordingUi, UiEvent};
 use tapcred::vault::unlock::{enroll, open_with};
 use tapcred::vault::{
@@ -254,7 +255,7 @@ mod pcscd {
     use super::*;
     use std::path::Path;
     use std::process::Command;
-    use tapcred::token::oath::PcscBackend;
+    use tapcred::token::pcsc::PcscBackend;
     use tapcred::vault::VaultStore;
     use tapcred_testkit::pcsc_stack::{PcscStack, reader_name};
 

@@ -98,6 +98,7 @@ mod tests {
                 access_key_id: "AKIAEXAMPLE".into(),
                 secret_access_key: "x".to_owned().into(),
                 session_token: None,
+                in_vault: None,
             },
             steps: Vec::new(),
             token: Default::default(),

@@ -22,8 +22,10 @@ use crate::profile::{AwsFiles, Profiles, ResolvedProfile, Step};
 use crate::sts::StsTarget;
 use crate::token::oath::{self, DeviceReport};
 use crate::token::software::SoftwareSource;
+use crate::token::vault::VaultSource;
 use crate::token::{self, EnvLookup, TokenKind, TokenSource};
 use crate::ui::{RecordingUi, TerminalUi, Ui, UiEvent};
+use crate::vault::VaultSession;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -176,7 +178,13 @@ pub fn diagnose(name: &str, offline: bool, env: &dyn EnvLookup) -> Report {
             Ok(p) => {
                 chain = chain_of(&profiles, &p);
                 let base = &p.base;
-                let from = if base.origin == "env" {
+                let from = if let Some(v) = &base.in_vault {
+                    format!(
+                        "the vault {} (tapcred_access_key = vault in {})",
+                        v.display(),
+                        profiles.location(&base.origin, Some("tapcred_access_key"))
+                    )
+                } else if base.origin == "env" {
                     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (credential_source = Environment)"
                         .to_owned()
                 } else {
@@ -187,7 +195,11 @@ pub fn diagnose(name: &str, offline: bool, env: &dyn EnvLookup) -> Report {
                     format!(
                         "{}: keys {} from {from}{}",
                         chain.join(" → "),
-                        key_hint(&base.access_key_id),
+                        if base.in_vault.is_some() {
+                            "(access key: vault)".to_owned()
+                        } else {
+                            key_hint(&base.access_key_id)
+                        },
                         if base.session_token.is_some() {
                             " (with a session token)"
                         } else {
@@ -370,12 +382,28 @@ fn token_checks(d: &mut Doctor, p: &ResolvedProfile, env: &dyn EnvLookup, ui: &R
             continue;
         }
         let why = format!("tapcred_token = {}", kind_name(mfa.token.kind));
+        if mfa.token.kind == TokenKind::Vault {
+            // The file and its entry, without an unlock (doctor never asks for a touch).
+            let session = std::rc::Rc::new(VaultSession::from_env(env));
+            match VaultSource::check(&mfa.token, &mfa.serial, &session) {
+                Ok(src) => d.ok(
+                    "token",
+                    format!(
+                        "{} holds the seed for {} ({why}; one touch opens it)",
+                        src.describe(),
+                        mfa.serial
+                    ),
+                ),
+                Err(e) => d.error("token", &e),
+            }
+            continue;
+        }
         match token::select(&mfa.token, &mfa.serial, env, ui) {
             Ok(src) => d.ok(
                 "token",
                 format!("{} answers for {} ({why})", src.describe(), mfa.serial),
             ),
-            Err(e) if e.message().contains(oath::pcsc::no_service_hint()) => {
+            Err(e) if e.message().contains(crate::token::pcsc::no_service_hint()) => {
                 d.problem("token", e.message(), start_pcsc(), e.exit_code());
             }
             Err(e) => d.error("token", &e),
@@ -386,7 +414,7 @@ fn token_checks(d: &mut Doctor, p: &ResolvedProfile, env: &dyn EnvLookup, ui: &R
 fn start_pcsc() -> String {
     format!(
         "start the smart-card service so the YubiKey can answer: {}",
-        oath::pcsc::no_service_hint()
+        crate::token::pcsc::no_service_hint()
     )
 }
 
@@ -414,6 +442,24 @@ fn auto_check(d: &mut Doctor, mfa: &crate::profile::Mfa, env: &dyn EnvLookup, ui
         )),
         Err(e) => return d.error("token", &e),
     }
+    let session = std::rc::Rc::new(VaultSession::from_env(env));
+    match VaultSource::lists(&session, serial) {
+        Ok(true) => {
+            let at = session
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            d.ok(
+                "token",
+                format!(
+                    "vault seed ({at}) answers for {serial} (tapcred_token = auto: no software seed, and the vault holds a seed for mfa_serial; one touch opens it)"
+                ),
+            );
+            return;
+        }
+        Ok(false) => tried.push("vault: no seed for this serial".to_owned()),
+        Err(e) => return d.error("token", &e),
+    }
     let (pcsc_down, no_account);
     match oath::probe(s, serial, ui) {
         Ok(Ok(src)) => {
@@ -427,11 +473,11 @@ fn auto_check(d: &mut Doctor, mfa: &crate::profile::Mfa, env: &dyn EnvLookup, ui
             return;
         }
         Ok(Err(why)) => {
-            pcsc_down = why.contains(oath::pcsc::no_service_hint());
+            pcsc_down = why.contains(crate::token::pcsc::no_service_hint());
             no_account = why.contains("no OATH account");
             tried.push(why);
         }
-        Err(e) if e.message().contains(oath::pcsc::no_service_hint()) => {
+        Err(e) if e.message().contains(crate::token::pcsc::no_service_hint()) => {
             return d.problem("token", e.message(), start_pcsc(), e.exit_code());
         }
         Err(e) => return d.error("token", &e),
@@ -482,8 +528,8 @@ fn kind_name(k: TokenKind) -> &'static str {
 }
 
 fn device_checks(d: &mut Doctor, ui: &RecordingUi, env: &dyn EnvLookup) -> Vec<YubiKeyReport> {
-    use crate::token::oath::device::Backend;
-    let backend = oath::pcsc::PcscBackend::new();
+    use crate::token::device::Backend;
+    let backend = crate::token::pcsc::PcscBackend::new();
     let readers = match backend.readers() {
         Ok(r) => r,
         Err(e) => {

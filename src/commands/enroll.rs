@@ -1,7 +1,8 @@
 //! `tapcred enroll`: a new virtual MFA device for the IAM user whose long-term keys the
 //! profile's chain starts from, with its seed going straight from IAM into the YubiKey's OATH
-//! applet (or a new 0600 seed file with `--to file`), enabled with two consecutive codes read
-//! from there, written into the profile, and proven with one STS call.
+//! applet (or a new 0600 seed file with `--to file`, or tapcred's vault with `--to vault`),
+//! enabled with two consecutive codes read from there, written into the profile, and proven
+//! with one STS call.
 //!
 //! Steps: GetCallerIdentity (user, account) → checks of the destination (key present and
 //! unlocked, account name free; or the seed file new) → CreateVirtualMFADevice → PUT (or the
@@ -12,11 +13,13 @@
 //!
 //! Rollback: a failure after CreateVirtualMFADevice (or Ctrl-C, SIGTERM, SIGHUP) undoes what
 //! was done, newest first: the profile edit (the editor's receipt), DeactivateMFADevice, the
-//! OATH account (DELETE) or the seed file, DeleteVirtualMFADevice. An undo that fails is
+//! OATH account (DELETE), the seed file or the vault entry, DeleteVirtualMFADevice. An undo that fails is
 //! printed as the exact command to run by hand.
 //!
 //! The seed: decoded from IAM's answer into a zeroizing buffer, sent in the PUT APDU (or
-//! written to the seed file), dropped. Never printed, logged or passed in argv.
+//! written to the seed file, or sealed into the vault), dropped. `--to vault` unlocks the
+//! vault once, before the device is created (the one touch); the unlocker's output is kept
+//! in memory so the seed is stored, and on a failure taken out again, without another touch. Never printed, logged or passed in argv.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,12 +37,17 @@ use crate::error::{Error, Result};
 use crate::iam::{Iam, IamTarget};
 use crate::profile::editor::{self, AwsFile, EditReceipt, ProfileEdit};
 use crate::profile::{AwsFiles, Mfa, Profiles};
-use crate::sts::{self, CallContext, Sts, StsApi, StsTarget};
+use crate::sts::{CallContext, Sts, StsApi, StsTarget};
+use crate::token::device::Backend;
 use crate::token::oath::enroll::{EnrollKey, MAX_NAME_LEN};
-use crate::token::oath::{Backend, OathType, PcscBackend, matching};
+use crate::token::oath::{OathType, matching};
+use crate::token::pcsc::PcscBackend;
 use crate::token::software::SoftwareSource;
 use crate::token::{self, Code, TokenSettings, TokenSource};
 use crate::ui::Ui;
+use crate::vault::{EntryName, Secret, VaultStore};
+
+use super::vault::Unlocked;
 
 /// Exit code after an interrupted enroll (128 + SIGINT), once the rollback ran.
 pub const EXIT_INTERRUPTED: i32 = 130;
@@ -52,6 +60,8 @@ pub enum Destination {
     Oath,
     /// A new 0600 seed file (headless use; `tapcred_totp_secret_file`).
     File,
+    /// tapcred's vault (`tapcred vault init` first; `tapcred_token = vault`).
+    Vault,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -119,6 +129,8 @@ enum Dest {
     File {
         path: PathBuf,
     },
+    /// The opened vault is in [`Job::vault`].
+    Vault,
 }
 
 /// One thing done that a rollback undoes.
@@ -126,6 +138,7 @@ enum Undo {
     DeleteDevice { serial: String },
     OathAccount { name: String },
     SeedFile { path: PathBuf },
+    VaultEntry { name: EntryName },
     Deactivate { user: String, serial: String },
     Profile(Box<EditReceipt>),
 }
@@ -149,7 +162,13 @@ pub fn run_with(
             "profile \"{profile}\": the keys of \"{signer}\" are temporary (they have a session token); enroll needs the long-term access key of an IAM user"
         )));
     }
-    let creds = sts::base_credentials(&resolved.base);
+    // Keys kept in the vault (`tapcred_access_key = vault`) cost one unlock here.
+    let creds = engine::vault_base_keys(
+        &crate::vault::VaultSession::from_env(env),
+        &resolved.base,
+        env,
+        ui,
+    )?;
     let sts_target = StsTarget::for_profile(&resolved, env);
     let iam_target = IamTarget::for_profile(&profiles, profile, &sts_target, env)?;
     let call = CallContext {
@@ -171,6 +190,7 @@ pub fn run_with(
     check_device_name(&device_name)?;
     let expected_serial = format!("arn:aws:iam::{account}:mfa/{device_name}");
 
+    let mut vault = None;
     let (dest, key) = match args.to {
         Destination::Oath => {
             let settings = TokenSettings {
@@ -201,6 +221,30 @@ pub fn run_with(
             }
             (Dest::File { path }, None)
         }
+        Destination::Vault => {
+            let store = super::vault::store(ctx)?;
+            let file = store.read()?.ok_or_else(|| {
+                Error::config(format!(
+                    "no vault at {}; create one with `tapcred vault init --unlock otp`, then enroll again",
+                    store.path().display()
+                ))
+            })?;
+            let name = EntryName::seed(expected_serial.clone());
+            if file.entry_names().any(|n| *n == name) {
+                return Err(Error::usage(format!(
+                    "the vault {} already holds a seed for {expected_serial}; remove it (`tapcred vault remove --mfa-serial {expected_serial}`) or choose another --device-name",
+                    store.path().display()
+                )));
+            }
+            ui.info(&format!(
+                "enroll: unlocking the vault {} (the seed will be sealed in it)",
+                store.path().display()
+            ));
+            let serial = args.yubikey_serial.or(resolved.token.yubikey_serial);
+            let unlocked = super::vault::unlock_with(&file, serial, env, ui)?;
+            vault = Some((store, unlocked));
+            (Dest::Vault, None)
+        }
     };
     interrupt.check()?;
 
@@ -219,6 +263,7 @@ pub fn run_with(
         profiles: &profiles,
         cache: &cache,
         key,
+        vault,
         undo: Vec::new(),
         undone_any: false,
     };
@@ -321,6 +366,8 @@ struct Job<'a> {
     profiles: &'a Profiles,
     cache: &'a SessionCache,
     key: Option<EnrollKey>,
+    /// `--to vault`: the vault's place and the unlocker output that opened it.
+    vault: Option<(VaultStore, Unlocked)>,
     undo: Vec<Undo>,
     undone_any: bool,
 }
@@ -396,6 +443,31 @@ impl Job<'_> {
                         None,
                     )
                 }
+                Dest::Vault => {
+                    let name = EntryName::seed(serial.clone());
+                    let secret = Secret::TotpSeed(Zeroizing::new(device.seed.to_vec()));
+                    let path = self.vault_change(|v| v.put(name.clone(), &secret))?;
+                    self.undo.push(Undo::VaultEntry { name: name.clone() });
+                    // Read back and decrypt: the seed in the file is the one IAM gave.
+                    let back = self.vault_read()?.get(&name)?;
+                    if back != secret {
+                        return Err(Error::internal(format!(
+                            "the vault {} read back does not hold the seed just stored",
+                            path.display()
+                        )));
+                    }
+                    ui.info(&format!(
+                        "enroll: seed sealed in the vault {} (never shown)",
+                        path.display()
+                    ));
+                    let text = Zeroizing::new(data_encoding::BASE32_NOPAD.encode(&device.seed));
+                    let origin = format!("the vault {}", path.display());
+                    (
+                        Box::new(SoftwareSource::from_seed(&text, &origin)?),
+                        origin,
+                        None,
+                    )
+                }
             };
         drop(device);
         self.interrupt.check()?;
@@ -457,6 +529,46 @@ impl Job<'_> {
             where_,
             arn,
         })
+    }
+
+    /// Under the vault's writers' lock: re-read it, open it with the kept unlocker output (no
+    /// touch), change it, write it. Returns the vault's path.
+    fn vault_change(
+        &self,
+        change: impl FnOnce(
+            &mut crate::vault::OpenVault,
+        ) -> std::result::Result<(), crate::vault::VaultError>,
+    ) -> Result<PathBuf> {
+        let (store, unlocked) = self
+            .vault
+            .as_ref()
+            .expect("a vault destination has its vault");
+        let lock = store.lock()?;
+        let file = lock.read()?.ok_or_else(|| {
+            Error::config(format!(
+                "the vault {} disappeared during enroll",
+                store.path().display()
+            ))
+        })?;
+        let mut v = unlocked.reopen(&file)?;
+        change(&mut v)?;
+        lock.write(&v)?;
+        Ok(store.path().to_owned())
+    }
+
+    /// The vault as on disk now, opened with the kept unlocker output.
+    fn vault_read(&self) -> Result<crate::vault::OpenVault> {
+        let (store, unlocked) = self
+            .vault
+            .as_ref()
+            .expect("a vault destination has its vault");
+        let file = store.read()?.ok_or_else(|| {
+            Error::config(format!(
+                "the vault {} disappeared during enroll",
+                store.path().display()
+            ))
+        })?;
+        unlocked.reopen(&file)
     }
 
     fn touch_needed(&self, dest: &Dest) -> bool {
@@ -591,6 +703,14 @@ impl Job<'_> {
                     edit = edit.remove("tapcred_token");
                 }
             }
+            Dest::Vault => {
+                edit = edit.set("tapcred_token", "vault");
+                for k in ["tapcred_oath_account", "tapcred_totp_secret_file"] {
+                    if get(k).is_some() {
+                        edit = edit.remove(k);
+                    }
+                }
+            }
         }
         Ok(edit)
     }
@@ -605,15 +725,25 @@ impl Job<'_> {
         let session_seconds = engine::session_seconds(env)?;
         let sts_target = target.clone();
         let mut source = Some(source);
+        let vault = std::rc::Rc::new(crate::vault::VaultSession::from_env(env));
+        let token_vault = vault.clone();
         let mut engine = Engine::new(
             self.cache,
             ui,
             Box::new(move || Ok(Box::new(Sts::new(sts_target.clone())?) as Box<dyn StsApi>)),
             Box::new(move |mfa: &Mfa| match source.take() {
                 Some(s) => Ok(s),
-                None => token::select(&mfa.token, &mfa.serial, env, ui),
+                None => token::select_with(
+                    &mfa.token,
+                    &mfa.serial,
+                    &token::Sources::real(env).with_vault(token_vault.clone()),
+                    ui,
+                ),
             }),
-        );
+        )
+        .with_base_keys(Box::new(move |b| {
+            engine::vault_base_keys(&vault, b, env, ui)
+        }));
         let (creds, _) = engine.obtain(&resolved, &target, &Options::default(), session_seconds)?;
         let who = Sts::new(target)?.get_caller_identity(
             &creds,
@@ -699,6 +829,23 @@ impl Job<'_> {
                     Err(e) => {
                         ui.warn(&format!("undo: cannot remove {}: {e}", path.display()));
                         manual.push(format!("rm {}", shell_word(&path.display().to_string())));
+                    }
+                },
+                Undo::VaultEntry { name } => match self.vault_change(|v| {
+                    v.remove(&name);
+                    Ok(())
+                }) {
+                    Ok(path) => ui.info(&format!(
+                        "undo: removed the seed for {} from the vault {}",
+                        name.name,
+                        path.display()
+                    )),
+                    Err(e) => {
+                        ui.warn(&format!("undo: {e}"));
+                        manual.push(format!(
+                            "tapcred vault remove --mfa-serial {}",
+                            shell_word(&name.name)
+                        ));
                     }
                 },
                 Undo::DeleteDevice { serial } => {

@@ -1,6 +1,11 @@
-//! `vault init`, `vault add-seed`, `vault list`: the first vault commands (issue 10). The
-//! vault is unlocked by a YubiKey OTP slot's HMAC-SHA1 challenge-response over PC/SC; see
-//! `src/vault/` for the file format.
+//! The `vault` commands (issue 10): `init`, `add-seed`, `import-keys`, `add-unlock`,
+//! `remove`, `list`. The vault is unlocked by a YubiKey OTP slot's HMAC-SHA1
+//! challenge-response over PC/SC; see `src/vault/` for the file format.
+//!
+//! Every command that changes the vault takes the writers' lock first, re-reads the file
+//! under it, unlocks once (one touch), changes it and writes it atomically. The file's keyed
+//! MAC covers the whole file (header and entries), so removing an entry or an unlocker needs
+//! the data key too: `remove` unlocks like the others.
 
 use std::io::{IsTerminal, Read, Write};
 
@@ -10,16 +15,24 @@ use crate::commands::Ctx;
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::profile::Step;
-use crate::token::oath::PcscBackend;
+use crate::profile::editor::{self, AwsFile, ProfileEdit};
+use crate::profile::{AwsFiles, Profiles};
+use crate::token::EnvLookup;
 use crate::token::otp::Slot;
+use crate::token::pcsc::PcscBackend;
 use crate::token::software::parse_seed;
-use crate::vault::unlock::{enroll, open_with};
-use crate::vault::{EntryName, OpenVault, OtpSlotUnlocker, Secret, UnlockerKind, VaultStore};
+use crate::ui::Ui;
+use crate::vault::fido2::{self, UvMode};
+use crate::vault::unlock::{connect_unlocker, enroll, parse_otp_id};
+use crate::vault::{
+    EntryName, OpenVault, OtpSlotUnlocker, Secret, UnlockOutput, Unlocker, UnlockerKind, VaultFile,
+    VaultStore,
+};
 
 /// Largest seed input read from stdin.
 const MAX_SEED_INPUT: u64 = 4096;
 
-fn store(ctx: &Ctx<'_>) -> Result<VaultStore> {
+pub(crate) fn store(ctx: &Ctx<'_>) -> Result<VaultStore> {
     VaultStore::default_path(ctx.env)
         .map(VaultStore::new)
         .ok_or_else(|| {
@@ -33,28 +46,60 @@ fn write_line(out: &mut dyn Write, line: &str) -> Result<()> {
     writeln!(out, "{line}").map_err(|e| Error::io(format!("cannot write to stdout: {e}")))
 }
 
-/// `--unlock otp`, `otp:1`, `otp:2` (default slot 2).
-pub fn parse_unlock(s: &str) -> Result<Slot> {
+/// What `--unlock SPEC` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnlockSpec {
+    /// `otp`, `otp:1`, `otp:2` (default slot 2).
+    Otp(Slot),
+    /// `fido2` (touch only) or `fido2:pin` (PIN and touch on every unlock).
+    Fido2(UvMode),
+}
+
+/// `--unlock otp`, `otp:1`, `otp:2` (default slot 2), `fido2`, `fido2:pin`.
+pub fn parse_unlock(s: &str) -> Result<UnlockSpec> {
     let s = s.trim();
-    let (kind, slot) = s.split_once(':').unwrap_or((s, "2"));
+    let (kind, rest) = match s.split_once(':') {
+        Some((k, r)) => (k, Some(r)),
+        None => (s, None),
+    };
     match kind.to_ascii_lowercase().as_str() {
-        "otp" => Slot::parse(slot).ok_or_else(|| {
-            Error::usage(format!(
-                "--unlock {s}: the OTP slot is 1 or 2 (otp:1, otp:2; default otp = slot 2)"
-            ))
-        }),
-        "fido2" => Err(Error::usage(
-            "--unlock fido2: FIDO2 hmac-secret unlock is not available in this version of tapcred; use --unlock otp[:SLOT]",
-        )),
+        "otp" => Slot::parse(rest.unwrap_or("2"))
+            .map(UnlockSpec::Otp)
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "--unlock {s}: the OTP slot is 1 or 2 (otp:1, otp:2; default otp = slot 2)"
+                ))
+            }),
+        "fido2" => fido2::parse_mode(rest)
+            .map(UnlockSpec::Fido2)
+            .ok_or_else(|| {
+                Error::usage(format!(
+                    "--unlock {s}: use fido2 (touch only) or fido2:pin (PIN and touch on every unlock)"
+                ))
+            }),
         _ => Err(Error::usage(format!(
-            "--unlock {s}: unknown unlocker; use otp or otp:SLOT (slot 1 or 2)"
+            "--unlock {s}: unknown unlocker; use otp, otp:SLOT (slot 1 or 2), fido2 or fido2:pin"
         ))),
     }
 }
 
+/// The one FIDO2 key plugged in, to enroll (`--serial` chooses among YubiKeys for OTP only).
+fn fido2_to_enroll(
+    mode: UvMode,
+    serial: Option<u32>,
+    ctx: &Ctx<'_>,
+) -> Result<fido2::Fido2Unlocker> {
+    if serial.is_some() {
+        return Err(Error::usage(
+            "--serial chooses among YubiKeys for an OTP unlocker; with --unlock fido2 plug in only the FIDO2 key to use",
+        ));
+    }
+    fido2::connect_for_enroll(mode, ctx.env)
+}
+
 /// `vault init --unlock otp[:SLOT] [--serial N]`.
 pub fn init(unlock: &str, serial: Option<u32>, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
-    let slot = parse_unlock(unlock)?;
+    let spec = parse_unlock(unlock)?;
     let store = store(ctx)?;
     let lock = store.lock()?;
     if lock.read()?.is_some() {
@@ -63,9 +108,15 @@ pub fn init(unlock: &str, serial: Option<u32>, ctx: &Ctx<'_>, out: &mut dyn Writ
             store.path().display()
         )));
     }
-    let mut u = OtpSlotUnlocker::connect(&PcscBackend::new(), serial, slot)?;
-    let (desc, output) = enroll(&mut u, ctx.ui)?;
+    let mut u: Box<dyn Unlocker> = match spec {
+        UnlockSpec::Otp(slot) => {
+            Box::new(OtpSlotUnlocker::connect(&PcscBackend::new(), serial, slot)?)
+        }
+        UnlockSpec::Fido2(mode) => Box::new(fido2_to_enroll(mode, serial, ctx)?),
+    };
+    let (desc, output) = enroll(u.as_mut(), ctx.ui)?;
     let id = desc.id.clone();
+    let kind = desc.kind;
     let vault = OpenVault::create(desc, output.expose())?;
     lock.write(&vault)?;
     write_line(
@@ -73,7 +124,7 @@ pub fn init(unlock: &str, serial: Option<u32>, ctx: &Ctx<'_>, out: &mut dyn Writ
         &format!(
             "vault created at {}, unlocked by {id} ({})",
             store.path().display(),
-            UnlockerKind::OtpHmacSha1.label()
+            kind.label()
         ),
     )?;
     Ok(0)
@@ -138,19 +189,7 @@ pub fn add_seed(
     ctx: &Ctx<'_>,
     out: &mut dyn Write,
 ) -> Result<i32> {
-    let resolved = engine::load_profile(profile, ctx.env)?;
-    let mfa_serial = resolved
-        .steps
-        .iter()
-        .find_map(|s| match s {
-            Step::SessionToken { mfa, .. } => Some(mfa.serial.clone()),
-            Step::AssumeRole(r) => r.mfa.as_ref().map(|m| m.serial.clone()),
-        })
-        .ok_or_else(|| {
-            Error::config(format!(
-                "profile \"{profile}\" has no mfa_serial anywhere in its chain, so there is no seed to keep; add mfa_serial to the profile"
-            ))
-        })?;
+    let mfa_serial = mfa_serial_of(profile, ctx)?;
     let store = store(ctx)?;
     if store.read()?.is_none() {
         return Err(Error::config(format!(
@@ -182,35 +221,521 @@ pub fn add_seed(
     Ok(0)
 }
 
-/// Open the vault with the first OTP unlocker in its header whose YubiKey is plugged in.
-fn unlock(file: &crate::vault::VaultFile, serial: Option<u32>, ctx: &Ctx<'_>) -> Result<OpenVault> {
-    let mut tried = Vec::new();
-    for d in file
-        .unlocker_descs()
-        .filter(|d| d.kind == UnlockerKind::OtpHmacSha1)
+/// An opened vault, with the unlocker that opened it and that unlocker's output, kept (in
+/// a zeroizing buffer) so the file just written can be opened again to test-decrypt an
+/// entry, or re-opened after a re-read, without a second touch. Debug shows no secret.
+pub(crate) struct Unlocked {
+    pub vault: OpenVault,
+    pub id: String,
+    output: UnlockOutput,
+}
+
+impl std::fmt::Debug for Unlocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unlocked")
+            .field("vault", &self.vault)
+            .field("id", &self.id)
+            .field("output", &self.output)
+            .finish()
+    }
+}
+
+impl Unlocked {
+    /// Open `file` (a later read of the same vault) with the same unlocker output: no touch.
+    pub fn reopen(&self, file: &VaultFile) -> Result<OpenVault> {
+        Ok(file.open(&self.id, self.output.expose())?)
+    }
+}
+
+/// The `mfa_serial` of a profile's chain (the first step that has one).
+fn mfa_serial_of(profile: &str, ctx: &Ctx<'_>) -> Result<String> {
+    // The profile's own mfa_serial needs no resolution of its chain (whose keys may be in
+    // the vault); else the first one along the chain.
+    let profiles = Profiles::load(&AwsFiles::from_env(ctx.env))?;
+    if let Some(serial) = profiles.get(profile, "mfa_serial") {
+        return Ok(serial.to_owned());
+    }
+    let resolved = engine::load_profile(profile, ctx.env)?;
+    resolved
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            Step::SessionToken { mfa, .. } => Some(mfa.serial.clone()),
+            Step::AssumeRole(r) => r.mfa.as_ref().map(|m| m.serial.clone()),
+        })
+        .ok_or_else(|| {
+            Error::config(format!(
+                "profile \"{profile}\" has no mfa_serial anywhere in its chain, so there is no seed to keep; add mfa_serial to the profile"
+            ))
+        })
+}
+
+/// The profile key saying the access key lives in the vault (HELPERS.md shared decision).
+pub const ACCESS_KEY_KEY: &str = "tapcred_access_key";
+
+/// `vault import-keys --profile SOURCE [--serial N]`: the long-term access key of SOURCE
+/// moves from the credentials file into the vault. One unlock; the vault is written, read
+/// back and the entry test-decrypted (same unlocker output, no second touch); only then the
+/// two key lines of `[SOURCE]` in the credentials file become `tapcred_access_key = vault`
+/// (every other byte kept). A failure after the vault write puts the vault back as it was
+/// and leaves the credentials file untouched. The editor's backup made by this edit would
+/// hold the secret in plain text, so it is deleted once the edit is done.
+pub fn import_keys(
+    profile: &str,
+    serial: Option<u32>,
+    ctx: &Ctx<'_>,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    let files = AwsFiles::from_env(ctx.env);
+    let (access_key_id, secret) = keys_to_import(profile, &files)?;
+    let store = store(ctx)?;
+    let lock = store.lock()?;
+    let file = existing(&lock, &store)?;
+    let mut u = unlock_with(&file, serial, ctx.env, ctx.ui)?;
+    let name = EntryName::access_key(profile);
+    let previous = match u.vault.entry_names().any(|n| *n == name) {
+        true => Some(u.vault.get(&name)?),
+        false => None,
+    };
+    let entry = Secret::AccessKey {
+        access_key_id: access_key_id.clone(),
+        secret_access_key: secret,
+    };
+    u.vault.put(name.clone(), &entry)?;
+    lock.write(&u.vault)?;
+    // Read back what is on disk and decrypt the entry with the same output: the credentials
+    // file is edited only when the vault is known to give the key back.
+    let checked = (|| -> Result<()> {
+        let back = existing(&lock, &store)?;
+        let got = u.reopen(&back)?.get(&name)?;
+        if got != entry {
+            return Err(Error::internal(format!(
+                "the vault {} read back does not hold the access key just written; the credentials file was not changed",
+                store.path().display()
+            )));
+        }
+        Ok(())
+    })();
+    let edited = checked.and_then(|()| {
+        let edit = ProfileEdit::new(profile)
+            .remove("aws_access_key_id")
+            .remove("aws_secret_access_key")
+            .set(ACCESS_KEY_KEY, "vault")
+            .new_keys_in_place_of_removed();
+        editor::apply_edits(&files.credentials, AwsFile::Credentials, &[edit])
+    });
+    let receipt = match edited {
+        Ok(r) => r,
+        Err(e) => {
+            // Put the vault back as it was (the entry it had, or none).
+            match &previous {
+                Some(p) => u.vault.put(name.clone(), p)?,
+                None => {
+                    u.vault.remove(&name);
+                }
+            }
+            if let Err(undo) = lock.write(&u.vault) {
+                ctx.ui.warn(&format!(
+                    "could not take the access key of \"{profile}\" back out of the vault ({undo}); remove it with `tapcred vault remove --access-key {profile}`"
+                ));
+            }
+            return Err(e);
+        }
+    };
+    drop(entry);
+    if let Some(bak) = &receipt.backup {
+        // It was made by this edit: the credentials file as it was, with the secret.
+        if let Err(e) = std::fs::remove_file(bak) {
+            ctx.ui.warn(&format!(
+                "{} (the editor's backup) still holds the access key of \"{profile}\" in plain text and could not be removed ({e}); delete it",
+                bak.display()
+            ));
+        }
+    } else if let Some(old) = old_backup_with(&receipt.path, &access_key_id) {
+        ctx.ui.warn(&format!(
+            "{} (a backup tapcred made at an earlier edit) still holds the access key of \"{profile}\" in plain text; delete it when you no longer need it",
+            old.display()
+        ));
+    }
+    write_line(
+        out,
+        &format!(
+            "access key {access_key_id} of profile \"{profile}\" moved into the vault {}; {} now says {ACCESS_KEY_KEY} = vault",
+            store.path().display(),
+            receipt.path.display()
+        ),
+    )?;
+    Ok(0)
+}
+
+/// The previous `.tapcred.bak` beside the credentials file, when it holds this key id.
+fn old_backup_with(
+    credentials: &std::path::Path,
+    access_key_id: &str,
+) -> Option<std::path::PathBuf> {
+    let mut name = credentials.file_name()?.to_os_string();
+    name.push(".tapcred.bak");
+    let bak = credentials.with_file_name(name);
+    let text = Zeroizing::new(std::fs::read(&bak).ok()?);
+    text.windows(access_key_id.len())
+        .any(|w| w == access_key_id.as_bytes())
+        .then_some(bak)
+}
+
+/// The access key id and secret of `[profile]` in the credentials file, or the one line
+/// saying why they cannot be imported and what to do instead.
+fn keys_to_import(profile: &str, files: &AwsFiles) -> Result<(String, Zeroizing<String>)> {
+    let profiles = Profiles::load(files)?;
+    let creds_path = files.credentials.display().to_string();
+    let config_path = files.config.display().to_string();
+    let at = format!("profile \"{profile}\" ([{profile}] in {creds_path})");
+    if !profiles.contains(profile) {
+        let names = profiles.names();
+        return Err(Error::config(format!(
+            "profile \"{profile}\" is not defined in {creds_path} or {config_path}{}; name the profile that holds the access key (the source_profile of your MFA profile)",
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(" (profiles: {})", names.join(", "))
+            }
+        )));
+    }
+    let in_creds = editor::keys_in(&files.credentials, AwsFile::Credentials, profile)?;
+    let in_config = editor::keys_in(&files.config, AwsFile::Config, profile)?;
+    let has = |v: &[String], k: &str| v.iter().any(|x| x == k);
+    const ID: &str = "aws_access_key_id";
+    const SECRET: &str = "aws_secret_access_key";
+    let (id_c, secret_c) = (has(&in_creds, ID), has(&in_creds, SECRET));
+    if !id_c && !secret_c {
+        if has(&in_creds, ACCESS_KEY_KEY) || has(&in_config, ACCESS_KEY_KEY) {
+            return Err(Error::usage(format!(
+                "{at}: its access key is already in the vault ({ACCESS_KEY_KEY} = vault); nothing to import (`tapcred vault list` shows it)"
+            )));
+        }
+        if has(&in_config, ID) || has(&in_config, SECRET) {
+            return Err(Error::config(format!(
+                "{at}: its access key is in the config file {config_path}, not in the credentials file; move the aws_access_key_id and aws_secret_access_key lines to [{profile}] in {creds_path}, then run this again"
+            )));
+        }
+        let elsewhere = [
+            "source_profile",
+            "credential_source",
+            "credential_process",
+            "sso_session",
+            "sso_start_url",
+            "web_identity_token_file",
+        ]
+        .into_iter()
+        .find_map(|k| profiles.get(profile, k).map(|v| (k, v)));
+        return Err(match elsewhere {
+            Some(("source_profile", src)) => Error::config(format!(
+                "{at}: has no access key of its own; its credentials come from source_profile = {src}; import that profile's key: tapcred vault import-keys --profile {src}"
+            )),
+            Some((k, _)) => Error::config(format!(
+                "{at}: has no access key in the credentials file; its credentials come from {k}, which tapcred does not keep; only an IAM user's long-term access key can go into the vault"
+            )),
+            None => Error::config(format!(
+                "{at}: has no aws_access_key_id/aws_secret_access_key; nothing to import (add the IAM user's keys with `tapcred configure`, then import them)"
+            )),
+        });
+    }
+    if id_c != secret_c {
+        let (has_k, missing) = if id_c { (ID, SECRET) } else { (SECRET, ID) };
+        return Err(Error::config(format!(
+            "{at}: has {has_k} but not {missing}; fix the profile (both lines, or neither) before importing"
+        )));
+    }
+    if has(&in_config, ID) || has(&in_config, SECRET) {
+        return Err(Error::config(format!(
+            "{at}: its access key is also written in the config file {config_path}, where it would stay in plain text; remove aws_access_key_id/aws_secret_access_key from that profile in the config file, then run this again"
+        )));
+    }
+    if ["aws_session_token", "aws_security_token"]
+        .iter()
+        .any(|k| has(&in_creds, k) || has(&in_config, k))
     {
-        // Ids are otp:SERIAL:SLOT (otp:unknown:SLOT for a key hiding its serial).
-        let mut parts = d.id.split(':').skip(1);
-        let key_serial = parts.next().and_then(|s| s.parse::<u32>().ok());
-        let Some(slot) = parts.next().and_then(Slot::parse) else {
-            continue;
-        };
-        if serial.is_some() && key_serial != serial {
+        return Err(Error::config(format!(
+            "{at}: has a session token, so its keys are temporary (they expire); the vault keeps an IAM user's long-term access key: put that one in the profile (`tapcred configure`), then import it"
+        )));
+    }
+    let id = profiles.get(profile, ID).unwrap_or_default().to_owned();
+    let secret = Zeroizing::new(profiles.get(profile, SECRET).unwrap_or_default().to_owned());
+    if id.starts_with("ASIA") {
+        return Err(Error::config(format!(
+            "{at}: access key {id} is a temporary one (ASIA…, from STS); the vault keeps an IAM user's long-term access key (AKIA…)"
+        )));
+    }
+    Ok((id, secret))
+}
+
+/// `vault add-unlock --unlock otp[:SLOT] [--serial N]`: another YubiKey (or another slot)
+/// opens the vault too — a backup key. The vault is opened with an unlocker already in it
+/// (any of its keys that is plugged in), the new one answers a fresh challenge, the data key
+/// is wrapped for it, the vault written atomically and re-opened with the new unlocker.
+pub fn add_unlock(
+    unlock_spec: &str,
+    serial: Option<u32>,
+    ctx: &Ctx<'_>,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    let slot = match parse_unlock(unlock_spec)? {
+        UnlockSpec::Otp(slot) => slot,
+        UnlockSpec::Fido2(mode) => return add_unlock_fido2(mode, serial, ctx, out),
+    };
+    let store = store(ctx)?;
+    let lock = store.lock()?;
+    let file = existing(&lock, &store)?;
+    let backend = PcscBackend::new();
+    // Which key is the new one (its connection is let go at once: opening the vault needs
+    // the readers, and a held connection makes the other key's reader busy).
+    let (new_id, new_serial) = {
+        let u = OtpSlotUnlocker::connect(&backend, serial, slot).map_err(|e| match serial {
+            None => Error::new(
+                e.kind,
+                format!(
+                    "{}; with several YubiKeys plugged in, name the new one with --serial N",
+                    e.message()
+                ),
+            ),
+            Some(_) => e,
+        })?;
+        let id = u.id();
+        let key_serial = parse_otp_id(&id).and_then(|(s, _)| s);
+        (id, key_serial)
+    };
+    if file.unlocker_descs().any(|d| d.id == new_id) {
+        return Err(Error::usage(format!(
+            "{new_id} already unlocks the vault {}; plug in the backup YubiKey as well and name it with --serial N (or use the other slot, --unlock otp:1)",
+            store.path().display()
+        )));
+    }
+    let mut u = unlock_with(&file, None, ctx.env, ctx.ui)?;
+    let mut new = OtpSlotUnlocker::connect(&backend, new_serial.or(serial), slot)?;
+    if new.id() != new_id {
+        return Err(Error::token(format!(
+            "the YubiKey changed while adding it ({new_id} became {}); run again with one backup key plugged in, or with --serial N",
+            new.id()
+        )));
+    }
+    let (desc, output) = enroll(&mut new, ctx.ui)?;
+    u.vault.add_unlocker(desc, output.expose())?;
+    lock.write(&u.vault)?;
+    // The new unlocker alone opens what was written.
+    let back = existing(&lock, &store)?;
+    back.open(&new_id, output.expose())?;
+    write_line(
+        out,
+        &format!(
+            "{new_id} ({}) now unlocks the vault {} too; it has {} unlockers",
+            UnlockerKind::OtpHmacSha1.label(),
+            store.path().display(),
+            back.unlocker_descs().count()
+        ),
+    )?;
+    Ok(0)
+}
+
+/// `vault add-unlock --unlock fido2[:pin]`: open the vault with an unlocker it has (an OTP
+/// slot, or a FIDO2 key), then make a credential on the FIDO2 key plugged in. When a FIDO2
+/// key opened the vault, the new key must be another one: tapcred waits for the swap
+/// (unplug, plug in the new key) before making the credential.
+fn add_unlock_fido2(
+    mode: UvMode,
+    serial: Option<u32>,
+    ctx: &Ctx<'_>,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    if serial.is_some() {
+        return Err(Error::usage(
+            "--serial chooses among YubiKeys for an OTP unlocker; with --unlock fido2 plug in only the FIDO2 key to use",
+        ));
+    }
+    let store = store(ctx)?;
+    let lock = store.lock()?;
+    let file = existing(&lock, &store)?;
+    // No FIDO2 key here: say so before asking an existing unlocker for a touch.
+    drop(fido2_to_enroll(mode, None, ctx)?);
+    let mut u = unlock_with(&file, None, ctx.env, ctx.ui)?;
+    if u.id.starts_with("fido2:") {
+        fido2::wait_for_swap(
+            &mut || Ok(fido2::open_authenticator()?.is_some()),
+            ctx.ui,
+            std::time::Duration::from_secs(120),
+        )?;
+    }
+    let mut new = fido2_to_enroll(mode, None, ctx)?;
+    let (desc, output) = enroll(&mut new, ctx.ui)?;
+    let new_id = desc.id.clone();
+    u.vault.add_unlocker(desc, output.expose())?;
+    lock.write(&u.vault)?;
+    let back = existing(&lock, &store)?;
+    back.open(&new_id, output.expose())?;
+    write_line(
+        out,
+        &format!(
+            "{new_id} ({}) now unlocks the vault {} too; it has {} unlockers",
+            UnlockerKind::Fido2HmacSecret.label(),
+            store.path().display(),
+            back.unlocker_descs().count()
+        ),
+    )?;
+    Ok(0)
+}
+
+/// What `vault remove` takes out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoveWhat {
+    /// The seed of this profile's `mfa_serial`.
+    Profile(String),
+    /// The seed of this `mfa_serial`.
+    MfaSerial(String),
+    /// The access key of this source profile.
+    AccessKey(String),
+    /// An unlocker, by its id (`otp:SERIAL:SLOT`).
+    Unlock(String),
+}
+
+/// `vault remove --profile P | --mfa-serial ARN | --access-key SOURCE | --unlock ID`. The
+/// file's MAC is keyed with the data key, so this unlocks once like the other writers. The
+/// last unlocker cannot be removed.
+pub fn remove(
+    what: &RemoveWhat,
+    serial: Option<u32>,
+    ctx: &Ctx<'_>,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    enum Target {
+        Entry(EntryName),
+        Unlocker(String),
+    }
+    let target = match what {
+        RemoveWhat::Profile(p) => Target::Entry(EntryName::seed(mfa_serial_of(p, ctx)?)),
+        RemoveWhat::MfaSerial(s) => Target::Entry(EntryName::seed(s.clone())),
+        RemoveWhat::AccessKey(p) => Target::Entry(EntryName::access_key(p.clone())),
+        RemoveWhat::Unlock(id) => Target::Unlocker(id.clone()),
+    };
+    let store = store(ctx)?;
+    let lock = store.lock()?;
+    let file = existing(&lock, &store)?;
+    // Refuse what cannot be done before asking for a touch.
+    match &target {
+        Target::Entry(name) if !file.entry_names().any(|n| n == name) => {
+            return Err(Error::usage(format!(
+                "the vault {} has no {} entry {:?}; `tapcred vault list` shows what it holds",
+                store.path().display(),
+                name.kind.label(),
+                name.name
+            )));
+        }
+        Target::Entry(_) => {}
+        Target::Unlocker(id) => {
+            let ids: Vec<&str> = file.unlocker_descs().map(|d| d.id.as_str()).collect();
+            if !ids.contains(&id.as_str()) {
+                return Err(Error::usage(format!(
+                    "the vault {} has no unlocker {id:?} (it has {})",
+                    store.path().display(),
+                    ids.join(", ")
+                )));
+            }
+            if ids.len() == 1 {
+                return Err(Error::usage(format!(
+                    "{id} is the only unlocker of the vault {}; add another first (`tapcred vault add-unlock --unlock otp --serial N`), or the vault could never be opened again",
+                    store.path().display()
+                )));
+            }
+        }
+    }
+    let mut vault = unlock(&file, serial, ctx)?;
+    let done = match &target {
+        Target::Entry(name) => {
+            vault.remove(name);
+            format!("{} entry {:?}", name.kind.label(), name.name)
+        }
+        Target::Unlocker(id) => {
+            vault.remove_unlocker(id)?;
+            format!("unlocker {id}")
+        }
+    };
+    lock.write(&vault)?;
+    write_line(
+        out,
+        &format!(
+            "removed the {done} from the vault {}",
+            store.path().display()
+        ),
+    )?;
+    if let RemoveWhat::AccessKey(p) = what {
+        let files = AwsFiles::from_env(ctx.env);
+        let still = editor::keys_in(&files.credentials, AwsFile::Credentials, p)
+            .unwrap_or_default()
+            .iter()
+            .any(|k| k == ACCESS_KEY_KEY);
+        if still {
+            ctx.ui.warn(&format!(
+                "profile \"{p}\" in {} still says {ACCESS_KEY_KEY} = vault; give it an access key again (`tapcred configure`)",
+                files.credentials.display()
+            ));
+        }
+    }
+    Ok(0)
+}
+
+/// Open the vault with the first unlocker in its header whose device is here
+/// (`vault::unlock::connect_unlocker`: one arm per unlocker kind and transport); `serial`:
+/// only that YubiKey's OTP-slot unlockers.
+pub(crate) fn unlock_with(
+    file: &VaultFile,
+    serial: Option<u32>,
+    env: &dyn EnvLookup,
+    ui: &dyn Ui,
+) -> Result<Unlocked> {
+    let mut tried = Vec::new();
+    for d in file.unlocker_descs() {
+        if serial.is_some() && parse_otp_id(&d.id).map(|(s, _)| s) != Some(serial) {
             continue;
         }
-        match OtpSlotUnlocker::connect(&PcscBackend::new(), key_serial, slot) {
-            Ok(mut u) => return open_with(file, &mut u, ctx.ui),
+        match connect_unlocker(d, env, ui) {
+            Ok(Some(mut u)) => {
+                let id = u.id();
+                if id != d.id {
+                    tried.push(format!("{}: the key found is {id}", d.id));
+                    continue;
+                }
+                let output = u.respond(d, ui)?;
+                let vault = file.open(&id, output.expose())?;
+                return Ok(Unlocked { vault, id, output });
+            }
+            Ok(None) => tried.push(format!("{}: not plugged in", d.id)),
             Err(e) => tried.push(format!("{}: {e}", d.id)),
         }
     }
+    let only = serial
+        .map(|s| format!(" of YubiKey {s}"))
+        .unwrap_or_default();
     Err(Error::token(format!(
-        "no YubiKey that unlocks the vault is plugged in (tried {}); plug in one of its keys",
+        "no YubiKey that unlocks the vault is plugged in (tried {}{only}); plug in one of its keys (`tapcred vault list` shows them)",
         if tried.is_empty() {
             "none".to_owned()
         } else {
             tried.join("; ")
         }
     )))
+}
+
+fn unlock(file: &VaultFile, serial: Option<u32>, ctx: &Ctx<'_>) -> Result<OpenVault> {
+    Ok(unlock_with(file, serial, ctx.env, ctx.ui)?.vault)
+}
+
+/// The vault file (under the lock), or the error saying to create one.
+fn existing(lock: &crate::vault::store::WriteLock<'_>, store: &VaultStore) -> Result<VaultFile> {
+    lock.read()?.ok_or_else(|| no_vault(store))
+}
+
+fn no_vault(store: &VaultStore) -> Error {
+    Error::config(format!(
+        "no vault at {}; create one with `tapcred vault init --unlock otp`",
+        store.path().display()
+    ))
 }
 
 /// `vault list`: unlockers and entry names; no secret, no touch.
@@ -240,7 +765,9 @@ pub fn list(json: bool, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
         write_line(out, &format!("unlocker  {}  {}", d.id, d.kind.label()))?;
     }
     for e in file.entry_names() {
-        write_line(out, &format!("{:<10}{}", e.kind.label(), e.name))?;
+        // "seed      NAME", "access-key NAME": the label, a space, aligned to 10 columns.
+        let label = format!("{} ", e.kind.label());
+        write_line(out, &format!("{label:<10}{}", e.name))?;
     }
     Ok(0)
 }

@@ -245,6 +245,7 @@ fn base() -> BaseCredentials {
         access_key_id: BASE_KEY.into(),
         secret_access_key: SecretString::from("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
         session_token: None,
+        in_vault: None,
     }
 }
 
@@ -733,4 +734,72 @@ fn a_lost_mfa_answer_is_retried_once_with_a_new_code() {
         vec!["GetSessionToken", "AssumeRole", "AssumeRole"]
     );
     assert_eq!(w.reads(), 1);
+}
+
+/// Keys in the vault: the engine asks for them only when a call must be signed with them
+/// (a cache miss of the first step), never on a hit, and the cache key names the vault
+/// entry (the sealed key id is not known before the unlock).
+#[test]
+fn keys_in_the_vault_are_fetched_only_on_a_miss() {
+    let w = World::new();
+    let in_vault = |p: ResolvedProfile| ResolvedProfile {
+        base: BaseCredentials {
+            access_key_id: String::new(),
+            secret_access_key: SecretString::from(""),
+            in_vault: Some("/v/vault".into()),
+            ..p.base
+        },
+        ..p
+    };
+    let fetched = Arc::new(AtomicUsize::new(0));
+    let obtain = |p: &ResolvedProfile| {
+        let cache = w.cache();
+        let sts = w.sts.clone();
+        let reads = w.reads.clone();
+        let f = fetched.clone();
+        let mut e = Engine::new(
+            &cache,
+            &w.ui,
+            Box::new(move || Ok(Box::new(sts.clone()) as Box<dyn StsApi>)),
+            Box::new(move |_mfa: &Mfa| {
+                Ok(Box::new(FakeToken {
+                    reads: reads.clone(),
+                }) as Box<dyn TokenSource>)
+            }),
+        )
+        .with_base_keys(Box::new(move |b: &BaseCredentials| {
+            assert_eq!(
+                b.in_vault.as_deref(),
+                Some(std::path::Path::new("/v/vault"))
+            );
+            f.fetch_add(1, Ordering::SeqCst);
+            Ok(Credentials::new(BASE_KEY, "from-the-vault", None, None))
+        }));
+        e.obtain(p, &target(), &Options::default(), DEFAULT_SESSION_SECONDS)
+    };
+    let a = in_vault(role_profile("a", "a", None));
+    let (_, hit) = obtain(&a).unwrap();
+    assert!(!hit);
+    assert_eq!(fetched.load(Ordering::SeqCst), 1);
+    let calls = w.sts.calls();
+    assert_eq!(calls[0].0, "GetSessionToken");
+    assert_eq!(calls[0].1, BASE_KEY, "signed with the vault's key");
+    // A hit: nothing fetched. Another role of the same source: the cached MFA session signs.
+    let (_, hit) = obtain(&a).unwrap();
+    assert!(hit);
+    obtain(&in_vault(role_profile("b", "b", None))).unwrap();
+    assert_eq!(fetched.load(Ordering::SeqCst), 1);
+    assert_eq!(w.reads(), 1);
+    // The same profile with its keys in the file is another cache entry (another identity).
+    let (_, hit) = w
+        .obtain(&role_profile("a", "a", None), &Options::default())
+        .unwrap();
+    assert!(!hit);
+    // Without a way to reach the vault, keys in the vault are an error, not empty keys.
+    let w2 = World::new();
+    let e = w2
+        .obtain(&in_vault(gst_profile("mfa")), &Options::default())
+        .unwrap_err();
+    assert!(e.message().contains("/v/vault"), "{e}");
+    assert!(w2.sts.calls().is_empty());
 }

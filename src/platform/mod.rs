@@ -12,9 +12,12 @@
 //! - [`pcsc`]: the "smart-card service is not running" hint per OS;
 //! - [`harden`]: no core dumps while secrets are held;
 //! - [`desktop`]: reaching a person without a console (notifications, a code dialog);
+//! - [`fido2`]: FIDO2 authenticators over raw HID (`ctap-hid-fido2`; not on Windows, where
+//!   raw FIDO HID needs administrator rights);
 //! - [`process`]: child processes for `exec`/`serve` (spawn, signal forwarding, exit codes).
 
 pub mod desktop;
+pub mod fido2;
 pub mod fs;
 pub mod harden;
 pub mod locations;

@@ -2,6 +2,18 @@
 //! PCSC.framework on macOS, WinSCard on Windows); only what to tell a person whose
 //! smart-card service is not answering differs.
 
+/// The smart-card service went away in the middle of an operation (its connection broke):
+/// what it is called here and how to check on it.
+pub fn service_lost_hint() -> &'static str {
+    if cfg!(target_os = "macos") {
+        "the macOS smart-card service lost the connection during the operation (it stopped or restarted); unplug and re-insert the YubiKey and run again"
+    } else if cfg!(windows) {
+        "the Windows Smart Card service (SCardSvr) lost the connection during the operation (it stopped or restarted); check it is running (`sc query SCardSvr`) and run again"
+    } else {
+        "pcscd (the PC/SC smart-card daemon) lost the connection during the operation (it stopped, crashed or restarted); check it is running (`systemctl status pcscd`) and run again"
+    }
+}
+
 /// The hint when the PC/SC service is missing, for this OS.
 pub fn no_service_hint() -> &'static str {
     if cfg!(target_os = "macos") {

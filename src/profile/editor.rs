@@ -70,6 +70,10 @@ pub struct ProfileEdit {
     pub profile: String,
     pub set: Vec<(String, SecretString)>,
     pub remove: Vec<String>,
+    /// New keys take the place of the first removed line of the profile's last section
+    /// (instead of going at its end): `vault import-keys` turns the two key lines into one
+    /// line where they were.
+    pub in_place_of_removed: bool,
 }
 
 impl fmt::Debug for ProfileEdit {
@@ -79,6 +83,7 @@ impl fmt::Debug for ProfileEdit {
             .field("profile", &self.profile)
             .field("set", &keys)
             .field("remove", &self.remove)
+            .field("in_place_of_removed", &self.in_place_of_removed)
             .finish()
     }
 }
@@ -107,6 +112,13 @@ impl ProfileEdit {
     /// Remove every occurrence of `key` in the profile.
     pub fn remove(mut self, key: impl Into<String>) -> ProfileEdit {
         self.remove.push(key.into());
+        self
+    }
+
+    /// New keys go where the first removed line of the section was (see
+    /// [`ProfileEdit::in_place_of_removed`]).
+    pub fn new_keys_in_place_of_removed(mut self) -> ProfileEdit {
+        self.in_place_of_removed = true;
         self
     }
 }
@@ -592,11 +604,23 @@ fn edit_one(text: &str, file: AwsFile, edit: &ProfileEdit) -> Zeroizing<String> 
     }
 
     // Where new keys go: after the last property (or continuation) line of the last section,
-    // else right after its header; a missing section goes at the end of the file.
+    // else right after its header; a missing section goes at the end of the file. With
+    // `in_place_of_removed`, where the section's first removed property line was.
     let mut insert_after: Option<usize> = None;
+    let mut insert_at: Option<usize> = None;
     let mut append_section = false;
     if !new_keys.is_empty() {
+        let removed_at = sections
+            .last()
+            .filter(|_| edit.in_place_of_removed)
+            .and_then(|s| {
+                (s.header + 1..s.end).find(|&i| {
+                    classify(lines[i].text) == Kind::Property
+                        && matches!(&replace[i], Some(v) if v.is_empty())
+                })
+            });
         match sections.last() {
+            Some(_) if removed_at.is_some() => insert_at = removed_at,
             Some(s) => {
                 let last = (s.header + 1..s.end)
                     .rev()
@@ -614,6 +638,10 @@ fn edit_one(text: &str, file: AwsFile, edit: &ProfileEdit) -> Zeroizing<String> 
     // Output lines (body, terminator): original lines keep theirs, new lines get the file's.
     let mut outl: Vec<(&str, &str)> = Vec::with_capacity(lines.len() + new_keys.len() + 2);
     for (i, line) in lines.iter().enumerate() {
+        if insert_at == Some(i) {
+            let eol_here = if line.eol.is_empty() { eol } else { line.eol };
+            outl.extend(new_keys.iter().map(|k| (k.as_str(), eol_here)));
+        }
         match &replace[i] {
             None => outl.push((line.text, line.eol)),
             Some(v) => outl.extend(v.iter().map(|b| (b.as_str(), line.eol))),
@@ -640,6 +668,7 @@ fn edit_one(text: &str, file: AwsFile, edit: &ProfileEdit) -> Zeroizing<String> 
     let last_removed = !lines.is_empty()
         && matches!(&replace[last], Some(v) if v.is_empty())
         && insert_after != Some(last)
+        && insert_at != Some(last)
         && !append_section;
     let ended_without_eol = lines.last().is_some_and(|l| l.eol.is_empty()) && !last_removed;
     let n = outl.len();

@@ -44,9 +44,24 @@ pub struct Mfa {
 pub struct BaseCredentials {
     /// Profile that held the keys, or `"env"` for `credential_source = Environment`.
     pub origin: String,
+    /// Empty when the keys are in the vault (`in_vault`): known only after an unlock.
     pub access_key_id: String,
     pub secret_access_key: SecretString,
     pub session_token: Option<SecretString>,
+    /// `tapcred_access_key = vault`: the long-term key is the vault entry
+    /// `EntryName::access_key(origin)` of this vault file, read only on a cache miss.
+    pub in_vault: Option<PathBuf>,
+}
+
+impl BaseCredentials {
+    /// What identifies these keys in cache keys: the access key id, or for keys in the
+    /// vault (whose id is sealed) the vault file and the source profile.
+    pub fn cache_identity(&self) -> String {
+        match &self.in_vault {
+            Some(v) => format!("vault:{}:{}", v.display(), self.origin),
+            None => self.access_key_id.clone(),
+        }
+    }
 }
 
 impl fmt::Debug for BaseCredentials {
@@ -54,6 +69,7 @@ impl fmt::Debug for BaseCredentials {
         f.debug_struct("BaseCredentials")
             .field("origin", &self.origin)
             .field("access_key_id", &self.access_key_id)
+            .field("in_vault", &self.in_vault)
             .finish_non_exhaustive()
     }
 }

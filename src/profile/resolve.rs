@@ -11,6 +11,9 @@ use super::{
 use crate::error::{Error, Result};
 use crate::token::EnvLookup;
 
+/// The source profile key saying where its long-term access key is (`vault`).
+pub const ACCESS_KEY_KEY: &str = "tapcred_access_key";
+
 impl Profiles {
     /// Resolve `name` into base credentials + steps, validating every key on the way.
     pub fn resolve(&self, name: &str, env: &dyn EnvLookup) -> Result<ResolvedProfile> {
@@ -40,7 +43,7 @@ impl Profiles {
             // botocore: in a source profile, static keys take precedence over its role_arn
             // (only the selected profile's role_arn always counts).
             if chain.len() > 1
-                && let Some(base) = self.static_keys(cur)?
+                && let Some(base) = self.static_keys(cur, env)?
             {
                 break base;
             }
@@ -53,7 +56,7 @@ impl Profiles {
                 }
                 steps_rev.push(Step::AssumeRole(self.role_step(cur, env)?));
                 match (source_profile, credential_source) {
-                    (Some(source), _) if source == cur => match self.static_keys(cur)? {
+                    (Some(source), _) if source == cur => match self.static_keys(cur, env)? {
                         Some(base) => break base,
                         None => {
                             return Err(self.fail(
@@ -108,7 +111,7 @@ impl Profiles {
                     }
                 }
             } else {
-                match self.static_keys(cur)? {
+                match self.static_keys(cur, env)? {
                     Some(base) => {
                         if chain.len() == 1
                             && let Some(serial) = self.get(cur, "mfa_serial")
@@ -182,18 +185,63 @@ impl Profiles {
     }
 
     /// The profile's own static keys: `Ok(None)` when it has neither.
-    pub(super) fn static_keys(&self, profile: &str) -> Result<Option<BaseCredentials>> {
+    pub(super) fn static_keys(
+        &self,
+        profile: &str,
+        env: &dyn EnvLookup,
+    ) -> Result<Option<BaseCredentials>> {
         let id = self.get(profile, "aws_access_key_id");
         let secret = self.get(profile, "aws_secret_access_key");
         let token = self
             .get(profile, "aws_session_token")
             .or_else(|| self.get(profile, "aws_security_token"));
+        if let Some(v) = self.get(profile, ACCESS_KEY_KEY) {
+            if !v.trim().eq_ignore_ascii_case("vault") {
+                return Err(self.fail(
+                    profile,
+                    ACCESS_KEY_KEY,
+                    format!("= {v:?} is not a place for the access key"),
+                    "write tapcred_access_key = vault (the key is in tapcred's vault), or remove the line and keep aws_access_key_id/aws_secret_access_key",
+                ));
+            }
+            if let Some(k) = [
+                "aws_access_key_id",
+                "aws_secret_access_key",
+                "aws_session_token",
+            ]
+            .into_iter()
+            .find(|k| self.get(profile, k).is_some())
+            {
+                return Err(self.fail(
+                    profile,
+                    k,
+                    "is set beside tapcred_access_key = vault, so it is not clear which key to use",
+                    "remove the key lines (the vault holds the key: `tapcred vault import-keys` moves it), or remove tapcred_access_key",
+                ));
+            }
+            let Some(path) = crate::vault::session::default_path(env) else {
+                return Err(self.fail(
+                    profile,
+                    ACCESS_KEY_KEY,
+                    "= vault, but there is no place for the vault (HOME is not set)",
+                    "set HOME, XDG_DATA_HOME or TAPCRED_VAULT",
+                ));
+            };
+            return Ok(Some(BaseCredentials {
+                origin: profile.to_owned(),
+                access_key_id: String::new(),
+                secret_access_key: SecretString::from(String::new()),
+                session_token: None,
+                in_vault: Some(path),
+            }));
+        }
         match (id, secret) {
             (Some(id), Some(secret)) => Ok(Some(BaseCredentials {
                 origin: profile.to_owned(),
                 access_key_id: id.to_owned(),
                 secret_access_key: SecretString::from(secret.to_owned()),
                 session_token: token.map(|t| SecretString::from(t.to_owned())),
+                in_vault: None,
             })),
             (None, None) => Ok(None),
             (Some(_), None) => Err(self.fail(
@@ -229,6 +277,7 @@ impl Profiles {
                         access_key_id: id,
                         secret_access_key: SecretString::from(secret),
                         session_token: token.map(SecretString::from),
+                        in_vault: None,
                     }),
                     (id, secret) => {
                         let missing: Vec<&str> = [

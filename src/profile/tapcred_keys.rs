@@ -8,7 +8,7 @@ use crate::token::{EnvLookup, TokenKind, TokenSettings};
 
 /// What to use instead of the retired OTP-slot token source (DESIGN.md "Why no OTP slot as
 /// TOTP source").
-const OTP_INSTEAD: &str = "put the seed in the YubiKey's OATH applet (`ykman oath accounts add`, tapcred_token = oath), or in tapcred's vault, which the OTP slot's challenge-response unlocks (tapcred_token = vault; the vault is not yet available in this version)";
+const OTP_INSTEAD: &str = "put the seed in the YubiKey's OATH applet (`ykman oath accounts add`, tapcred_token = oath), or in tapcred's vault, which the OTP slot's challenge-response unlocks (tapcred_token = vault)";
 
 impl Profiles {
     /// The `tapcred_*` keys of one profile.

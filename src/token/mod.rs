@@ -9,10 +9,16 @@ use zeroize::Zeroizing;
 use crate::error::Result;
 use crate::ui::Ui;
 
+pub mod device;
 pub mod oath;
 pub mod otp;
+pub mod pcsc;
 pub mod prompt;
 pub mod software;
+pub mod transport;
+pub mod vault;
+
+pub use crate::env::{EnvLookup, RealEnv};
 
 /// `tapcred_token` in a profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -119,24 +125,5 @@ pub fn window_of(at: u64, period: u64) -> (u64, u64) {
     (start, start + period)
 }
 
-/// Where environment lookups come from (tests pass a map; the CLI passes the real env).
-pub trait EnvLookup {
-    fn var(&self, name: &str) -> Option<String>;
-}
-
-pub struct RealEnv;
-
-impl EnvLookup for RealEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
-    }
-}
-
-impl EnvLookup for std::collections::HashMap<String, String> {
-    fn var(&self, name: &str) -> Option<String> {
-        self.get(name).cloned()
-    }
-}
-
 mod select;
-pub use select::select;
+pub use select::{Sources, select, select_with};

@@ -21,7 +21,7 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::token::oath::ApduTransport;
+use crate::token::transport::ApduTransport;
 
 /// OTP applet AID (over CCID).
 pub const OTP_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x05, 0x27, 0x20, 0x01];

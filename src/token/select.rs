@@ -1,20 +1,69 @@
 //! Choosing the token source for one `mfa_serial` (DESIGN.md "Token sources").
+//!
+//! The device backends and the environment are injected through [`Sources`], so the `auto`
+//! order is tested with virtual keys and a map for an environment (tests below).
+
+use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::token::device::Backend;
+use crate::token::pcsc::PcscBackend;
 use crate::token::prompt::PromptSource;
 use crate::token::software::SoftwareSource;
+use crate::token::vault::VaultSource;
 use crate::token::{EnvLookup, TokenKind, TokenSettings, TokenSource, oath};
 use crate::ui::Ui;
+use crate::vault::VaultSession;
 
-/// `auto`: software seed → OATH on a plugged-in key → vault → typed code → error
-/// listing what was tried.
+/// Where [`select_with`] looks for a code: the environment (software seed, OATH password)
+/// and the device backends. The CLI uses [`Sources::real`].
+pub struct Sources<'a> {
+    pub env: &'a dyn EnvLookup,
+    /// YubiKeys over PC/SC (the OATH applet).
+    pub pcsc: Arc<dyn Backend>,
+    /// The process's vault (one unlock serves the seed and the access key); read only when
+    /// a vault source is considered.
+    pub vault: Rc<VaultSession>,
+}
+
+impl<'a> Sources<'a> {
+    /// The real devices (PC/SC) and the given environment.
+    pub fn real(env: &'a dyn EnvLookup) -> Self {
+        Sources {
+            env,
+            pcsc: Arc::new(PcscBackend::new()),
+            vault: Rc::new(VaultSession::from_env(env)),
+        }
+    }
+
+    /// The same sources with this process's vault session.
+    pub fn with_vault(mut self, vault: Rc<VaultSession>) -> Self {
+        self.vault = vault;
+        self
+    }
+}
+
+/// [`select_with`] over the real devices.
 pub fn select(
     settings: &TokenSettings,
     mfa_serial: &str,
     env: &dyn EnvLookup,
     ui: &dyn Ui,
 ) -> Result<Box<dyn TokenSource>> {
-    let chosen = choose(settings, mfa_serial, env, ui)?;
+    select_with(settings, mfa_serial, &Sources::real(env), ui)
+}
+
+/// `auto`: software seed → vault (when it holds the serial's seed) → OATH on a plugged-in
+/// key → typed code (a terminal) → an error listing what was tried. Any other kind: that
+/// source or a clear error.
+pub fn select_with(
+    settings: &TokenSettings,
+    mfa_serial: &str,
+    sources: &Sources<'_>,
+    ui: &dyn Ui,
+) -> Result<Box<dyn TokenSource>> {
+    let chosen = choose(settings, mfa_serial, sources, ui)?;
     tracing::info!(profile = %settings.profile, mfa_serial, source = %chosen.describe(), "token source chosen");
     Ok(chosen)
 }
@@ -22,10 +71,11 @@ pub fn select(
 fn choose(
     settings: &TokenSettings,
     mfa_serial: &str,
-    env: &dyn EnvLookup,
+    sources: &Sources<'_>,
     ui: &dyn Ui,
 ) -> Result<Box<dyn TokenSource>> {
     let profile = &settings.profile;
+    let env = sources.env;
     match settings.kind {
         TokenKind::Software => match SoftwareSource::from_settings(settings, env)? {
             Some(s) => Ok(Box::new(s)),
@@ -34,15 +84,24 @@ fn choose(
                 settings.totp_secret_env
             ))),
         },
-        TokenKind::Oath => Ok(Box::new(oath::open(settings, mfa_serial, ui)?)),
+        TokenKind::Oath => Ok(Box::new(oath::open_with(
+            sources.pcsc.clone(),
+            env,
+            settings,
+            mfa_serial,
+            ui,
+        )?)),
         TokenKind::Prompt => Ok(Box::new(PromptSource)),
-        TokenKind::Vault => Err(not_in_build(
-            profile,
-            "vault",
-            "the FIDO2-unlocked seed vault",
-        )),
+        TokenKind::Vault => Ok(Box::new(VaultSource::open(
+            settings,
+            mfa_serial,
+            &sources.vault,
+            env,
+            ui,
+        )?)),
         TokenKind::Auto => {
             let mut tried = Vec::new();
+            // 1. A software seed (headless runs).
             if let Some(s) = SoftwareSource::from_settings(settings, env)? {
                 return Ok(Box::new(s));
             }
@@ -50,10 +109,23 @@ fn choose(
                 "software seed (${} not set)",
                 settings.totp_secret_env
             ));
-            match oath::probe(settings, mfa_serial, ui)? {
+            // 2. The vault, when its file lists an entry for this serial (no unlock to know).
+            if VaultSource::lists(&sources.vault, mfa_serial)? {
+                return Ok(Box::new(VaultSource::open(
+                    settings,
+                    mfa_serial,
+                    &sources.vault,
+                    env,
+                    ui,
+                )?));
+            }
+            tried.push("vault (no seed for this serial)".to_owned());
+            // 3. An OATH account on a plugged-in YubiKey.
+            match oath::probe_with(sources.pcsc.clone(), env, settings, mfa_serial, ui)? {
                 Ok(src) => return Ok(Box::new(src)),
                 Err(why) => tried.push(why),
             }
+            // 4. A typed code, when someone can type it.
             if ui.interactive() {
                 return Ok(Box::new(PromptSource));
             }
@@ -70,8 +142,5 @@ fn choose(
     }
 }
 
-fn not_in_build(profile: &str, key: &str, what: &str) -> Error {
-    Error::config(format!(
-        "profile \"{profile}\": tapcred_token = {key} ({what}) is not available in this version of tapcred; use oath, software or prompt"
-    ))
-}
+#[cfg(test)]
+mod tests;

@@ -8,21 +8,28 @@
 //!
 //! - [`format`]: the versioned file format and its crypto (no hardware, no I/O);
 //! - [`store`]: the file on disk (private, atomic writes, one writer at a time);
-//! - [`unlock`]: the [`Unlocker`] trait and the OTP-slot unlocker (the OTP applet over
-//!   PC/SC, `token::otp`).
+//! - [`unlock`]: the [`Unlocker`] trait, the OTP-slot unlocker (the OTP applet over
+//!   PC/SC, `token::otp`) and `connect_unlocker` (one arm per unlocker kind);
+//! - [`session`]: one unlock per process, serving the seed and the access key.
 //!
 //! Secrets are held in zeroizing buffers and never appear in `Debug`, errors or logs.
 
+pub mod fido2;
 pub mod format;
+pub mod session;
 pub mod store;
 pub mod unlock;
 
+#[cfg(test)]
+mod fido2_tests;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
 
+pub use fido2::Fido2Unlocker;
 pub use format::{EntryKind, EntryName, OpenVault, Secret, UnlockerDesc, UnlockerKind, VaultFile};
+pub use session::VaultSession;
 pub use store::VaultStore;
 pub use unlock::{OtpSlotUnlocker, UnlockOutput, Unlocker};
 

@@ -7,9 +7,11 @@ use zeroize::Zeroizing;
 
 use super::format::{OpenVault, UnlockerDesc, UnlockerKind, VaultFile};
 use crate::error::Result;
-use crate::token::oath::ApduTransport;
-use crate::token::oath::device::{self, Backend, ChooseError, Connection};
+use crate::token::EnvLookup;
+use crate::token::device::{self, Backend, ChooseError, Connection};
 use crate::token::otp::{HMAC_CHALLENGE_SIZE, OtpApplet, Slot};
+use crate::token::pcsc::PcscBackend;
+use crate::token::transport::ApduTransport;
 use crate::ui::Ui;
 
 /// An unlocker's secret output. Debug shows no secret.
@@ -36,6 +38,11 @@ pub trait Unlocker {
     fn kind(&self) -> UnlockerKind;
     /// The id this unlocker has in a vault header, e.g. `otp:12345678:2`.
     fn id(&self) -> String;
+    /// A new header entry for this unlocker (enrolment). The default is a fresh random salt
+    /// and challenge under [`Unlocker::id`]; a FIDO2 unlocker first makes its credential.
+    fn new_desc(&mut self, _ui: &dyn Ui) -> Result<UnlockerDesc> {
+        Ok(UnlockerDesc::new_random(self.kind(), self.id())?)
+    }
     /// Answer `desc.challenge` (the device may ask for a touch through `ui`).
     fn respond(&mut self, desc: &UnlockerDesc, ui: &dyn Ui) -> Result<UnlockOutput>;
 }
@@ -60,9 +67,82 @@ pub fn open_with(file: &VaultFile, unlocker: &mut dyn Unlocker, ui: &dyn Ui) -> 
     Ok(file.open(&id, out.expose())?)
 }
 
+/// The device for one unlocker of a vault header, connected and ready to answer its
+/// challenge; `Ok(None)` when that device is not here (not plugged in, or its transport
+/// cannot be reached), so the caller moves on to the vault's next unlocker. Each unlocker
+/// kind (and transport) plugs in here with one arm.
+pub fn connect_unlocker(
+    desc: &UnlockerDesc,
+    env: &dyn EnvLookup,
+    ui: &dyn Ui,
+) -> Result<Option<Box<dyn Unlocker>>> {
+    let _ = ui;
+    match desc.kind {
+        UnlockerKind::OtpHmacSha1 => connect_otp_pcsc(desc, &PcscBackend::new()),
+        UnlockerKind::Fido2HmacSecret => super::fido2::connect_unlocker(desc, env),
+    }
+}
+
+/// `otp:SERIAL:SLOT` (or `otp:unknown:SLOT`): the key's serial (None when unknown) and slot.
+pub fn parse_otp_id(id: &str) -> Option<(Option<u32>, Slot)> {
+    let mut parts = id.split(':');
+    if parts.next()? != "otp" {
+        return None;
+    }
+    let serial = match parts.next()? {
+        "unknown" => None,
+        s => Some(s.parse::<u32>().ok()?),
+    };
+    let slot = Slot::parse(parts.next()?)?;
+    parts.next().is_none().then_some((serial, slot))
+}
+
+/// The OTP-slot arm over PC/SC: the YubiKey named by the unlocker's id, through `backend`.
+pub fn connect_otp_pcsc(
+    desc: &UnlockerDesc,
+    backend: &dyn Backend,
+) -> Result<Option<Box<dyn Unlocker>>> {
+    let Some((serial, slot)) = parse_otp_id(&desc.id) else {
+        return Err(crate::Error::config(format!(
+            "vault unlocker id {:?} is not an OTP slot id (otp:SERIAL:SLOT); the vault may be damaged",
+            desc.id
+        )));
+    };
+    let readers = match backend.readers() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(unlocker = %desc.id, error = %e, "no PC/SC readers for this unlocker");
+            return Ok(None);
+        }
+    };
+    let keys = match device::connect_keys(backend, readers) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::info!(unlocker = %desc.id, error = %e, "cannot reach the YubiKeys over PC/SC");
+            return Ok(None);
+        }
+    };
+    let mut key = match device::choose_key(keys, serial, "") {
+        Ok(k) => k,
+        Err(ChooseError::NoKey(e)) => {
+            tracing::info!(unlocker = %desc.id, error = %e, "this unlocker's YubiKey is not here");
+            return Ok(None);
+        }
+        Err(ChooseError::Ambiguous(e) | ChooseError::Fatal(e)) => return Err(e),
+    };
+    key.identify()?;
+    let label = key.label();
+    let applet = OtpApplet::select(key.conn, &label)?;
+    Ok(Some(Box::new(OtpSlotUnlocker {
+        applet,
+        serial: key.info.serial,
+        slot,
+    })))
+}
+
 /// A new descriptor for `unlocker` (fresh salt and challenge), and its output for it.
 pub fn enroll(unlocker: &mut dyn Unlocker, ui: &dyn Ui) -> Result<(UnlockerDesc, UnlockOutput)> {
-    let desc = UnlockerDesc::new_random(unlocker.kind(), unlocker.id())?;
+    let desc = unlocker.new_desc(ui)?;
     let out = unlocker.respond(&desc, ui)?;
     Ok((desc, out))
 }
@@ -89,7 +169,7 @@ impl<T: ApduTransport> fmt::Debug for OtpSlotUnlocker<T> {
 impl<T: ApduTransport> OtpSlotUnlocker<T> {
     /// SELECT the OTP applet on an open connection to the key with this serial.
     pub fn new(transport: T, serial: Option<u32>, slot: Slot) -> Result<Self> {
-        let label = crate::token::oath::device::label(serial, "?");
+        let label = crate::token::device::label(serial, "?");
         let applet = OtpApplet::select(transport, &label)?;
         Ok(OtpSlotUnlocker {
             applet,
@@ -151,7 +231,7 @@ impl<T: ApduTransport> Unlocker for OtpSlotUnlocker<T> {
             )));
         }
         self.applet.check_configured(self.slot)?;
-        let who = crate::token::oath::device::label(self.serial, "?");
+        let who = crate::token::device::label(self.serial, "?");
         ui.touch_wait(&format!(
             "Touch your {who} (OTP slot {}) to unlock the tapcred vault, if it blinks",
             self.slot.number()

@@ -253,6 +253,16 @@ impl Tmux {
         assert!(out.status.success(), "tmux send-keys failed");
     }
 
+    /// Press one key on the pane (tmux key name, e.g. `C-c`).
+    pub fn send_key(&self, key: &str) {
+        let out = self
+            .cmd()
+            .args(["send-keys", "-t", &self.session, key])
+            .output()
+            .expect("tmux send-keys");
+        assert!(out.status.success(), "tmux send-keys {key} failed");
+    }
+
     /// Poll the pane until `pred` holds (returns the pane text) or `timeout` passes (None).
     pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
         let deadline = std::time::Instant::now() + timeout;

@@ -127,6 +127,22 @@ impl Home {
     }
 }
 
+/// Every file under `dir`, recursively (directories themselves not listed).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                v.extend(files_under(&p));
+            } else {
+                v.push(p);
+            }
+        }
+    }
+    v
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,

@@ -76,6 +76,41 @@ fn appends_new_keys_before_trailing_blanks_and_comments() {
 }
 
 #[test]
+fn new_keys_in_place_of_removed_lines() {
+    let import = || {
+        ProfileEdit::new("a")
+            .remove("aws_access_key_id")
+            .remove("aws_secret_access_key")
+            .set("tapcred_access_key", "vault")
+            .new_keys_in_place_of_removed()
+    };
+    // Two lines become one where the first was; the rest of the section stays after it.
+    let text = "# keys\n[a]\nregion = eu-west-1\naws_access_key_id = AKIA\r\naws_secret_access_key = s # c\nx = 1\n[b]\naws_access_key_id = B\n";
+    assert_eq!(
+        edit(text, AwsFile::Credentials, import()),
+        "# keys\n[a]\nregion = eu-west-1\ntapcred_access_key = vault\r\nx = 1\n[b]\naws_access_key_id = B\n"
+    );
+    // The secret first, the id last without a final newline: in place; the removed last
+    // line's bytes go, the line before keeps its own terminator (as for any removal).
+    let text = "[a]\naws_secret_access_key=s\nk=v\naws_access_key_id=AKIA";
+    assert_eq!(
+        edit(text, AwsFile::Credentials, import()),
+        "[a]\ntapcred_access_key=vault\nk=v\n"
+    );
+    let text = "[a]\nk=v\naws_access_key_id=AKIA\naws_secret_access_key=s";
+    assert_eq!(
+        edit(text, AwsFile::Credentials, import()),
+        "[a]\nk=v\ntapcred_access_key=vault\n"
+    );
+    // Nothing removed: the new key goes at the section's end, as without the flag.
+    let text = "[a]\nk = v\n\n[b]\n";
+    assert_eq!(
+        edit(text, AwsFile::Credentials, import()),
+        "[a]\nk = v\ntapcred_access_key = vault\n\n[b]\n"
+    );
+}
+
+#[test]
 fn new_key_in_an_empty_section_goes_after_the_header() {
     let text = "[profile a]\n\n[profile b]\nk = v\n";
     assert_eq!(

@@ -11,23 +11,7 @@ use zeroize::Zeroizing;
 
 use super::fault::OathError;
 
-/// One exchange with a card: send a whole command APDU, get `response data || SW1 SW2`.
-/// PC/SC implements it for real keys; tests implement it in memory.
-pub trait ApduTransport {
-    fn transmit(&mut self, apdu: &[u8]) -> crate::Result<Vec<u8>>;
-}
-
-impl<T: ApduTransport + ?Sized> ApduTransport for &mut T {
-    fn transmit(&mut self, apdu: &[u8]) -> crate::Result<Vec<u8>> {
-        (**self).transmit(apdu)
-    }
-}
-
-impl<T: ApduTransport + ?Sized> ApduTransport for Box<T> {
-    fn transmit(&mut self, apdu: &[u8]) -> crate::Result<Vec<u8>> {
-        (**self).transmit(apdu)
-    }
-}
+use crate::token::transport::ApduTransport;
 
 pub const SW_OK: u16 = 0x9000;
 pub const INS_SEND_REMAINING: u8 = 0xA5;

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use super::{
-    Backend, HashAlgo, KeySession, NewCredential, OathError, OathSource, Session, choose_key,
-    missing_password, name, password_key,
-};
+use super::prepare::{choose_key, missing_password, password_key};
+use super::{HashAlgo, KeySession, NewCredential, OathError, OathSource, Session, name};
 use crate::error::{Error, Result};
+use crate::token::device::Backend;
 use crate::token::{EnvLookup, TokenSettings};
 use crate::ui::Ui;
 

@@ -6,8 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use proptest::prelude::*;
 
+use super::codec::*;
 use super::session::*;
 use super::*;
+use zeroize::Zeroizing;
+
+use crate::token::device::{self, Backend, Connection};
+use crate::token::transport::ApduTransport;
+use crate::token::{CodeRequest, TokenSettings, TokenSource};
 use crate::ui::{RecordingUi, UiEvent};
 
 /// Replays a recorded exchange: every APDU sent must equal the next `>` line.

@@ -190,36 +190,7 @@ impl PcscStack {
             std::process::id(),
             STACK_SEQ.fetch_add(1, Ordering::SeqCst)
         ));
-        let conf = dir.join("reader.conf.d");
-        fs::create_dir_all(&conf).map_err(|e| format!("mkdir {}: {e}", conf.display()))?;
-        fs::write(
-            conf.join("tapcred-vpcd"),
-            format!(
-                "FRIENDLYNAME \"{READER_FRIENDLY_NAME}\"\nDEVICENAME /dev/null:0x{VPCD_PORT:04X}\nLIBPATH {VPCD_DRIVER}\nCHANNELID 0x{VPCD_PORT:04X}\n"
-            ),
-        )
-        .map_err(|e| format!("write reader.conf: {e}"))?;
-        let log = File::create(dir.join("pcscd.log")).map_err(|e| format!("pcscd log: {e}"))?;
-        let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        // Absolute paths: root's PATH does not always include /usr/sbin.
-        let tool = |t: &str| find_in_path(t).ok_or_else(|| format!("`{t}` not found"));
-        let (unshare, ip, pcscd) = (tool("unshare")?, tool("ip")?, tool("pcscd")?);
-        let child = Command::new(unshare)
-            .args([
-                "--net",
-                "sh",
-                "-c",
-                "\"$2\" link set lo up && exec \"$3\" --foreground --config \"$1\"",
-                "sh",
-            ])
-            .arg(&conf)
-            .arg(ip)
-            .arg(pcscd)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| format!("cannot start `unshare --net … pcscd`: {e}"))?;
+        let child = launch(&dir)?;
         let pid = child.id();
         let _ = fs::write(PID_PATH, format!("{pid}\n"));
         let mut stack = PcscStack {
@@ -303,6 +274,71 @@ impl PcscStack {
         wait_card_present(&reader_name(slot), true, Duration::from_secs(10))
             .map_err(|e| format!("{e}; pcscd: {}", self.log_tail()))?;
         Ok(handle)
+    }
+}
+
+/// Write the vpcd reader configuration under `dir` and start `unshare --net … pcscd` with
+/// it (output to `dir/pcscd.log`).
+fn launch(dir: &Path) -> Result<Child, String> {
+    let conf = dir.join("reader.conf.d");
+    fs::create_dir_all(&conf).map_err(|e| format!("mkdir {}: {e}", conf.display()))?;
+    fs::write(
+        conf.join("tapcred-vpcd"),
+        format!(
+            "FRIENDLYNAME \"{READER_FRIENDLY_NAME}\"\nDEVICENAME /dev/null:0x{VPCD_PORT:04X}\nLIBPATH {VPCD_DRIVER}\nCHANNELID 0x{VPCD_PORT:04X}\n"
+        ),
+    )
+    .map_err(|e| format!("write reader.conf: {e}"))?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("pcscd.log"))
+        .map_err(|e| format!("pcscd log: {e}"))?;
+    let log2 = log.try_clone().map_err(|e| e.to_string())?;
+    // Absolute paths: root's PATH does not always include /usr/sbin.
+    let tool = |t: &str| find_in_path(t).ok_or_else(|| format!("`{t}` not found"));
+    let (unshare, ip, pcscd) = (tool("unshare")?, tool("ip")?, tool("pcscd")?);
+    Command::new(unshare)
+        .args([
+            "--net",
+            "sh",
+            "-c",
+            "\"$2\" link set lo up && exec \"$3\" --foreground --config \"$1\"",
+            "sh",
+        ])
+        .arg(&conf)
+        .arg(ip)
+        .arg(pcscd)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| format!("cannot start `unshare --net … pcscd`: {e}"))
+}
+
+impl PcscStack {
+    /// Kill this stack's pcscd with SIGKILL (a crash: no cleanup, the socket file stays)
+    /// and reap it. The cards' vpcd connections break; their handles still give the cards
+    /// back ([`CardHandle::remove`]). Only ever this stack's own pcscd.
+    pub fn kill_pcscd(&mut self) {
+        signal(self.pid, rustix::process::Signal::KILL);
+        let _ = self.child.wait();
+    }
+
+    /// Start pcscd again (after [`PcscStack::kill_pcscd`]), with no cards; the stack keeps
+    /// its locks throughout.
+    pub fn restart(&mut self) -> Result<(), String> {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill_pcscd();
+        }
+        for stale in [PCSCD_SOCKET, "/run/pcscd/pcscd.pid"] {
+            let _ = fs::remove_file(stale);
+        }
+        self.cards.clear();
+        self.child = launch(&self.dir)?;
+        self.pid = self.child.id();
+        let _ = fs::write(PID_PATH, format!("{}\n", self.pid));
+        self.wait_ready()
     }
 }
 

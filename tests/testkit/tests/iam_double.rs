@@ -3,41 +3,14 @@
 //! they refuse with AWS's codes, and that STS accepts a newly enabled device.
 //! TOTP codes are computed here again (not with the double's code).
 
-use aws_sdk_iam::config::retry::RetryConfig;
-use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
-use hmac::{Hmac, KeyInit, Mac};
-use sha1::Sha1;
+mod common;
+
+use aws_sdk_iam::error::ProvideErrorMetadata;
 use tapcred_testkit::sts_double::{
     Config, MAX_MFA_DEVICES_PER_USER, StsDouble, TokenOutcome, UserSpec, design,
 };
 
-fn totp(seed: &[u8], step: u64) -> String {
-    let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(seed).unwrap();
-    mac.update(&step.to_be_bytes());
-    let h = mac.finalize().into_bytes();
-    let o = (h[19] & 0x0f) as usize;
-    let n = ((h[o] as u32 & 0x7f) << 24)
-        | ((h[o + 1] as u32) << 16)
-        | ((h[o + 2] as u32) << 8)
-        | (h[o + 3] as u32);
-    format!("{:06}", n % 1_000_000)
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn http() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
-}
+use common::{rt, totp};
 
 fn iam_client(
     double: &StsDouble,
@@ -45,29 +18,11 @@ fn iam_client(
     secret: &str,
     token: Option<&str>,
 ) -> aws_sdk_iam::Client {
-    let creds = Credentials::new(akid, secret, token.map(str::to_owned), None, "test");
-    let conf = aws_sdk_iam::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(double.endpoint())
-        .credentials_provider(creds)
-        .http_client(http())
-        .retry_config(RetryConfig::disabled())
-        .build();
-    aws_sdk_iam::Client::from_conf(conf)
+    common::iam_client(&double.endpoint(), akid, secret, token)
 }
 
 fn sts_client(double: &StsDouble, akid: &str, secret: &str) -> aws_sdk_sts::Client {
-    let creds = Credentials::new(akid, secret, None, None, "test");
-    let conf = aws_sdk_sts::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(double.endpoint())
-        .credentials_provider(creds)
-        .http_client(http())
-        .retry_config(RetryConfig::disabled())
-        .build();
-    aws_sdk_sts::Client::from_conf(conf)
+    common::sts_client(&double.endpoint(), akid, secret, None, false)
 }
 
 fn user_iam(double: &StsDouble) -> aws_sdk_iam::Client {
@@ -87,15 +42,7 @@ fn mid_step(double: &StsDouble) -> u64 {
     double.current_step()
 }
 
-fn err_code<E: ProvideErrorMetadata>(
-    e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
-) -> (u16, String, String) {
-    (
-        e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0),
-        e.code().unwrap_or("").to_owned(),
-        e.message().unwrap_or("").to_owned(),
-    )
-}
+use common::err_parts as err_code;
 
 /// CreateVirtualMFADevice → (serial, seed bytes decoded from the base32 text).
 fn create(

@@ -2,39 +2,15 @@
 //! real SDK, and read back from moto's recorder exactly what was sent.
 //! Skips loudly without the venv unless CI=true.
 
+mod common;
+
 use aws_sdk_sts::Client;
-use aws_sdk_sts::config::retry::RetryConfig;
-use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
 use tapcred_testkit::moto::MotoServer;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use common::rt;
 
 fn client(endpoint: &str, akid: &str, secret: &str, token: Option<&str>) -> Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let conf = aws_sdk_sts::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(
-            akid,
-            secret,
-            token.map(str::to_owned),
-            None,
-            "test",
-        ))
-        .http_client(http)
-        .retry_config(RetryConfig::disabled())
-        .build();
-    Client::from_conf(conf)
+    common::sts_client(endpoint, akid, secret, token, false)
 }
 
 const ROLE: &str = "arn:aws:iam::123456789012:role/toolkit-role";

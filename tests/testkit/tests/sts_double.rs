@@ -1,32 +1,18 @@
 //! The strict STS double, driven by the real `aws-sdk-sts` client (real SigV4 signing, real
 //! XML parsing): every rule accepts what it should and rejects what it should.
 
+mod common;
+
 use aws_sdk_sts::Client;
-use aws_sdk_sts::config::retry::RetryConfig;
-use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
-use hmac::{Hmac, KeyInit, Mac};
-use sha1::Sha1;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tapcred_testkit::sts_double::{Config, StsDouble, TokenOutcome, design};
 
 // ---- helpers (independent of the double's own code) -----------------------------------
 
-/// RFC 6238 / RFC 4226, written here again so the test does not trust the double's math.
+/// RFC 6238 of a base32 seed (tests/common: written again, not the double's math).
 fn totp(seed_b32: &str, step: u64) -> String {
-    let seed = data_encoding::BASE32_NOPAD
-        .decode(seed_b32.as_bytes())
-        .expect("base32 seed");
-    let mut mac = <Hmac<Sha1> as KeyInit>::new_from_slice(&seed).unwrap();
-    mac.update(&step.to_be_bytes());
-    let h = mac.finalize().into_bytes();
-    let o = (h[19] & 0x0f) as usize;
-    let n = ((h[o] as u32 & 0x7f) << 24)
-        | ((h[o + 1] as u32) << 16)
-        | ((h[o + 2] as u32) << 8)
-        | (h[o + 3] as u32);
-    format!("{:06}", n % 1_000_000)
+    common::totp_b32(seed_b32, step)
 }
 
 fn unix_now() -> i64 {
@@ -56,12 +42,7 @@ fn wrong_code() -> String {
         .unwrap()
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use common::rt;
 
 fn client_with(
     double: &StsDouble,
@@ -70,26 +51,7 @@ fn client_with(
     token: Option<&str>,
     retries: bool,
 ) -> Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let creds = Credentials::new(akid, secret, token.map(str::to_owned), None, "test");
-    let retry = if retries {
-        RetryConfig::standard().with_max_attempts(3)
-    } else {
-        RetryConfig::disabled()
-    };
-    let conf = aws_sdk_sts::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(double.endpoint())
-        .credentials_provider(creds)
-        .http_client(http)
-        .retry_config(retry)
-        .build();
-    Client::from_conf(conf)
+    common::sts_client(&double.endpoint(), akid, secret, token, retries)
 }
 
 /// The design user's long-term keys, no retries (so every error surfaces as sent).
@@ -117,17 +79,7 @@ fn design_double() -> StsDouble {
     StsDouble::start(Config::design()).expect("double starts")
 }
 
-/// (HTTP status, error code, message) of an SDK error.
-fn err_parts<E: ProvideErrorMetadata>(
-    e: &SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
-) -> (u16, String, String) {
-    let status = e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
-    (
-        status,
-        e.code().unwrap_or("").to_owned(),
-        e.message().unwrap_or("").to_owned(),
-    )
-}
+use common::err_parts;
 
 const MSG_BAD_CODE: &str = "MultiFactorAuthentication failed with invalid MFA one time pass code. ";
 const MSG_BAD_SERIAL: &str = "MultiFactorAuthentication failed, unable to validate MFA code. Please verify your MFA serial number is valid and associated with this user.";

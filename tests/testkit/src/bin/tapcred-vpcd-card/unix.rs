@@ -296,7 +296,7 @@ fn control_client(path: &str, command: &str) -> Result<(), String> {
     }
 }
 
-fn main() {
+pub fn main() {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("control") {
         let result = match argv.get(2) {

@@ -3,9 +3,11 @@
 
 use serde::Serialize;
 
-use super::apdu::{ApduClient, ApduTransport, Command, SW_OK};
-use super::tlv;
 use crate::error::{Error, Result};
+use crate::token::oath::apdu::{ApduClient, Command, SW_OK};
+use crate::token::oath::fault::OathError;
+use crate::token::oath::tlv;
+use crate::token::transport::ApduTransport;
 
 pub const MGMT_AID: [u8; 8] = [0xA0, 0x00, 0x00, 0x05, 0x27, 0x47, 0x11, 0x17];
 pub const OTP_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x05, 0x27, 0x20, 0x01];
@@ -21,7 +23,7 @@ pub trait Connection: ApduTransport + Send {
     }
 }
 
-/// Where YubiKeys are found: PC/SC for real keys ([`super::PcscBackend`]), virtual keys in
+/// Where YubiKeys are found: PC/SC for real keys ([`super::pcsc::PcscBackend`]), virtual keys in
 /// tests.
 pub trait Backend: Send + Sync {
     /// Every reader name (not only YubiKeys). An error means the service is unusable
@@ -137,9 +139,9 @@ pub fn read_device_info<T: ApduTransport>(t: T) -> Result<DeviceInfo> {
 
 /// Malformed answers from the identification applets only mean "unknown"; a dead transport
 /// is a real error.
-fn transport_only(e: super::fault::OathError) -> Error {
+fn transport_only(e: OathError) -> Error {
     match e {
-        super::fault::OathError::Transport(e) => e,
+        OathError::Transport(e) => e,
         other => Error::token(format!("YubiKey identification failed: {other}")),
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use pcsc::{Context, Disposition, Protocols, Scope, ShareMode};
 use zeroize::Zeroizing;
 
-use super::apdu::ApduTransport;
 use super::device::{Backend, Connection};
+use super::transport::ApduTransport;
 use crate::error::{Error, Result};
 
 /// Sharing violations are retried this many times, this far apart (1 s in all).
@@ -48,6 +48,12 @@ fn service_error(e: pcsc::Error, reader: Option<&str>) -> Error {
         pcsc::Error::NoService | pcsc::Error::ServiceStopped => {
             Error::token(format!("cannot reach a YubiKey: {}", no_service_hint()))
         }
+        // The daemon's socket broke mid-operation: pcscd died or restarted.
+        pcsc::Error::CommError => Error::token(format!(
+            "reader \"{}\": {}",
+            reader.unwrap_or("?"),
+            crate::platform::pcsc::service_lost_hint()
+        )),
         pcsc::Error::SharingViolation => Error::token(busy_hint(reader.unwrap_or("?"))),
         pcsc::Error::RemovedCard
         | pcsc::Error::NoSmartcard

@@ -1,0 +1,285 @@
+//! An in-memory FIDO2 authenticator at the CTAP2 command level, for tapcred's `hmac-secret`
+//! vault unlocker (issue 10).
+//!
+//! What it models (CTAP 2.1, authenticatorMakeCredential / GetAssertion / ClientPIN):
+//! - **Per-credential random state.** Each credential gets a random 32-byte credential id and
+//!   two random `CredRandom` values, one used with user verification (PIN) and one without,
+//!   as CTAP 2.1 requires. `hmac-secret` output = HMAC-SHA-256(CredRandom, salt): the same
+//!   credential + salt + UV mode gives the same output, anything else another one.
+//! - **Credentials belong to one authenticator.** An id made by another authenticator (or
+//!   before a reset) is `CTAP2_ERR_NO_CREDENTIALS`, as for real non-resident credentials.
+//! - **PIN.** Set or not; 8 retries counting down on every wrong PIN, reset by a right one;
+//!   three wrong PINs in a row block PIN auth until the next power cycle
+//!   (`CTAP2_ERR_PIN_AUTH_BLOCKED`); no retries left is `CTAP2_ERR_PIN_BLOCKED`.
+//! - **UV options.** `alwaysUv` (every assertion needs the PIN) and `makeCredUvNotRqd`
+//!   (a non-discoverable credential can be made without the PIN when one is set).
+//! - **User presence.** Every MakeCredential and GetAssertion consumes one touch; without a
+//!   pending touch it fails with `CTAP2_ERR_USER_ACTION_TIMEOUT`. Tests press the button
+//!   with [`VirtualAuthenticator::touch`] (a shared handle works from a UI callback).
+//!
+//! Not modelled: the CTAPHID framing, the ECDH/AES key agreement that protects the salt and
+//! the output in transit (the real adapter's crate does that), attestation, discoverable
+//! credentials. Status codes are CTAP2's numbers so the client maps them like a real device's.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+/// CTAP2 status codes used here.
+pub mod status {
+    pub const INVALID_PARAMETER: u8 = 0x02;
+    pub const UNSUPPORTED_EXTENSION: u8 = 0x16;
+    pub const NO_CREDENTIALS: u8 = 0x2E;
+    pub const USER_ACTION_TIMEOUT: u8 = 0x2F;
+    pub const PIN_INVALID: u8 = 0x31;
+    pub const PIN_BLOCKED: u8 = 0x32;
+    pub const PIN_AUTH_BLOCKED: u8 = 0x34;
+    pub const PIN_NOT_SET: u8 = 0x35;
+    pub const PIN_REQUIRED: u8 = 0x36;
+}
+
+const MAX_PIN_RETRIES: u32 = 8;
+const WRONG_PINS_PER_POWER_CYCLE: u32 = 3;
+
+struct Credential {
+    rp_id_hash: [u8; 32],
+    cred_random_uv: [u8; 32],
+    cred_random_no_uv: [u8; 32],
+}
+
+struct State {
+    pin: Option<String>,
+    retries: u32,
+    wrong_in_a_row: u32,
+    credentials: HashMap<Vec<u8>, Credential>,
+}
+
+/// One in-memory authenticator. Cloning gives another handle to the same device.
+#[derive(Clone)]
+pub struct VirtualAuthenticator {
+    state: Arc<Mutex<State>>,
+    touches: Arc<AtomicU32>,
+    pub aaguid: [u8; 16],
+    pub product: String,
+    pub hmac_secret: bool,
+    pub always_uv: bool,
+    pub make_cred_uv_not_rqd: bool,
+}
+
+/// What GetInfo reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualInfo {
+    pub aaguid: [u8; 16],
+    pub product: String,
+    pub extensions: Vec<String>,
+    /// `clientPin` option: `Some(true)` = a PIN is set.
+    pub client_pin: Option<bool>,
+    pub always_uv: bool,
+    pub make_cred_uv_not_rqd: bool,
+}
+
+fn random32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).expect("system random");
+    b
+}
+
+impl VirtualAuthenticator {
+    /// A YubiKey-5-like authenticator: hmac-secret, no PIN, makeCredUvNotRqd, not alwaysUv.
+    pub fn new() -> Self {
+        let mut aaguid = [0u8; 16];
+        getrandom::fill(&mut aaguid).expect("system random");
+        VirtualAuthenticator {
+            state: Arc::new(Mutex::new(State {
+                pin: None,
+                retries: MAX_PIN_RETRIES,
+                wrong_in_a_row: 0,
+                credentials: HashMap::new(),
+            })),
+            touches: Arc::new(AtomicU32::new(0)),
+            aaguid,
+            product: "Virtual FIDO2".to_owned(),
+            hmac_secret: true,
+            always_uv: false,
+            make_cred_uv_not_rqd: true,
+        }
+    }
+
+    /// Set a PIN (ClientPIN setPIN on a device without one; tests may also change it).
+    pub fn with_pin(self, pin: &str) -> Self {
+        self.set_pin(pin);
+        self
+    }
+
+    pub fn set_pin(&self, pin: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.pin = Some(pin.to_owned());
+        s.retries = MAX_PIN_RETRIES;
+        s.wrong_in_a_row = 0;
+    }
+
+    /// A pending touch: the next operation needing user presence consumes it.
+    pub fn touch(&self) {
+        self.touches.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A closure pressing the button, for a UI's touch callback.
+    pub fn toucher(&self) -> impl Fn() + Send + Sync + 'static {
+        let t = self.touches.clone();
+        move || {
+            t.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Unplug and plug in again: PIN auth blocked by three wrong PINs works again.
+    pub fn power_cycle(&self) {
+        self.state.lock().unwrap().wrong_in_a_row = 0;
+    }
+
+    /// authenticatorReset: every credential gone, no PIN.
+    pub fn reset(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.credentials.clear();
+        s.pin = None;
+        s.retries = MAX_PIN_RETRIES;
+        s.wrong_in_a_row = 0;
+    }
+
+    pub fn info(&self) -> VirtualInfo {
+        let s = self.state.lock().unwrap();
+        VirtualInfo {
+            aaguid: self.aaguid,
+            product: self.product.clone(),
+            extensions: if self.hmac_secret {
+                vec!["hmac-secret".to_owned()]
+            } else {
+                Vec::new()
+            },
+            client_pin: Some(s.pin.is_some()),
+            always_uv: self.always_uv,
+            make_cred_uv_not_rqd: self.make_cred_uv_not_rqd,
+        }
+    }
+
+    /// ClientPIN getPINRetries.
+    pub fn pin_retries(&self) -> u32 {
+        self.state.lock().unwrap().retries
+    }
+
+    /// How many credentials this authenticator has made (and still knows).
+    pub fn credential_count(&self) -> usize {
+        self.state.lock().unwrap().credentials.len()
+    }
+
+    /// ClientPIN getPinToken: `Ok(true)` = UV done, `Ok(false)` = no PIN given.
+    fn verify_pin(&self, s: &mut State, pin: Option<&str>) -> Result<bool, u8> {
+        let Some(pin) = pin else { return Ok(false) };
+        let Some(right) = s.pin.clone() else {
+            return Err(status::PIN_NOT_SET);
+        };
+        if s.retries == 0 {
+            return Err(status::PIN_BLOCKED);
+        }
+        if s.wrong_in_a_row >= WRONG_PINS_PER_POWER_CYCLE {
+            return Err(status::PIN_AUTH_BLOCKED);
+        }
+        if pin == right {
+            s.retries = MAX_PIN_RETRIES;
+            s.wrong_in_a_row = 0;
+            return Ok(true);
+        }
+        s.retries -= 1;
+        s.wrong_in_a_row += 1;
+        Err(if s.retries == 0 {
+            status::PIN_BLOCKED
+        } else if s.wrong_in_a_row >= WRONG_PINS_PER_POWER_CYCLE {
+            status::PIN_AUTH_BLOCKED
+        } else {
+            status::PIN_INVALID
+        })
+    }
+
+    fn user_presence(&self) -> Result<(), u8> {
+        self.touches
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .map(|_| ())
+            .map_err(|_| status::USER_ACTION_TIMEOUT)
+    }
+
+    /// authenticatorMakeCredential, non-discoverable, with `{"hmac-secret": true}`.
+    /// Returns the credential id.
+    pub fn make_credential(&self, rp_id: &str, pin: Option<&str>) -> Result<Vec<u8>, u8> {
+        if rp_id.is_empty() {
+            return Err(status::INVALID_PARAMETER);
+        }
+        if !self.hmac_secret {
+            return Err(status::UNSUPPORTED_EXTENSION);
+        }
+        let mut s = self.state.lock().unwrap();
+        let uv = self.verify_pin(&mut s, pin)?;
+        if !uv && (self.always_uv || (s.pin.is_some() && !self.make_cred_uv_not_rqd)) {
+            return Err(status::PIN_REQUIRED);
+        }
+        self.user_presence()?;
+        let id = random32().to_vec();
+        s.credentials.insert(
+            id.clone(),
+            Credential {
+                rp_id_hash: Sha256::digest(rp_id.as_bytes()).into(),
+                cred_random_uv: random32(),
+                cred_random_no_uv: random32(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// authenticatorGetAssertion with `allowList = [credential_id]`, `up = false`, no UV, no
+    /// extension: the silent "is this credential here" check. No touch consumed.
+    pub fn get_assertion_silent(&self, rp_id: &str, credential_id: &[u8]) -> Result<(), u8> {
+        let s = self.state.lock().unwrap();
+        let rp_hash: [u8; 32] = Sha256::digest(rp_id.as_bytes()).into();
+        match s.credentials.get(credential_id) {
+            Some(c) if c.rp_id_hash == rp_hash => {}
+            _ => return Err(status::NO_CREDENTIALS),
+        }
+        if self.always_uv {
+            return Err(status::PIN_REQUIRED);
+        }
+        Ok(())
+    }
+
+    /// authenticatorGetAssertion with `allowList = [credential_id]`, `up = true` and one
+    /// `hmac-secret` salt; UV when `pin` is given. Returns output1 (decrypted).
+    pub fn get_assertion_hmac_secret(
+        &self,
+        rp_id: &str,
+        credential_id: &[u8],
+        salt: &[u8; 32],
+        pin: Option<&str>,
+    ) -> Result<[u8; 32], u8> {
+        let mut s = self.state.lock().unwrap();
+        let uv = self.verify_pin(&mut s, pin)?;
+        let rp_hash: [u8; 32] = Sha256::digest(rp_id.as_bytes()).into();
+        let (random_uv, random_no_uv) = match s.credentials.get(credential_id) {
+            Some(c) if c.rp_id_hash == rp_hash => (c.cred_random_uv, c.cred_random_no_uv),
+            _ => return Err(status::NO_CREDENTIALS),
+        };
+        if !uv && self.always_uv {
+            return Err(status::PIN_REQUIRED);
+        }
+        self.user_presence()?;
+        let key = if uv { random_uv } else { random_no_uv };
+        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("any key length");
+        m.update(salt);
+        Ok(m.finalize().into_bytes().into())
+    }
+}
+
+impl Default for VirtualAuthenticator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
