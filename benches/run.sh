@@ -8,6 +8,7 @@
 #   TAPCRED_BENCH_A_N=41 …                    samples per command in section A (default 21)
 #   TAPCRED_BENCH_PAR=32 …                    parallel processes in B6/B7b (default 32)
 #   TAPCRED_BENCH_QUICKACK=0 …                keep delayed ACKs on loopback (see README)
+#   TAPCRED_BENCH_NO_WINE=1 …                 no Windows build, no Wine row (F5)
 #
 # Section A needs root, pcscd, vsmartcard-vpcd and $TAPCRED_VENV/bin/ykman; B8 needs strace.
 # What is missing is skipped loudly. As root (with unshare and ip), the driver runs in a
@@ -35,6 +36,17 @@ fi
 TAPCRED_BENCH_BUILD=$(awk -v a="$t0" -v b="$(date +%s.%N)" -v u="$user" -v s="$sys" -v k="$kind" \
     'BEGIN { printf "%.0f s wall, %.0f s CPU (user+sys), %s build", b - a, u + s, k }')
 export TAPCRED_BENCH_BUILD
+# Row F5: the Windows release binary under Wine (informative). Built here when the MinGW
+# linker, the Rust target and Wine are present; TAPCRED_BENCH_NO_WINE=1 skips it (and the
+# row), TAPCRED_BENCH_WINE_EXE=PATH uses a given tapcred.exe instead.
+if [ "${TAPCRED_BENCH_NO_WINE:-0}" = 1 ]; then
+    export TAPCRED_BENCH_WINE_EXE=/nonexistent/skipped-by-TAPCRED_BENCH_NO_WINE
+elif [ -z "${TAPCRED_BENCH_WINE_EXE:-}" ] && command -v x86_64-w64-mingw32-gcc >/dev/null &&
+    { [ -x /usr/lib/wine/wine64 ] || command -v wine64 >/dev/null; } &&
+    rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
+    CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=${CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER:-x86_64-w64-mingw32-gcc} \
+        cargo build --release --locked --target x86_64-pc-windows-gnu --bin tapcred
+fi
 # The Rust floor of the warm path (rows B2f, F1f): std only, no Cargo profile.
 rustc --edition 2024 -C opt-level=3 -C strip=symbols benches/support/floor.rs \
     -o "$target/release/tapcred-bench-floor"

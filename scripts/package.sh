@@ -71,9 +71,12 @@ if want windows; then
   cp "$exe" "$d/tapcred.exe"
   strip_copy x86_64-w64-mingw32-strip "$d/tapcred.exe"
   cp README.md "$d/"
-  # The completion script is the same text on every OS; generate it with the Linux build.
-  if [ -x "$linux_bin" ]; then
-    "$linux_bin" completions powershell >"$d/tapcred.ps1"
+  # The completion script is the same text on every OS; generate it with a Linux build of
+  # this tree (this profile's, else the debug one CI's tests built).
+  comp_bin=$linux_bin
+  [ -x "$comp_bin" ] || comp_bin=$target_dir/debug/tapcred
+  if [ -x "$comp_bin" ]; then
+    "$comp_bin" completions powershell >"$d/tapcred.ps1"
   fi
   python3 - "$work" "$name" "$dist/$name.zip" <<'PY'
 import os, sys, zipfile

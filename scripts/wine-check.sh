@@ -5,12 +5,17 @@
 #   2. a second call is served from the cache (%LOCALAPPDATA%\tapcred): the double saw no call;
 #   3. exec hands the variables to a Windows child (cmd /c set AWS_);
 #   4. export --format powershell;
-#   5. two bad inputs with their documented exit codes (unknown profile 3, usage 2).
+#   5. two bad inputs with their documented exit codes (unknown profile 3, usage 2);
+#   6. private files: tapcred sets its owner-only ACL without error on what it creates
+#      (Wine keeps no file ACLs: see step 6 for what this does and does not prove), and a
+#      seed file whose ACL lets Everyone read it is refused (exit 3, naming the file and the
+#      icacls fix); the same file made private is used.
+#   7. `vault init --unlock fido2` says FIDO2 unlock is not available on Windows (exit 2).
 # The AWS files sit in %USERPROFILE%\.aws, where the AWS CLI for Windows looks.
 #
 # usage: scripts/wine-check.sh [TAPCRED_EXE [STS_DOUBLE_BIN]]
-#   defaults: target/x86_64-pc-windows-gnu/$WINE_PROFILE/tapcred.exe (WINE_PROFILE=debug) and
-#   target/debug/tapcred-sts-double (both built here when missing).
+#   defaults: target/x86_64-pc-windows-gnu/$WINE_PROFILE/tapcred.exe (WINE_PROFILE=release,
+#   the build users get) and target/debug/tapcred-sts-double (both built here when missing).
 # Needs: wine64, gcc-mingw-w64-x86-64 (for the ProcessPrng shim), python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +24,7 @@ root=$PWD
 target_dir=$(cargo metadata -q --locked --format-version 1 --no-deps |
   sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 target_dir=${target_dir:-$root/target}
-profile=${WINE_PROFILE:-debug}
+profile=${WINE_PROFILE:-release}
 exe=${1:-$target_dir/x86_64-pc-windows-gnu/$profile/tapcred.exe}
 double_bin=${2:-$target_dir/debug/tapcred-sts-double}
 wine=${WINE:-/usr/lib/wine/wine64}
@@ -30,7 +35,11 @@ ok() { echo "wine-check: ok: $*"; }
 [ -x "$wine" ] || fail "$wine is missing (apt install wine64)"
 if [ ! -f "$exe" ]; then
   export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=${CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER:-x86_64-w64-mingw32-gcc}
-  cargo build -q --locked --target x86_64-pc-windows-gnu --bin tapcred
+  if [ "$profile" = debug ]; then
+    cargo build -q --locked --target x86_64-pc-windows-gnu --bin tapcred
+  else
+    cargo build -q --locked --target x86_64-pc-windows-gnu --profile "$profile" --bin tapcred
+  fi
 fi
 [ -x "$double_bin" ] || cargo build -q --locked -p tapcred-testkit --bin tapcred-sts-double
 [ -f "$exe" ] || fail "$exe was not built"
@@ -44,6 +53,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The README's Windows steps as a new user takes them: no %USERPROFILE%\.aws yet; `tapcred
+# --version`; `tapcred configure` with the keys on stdin writes both AWS files.
 # The .exe with the Wine-only ProcessPrng shim beside it (test scaffolding, see the .c file).
 mkdir -p "$work/bin"
 cp "$exe" "$work/bin/tapcred.exe"
@@ -58,9 +69,24 @@ profile_win=$("$wine" cmd /c 'echo %USERPROFILE%' 2>/dev/null | tr -d '\r')
 echo "wine-check: prefix ready in $((SECONDS - t0)) s; USERPROFILE=$profile_win"
 user_dir=$WINEPREFIX/drive_c/users/${profile_win##*\\}
 [ -d "$user_dir" ] || fail "USERPROFILE $profile_win is not at $user_dir"
-mkdir -p "$user_dir/.aws"
-cp fixtures/aws/design/config "$user_dir/.aws/config"
-cp fixtures/aws/design/credentials "$user_dir/.aws/credentials"
+[ ! -e "$user_dir/.aws" ] || fail "the fresh prefix already has $user_dir/.aws"
+
+ver=$("$wine" "$work/bin/tapcred.exe" --version </dev/null | tr -d '\r')
+grep -q '^tapcred [0-9]' <<<"$ver" || fail "tapcred.exe --version printed: $ver"
+ok "tapcred.exe --version: $ver"
+# The design fixture's keys (the STS double knows them), on stdin as the README says.
+key_id=$(sed -n 's/^aws_access_key_id = //p' fixtures/aws/design/credentials | head -n1)
+secret=$(sed -n 's/^aws_secret_access_key = //p' fixtures/aws/design/credentials | head -n1)
+printf '%s\n%s\n' "$key_id" "$secret" | "$wine" "$work/bin/tapcred.exe" configure --keys-from-stdin \
+  --profile mfa --source-profile toolkit-user --region us-east-1 \
+  --role-arn arn:aws:iam::111111111111:role/toolkit-role \
+  --mfa-serial arn:aws:iam::111111111111:mfa/toolkit-user >"$work/out0" 2>"$work/err0" ||
+  { cat "$work/out0" "$work/err0" >&2; fail "configure with keys on stdin exited $?"; }
+grep -q '^\[profile mfa\]' "$user_dir/.aws/config" || fail "configure wrote no [profile mfa] to %USERPROFILE%\\.aws\\config"
+grep -q "^aws_access_key_id = $key_id" "$user_dir/.aws/credentials" ||
+  fail "configure wrote no [toolkit-user] keys to %USERPROFILE%\\.aws\\credentials"
+if grep -q -- "$secret" "$work/out0" "$work/err0"; then fail "configure printed the secret access key"; fi
+ok "configure (keys on stdin) wrote %USERPROFILE%\\.aws\\config and credentials"
 
 "$double_bin" --config fixtures/sts-double/design.json >"$work/double.log" 2>&1 &
 double_pid=$!
@@ -140,5 +166,67 @@ tap export --profile mfa --format yaml >/dev/null 2>"$work/err6"; rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "usage error: exit $rc, expected 2"
 ok "bad inputs: unknown profile exit 3, usage error exit 2"
+
+# 6. private files (src/platform/fs.rs, Windows body). tapcred set its owner-only DACL on
+# %USERPROFILE%\.aws (configure created it), the cache directory and every file it wrote,
+# on each new handle: SetSecurityInfo succeeded, or none of them would exist (a failure
+# aborts the write). What the DACL grants is NOT provable here: Wine 8 keeps no security
+# descriptor for files, it turns any DACL into Unix mode bits (0777 less the umask) and
+# builds the ACL it reports from the mode. Owner reads back as this user (the cached second
+# call above passed tapcred's owner check); the grant analysis is unit-tested on SDDL.
+[ -d "$user_dir/.aws" ] && ls "$cache_dir"/*.json >/dev/null || fail "private files missing"
+ok "owner-only ACL set without error on %USERPROFILE%\\.aws, the cache directory and sessions; owner read back as this user"
+
+# The seed-file check: a seed file other users can read is refused; made private, it is used.
+seed_win='~\.aws\tapcred-seed.txt'
+printf '%s\n' "$TAPCRED_TOTP_SECRET" >"$user_dir/.aws/tapcred-seed.txt"
+cat >>"$user_dir/.aws/config" <<EOF2
+
+[profile seedfile]
+source_profile = toolkit-user
+role_arn = arn:aws:iam::111111111111:role/toolkit-role-b
+mfa_serial = arn:aws:iam::111111111111:mfa/toolkit-user
+tapcred_token = software
+tapcred_totp_secret_file = $seed_win
+EOF2
+# Wine gives a file with no stored security descriptor one built from its Unix mode:
+# 0644 becomes an ACL that lets Everyone read it.
+chmod 0644 "$user_dir/.aws/tapcred-seed.txt"
+set +e
+(unset TAPCRED_TOTP_SECRET; tap code --profile seedfile >"$work/out_seed" 2>"$work/err_seed"); rc=$?
+set -e
+[ "$rc" -eq 3 ] || fail "a seed file Everyone can read: exit $rc, expected 3: $(cat "$work/err_seed")"
+[ ! -s "$work/out_seed" ] || fail "a seed file Everyone can read: a code was printed"
+grep -q 'tapcred-seed.txt.*readable by other users' "$work/err_seed" || fail "the refusal does not name the seed file: $(cat "$work/err_seed")"
+grep -q 'icacls' "$work/err_seed" || fail "the refusal gives no Windows fix (icacls): $(cat "$work/err_seed")"
+ok "seed file readable by others refused (exit 3): $(tr -d '\r' <"$work/err_seed" | head -n1)"
+chmod 0600 "$user_dir/.aws/tapcred-seed.txt"
+set +e
+code=$( (unset TAPCRED_TOTP_SECRET; tap code --profile seedfile 2>"$work/err_seed2") | tr -d '\r'); rc=$?
+set -e
+[ "$rc" -eq 0 ] || fail "the private seed file was not used (exit $rc): $(cat "$work/err_seed2")"
+python3 - "$code" "$(cat fixtures/sts-double/design.seed)" <<'PY' || fail "the code from the seed file is wrong: $code"
+import base64, hashlib, hmac, struct, sys, time
+code, seed = sys.argv[1], sys.argv[2].strip().upper()
+key = base64.b32decode(seed + "=" * (-len(seed) % 8))
+def totp(t):
+    h = hmac.new(key, struct.pack(">Q", t // 30), hashlib.sha1).digest()
+    o = h[-1] & 15
+    return "%06d" % ((struct.unpack(">I", h[o:o + 4])[0] & 0x7fffffff) % 1000000)
+now = int(time.time())
+sys.exit(0 if code in {totp(now + d) for d in (-30, 0, 30)} else 1)
+PY
+ok "the same seed file made private is used: the code matches the seed"
+
+# 7. FIDO2 vault unlock is not available on Windows in this version (raw FIDO HID needs
+#    administrator rights there): a clear usage error, and no vault file is made.
+set +e
+TAPCRED_VAULT='C:\tapcred-fido-check\vault' tap vault init --unlock fido2 >"$work/out7" 2>"$work/err7"; rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "vault init --unlock fido2: exit $rc, expected 2: $(cat "$work/err7")"
+[ ! -s "$work/out7" ] || fail "vault init --unlock fido2 printed on stdout"
+grep -q 'not available on Windows' "$work/err7" || fail "vault init --unlock fido2: $(cat "$work/err7")"
+[ ! -e "$WINEPREFIX/drive_c/tapcred-fido-check/vault" ] || fail "vault init --unlock fido2 wrote a vault"
+ok "vault init --unlock fido2: not available on Windows (exit 2), nothing written"
 
 echo "wine-check: all checks passed"

@@ -173,7 +173,8 @@ pub enum Cmd {
 
 #[derive(Debug, Subcommand)]
 pub enum VaultCmd {
-    /// Create the vault ($TAPCRED_VAULT, else ~/.local/share/tapcred/vault), unlocked by a
+    /// Create the vault ($TAPCRED_VAULT, else ~/.local/share/tapcred/vault; macOS
+    /// ~/Library/Application Support/tapcred/vault; Windows %APPDATA%\tapcred\vault), unlocked by a
     /// YubiKey OTP slot programmed for HMAC-SHA1 challenge-response
     /// (`ykman otp chalresp --generate 2`) or by a FIDO2 key's hmac-secret (not on Windows).
     Init {

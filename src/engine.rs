@@ -551,10 +551,22 @@ impl<'a> Engine<'a> {
             };
             let signing = match creds.take() {
                 Some(c) => c,
-                None => (self.base_keys)(&p.base).map_err(|err| Failure {
-                    err,
-                    cached_signer: None,
-                })?,
+                None => match (self.base_keys)(&p.base) {
+                    Ok(c) => c,
+                    Err(err) => {
+                        // Keys that could not be read (no vault, no key to open it): no
+                        // code or STS call happened, so leave no lock file behind.
+                        if self.nothing_done()
+                            && let Some(g) = step_lock
+                        {
+                            g.discard();
+                        }
+                        return Err(Failure {
+                            err,
+                            cached_signer: None,
+                        });
+                    }
+                },
             };
             let fresh = match self.call(step, &signing, signer) {
                 Ok(c) => c,

@@ -383,8 +383,35 @@ fn scenarios() -> Vec<Scenario> {
         ),
         s!(
             "token-kind-vault",
-            "`tapcred_token = vault` (not in this version)",
+            "`tapcred_token = vault` and no vault",
             || { cp(&mfa_a("tapcred_token = vault\n"), "a") }
+        ),
+        s!(
+            "access-key-unknown-place",
+            "`tapcred_access_key = keychain` on the source profile",
+            || {
+                let h = mfa_a("");
+                h.write_credentials("[toolkit-user]\ntapcred_access_key = keychain\n");
+                cp(&h, "a")
+            }
+        ),
+        s!(
+            "access-key-vault-beside-keys",
+            "`tapcred_access_key = vault` beside `aws_access_key_id`/`aws_secret_access_key`",
+            || {
+                let h = mfa_a("");
+                h.write_credentials(&format!("{KEYS}tapcred_access_key = vault\n"));
+                cp(&h, "a")
+            }
+        ),
+        s!(
+            "access-key-vault-no-vault",
+            "`tapcred_access_key = vault` and no vault",
+            || {
+                let h = mfa_a("");
+                h.write_credentials("[toolkit-user]\ntapcred_access_key = vault\n");
+                cp(&h, "a")
+            }
         ),
         s!(
             "yubikey-serial-not-a-number",

@@ -1,7 +1,8 @@
 //! `tapcred enroll --to vault`: the new virtual MFA device's seed goes straight into the
 //! vault (one unlock of the virtual YubiKey's OTP slot through the real pcscd), the profile
-//! says `tapcred_token = vault`; IAM and STS at the strict double. A failure after the seed
-//! was sealed takes it out of the vault again. Skips loudly without root/pcscd/vpcd unless
+//! says `tapcred_token = vault`; IAM and STS at the strict double. The source profile's
+//! access key is in the vault as well, so the one unlock also signs every call. A failure
+//! after the seed was sealed takes it out of the vault again. Skips loudly without root/pcscd/vpcd unless
 //! CI=true.
 
 #![cfg(unix)] // runs Linux test stacks (setsid, pcscd); the Windows build is checked by clippy and Wine
@@ -103,6 +104,10 @@ fn enroll_to_vault_seals_the_seed_and_rolls_back() {
     assert!(out.stderr.contains("tapcred vault init"), "{}", out.stderr);
     assert_eq!(d.calls("CreateVirtualMFADevice"), 0);
     h.run(&["vault", "init", "--unlock", "otp"]).ok();
+    // The source profile's key goes into the vault too (README's recovery path): enroll
+    // signs with it and seals the seed with the same one unlock.
+    h.run(&["vault", "import-keys", "--profile", "toolkit-user"])
+        .ok();
 
     // A failure after the seed was sealed (IAM refuses the codes): the entry goes again.
     let before = aws_files(&h);
@@ -118,6 +123,15 @@ fn enroll_to_vault_seals_the_seed_and_rolls_back() {
     ] {
         assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
     }
+    assert_eq!(
+        out.stderr
+            .lines()
+            .filter(|l| l.contains("to unlock the tapcred vault"))
+            .count(),
+        1,
+        "one touch: {}",
+        out.stderr
+    );
     assert_eq!(aws_files(&h), before);
     assert_eq!(open(&h).entry_names().count(), vault_before);
     assert!(d.iam_state().virtual_devices.is_empty());
@@ -161,8 +175,10 @@ fn enroll_to_vault_seals_the_seed_and_rolls_back() {
     let b32 = data_encoding::BASE32_NOPAD.encode(&seed);
     for (p, bytes) in h.snapshot() {
         assert!(
-            !contains(&bytes, &seed) && !contains(&bytes, b32.as_bytes()),
-            "{} holds the seed",
+            !contains(&bytes, &seed)
+                && !contains(&bytes, b32.as_bytes())
+                && !contains(&bytes, design::SECRET_ACCESS_KEY.as_bytes()),
+            "{} holds the seed or the secret key",
             p.display()
         );
     }

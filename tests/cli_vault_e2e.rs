@@ -446,3 +446,72 @@ fn enroll_to_vault_with_the_access_key_already_in_the_vault() {
     );
     assert_eq!(key.button().touch_requests(), touches);
 }
+
+/// Two unlockers; the first key is not plugged in: the backup opens the vault (its touch),
+/// and with no key at all the one-line error names the vault file and both unlockers.
+#[test]
+fn the_backup_key_opens_when_the_first_is_absent() {
+    let test = "the_backup_key_opens_when_the_first_is_absent";
+    let Some(mut stack) = PcscStack::start_or_skip(test) else {
+        return;
+    };
+    let first = insert(&mut stack, SLOT_KEY);
+    let d = StsDouble::start_design().expect("start the STS double");
+    let VaultHome { home, vault } = vault_home(&d);
+    const BACKUP: u32 = 90_902;
+    let backup = stack
+        .insert(
+            1,
+            VirtualYubiKey::new(
+                VykConfig::new()
+                    .serial(BACKUP)
+                    .otp_slot(2, OtpSlot::hmac_sha1(OTHER_SLOT_KEY, true))
+                    .touch_timeout(Duration::from_secs(5)),
+            ),
+        )
+        .expect("insert the backup key");
+    backup.vyk().set_auto_press(Some(Duration::from_millis(50)));
+    home.run(&[
+        "vault",
+        "add-unlock",
+        "--unlock",
+        "otp",
+        "--serial",
+        &BACKUP.to_string(),
+    ])
+    .ok();
+    drop(first.remove());
+
+    let before = backup.button().touch_requests();
+    let r = home.run(&["credential-process", "--profile", "mfa"]);
+    r.ok();
+    assert_eq!(backup.button().touch_requests() - before, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("YubiKey {BACKUP}")),
+        "the prompt names the backup key: {}",
+        r.stderr
+    );
+    assert_eq!(d.token_code_events().len(), 1);
+
+    // No key at all (and no cached session: another profile's cache dir): one line, exit 4,
+    // naming the vault and what it lists.
+    drop(backup.remove());
+    let mut home2 = Home::empty();
+    std::fs::create_dir_all(home2.aws_dir()).unwrap();
+    std::fs::copy(home.config_path(), home2.config_path()).unwrap();
+    std::fs::copy(home.credentials_path(), home2.credentials_path()).unwrap();
+    home2.set("TAPCRED_VAULT", vault.to_str().unwrap());
+    home2.set("AWS_ENDPOINT_URL_STS", &d.endpoint());
+    home2
+        .run(&["credential-process", "--profile", "mfa"])
+        .fails_with(
+            4,
+            &[
+                &vault.display().to_string(),
+                &format!("otp:{SERIAL}:2"),
+                &format!("otp:{BACKUP}:2"),
+                "plug in one of those keys",
+            ],
+        );
+    assert_eq!(d.token_code_events().len(), 1, "no code was sent");
+}

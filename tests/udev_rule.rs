@@ -232,3 +232,33 @@ fn udev_rule_syntax_name_and_product_ids() {
         assert!(!granted.contains(*pid), "{pid} has no HID interface");
     }
 }
+
+/// The install steps people follow (README, the rule's own header) and the .deb name the
+/// rule that is in `udev/`, reload udev, and re-apply the rule to keys already plugged in.
+#[test]
+fn install_steps_name_the_rule() {
+    let files = rule_files();
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_owned();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let install = format!("sudo install -m 0644 udev/{name} /etc/udev/rules.d/");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let header = std::fs::read_to_string(&files[0]).unwrap();
+    for (what, text) in [("README.md", &readme), (name.as_str(), &header)] {
+        assert!(text.contains(&install), "{what}: no `{install}`");
+        assert!(
+            text.contains("udevadm control --reload-rules") && text.contains("udevadm trigger"),
+            "{what}: reload and trigger steps"
+        );
+    }
+    let package = std::fs::read_to_string(root.join("scripts/package.sh")).unwrap();
+    assert!(
+        package.contains("udev/*.rules") && package.contains("/usr/lib/udev/rules.d/"),
+        "the .deb installs the rule under /usr/lib/udev/rules.d"
+    );
+    // Removal events are left alone, and only hidraw nodes are touched.
+    let rules = rules(&files[0]);
+    assert!(rules.iter().any(|r| {
+        get(r, "ACTION", None).is_some_and(|p| p.op == "==" && p.value == "remove")
+            && get(r, "GOTO", None).is_some()
+    }));
+}

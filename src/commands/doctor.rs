@@ -288,9 +288,7 @@ fn files_check(d: &mut Doctor, files: &AwsFiles, env: &dyn EnvLookup) {
             );
             continue;
         }
-        let shared = std::fs::metadata(path)
-            .ok()
-            .and_then(|md| crate::platform::fs::others_can_read(&md));
+        let shared = crate::platform::fs::others_can_read(path);
         match shared {
             Some(how) if what == "credentials" => d.note(
                 "files",

@@ -23,6 +23,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -45,7 +46,7 @@ use crate::token::pcsc::PcscBackend;
 use crate::token::software::SoftwareSource;
 use crate::token::{self, Code, TokenSettings, TokenSource};
 use crate::ui::Ui;
-use crate::vault::{EntryName, Secret, VaultStore};
+use crate::vault::{EntryName, Secret, VaultSession, VaultStore};
 
 use super::vault::Unlocked;
 
@@ -162,13 +163,34 @@ pub fn run_with(
             "profile \"{profile}\": the keys of \"{signer}\" are temporary (they have a session token); enroll needs the long-term access key of an IAM user"
         )));
     }
-    // Keys kept in the vault (`tapcred_access_key = vault`) cost one unlock here.
-    let creds = engine::vault_base_keys(
-        &crate::vault::VaultSession::from_env(env),
-        &resolved.base,
-        env,
-        ui,
-    )?;
+    // `--to vault` unlocks the vault first, once: the seed goes in with that unlock, and
+    // the session below replays it, so keys kept in the vault (`tapcred_access_key = vault`)
+    // and the proof cost no second touch. Otherwise keys in the vault cost one unlock here,
+    // shared with the proof.
+    let mut vault = None;
+    let session = match args.to {
+        Destination::Vault => {
+            let store = super::vault::store(ctx)?;
+            let file = store.read()?.ok_or_else(|| {
+                Error::config(format!(
+                    "no vault at {}; create one with `tapcred vault init --unlock otp`, then enroll again",
+                    store.path().display()
+                ))
+            })?;
+            ui.info(&format!(
+                "enroll: unlocking the vault {} (the seed will be sealed in it)",
+                store.path().display()
+            ));
+            let serial = args.yubikey_serial.or(resolved.token.yubikey_serial);
+            let unlocked = super::vault::unlock_with(&file, serial, env, ui)?;
+            let session = unlocked.session(env);
+            vault = Some((store, unlocked));
+            session
+        }
+        _ => VaultSession::from_env(env),
+    };
+    let session = Rc::new(session);
+    let creds = engine::vault_base_keys(&session, &resolved.base, env, ui)?;
     let sts_target = StsTarget::for_profile(&resolved, env);
     let iam_target = IamTarget::for_profile(&profiles, profile, &sts_target, env)?;
     let call = CallContext {
@@ -190,7 +212,6 @@ pub fn run_with(
     check_device_name(&device_name)?;
     let expected_serial = format!("arn:aws:iam::{account}:mfa/{device_name}");
 
-    let mut vault = None;
     let (dest, key) = match args.to {
         Destination::Oath => {
             let settings = TokenSettings {
@@ -222,27 +243,17 @@ pub fn run_with(
             (Dest::File { path }, None)
         }
         Destination::Vault => {
-            let store = super::vault::store(ctx)?;
-            let file = store.read()?.ok_or_else(|| {
-                Error::config(format!(
-                    "no vault at {}; create one with `tapcred vault init --unlock otp`, then enroll again",
-                    store.path().display()
-                ))
-            })?;
+            let (store, _) = vault.as_ref().expect("the vault was unlocked above");
             let name = EntryName::seed(expected_serial.clone());
-            if file.entry_names().any(|n| *n == name) {
+            if store
+                .read()?
+                .is_some_and(|f| f.entry_names().any(|n| *n == name))
+            {
                 return Err(Error::usage(format!(
                     "the vault {} already holds a seed for {expected_serial}; remove it (`tapcred vault remove --mfa-serial {expected_serial}`) or choose another --device-name",
                     store.path().display()
                 )));
             }
-            ui.info(&format!(
-                "enroll: unlocking the vault {} (the seed will be sealed in it)",
-                store.path().display()
-            ));
-            let serial = args.yubikey_serial.or(resolved.token.yubikey_serial);
-            let unlocked = super::vault::unlock_with(&file, serial, env, ui)?;
-            vault = Some((store, unlocked));
             (Dest::Vault, None)
         }
     };
@@ -264,6 +275,7 @@ pub fn run_with(
         cache: &cache,
         key,
         vault,
+        session,
         undo: Vec::new(),
         undone_any: false,
     };
@@ -368,6 +380,9 @@ struct Job<'a> {
     key: Option<EnrollKey>,
     /// `--to vault`: the vault's place and the unlocker output that opened it.
     vault: Option<(VaultStore, Unlocked)>,
+    /// This process's vault session (at most one unlock, shared by the signing keys and the
+    /// proof).
+    session: Rc<VaultSession>,
     undo: Vec<Undo>,
     undone_any: bool,
 }
@@ -725,7 +740,7 @@ impl Job<'_> {
         let session_seconds = engine::session_seconds(env)?;
         let sts_target = target.clone();
         let mut source = Some(source);
-        let vault = std::rc::Rc::new(crate::vault::VaultSession::from_env(env));
+        let vault = self.session.clone();
         let token_vault = vault.clone();
         let mut engine = Engine::new(
             self.cache,

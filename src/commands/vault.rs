@@ -25,8 +25,8 @@ use crate::ui::Ui;
 use crate::vault::fido2::{self, UvMode};
 use crate::vault::unlock::{connect_unlocker, enroll, parse_otp_id};
 use crate::vault::{
-    EntryName, OpenVault, OtpSlotUnlocker, Secret, UnlockOutput, Unlocker, UnlockerKind, VaultFile,
-    VaultStore,
+    EntryName, OpenVault, OtpSlotUnlocker, Secret, UnlockOutput, Unlocker, UnlockerDesc,
+    UnlockerKind, VaultFile, VaultSession, VaultStore,
 };
 
 /// Largest seed input read from stdin.
@@ -244,6 +244,40 @@ impl Unlocked {
     /// Open `file` (a later read of the same vault) with the same unlocker output: no touch.
     pub fn reopen(&self, file: &VaultFile) -> Result<OpenVault> {
         Ok(file.open(&self.id, self.output.expose())?)
+    }
+
+    /// A vault session for this process (the default vault path) whose one unlock replays
+    /// this unlocker's output: no device, no second touch.
+    pub fn session(&self, env: &dyn EnvLookup) -> VaultSession {
+        let (id, output) = (self.id.clone(), self.output.clone());
+        VaultSession::from_env(env).with_devices(Box::new(move |d: &UnlockerDesc| {
+            Ok((d.id == id).then(|| {
+                Box::new(Replay {
+                    kind: d.kind,
+                    id: id.clone(),
+                    output: output.clone(),
+                }) as Box<dyn Unlocker>
+            }))
+        }))
+    }
+}
+
+/// An unlocker answering with an output this process already got from the device.
+struct Replay {
+    kind: UnlockerKind,
+    id: String,
+    output: UnlockOutput,
+}
+
+impl Unlocker for Replay {
+    fn kind(&self) -> UnlockerKind {
+        self.kind
+    }
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+    fn respond(&mut self, _desc: &UnlockerDesc, _ui: &dyn Ui) -> Result<UnlockOutput> {
+        Ok(self.output.clone())
     }
 }
 
@@ -770,4 +804,111 @@ pub fn list(json: bool, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
         write_line(out, &format!("{label:<10}{}", e.name))?;
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    /// The two AWS files in a temporary directory.
+    fn files(config: &str, credentials: &str) -> (tempfile::TempDir, AwsFiles) {
+        let d = tempfile::tempdir().unwrap();
+        let f = AwsFiles {
+            config: d.path().join("config"),
+            credentials: d.path().join("credentials"),
+        };
+        std::fs::write(&f.config, config).unwrap();
+        std::fs::write(&f.credentials, credentials).unwrap();
+        (d, f)
+    }
+
+    fn refused(config: &str, credentials: &str, profile: &str) -> Error {
+        let (_d, f) = files(config, credentials);
+        keys_to_import(profile, &f).expect_err("refused")
+    }
+
+    #[test]
+    fn keys_to_import_takes_the_credentials_file_keys() {
+        let (_d, f) = files(
+            "[profile u]\nregion = eu-west-1\n",
+            "[u]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = s3cr3t\n",
+        );
+        let (id, secret) = keys_to_import("u", &f).unwrap();
+        assert_eq!(id, "AKIAIOSFODNN7EXAMPLE");
+        assert_eq!(secret.as_str(), "s3cr3t");
+    }
+
+    #[test]
+    fn keys_to_import_refuses_with_the_fix_and_never_echoes_the_secret() {
+        let keys = "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = s3cr3t\n";
+        let cases: Vec<(String, String, &str, ErrorKind, &[&str])> =
+            vec![
+            (
+                "[profile m]\nsource_profile = u\nrole_arn = arn:aws:iam::111111111111:role/r\n"
+                    .into(),
+                format!("[u]\n{keys}"),
+                "m",
+                ErrorKind::Config,
+                &["source_profile = u", "tapcred vault import-keys --profile u"],
+            ),
+            (
+                String::new(),
+                format!("[u]\n{keys}aws_session_token = tok\n"),
+                "u",
+                ErrorKind::Config,
+                &["session token"],
+            ),
+            (
+                format!("[profile u]\n{keys}"),
+                String::new(),
+                "u",
+                ErrorKind::Config,
+                &["in the config file", "move the aws_access_key_id"],
+            ),
+            (
+                "[profile u]\naws_secret_access_key = s3cr3t\n".into(),
+                format!("[u]\n{keys}"),
+                "u",
+                ErrorKind::Config,
+                &["also written in the config file"],
+            ),
+            (
+                String::new(),
+                "[u]\ntapcred_access_key = vault\n".into(),
+                "u",
+                ErrorKind::Usage,
+                &["already in the vault"],
+            ),
+            (
+                String::new(),
+                "[u]\naws_secret_access_key = s3cr3t\n".into(),
+                "u",
+                ErrorKind::Config,
+                &["has aws_secret_access_key but not aws_access_key_id"],
+            ),
+            (
+                String::new(),
+                format!("[u]\n{}", keys.replace("AKIA", "ASIA")),
+                "u",
+                ErrorKind::Config,
+                &["temporary", "ASIA"],
+            ),
+            (
+                String::new(),
+                format!("[u]\n{keys}"),
+                "nosuch",
+                ErrorKind::Config,
+                &["\"nosuch\" is not defined", "profiles: u"],
+            ),
+        ];
+        for (config, credentials, profile, kind, needles) in cases {
+            let e = refused(&config, &credentials, profile);
+            assert_eq!(e.kind, kind, "{e}");
+            for n in needles {
+                assert!(e.message().contains(n), "{e} should mention {n:?}");
+            }
+            assert!(!e.message().contains("s3cr3t"), "{e}");
+        }
+    }
 }

@@ -8,16 +8,21 @@
 //! the effective uid (`geteuid`, through `rustix`), never `/proc/self` (which belongs to root
 //! once the process is made non-dumpable, see [`super::harden`]).
 //!
-//! Windows: tapcred's files live under the per-user profile (`%LOCALAPPDATA%\tapcred`,
-//! `%USERPROFILE%\.aws`). Their inherited ACL grants the user, SYSTEM and Administrators
-//! only; other standard users have no access to another user's profile. That inherited ACL
-//! is what keeps the cache private (as it keeps the AWS CLI's own `credentials` file and
-//! `sso\cache` private): setting an explicit ACL would need `unsafe` Win32 calls, which
-//! tapcred forbids, for no gain over the profile's. Reparse points (symlinks, junctions) are
-//! opened as themselves (`FILE_FLAG_OPEN_REPARSE_POINT`) and refused, never followed. A seed
-//! file outside the profile cannot be checked for other readers without reading its ACL
-//! (again `unsafe`); [`others_can_read`] reports "unknown" there and the README tells
-//! Windows users to keep the seed under `%USERPROFILE%`.
+//! Windows: every file and directory tapcred creates gets an owner-only ACL at once: a
+//! protected DACL (nothing inherited) with one entry, full control for this process's user
+//! SID (directories: inherited by what is created inside). It is set on the open handle
+//! (`SetSecurityInfo`, through the `windows-permissions` crate's safe wrappers; tapcred has
+//! no `unsafe`) before anything is written. "Private" when checking means: no allow entry
+//! grants read, write, delete or ACL rights to any SID but this user, SYSTEM and the
+//! Administrators group (those two can read every file anyway; OpenSSH for Windows accepts
+//! the same set on private keys). "Mine" is an owner of this user or Administrators (what an
+//! elevated process's files get as owner). A cache directory that is not private is
+//! tightened to owner-only on its own handle, as `chmod 700` on Unix. tapcred's own files
+//! are checked for their owner when read back (their ACL was set at creation; see
+//! `check_private_file` for why it is not re-read). A seed file is refused when its ACL lets
+//! anyone else read it (no ACL at all counts as everyone). Reparse points (symlinks,
+//! junctions) are opened as themselves (`FILE_FLAG_OPEN_REPARSE_POINT`) and refused, never
+//! followed.
 
 use std::fs::{self, File, FileType, Metadata, OpenOptions};
 use std::io::{self, Read};
@@ -67,28 +72,20 @@ pub fn read_regular(
         // `AWS_CONFIG_FILE=/dev/null` (`NUL` on Windows) is the usual way to say "none".
         return Ok(Zeroizing::new(Vec::new()));
     }
-    read_checked(path, cap, follow_links, |_| Ok(()))
+    read_checked(path, cap, follow_links, |_, _| Ok(()))
 }
 
-/// Read a file tapcred wrote itself (cache entries, the step ledger): a regular file, not
-/// a link, owned by this user and private ([`is_private_file`]), at most `cap` bytes.
+/// Read a file tapcred wrote itself (cache entries, the step ledger, the vault): a regular
+/// file, not a link, owned by this user and private (Unix: mode 0600; Windows: no one
+/// else in its ACL), at most `cap` bytes. Checked on the open file.
 pub fn read_private_file(path: &Path, cap: u64) -> Result<Zeroizing<Vec<u8>>, ReadError> {
-    read_checked(path, cap, false, |md| {
-        if !is_mine(md) {
-            Err(ReadError::Foreign("owner"))
-        } else if !is_private_file(md) {
-            Err(ReadError::Foreign("mode"))
-        } else {
-            Ok(())
-        }
-    })
+    read_checked(path, cap, false, imp::check_private_file)
 }
 
 /// Read a secret file the person made (a TOTP seed): a regular file (links followed),
-/// at most `cap` bytes, that no other user can read ([`others_can_read`], checked on the
-/// open file).
+/// at most `cap` bytes, that no other user can read (checked on the open file).
 pub fn read_secret_file(path: &Path, cap: u64) -> Result<Zeroizing<Vec<u8>>, ReadError> {
-    read_checked(path, cap, true, |md| match others_can_read(md) {
+    read_checked(path, cap, true, |f, md| match imp::others_can_read(f, md) {
         Some(how) => Err(ReadError::Shared(how)),
         None => Ok(()),
     })
@@ -98,7 +95,7 @@ fn read_checked(
     path: &Path,
     cap: u64,
     follow_links: bool,
-    check: impl Fn(&Metadata) -> Result<(), ReadError>,
+    check: impl Fn(&File, &Metadata) -> Result<(), ReadError>,
 ) -> Result<Zeroizing<Vec<u8>>, ReadError> {
     let f = open_read(path, follow_links).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => ReadError::NotFound,
@@ -109,7 +106,7 @@ fn read_checked(
     if !md.is_file() || is_reparse_point(&md) {
         return Err(ReadError::NotRegular(kind_of(&md)));
     }
-    check(&md)?;
+    check(&f, &md)?;
     if md.len() > cap {
         return Err(ReadError::TooLarge(cap));
     }
@@ -148,7 +145,9 @@ pub fn create_new_private(path: &Path) -> io::Result<File> {
     let mut o = OpenOptions::new();
     o.write(true).create_new(true);
     imp::private_no_follow(&mut o);
-    o.open(path)
+    let mut f = o.open(path)?;
+    imp::make_owner_only(&mut f, false)?;
+    Ok(f)
 }
 
 /// Open (read + write) a lock file: created new and private, or the existing one, never
@@ -160,13 +159,16 @@ pub fn open_lock_file(path: &Path, create_new: bool) -> io::Result<File> {
         o.create_new(true);
     }
     imp::private_no_follow_nonblock(&mut o);
-    let f = o.open(path)?;
+    let mut f = o.open(path)?;
     let md = f.metadata()?;
     if !md.is_file() || is_reparse_point(&md) {
         return Err(io::Error::other(format!(
             "it is {}, not a regular file",
             kind_of(&md)
         )));
+    }
+    if create_new {
+        imp::make_owner_only(&mut f, false)?;
     }
     Ok(f)
 }
@@ -176,15 +178,24 @@ pub fn create_private(path: &Path) -> io::Result<File> {
     let mut o = OpenOptions::new();
     o.write(true).create(true).truncate(true);
     imp::private_no_follow(&mut o);
-    o.open(path)
+    let mut f = o.open(path)?;
+    imp::make_owner_only(&mut f, false)?;
+    Ok(f)
 }
 
-/// Create `path` and missing parents; the directories created are private to this user.
+/// Create `path` and missing parents; the directories created are private to this user
+/// (Windows: `path` itself gets the owner-only ACL when this call created it; parents
+/// created on the way keep what they inherit).
 pub fn create_private_dir_all(path: &Path) -> io::Result<()> {
+    let existed = imp::ACL_AFTER_CREATE && fs::symlink_metadata(path).is_ok();
     let mut b = fs::DirBuilder::new();
     b.recursive(true);
     imp::private_dir(&mut b);
-    b.create(path)
+    b.create(path)?;
+    if imp::ACL_AFTER_CREATE && !existed {
+        imp::make_dir_owner_only(path)?;
+    }
+    Ok(())
 }
 
 /// Why a directory tapcred keeps private cannot be used.
@@ -215,48 +226,16 @@ pub fn check_private_dir(path: &Path) -> Result<bool, DirProblem> {
     if !md.is_dir() {
         return Err(DirProblem::NotDir(kind_of(&md)));
     }
-    if !is_mine(&md) {
-        return Err(DirProblem::Foreign(owner_of(&md)));
-    }
-    if is_private(&md) {
-        return Ok(false);
-    }
-    imp::tighten_dir(path).map_err(|e| {
-        if is_symlink_refusal(&e) {
-            DirProblem::Link
-        } else {
-            DirProblem::CannotTighten(e)
-        }
-    })?;
-    Ok(true)
+    imp::check_dir_access(path, &md)
 }
 
-/// Whether this user owns the file (Unix: the effective uid; Windows: always, see the
-/// module doc).
-pub fn is_mine(md: &Metadata) -> bool {
-    imp::is_mine(md)
-}
-
-/// The owner, for messages ("uid 1000").
-pub fn owner_of(md: &Metadata) -> String {
-    imp::owner_of(md)
-}
-
-/// No access for anyone but the owner (Unix: no group/other mode bits; Windows: the
-/// inherited per-user ACL, see the module doc).
-pub fn is_private(md: &Metadata) -> bool {
-    imp::is_private(md)
-}
-
-/// Whether a file tapcred wrote is exactly as it writes them (Unix: mode 0600).
-pub fn is_private_file(md: &Metadata) -> bool {
-    imp::is_private_file(md)
-}
-
-/// For a secret file the person made (the TOTP seed): `Some(description)` when other users
-/// may read it ("mode 0644"), `None` when it is private or this platform cannot tell.
-pub fn others_can_read(md: &Metadata) -> Option<String> {
-    imp::others_can_read(md)
+/// For a file the person made (the TOTP seed, the AWS credentials file): `Some(description)`
+/// when other users may read it ("mode 0644"; Windows: "its ACL lets Everyone read it"),
+/// `None` when it is private or cannot be opened.
+pub fn others_can_read(path: &Path) -> Option<String> {
+    let f = open_read(path, true).ok()?;
+    let md = f.metadata().ok()?;
+    imp::others_can_read(&f, &md)
 }
 
 /// The command that makes a file private, for messages.
@@ -283,6 +262,8 @@ fn is_symlink_refusal(e: &io::Error) -> bool {
 }
 
 fn open_read(path: &Path, follow_links: bool) -> io::Result<File> {
+    // Read-only opens only: never needs more than read access (Windows: plus READ_CONTROL,
+    // which the owner always has, for the ACL checks).
     let mut o = OpenOptions::new();
     o.read(true);
     imp::read_flags(&mut o, follow_links);
@@ -291,13 +272,53 @@ fn open_read(path: &Path, follow_links: bool) -> io::Result<File> {
 
 #[cfg(unix)]
 mod imp {
-    use std::fs::{self, FileType, Metadata, OpenOptions, Permissions};
+    use std::fs::{self, File, FileType, Metadata, OpenOptions, Permissions};
     use std::io;
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
     use std::path::Path;
 
     use rustix::fs::OFlags;
+
+    use super::{DirProblem, ReadError};
+
+    /// The mode given at creation is all there is to do.
+    pub const ACL_AFTER_CREATE: bool = false;
+
+    pub fn make_owner_only(_f: &mut File, _dir: bool) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub fn make_dir_owner_only(_path: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub fn check_private_file(_f: &File, md: &Metadata) -> Result<(), ReadError> {
+        if !is_mine(md) {
+            Err(ReadError::Foreign("owner"))
+        } else if !is_private_file(md) {
+            Err(ReadError::Foreign("mode"))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn check_dir_access(path: &Path, md: &Metadata) -> Result<bool, DirProblem> {
+        if !is_mine(md) {
+            return Err(DirProblem::Foreign(owner_of(md)));
+        }
+        if is_private(md) {
+            return Ok(false);
+        }
+        tighten_dir(path).map_err(|e| {
+            if is_symlink_refusal(&e) {
+                DirProblem::Link
+            } else {
+                DirProblem::CannotTighten(e)
+            }
+        })?;
+        Ok(true)
+    }
 
     pub fn private_no_follow(o: &mut OpenOptions) {
         o.mode(0o600)
@@ -359,7 +380,7 @@ mod imp {
         md.mode() & 0o777 == 0o600
     }
 
-    pub fn others_can_read(md: &Metadata) -> Option<String> {
+    pub fn others_can_read(_f: &File, md: &Metadata) -> Option<String> {
         let mode = md.mode();
         (mode & 0o077 != 0).then(|| format!("mode {:04o}", mode & 0o7777))
     }
@@ -397,18 +418,223 @@ mod imp {
 
 #[cfg(windows)]
 mod imp {
-    use std::fs::{self, FileType, Metadata, OpenOptions};
+    use std::fs::{self, File, FileType, Metadata, OpenOptions};
     use std::io;
     use std::os::windows::fs::{MetadataExt, OpenOptionsExt};
     use std::path::Path;
+    use std::sync::OnceLock;
 
+    use windows_permissions::constants::{AceFlags, AceType, SeObjectType, SecurityInformation};
+    use windows_permissions::{LocalBox, SecurityDescriptor, Sid, utilities, wrappers};
     use windows_sys::Win32::Storage::FileSystem::{
-        FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
+        DELETE, FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS,
+        FILE_FLAG_OPEN_REPARSE_POINT, FILE_GENERIC_READ, FILE_GENERIC_WRITE, FILE_READ_ATTRIBUTES,
+        FILE_READ_DATA, READ_CONTROL, WRITE_DAC,
     };
 
+    use super::{DirProblem, ReadError};
+
+    /// std cannot pass a security descriptor to `CreateFileW`: the owner-only ACL is set on
+    /// the new handle right after the create, before anything is written.
+    pub const ACL_AFTER_CREATE: bool = true;
+
+    const GENERIC_READ: u32 = 0x8000_0000;
+    const GENERIC_WRITE: u32 = 0x4000_0000;
+    const GENERIC_ALL: u32 = 0x1000_0000;
+    const WRITE_OWNER: u32 = 0x0008_0000;
+    /// File: write data, append; directory: add file, add subdirectory, delete child.
+    const FILE_WRITE_BITS: u32 = 0x2 | 0x4 | 0x40;
+    /// Rights that make a file readable by a SID.
+    pub const READ_RIGHTS: u32 = FILE_READ_DATA | GENERIC_READ | GENERIC_ALL;
+    /// Rights that make a private file or directory not private: read, write, delete, or
+    /// change its ACL or owner (reading attributes or the ACL alone does not count).
+    pub const ANY_RIGHTS: u32 =
+        READ_RIGHTS | FILE_WRITE_BITS | DELETE | WRITE_DAC | WRITE_OWNER | GENERIC_WRITE;
+
+    const SYSTEM: &str = "S-1-5-18";
+    const ADMINISTRATORS: &str = "S-1-5-32-544";
+
+    /// This process's user SID (from its token), as an SDDL string.
+    fn me() -> io::Result<&'static str> {
+        static ME: OnceLock<Option<String>> = OnceLock::new();
+        ME.get_or_init(|| utilities::current_process_sid().ok().map(|s| s.to_string()))
+            .as_deref()
+            .ok_or_else(|| io::Error::other("cannot read this process's user SID"))
+    }
+
+    /// The SDDL of the owner-only DACL: protected (nothing inherited), one entry, full
+    /// control for `user` (a directory's entry is inherited by files and directories in it).
+    pub fn owner_only_sddl(user: &str, dir: bool) -> String {
+        let inherit = if dir { "OICI" } else { "" };
+        format!("D:P(A;{inherit};FA;;;{user})")
+    }
+
+    fn set_owner_only(handle: &mut File, dir: bool) -> io::Result<()> {
+        let sd: LocalBox<SecurityDescriptor> = owner_only_sddl(me()?, dir).parse()?;
+        let dacl = sd
+            .dacl()
+            .ok_or_else(|| io::Error::other("the owner-only ACL did not parse"))?;
+        wrappers::SetSecurityInfo(
+            handle,
+            SeObjectType::SE_FILE_OBJECT,
+            SecurityInformation::Dacl | SecurityInformation::ProtectedDacl,
+            None,
+            None,
+            Some(dacl),
+            None,
+        )
+    }
+
+    pub fn make_owner_only(f: &mut File, dir: bool) -> io::Result<()> {
+        set_owner_only(f, dir)
+    }
+
+    /// Open a directory itself (never through a reparse point) with `access`.
+    fn open_dir(path: &Path, access: u32) -> io::Result<File> {
+        let d = OpenOptions::new()
+            .access_mode(access)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT | FILE_FLAG_BACKUP_SEMANTICS)
+            .open(path)?;
+        if is_reparse_point(&d.metadata()?) {
+            return Err(io::Error::other("a reparse point (link or junction)"));
+        }
+        Ok(d)
+    }
+
+    pub fn make_dir_owner_only(path: &Path) -> io::Result<()> {
+        let mut d = open_dir(path, READ_CONTROL | WRITE_DAC | FILE_READ_ATTRIBUTES)?;
+        set_owner_only(&mut d, true)
+    }
+
+    fn security_of(f: &File) -> io::Result<LocalBox<SecurityDescriptor>> {
+        wrappers::GetSecurityInfo(
+            f,
+            SeObjectType::SE_FILE_OBJECT,
+            SecurityInformation::Dacl | SecurityInformation::Owner,
+        )
+    }
+
+    /// Who an ACL lets do `rights` besides `me`, SYSTEM and Administrators: the SIDs (as
+    /// SDDL strings) of the allow entries that apply to the object itself. A missing DACL
+    /// (a null DACL) grants everything to everyone: `Everyone`.
+    pub fn others_granted(sd: &SecurityDescriptor, me: &str, rights: u32) -> Vec<String> {
+        // A null DACL (present, no list) grants everything to everyone. windows-permissions
+        // 0.2.4 panics on one in `dacl()`, so it is recognised by its SDDL first (an SDDL
+        // that cannot be made counts as everyone: refuse rather than guess).
+        let null_dacl = wrappers::ConvertSecurityDescriptorToStringSecurityDescriptor(
+            sd,
+            SecurityInformation::Dacl,
+        )
+        .map_or(true, |s| s.to_string_lossy().contains("NO_ACCESS_CONTROL"));
+        let Some(acl) = sd.dacl().filter(|_| !null_dacl) else {
+            return vec!["S-1-1-0".to_owned()];
+        };
+        let mut who = Vec::new();
+        for i in 0..acl.len() {
+            let Some(ace) = acl.get_ace(i) else { break };
+            let allow = matches!(
+                ace.ace_type(),
+                AceType::ACCESS_ALLOWED_ACE_TYPE
+                    | AceType::ACCESS_ALLOWED_OBJECT_ACE_TYPE
+                    | AceType::ACCESS_ALLOWED_CALLBACK_ACE_TYPE
+                    | AceType::ACCESS_ALLOWED_CALLBACK_OBJECT_ACE_TYPE
+            );
+            if !allow
+                || ace.flags().contains(AceFlags::InheritOnly)
+                || ace.mask().bits() & rights == 0
+            {
+                continue;
+            }
+            let Some(sid) = ace.sid().map(|s| s.to_string()) else {
+                continue;
+            };
+            if sid != me && sid != SYSTEM && sid != ADMINISTRATORS && !who.contains(&sid) {
+                who.push(sid);
+            }
+        }
+        who
+    }
+
+    /// Whether the owner is this user (or Administrators: the owner of what an elevated
+    /// process creates).
+    pub fn owner_is(sd: &SecurityDescriptor, me: &str) -> bool {
+        sd.owner()
+            .map(|o| o.to_string())
+            .is_some_and(|o| o == me || o == ADMINISTRATORS)
+    }
+
+    /// A SID for messages: `DOMAIN\name` when it resolves, else the SID string.
+    fn name_of(sid: &str) -> String {
+        let Ok(s) = sid.parse::<LocalBox<Sid>>() else {
+            return sid.to_owned();
+        };
+        match wrappers::LookupAccountSid(&s) {
+            Ok((name, domain)) if !domain.is_empty() => {
+                format!("{}\\{}", domain.to_string_lossy(), name.to_string_lossy())
+            }
+            Ok((name, _)) if !name.is_empty() => name.to_string_lossy().into_owned(),
+            _ => sid.to_owned(),
+        }
+    }
+
+    fn names(sids: &[String]) -> String {
+        sids.iter()
+            .map(|s| name_of(s))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// tapcred's own file: owned by this user (or Administrators). Its ACL was made
+    /// owner-only on the handle that created it, and its directory's ACL is checked (and
+    /// tightened) by [`check_dir_access`] before use; the file's ACL is not read back here,
+    /// so that a runtime which maps ACLs lossily (Wine turns any DACL into Unix mode bits and
+    /// reports Everyone:read back) does not turn every cache entry into a miss.
+    pub fn check_private_file(f: &File, _md: &Metadata) -> Result<(), ReadError> {
+        let me = me().map_err(ReadError::Io)?;
+        let sd = security_of(f).map_err(ReadError::Io)?;
+        if owner_is(&sd, me) {
+            Ok(())
+        } else {
+            Err(ReadError::Foreign("owner"))
+        }
+    }
+
+    pub fn check_dir_access(path: &Path, _md: &Metadata) -> Result<bool, DirProblem> {
+        let link_or = |e: io::Error, other: fn(io::Error) -> DirProblem| {
+            if e.to_string().contains("reparse point") {
+                DirProblem::Link
+            } else {
+                other(e)
+            }
+        };
+        let d = open_dir(path, READ_CONTROL | FILE_READ_ATTRIBUTES)
+            .map_err(|e| link_or(e, DirProblem::Unreadable))?;
+        let me = me().map_err(DirProblem::Unreadable)?;
+        let sd = security_of(&d).map_err(DirProblem::Unreadable)?;
+        if !owner_is(&sd, me) {
+            let owner = sd.owner().map(|o| o.to_string()).unwrap_or_default();
+            return Err(DirProblem::Foreign(name_of(&owner)));
+        }
+        if others_granted(&sd, me, ANY_RIGHTS).is_empty() {
+            return Ok(false);
+        }
+        drop(d);
+        make_dir_owner_only(path).map_err(|e| link_or(e, DirProblem::CannotTighten))?;
+        Ok(true)
+    }
+
+    pub fn others_can_read(f: &File, _md: &Metadata) -> Option<String> {
+        let me = me().ok()?;
+        let sd = security_of(f).ok()?;
+        let who = others_granted(&sd, me, READ_RIGHTS);
+        (!who.is_empty()).then(|| format!("its ACL lets {} read it", names(&who)))
+    }
+
     pub fn private_no_follow(o: &mut OpenOptions) {
-        // The new file inherits the per-user directory's ACL (see the module doc).
-        o.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
+        // WRITE_DAC (and READ_CONTROL) on top of read/write: the owner-only ACL is set on
+        // this handle (the owner always has both rights).
+        o.access_mode(FILE_GENERIC_READ | FILE_GENERIC_WRITE | WRITE_DAC | READ_CONTROL)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
     }
 
     pub fn private_no_follow_nonblock(o: &mut OpenOptions) {
@@ -416,6 +642,7 @@ mod imp {
     }
 
     pub fn read_flags(o: &mut OpenOptions, follow_links: bool) {
+        o.access_mode(FILE_GENERIC_READ | READ_CONTROL);
         if !follow_links {
             o.custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
         }
@@ -423,45 +650,13 @@ mod imp {
 
     pub fn private_dir(_b: &mut fs::DirBuilder) {}
 
-    pub fn tighten_dir(path: &Path) -> io::Result<()> {
-        // Nothing to tighten (inherited ACL); still refuse a reparse point swapped in.
-        let d = OpenOptions::new()
-            .read(true)
-            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT | FILE_FLAG_BACKUP_SEMANTICS)
-            .open(path)?;
-        if is_reparse_point(&d.metadata()?) {
-            return Err(io::Error::other("a reparse point"));
-        }
-        Ok(())
-    }
-
     pub fn is_symlink_refusal(_e: &io::Error) -> bool {
         false
     }
 
-    pub fn is_mine(_md: &Metadata) -> bool {
-        true
-    }
-
-    pub fn owner_of(_md: &Metadata) -> String {
-        "another user".to_owned()
-    }
-
-    pub fn is_private(_md: &Metadata) -> bool {
-        true
-    }
-
-    pub fn is_private_file(_md: &Metadata) -> bool {
-        true
-    }
-
-    pub fn others_can_read(_md: &Metadata) -> Option<String> {
-        None
-    }
-
     pub fn make_private_hint(path: &Path) -> String {
         format!(
-            "move it under %USERPROFILE% or run: icacls \"{}\" /inheritance:r /grant:r \"%USERNAME%:F\"",
+            "icacls \"{}\" /inheritance:r /grant:r \"%USERNAME%:F\"",
             path.display()
         )
     }
@@ -482,5 +677,98 @@ mod imp {
 
     pub fn special_kind(_ft: &FileType) -> &'static str {
         "not a regular file"
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        const ME: &str = "S-1-5-21-1-2-3-1001";
+
+        fn sd(sddl: &str) -> LocalBox<SecurityDescriptor> {
+            sddl.parse().unwrap()
+        }
+
+        #[test]
+        fn owner_only_acl_names_only_this_user() {
+            let file = sd(&format!("O:{ME}{}", owner_only_sddl(ME, false)));
+            assert!(others_granted(&file, ME, ANY_RIGHTS).is_empty());
+            assert!(owner_is(&file, ME));
+            let dir = sd(&owner_only_sddl(ME, true));
+            assert!(others_granted(&dir, ME, ANY_RIGHTS).is_empty());
+            // Protected: nothing inherited from the parent.
+            assert!(owner_only_sddl(ME, true).starts_with("D:P("));
+        }
+
+        #[test]
+        fn a_profile_acl_is_private_and_others_are_named() {
+            // What %USERPROFILE% gives its files: the user, SYSTEM, Administrators.
+            let profile = sd(&format!("D:(A;ID;FA;;;{ME})(A;ID;FA;;;SY)(A;ID;FA;;;BA)"));
+            assert!(others_granted(&profile, ME, ANY_RIGHTS).is_empty());
+            assert!(others_granted(&profile, ME, READ_RIGHTS).is_empty());
+            // Users may read: not private, and Users is who is named.
+            let shared = sd(&format!("D:(A;;FA;;;{ME})(A;;FR;;;BU)(A;;0x1200a9;;;WD)"));
+            assert_eq!(
+                others_granted(&shared, ME, READ_RIGHTS),
+                vec!["S-1-5-32-545".to_owned(), "S-1-1-0".to_owned()]
+            );
+            // Another user with write only: not readable by them, but not private either.
+            let writer = sd(&format!("D:(A;;FA;;;{ME})(A;;FW;;;S-1-5-21-1-2-3-1002)"));
+            assert!(others_granted(&writer, ME, READ_RIGHTS).is_empty());
+            assert_eq!(others_granted(&writer, ME, ANY_RIGHTS).len(), 1);
+        }
+
+        #[test]
+        fn null_dacl_is_everyone_and_inherit_only_entries_do_not_apply() {
+            // Windows parses NO_ACCESS_CONTROL into a null DACL (everyone); Wine into an
+            // empty one (no one): each must be judged as what it is.
+            let null = sd("D:NO_ACCESS_CONTROL");
+            let is_null = wrappers::ConvertSecurityDescriptorToStringSecurityDescriptor(
+                &null,
+                SecurityInformation::Dacl,
+            )
+            .unwrap()
+            .to_string_lossy()
+            .contains("NO_ACCESS_CONTROL");
+            let want: Vec<String> = if is_null {
+                vec!["S-1-1-0".to_owned()]
+            } else {
+                Vec::new()
+            };
+            assert_eq!(others_granted(&null, ME, READ_RIGHTS), want);
+            assert!(others_granted(&sd("D:"), ME, ANY_RIGHTS).is_empty());
+            let inherit_only = sd(&format!(
+                "D:(A;;FA;;;{ME})(A;OICIIO;GA;;;CO)(A;OICIIO;GR;;;BU)"
+            ));
+            assert!(others_granted(&inherit_only, ME, ANY_RIGHTS).is_empty());
+            // A deny entry is no grant.
+            let deny = sd(&format!("D:(D;;FR;;;WD)(A;;FA;;;{ME})"));
+            assert!(others_granted(&deny, ME, READ_RIGHTS).is_empty());
+        }
+
+        #[test]
+        fn created_files_and_directories_take_the_acl_and_read_back_as_mine() {
+            // SetSecurityInfo on each new handle must succeed, and the owner read back
+            // must be this process's user (what the grants read back as depends on the
+            // file system: Wine reports its Unix mode, see README "Platforms").
+            let base = std::env::temp_dir().join(format!("tapcred-acl-{}", std::process::id()));
+            let dir = base.join("cache");
+            super::super::create_private_dir_all(&dir).unwrap();
+            let path = dir.join("entry.json");
+            let mut f = super::super::create_new_private(&path).unwrap();
+            std::io::Write::write_all(&mut f, b"{}").unwrap();
+            drop(f);
+            let back = super::super::read_private_file(&path, 1024).unwrap();
+            assert_eq!(&back[..], b"{}");
+            let sd = security_of(&File::open(&path).unwrap()).unwrap();
+            assert!(owner_is(&sd, me().unwrap()));
+            std::fs::remove_dir_all(&base).unwrap();
+        }
+
+        #[test]
+        fn owner_must_be_this_user_or_administrators() {
+            assert!(owner_is(&sd("O:BAD:"), ME));
+            assert!(!owner_is(&sd("O:S-1-5-21-1-2-3-1002D:"), ME));
+        }
     }
 }

@@ -1,11 +1,11 @@
 //! Where things are, per OS: the home directory (which holds `.aws\config` as the AWS CLI
-//! reads it) and tapcred's cache directory.
+//! reads it), tapcred's cache directory and its data directory (the vault).
 //!
-//! | | home | cache (`XDG_CACHE_HOME` set and absolute wins everywhere) |
-//! |---|---|---|
-//! | Linux | `$HOME` | `$HOME/.cache/tapcred` |
-//! | macOS | `$HOME` | `$HOME/Library/Caches/tapcred` |
-//! | Windows | `%USERPROFILE%` (then `%HOME%`, then `%HOMEDRIVE%%HOMEPATH%`) | `%LOCALAPPDATA%\tapcred` |
+//! | | home | cache (`XDG_CACHE_HOME` set and absolute wins everywhere) | data (`XDG_DATA_HOME` likewise) |
+//! |---|---|---|---|
+//! | Linux | `$HOME` | `$HOME/.cache/tapcred` | `$HOME/.local/share/tapcred` |
+//! | macOS | `$HOME` | `$HOME/Library/Caches/tapcred` | `$HOME/Library/Application Support/tapcred` |
+//! | Windows | `%USERPROFILE%` (then `%HOME%`, then `%HOMEDRIVE%%HOMEPATH%`) | `%LOCALAPPDATA%\tapcred` | `%APPDATA%\tapcred` |
 
 use std::path::{Path, PathBuf};
 
@@ -55,6 +55,35 @@ pub fn cache_dir(env: &dyn EnvLookup) -> Option<PathBuf> {
         home.join("Library").join("Caches").join("tapcred")
     } else {
         home.join(".cache").join("tapcred")
+    })
+}
+
+/// tapcred's data directory (the vault lives here), None when no base is known.
+pub fn data_dir(env: &dyn EnvLookup) -> Option<PathBuf> {
+    if let Some(x) = env
+        .var("XDG_DATA_HOME")
+        .filter(|x| Path::new(x).is_absolute())
+    {
+        return Some(PathBuf::from(x).join("tapcred"));
+    }
+    if cfg!(windows) {
+        if let Some(a) = env.var("APPDATA").filter(|x| Path::new(x).is_absolute()) {
+            return Some(PathBuf::from(a).join("tapcred"));
+        }
+        return home(env).map(|h| {
+            PathBuf::from(h)
+                .join("AppData")
+                .join("Roaming")
+                .join("tapcred")
+        });
+    }
+    let home = PathBuf::from(home(env)?);
+    Some(if cfg!(target_os = "macos") {
+        home.join("Library")
+            .join("Application Support")
+            .join("tapcred")
+    } else {
+        home.join(".local").join("share").join("tapcred")
     })
 }
 
@@ -118,6 +147,36 @@ mod tests {
         };
         assert_eq!(cache_dir(&e), want);
         assert_eq!(cache_dir(&env(&[])), None);
+    }
+
+    #[test]
+    fn per_os_data_dir() {
+        let e = env(&[("HOME", "/h"), ("USERPROFILE", "/h")]);
+        let want = if cfg!(windows) {
+            Path::new("/h")
+                .join("AppData")
+                .join("Roaming")
+                .join("tapcred")
+        } else if cfg!(target_os = "macos") {
+            PathBuf::from("/h/Library/Application Support/tapcred")
+        } else {
+            PathBuf::from("/h/.local/share/tapcred")
+        };
+        assert_eq!(data_dir(&e), Some(want));
+        assert_eq!(data_dir(&env(&[])), None);
+        let abs = if cfg!(windows) { "C:\\d" } else { "/d" };
+        let x = env(&[("XDG_DATA_HOME", abs), ("HOME", "/h"), ("APPDATA", "C:\\a")]);
+        assert_eq!(data_dir(&x), Some(Path::new(abs).join("tapcred")));
+        if cfg!(windows) {
+            let a = env(&[
+                ("APPDATA", "C:\\u\\AppData\\Roaming"),
+                ("USERPROFILE", "C:\\u"),
+            ]);
+            assert_eq!(
+                data_dir(&a),
+                Some(Path::new("C:\\u\\AppData\\Roaming").join("tapcred"))
+            );
+        }
     }
 
     #[test]

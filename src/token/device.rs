@@ -31,6 +31,12 @@ pub trait Backend: Send + Sync {
     fn readers(&self) -> Result<Vec<String>>;
     /// Connect to a reader. `Ok(None)` when the reader holds no card.
     fn connect(&self, reader: &str) -> Result<Option<Box<dyn Connection>>>;
+    /// The same machine's YubiKey OTP HID interfaces, for keys whose CCID interface is off
+    /// (the OTP unlocker falls back to them). Real PC/SC: hidapi; test backends: none,
+    /// unless a test gives them virtual ones.
+    fn otp_hid(&self) -> Option<Box<dyn crate::token::otp::OtpHidBackend>> {
+        None
+    }
 }
 
 /// What the management (or OTP) applet says about a key.
@@ -229,24 +235,61 @@ pub enum ChooseError {
     Fatal(Error),
 }
 
-/// Choose the key for `serial` (or the only key). Keys are identified here only when the
-/// serial decides something: a serial is configured, or several keys are plugged in. One
-/// key and no serial: no identification APDU at all.
+/// A key found on one link (a PC/SC reader, an OTP HID interface), maybe not identified
+/// yet. [`choose`] decides between them the same way for every link.
+pub trait Candidate {
+    /// The serial, once identified (`None`: unknown or hidden).
+    fn serial(&self) -> Option<u32>;
+    /// Where the key is, for messages when its serial is unknown (a reader name, a path).
+    fn place(&self) -> &str;
+    /// Read the serial (once; later calls do nothing).
+    fn identify(&mut self) -> Result<()>;
+}
+
+impl Candidate for FoundKey {
+    fn serial(&self) -> Option<u32> {
+        self.info.serial
+    }
+    fn place(&self) -> &str {
+        &self.reader
+    }
+    fn identify(&mut self) -> Result<()> {
+        FoundKey::identify(self)
+    }
+}
+
+/// What [`choose_key`] says when no PC/SC reader holds a YubiKey.
+pub const NO_PCSC_KEY: &str = "no YubiKey found: no PC/SC reader named \"Yubico YubiKey …\" holds a key; plug in the key (with its CCID interface enabled: `ykman config mode`)";
+
+/// Choose the key for `serial` (or the only key) among PC/SC readers, see [`choose`].
 pub fn choose_key(
-    mut keys: Vec<FoundKey>,
+    keys: Vec<FoundKey>,
     serial: Option<u32>,
     profile: &str,
 ) -> std::result::Result<FoundKey, ChooseError> {
+    choose(keys, serial, profile, NO_PCSC_KEY)
+}
+
+/// Choose the key for `serial` (or the only key). Keys are identified here only when the
+/// serial decides something: a serial is configured, or several keys are plugged in. One
+/// key and no serial: no identification at all. `none_found` is the whole message when
+/// there is no key and no serial was asked for.
+pub fn choose<K: Candidate>(
+    mut keys: Vec<K>,
+    serial: Option<u32>,
+    profile: &str,
+    none_found: &str,
+) -> std::result::Result<K, ChooseError> {
     if serial.is_some() || keys.len() > 1 {
         for k in &mut keys {
             k.identify().map_err(ChooseError::Fatal)?;
         }
     }
-    let serials = |keys: &[FoundKey]| {
+    let serials = |keys: &[K]| {
         keys.iter()
-            .map(|k| match k.info.serial {
+            .map(|k| match k.serial() {
                 Some(s) => s.to_string(),
-                None => format!("unknown serial in \"{}\"", k.reader),
+                None => format!("unknown serial in \"{}\"", k.place()),
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -257,7 +300,7 @@ pub fn choose_key(
         format!(" in profile \"{profile}\"")
     };
     if let Some(want) = serial {
-        if let Some(i) = keys.iter().position(|k| k.info.serial == Some(want)) {
+        if let Some(i) = keys.iter().position(|k| k.serial() == Some(want)) {
             return Ok(keys.swap_remove(i));
         }
         let present = if keys.is_empty() {
@@ -270,9 +313,7 @@ pub fn choose_key(
         ))));
     }
     match keys.len() {
-        0 => Err(ChooseError::NoKey(Error::token(
-            "no YubiKey found: no PC/SC reader named \"Yubico YubiKey …\" holds a key; plug in the key (with its CCID interface enabled: `ykman config mode`)",
-        ))),
+        0 => Err(ChooseError::NoKey(Error::token(none_found))),
         1 => Ok(keys.pop().expect("one key")),
         n => Err(ChooseError::Ambiguous(Error::token(format!(
             "{n} YubiKeys are plugged in ({}); choose one with tapcred_yubikey_serial = SERIAL{in_profile} in ~/.aws/config, or unplug the others",

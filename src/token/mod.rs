@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::ui::Ui;
 
 pub mod device;
+pub mod hid;
 pub mod oath;
 pub mod otp;
 pub mod pcsc;

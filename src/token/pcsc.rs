@@ -85,6 +85,10 @@ impl Backend for PcscBackend {
         }
     }
 
+    fn otp_hid(&self) -> Option<Box<dyn crate::token::otp::OtpHidBackend>> {
+        Some(Box::new(crate::token::hid::HidapiBackend))
+    }
+
     fn connect(&self, reader: &str) -> Result<Option<Box<dyn Connection>>> {
         let ctx = self.context()?;
         let name = CString::new(reader)

@@ -589,3 +589,53 @@ fn a_backup_fido2_key_opens_the_vault_when_the_first_is_absent() {
     assert_eq!(id, file.unlocker_descs().nth(1).unwrap().id);
     assert_eq!(vault.get(&EntryName::seed(SERIAL)).unwrap(), seed());
 }
+
+#[test]
+fn one_fido2_touch_serves_seed_and_access_key_through_the_session() {
+    use crate::vault::session::VaultSession;
+    use crate::vault::store::VaultStore;
+    // Key A made the vault, key B is the backup; only B is plugged in.
+    let a = VirtualAuthenticator::new();
+    let b = VirtualAuthenticator::new().with_pin(PIN);
+    let mut ua = Fido2Unlocker::for_enroll(Box::new(Virt(a.clone())), UvMode::Touch, &env(None));
+    let (da, oa) = enroll(&mut ua, &touching(&a)).unwrap();
+    let mut v = OpenVault::create(da, oa.expose()).unwrap();
+    v.put(EntryName::seed(SERIAL), &seed()).unwrap();
+    let key = Secret::AccessKey {
+        access_key_id: "AKIAIOSFODNN7EXAMPLE".to_owned(),
+        secret_access_key: Zeroizing::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".to_owned()),
+    };
+    v.put(EntryName::access_key("toolkit-user"), &key).unwrap();
+    let mut ub = Fido2Unlocker::for_enroll(Box::new(Virt(b.clone())), UvMode::Pin, &env(Some(PIN)));
+    let (db, ob) = enroll(&mut ub, &touching(&b)).unwrap();
+    v.add_unlocker(db, ob.expose()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = VaultStore::new(dir.path().join("vault"));
+    store.lock().unwrap().write(&v).unwrap();
+
+    let plugged = b.clone();
+    let session = VaultSession::new(store).with_devices(Box::new(move |d| {
+        Ok(
+            connect_device(Box::new(Virt(plugged.clone())), d, &env(Some(PIN)))?
+                .map(|u| Box::new(u) as Box<dyn Unlocker>),
+        )
+    }));
+    let ui = touching(&b);
+    let no_env = env(None);
+    assert_eq!(
+        session
+            .secret(&EntryName::seed(SERIAL), &no_env, &ui)
+            .unwrap(),
+        seed()
+    );
+    let creds = session.access_key("toolkit-user", &no_env, &ui).unwrap();
+    assert_eq!(creds.access_key_id, "AKIAIOSFODNN7EXAMPLE");
+    assert_eq!(creds.secret(), "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+    assert_eq!(session.unlocks(), 1);
+    let touches = ui
+        .events()
+        .iter()
+        .filter(|e| matches!(e, UiEvent::TouchWait(_)))
+        .count();
+    assert_eq!(touches, 1, "one touch for both: {:?}", ui.events());
+}

@@ -48,20 +48,15 @@ impl VaultStore {
         self
     }
 
-    /// `$TAPCRED_VAULT`, else `$XDG_DATA_HOME/tapcred/vault` (absolute only, as XDG says),
-    /// else `$HOME/.local/share/tapcred/vault`; None when none is known.
+    /// `$TAPCRED_VAULT`, else `vault` in tapcred's data directory
+    /// ([`crate::platform::locations::data_dir`]: `$XDG_DATA_HOME/tapcred` when absolute,
+    /// else `~/.local/share/tapcred`, macOS `~/Library/Application Support/tapcred`, Windows
+    /// `%APPDATA%\tapcred`); None when none is known.
     pub fn default_path(env: &dyn EnvLookup) -> Option<PathBuf> {
         if let Some(p) = env.var(VAULT_ENV).filter(|p| !p.is_empty()) {
             return Some(PathBuf::from(p));
         }
-        if let Some(x) = env
-            .var("XDG_DATA_HOME")
-            .filter(|x| Path::new(x).is_absolute())
-        {
-            return Some(Path::new(&x).join("tapcred").join("vault"));
-        }
-        let home = env.var("HOME").filter(|h| !h.is_empty())?;
-        Some(Path::new(&home).join(".local/share/tapcred/vault"))
+        crate::platform::locations::data_dir(env).map(|d| d.join("vault"))
     }
 
     pub fn path(&self) -> &Path {

@@ -8,10 +8,11 @@ use zeroize::Zeroizing;
 use super::format::{OpenVault, UnlockerDesc, UnlockerKind, VaultFile};
 use crate::error::Result;
 use crate::token::EnvLookup;
-use crate::token::device::{self, Backend, ChooseError, Connection};
-use crate::token::otp::{HMAC_CHALLENGE_SIZE, OtpApplet, Slot};
+use crate::token::device::{self, Backend, ChooseError};
+use crate::token::otp::hid::{self as otp_hid, OtpHid, OtpHidBackend, Pacing};
+use crate::token::otp::{ChallengeResponse, HMAC_CHALLENGE_SIZE, OtpApplet, Slot};
 use crate::token::pcsc::PcscBackend;
-use crate::token::transport::ApduTransport;
+use crate::token::transport::{ApduTransport, FeatureReportTransport};
 use crate::ui::Ui;
 
 /// An unlocker's secret output. Debug shows no secret.
@@ -78,7 +79,7 @@ pub fn connect_unlocker(
 ) -> Result<Option<Box<dyn Unlocker>>> {
     let _ = ui;
     match desc.kind {
-        UnlockerKind::OtpHmacSha1 => connect_otp_pcsc(desc, &PcscBackend::new()),
+        UnlockerKind::OtpHmacSha1 => connect_otp(desc, &PcscBackend::new()),
         UnlockerKind::Fido2HmacSecret => super::fido2::connect_unlocker(desc, env),
     }
 }
@@ -97,8 +98,9 @@ pub fn parse_otp_id(id: &str) -> Option<(Option<u32>, Slot)> {
     parts.next().is_none().then_some((serial, slot))
 }
 
-/// The OTP-slot arm over PC/SC: the YubiKey named by the unlocker's id, through `backend`.
-pub fn connect_otp_pcsc(
+/// The OTP-slot arm: the YubiKey named by the unlocker's id, over PC/SC through `backend`,
+/// else over USB HID (`backend.otp_hid()`) for a key whose CCID interface is off.
+pub fn connect_otp(
     desc: &UnlockerDesc,
     backend: &dyn Backend,
 ) -> Result<Option<Box<dyn Unlocker>>> {
@@ -108,36 +110,13 @@ pub fn connect_otp_pcsc(
             desc.id
         )));
     };
-    let readers = match backend.readers() {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::info!(unlocker = %desc.id, error = %e, "no PC/SC readers for this unlocker");
-            return Ok(None);
-        }
-    };
-    let keys = match device::connect_keys(backend, readers) {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::info!(unlocker = %desc.id, error = %e, "cannot reach the YubiKeys over PC/SC");
-            return Ok(None);
-        }
-    };
-    let mut key = match device::choose_key(keys, serial, "") {
-        Ok(k) => k,
-        Err(ChooseError::NoKey(e)) => {
+    match OtpSlotUnlocker::find(backend, serial, slot)? {
+        Found::Here(u) => Ok(Some(Box::new(u))),
+        Found::Missing(e) => {
             tracing::info!(unlocker = %desc.id, error = %e, "this unlocker's YubiKey is not here");
-            return Ok(None);
+            Ok(None)
         }
-        Err(ChooseError::Ambiguous(e) | ChooseError::Fatal(e)) => return Err(e),
-    };
-    key.identify()?;
-    let label = key.label();
-    let applet = OtpApplet::select(key.conn, &label)?;
-    Ok(Some(Box::new(OtpSlotUnlocker {
-        applet,
-        serial: key.info.serial,
-        slot,
-    })))
+    }
 }
 
 /// A new descriptor for `unlocker` (fresh salt and challenge), and its output for it.
@@ -147,34 +126,68 @@ pub fn enroll(unlocker: &mut dyn Unlocker, ui: &dyn Ui) -> Result<(UnlockerDesc,
     Ok((desc, out))
 }
 
-/// A YubiKey OTP slot's HMAC-SHA1 challenge-response, over any APDU transport (PC/SC for
-/// real keys). Its id is `otp:SERIAL:SLOT` (`otp:unknown:SLOT` when the key hides its
-/// serial). The challenge sent is the header's 32-byte challenge, padded as in
-/// [`crate::token::otp::pad_challenge`]; the output is the 20-byte HMAC-SHA1.
-pub struct OtpSlotUnlocker<T: ApduTransport> {
-    applet: OtpApplet<T>,
+/// A YubiKey OTP slot's HMAC-SHA1 challenge-response, over CCID (any APDU transport: PC/SC
+/// for real keys) or the OTP HID interface (any feature-report transport: hidapi for real
+/// keys); both give the same output for the same slot. Its id is `otp:SERIAL:SLOT`
+/// (`otp:unknown:SLOT` when the key hides its serial). The challenge sent is the header's
+/// 32-byte challenge, padded as in [`crate::token::otp::pad_challenge`]; the output is the
+/// 20-byte HMAC-SHA1.
+pub struct OtpSlotUnlocker {
+    dev: Box<dyn ChallengeResponse>,
     serial: Option<u32>,
     slot: Slot,
+    /// Which link: "CCID" or "HID", for logs.
+    link: &'static str,
 }
 
-impl<T: ApduTransport> fmt::Debug for OtpSlotUnlocker<T> {
+impl fmt::Debug for OtpSlotUnlocker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OtpSlotUnlocker")
             .field("serial", &self.serial)
             .field("slot", &self.slot)
+            .field("link", &self.link)
             .finish()
     }
 }
 
-impl<T: ApduTransport> OtpSlotUnlocker<T> {
-    /// SELECT the OTP applet on an open connection to the key with this serial.
-    pub fn new(transport: T, serial: Option<u32>, slot: Slot) -> Result<Self> {
+/// Whether a key was found for an OTP unlocker.
+pub enum Found {
+    Here(OtpSlotUnlocker),
+    /// Not plugged in on this link (or the link cannot be reached): why, for messages.
+    Missing(crate::Error),
+}
+
+impl OtpSlotUnlocker {
+    /// SELECT the OTP applet on an open CCID connection to the key with this serial.
+    pub fn new<T: ApduTransport + 'static>(
+        transport: T,
+        serial: Option<u32>,
+        slot: Slot,
+    ) -> Result<Self> {
         let label = crate::token::device::label(serial, "?");
         let applet = OtpApplet::select(transport, &label)?;
         Ok(OtpSlotUnlocker {
-            applet,
+            dev: Box::new(applet),
             serial,
             slot,
+            link: "CCID",
+        })
+    }
+
+    /// Read the status on an open OTP HID interface of the key with this serial.
+    pub fn over_hid<T: FeatureReportTransport + 'static>(
+        transport: T,
+        serial: Option<u32>,
+        slot: Slot,
+        pacing: Pacing,
+    ) -> Result<Self> {
+        let label = crate::token::device::label(serial, "?");
+        let hid = OtpHid::open(transport, &label, pacing)?;
+        Ok(OtpSlotUnlocker {
+            dev: Box::new(hid),
+            serial,
+            slot,
+            link: "HID",
         })
     }
 
@@ -185,33 +198,85 @@ impl<T: ApduTransport> OtpSlotUnlocker<T> {
             None => format!("otp:unknown:{}", slot.number()),
         }
     }
-}
 
-impl OtpSlotUnlocker<Box<dyn Connection>> {
-    /// The YubiKey with `serial` (or the only one plugged in) through `backend` (PC/SC for
-    /// real keys), its OTP applet selected.
+    /// The YubiKey with `serial` (or the only one plugged in): over PC/SC through
+    /// `backend`, else over USB HID through `backend.otp_hid()`.
     pub fn connect(backend: &dyn Backend, serial: Option<u32>, slot: Slot) -> Result<Self> {
-        let readers = backend.readers()?;
-        let keys = device::connect_keys(backend, readers)?;
+        match Self::find(backend, serial, slot)? {
+            Found::Here(u) => Ok(u),
+            Found::Missing(e) => Err(e),
+        }
+    }
+
+    /// [`Self::connect`], telling "not here" (`Found::Missing`) from errors to stop at
+    /// (several keys and no serial, a key that fails while identified).
+    pub fn find(backend: &dyn Backend, serial: Option<u32>, slot: Slot) -> Result<Found> {
+        let pcsc_missing = match Self::find_pcsc(backend, serial, slot)? {
+            Found::Here(u) => return Ok(Found::Here(u)),
+            Found::Missing(e) => e,
+        };
+        let Some(hid) = backend.otp_hid() else {
+            return Ok(Found::Missing(pcsc_missing));
+        };
+        match Self::find_hid(&*hid, serial, slot, Pacing::default())? {
+            Found::Here(u) => {
+                tracing::info!(id = %u.id(), "YubiKey found on its OTP HID interface (not over PC/SC)");
+                Ok(Found::Here(u))
+            }
+            Found::Missing(h) => Ok(Found::Missing(crate::Error::new(
+                pcsc_missing.kind,
+                format!("{}; over USB HID: {}", pcsc_missing.message(), h.message()),
+            ))),
+        }
+    }
+
+    /// The key over PC/SC only, its OTP applet selected.
+    pub fn find_pcsc(backend: &dyn Backend, serial: Option<u32>, slot: Slot) -> Result<Found> {
+        let readers = match backend.readers() {
+            Ok(r) => r,
+            Err(e) => return Ok(Found::Missing(e)),
+        };
+        let keys = match device::connect_keys(backend, readers) {
+            Ok(k) => k,
+            Err(e) => return Ok(Found::Missing(e)),
+        };
         let mut key = match device::choose_key(keys, serial, "") {
             Ok(k) => k,
-            Err(ChooseError::NoKey(e) | ChooseError::Ambiguous(e) | ChooseError::Fatal(e)) => {
-                return Err(e);
-            }
+            Err(ChooseError::NoKey(e)) => return Ok(Found::Missing(e)),
+            Err(ChooseError::Ambiguous(e) | ChooseError::Fatal(e)) => return Err(e),
         };
         key.identify()?;
-        let serial = key.info.serial;
         let label = key.label();
         let applet = OtpApplet::select(key.conn, &label)?;
-        Ok(OtpSlotUnlocker {
-            applet,
-            serial,
+        Ok(Found::Here(OtpSlotUnlocker {
+            dev: Box::new(applet),
+            serial: key.info.serial,
             slot,
-        })
+            link: "CCID",
+        }))
+    }
+
+    /// The key over its OTP HID interface only, identified by the serial it reports there.
+    pub fn find_hid(
+        hid: &dyn OtpHidBackend,
+        serial: Option<u32>,
+        slot: Slot,
+        pacing: Pacing,
+    ) -> Result<Found> {
+        match otp_hid::connect(hid, serial, pacing) {
+            Ok(k) => Ok(Found::Here(OtpSlotUnlocker {
+                dev: Box::new(k.hid),
+                serial: k.serial,
+                slot,
+                link: "HID",
+            })),
+            Err(ChooseError::NoKey(e)) => Ok(Found::Missing(e)),
+            Err(ChooseError::Ambiguous(e) | ChooseError::Fatal(e)) => Err(e),
+        }
     }
 }
 
-impl<T: ApduTransport> Unlocker for OtpSlotUnlocker<T> {
+impl Unlocker for OtpSlotUnlocker {
     fn kind(&self) -> UnlockerKind {
         UnlockerKind::OtpHmacSha1
     }
@@ -230,14 +295,12 @@ impl<T: ApduTransport> Unlocker for OtpSlotUnlocker<T> {
                 desc.id
             )));
         }
-        self.applet.check_configured(self.slot)?;
         let who = crate::token::device::label(self.serial, "?");
-        ui.touch_wait(&format!(
+        let touch = format!(
             "Touch your {who} (OTP slot {}) to unlock the tapcred vault, if it blinks",
             self.slot.number()
-        ));
-        let r = self.applet.hmac_sha1(self.slot, &desc.challenge);
-        ui.touch_done(r.is_ok());
-        Ok(UnlockOutput::new(r?.to_vec()))
+        );
+        let r = self.dev.hmac_sha1(self.slot, &desc.challenge, &touch, ui)?;
+        Ok(UnlockOutput::new(r.to_vec()))
     }
 }

@@ -9,6 +9,7 @@
 
 mod apdu;
 mod crypto;
+pub mod otp_hid;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +23,7 @@ use zeroize::Zeroizing;
 
 use apdu::*;
 pub use crypto::derive_access_key;
+pub use otp_hid::VirtualOtpHid;
 
 /// YKOATH applet AID.
 pub const OATH_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x05, 0x27, 0x21, 0x01];
@@ -763,6 +765,11 @@ impl VirtualYubiKey {
     /// The card's ATR.
     pub fn atr(&self) -> Vec<u8> {
         self.shared.atr.clone()
+    }
+
+    /// The key's OTP HID interface (feature reports), sharing its slots, serial and button.
+    pub fn otp_hid(&self) -> VirtualOtpHid {
+        VirtualOtpHid::new(self.shared.clone())
     }
 
     pub fn handle(&self) -> VykHandle {
