@@ -49,6 +49,10 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "The YubiKey OATH applet password for headless runs.",
     ),
     (
+        "TAPCRED_FIDO_PIN",
+        "The FIDO2 key's PIN for a vault unlocker that needs it, for headless runs (else a no-echo prompt).",
+    ),
+    (
         "TAPCRED_SESSION_DURATION",
         "MFA session length in seconds, 900-129600 (default 43200).",
     ),

@@ -518,7 +518,15 @@ mod imp {
     /// SDDL strings) of the allow entries that apply to the object itself. A missing DACL
     /// (a null DACL) grants everything to everyone: `Everyone`.
     pub fn others_granted(sd: &SecurityDescriptor, me: &str, rights: u32) -> Vec<String> {
-        let Some(acl) = sd.dacl() else {
+        // A null DACL (present, no list) grants everything to everyone. windows-permissions
+        // 0.2.4 panics on one in `dacl()`, so it is recognised by its SDDL first (an SDDL
+        // that cannot be made counts as everyone: refuse rather than guess).
+        let null_dacl = wrappers::ConvertSecurityDescriptorToStringSecurityDescriptor(
+            sd,
+            SecurityInformation::Dacl,
+        )
+        .map_or(true, |s| s.to_string_lossy().contains("NO_ACCESS_CONTROL"));
+        let Some(acl) = sd.dacl().filter(|_| !null_dacl) else {
             return vec!["S-1-1-0".to_owned()];
         };
         let mut who = Vec::new();
@@ -712,10 +720,23 @@ mod imp {
 
         #[test]
         fn null_dacl_is_everyone_and_inherit_only_entries_do_not_apply() {
-            assert_eq!(
-                others_granted(&sd("D:NO_ACCESS_CONTROL"), ME, READ_RIGHTS),
+            // Windows parses NO_ACCESS_CONTROL into a null DACL (everyone); Wine into an
+            // empty one (no one): each must be judged as what it is.
+            let null = sd("D:NO_ACCESS_CONTROL");
+            let is_null = wrappers::ConvertSecurityDescriptorToStringSecurityDescriptor(
+                &null,
+                SecurityInformation::Dacl,
+            )
+            .unwrap()
+            .to_string_lossy()
+            .contains("NO_ACCESS_CONTROL");
+            let want: Vec<String> = if is_null {
                 vec!["S-1-1-0".to_owned()]
-            );
+            } else {
+                Vec::new()
+            };
+            assert_eq!(others_granted(&null, ME, READ_RIGHTS), want);
+            assert!(others_granted(&sd("D:"), ME, ANY_RIGHTS).is_empty());
             let inherit_only = sd(&format!(
                 "D:(A;;FA;;;{ME})(A;OICIIO;GA;;;CO)(A;OICIIO;GR;;;BU)"
             ));
@@ -723,6 +744,25 @@ mod imp {
             // A deny entry is no grant.
             let deny = sd(&format!("D:(D;;FR;;;WD)(A;;FA;;;{ME})"));
             assert!(others_granted(&deny, ME, READ_RIGHTS).is_empty());
+        }
+
+        #[test]
+        fn created_files_and_directories_take_the_acl_and_read_back_as_mine() {
+            // SetSecurityInfo on each new handle must succeed, and the owner read back
+            // must be this process's user (what the grants read back as depends on the
+            // file system: Wine reports its Unix mode, see README "Platforms").
+            let base = std::env::temp_dir().join(format!("tapcred-acl-{}", std::process::id()));
+            let dir = base.join("cache");
+            super::super::create_private_dir_all(&dir).unwrap();
+            let path = dir.join("entry.json");
+            let mut f = super::super::create_new_private(&path).unwrap();
+            std::io::Write::write_all(&mut f, b"{}").unwrap();
+            drop(f);
+            let back = super::super::read_private_file(&path, 1024).unwrap();
+            assert_eq!(&back[..], b"{}");
+            let sd = security_of(&File::open(&path).unwrap()).unwrap();
+            assert!(owner_is(&sd, me().unwrap()));
+            std::fs::remove_dir_all(&base).unwrap();
         }
 
         #[test]
