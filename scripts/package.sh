@@ -103,6 +103,9 @@ if want deb; then
   for r in udev/*.rules; do install -Dm0644 "$r" "$d/usr/lib/udev/rules.d/$(basename "$r")"; done
   install -Dm0644 README.md "$d/usr/share/doc/tapcred/README.md"
   size=$(du -sk "$d" | cut -f1)
+  # A binary linked with DT_RELR (build.rs) carries a GLIBC_ABI_DT_RELR version need: glibc 2.36.
+  libc="libc6 (>= 2.34)"
+  if readelf -V "$d/usr/bin/tapcred" 2>/dev/null | grep -q GLIBC_ABI_DT_RELR; then libc="libc6 (>= 2.36)"; fi
   mkdir -p "$d/DEBIAN"
   cat >"$d/DEBIAN/control" <<EOF
 Package: tapcred
@@ -110,7 +113,7 @@ Version: $version
 Architecture: $arch
 Maintainer: tapcred developers <tapcred@localhost>
 Installed-Size: $size
-Depends: libc6, libpcsclite1, libudev1
+Depends: $libc, libpcsclite1, libudev1
 Recommends: pcscd
 Section: utils
 Priority: optional
