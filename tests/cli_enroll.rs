@@ -15,43 +15,15 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{Home, Run, totp_sha1};
-use tapcred_testkit::sts_double::{RoleSpec, StsDouble, TokenOutcome, UserSpec, design};
+use tapcred_testkit::sts_double::{StsDouble, TokenOutcome, design};
 
 const SERIAL: &str = "arn:aws:iam::111111111111:mfa/toolkit-user";
 
-/// A new IAM user with only long-term keys and no MFA device; the role requires MFA.
-fn fresh_double() -> StsDouble {
-    StsDouble::builder()
-        .user(UserSpec::new(
-            design::USER_NAME,
-            design::ACCOUNT,
-            design::ACCESS_KEY_ID,
-            design::SECRET_ACCESS_KEY,
-        ))
-        .role(RoleSpec::new(design::ROLE_ARN).require_mfa(true))
-        .start()
-        .unwrap()
-}
-
 const CONFIG: &str = "# my settings\n[default]\nregion = eu-west-1\n\n[profile mfa]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/toolkit-role\n; keep this comment\n\n[profile other]\nregion = us-east-2\n";
-const CREDENTIALS: &str = "[toolkit-user]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n";
 
 /// HOME with the profiles `configure` writes (mfa → toolkit-user), IAM and STS at the double.
 fn home(d: &StsDouble) -> Home {
-    let mut h = Home::empty();
-    h.write_config(CONFIG);
-    h.write_credentials(CREDENTIALS);
-    h.set("AWS_ENDPOINT_URL", &d.endpoint());
-    h
-}
-
-/// The files under ~/.aws, except the editor's lock file (which stays by design).
-fn aws_files(h: &Home) -> Vec<(PathBuf, Vec<u8>)> {
-    h.snapshot()
-        .into_iter()
-        .filter(|(p, _)| p.starts_with(h.path().join(".aws")))
-        .filter(|(p, _)| !p.to_string_lossy().ends_with(".tapcred.lock"))
-        .collect()
+    common::enroll::home(d, CONFIG)
 }
 
 fn seed_path(h: &Home) -> PathBuf {
@@ -71,7 +43,11 @@ fn nothing_left(d: &StsDouble, h: &Home, before: &[(PathBuf, Vec<u8>)]) {
         state.user_devices.values().all(|v| v.is_empty()),
         "{state:?}"
     );
-    assert_eq!(aws_files(h), before, "the AWS files are byte-identical");
+    assert_eq!(
+        common::enroll::aws_files(h),
+        before,
+        "the AWS files are byte-identical"
+    );
     assert!(!seed_path(h).exists(), "the seed file is removed");
 }
 
@@ -96,7 +72,7 @@ fn mode(p: &Path) -> u32 {
 
 #[test]
 fn configure_then_enroll_to_file_then_credential_process() {
-    let d = fresh_double();
+    let d = common::enroll::new_user_double();
     let mut h = Home::empty();
     h.set("AWS_ENDPOINT_URL", &d.endpoint());
     // 1. configure: the keys from stdin, never argv.
@@ -205,9 +181,9 @@ fn configure_then_enroll_to_file_then_credential_process() {
 
 #[test]
 fn enable_refused_rolls_everything_back() {
-    let d = fresh_double();
+    let d = common::enroll::new_user_double();
     let h = home(&d);
-    let before = aws_files(&h);
+    let before = common::enroll::aws_files(&h);
     d.iam_fail_next("EnableMFADevice", 1, "InvalidAuthenticationCode");
     let out = enroll(&h, &[]);
     assert_eq!(out.code, 5, "{}", out.stderr);
@@ -235,12 +211,12 @@ fn enable_refused_rolls_everything_back() {
 
 #[test]
 fn a_failing_proof_rolls_back_the_profile_and_the_enabled_device() {
-    let d = fresh_double();
+    let d = common::enroll::new_user_double();
     let h = home(&d);
     // A role the double does not have: AssumeRole is refused after everything else worked.
     let config = CONFIG.replace("role/toolkit-role", "role/missing-role");
     h.write_config(&config);
-    let before = aws_files(&h);
+    let before = common::enroll::aws_files(&h);
     let out = enroll(&h, &[]);
     assert_eq!(out.code, 5, "{}", out.stderr);
     for needle in [
@@ -264,9 +240,9 @@ fn a_failing_proof_rolls_back_the_profile_and_the_enabled_device() {
 
 #[test]
 fn an_undo_that_fails_prints_the_command_to_run() {
-    let d = fresh_double();
+    let d = common::enroll::new_user_double();
     let h = home(&d);
-    let before = aws_files(&h);
+    let before = common::enroll::aws_files(&h);
     d.iam_fail_next("EnableMFADevice", 1, "InvalidAuthenticationCode");
     d.iam_fail_next("DeleteVirtualMFADevice", 10, "AccessDenied");
     let out = enroll(&h, &[]);
@@ -288,16 +264,16 @@ fn an_undo_that_fails_prints_the_command_to_run() {
         out.stderr
     );
     // What could be undone was: the seed file and the files; the device is still there.
-    assert_eq!(aws_files(&h), before);
+    assert_eq!(common::enroll::aws_files(&h), before);
     assert!(!seed_path(&h).exists());
     assert_eq!(d.iam_state().virtual_devices.len(), 1);
 }
 
 #[test]
 fn ctrl_c_while_waiting_for_the_second_code_rolls_back() {
-    let d = fresh_double();
+    let d = common::enroll::new_user_double();
     let h = home(&d);
-    let before = aws_files(&h);
+    let before = common::enroll::aws_files(&h);
     let mut child = h
         .cmd_detached(&["enroll", "--profile", "mfa", "--to", "file"])
         .stdout(Stdio::piped())
@@ -347,10 +323,10 @@ fn a_name_already_taken_creates_nothing() {
     // DESIGN.md's double: the user already has a device named like the user (a phone's).
     let d = StsDouble::start_design().unwrap();
     let h = home(&d);
-    let before = aws_files(&h);
+    let before = common::enroll::aws_files(&h);
     let out = enroll(&h, &[]);
     last_line_fails(&out, 5, &["toolkit-user", "--device-name"]);
-    assert_eq!(aws_files(&h), before);
+    assert_eq!(common::enroll::aws_files(&h), before);
     assert!(!seed_path(&h).exists());
     assert!(d.iam_state().virtual_devices.is_empty());
     // An existing seed file is never overwritten, and nothing is created for it.
@@ -363,7 +339,7 @@ fn a_name_already_taken_creates_nothing() {
 
 #[test]
 fn keys_that_are_not_an_iam_users_are_refused_before_anything() {
-    let d = fresh_double();
+    let d = common::enroll::new_user_double();
     let h = home(&d);
     h.write_credentials(
         "[toolkit-user]\naws_access_key_id = AKIAUNKNOWNEXAMPLE00\naws_secret_access_key = nope\n",

@@ -16,25 +16,12 @@ use std::time::Duration;
 
 use common::{Home, Run};
 use tapcred_testkit::pcsc_stack::{self, PcscStack};
-use tapcred_testkit::sts_double::{RoleSpec, StsDouble, UserSpec, design};
+use tapcred_testkit::sts_double::{StsDouble, design};
 use tapcred_testkit::virtual_yubikey::{Account, VirtualYubiKey, VykConfig};
 
 const KEY_SERIAL: u32 = 5_150_977;
 const SERIAL: &str = "arn:aws:iam::111111111111:mfa/toolkit-user";
 const OTHER: &str = "GitHub:someone";
-
-fn fresh_double() -> StsDouble {
-    StsDouble::builder()
-        .user(UserSpec::new(
-            design::USER_NAME,
-            design::ACCOUNT,
-            design::ACCESS_KEY_ID,
-            design::SECRET_ACCESS_KEY,
-        ))
-        .role(RoleSpec::new(design::ROLE_ARN).require_mfa(true))
-        .start()
-        .unwrap()
-}
 
 fn card_config() -> VykConfig {
     VykConfig::new()
@@ -44,22 +31,9 @@ fn card_config() -> VykConfig {
 }
 
 const CONFIG: &str = "[profile mfa]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/toolkit-role\n";
-const CREDENTIALS: &str = "[toolkit-user]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n";
 
 fn home(d: &StsDouble) -> Home {
-    let mut h = Home::empty();
-    h.write_config(CONFIG);
-    h.write_credentials(CREDENTIALS);
-    h.set("AWS_ENDPOINT_URL", &d.endpoint());
-    h
-}
-
-fn aws_files(h: &Home) -> Vec<(PathBuf, Vec<u8>)> {
-    h.snapshot()
-        .into_iter()
-        .filter(|(p, _)| p.starts_with(h.path().join(".aws")))
-        .filter(|(p, _)| !p.to_string_lossy().ends_with(".tapcred.lock"))
-        .collect()
+    common::enroll::home(d, CONFIG)
 }
 
 /// Run `tapcred ARGS` (no terminal: prompts go to stderr), pressing the virtual button each
@@ -137,7 +111,7 @@ fn configure_then_enroll_touch_then_credential_process_through_pcscd() {
     let card = stack
         .insert(0, VirtualYubiKey::new(card_config()))
         .expect("insert the virtual YubiKey");
-    let d = fresh_double();
+    let d = common::enroll::new_user_double();
     let mut h = Home::empty();
     h.set("AWS_ENDPOINT_URL", &d.endpoint());
     let mut transcript = Vec::new();
@@ -284,9 +258,9 @@ fn oath_failures_roll_back_or_create_nothing() {
 
     // No key in the reader: nothing is created.
     {
-        let d = fresh_double();
+        let d = common::enroll::new_user_double();
         let h = home(&d);
-        let before = aws_files(&h);
+        let before = common::enroll::aws_files(&h);
         let out = Run::from(
             h.cmd_detached(&["enroll", "--profile", "mfa"])
                 .output()
@@ -295,7 +269,7 @@ fn oath_failures_roll_back_or_create_nothing() {
         assert_eq!(out.code, 4, "{}", out.stderr);
         assert!(!out.stderr.contains("undo"), "{}", out.stderr);
         assert_eq!(d.calls("CreateVirtualMFADevice"), 0);
-        assert_eq!(aws_files(&h), before);
+        assert_eq!(common::enroll::aws_files(&h), before);
     }
 
     // A wrong OATH password: found before anything is created.
@@ -303,10 +277,10 @@ fn oath_failures_roll_back_or_create_nothing() {
         let card = stack
             .insert(0, VirtualYubiKey::new(card_config().password("right")))
             .expect("insert");
-        let d = fresh_double();
+        let d = common::enroll::new_user_double();
         let mut h = home(&d);
         h.set("TAPCRED_OATH_PASSWORD", "wrong");
-        let before = aws_files(&h);
+        let before = common::enroll::aws_files(&h);
         let out = Run::from(
             h.cmd_detached(&["enroll", "--profile", "mfa"])
                 .output()
@@ -319,7 +293,7 @@ fn oath_failures_roll_back_or_create_nothing() {
             out.stderr
         );
         assert_eq!(d.calls("CreateVirtualMFADevice"), 0);
-        assert_eq!(aws_files(&h), before);
+        assert_eq!(common::enroll::aws_files(&h), before);
         assert_eq!(card.vyk().credential_ids(), [OTHER]);
         card.remove();
     }
@@ -329,9 +303,9 @@ fn oath_failures_roll_back_or_create_nothing() {
         let mut cfg = card_config();
         cfg.capacity = Some(1);
         let card = stack.insert(0, VirtualYubiKey::new(cfg)).expect("insert");
-        let d = fresh_double();
+        let d = common::enroll::new_user_double();
         let h = home(&d);
-        let before = aws_files(&h);
+        let before = common::enroll::aws_files(&h);
         let out = Run::from(
             h.cmd_detached(&["enroll", "--profile", "mfa"])
                 .output()
@@ -347,7 +321,7 @@ fn oath_failures_roll_back_or_create_nothing() {
         }
         assert!(d.iam_state().virtual_devices.is_empty());
         assert_eq!(card.vyk().credential_ids(), [OTHER]);
-        assert_eq!(aws_files(&h), before);
+        assert_eq!(common::enroll::aws_files(&h), before);
         card.remove();
     }
 
@@ -359,9 +333,9 @@ fn oath_failures_roll_back_or_create_nothing() {
                 VirtualYubiKey::new(card_config().touch_timeout(Duration::from_secs(2))),
             )
             .expect("insert");
-        let d = fresh_double();
+        let d = common::enroll::new_user_double();
         let h = home(&d);
-        let before = aws_files(&h);
+        let before = common::enroll::aws_files(&h);
         let out = Run::from(
             h.cmd_detached(&["enroll", "--profile", "mfa", "--touch"])
                 .output()
@@ -383,7 +357,7 @@ fn oath_failures_roll_back_or_create_nothing() {
         );
         assert!(d.iam_state().virtual_devices.is_empty());
         assert_eq!(d.calls("EnableMFADevice"), 0);
-        assert_eq!(aws_files(&h), before);
+        assert_eq!(common::enroll::aws_files(&h), before);
         card.remove();
     }
 }

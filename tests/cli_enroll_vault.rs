@@ -18,24 +18,11 @@ use tapcred::ui::RecordingUi;
 use tapcred::vault::unlock::open_with;
 use tapcred::vault::{EntryName, OpenVault, OtpSlotUnlocker, Secret, VaultStore};
 use tapcred_testkit::pcsc_stack::PcscStack;
-use tapcred_testkit::sts_double::{RoleSpec, StsDouble, UserSpec, design};
+use tapcred_testkit::sts_double::{StsDouble, design};
 use tapcred_testkit::virtual_yubikey::{OtpSlot, VirtualYubiKey, VykConfig};
 
 const KEY_SERIAL: u32 = 7_070_707;
 const SERIAL: &str = "arn:aws:iam::111111111111:mfa/toolkit-user";
-
-fn fresh_double() -> StsDouble {
-    StsDouble::builder()
-        .user(UserSpec::new(
-            design::USER_NAME,
-            design::ACCOUNT,
-            design::ACCESS_KEY_ID,
-            design::SECRET_ACCESS_KEY,
-        ))
-        .role(RoleSpec::new(design::ROLE_ARN).require_mfa(true))
-        .start()
-        .unwrap()
-}
 
 fn card() -> VirtualYubiKey {
     VirtualYubiKey::new(
@@ -46,13 +33,9 @@ fn card() -> VirtualYubiKey {
 }
 
 const CONFIG: &str = "# mine\n[profile mfa]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/toolkit-role\n";
-const CREDENTIALS: &str = "[toolkit-user]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n";
 
 fn home(d: &StsDouble) -> Home {
-    let mut h = Home::empty();
-    h.write_config(CONFIG);
-    h.write_credentials(CREDENTIALS);
-    h.set("AWS_ENDPOINT_URL", &d.endpoint());
+    let mut h = common::enroll::home(d, CONFIG);
     let vault = h.path().join("vault-dir/vault");
     h.set("TAPCRED_VAULT", vault.to_str().unwrap());
     h
@@ -66,14 +49,6 @@ fn open(h: &Home) -> OpenVault {
     let file = VaultStore::new(vault_path(h)).read().unwrap().unwrap();
     let mut u = OtpSlotUnlocker::connect(&PcscBackend::new(), Some(KEY_SERIAL), Slot::Two).unwrap();
     open_with(&file, &mut u, &RecordingUi::new()).unwrap()
-}
-
-fn aws_files(h: &Home) -> Vec<(PathBuf, Vec<u8>)> {
-    h.snapshot()
-        .into_iter()
-        .filter(|(p, _)| p.starts_with(h.path().join(".aws")))
-        .filter(|(p, _)| !p.to_string_lossy().ends_with(".tapcred.lock"))
-        .collect()
 }
 
 fn enroll(h: &Home) -> Run {
@@ -97,7 +72,7 @@ fn enroll_to_vault_seals_the_seed_and_rolls_back() {
     let _card = stack.insert(0, card()).expect("insert the virtual YubiKey");
 
     // No vault: refused before anything is created.
-    let d = fresh_double();
+    let d = common::enroll::new_user_double();
     let h = home(&d);
     let out = enroll(&h);
     assert_eq!(out.code, 3, "{}", out.stderr);
@@ -110,7 +85,7 @@ fn enroll_to_vault_seals_the_seed_and_rolls_back() {
         .ok();
 
     // A failure after the seed was sealed (IAM refuses the codes): the entry goes again.
-    let before = aws_files(&h);
+    let before = common::enroll::aws_files(&h);
     let vault_before = open(&h).entry_names().count();
     d.iam_fail_next("EnableMFADevice", 1, "InvalidAuthenticationCode");
     let out = enroll(&h);
@@ -132,7 +107,7 @@ fn enroll_to_vault_seals_the_seed_and_rolls_back() {
         "one touch: {}",
         out.stderr
     );
-    assert_eq!(aws_files(&h), before);
+    assert_eq!(common::enroll::aws_files(&h), before);
     assert_eq!(open(&h).entry_names().count(), vault_before);
     assert!(d.iam_state().virtual_devices.is_empty());
 

@@ -552,16 +552,30 @@ pub fn add_unlock(
         )));
     }
     let (desc, output) = enroll(&mut new, ctx.ui)?;
+    add_and_confirm(&mut u, desc, &output, &lock, &store, out)
+}
+
+/// Add the enrolled unlocker to the opened vault, write it, and check that the new
+/// unlocker alone opens what was written.
+fn add_and_confirm(
+    u: &mut Unlocked,
+    desc: crate::vault::UnlockerDesc,
+    output: &crate::vault::UnlockOutput,
+    lock: &crate::vault::store::WriteLock<'_>,
+    store: &VaultStore,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    let new_id = desc.id.clone();
+    let kind = desc.kind;
     u.vault.add_unlocker(desc, output.expose())?;
     lock.write(&u.vault)?;
-    // The new unlocker alone opens what was written.
-    let back = existing(&lock, &store)?;
+    let back = existing(lock, store)?;
     back.open(&new_id, output.expose())?;
     write_line(
         out,
         &format!(
             "{new_id} ({}) now unlocks the vault {} too; it has {} unlockers",
-            UnlockerKind::OtpHmacSha1.label(),
+            kind.label(),
             store.path().display(),
             back.unlocker_descs().count()
         ),
@@ -599,21 +613,7 @@ fn add_unlock_fido2(
     }
     let mut new = fido2_to_enroll(mode, None, ctx)?;
     let (desc, output) = enroll(&mut new, ctx.ui)?;
-    let new_id = desc.id.clone();
-    u.vault.add_unlocker(desc, output.expose())?;
-    lock.write(&u.vault)?;
-    let back = existing(&lock, &store)?;
-    back.open(&new_id, output.expose())?;
-    write_line(
-        out,
-        &format!(
-            "{new_id} ({}) now unlocks the vault {} too; it has {} unlockers",
-            UnlockerKind::Fido2HmacSecret.label(),
-            store.path().display(),
-            back.unlocker_descs().count()
-        ),
-    )?;
-    Ok(0)
+    add_and_confirm(&mut u, desc, &output, &lock, &store, out)
 }
 
 /// What `vault remove` takes out.

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+pub mod enroll;
+
 pub const TAPCRED: &str = env!("CARGO_BIN_EXE_tapcred");
 
 /// The DESIGN.md example files (fixtures/aws/design).
