@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 
 use super::{
     ChallengeResponse, HMAC_CHALLENGE_SIZE, HMAC_RESPONSE_SIZE, OTP_AID, OtpStatus, Slot,
-    check_configured, pad_challenge, program_hint,
+    check_configured, not_hmac_slot, not_touched, pad_challenge,
 };
 use crate::error::{Error, Result};
 use crate::token::transport::ApduTransport;
@@ -88,7 +88,6 @@ impl<T: ApduTransport> OtpApplet<T> {
         self.check_configured(slot)?;
         let n = slot.number();
         let label = &self.label;
-        let program = program_hint(n);
         let padded = pad_challenge(challenge)?;
         let mut apdu = Zeroizing::new(vec![
             0x00,
@@ -112,12 +111,8 @@ impl<T: ApduTransport> OtpApplet<T> {
                 "{label}: OTP slot {n} answered {} bytes, expected {HMAC_RESPONSE_SIZE}",
                 data.len()
             ))),
-            SW_SECURITY => Err(Error::token(format!(
-                "{label}: OTP slot {n} was not touched in time; run again and touch the key when it blinks"
-            ))),
-            SW_CONDITIONS => Err(Error::token(format!(
-                "{label}: OTP slot {n} refused the challenge (SW {sw:04X}): it is not an HMAC-SHA1 challenge-response slot; {program}"
-            ))),
+            SW_SECURITY => Err(not_touched(label, slot)),
+            SW_CONDITIONS => Err(not_hmac_slot(label, slot, &format!(" (SW {sw:04X})"))),
             other => Err(Error::token(format!(
                 "{label}: OTP slot {n} refused the challenge (SW {other:04X})"
             ))),

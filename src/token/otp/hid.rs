@@ -15,8 +15,8 @@ use zeroize::Zeroizing;
 
 use super::frame::{self, ReportState, ResponseReader, Step};
 use super::{
-    ChallengeResponse, HMAC_RESPONSE_SIZE, OtpStatus, Slot, check_configured, pad_challenge,
-    program_hint,
+    ChallengeResponse, HMAC_RESPONSE_SIZE, OtpStatus, Slot, check_configured, not_hmac_slot,
+    not_touched, pad_challenge,
 };
 use crate::error::{Error, Result};
 use crate::token::device::{self, Candidate, ChooseError};
@@ -260,22 +260,16 @@ impl<T: FeatureReportTransport> ChallengeResponse for OtpHid<T> {
         check_configured(&self.status, slot, &self.label)?;
         let padded = pad_challenge(challenge)?;
         self.send_frame(slot.hmac_command(), &padded[..])?;
-        let n = slot.number();
         match self.read_answer(HMAC_RESPONSE_SIZE, Some((touch, ui))) {
             Ok(d) => {
                 let mut out = Zeroizing::new([0u8; HMAC_RESPONSE_SIZE]);
                 out.copy_from_slice(&d);
                 Ok(out)
             }
-            Err(ReadFail::Rejected { touch_seen: true }) => Err(Error::token(format!(
-                "{}: OTP slot {n} was not touched in time; run again and touch the key when it blinks",
-                self.label
-            ))),
-            Err(ReadFail::Rejected { touch_seen: false }) => Err(Error::token(format!(
-                "{}: OTP slot {n} refused the challenge: it is not an HMAC-SHA1 challenge-response slot; {}",
-                self.label,
-                program_hint(n)
-            ))),
+            Err(ReadFail::Rejected { touch_seen: true }) => Err(not_touched(&self.label, slot)),
+            Err(ReadFail::Rejected { touch_seen: false }) => {
+                Err(not_hmac_slot(&self.label, slot, ""))
+            }
             Err(ReadFail::Crc) => Err(self.crc_error()),
             Err(ReadFail::Other(e)) => Err(e),
         }

@@ -114,6 +114,24 @@ pub(crate) fn program_hint(n: u8) -> String {
     )
 }
 
+/// The slot waited for a touch that did not come (CCID or HID).
+pub(crate) fn not_touched(label: &str, slot: Slot) -> Error {
+    Error::token(format!(
+        "{label}: OTP slot {} was not touched in time; run again and touch the key when it blinks",
+        slot.number()
+    ))
+}
+
+/// The slot holds a configuration, but not HMAC-SHA1 challenge-response; `detail` is what
+/// the link said (e.g. the status word), if anything.
+pub(crate) fn not_hmac_slot(label: &str, slot: Slot, detail: &str) -> Error {
+    let n = slot.number();
+    Error::token(format!(
+        "{label}: OTP slot {n} refused the challenge{detail}: it is not an HMAC-SHA1 challenge-response slot; {}",
+        program_hint(n)
+    ))
+}
+
 /// An error naming the fix when `slot` holds no configuration at all.
 pub(crate) fn check_configured(status: &OtpStatus, slot: Slot, label: &str) -> Result<()> {
     if status.configured(slot) {
