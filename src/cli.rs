@@ -2,6 +2,8 @@
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+pub mod launcher;
+
 use crate::commands::{self, Ctx};
 use crate::engine::Options;
 use crate::error::Error;

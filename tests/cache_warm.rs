@@ -1,6 +1,7 @@
 //! The warm path really is "a file read and a JSON print": under strace, a cache hit of
 //! `tapcred credential-process` opens no socket, creates no epoll instance (tokio's I/O
-//! driver) and starts no thread; the cold call does all three (a sanity check of the probe).
+//! driver), starts no thread and runs no other program (the `tapcred` launcher answers it
+//! without `tapcred-full`); the cold call does all of these (a sanity check of the probe).
 
 mod common;
 
@@ -17,7 +18,7 @@ fn strace_calls(home: &Home, args: &[&str]) -> (Run, String) {
         "-f",
         "-qq",
         "-e",
-        "trace=socket,connect,epoll_create1,clone,clone3",
+        "trace=socket,connect,epoll_create1,clone,clone3,execve",
         "-o",
     ])
     .arg(&trace)
@@ -67,6 +68,20 @@ fn a_cache_hit_makes_no_network_runtime_or_thread() {
         "the probe sees the cold call's STS connection:\n{cold_trace}"
     );
     assert!(cold_trace.contains("epoll_create1("), "{cold_trace}");
+    let programs = |trace: &str| -> Vec<String> {
+        trace
+            .lines()
+            .filter(|l| l.contains("execve(") && !l.contains("= -1"))
+            .map(|l| l.split('"').nth(1).unwrap_or_default().to_owned())
+            .collect()
+    };
+    let full =
+        Path::new(TAPCRED).with_file_name(format!("tapcred-full{}", std::env::consts::EXE_SUFFIX));
+    assert_eq!(
+        programs(&cold_trace),
+        [TAPCRED.to_owned(), full.display().to_string()],
+        "a miss: the launcher, then the whole program in its place"
+    );
 
     let (warm, warm_trace) = strace_calls(&home, &["credential-process", "--profile", "mfa"]);
     warm.ok();
@@ -77,6 +92,11 @@ fn a_cache_hit_makes_no_network_runtime_or_thread() {
             "warm path made {call}:\n{warm_trace}"
         );
     }
+    assert_eq!(
+        programs(&warm_trace),
+        [TAPCRED.to_owned()],
+        "a hit is answered by the launcher alone"
+    );
     assert_eq!(
         double.stats().requests,
         2,

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use crate::Credentials;
 use crate::commands::Ctx;
 use crate::engine::{self, Options};
 use crate::error::{Error, Result};
@@ -12,6 +13,12 @@ pub fn run(profile: &str, opts: &Options, ctx: &Ctx<'_>, out: &mut dyn Write) ->
         Some(c) => c,
         None => engine::credentials(profile, opts, ctx.env, ctx.ui)?.credentials,
     };
+    print(&credentials, out)
+}
+
+/// The `credential_process` JSON document, one line (also the `tapcred` launcher's answer
+/// to a warm call: `cli::launcher`).
+pub fn print(credentials: &Credentials, out: &mut dyn Write) -> Result<i32> {
     let doc = credentials.to_process_json();
     let text = zeroize::Zeroizing::new(
         serde_json::to_string(&doc)

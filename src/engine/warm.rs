@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::cache::{self, ADVISORY_WINDOW, CacheKey, SessionCache};
 use crate::credentials::Credentials;
+use crate::platform::locations;
 use crate::profile::{AwsFiles, Profiles};
 use crate::token::EnvLookup;
 use crate::ui::{RecordingUi, Ui};
@@ -30,7 +31,7 @@ use crate::ui::{RecordingUi, Ui};
 use super::Options;
 
 /// Bump when anything that decides the final cache key changes meaning.
-const DOMAIN: &str = "tapcred warm index v1";
+const DOMAIN: &str = "tapcred warm index v2";
 const DIR: &str = "warm";
 /// Every edit of the AWS files leaves an index file behind; past this many they are all
 /// dropped (each costs one parse to rebuild).
@@ -92,20 +93,27 @@ fn env_digest<'a>(names: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> St
     hex(h.finalize())
 }
 
-/// This executable: its path, size and modification time. A rebuilt or upgraded tapcred
-/// (whose resolution or cache keys may differ) never reads an older build's index.
+/// This installation: the path, size and modification time of both programs, the `tapcred`
+/// launcher (which reads the index) and `tapcred-full` (which writes it; `cli::launcher`),
+/// found beside the running one. A rebuilt or upgraded tapcred (whose resolution or cache
+/// keys may differ) never reads an older build's index; without both files, no index.
 fn build_identity() -> Option<Vec<u8>> {
-    let exe = std::env::current_exe().ok()?;
-    let md = std::fs::metadata(&exe).ok()?;
-    let mtime = md
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_nanos();
-    let mut id = exe.as_os_str().as_encoded_bytes().to_vec();
-    id.extend_from_slice(&md.len().to_be_bytes());
-    id.extend_from_slice(&mtime.to_be_bytes());
+    let mut id = Vec::new();
+    for name in [locations::LAUNCHER, locations::FULL_PROGRAM] {
+        let path = locations::sibling_program(name).ok()?;
+        let md = std::fs::metadata(&path).ok()?;
+        let mtime = md
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_nanos();
+        let p = path.as_os_str().as_encoded_bytes();
+        id.extend_from_slice(&(p.len() as u64).to_be_bytes());
+        id.extend_from_slice(p);
+        id.extend_from_slice(&md.len().to_be_bytes());
+        id.extend_from_slice(&mtime.to_be_bytes());
+    }
     Some(id)
 }
 

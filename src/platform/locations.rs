@@ -1,5 +1,6 @@
 //! Where things are, per OS: the home directory (which holds `.aws\config` as the AWS CLI
-//! reads it), tapcred's cache directory and its data directory (the vault).
+//! reads it), tapcred's cache directory and its data directory (the vault), and tapcred's
+//! own two programs.
 //!
 //! | | home | cache (`XDG_CACHE_HOME` set and absolute wins everywhere) | data (`XDG_DATA_HOME` likewise) |
 //! |---|---|---|---|
@@ -27,6 +28,22 @@ pub fn home(env: &dyn EnvLookup) -> Option<String> {
 
 /// The variable(s) [`home`] reads, for messages ("set HOME").
 pub const HOME_VAR: &str = if cfg!(windows) { "USERPROFILE" } else { "HOME" };
+
+/// The launcher users run (`cli::launcher`) and the whole program it hands calls to; the
+/// two are installed side by side.
+pub const LAUNCHER: &str = "tapcred";
+pub const FULL_PROGRAM: &str = "tapcred-full";
+
+/// The file name of tapcred's program `name` on this OS (`tapcred-full.exe` on Windows).
+pub fn program_file_name(name: &str) -> String {
+    format!("{name}{}", std::env::consts::EXE_SUFFIX)
+}
+
+/// tapcred's program `name`, in the folder of the running executable (symbolic links
+/// resolved).
+pub fn sibling_program(name: &str) -> std::io::Result<PathBuf> {
+    Ok(std::env::current_exe()?.with_file_name(program_file_name(name)))
+}
 
 /// tapcred's cache directory, None when no base is known.
 pub fn cache_dir(env: &dyn EnvLookup) -> Option<PathBuf> {

@@ -77,6 +77,30 @@ impl Supervised {
     }
 }
 
+/// Run `cmd` in place of this process, as the `tapcred` launcher hands a call to
+/// `tapcred-full`. Unix: `exec` (argv[0] set to `arg0`), so the process id, signal
+/// dispositions, terminal and exit code are the new program's. Windows has no `exec`: `cmd`
+/// runs as a [`spawn`]ed child with this console and handles, and this process exits with
+/// its code. Returns only the error of a program that could not be started.
+pub fn replace_with(cmd: &mut Command, arg0: Option<std::ffi::OsString>) -> io::Error {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        if let Some(a) = arg0 {
+            cmd.arg0(a);
+        }
+        cmd.exec()
+    }
+    #[cfg(windows)]
+    {
+        let _ = arg0; // a Windows child's argv[0] is its own path
+        match spawn(cmd).and_then(Supervised::wait) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => e,
+        }
+    }
+}
+
 /// The child's exit code; a child killed by signal N gives 128 + N, as shells report it.
 pub fn exit_code_of(status: ExitStatus) -> i32 {
     #[cfg(unix)]

@@ -8,6 +8,9 @@ use std::process::{Command, Output, Stdio};
 pub mod enroll;
 
 pub const TAPCRED: &str = env!("CARGO_BIN_EXE_tapcred");
+/// The whole program, which the `tapcred` launcher runs in its place for all but a warm
+/// `credential-process` (src/cli/launcher.rs).
+pub const TAPCRED_FULL: &str = env!("CARGO_BIN_EXE_tapcred-full");
 
 /// The DESIGN.md example files (fixtures/aws/design).
 pub fn design_fixture(name: &str) -> String {

@@ -1,0 +1,173 @@
+//! The two programs (src/cli/launcher.rs): `tapcred` answers a warm `credential-process`
+//! itself and hands everything else, unchanged, to `tapcred-full` beside it. Tested on copies
+//! of both installed in a folder of the test's own, where the whole program can be made
+//! unstartable without touching the build's.
+#![cfg(unix)]
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use common::{Home, Run, TAPCRED, TAPCRED_FULL};
+use tapcred_testkit::sts_double::{Config, StsDouble};
+
+const CALL: [&str; 3] = ["credential-process", "--profile", "mfa"];
+
+struct Installed {
+    launcher: PathBuf,
+    full: PathBuf,
+}
+
+impl Installed {
+    fn into(dir: &Path) -> Installed {
+        std::fs::create_dir_all(dir).unwrap();
+        let launcher = dir.join("tapcred");
+        let full = dir.join("tapcred-full");
+        std::fs::copy(TAPCRED, &launcher).unwrap();
+        std::fs::copy(TAPCRED_FULL, &full).unwrap();
+        Installed { launcher, full }
+    }
+
+    fn run(&self, program: &Path, home: &Home, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let mut c = Command::new(program);
+        home.prepare(&mut c, args);
+        c.envs(extra.iter().copied());
+        Run::from(c.output().expect("run"))
+    }
+
+    /// The whole program unstartable (mode 0644; size and modification time unchanged).
+    fn startable(&self, yes: bool) {
+        let mode = if yes { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&self.full, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+/// The DESIGN.md profiles against the STS double, with the demo seed.
+fn design_home(double: &StsDouble) -> Home {
+    let mut home = Home::design();
+    let seed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sts-double/design.seed"),
+    )
+    .unwrap();
+    home.set("AWS_ENDPOINT_URL_STS", &double.endpoint());
+    home.set("TAPCRED_TOTP_SECRET", seed.trim());
+    home
+}
+
+#[test]
+fn the_launcher_answers_a_hit_alone_and_hands_everything_else_to_the_full_program() {
+    let double = StsDouble::start(Config::design()).unwrap();
+    let home = design_home(&double);
+    let bin = Installed::into(&home.path().join("bin"));
+
+    // A miss through the launcher: the whole program does the work.
+    let cold = bin.run(&bin.launcher, &home, &CALL, &[]);
+    cold.ok();
+    assert_eq!(double.stats().requests, 2, "GetSessionToken + AssumeRole");
+    // Run directly, the whole program answers the same from the cache.
+    let direct = bin.run(&bin.full, &home, &CALL, &[]);
+    assert_eq!(direct.ok().stdout, cold.stdout);
+
+    bin.startable(false);
+    let warm = bin.run(&bin.launcher, &home, &CALL, &[]);
+    assert_eq!(warm.ok().stdout, cold.stdout, "a hit needs no tapcred-full");
+    assert_eq!(warm.stderr, "");
+    assert_eq!(double.stats().requests, 2);
+
+    // Everything else needs it: one line naming the file and the fix, exit 7 (local I/O).
+    let full = bin.full.display().to_string();
+    let needles = ["cannot start", full.as_str(), "reinstall both"];
+    for args in [
+        &["--version"][..],
+        &["credential-process", "--profile", "mfa", "--no-cache"],
+        &["credential-process", "--profile", "role-chain"],
+        &["export", "--profile", "mfa"],
+    ] {
+        bin.run(&bin.launcher, &home, args, &[])
+            .fails_with(7, &needles);
+    }
+    // Logging asked for: the whole program's to give, so handed over too.
+    bin.run(
+        &bin.launcher,
+        &home,
+        &CALL,
+        &[("RUST_LOG", "tapcred=debug")],
+    )
+    .fails_with(7, &needles);
+
+    // The index belongs to this pair of programs: a rebuilt tapcred-full (another
+    // modification time) is a miss, which the launcher hands over.
+    let later = SystemTime::now() + Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&bin.full)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    bin.run(&bin.launcher, &home, &CALL, &[])
+        .fails_with(7, &needles);
+    // Startable again: the full path answers from the session cache (no STS call) and
+    // writes the index for the new pair, which the launcher then answers from alone.
+    bin.startable(true);
+    let refreshed = bin.run(&bin.launcher, &home, &CALL, &[]);
+    assert_eq!(refreshed.ok().stdout, cold.stdout);
+    bin.startable(false);
+    let warm = bin.run(&bin.launcher, &home, &CALL, &[]);
+    assert_eq!(warm.ok().stdout, cold.stdout);
+    assert_eq!(double.stats().requests, 2);
+}
+
+/// Handed over, the whole program gets the arguments, environment, stdin and exit code
+/// unchanged, and argv[0] stays `tapcred` (what `ps` shows and usage messages print).
+#[test]
+fn a_handed_over_call_keeps_arguments_stdin_and_exit_code() {
+    let double = StsDouble::start(Config::design()).unwrap();
+    let home = design_home(&double);
+    let bin = Installed::into(&home.path().join("bin"));
+    // A usage error from clap names the program as the person typed it.
+    let r = bin.run(
+        &bin.launcher,
+        &home,
+        &["credential-process", "--bogus"],
+        &[],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("Usage: tapcred credential-process"),
+        "{}",
+        r.stderr
+    );
+    // `exec`: the child's exit code, its stdin passed through, and its environment.
+    let mut c = Command::new(&bin.launcher);
+    home.prepare(
+        &mut c,
+        &[
+            "exec",
+            "--profile",
+            "mfa",
+            "--",
+            "sh",
+            "-c",
+            "read line; echo \"$line $AWS_ACCESS_KEY_ID\"; exit 9",
+        ],
+    );
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from-stdin\n")
+        .unwrap();
+    let out = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(out.code, 9, "{}", out.stderr);
+    assert!(out.stdout.starts_with("from-stdin ASIA"), "{}", out.stdout);
+}
