@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{Home, Run, TAPCRED};
+use common::{Home, Run, TAPCRED, TAPCRED_FULL};
 use tapcred_testkit::sts_double::{Config, StsDouble};
 
 fn strace_calls(home: &Home, args: &[&str]) -> (Run, String) {
@@ -75,11 +75,9 @@ fn a_cache_hit_makes_no_network_runtime_or_thread() {
             .map(|l| l.split('"').nth(1).unwrap_or_default().to_owned())
             .collect()
     };
-    let full =
-        Path::new(TAPCRED).with_file_name(format!("tapcred-full{}", std::env::consts::EXE_SUFFIX));
     assert_eq!(
         programs(&cold_trace),
-        [TAPCRED.to_owned(), full.display().to_string()],
+        [TAPCRED, TAPCRED_FULL],
         "a miss: the launcher, then the whole program in its place"
     );
 
@@ -94,7 +92,7 @@ fn a_cache_hit_makes_no_network_runtime_or_thread() {
     }
     assert_eq!(
         programs(&warm_trace),
-        [TAPCRED.to_owned()],
+        [TAPCRED],
         "a hit is answered by the launcher alone"
     );
     assert_eq!(
