@@ -36,7 +36,7 @@ fi
 TAPCRED_BENCH_BUILD=$(awk -v a="$t0" -v b="$(date +%s.%N)" -v u="$user" -v s="$sys" -v k="$kind" \
     'BEGIN { printf "%.0f s wall, %.0f s CPU (user+sys), %s build", b - a, u + s, k }')
 export TAPCRED_BENCH_BUILD
-# Row F5: the Windows release binary under Wine (informative). Built here when the MinGW
+# Row F5: the Windows release binaries under Wine (informative). Built here when the MinGW
 # linker, the Rust target and Wine are present; TAPCRED_BENCH_NO_WINE=1 skips it (and the
 # row), TAPCRED_BENCH_WINE_EXE=PATH uses a given tapcred.exe instead.
 if [ "${TAPCRED_BENCH_NO_WINE:-0}" = 1 ]; then
@@ -45,7 +45,7 @@ elif [ -z "${TAPCRED_BENCH_WINE_EXE:-}" ] && command -v x86_64-w64-mingw32-gcc >
     { [ -x /usr/lib/wine/wine64 ] || command -v wine64 >/dev/null; } &&
     rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
     CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=${CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER:-x86_64-w64-mingw32-gcc} \
-        cargo build --release --locked --target x86_64-pc-windows-gnu --bin tapcred
+        cargo build --release --locked --target x86_64-pc-windows-gnu --bin tapcred --bin tapcred-full
 fi
 # The Rust floor of the warm path (rows B2f, F1f): std only, no Cargo profile.
 rustc --edition 2024 -C opt-level=3 -C strip=symbols benches/support/floor.rs \

@@ -86,7 +86,18 @@ pub(crate) struct Env {
 
 impl Env {
     pub(crate) fn cmd(&self, cache: &Path, args: &[&str], software_seed: bool) -> Command {
-        let mut c = Command::new(&self.tapcred);
+        self.program_cmd(&self.tapcred, cache, args, software_seed)
+    }
+
+    /// As [`Env::cmd`], with another program (`tapcred-full`).
+    pub(crate) fn program_cmd(
+        &self,
+        program: &Path,
+        cache: &Path,
+        args: &[&str],
+        software_seed: bool,
+    ) -> Command {
+        let mut c = Command::new(program);
         c.args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -306,6 +317,7 @@ pub(crate) fn bench_b(rep: &mut Report, work: &Path, stack_a: Option<&StackA>) {
     const FLOOR: u8 = 5;
     const VERSION: u8 = 6;
     const AWS: u8 = 7;
+    const WARM_FULL: u8 = 8;
     let mut samples: BTreeMap<u8, Samples> = BTreeMap::new();
     let mut errors: Vec<String> = Vec::new();
     let nocache_cache = work.join("cache-nocache");
@@ -319,6 +331,16 @@ pub(crate) fn bench_b(rep: &mut Report, work: &Path, stack_a: Option<&StackA>) {
     );
     let warm_cmd = || {
         env.cmd(
+            &warm_cache,
+            &["credential-process", "--profile", "mfa"],
+            true,
+        )
+    };
+    // The same hit answered by the whole program (what one binary would cost: B1f).
+    let full = release_bin("tapcred-full");
+    let warm_full_cmd = || {
+        env.program_cmd(
+            &full,
             &warm_cache,
             &["credential-process", "--profile", "mfa"],
             true,
@@ -341,7 +363,7 @@ pub(crate) fn bench_b(rep: &mut Report, work: &Path, stack_a: Option<&StackA>) {
         // (kind, samples this round); the cheap rows get three a round.
         let mut plan: Vec<(u8, usize)> = vec![(NC_MFA, 1), (NC_PLAIN, 1)];
         if caches {
-            plan.extend([(WARM, 3), (CAT, 3), (VERSION, 2)]);
+            plan.extend([(WARM, 3), (CAT, 3), (VERSION, 2), (WARM_FULL, 2)]);
             if have_floor {
                 plan.push((FLOOR, 3));
             }
@@ -362,10 +384,11 @@ pub(crate) fn bench_b(rep: &mut Report, work: &Path, stack_a: Option<&StackA>) {
         for k in jobs {
             let mut c = match k {
                 WARM => warm_cmd(),
+                WARM_FULL => warm_full_cmd(),
                 CAT => file_cmd(Path::new("cat")),
                 FLOOR => file_cmd(&floor),
                 VERSION => {
-                    let mut c = Command::new(&env.tapcred);
+                    let mut c = Command::new(&full);
                     c.arg("--version");
                     c
                 }
@@ -387,7 +410,7 @@ pub(crate) fn bench_b(rep: &mut Report, work: &Path, stack_a: Option<&StackA>) {
                         CAT | FLOOR => out == cache_text,
                         VERSION => out.starts_with("tapcred "),
                         // The AWS CLI must answer from the entry mirrored from tapcred's.
-                        WARM | AWS => {
+                        WARM | WARM_FULL | AWS => {
                             !primed_key.is_empty()
                                 && access_key(&out).as_deref() == Some(primed_key.as_str())
                         }
@@ -431,10 +454,22 @@ pub(crate) fn bench_b(rep: &mut Report, work: &Path, stack_a: Option<&StackA>) {
                 &format!("{} of `cat`", ratio(fl.median(), cat.median())),
             );
         }
+        let wf = get(WARM_FULL);
+        rep.row(
+            "B1f",
+            "`tapcred-full credential-process --profile mfa`, warm: the same hit answered by the whole program (one binary, as before the launcher)",
+            &wf,
+            &format!(
+                "{} of `cat`, {} of the Rust floor; the launcher (B1) is {} of this",
+                ratio(wf.median(), cat.median()),
+                ratio(wf.median(), fl.median()),
+                ratio(warm.median(), wf.median())
+            ),
+        );
         let v = get(VERSION);
         rep.row(
             "B2v",
-            "`tapcred --version` (start-up of the binary alone)",
+            "`tapcred-full --version` (start-up of the whole program alone)",
             &v,
             &format!(
                 "{} of `cat`, {} of the Rust floor",

@@ -63,7 +63,8 @@ pub(crate) fn bench_f(
 ) {
     // F1: size and libraries.
     let floor = release_bin("tapcred-bench-floor");
-    for (id, bin) in [("F1", &env.tapcred), ("F1f", &floor)] {
+    let full = release_bin("tapcred-full");
+    for (id, bin) in [("F1", &env.tapcred), ("F1w", &full), ("F1f", &floor)] {
         match std::fs::metadata(bin) {
             Ok(md) => {
                 let libs = needed_libs(bin)
@@ -189,7 +190,8 @@ fn wine_path(p: &Path) -> String {
 }
 
 /// F5: the release `tapcred.exe` under Wine (as `scripts/wine-check.sh` runs it: a private
-/// prefix, the ProcessPrng shim DLL beside the .exe), on a cache it primed itself.
+/// prefix, the ProcessPrng shim DLL beside the .exe), on a cache it primed itself; the
+/// launcher's `tapcred-full.exe` (which does the priming) is taken from beside it.
 fn wine_f5(rep: &mut Report, env: &Env, linux_warm_cache: &Path, work: &Path) {
     const WHAT: &str = "tapcred.exe warm credential-process under Wine";
     let exe = std::env::var_os("TAPCRED_BENCH_WINE_EXE")
@@ -214,7 +216,7 @@ fn wine_f5(rep: &mut Report, env: &Env, linux_warm_cache: &Path, work: &Path) {
             F5,
             WHAT,
             &format!(
-                "{} is missing (cargo build --release --target x86_64-pc-windows-gnu --bin tapcred, or set TAPCRED_BENCH_WINE_EXE)",
+                "{} is missing (cargo build --release --target x86_64-pc-windows-gnu --bin tapcred --bin tapcred-full, or set TAPCRED_BENCH_WINE_EXE)",
                 exe.display()
             ),
         );
@@ -222,8 +224,10 @@ fn wine_f5(rep: &mut Report, env: &Env, linux_warm_cache: &Path, work: &Path) {
     }
     let dir = work.join("wine");
     let bin = dir.join("bin");
+    let full = exe.with_file_name("tapcred-full.exe");
     if let Err(e) = std::fs::create_dir_all(&bin)
         .and_then(|()| std::fs::copy(&exe, bin.join("tapcred.exe")).map(drop))
+        .and_then(|()| std::fs::copy(&full, bin.join("tapcred-full.exe")).map(drop))
     {
         rep.skip(F5, WHAT, &format!("{}: {e}", bin.display()));
         return;
