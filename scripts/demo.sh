@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tapcred's main job end to end on a machine with no AWS account and no YubiKey:
-#   1. build tapcred and the strict STS double,
+#   1. build tapcred (both programs: tapcred and tapcred-full) and the strict STS double,
 #   2. start the double on 127.0.0.1 with DESIGN.md's IAM user, MFA device and role,
 #   3. point the DESIGN.md example profiles at it (AWS_ENDPOINT_URL_STS) with a demo seed,
 #   4. run `tapcred credential-process --profile mfa` (the AWS SDKs' view) and an `exec`.
@@ -23,7 +23,8 @@ cargo build -q --locked -p tapcred -p tapcred-testkit --bins
 target_dir=$(cargo metadata -q --locked --format-version 1 --no-deps |
   sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 bin=${target_dir:-$root/target}/debug
-for b in tapcred tapcred-sts-double; do
+# tapcred is two programs: the launcher runs tapcred-full from the same folder.
+for b in tapcred tapcred-full tapcred-sts-double; do
   [ -x "$bin/$b" ] || { echo "tapcred demo: $bin/$b is missing after cargo build" >&2; exit 1; }
 done
 echo "# binaries: $bin"

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Release archives for Linux and Windows and a Debian package, into dist/:
-#   tapcred-VERSION-x86_64-linux.tar.gz    binary, man pages, completions, udev rule, README
-#   tapcred-VERSION-x86_64-windows.zip     tapcred.exe, PowerShell completion, README
-#   tapcred_VERSION_amd64.deb              /usr/bin/tapcred, man pages, bash/zsh/fish
-#                                          completions, /usr/lib/udev/rules.d rule
+#   tapcred-VERSION-x86_64-linux.tar.gz    tapcred + tapcred-full, man pages, completions,
+#                                          udev rule, README
+#   tapcred-VERSION-x86_64-windows.zip     tapcred.exe + tapcred-full.exe, PowerShell
+#                                          completion, README
+#   tapcred_VERSION_amd64.deb              /usr/bin/tapcred + /usr/bin/tapcred-full, man
+#                                          pages, bash/zsh/fish completions, the udev rule
+# tapcred is two programs that ship side by side in one folder (src/cli/launcher.rs): the
+# small `tapcred` launcher answers a warm credential-process and runs `tapcred-full` (the
+# whole program) from its own folder for everything else. Every package holds both.
 #
 # usage: scripts/package.sh [linux] [windows] [deb]      (default: all three)
 # env:   TAPCRED_PACKAGE_PROFILE=release (default) or debug — CI packages the debug builds it
@@ -34,12 +39,55 @@ trap 'rm -rf "$work"' EXIT
 # debug build's package small when CI checks the layout).
 strip_copy() { if command -v "$1" >/dev/null 2>&1; then "$1" "$2"; fi; }
 
+# The .deb's Depends, from what the shipped binaries load (readelf, no dpkg-shlibdeps: that
+# needs a Debian source tree): each DT_NEEDED library maps to its package below, an unknown
+# one stops the build (add it here), and libc6's version is the newest glibc symbol version
+# any of them needs (GLIBC_ABI_DT_RELR, from build.rs's packed relocations, means 2.36).
+# The launcher loads only libc and libgcc_s; tapcred-full adds libpcsclite and libudev.
+deb_depends() {
+  local f needed lib glibc="2.17" v pkgs=()
+  for f in "$@"; do
+    needed=$(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+    [ -n "$needed" ] || { echo "package: readelf found no libraries in $f" >&2; return 1; }
+    for lib in $needed; do
+      case $lib in
+        libc.so.6 | libm.so.6 | libdl.so.2 | libpthread.so.0 | librt.so.1 | ld-linux-*) v=libc6 ;;
+        libgcc_s.so.1) v=libgcc-s1 ;;
+        libpcsclite.so.1) v=libpcsclite1 ;;
+        libudev.so.1) v=libudev1 ;;
+        *) echo "package: $f needs $lib: add its Debian package to deb_depends in $0" >&2; return 1 ;;
+      esac
+      [ "$v" = libc6 ] || [[ " ${pkgs[*]} " == *" $v "* ]] || pkgs+=("$v")
+    done
+    for v in $(readelf -V "$f" | grep -o 'GLIBC_[0-9A-Z_.]*' | sort -u); do
+      case $v in
+        GLIBC_ABI_DT_RELR) v=2.36 ;;
+        GLIBC_[0-9]*) v=${v#GLIBC_} ;;
+        *) continue ;;
+      esac
+      glibc=$(printf '%s\n%s\n' "$glibc" "$v" | sort -V | tail -n1)
+    done
+  done
+  local out="libc6 (>= $glibc)"
+  for v in "${pkgs[@]}"; do out+=", $v"; done
+  echo "$out"
+}
+
 want() { local w; for w in "${what[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
+
+# The two programs, in the order they are installed.
+programs=(tapcred tapcred-full)
+bin_args=(); for p in "${programs[@]}"; do bin_args+=(--bin "$p"); done
 
 linux_bin=$target_dir/$profile_dir/tapcred
 if want linux || want deb; then
-  cargo build -q --locked --profile "$profile" --bin tapcred
-  # Generated from the binary itself, so they always match it.
+  # One cargo run for both: they share every compiled crate; each has its own link.
+  cargo build -q --locked --profile "$profile" "${bin_args[@]}"
+  for p in "${programs[@]}"; do
+    [ -x "$target_dir/$profile_dir/$p" ] || { echo "package: $target_dir/$profile_dir/$p was not built" >&2; exit 1; }
+  done
+  # Generated from the binary itself (through the launcher, as users run it), so they always
+  # match it.
   mkdir -p "$work/gen/man" "$work/gen/completions"
   "$linux_bin" man --dir "$work/gen/man" >/dev/null
   for sh in bash zsh fish; do
@@ -51,8 +99,10 @@ if want linux; then
   name=tapcred-$version-x86_64-linux
   d=$work/$name
   mkdir -p "$d/man" "$d/completions" "$d/udev"
-  install -m 0755 "$linux_bin" "$d/tapcred"
-  strip_copy strip "$d/tapcred"
+  for p in "${programs[@]}"; do
+    install -m 0755 "$target_dir/$profile_dir/$p" "$d/$p"
+    strip_copy strip "$d/$p"
+  done
   cp "$work"/gen/man/*.1 "$d/man/"
   cp "$work"/gen/completions/* "$d/completions/"
   cp udev/*.rules "$d/udev/"
@@ -63,13 +113,18 @@ fi
 
 if want windows; then
   export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=${CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER:-x86_64-w64-mingw32-gcc}
-  cargo build -q --locked --profile "$profile" --target x86_64-pc-windows-gnu --bin tapcred
-  exe=$target_dir/x86_64-pc-windows-gnu/$profile_dir/tapcred.exe
+  cargo build -q --locked --profile "$profile" --target x86_64-pc-windows-gnu "${bin_args[@]}"
   name=tapcred-$version-x86_64-windows
   d=$work/$name
   mkdir -p "$d"
-  cp "$exe" "$d/tapcred.exe"
-  strip_copy x86_64-w64-mingw32-strip "$d/tapcred.exe"
+  # Side by side at the top of the folder: tapcred.exe starts tapcred-full.exe from its own
+  # folder.
+  for p in "${programs[@]}"; do
+    exe=$target_dir/x86_64-pc-windows-gnu/$profile_dir/$p.exe
+    [ -f "$exe" ] || { echo "package: $exe was not built" >&2; exit 1; }
+    cp "$exe" "$d/$p.exe"
+    strip_copy x86_64-w64-mingw32-strip "$d/$p.exe"
+  done
   cp README.md "$d/"
   # The completion script is the same text on every OS; generate it with a Linux build of
   # this tree (this profile's, else the debug one CI's tests built).
@@ -93,8 +148,10 @@ fi
 if want deb; then
   arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
   d=$work/deb
-  install -Dm0755 "$linux_bin" "$d/usr/bin/tapcred"
-  strip_copy strip "$d/usr/bin/tapcred"
+  for p in "${programs[@]}"; do
+    install -Dm0755 "$target_dir/$profile_dir/$p" "$d/usr/bin/$p"
+    strip_copy strip "$d/usr/bin/$p"
+  done
   mkdir -p "$d/usr/share/man/man1"
   for m in "$work"/gen/man/*.1; do gzip -9n <"$m" >"$d/usr/share/man/man1/$(basename "$m").gz"; done
   install -Dm0644 "$work/gen/completions/tapcred.bash" "$d/usr/share/bash-completion/completions/tapcred"
@@ -103,9 +160,7 @@ if want deb; then
   for r in udev/*.rules; do install -Dm0644 "$r" "$d/usr/lib/udev/rules.d/$(basename "$r")"; done
   install -Dm0644 README.md "$d/usr/share/doc/tapcred/README.md"
   size=$(du -sk "$d" | cut -f1)
-  # A binary linked with DT_RELR (build.rs) carries a GLIBC_ABI_DT_RELR version need: glibc 2.36.
-  libc="libc6 (>= 2.34)"
-  if readelf -V "$d/usr/bin/tapcred" 2>/dev/null | grep -q GLIBC_ABI_DT_RELR; then libc="libc6 (>= 2.36)"; fi
+  depends=$(deb_depends "${programs[@]/#/$d/usr/bin/}")
   mkdir -p "$d/DEBIAN"
   cat >"$d/DEBIAN/control" <<EOF
 Package: tapcred
@@ -113,7 +168,7 @@ Version: $version
 Architecture: $arch
 Maintainer: tapcred developers <tapcred@localhost>
 Installed-Size: $size
-Depends: $libc, libpcsclite1, libudev1
+Depends: $depends
 Recommends: pcscd
 Section: utils
 Priority: optional
@@ -135,5 +190,5 @@ EOF
   chmod 0755 "$d/DEBIAN/postinst"
   out=$dist/tapcred_${version}_$arch.deb
   dpkg-deb --root-owner-group -Zxz --build "$d" "$out" >/dev/null
-  echo "package: $out"
+  echo "package: $out (Depends: $depends)"
 fi

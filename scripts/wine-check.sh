@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # The Windows build of tapcred, run under Wine (Debian's wine64) against the loopback STS
-# double with a software seed (issue 8). Proves on Linux what a Windows user runs:
+# double with a software seed (issue 8). Both programs, side by side in one folder as the
+# zip ships them: tapcred.exe (the launcher users run) and tapcred-full.exe (the whole
+# program, which the launcher runs as its child for anything but a warm credential-process).
+# Proves on Linux what a Windows user runs:
 #   1. credential-process: valid credential_process JSON; the double accepted the MFA code;
 #   2. a second call is served from the cache (%LOCALAPPDATA%\tapcred): the double saw no call;
+#      the launcher answers it alone (tapcred-full.exe made unstartable), while any other
+#      call then exits 7 with one line naming tapcred-full.exe, as does every call once
+#      tapcred-full.exe is removed;
 #   3. exec hands the variables to a Windows child (cmd /c set AWS_);
 #   4. export --format powershell;
 #   5. two bad inputs with their documented exit codes (unknown profile 3, usage 2);
@@ -15,7 +21,8 @@
 #
 # usage: scripts/wine-check.sh [TAPCRED_EXE [STS_DOUBLE_BIN]]
 #   defaults: target/x86_64-pc-windows-gnu/$WINE_PROFILE/tapcred.exe (WINE_PROFILE=release,
-#   the build users get) and target/debug/tapcred-sts-double (both built here when missing).
+#   the build users get), with tapcred-full.exe from the same folder, and
+#   target/debug/tapcred-sts-double (all built here when missing).
 # Needs: wine64, gcc-mingw-w64-x86-64 (for the ProcessPrng shim), python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +33,7 @@ target_dir=$(cargo metadata -q --locked --format-version 1 --no-deps |
 target_dir=${target_dir:-$root/target}
 profile=${WINE_PROFILE:-release}
 exe=${1:-$target_dir/x86_64-pc-windows-gnu/$profile/tapcred.exe}
+full_exe=$(dirname "$exe")/tapcred-full.exe
 double_bin=${2:-$target_dir/debug/tapcred-sts-double}
 wine=${WINE:-/usr/lib/wine/wine64}
 
@@ -33,16 +41,18 @@ fail() { echo "wine-check: FAIL: $*" >&2; exit 1; }
 ok() { echo "wine-check: ok: $*"; }
 
 [ -x "$wine" ] || fail "$wine is missing (apt install wine64)"
-if [ ! -f "$exe" ]; then
+if [ ! -f "$exe" ] || [ ! -f "$full_exe" ]; then
   export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=${CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER:-x86_64-w64-mingw32-gcc}
+  # Both in one cargo run (shared crates, one link each).
   if [ "$profile" = debug ]; then
-    cargo build -q --locked --target x86_64-pc-windows-gnu --bin tapcred
+    cargo build -q --locked --target x86_64-pc-windows-gnu --bin tapcred --bin tapcred-full
   else
-    cargo build -q --locked --target x86_64-pc-windows-gnu --profile "$profile" --bin tapcred
+    cargo build -q --locked --target x86_64-pc-windows-gnu --profile "$profile" --bin tapcred --bin tapcred-full
   fi
 fi
 [ -x "$double_bin" ] || cargo build -q --locked -p tapcred-testkit --bin tapcred-sts-double
 [ -f "$exe" ] || fail "$exe was not built"
+[ -f "$full_exe" ] || fail "$full_exe is missing: tapcred.exe needs tapcred-full.exe beside it"
 
 work=$(mktemp -d)
 double_pid=
@@ -58,6 +68,7 @@ trap cleanup EXIT
 # The .exe with the Wine-only ProcessPrng shim beside it (test scaffolding, see the .c file).
 mkdir -p "$work/bin"
 cp "$exe" "$work/bin/tapcred.exe"
+cp "$full_exe" "$work/bin/tapcred-full.exe"
 x86_64-w64-mingw32-gcc -O2 -shared -o "$work/bin/bcryptprimitives.dll" \
   scripts/wine/bcryptprimitives.c scripts/wine/bcryptprimitives.def -ladvapi32
 
@@ -73,7 +84,9 @@ user_dir=$WINEPREFIX/drive_c/users/${profile_win##*\\}
 
 ver=$("$wine" "$work/bin/tapcred.exe" --version </dev/null | tr -d '\r')
 grep -q '^tapcred [0-9]' <<<"$ver" || fail "tapcred.exe --version printed: $ver"
-ok "tapcred.exe --version: $ver"
+ver_full=$("$wine" "$work/bin/tapcred-full.exe" --version </dev/null | tr -d '\r')
+[ "$ver_full" = "$ver" ] || fail "tapcred.exe --version ($ver) and tapcred-full.exe --version ($ver_full) differ"
+ok "tapcred.exe --version (handed to tapcred-full.exe): $ver"
 # The design fixture's keys (the STS double knows them), on stdin as the README says.
 key_id=$(sed -n 's/^aws_access_key_id = //p' fixtures/aws/design/credentials | head -n1)
 secret=$(sed -n 's/^aws_secret_access_key = //p' fixtures/aws/design/credentials | head -n1)
@@ -128,6 +141,37 @@ read -r req2 _ _ <<<"$(stats)"
   "$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["AccessKeyId"])')" ] ||
   fail "the second call did not return the cached session"
 ok "second call served from the cache (the double saw no new request)"
+
+# 2b. The launcher alone. tapcred-full.exe made unstartable with its size and modification
+# time kept (the warm index is keyed by both files; Wine under root ignores file modes, so
+# its bytes are zeroed: not a Windows program any more): the warm call is still answered,
+# by tapcred.exe alone; anything else exits 7 with one line naming tapcred-full.exe.
+cp -p "$work/bin/tapcred-full.exe" "$work/tapcred-full.keep"
+head -c "$(stat -c %s "$work/tapcred-full.keep")" /dev/zero >"$work/bin/tapcred-full.exe"
+touch -r "$work/tapcred-full.keep" "$work/bin/tapcred-full.exe"
+out2b=$(tap credential-process --profile mfa 2>"$work/err2b") ||
+  { cat "$work/err2b" >&2; fail "with tapcred-full.exe unstartable, the warm call failed"; }
+[ "$out2b" = "$out2" ] || fail "with tapcred-full.exe unstartable, the warm call printed other credentials"
+[ ! -s "$work/err2b" ] || fail "the warm call by tapcred.exe alone wrote to stderr: $(cat "$work/err2b")"
+read -r req2b _ _ <<<"$(stats)"
+[ "$req2b" -eq "$req1" ] || fail "the warm call by tapcred.exe alone reached STS"
+ok "warm credential-process answered by tapcred.exe alone (tapcred-full.exe unstartable)"
+handed_over_fails() { # what: the args must exit 7 with one line naming tapcred-full.exe
+  local what=$1 rc=0; shift
+  tap "$@" >"$work/out7x" 2>"$work/err7x" || rc=$?
+  tr -d '\r' <"$work/err7x" >"$work/err7y"
+  [ "$rc" -eq 7 ] || fail "$what: exit $rc, expected 7: $(cat "$work/err7y")"
+  [ ! -s "$work/out7x" ] || fail "$what: printed on stdout"
+  [ "$(grep -c . "$work/err7y")" -eq 1 ] || fail "$what: not one line: $(cat "$work/err7y")"
+  grep -q 'tapcred: error: cannot start .*tapcred-full\.exe.*reinstall both' "$work/err7y" ||
+    fail "$what: the error does not name tapcred-full.exe and the fix: $(cat "$work/err7y")"
+}
+handed_over_fails "--version with tapcred-full.exe unstartable" --version
+ok "--version with tapcred-full.exe unstartable: exit 7, $(cat "$work/err7y")"
+rm "$work/bin/tapcred-full.exe"
+handed_over_fails "credential-process with tapcred-full.exe removed" credential-process --profile mfa
+ok "credential-process with tapcred-full.exe removed: exit 7 (no warm index without both programs)"
+cp -p "$work/tapcred-full.keep" "$work/bin/tapcred-full.exe"
 
 # 3. exec hands the variables to a Windows child
 set +e
