@@ -4,7 +4,8 @@
 # also written to target/bench-results.md. See benches/README.md.
 #
 #   bash benches/run.sh                       everything
-#   TAPCRED_BENCH_ONLY=B bash benches/run.sh  only section B (or A)
+#   TAPCRED_BENCH_ONLY=B bash benches/run.sh  only section B (or A, or S; letters combine)
+#   TAPCRED_BENCH_IDLE_SECONDS=60 …           the idle window of S1 (serve_idle.sh)
 #   TAPCRED_BENCH_A_N=41 …                    samples per command in section A (default 21)
 #   TAPCRED_BENCH_PAR=32 …                    parallel processes in B6/B7b (default 32)
 #   TAPCRED_BENCH_QUICKACK=0 …                keep delayed ACKs on loopback (see README)

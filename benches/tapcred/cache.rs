@@ -7,6 +7,7 @@ pub(crate) const M_COLD: usize = 5;
 pub(crate) const M_PAR: usize = 5;
 pub(crate) const M_OATH: usize = 5;
 pub(crate) const M_RSS: usize = 3;
+pub(crate) const WINE_TAG: &str = "wine-00";
 
 /// MFA devices (one per sample, so no sample waits for a fresh TOTP window) used with the
 /// software seed: `[profile TAG]` with `mfa_serial = …:mfa/TAG`.
@@ -17,6 +18,9 @@ pub(crate) fn software_tags() -> Vec<String> {
     tags.extend((0..M_PAR).map(|i| format!("par-{i:02}")));
     tags.extend((0..M_RSS).map(|i| format!("rss-{i:02}")));
     tags.extend(["trace-00".to_string(), "trace-01".to_string()]);
+    // F5: the Wine prefix has a ledger of its own, so its first code must not be one the
+    // Linux calls already sent for `mfa`'s device in the same window.
+    tags.push(WINE_TAG.to_string());
     tags
 }
 

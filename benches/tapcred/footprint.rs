@@ -261,7 +261,7 @@ fn wine_f5(rep: &mut Report, env: &Env, linux_warm_cache: &Path, work: &Path) {
     let tap = || {
         let mut c = Command::new(&wine);
         c.arg(bin.join("tapcred.exe"))
-            .args(["credential-process", "--profile", "mfa"]);
+            .args(["credential-process", "--profile", WINE_TAG]);
         wine_env(&mut c);
         // The cache goes to the prefix's %LOCALAPPDATA%\tapcred.
         c.env("AWS_CONFIG_FILE", wine_path(&env.config))
@@ -338,7 +338,7 @@ fn wine_f5(rep: &mut Report, env: &Env, linux_warm_cache: &Path, work: &Path) {
     stop_wineserver(&mut srv);
     rep.row(
         F5,
-        "`wine64 tapcred.exe credential-process --profile mfa`, warm (release .exe, Wine 8; informative)",
+        "`wine64 tapcred.exe credential-process --profile wine-00`, warm (release .exe, Wine 8; the same role as `mfa`, its own MFA device; informative)",
         &w,
         &format!(
             "{} of the Linux binary's warm call in the same rounds ({} ms)",

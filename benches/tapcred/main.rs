@@ -27,6 +27,8 @@ mod oath_cold;
 #[cfg(target_os = "linux")]
 mod report;
 #[cfg(target_os = "linux")]
+mod serve_idle;
+#[cfg(target_os = "linux")]
 mod strace;
 
 /// What every section module uses.
@@ -52,6 +54,7 @@ mod prelude {
     pub(crate) use crate::harness::*;
     pub(crate) use crate::oath_cold::*;
     pub(crate) use crate::report::*;
+    pub(crate) use crate::serve_idle::*;
     pub(crate) use crate::strace::*;
     pub(crate) use crate::{A_ACCOUNT, A_SEED, ACCT, CARD_SERIAL, DEMO_SEED};
 }
@@ -113,6 +116,9 @@ fn main() {
         }
     }
     drop(stack);
+    if only.is_empty() || only.contains('S') {
+        bench_s(&mut rep);
+    }
     let _ = std::fs::remove_dir_all(&work);
     rep.notes.push(format!(
         "network: {}; tapcred: {} ({}, tree {})",

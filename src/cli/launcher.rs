@@ -22,7 +22,7 @@ use super::Cmd;
 use crate::commands;
 use crate::engine;
 use crate::error::Error;
-use crate::platform::locations::{self, FULL_PROGRAM};
+use crate::platform::locations::{self, FULL_PROGRAM, LAUNCHER};
 use crate::token::RealEnv;
 
 /// `main` of the `tapcred` binary: the process exit code.
@@ -73,8 +73,10 @@ fn hand_over(mut args: impl Iterator<Item = OsString>) -> i32 {
         Err(e) => format!("cannot find tapcred's own folder: {e}"),
     };
     let e = Error::io(format!(
-        "{err}; tapcred is two programs installed side by side, `tapcred` and `{}`: reinstall \
-         both (cargo install --locked tapcred, or the package)",
+        "{err}; tapcred is two programs installed side by side, `{}` and `{}`: reinstall \
+         both (`cargo install --locked --path .` in tapcred's source folder, or the package) \
+         or copy both into one folder",
+        locations::program_file_name(LAUNCHER),
         locations::program_file_name(FULL_PROGRAM)
     ));
     eprintln!("tapcred: error: {e}");
