@@ -222,10 +222,7 @@ fn cp(h: &Home, profile: &str) -> Outcome {
 
 /// HOME with the DESIGN.md files, the design seed and the STS double as endpoint.
 fn design_home(d: &StsDouble) -> Home {
-    let mut h = Home::design();
-    h.set("AWS_ENDPOINT_URL_STS", &d.endpoint())
-        .set("TAPCRED_TOTP_SECRET", design::MFA_SEED_BASE32);
-    h
+    Home::design_against(&d.endpoint())
 }
 
 /// A GetSessionToken answer with these credentials, valid for an hour.

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{Home, Run, TAPCRED, TAPCRED_FULL};
-use tapcred_testkit::sts_double::{Config, StsDouble};
+use tapcred_testkit::sts_double::{Config, StsDouble, design};
 
 fn strace_calls(home: &Home, args: &[&str]) -> (Run, String) {
     let trace = home.path().join(format!("trace-{}", args.join("-")));
@@ -46,13 +46,7 @@ fn a_cache_hit_makes_no_network_runtime_or_thread() {
         return;
     }
     let double = StsDouble::start(Config::design()).unwrap();
-    let mut home = Home::design();
-    let seed = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sts-double/design.seed"),
-    )
-    .unwrap();
-    home.set("AWS_ENDPOINT_URL_STS", &double.endpoint());
-    home.set("TAPCRED_TOTP_SECRET", seed.trim());
+    let home = Home::design_against(&double.endpoint());
 
     let (cold, cold_trace) = strace_calls(&home, &["credential-process", "--profile", "mfa"]);
     cold.ok();
@@ -109,13 +103,7 @@ fn a_cache_hit_makes_no_network_runtime_or_thread() {
 #[test]
 fn the_warm_index_is_used_only_while_files_and_environment_are_unchanged() {
     let double = StsDouble::start(Config::design()).unwrap();
-    let mut home = Home::design();
-    let seed = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sts-double/design.seed"),
-    )
-    .unwrap();
-    home.set("AWS_ENDPOINT_URL_STS", &double.endpoint());
-    home.set("TAPCRED_TOTP_SECRET", seed.trim());
+    let mut home = Home::design_against(&double.endpoint());
     home.set("RUST_LOG", "tapcred=debug");
     let call = |home: &Home| {
         let r = home.run(&["credential-process", "--profile", "mfa"]);
@@ -136,7 +124,11 @@ fn the_warm_index_is_used_only_while_files_and_environment_are_unchanged() {
     let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
     assert_eq!(files.len(), 1, "{dir:?}");
     let text = std::fs::read_to_string(files[0].path()).unwrap();
-    for secret in [seed.trim(), cold.as_str(), "aws_secret_access_key"] {
+    for secret in [
+        design::MFA_SEED_BASE32,
+        cold.as_str(),
+        "aws_secret_access_key",
+    ] {
         assert!(!text.contains(secret), "{text}");
     }
     #[cfg(unix)]

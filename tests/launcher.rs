@@ -46,22 +46,10 @@ impl Installed {
     }
 }
 
-/// The DESIGN.md profiles against the STS double, with the demo seed.
-fn design_home(double: &StsDouble) -> Home {
-    let mut home = Home::design();
-    let seed = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sts-double/design.seed"),
-    )
-    .unwrap();
-    home.set("AWS_ENDPOINT_URL_STS", &double.endpoint());
-    home.set("TAPCRED_TOTP_SECRET", seed.trim());
-    home
-}
-
 #[test]
 fn the_launcher_answers_a_hit_alone_and_hands_everything_else_to_the_full_program() {
     let double = StsDouble::start(Config::design()).unwrap();
-    let home = design_home(&double);
+    let home = Home::design_against(&double.endpoint());
     let bin = Installed::into(&home.path().join("bin"));
 
     // A miss through the launcher: the whole program does the work.
@@ -126,7 +114,7 @@ fn the_launcher_answers_a_hit_alone_and_hands_everything_else_to_the_full_progra
 #[test]
 fn a_handed_over_call_keeps_arguments_stdin_and_exit_code() {
     let double = StsDouble::start(Config::design()).unwrap();
-    let home = design_home(&double);
+    let home = Home::design_against(&double.endpoint());
     let bin = Installed::into(&home.path().join("bin"));
     // A usage error from clap names the program as the person typed it.
     let r = bin.run(

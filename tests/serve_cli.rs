@@ -12,7 +12,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,13 +30,7 @@ struct World {
 impl World {
     fn new() -> World {
         let double = StsDouble::start(Config::design()).expect("STS double");
-        let mut home = Home::design();
-        let seed = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sts-double/design.seed"),
-        )
-        .unwrap();
-        home.set("AWS_ENDPOINT_URL_STS", &double.endpoint());
-        home.set("TAPCRED_TOTP_SECRET", seed.trim());
+        let home = Home::design_against(&double.endpoint());
         World { home, double }
     }
 

@@ -42,6 +42,17 @@ impl Home {
         h
     }
 
+    /// [`Home::design`] sent to the STS double at `endpoint`, with the design MFA device's
+    /// seed (`fixtures/sts-double/design.seed`) as the software seed.
+    pub fn design_against(endpoint: &str) -> Home {
+        let mut h = Home::design();
+        h.set("AWS_ENDPOINT_URL_STS", endpoint).set(
+            "TAPCRED_TOTP_SECRET",
+            tapcred_testkit::sts_double::design::MFA_SEED_BASE32,
+        );
+        h
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
