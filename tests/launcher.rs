@@ -159,3 +159,19 @@ fn a_handed_over_call_keeps_arguments_stdin_and_exit_code() {
     assert_eq!(out.code, 9, "{}", out.stderr);
     assert!(out.stdout.starts_with("from-stdin ASIA"), "{}", out.stdout);
 }
+
+/// A `tapcred` linked into another folder (`ln -s …/tapcred ~/bin/tapcred`) still finds
+/// `tapcred-full` beside the file the link leads to.
+#[test]
+fn a_linked_launcher_finds_the_full_program_beside_its_target() {
+    let home = Home::design();
+    let bin = Installed::into(&home.path().join("opt/tapcred"));
+    let links = home.path().join("bin");
+    std::fs::create_dir_all(&links).unwrap();
+    std::os::unix::fs::symlink(&bin.launcher, links.join("tapcred")).unwrap();
+    let r = bin.run(&links.join("tapcred"), &home, &["--version"], &[]);
+    assert_eq!(
+        r.ok().stdout.trim(),
+        format!("tapcred {}", env!("CARGO_PKG_VERSION"))
+    );
+}

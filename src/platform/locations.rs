@@ -39,10 +39,20 @@ pub fn program_file_name(name: &str) -> String {
     format!("{name}{}", std::env::consts::EXE_SUFFIX)
 }
 
-/// tapcred's program `name`, in the folder of the running executable (symbolic links
-/// resolved).
+/// tapcred's program `name`, in the folder of the running executable. Linux reports that
+/// executable with symbolic links resolved; macOS and Windows may report a link to it (a
+/// `tapcred` linked into `~/bin`, say), so when `name` is not beside the path reported, the
+/// folder of the file it leads to is used.
 pub fn sibling_program(name: &str) -> std::io::Result<PathBuf> {
-    Ok(std::env::current_exe()?.with_file_name(program_file_name(name)))
+    let exe = std::env::current_exe()?;
+    let file = program_file_name(name);
+    let beside = exe.with_file_name(&file);
+    if beside.exists() {
+        return Ok(beside);
+    }
+    Ok(std::fs::canonicalize(&exe)
+        .map(|real| real.with_file_name(&file))
+        .unwrap_or(beside))
 }
 
 /// tapcred's cache directory, None when no base is known.
