@@ -98,9 +98,10 @@ fn env_digest<'a>(names: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> St
 /// found beside the running one. A rebuilt or upgraded tapcred (whose resolution or cache
 /// keys may differ) never reads an older build's index; without both files, no index.
 fn build_identity() -> Option<Vec<u8>> {
+    let dir = locations::programs_dir().ok()?;
     let mut id = Vec::new();
     for name in [locations::LAUNCHER, locations::FULL_PROGRAM] {
-        let path = locations::sibling_program(name).ok()?;
+        let path = dir.join(locations::program_file_name(name));
         let md = std::fs::metadata(&path).ok()?;
         let mtime = md
             .modified()

@@ -39,79 +39,83 @@ pub fn program_file_name(name: &str) -> String {
     format!("{name}{}", std::env::consts::EXE_SUFFIX)
 }
 
-/// tapcred's program `name`, in the folder of the running executable. Linux reports that
-/// executable with symbolic links resolved; macOS and Windows may report a link to it (a
-/// `tapcred` linked into `~/bin`, say), so when `name` is not beside the path reported, the
-/// folder of the file it leads to is used.
-pub fn sibling_program(name: &str) -> std::io::Result<PathBuf> {
+/// The folder tapcred's programs are installed in: the running executable's. Linux reports
+/// that executable with symbolic links resolved; macOS and Windows may report a link to it
+/// (a `tapcred` linked into `~/bin`, say), so when [`FULL_PROGRAM`] is not beside the path
+/// reported, the folder of the file it leads to is used.
+pub fn programs_dir() -> std::io::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let file = program_file_name(name);
-    let beside = exe.with_file_name(&file);
-    if beside.exists() {
-        return Ok(beside);
+    let reported = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if reported.join(program_file_name(FULL_PROGRAM)).exists() {
+        return Ok(reported);
     }
     Ok(std::fs::canonicalize(&exe)
-        .map(|real| real.with_file_name(&file))
-        .unwrap_or(beside))
+        .ok()
+        .and_then(|real| real.parent().map(Path::to_path_buf))
+        .unwrap_or(reported))
+}
+
+/// tapcred's program `name` in [`programs_dir`].
+pub fn sibling_program(name: &str) -> std::io::Result<PathBuf> {
+    Ok(programs_dir()?.join(program_file_name(name)))
+}
+
+/// Where one of tapcred's per-user directories goes on each OS (the table at the top).
+struct PerUserDir {
+    /// Absolute `$XDG_…` that wins everywhere.
+    xdg: &'static str,
+    /// The Windows variable, else `%USERPROFILE%\AppData\<windows_fallback>`.
+    windows_var: &'static str,
+    windows_fallback: &'static str,
+    /// Below `$HOME` on macOS, and on Linux and other Unix.
+    macos: &'static [&'static str],
+    unix: &'static [&'static str],
+}
+
+impl PerUserDir {
+    fn resolve(&self, env: &dyn EnvLookup) -> Option<PathBuf> {
+        let absolute = |k: &str| env.var(k).filter(|x| Path::new(x).is_absolute());
+        if let Some(x) = absolute(self.xdg) {
+            return Some(PathBuf::from(x).join("tapcred"));
+        }
+        let (base, below) = if cfg!(windows) {
+            if let Some(d) = absolute(self.windows_var) {
+                return Some(PathBuf::from(d).join("tapcred"));
+            }
+            (home(env)?, &["AppData", self.windows_fallback][..])
+        } else if cfg!(target_os = "macos") {
+            (home(env)?, self.macos)
+        } else {
+            (home(env)?, self.unix)
+        };
+        let mut dir = PathBuf::from(base);
+        dir.extend(below);
+        Some(dir.join("tapcred"))
+    }
 }
 
 /// tapcred's cache directory, None when no base is known.
 pub fn cache_dir(env: &dyn EnvLookup) -> Option<PathBuf> {
-    if let Some(x) = env
-        .var("XDG_CACHE_HOME")
-        .filter(|x| Path::new(x).is_absolute())
-    {
-        return Some(PathBuf::from(x).join("tapcred"));
+    PerUserDir {
+        xdg: "XDG_CACHE_HOME",
+        windows_var: "LOCALAPPDATA",
+        windows_fallback: "Local",
+        macos: &["Library", "Caches"],
+        unix: &[".cache"],
     }
-    if cfg!(windows) {
-        if let Some(l) = env
-            .var("LOCALAPPDATA")
-            .filter(|x| Path::new(x).is_absolute())
-        {
-            return Some(PathBuf::from(l).join("tapcred"));
-        }
-        return home(env).map(|h| {
-            PathBuf::from(h)
-                .join("AppData")
-                .join("Local")
-                .join("tapcred")
-        });
-    }
-    let home = PathBuf::from(home(env)?);
-    Some(if cfg!(target_os = "macos") {
-        home.join("Library").join("Caches").join("tapcred")
-    } else {
-        home.join(".cache").join("tapcred")
-    })
+    .resolve(env)
 }
 
 /// tapcred's data directory (the vault lives here), None when no base is known.
 pub fn data_dir(env: &dyn EnvLookup) -> Option<PathBuf> {
-    if let Some(x) = env
-        .var("XDG_DATA_HOME")
-        .filter(|x| Path::new(x).is_absolute())
-    {
-        return Some(PathBuf::from(x).join("tapcred"));
+    PerUserDir {
+        xdg: "XDG_DATA_HOME",
+        windows_var: "APPDATA",
+        windows_fallback: "Roaming",
+        macos: &["Library", "Application Support"],
+        unix: &[".local", "share"],
     }
-    if cfg!(windows) {
-        if let Some(a) = env.var("APPDATA").filter(|x| Path::new(x).is_absolute()) {
-            return Some(PathBuf::from(a).join("tapcred"));
-        }
-        return home(env).map(|h| {
-            PathBuf::from(h)
-                .join("AppData")
-                .join("Roaming")
-                .join("tapcred")
-        });
-    }
-    let home = PathBuf::from(home(env)?);
-    Some(if cfg!(target_os = "macos") {
-        home.join("Library")
-            .join("Application Support")
-            .join("tapcred")
-    } else {
-        home.join(".local").join("share").join("tapcred")
-    })
+    .resolve(env)
 }
 
 /// Expand a leading `~` (`~/` and, on Windows, `~\`) with `home`; anything else unchanged.
