@@ -98,15 +98,7 @@ fn enroll_to_vault_seals_the_seed_and_rolls_back() {
     ] {
         assert!(out.stderr.contains(needle), "{needle}: {}", out.stderr);
     }
-    assert_eq!(
-        out.stderr
-            .lines()
-            .filter(|l| l.contains("to unlock the tapcred vault"))
-            .count(),
-        1,
-        "one touch: {}",
-        out.stderr
-    );
+    assert_one_unlock_prompt(&out);
     assert_eq!(common::enroll::aws_files(&h), before);
     assert_eq!(open(&h).entry_names().count(), vault_before);
     assert!(d.iam_state().virtual_devices.is_empty());
@@ -119,15 +111,7 @@ fn enroll_to_vault_seals_the_seed_and_rolls_back() {
         "{}",
         out.stdout
     );
-    assert_eq!(
-        out.stderr
-            .lines()
-            .filter(|l| l.contains("to unlock the tapcred vault"))
-            .count(),
-        1,
-        "one touch: {}",
-        out.stderr
-    );
+    assert_one_unlock_prompt(&out);
     let config = std::fs::read_to_string(h.config_path()).unwrap();
     assert_eq!(
         config,
@@ -161,5 +145,18 @@ fn enroll_to_vault_seals_the_seed_and_rolls_back() {
     assert_eq!(
         h.run(&["vault", "list", "--json"]).json()["entries"][0]["name"],
         SERIAL
+    );
+}
+
+/// The vault was opened once: one touch prompt on stderr.
+fn assert_one_unlock_prompt(out: &Run) {
+    assert_eq!(
+        out.stderr
+            .lines()
+            .filter(|l| l.contains("to unlock the tapcred vault"))
+            .count(),
+        1,
+        "one touch: {}",
+        out.stderr
     );
 }

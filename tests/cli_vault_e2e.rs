@@ -21,7 +21,7 @@ use sha1::Sha1;
 use sha2::Sha256;
 use tapcred::vault::VaultStore;
 use tapcred_testkit::pcsc_stack::{CardHandle, PcscStack};
-use tapcred_testkit::sts_double::{RoleSpec, StsDouble, TokenOutcome, UserSpec, design};
+use tapcred_testkit::sts_double::{StsDouble, TokenOutcome, design};
 use tapcred_testkit::virtual_yubikey::{OtpSlot, VirtualYubiKey, VykConfig};
 
 const SLOT_KEY: [u8; 20] = *b"e2e-vault-slot-key-A";
@@ -376,16 +376,7 @@ fn enroll_to_vault_with_the_access_key_already_in_the_vault() {
     };
     let key = insert(&mut stack, SLOT_KEY);
     // An IAM user with keys and no MFA device yet.
-    let d = StsDouble::builder()
-        .user(UserSpec::new(
-            design::USER_NAME,
-            design::ACCOUNT,
-            design::ACCESS_KEY_ID,
-            design::SECRET_ACCESS_KEY,
-        ))
-        .role(RoleSpec::new(design::ROLE_ARN).require_mfa(true))
-        .start()
-        .unwrap();
+    let d = common::enroll::new_user_double();
     let mut home = Home::empty();
     home.write_config(&format!(
         "[profile mfa]\nsource_profile = toolkit-user\nrole_arn = {}\n",

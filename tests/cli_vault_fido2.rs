@@ -17,6 +17,25 @@ fn home() -> Home {
     h
 }
 
+/// Off CI, a machine with `/dev/hidraw*` may have a real FIDO2 key plugged in, which would
+/// answer where these tests expect none: skip (loudly). Under CI the test runs regardless.
+fn real_hid_devices_may_answer(test: &str) -> bool {
+    let hidraw = std::fs::read_dir("/dev")
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("hidraw"))
+        })
+        .unwrap_or(false);
+    if hidraw && !tapcred_testkit::ci::is_ci() {
+        tapcred_testkit::ci::skip(
+            test,
+            "this machine has /dev/hidraw devices (maybe a real FIDO2 key)",
+        );
+        return true;
+    }
+    false
+}
+
 #[test]
 fn fido2_unlock_specs_are_checked_before_any_device() {
     let h = home();
@@ -31,17 +50,7 @@ fn fido2_unlock_specs_are_checked_before_any_device() {
 
 #[test]
 fn fido2_init_without_an_authenticator_says_so() {
-    let hidraw = std::fs::read_dir("/dev")
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("hidraw"))
-        })
-        .unwrap_or(false);
-    if hidraw && !tapcred_testkit::ci::is_ci() {
-        tapcred_testkit::ci::skip(
-            "fido2_init_without_an_authenticator_says_so",
-            "this machine has /dev/hidraw devices (maybe a real FIDO2 key)",
-        );
+    if real_hid_devices_may_answer("fido2_init_without_an_authenticator_says_so") {
         return;
     }
     let h = home();
@@ -54,17 +63,9 @@ fn fido2_init_without_an_authenticator_says_so() {
 
 #[test]
 fn fido2_add_unlock_without_an_authenticator_says_so_before_any_unlock() {
-    let hidraw = std::fs::read_dir("/dev")
-        .map(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("hidraw"))
-        })
-        .unwrap_or(false);
-    if hidraw && !tapcred_testkit::ci::is_ci() {
-        tapcred_testkit::ci::skip(
-            "fido2_add_unlock_without_an_authenticator_says_so_before_any_unlock",
-            "this machine has /dev/hidraw devices (maybe a real FIDO2 key)",
-        );
+    if real_hid_devices_may_answer(
+        "fido2_add_unlock_without_an_authenticator_says_so_before_any_unlock",
+    ) {
         return;
     }
     let h = home();

@@ -3,11 +3,12 @@
 //! pcscd, with ykman as the judge of the slot's answer. Expected HMACs are computed here,
 //! independently of the card.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha1::Sha1;
+use common::otp_keys::{self, ARN, KEY_A, KEY_B, hmac_sha1, seed};
 use tapcred::ErrorKind;
 use tapcred::token::device::{Backend, Connection};
 use tapcred::token::otp::Slot;
@@ -15,30 +16,13 @@ use tapcred::token::transport::ApduTransport;
 use tapcred::ui::{RecordingUi, UiEvent};
 use tapcred::vault::unlock::{enroll, open_with};
 use tapcred::vault::{
-    EntryName, OpenVault, OtpSlotUnlocker, Secret, Unlocker, UnlockerDesc, UnlockerKind,
-    VaultError, VaultFile,
+    EntryName, OpenVault, OtpSlotUnlocker, Unlocker, UnlockerDesc, UnlockerKind, VaultError,
+    VaultFile,
 };
-use tapcred_testkit::virtual_yubikey::{OtpSlot, VirtualYubiKey, VykConfig};
-use zeroize::Zeroizing;
-
-const KEY_A: [u8; 20] = *b"slot-2-key-of-key-A!";
-const KEY_B: [u8; 20] = *b"slot-2-key-of-key-B!";
-const SEED: &[u8] = b"AWS-virtual-MFA-seed-is-forty-bytes-long";
-const ARN: &str = "arn:aws:iam::111111111111:mfa/toolkit-user";
-
-fn hmac_sha1(key: &[u8], msg: &[u8]) -> Vec<u8> {
-    let mut m = <Hmac<Sha1> as KeyInit>::new_from_slice(key).unwrap();
-    m.update(msg);
-    m.finalize().into_bytes().to_vec()
-}
+use tapcred_testkit::virtual_yubikey::VirtualYubiKey;
 
 fn card(serial: u32, key: [u8; 20], touch: bool) -> VirtualYubiKey {
-    VirtualYubiKey::new(
-        VykConfig::new()
-            .serial(serial)
-            .otp_slot(2, OtpSlot::hmac_sha1(key, touch))
-            .touch_timeout(Duration::from_millis(400)),
-    )
+    otp_keys::card(serial, key, touch, Duration::from_millis(400))
 }
 
 #[derive(Clone)]
@@ -69,10 +53,6 @@ impl Backend for VykBackend {
 
 fn conn(k: VirtualYubiKey) -> VykConn {
     VykConn(Arc::new(Mutex::new(k)))
-}
-
-fn seed() -> Secret {
-    Secret::TotpSeed(Zeroizing::new(SEED.to_vec()))
 }
 
 /// A vault made with `u`, holding the seed, as bytes.
@@ -258,6 +238,7 @@ mod pcscd {
     use tapcred::token::pcsc::PcscBackend;
     use tapcred::vault::VaultStore;
     use tapcred_testkit::pcsc_stack::{PcscStack, reader_name};
+    use tapcred_testkit::virtual_yubikey::{OtpSlot, VykConfig};
 
     #[test]
     fn otp_unlocker_through_the_real_pcscd() {

@@ -4,44 +4,24 @@
 //! CCID interface off). The HID side is the virtual key's feature-report interface; the
 //! expected HMACs are computed here.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha1::Sha1;
+use common::otp_keys::{self, ARN, KEY_A, KEY_B, hmac_sha1, seed};
 use tapcred::token::device::{Backend, Connection};
 use tapcred::token::otp::Slot;
 use tapcred::token::otp::hid::{HidInterface, OtpHidBackend, Pacing};
 use tapcred::token::transport::{ApduTransport, FeatureReport, FeatureReportTransport};
 use tapcred::ui::{RecordingUi, UiEvent};
 use tapcred::vault::unlock::{Found, connect_otp, enroll, open_with};
-use tapcred::vault::{EntryName, OpenVault, OtpSlotUnlocker, Secret, Unlocker, VaultFile};
+use tapcred::vault::{EntryName, OpenVault, OtpSlotUnlocker, Unlocker, VaultFile};
 use tapcred::{Error, ErrorKind};
-use tapcred_testkit::virtual_yubikey::{OtpSlot, VirtualOtpHid, VirtualYubiKey, VykConfig};
-use zeroize::Zeroizing;
-
-const KEY_A: [u8; 20] = *b"slot-2-key-of-key-A!";
-const KEY_B: [u8; 20] = *b"slot-2-key-of-key-B!";
-const SEED: &[u8] = b"AWS-virtual-MFA-seed-is-forty-bytes-long";
-const ARN: &str = "arn:aws:iam::111111111111:mfa/toolkit-user";
-
-fn hmac_sha1(key: &[u8], msg: &[u8]) -> Vec<u8> {
-    let mut m = <Hmac<Sha1> as KeyInit>::new_from_slice(key).unwrap();
-    m.update(msg);
-    m.finalize().into_bytes().to_vec()
-}
+use tapcred_testkit::virtual_yubikey::{VirtualOtpHid, VirtualYubiKey};
 
 fn card(serial: u32, key: [u8; 20], touch: bool) -> VirtualYubiKey {
-    VirtualYubiKey::new(
-        VykConfig::new()
-            .serial(serial)
-            .otp_slot(2, OtpSlot::hmac_sha1(key, touch))
-            .touch_timeout(Duration::from_secs(5)),
-    )
-}
-
-fn seed() -> Secret {
-    Secret::TotpSeed(Zeroizing::new(SEED.to_vec()))
+    otp_keys::card(serial, key, touch, Duration::from_secs(5))
 }
 
 /// One key's OTP HID interface.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub mod enroll;
+pub mod otp_keys;
 
 pub const TAPCRED: &str = env!("CARGO_BIN_EXE_tapcred");
 /// The whole program, which the `tapcred` launcher runs in its place for all but a warm
