@@ -12,6 +12,7 @@ pub mod engine;
 pub mod env;
 pub mod error;
 pub mod iam;
+pub mod journal;
 pub mod platform;
 pub mod profile;
 pub mod serve;

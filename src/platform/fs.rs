@@ -25,7 +25,7 @@
 //! followed.
 
 use std::fs::{self, File, FileType, Metadata, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 use zeroize::Zeroizing;
@@ -171,6 +171,30 @@ pub fn open_lock_file(path: &Path, create_new: bool) -> io::Result<File> {
         imp::make_owner_only(&mut f, false)?;
     }
     Ok(f)
+}
+
+/// Replace `path` atomically with `bytes`, private to this user: a temp file in the same
+/// directory (created owner-only), written, fsynced, renamed over `path`, then the directory
+/// fsynced. A crash leaves the old file or the new one, never a mix. `prefix` names the temp
+/// file (`.vault-`, `.journal-`) so a leftover one says whose it was.
+pub fn replace_private(path: &Path, prefix: &str, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    imp::make_owner_only(tmp.as_file_mut(), false)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    // Make the rename durable (directories cannot be opened for sync everywhere).
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Create a file (truncating one that exists), private, never through a link (probe files).

@@ -14,7 +14,7 @@
 //! OS-specific parts live in `platform::fs`; nothing here has a `cfg`.
 
 use std::fs::{File, TryLockError};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -185,7 +185,6 @@ impl WriteLock<'_> {
     /// Replace the vault atomically with `vault`'s bytes.
     pub fn write(&self, vault: &OpenVault) -> Result<(), VaultError> {
         let bytes = vault.to_bytes();
-        let dir = self.store.dir();
         let path = &self.store.path;
         let fail = |e: io::Error| {
             VaultError::Io(format!(
@@ -193,18 +192,7 @@ impl WriteLock<'_> {
                 path.display()
             ))
         };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".vault-")
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(fail)?;
-        tmp.write_all(&bytes).map_err(fail)?;
-        tmp.as_file().sync_all().map_err(fail)?;
-        tmp.persist(path).map_err(|e| fail(e.error))?;
-        // Make the rename durable (directories cannot be opened for sync everywhere).
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
+        pfs::replace_private(path, ".vault-", &bytes).map_err(fail)?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! virtual YubiKey, and a real pcscd serving it over vpcd.
 pub mod ci;
 pub mod fault_proxy;
+pub mod hid_report;
 pub mod moto;
 #[cfg(unix)]
 pub mod pcsc_stack;
