@@ -5,7 +5,7 @@
 #   bash benches/serve_idle.sh [TAPCRED_BINARY]     # default target/release/tapcred
 #   TAPCRED_IDLE_SECONDS=60 bash benches/serve_idle.sh
 #
-# It starts `tapcred serve --profile toolkit-user -- sleep N` with the DESIGN.md example
+# It starts `tapcred serve --profile toolkit-user -- sleep N` with the design example (fixtures/aws/design)
 # files in a temporary HOME (a static-key profile: no STS, no key, no network but the
 # loopback listener), waits 2 s for it to settle, then reads every thread's utime+stime
 # (/proc/PID/task/*/stat, clock ticks) and voluntary/involuntary context switches

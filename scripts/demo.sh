@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # tapcred's main job end to end on a machine with no AWS account and no YubiKey:
 #   1. build tapcred (both programs: tapcred and tapcred-full) and the strict STS double,
-#   2. start the double on 127.0.0.1 with DESIGN.md's IAM user, MFA device and role,
-#   3. point the DESIGN.md example profiles at it (AWS_ENDPOINT_URL_STS) with a demo seed,
+#   2. start the double on 127.0.0.1 with the design's IAM user, MFA device and role,
+#   3. point the design example (fixtures/aws/design) profiles at it (AWS_ENDPOINT_URL_STS) with a demo seed,
 #   4. run `tapcred credential-process --profile mfa` (the AWS SDKs' view) and an `exec`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

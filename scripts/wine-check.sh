@@ -198,7 +198,7 @@ grep -qi '^\$env:AWS_ACCESS_KEY_ID *= *["'"'"']ASIA' <<<"$ps" || fail "no PowerS
 grep -qi '^\$env:AWS_SESSION_TOKEN *= *' <<<"$ps" || fail "no PowerShell assignment of AWS_SESSION_TOKEN: $ps"
 ok "export --format powershell"
 
-# 5. bad inputs, documented exit codes (README "Exit codes")
+# 5. bad inputs, documented exit codes (docs/configuration.md "Exit codes")
 set +e
 tap credential-process --profile no-such-profile >"$work/out5" 2>"$work/err5"; rc=$?
 set -e

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-/// What went wrong, coarsely; each kind has a stable exit code (documented in README).
+/// What went wrong, coarsely; each kind has a stable exit code (documented in docs/configuration.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// Unexpected failure inside tapcred (exit 1).

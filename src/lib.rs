@@ -1,6 +1,6 @@
 //! tapcred: AWS profiles with `mfa_serial` served with a tap on a YubiKey.
 //!
-//! Layers (DESIGN.md): `cli` → `commands` → `engine` → {`profile`, `token`, `sts`, `cache`,
+//! Layers (docs/architecture.md): `cli` → `commands` → `engine` → {`profile`, `token`, `sts`, `cache`,
 //! `ui`}. Nothing below imports anything above.
 
 pub mod cache;

@@ -292,7 +292,7 @@ fn crlf_files_stay_crlf() {
 
 #[test]
 fn a_key_written_in_the_credentials_file_is_updated_there() {
-    // DESIGN.md's single-file setup: [mfa] lives in the credentials file.
+    // the design's single-file setup: [mfa] lives in the credentials file.
     let h = Home::empty();
     let single = format!(
         "[toolkit-user]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n\n[mfa]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/old\n"

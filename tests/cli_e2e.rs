@@ -1,4 +1,4 @@
-//! The real binary against the strict STS double, with the DESIGN.md profiles in a temporary
+//! The real binary against the strict STS double, with the design profiles (fixtures/aws/design) in a temporary
 //! HOME and a software seed: every STS path, `exec`, every `export` format, profile selection.
 
 mod common;

@@ -33,7 +33,7 @@ fn card(touch: bool) -> VirtualYubiKey {
     )
 }
 
-/// DESIGN.md profiles with `tapcred_token` set on the `mfa` profile; no software seed.
+/// design profiles (fixtures/aws/design) with `tapcred_token` set on the `mfa` profile; no software seed.
 fn home(d: &StsDouble, token: &str) -> Home {
     let mut h = Home::empty();
     h.write_config(&common::design_fixture("config").replacen(

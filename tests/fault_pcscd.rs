@@ -29,7 +29,7 @@ use tapcred_testkit::sts_double::{StsDouble, design};
 const SERIAL: u32 = 7_654_322;
 const AWS_LABEL: &str = "Amazon Web Services:toolkit-user@111111111111";
 
-/// DESIGN.md profiles with `tapcred_token = oath` on `mfa`; no software seed.
+/// design profiles (fixtures/aws/design) with `tapcred_token = oath` on `mfa`; no software seed.
 fn oath_home(d: &StsDouble) -> Home {
     let mut h = Home::empty();
     h.write_config(&common::design_fixture("config").replacen(

@@ -161,7 +161,7 @@ fn design_toolkit_user_is_plain_static_keys() {
 
 #[test]
 fn design_snippet_in_the_credentials_file_alone() {
-    // DESIGN.md's snippet verbatim in ~/.aws/credentials, no config file at all.
+    // the design snippet verbatim in ~/.aws/credentials, no config file at all.
     let files = fixture("design-single");
     assert!(!files.config.exists());
     let p = Profiles::load(&files).unwrap();
@@ -858,7 +858,7 @@ fn bad_tapcred_keys() {
         "r",
         &["tapcred_yubikey_serial"],
     );
-    // The OTP slot cannot hold an AWS seed (DESIGN.md): `otp` is refused with the reason
+    // The OTP slot cannot hold an AWS seed (docs/architecture.md): `otp` is refused with the reason
     // and what to use instead, in any spelling, and so is its old slot key.
     for v in ["otp", "OTP", " Otp "] {
         bad(

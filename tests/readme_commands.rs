@@ -58,8 +58,20 @@ const NOT_RUN: &[(&str, &str)] = &[
 ];
 
 fn readme_commands() -> Vec<String> {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    // README and every page under docs/: the walkthroughs moved there from README.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = vec![root.join("README.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    pages.extend(docs);
+    let text: String = pages
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap() + "\n")
+        .collect();
     let mut out = Vec::new();
     let mut in_sh = false;
     let mut pending = String::new();
@@ -136,7 +148,7 @@ fn every_readme_command_works() {
         return;
     }
 
-    // The YubiKey: the DESIGN.md seed under AWS's QR label, touch required, pressed by a
+    // The YubiKey: the design seed under AWS's QR label, touch required, pressed by a
     // simulated finger shortly after the key starts waiting.
     let mut stack =
         PcscStack::start_or_skip("readme_commands (YubiKey part; falls back to a software seed)");

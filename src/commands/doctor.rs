@@ -2,7 +2,7 @@
 //! the cache — then the one next step when something is wrong. Never prints a secret: key
 //! ids are shown by their last 4 characters, seeds and secret keys not at all.
 //!
-//! Exit codes: 0 when nothing is wrong (notes may remain), else the README table's code of
+//! Exit codes: 0 when nothing is wrong (notes may remain), else the exit-code table's code (docs/configuration.md) of
 //! the first problem found (3 configuration, 4 token/device, 5 STS would refuse — the clock,
 //! 6 network, 7 local I/O).
 
@@ -43,7 +43,7 @@ pub struct Check {
     pub message: String,
     /// What to do about it (problems and notes).
     pub fix: Option<String>,
-    /// The exit code this problem maps to (README "Exit codes").
+    /// The exit code this problem maps to (docs/configuration.md "Exit codes").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<i32>,
 }

@@ -774,7 +774,7 @@ mod imp {
         fn created_files_and_directories_take_the_acl_and_read_back_as_mine() {
             // SetSecurityInfo on each new handle must succeed, and the owner read back
             // must be this process's user (what the grants read back as depends on the
-            // file system: Wine reports its Unix mode, see README "Platforms").
+            // file system: Wine reports its Unix mode, see docs/platforms.md).
             let base = std::env::temp_dir().join(format!("tapcred-acl-{}", std::process::id()));
             let dir = base.join("cache");
             super::super::create_private_dir_all(&dir).unwrap();

@@ -6,8 +6,8 @@ use super::validate;
 use crate::error::Result;
 use crate::token::{EnvLookup, TokenKind, TokenSettings};
 
-/// What to use instead of the retired OTP-slot token source (DESIGN.md "Why no OTP slot as
-/// TOTP source").
+/// What to use instead of the retired OTP-slot token source (docs/architecture.md "Token
+/// sources": an AWS seed does not fit in an OTP slot).
 const OTP_INSTEAD: &str = "put the seed in the YubiKey's OATH applet (`ykman oath accounts add`, tapcred_token = oath), or in tapcred's vault, which the OTP slot's challenge-response unlocks (tapcred_token = vault)";
 
 impl Profiles {

@@ -1,5 +1,5 @@
 //! The token layer (HAL): "give me the TOTP code for this `mfa_serial`, for this time".
-//! One implementation per source; [`select`] picks one as DESIGN.md's `auto` rule says.
+//! One implementation per source; [`select`] picks one as docs/architecture.md's `auto` rule says.
 
 use std::fmt;
 use std::path::PathBuf;

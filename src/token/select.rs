@@ -1,4 +1,4 @@
-//! Choosing the token source for one `mfa_serial` (DESIGN.md "Token sources").
+//! Choosing the token source for one `mfa_serial` (docs/architecture.md "Token sources").
 //!
 //! The device backends and the environment are injected through [`Sources`], so the `auto`
 //! order is tested with virtual keys and a map for an environment (tests below).

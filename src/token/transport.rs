@@ -1,5 +1,5 @@
 //! The two ways tapcred talks to a YubiKey, as small traits so that every protocol above them
-//! is tested without hardware (DESIGN.md "Hardware I/O sits behind small transport traits"):
+//! is tested without hardware (docs/architecture.md "Token sources"):
 //!
 //! - [`ApduTransport`]: ISO 7816 APDUs over CCID (PC/SC for real keys): the OATH applet, the
 //!   OTP applet, the management applet.

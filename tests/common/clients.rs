@@ -90,7 +90,7 @@ pub enum Source {
 }
 
 /// A temporary HOME (with its own XDG_CACHE_HOME: no test shares tapcred's cache) whose
-/// `~/.aws/config` is the DESIGN.md example plus
+/// `~/.aws/config` is the design example (fixtures/aws/design) plus
 /// `[profile work] credential_process = … credential-process --profile mfa`.
 pub struct ClientHome {
     pub home: Home,

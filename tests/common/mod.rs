@@ -13,7 +13,7 @@ pub const TAPCRED: &str = env!("CARGO_BIN_EXE_tapcred");
 /// `credential-process` (src/cli/launcher.rs).
 pub const TAPCRED_FULL: &str = env!("CARGO_BIN_EXE_tapcred-full");
 
-/// The DESIGN.md example files (fixtures/aws/design).
+/// The design example files (fixtures/aws/design).
 pub fn design_fixture(name: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/aws/design")
@@ -35,7 +35,7 @@ impl Home {
         }
     }
 
-    /// HOME with ~/.aws/config and ~/.aws/credentials from the DESIGN.md example.
+    /// HOME with ~/.aws/config and ~/.aws/credentials from the design example (fixtures/aws/design).
     pub fn design() -> Home {
         let h = Home::empty();
         h.write_config(&design_fixture("config"));

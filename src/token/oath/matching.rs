@@ -1,4 +1,4 @@
-//! Which OATH account serves an `mfa_serial` (DESIGN.md "Token sources"):
+//! Which OATH account serves an `mfa_serial` (docs/architecture.md "Token sources"):
 //! 1. the configured `tapcred_oath_account`;
 //! 2. else a credential named exactly the `mfa_serial` (the aws-vault convention);
 //! 3. else, for `arn:aws:iam::ACCT:mfa/NAME`, `Amazon Web Services:NAME@ACCT` (the label

@@ -1,5 +1,5 @@
 //! YubiKey OATH applet (YKOATH) over an APDU transport: PC/SC for real keys, in-memory for
-//! tests. See `shared/reference/yubikey-protocols.md` part A.
+//! tests. See the YKOATH specification (Yubico's "YKOATH protocol").
 //!
 //! Layers: [`apdu`] (encoding, chaining, status words) → [`tlv`] → [`codec`] (tags,
 //! response parsers, PUT encoding, client-side crypto) → [`session`] (SELECT, VALIDATE,

@@ -1,5 +1,5 @@
 //! Key preparation: choose the key, unlock its applet (password from the env or the
-//! terminal), match an account to an `mfa_serial` (DESIGN.md's rules) with one
+//! terminal), match an account to an `mfa_serial` (docs/architecture.md's rules) with one
 //! CALCULATE_ALL, and turn what happened into `auto`'s "skip" or a fatal error.
 
 use std::sync::Arc;
@@ -34,7 +34,7 @@ impl Fail {
 
 /// What to look for on the key.
 enum Want<'a> {
-    /// A profile's `mfa_serial`, matched by DESIGN.md's rules.
+    /// A profile's `mfa_serial`, matched by docs/architecture.md's rules.
     MfaSerial(&'a str),
     /// `tapcred code SELECTOR`: an exact account name, else an `mfa_serial`.
     Selector(&'a str),

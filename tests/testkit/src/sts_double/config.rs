@@ -171,7 +171,7 @@ impl Config {
         Config::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// The DESIGN.md starting point (`fixtures/sts-double/design.json`), see [`design`].
+    /// The the design starting point (`fixtures/sts-double/design.json`), see [`design`].
     pub fn design() -> Config {
         Config::from_json(design::JSON).expect("fixtures/sts-double/design.json is valid")
     }
@@ -204,7 +204,7 @@ impl Config {
     }
 }
 
-/// Names and values of the DESIGN.md starting point, for tests that want them as constants.
+/// Names and values of the design starting point, for tests that want them as constants.
 pub mod design {
     /// The JSON text of `fixtures/sts-double/design.json`.
     pub const JSON: &str = include_str!("../../../../fixtures/sts-double/design.json");

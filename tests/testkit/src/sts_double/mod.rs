@@ -120,7 +120,7 @@ impl StsDouble {
         StsDoubleBuilder::default()
     }
 
-    /// Start with [`Config::design`] (DESIGN.md's user, device and roles) on an ephemeral port.
+    /// Start with [`Config::design`] (the design's user, device and roles) on an ephemeral port.
     pub fn start_design() -> Result<StsDouble, String> {
         Self::start(Config::design())
     }

@@ -3,7 +3,7 @@
 //! challenge-response slots, part B.8), and `6A82` for every other AID. One implementation, used in memory (`transmit`) and behind a real
 //! pcscd through vpcd (`crate::pcsc_stack`).
 //!
-//! Facts come from `reference/yubikey-protocols.md` part A. Where the real device's
+//! Facts come from Yubico's YKOATH protocol specification. Where the real device's
 //! behaviour is not documented the card is strict (it rejects rather than guesses), and
 //! the choice is written next to the code.
 
