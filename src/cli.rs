@@ -4,6 +4,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 pub mod launcher;
 
+use crate::build_id;
 use crate::commands::{self, Ctx};
 use crate::engine::Options;
 use crate::error::Error;
@@ -317,11 +318,33 @@ pub fn fast_credential_process(mut args: impl Iterator<Item = std::ffi::OsString
     })
 }
 
+/// The whole command line through clap; `--version` shows both programs' builds
+/// ([`build_id::version_text`], read only when asked for).
+fn parse_full() -> Result<Cli, clap::Error> {
+    let asks_version = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--version" || a == "-V");
+    let mut cmd = Cli::command();
+    if asks_version {
+        // Once per process, so leaking it is harmless; clap keeps a &'static str.
+        let text: &'static str = Box::leak(build_id::version_text().into_boxed_str());
+        cmd = cmd.version(text);
+    }
+    cmd.try_get_matches()
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m))
+}
+
 /// Parse, run, and return the process exit code.
 pub fn main() -> i32 {
     install_panic_hook();
+    let handed = std::env::var(build_id::LAUNCHER_BUILD_ENV).ok();
+    if let Err(e) = build_id::check_launcher(handed.as_deref()) {
+        eprintln!("tapcred: error: {e}");
+        return e.exit_code();
+    }
     let fast = fast_credential_process(std::env::args_os().skip(1));
-    let cli = match fast.map_or_else(Cli::try_parse, Ok) {
+    let cli = match fast.map_or_else(parse_full, Ok) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

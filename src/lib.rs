@@ -3,6 +3,7 @@
 //! Layers (docs/architecture.md): `cli` → `commands` → `engine` → {`profile`, `token`, `sts`, `cache`,
 //! `ui`}. Nothing below imports anything above.
 
+pub mod build_id;
 pub mod cache;
 pub mod cli;
 pub mod clock;

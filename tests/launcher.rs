@@ -170,8 +170,110 @@ fn a_linked_launcher_finds_the_full_program_beside_its_target() {
     std::fs::create_dir_all(&links).unwrap();
     std::os::unix::fs::symlink(&bin.launcher, links.join("tapcred")).unwrap();
     let r = bin.run(&links.join("tapcred"), &home, &["--version"], &[]);
-    assert_eq!(
-        r.ok().stdout.trim(),
-        format!("tapcred {}", env!("CARGO_PKG_VERSION"))
+    assert!(
+        r.ok().stdout.trim().starts_with(&format!(
+            "tapcred {} (build {}; the launcher beside it: the same build)",
+            env!("CARGO_PKG_VERSION"),
+            tapcred::build_id::BUILD_ID
+        )),
+        "{}",
+        r.stdout
+    );
+}
+
+/// Rewrite every copy of the build id in `path` with `other` (same length): the file then
+/// behaves as a program of another build, which is what an upgrade of one file makes.
+fn as_other_build(path: &Path, other: &str) -> String {
+    let bytes = std::fs::read(path).unwrap();
+    let marker = b"tapcred-build-id:";
+    let at = bytes
+        .windows(marker.len() + 17)
+        .position(|w| {
+            w.starts_with(marker)
+                && w[marker.len()..marker.len() + 16]
+                    .iter()
+                    .all(u8::is_ascii_hexdigit)
+                && w[marker.len() + 16] == b';'
+        })
+        .expect("the program carries its build id");
+    let id = bytes[at + marker.len()..at + marker.len() + 16].to_vec();
+    assert_eq!(id.len(), other.len());
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(&id) {
+            out.extend_from_slice(other.as_bytes());
+            i += id.len();
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    std::fs::write(path, out).unwrap();
+    String::from_utf8(id).unwrap()
+}
+
+#[test]
+fn programs_of_two_builds_are_refused_and_shown_never_mixed() {
+    let double = StsDouble::start(Config::design()).unwrap();
+    let home = Home::design_against(&double.endpoint());
+    let bin = Installed::into(&home.path().join("bin"));
+    bin.run(&bin.launcher, &home, &CALL, &[]).ok();
+    let one_build = bin
+        .run(&bin.full, &home, &["--version"], &[])
+        .ok()
+        .stdout
+        .clone();
+    assert!(one_build.contains("the same build"), "{one_build}");
+    let doctor = bin.run(
+        &bin.full,
+        &home,
+        &["doctor", "--offline", "--profile", "mfa"],
+        &[],
+    );
+    assert!(doctor.stdout.contains("one build"), "{}", doctor.stdout);
+
+    // The launcher from another build beside this tapcred-full.
+    let ours = as_other_build(&bin.launcher, "0123456789abcdef");
+    assert_ne!(ours, "0123456789abcdef");
+    let launcher = bin.launcher.display().to_string();
+    let full = bin.full.display().to_string();
+    let needles = [
+        launcher.as_str(),
+        "build 0123456789abcdef",
+        full.as_str(),
+        "different builds",
+        "reinstall both",
+    ];
+    // Anything handed over is refused with one line naming both files and the fix.
+    for args in [&["--version"][..], &["export", "--profile", "mfa"]] {
+        bin.run(&bin.launcher, &home, args, &[])
+            .fails_with(7, &needles);
+    }
+    // The warm index tapcred-full wrote is not this launcher's: no session served from it.
+    let warm = bin.run(&bin.launcher, &home, &CALL, &[]);
+    warm.fails_with(7, &needles);
+    assert_eq!(warm.stdout, "");
+    assert_eq!(double.stats().requests, 2, "no STS call either");
+
+    // Run alone, tapcred-full works and says what is wrong beside it; doctor calls it a problem.
+    let v = bin
+        .run(&bin.full, &home, &["--version"], &[])
+        .ok()
+        .stdout
+        .clone();
+    assert!(v.contains("build 0123456789abcdef: DIFFERENT"), "{v}");
+    let doctor = bin.run(
+        &bin.full,
+        &home,
+        &["doctor", "--offline", "--profile", "mfa"],
+        &[],
+    );
+    assert_ne!(doctor.code, 0, "{}", doctor.stdout);
+    assert!(
+        doctor.stdout.contains("build 0123456789abcdef but")
+            && doctor.stdout.contains("reinstall both"),
+        "{}",
+        doctor.stdout
     );
 }

@@ -19,6 +19,7 @@ use std::ffi::OsString;
 use std::process::Command;
 
 use super::Cmd;
+use crate::build_id;
 use crate::commands;
 use crate::engine;
 use crate::error::Error;
@@ -67,7 +68,11 @@ fn hand_over(mut args: impl Iterator<Item = OsString>) -> i32 {
     let arg0 = args.next();
     let err = match locations::sibling_program(FULL_PROGRAM) {
         Ok(full) => {
-            let e = crate::platform::process::replace_with(Command::new(&full).args(args), arg0);
+            let mut full_cmd = Command::new(&full);
+            full_cmd
+                .args(args)
+                .env(build_id::LAUNCHER_BUILD_ENV, build_id::MARKED);
+            let e = crate::platform::process::replace_with(&mut full_cmd, arg0);
             format!("cannot start {}: {e}", full.display())
         }
         Err(e) => format!("cannot find tapcred's own folder: {e}"),

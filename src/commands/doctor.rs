@@ -223,6 +223,7 @@ pub fn diagnose(name: &str, offline: bool, env: &dyn EnvLookup) -> Report {
     // What is installed and running.
     let yubikeys = device_checks(&mut d, &ui, env);
     udev_check(&mut d);
+    programs_check(&mut d);
 
     // Clock against STS.
     let clock_skew_seconds = if offline {
@@ -598,6 +599,40 @@ fn device_checks(d: &mut Doctor, ui: &RecordingUi, env: &dyn EnvLookup) -> Vec<Y
 }
 
 /// Linux: tapcred's udev rule (for the HID interfaces; the OATH path through pcscd needs none).
+/// Both programs from one build (`crate::build_id`).
+fn programs_check(d: &mut Doctor) {
+    use crate::build_id::{self, BUILD_ID};
+    let full =
+        crate::platform::locations::program_file_name(crate::platform::locations::FULL_PROGRAM);
+    let launcher = build_id::launcher_path();
+    match launcher.as_ref().map(|p| (p, build_id::id_in_file(p))) {
+        Ok((p, Ok(Some(id)))) if id == BUILD_ID => d.ok(
+            "program",
+            format!("{} and {full} beside it: one build ({BUILD_ID})", p.display()),
+        ),
+        Ok((p, Ok(Some(id)))) => d.problem(
+            "program",
+            format!(
+                "{} is build {id} but {full} is build {BUILD_ID}: every call through it fails",
+                p.display()
+            ),
+            "reinstall both together (`cargo install --locked --path .` in tapcred's source folder, or the package)",
+            7,
+        ),
+        Ok((p, Ok(None))) => d.note(
+            "program",
+            format!("{} has no build id (not this tapcred's launcher)", p.display()),
+            Some("reinstall both programs together".to_owned()),
+        ),
+        Ok((p, Err(e))) => d.note(
+            "program",
+            format!("no launcher beside {full} ({}: {e}); {full} still works alone", p.display()),
+            None,
+        ),
+        Err(e) => d.note("program", format!("cannot find tapcred's own folder: {e}"), None),
+    }
+}
+
 fn udev_check(d: &mut Doctor) {
     if !cfg!(target_os = "linux") {
         return;

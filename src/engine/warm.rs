@@ -128,7 +128,7 @@ fn index_name(
 ) -> String {
     let mut h = Sha256::new();
     h.update(DOMAIN);
-    h.update(env!("CARGO_PKG_VERSION"));
+    h.update(crate::build_id::BUILD_ID);
     h.update((build.len() as u64).to_be_bytes());
     h.update(build);
     h.update((profile.len() as u64).to_be_bytes());
