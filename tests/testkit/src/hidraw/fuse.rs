@@ -626,10 +626,11 @@ fn handle(s: &Shared, opcode: u32, unique: u64, nodeid: u64, mut r: In<'_>) {
             }
             if st.nodes[node].gone {
                 revents = POLLERR | POLLHUP;
-            } else if !ready && flags & FUSE_POLL_SCHEDULE_NOTIFY != 0 {
-                if let Some(f) = st.files.get_mut(&fh) {
-                    f.poll_kh = Some(kh);
-                }
+            } else if !ready
+                && flags & FUSE_POLL_SCHEDULE_NOTIFY != 0
+                && let Some(f) = st.files.get_mut(&fh)
+            {
+                f.poll_kh = Some(kh);
             }
             drop(st);
             s.wake.notify_all();

@@ -284,7 +284,7 @@ pub fn serve(spec_path: &Path) -> Result<(), String> {
         add(Box::new(OtpInterface::new(key.otp_hid(), handle.clone())));
     }
     if spec.fido {
-        add(Box::new(CtaphidEcho::default()));
+        add(Box::<CtaphidEcho>::default());
     }
     let (fs, unplugs) = HidrawFs::mount(
         &fuse_dir,
