@@ -3,6 +3,8 @@
 pub mod ci;
 pub mod fault_proxy;
 pub mod hid_report;
+#[cfg(target_os = "linux")]
+pub mod hidraw;
 pub mod moto;
 #[cfg(unix)]
 pub mod pcsc_stack;

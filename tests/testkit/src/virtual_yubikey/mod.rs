@@ -1081,11 +1081,21 @@ impl CardState {
         if cmd.ins != 0x1D {
             return sw_only(SW_INS_NOT_SUPPORTED);
         }
+        match self.device_info(cmd.p1) {
+            Some(info) => Outcome::Reply(info, SW_OK),
+            None => sw_only(SW_INS_NOT_SUPPORTED),
+        }
+    }
+
+    /// The management device info (a length byte, then TLVs) of page `page`, as
+    /// READ_CONFIG over CCID and YK4_CAPABILITIES over OTP HID answer it; `None` before
+    /// firmware 4.1, which has no such command.
+    fn device_info(&self, page: u8) -> Option<Vec<u8>> {
         if self.firmware < (4, 1, 0) {
-            return sw_only(SW_INS_NOT_SUPPORTED);
+            return None;
         }
         let mut tlvs = Vec::new();
-        if cmd.p1 == 0 {
+        if page == 0 {
             let caps = self.capabilities.to_be_bytes();
             put_tlv(&mut tlvs, 0x01, &caps);
             if let Some(s) = self.serial {
@@ -1102,7 +1112,7 @@ impl CardState {
         }
         let mut out = vec![tlvs.len() as u8];
         out.extend_from_slice(&tlvs);
-        Outcome::Reply(out, SW_OK)
+        Some(out)
     }
 
     fn locked(&self) -> bool {

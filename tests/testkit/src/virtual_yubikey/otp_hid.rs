@@ -16,6 +16,8 @@
 //! - HMAC-SHA1 (slot command 0x30 / 0x38) of a touch slot first answers `0x20 | seconds
 //!   left` until the button is pressed (then the answer) or the touch timeout passes
 //!   (then the plain status: no data);
+//! - the device info (command 0x13, page in the payload's first byte) is the management
+//!   applet's, as ykman reads it over HID;
 //! - an answer goes out as 7-byte chunks `data || 0x40 | seq` (data = response + the
 //!   ones-complemented CRC16, LE), one per read, then `0x40` with sequence 0 until the host
 //!   writes the reset report.
@@ -212,6 +214,12 @@ impl VirtualOtpHid {
                 let serial = lock(&self.shared.state).serial;
                 if let Some(s) = serial {
                     self.respond(&s.to_be_bytes());
+                }
+            }
+            0x13 => {
+                let info = lock(&self.shared.state).device_info(payload[0]);
+                if let Some(info) = info {
+                    self.respond(&info);
                 }
             }
             cmd @ (0x30 | 0x38) => {

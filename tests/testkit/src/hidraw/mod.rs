@@ -1,0 +1,320 @@
+//! A virtual USB HID YubiKey that unmodified programs find: `/dev/hidrawN` files served
+//! over FUSE ([`fuse`]) and the sysfs entries libudev needs ([`namespace`]), in a private
+//! mount namespace owned by a key process.
+//!
+//! A test describes the key ([`KeySpec`]) and starts it ([`HidKey::start`]): the key process
+//! (this test binary run again under `unshare -m`, entering through the test named
+//! [`CHILD_TEST`], which calls [`serve_if_child`]) builds the namespace and serves the key
+//! until it is dropped. Programs run inside with [`HidKey::command`] (`nsenter -m`).
+//! Control files in the key's directory: `button` (a touch: consumed when the key next
+//! waits for one), `unplug` (the key is pulled out: nodes fail and vanish), `stop`.
+//! Needs root, `/dev/fuse`, `unshare` and `nsenter`; [`HidKey::available`] says whether
+//! this machine has them.
+
+pub mod devices;
+pub mod fuse;
+pub mod namespace;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::virtual_yubikey::{OtpSlot, VirtualYubiKey, VykConfig};
+use devices::{CtaphidEcho, OtpInterface, PID_OTP_FIDO_CCID, YUBICO_VID, YUBIKEY_NAME};
+use fuse::{HidrawFs, HidrawNode};
+use namespace::NodeView;
+
+/// The env var that makes a re-run test binary the key process (holds the spec's path).
+pub const CHILD_ENV: &str = "TAPCRED_HID_KEY_SPEC";
+/// The test each hid test binary defines to call [`serve_if_child`].
+pub const CHILD_TEST: &str = "hid_key_process";
+
+/// One OTP slot of the key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlotSpec {
+    /// 1 or 2.
+    pub slot: u8,
+    /// The HMAC-SHA1 key, hex (test keys only: the spec file is private to the test).
+    pub hmac_key_hex: String,
+    pub touch: bool,
+}
+
+/// What the virtual key is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeySpec {
+    pub serial: u32,
+    pub firmware: (u8, u8, u8),
+    /// Expose the OTP (keyboard) interface.
+    pub otp: bool,
+    /// Expose the FIDO interface (a CTAPHID INIT/PING device for now).
+    pub fido: bool,
+    pub otp_slots: Vec<SlotSpec>,
+    pub touch_timeout_ms: u64,
+}
+
+impl Default for KeySpec {
+    fn default() -> Self {
+        KeySpec {
+            serial: 12_345_678,
+            firmware: (5, 4, 3),
+            otp: true,
+            fido: true,
+            otp_slots: Vec::new(),
+            touch_timeout_ms: 15_000,
+        }
+    }
+}
+
+impl KeySpec {
+    pub fn slot(mut self, slot: u8, key: [u8; 20], touch: bool) -> Self {
+        self.otp_slots.push(SlotSpec {
+            slot,
+            hmac_key_hex: key.iter().map(|b| format!("{b:02x}")).collect(),
+            touch,
+        });
+        self
+    }
+}
+
+fn hex20(s: &str) -> Result<[u8; 20], String> {
+    let bytes: Result<Vec<u8>, _> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2).unwrap_or("zz"), 16))
+        .collect();
+    bytes
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| "hmac_key_hex must be 40 hex digits".to_string())
+}
+
+/// A running virtual key (the key process). Dropping it stops the process.
+#[derive(Debug)]
+pub struct HidKey {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl HidKey {
+    /// Whether this machine can run a key: root, `/dev/fuse`, `unshare`, `nsenter`.
+    /// `Err` says what is missing.
+    pub fn available() -> Result<(), String> {
+        if !rustix::process::geteuid().is_root() {
+            return Err("root (for mount namespaces and FUSE)".into());
+        }
+        if !Path::new("/dev/fuse").exists() {
+            return Err("/dev/fuse".into());
+        }
+        for tool in ["unshare", "nsenter"] {
+            let ok = Command::new(tool)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return Err(format!("`{tool}` (util-linux)"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Start the key described by `spec`, its control files in `dir` (an existing private
+    /// directory). Returns once `/dev/hidrawN` exist in its namespace.
+    pub fn start(spec: &KeySpec, dir: &Path) -> Result<HidKey, String> {
+        let spec_path = dir.join("key.json");
+        std::fs::write(
+            &spec_path,
+            serde_json::to_vec(spec).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let child = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "--"])
+            .arg(exe)
+            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, &spec_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("key.log")).map_err(|e| e.to_string())?)
+            .spawn()
+            .map_err(|e| format!("starting the key process: {e}"))?;
+        let mut key = HidKey {
+            child,
+            dir: dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !dir.join("ready").exists() {
+            if let Ok(Some(status)) = key.child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("key.log")).unwrap_or_default();
+                return Err(format!("the key process exited ({status}): {log}"));
+            }
+            if Instant::now() > deadline {
+                return Err("the key process did not come up within 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(key)
+    }
+
+    /// The key process's pid (its mount namespace is the key's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `program` run inside the key's namespace (sees only this key, over HID only).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("-t")
+            .arg(self.child.id().to_string())
+            .args(["-m", "--"])
+            .arg(program);
+        c
+    }
+
+    /// Press the button: the key takes it the next time it waits for a touch.
+    pub fn press(&self) {
+        let _ = std::fs::write(self.dir.join("button"), b"");
+    }
+
+    /// Whether a pressed button has not yet been taken.
+    pub fn button_pending(&self) -> bool {
+        self.dir.join("button").exists()
+    }
+
+    /// Pull the key out: open files fail, `/dev/hidrawN` vanish.
+    pub fn unplug(&self) {
+        let _ = std::fs::write(self.dir.join("unplug"), b"");
+    }
+
+    /// What the key process wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("key.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for HidKey {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.dir.join("stop"), b"");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// In a test binary re-run as a key process: serve the key and exit. Otherwise: nothing.
+pub fn serve_if_child() {
+    let Some(spec) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let spec = PathBuf::from(spec);
+    let code = match serve(&spec) {
+        Ok(()) => 0,
+        Err(e) => {
+            crate::ci::notice(&format!("tapcred hid key: {e}"));
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Serve the key described in the JSON file `spec_path` (control files beside it) until
+/// `stop` appears. The process must be alone in a private mount namespace.
+pub fn serve(spec_path: &Path) -> Result<(), String> {
+    let dir = spec_path
+        .parent()
+        .ok_or("the spec file has no directory")?
+        .to_path_buf();
+    let spec: KeySpec = serde_json::from_slice(
+        &std::fs::read(spec_path).map_err(|e| format!("{}: {e}", spec_path.display()))?,
+    )
+    .map_err(|e| format!("{}: {e}", spec_path.display()))?;
+    let mut config = VykConfig::new()
+        .serial(spec.serial)
+        .firmware(spec.firmware.0, spec.firmware.1, spec.firmware.2)
+        .touch_timeout(Duration::from_millis(spec.touch_timeout_ms));
+    for s in &spec.otp_slots {
+        config = config.otp_slot(s.slot, OtpSlot::hmac_sha1(hex20(&s.hmac_key_hex)?, s.touch));
+    }
+    let key = VirtualYubiKey::new(config);
+    let handle = key.handle();
+
+    let staging = dir.join("ns");
+    std::fs::create_dir_all(&staging).map_err(|e| e.to_string())?;
+    namespace::tmpfs(&staging)?;
+    let fuse_dir = staging.join("fuse");
+    std::fs::create_dir(&fuse_dir).map_err(|e| e.to_string())?;
+
+    let mut nodes = Vec::new();
+    let mut views = Vec::new();
+    let mut add = |device: Box<dyn crate::hid_report::HidInterface>| {
+        let number = views.len() as u32;
+        let name = format!("hidraw{number}");
+        let phys = format!("usb-tapcred-virtual-1/input{number}");
+        views.push(NodeView {
+            number,
+            fuse_file: fuse_dir.join(&name),
+            vendor: YUBICO_VID,
+            product: PID_OTP_FIDO_CCID,
+            name: YUBIKEY_NAME.into(),
+            phys: phys.clone(),
+            uniq: String::new(),
+            report_descriptor: device.report_descriptor(),
+        });
+        nodes.push(HidrawNode {
+            name,
+            bus: 3,
+            vendor: YUBICO_VID,
+            product: PID_OTP_FIDO_CCID,
+            phys,
+            uniq: String::new(),
+            device,
+        });
+    };
+    if spec.otp {
+        add(Box::new(OtpInterface::new(key.otp_hid(), handle.clone())));
+    }
+    if spec.fido {
+        add(Box::<CtaphidEcho>::default());
+    }
+    let (fs, unplugs) = HidrawFs::mount(
+        &fuse_dir,
+        nodes,
+        Box::new(|name: &str| namespace::remove_node(name)),
+    )?;
+    namespace::private_dev(&staging)?;
+    namespace::show_nodes(&staging, &format!("tapcred-{}", spec.serial), &views)?;
+    namespace::hide_pcscd()?;
+
+    let ready = dir.join("ready");
+    std::fs::write(dir.join("ready.tmp"), std::process::id().to_string())
+        .and_then(|()| std::fs::rename(dir.join("ready.tmp"), &ready))
+        .map_err(|e| e.to_string())?;
+
+    let button = handle.button();
+    let unplugged = Arc::new(AtomicBool::new(false));
+    loop {
+        if dir.join("stop").exists() || fs.stopped() {
+            return Ok(());
+        }
+        if dir.join("button").exists() && button.is_waiting() && button.press() {
+            let _ = std::fs::remove_file(dir.join("button"));
+        }
+        if dir.join("unplug").exists() && !unplugged.swap(true, Ordering::SeqCst) {
+            handle.remove();
+            for u in &unplugs {
+                u.unplug();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
