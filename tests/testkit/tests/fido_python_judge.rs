@@ -79,7 +79,10 @@ fn python_fido2_gets_the_hmac_secret_output_credrandom_gives_in_both_pin_protoco
         serde_json::from_slice(&std::fs::read(&dump).expect("the key's dump")).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 
-    assert_eq!(result["versions"], serde_json::json!(["FIDO_2_0", "FIDO_2_1"]));
+    assert_eq!(
+        result["versions"],
+        serde_json::json!(["FIDO_2_0", "FIDO_2_1"])
+    );
     assert_eq!(result["ctaphid_version"], 2);
     // WINK and CBOR, no MSG (NMSG): what the key's INIT answer says.
     assert_eq!(result["capabilities"], 0x01 | 0x04 | 0x08);

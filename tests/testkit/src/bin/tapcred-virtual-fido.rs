@@ -124,7 +124,11 @@ fn main() {
             control.touch();
         }
         while let Some(report) = key.read_input() {
-            if stdout.write_all(&report).and_then(|()| stdout.flush()).is_err() {
+            if stdout
+                .write_all(&report)
+                .and_then(|()| stdout.flush())
+                .is_err()
+            {
                 return;
             }
         }

@@ -314,11 +314,7 @@ impl Ctap2 {
         }
     }
 
-    fn shared_secret(
-        &self,
-        protocol: Protocol,
-        p: &Map,
-    ) -> Result<pin_protocol::SharedSecret, u8> {
+    fn shared_secret(&self, protocol: Protocol, p: &Map) -> Result<pin_protocol::SharedSecret, u8> {
         let (x, y) = platform_key(required(p, 3)?)?;
         self.key_agreement.shared_secret(protocol, &x, &y)
     }
@@ -569,7 +565,9 @@ impl Ctap2 {
             return Err(status::NO_CREDENTIALS);
         };
         let hmac_input = match get(p, 4) {
-            Some(ext) => get_text(as_map(ext)?, "hmac-secret").map(as_map).transpose()?,
+            Some(ext) => get_text(as_map(ext)?, "hmac-secret")
+                .map(as_map)
+                .transpose()?,
             None => None,
         };
         let hmac = match hmac_input {
