@@ -81,6 +81,14 @@ pub struct Ctap2 {
 
 type Map = Vec<(Value, Value)>;
 
+/// The `options` map of makeCredential / getAssertion; None: not given.
+#[derive(Default)]
+struct RequestOptions {
+    rk: Option<bool>,
+    up: Option<bool>,
+    uv: Option<bool>,
+}
+
 fn int(n: i128) -> Value {
     Value::Integer(n.try_into().expect("small integer"))
 }
@@ -119,7 +127,7 @@ fn as_bool(v: &Value) -> Result<bool, u8> {
     v.as_bool().ok_or(INVALID_CBOR)
 }
 
-fn required<'a>(map: &'a Map, key: i128) -> Result<&'a Value, u8> {
+fn required(map: &Map, key: i128) -> Result<&Value, u8> {
     get(map, key).ok_or(MISSING_PARAMETER)
 }
 
@@ -452,13 +460,17 @@ impl Ctap2 {
         }
     }
 
-    fn options(p: &Map, key: i128) -> Result<(Option<bool>, Option<bool>, Option<bool>), u8> {
+    fn options(p: &Map, key: i128) -> Result<RequestOptions, u8> {
         let Some(options) = get(p, key) else {
-            return Ok((None, None, None));
+            return Ok(RequestOptions::default());
         };
         let options = as_map(options)?;
         let flag = |name| get_text(options, name).map(as_bool).transpose();
-        Ok((flag("rk")?, flag("up")?, flag("uv")?))
+        Ok(RequestOptions {
+            rk: flag("rk")?,
+            up: flag("up")?,
+            uv: flag("uv")?,
+        })
     }
 
     fn make_credential(&mut self, p: &Map) -> Result<Value, u8> {
@@ -476,11 +488,11 @@ impl Ctap2 {
         if !es256 {
             return Err(UNSUPPORTED_ALGORITHM);
         }
-        let (rk, up, uv_option) = Self::options(p, 7)?;
-        if rk == Some(true) {
+        let options = Self::options(p, 7)?;
+        if options.rk == Some(true) {
             return Err(UNSUPPORTED_OPTION);
         }
-        if up == Some(false) || uv_option == Some(true) {
+        if options.up == Some(false) || options.uv == Some(true) {
             return Err(INVALID_OPTION);
         }
         let uv = self.user_verified(p, 8, client_data_hash, PERMISSION_MC, &rp_id)?;
@@ -542,14 +554,14 @@ impl Ctap2 {
     fn get_assertion(&mut self, p: &Map) -> Result<Value, u8> {
         let rp_id = as_text(required(p, 1)?)?.to_owned();
         let client_data_hash = as_bytes(required(p, 2)?)?;
-        let (rk, up, uv_option) = Self::options(p, 5)?;
-        if rk.is_some() {
+        let options = Self::options(p, 5)?;
+        if options.rk.is_some() {
             return Err(UNSUPPORTED_OPTION);
         }
-        if uv_option == Some(true) {
+        if options.uv == Some(true) {
             return Err(INVALID_OPTION);
         }
-        let up = up.unwrap_or(true);
+        let up = options.up.unwrap_or(true);
         let uv = self.user_verified(p, 6, client_data_hash, PERMISSION_GA, &rp_id)?;
         let mut credential = None;
         if let Some(allow) = get(p, 3) {
