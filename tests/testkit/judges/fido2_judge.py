@@ -288,6 +288,25 @@ def main():
     result["no_uv_after_pin"] = step("hmac-secret, no UV, after a PIN is set")(hmac_secret)(PinProtocolV2(), None)
     result["keepalive_statuses"] = sorted(set(keepalives))
 
+    @step("three wrong PINs block PIN auth until a power cycle")
+    def block():
+        client_pin = ClientPin(ctap, PinProtocolV1())
+        codes = []
+        for _ in range(3):
+            try:
+                client_pin.get_pin_token(PIN + "wrong", perms, RP_ID)
+            except CtapError as e:
+                codes.append(int(e.code))
+        try:
+            client_pin.get_pin_token(PIN + "2", perms, RP_ID)
+        except CtapError as e:
+            codes.append(int(e.code))
+        return codes, client_pin.get_pin_retries()[0]
+
+    codes, left = block()
+    result["blocking_codes"] = codes
+    result["retries_left"] = left
+
     dev.close()
     proc.wait(timeout=10)
     if proc.returncode != 0:

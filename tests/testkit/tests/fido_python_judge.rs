@@ -92,6 +92,12 @@ fn python_fido2_gets_the_hmac_secret_output_credrandom_gives_in_both_pin_protoco
         "the judge pressed the button on 'user presence needed' keep-alives"
     );
     assert_eq!(result["retries"], serde_json::json!([8, 7]));
+    // PIN_INVALID, PIN_INVALID, PIN_AUTH_BLOCKED; then even the right PIN is blocked.
+    assert_eq!(
+        result["blocking_codes"],
+        serde_json::json!([0x31, 0x31, 0x34, 0x34])
+    );
+    assert_eq!(result["retries_left"], 5);
 
     let id = result["credential_id"].as_str().unwrap();
     let randoms = &credentials[id];
