@@ -2,7 +2,8 @@
 //! CTAPHID device through pipes (python-fido2's `CtapHidDevice` with its own connection).
 //!
 //! stdin: 64-byte output reports, back to back. stdout: 64-byte input reports. Options:
-//! - `--button PATH`: a file that, once it exists, is a touch (the file is then removed);
+//! - `--button PATH`: a file that, once it exists while a request waits for a touch, is
+//!   that touch (the file is then removed);
 //! - `--touch-timeout-ms N`: how long a request waits for a touch (default 30000);
 //! - `--dump PATH`: at the end of stdin, write the credentials as JSON
 //!   `{"<id hex>": {"with_uv": "<hex>", "without_uv": "<hex>"}}` (their CredRandom values,
@@ -119,9 +120,10 @@ fn main() {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if let Some(button) = &o.button
-            && std::fs::remove_file(button).is_ok()
+            && button.exists()
+            && control.press_if_waiting()
         {
-            control.touch();
+            let _ = std::fs::remove_file(button);
         }
         while let Some(report) = key.read_input() {
             if stdout

@@ -107,12 +107,28 @@ pub struct FidoControl {
     removed: Arc<AtomicBool>,
     silent: Arc<AtomicBool>,
     winks: Arc<AtomicU32>,
+    waiting: Arc<AtomicBool>,
 }
 
 impl FidoControl {
     /// Press the button: the next operation needing user presence consumes it.
     pub fn touch(&self) {
         self.model.touch();
+    }
+
+    /// Whether a request is waiting for a touch right now (the key would be blinking).
+    pub fn waiting_for_touch(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Press the button only while a request waits for it, as a real key takes a touch
+    /// only then (a transport's button file maps here); false: nothing was waiting.
+    pub fn press_if_waiting(&self) -> bool {
+        let waiting = self.waiting_for_touch() && !self.model.touch_pending();
+        if waiting {
+            self.model.touch();
+        }
+        waiting
     }
 
     /// Pull the key out: from now on it neither reads nor answers.
@@ -174,6 +190,7 @@ impl FidoInterface {
             removed: Arc::new(AtomicBool::new(false)),
             silent: Arc::new(AtomicBool::new(false)),
             winks: Arc::new(AtomicU32::new(0)),
+            waiting: Arc::new(AtomicBool::new(false)),
         };
         let mut first = [0u8; 4];
         getrandom::fill(&mut first).expect("system random");
@@ -422,17 +439,8 @@ impl HidInterface for FidoInterface {
             return;
         }
         self.tick();
-        let mut packet = [0u8; REPORT_SIZE];
-        let n = report.len().min(REPORT_SIZE);
-        packet[..n].copy_from_slice(&report[..n]);
-        let cid = u32::from_be_bytes(packet[..4].try_into().expect("4 bytes"));
-        let kind = packet[4];
-        if kind & 0x80 != 0 {
-            let len = usize::from(u16::from_be_bytes([packet[5], packet[6]]));
-            self.on_init_packet(cid, kind, len, &packet[7..]);
-        } else {
-            self.on_continuation(cid, kind, &packet[5..]);
-        }
+        self.write_packet(report);
+        self.publish_waiting();
     }
 
     fn read_input(&mut self) -> Option<Vec<u8>> {
@@ -440,6 +448,7 @@ impl HidInterface for FidoInterface {
             return None;
         }
         self.tick();
+        self.publish_waiting();
         self.out.pop_front()
     }
 
@@ -455,6 +464,28 @@ impl HidInterface for FidoInterface {
 
     fn present(&self) -> bool {
         !self.removed()
+    }
+}
+
+impl FidoInterface {
+    fn publish_waiting(&self) {
+        self.control
+            .waiting
+            .store(self.waiting.is_some(), Ordering::SeqCst);
+    }
+
+    fn write_packet(&mut self, report: &[u8]) {
+        let mut packet = [0u8; REPORT_SIZE];
+        let n = report.len().min(REPORT_SIZE);
+        packet[..n].copy_from_slice(&report[..n]);
+        let cid = u32::from_be_bytes(packet[..4].try_into().expect("4 bytes"));
+        let kind = packet[4];
+        if kind & 0x80 != 0 {
+            let len = usize::from(u16::from_be_bytes([packet[5], packet[6]]));
+            self.on_init_packet(cid, kind, len, &packet[7..]);
+        } else {
+            self.on_continuation(cid, kind, &packet[5..]);
+        }
     }
 }
 

@@ -319,3 +319,24 @@ fn wink_answers_empty_and_is_counted() {
     assert_eq!(message(&mut k), (cid, cmd::WINK, vec![]));
     assert_eq!(k.control().winks(), 1);
 }
+
+#[test]
+fn the_button_is_taken_only_while_a_request_waits_for_it() {
+    let mut k = key();
+    let cid = open_channel(&mut k);
+    let request = assertion_request(&k);
+    assert!(!k.control().press_if_waiting(), "nothing waits yet");
+    assert!(!k.control().model().touch_pending());
+    send_cbor(&mut k, cid, &request);
+    assert_eq!(message(&mut k).1, cmd::KEEPALIVE);
+    assert!(k.control().waiting_for_touch());
+    assert!(k.control().press_if_waiting());
+    let answer = loop {
+        let m = message(&mut k);
+        if m.1 != cmd::KEEPALIVE {
+            break m;
+        }
+    };
+    assert_eq!((answer.0, answer.1, answer.2[0]), (cid, cmd::CBOR, 0));
+    assert!(!k.control().waiting_for_touch());
+}
