@@ -654,3 +654,262 @@ impl Ctap2 {
         ]))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! CTAP2 rules python-fido2's happy paths do not reach: token permissions and rpId
+    //! binding, excludeList, the empty-pinUvAuthParam touch probe, alwaysUv, refused options.
+    use super::*;
+
+    const RP: &str = "rp.example";
+    const PIN: &str = "1234";
+
+    fn call(key: &mut Ctap2, command: u8, params: Vec<(i128, Value)>) -> Result<Map, u8> {
+        let request = [vec![command], encode(&int_map(params))].concat();
+        match key.handle(&request) {
+            Reply::Done(r) if r[0] == OK => match ciborium::from_reader(&r[1..]) {
+                Ok(Value::Map(m)) => Ok(m),
+                other => panic!("not a map: {other:?}"),
+            },
+            Reply::Done(r) => Err(r[0]),
+            Reply::NeedsTouch => Err(status::USER_ACTION_TIMEOUT),
+        }
+    }
+
+    /// A PIN token obtained the way a platform does (protocol 2).
+    fn token(key: &mut Ctap2, permissions: u8, rp_id: Option<&str>) -> Result<Vec<u8>, u8> {
+        let resp = call(key, command::CLIENT_PIN, vec![(1, int(2)), (2, int(2))])?;
+        let cose = as_map(get(&resp, 1).unwrap()).unwrap();
+        let (dx, dy) = (
+            as_bytes(get(cose, -2).unwrap()).unwrap(),
+            as_bytes(get(cose, -3).unwrap()).unwrap(),
+        );
+        let platform = KeyAgreement::generate();
+        let secret = platform.shared_secret(Protocol::Two, dx, dy).unwrap();
+        let (px, py) = platform.public_xy();
+        let pin_hash = &Sha256::digest(PIN.as_bytes())[..16];
+        let mut params = vec![
+            (1, int(2)),
+            (2, int(9)),
+            (3, cose_key(ECDH_ES_HKDF_256, &px, &py)),
+            (6, Value::Bytes(secret.encrypt(pin_hash))),
+            (9, int(permissions.into())),
+        ];
+        if let Some(rp) = rp_id {
+            params.push((10, Value::Text(rp.into())));
+        }
+        let resp = call(key, command::CLIENT_PIN, params)?;
+        Ok(secret
+            .decrypt(as_bytes(get(&resp, 2).unwrap()).unwrap())
+            .unwrap()
+            .to_vec())
+    }
+
+    fn descriptor(id: &[u8]) -> Value {
+        Value::Array(vec![text_map(vec![
+            ("id", Value::Bytes(id.to_vec())),
+            ("type", Value::Text("public-key".into())),
+        ])])
+    }
+
+    fn make_credential_params(extra: Vec<(i128, Value)>) -> Vec<(i128, Value)> {
+        let mut p = vec![
+            (1, Value::Bytes(vec![1; 32])),
+            (2, text_map(vec![("id", Value::Text(RP.into()))])),
+            (3, text_map(vec![("id", Value::Bytes(b"u".to_vec()))])),
+            (
+                4,
+                Value::Array(vec![text_map(vec![
+                    ("alg", int(ES256)),
+                    ("type", Value::Text("public-key".into())),
+                ])]),
+            ),
+        ];
+        p.extend(extra);
+        p
+    }
+
+    fn assertion_params(id: &[u8], token: Option<&[u8]>) -> Vec<(i128, Value)> {
+        let cdh = vec![2; 32];
+        let mut p = vec![
+            (1, Value::Text(RP.into())),
+            (2, Value::Bytes(cdh.clone())),
+            (3, descriptor(id)),
+            (5, text_map(vec![("up", Value::Bool(false))])),
+        ];
+        if let Some(t) = token {
+            p.push((
+                6,
+                Value::Bytes(Protocol::Two.authenticate_with_token(t, &cdh)),
+            ));
+            p.push((7, int(2)));
+        }
+        p
+    }
+
+    fn with_credential(model: VirtualAuthenticator) -> (Ctap2, Vec<u8>) {
+        model.touch();
+        let id = model.make_credential(RP, None).unwrap();
+        (Ctap2::power_up(model), id)
+    }
+
+    #[test]
+    fn a_token_works_only_for_its_permissions_and_its_rp_id() {
+        let (mut key, id) = with_credential(VirtualAuthenticator::new().with_pin(PIN));
+        let t = token(&mut key, PERMISSION_GA, Some(RP)).unwrap();
+        let ok = call(
+            &mut key,
+            command::GET_ASSERTION,
+            assertion_params(&id, Some(&t)),
+        )
+        .unwrap();
+        let flags = as_bytes(get(&ok, 2).unwrap()).unwrap()[32];
+        assert_eq!(flags & (FLAG_UP | FLAG_UV), FLAG_UV, "UV without UP");
+
+        let t = token(&mut key, PERMISSION_GA, Some("other.example")).unwrap();
+        let bound_elsewhere = call(
+            &mut key,
+            command::GET_ASSERTION,
+            assertion_params(&id, Some(&t)),
+        );
+        assert_eq!(bound_elsewhere.unwrap_err(), PIN_AUTH_INVALID);
+
+        let t = token(&mut key, PERMISSION_MC, None).unwrap();
+        let wrong_permission = call(
+            &mut key,
+            command::GET_ASSERTION,
+            assertion_params(&id, Some(&t)),
+        );
+        assert_eq!(wrong_permission.unwrap_err(), PIN_AUTH_INVALID);
+
+        assert_eq!(
+            token(&mut key, 0x04, None).unwrap_err(),
+            UNAUTHORIZED_PERMISSION
+        );
+        // A token from an earlier getPinToken is replaced by the newest one.
+        let old = token(&mut key, PERMISSION_GA, None).unwrap();
+        let _new = token(&mut key, PERMISSION_GA, None).unwrap();
+        let stale = call(
+            &mut key,
+            command::GET_ASSERTION,
+            assertion_params(&id, Some(&old)),
+        );
+        assert_eq!(stale.unwrap_err(), PIN_AUTH_INVALID);
+    }
+
+    #[test]
+    fn an_excluded_credential_takes_a_touch_then_credential_excluded() {
+        let (mut key, id) = with_credential(VirtualAuthenticator::new());
+        let params = make_credential_params(vec![(5, descriptor(&id))]);
+        assert_eq!(
+            call(&mut key, command::MAKE_CREDENTIAL, params.clone()).unwrap_err(),
+            status::USER_ACTION_TIMEOUT,
+            "waits for a touch"
+        );
+        key.model.touch();
+        assert_eq!(
+            call(&mut key, command::MAKE_CREDENTIAL, params).unwrap_err(),
+            CREDENTIAL_EXCLUDED
+        );
+        assert_eq!(key.model.credential_count(), 1);
+    }
+
+    #[test]
+    fn an_empty_pin_uv_auth_param_takes_a_touch_then_says_whether_a_pin_is_set() {
+        for (model, expected) in [
+            (VirtualAuthenticator::new(), status::PIN_NOT_SET),
+            (
+                VirtualAuthenticator::new().with_pin(PIN),
+                status::PIN_INVALID,
+            ),
+        ] {
+            let mut key = Ctap2::power_up(model);
+            let params = make_credential_params(vec![(8, Value::Bytes(Vec::new())), (9, int(1))]);
+            key.model.touch();
+            assert_eq!(
+                call(&mut key, command::MAKE_CREDENTIAL, params).unwrap_err(),
+                expected
+            );
+            assert!(!key.model.touch_pending(), "the touch was taken");
+        }
+    }
+
+    #[test]
+    fn always_uv_is_announced_and_the_silent_probe_needs_a_pin() {
+        let mut model = VirtualAuthenticator::new().with_pin(PIN);
+        model.touch();
+        let id = model.make_credential(RP, Some(PIN)).unwrap();
+        model.always_uv = true;
+        let mut key = Ctap2::power_up(model);
+        let info = call(&mut key, command::GET_INFO, Vec::new()).unwrap();
+        let options = as_map(get(&info, 4).unwrap()).unwrap();
+        assert_eq!(get_text(options, "alwaysUv"), Some(&Value::Bool(true)));
+        let probe = call(
+            &mut key,
+            command::GET_ASSERTION,
+            assertion_params(&id, None),
+        );
+        assert_eq!(probe.unwrap_err(), status::PIN_REQUIRED);
+        let t = token(&mut key, PERMISSION_GA, None).unwrap();
+        call(
+            &mut key,
+            command::GET_ASSERTION,
+            assertion_params(&id, Some(&t)),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn refused_options_algorithms_and_the_retries_answer() {
+        let mut key = Ctap2::power_up(VirtualAuthenticator::new());
+        let rk = make_credential_params(vec![(7, text_map(vec![("rk", Value::Bool(true))]))]);
+        assert_eq!(
+            call(&mut key, command::MAKE_CREDENTIAL, rk).unwrap_err(),
+            UNSUPPORTED_OPTION
+        );
+        let mut rs256 = make_credential_params(Vec::new());
+        rs256[3].1 = Value::Array(vec![text_map(vec![
+            ("alg", int(-257)),
+            ("type", Value::Text("public-key".into())),
+        ])]);
+        assert_eq!(
+            call(&mut key, command::MAKE_CREDENTIAL, rs256).unwrap_err(),
+            UNSUPPORTED_ALGORITHM
+        );
+        let retries = call(
+            &mut key,
+            command::CLIENT_PIN,
+            vec![(1, int(1)), (2, int(1))],
+        )
+        .unwrap();
+        assert_eq!(get(&retries, 3), Some(&int(8)));
+        assert_eq!(
+            get(&retries, 4),
+            Some(&Value::Bool(false)),
+            "powerCycleState"
+        );
+        assert_eq!(
+            call(
+                &mut key,
+                command::CLIENT_PIN,
+                vec![(1, int(3)), (2, int(1))]
+            )
+            .unwrap_err(),
+            status::INVALID_PARAMETER
+        );
+        assert_eq!(key.handle(&[0x42]).done(), vec![INVALID_COMMAND]);
+        assert_eq!(
+            key.handle(&[command::GET_INFO, 0xFF]).done(),
+            vec![INVALID_CBOR]
+        );
+    }
+
+    impl Reply {
+        fn done(self) -> Vec<u8> {
+            match self {
+                Reply::Done(r) => r,
+                Reply::NeedsTouch => panic!("waits for a touch"),
+            }
+        }
+    }
+}
