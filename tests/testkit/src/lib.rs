@@ -9,5 +9,6 @@ pub mod moto;
 #[cfg(unix)]
 pub mod pcsc_stack;
 pub mod sts_double;
+pub mod virtual_ctaphid;
 pub mod virtual_fido2;
 pub mod virtual_yubikey;

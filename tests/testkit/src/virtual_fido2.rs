@@ -17,8 +17,9 @@
 //!   pending touch it fails with `CTAP2_ERR_USER_ACTION_TIMEOUT`. Tests press the button
 //!   with [`VirtualAuthenticator::touch`] (a shared handle works from a UI callback).
 //!
-//! Not modelled: the CTAPHID framing, the ECDH/AES key agreement that protects the salt and
-//! the output in transit (the real adapter's crate does that), attestation, discoverable
+//! Not modelled here: the CTAPHID framing, the ECDH/AES key agreement that protects the salt
+//! and the output in transit, signatures and attestation — [`crate::virtual_ctaphid`] wraps
+//! this model with those, so real clients can talk to it. Not modelled at all: discoverable
 //! credentials. Status codes are CTAP2's numbers so the client maps them like a real device's.
 
 use std::collections::HashMap;
@@ -48,6 +49,30 @@ struct Credential {
     rp_id_hash: [u8; 32],
     cred_random_uv: [u8; 32],
     cred_random_no_uv: [u8; 32],
+    /// Private-key material the credential's signing key is derived from.
+    key_seed: [u8; 32],
+}
+
+/// The two `CredRandom` values of one credential (for tests that compute the expected
+/// `hmac-secret` output on their own).
+#[derive(Clone, Copy)]
+pub struct CredRandoms {
+    pub with_uv: [u8; 32],
+    pub without_uv: [u8; 32],
+}
+
+impl std::fmt::Debug for CredRandoms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CredRandoms(<redacted>)")
+    }
+}
+
+/// What a verified GetAssertion gives back.
+pub struct AssertionOutcome {
+    /// Whether a touch was consumed (`up = true`).
+    pub user_present: bool,
+    /// HMAC-SHA-256(CredRandom, salt) for each salt given, concatenated.
+    pub hmac_secret: Option<Vec<u8>>,
 }
 
 struct State {
@@ -177,6 +202,12 @@ impl VirtualAuthenticator {
     /// ClientPIN getPinToken: `Ok(true)` = UV done, `Ok(false)` = no PIN given.
     fn verify_pin(&self, s: &mut State, pin: Option<&str>) -> Result<bool, u8> {
         let Some(pin) = pin else { return Ok(false) };
+        Self::check_pin(s, |right| pin == right).map(|()| true)
+    }
+
+    /// The PIN check with its retry counters; `matches` compares the right PIN with what
+    /// the client sent.
+    fn check_pin(s: &mut State, matches: impl FnOnce(&str) -> bool) -> Result<(), u8> {
         let Some(right) = s.pin.clone() else {
             return Err(status::PIN_NOT_SET);
         };
@@ -186,10 +217,10 @@ impl VirtualAuthenticator {
         if s.wrong_in_a_row >= WRONG_PINS_PER_POWER_CYCLE {
             return Err(status::PIN_AUTH_BLOCKED);
         }
-        if pin == right {
+        if matches(&right) {
             s.retries = MAX_PIN_RETRIES;
             s.wrong_in_a_row = 0;
-            return Ok(true);
+            return Ok(());
         }
         s.retries -= 1;
         s.wrong_in_a_row += 1;
@@ -202,7 +233,56 @@ impl VirtualAuthenticator {
         })
     }
 
-    fn user_presence(&self) -> Result<(), u8> {
+    /// ClientPIN's check of `pinHashEnc` once decrypted: LEFT(SHA-256(PIN), 16), with the
+    /// same retry counters as [`Self::make_credential`]'s PIN.
+    pub fn verify_pin_hash(&self, pin_hash: &[u8]) -> Result<(), u8> {
+        let mut s = self.state.lock().unwrap();
+        Self::check_pin(&mut s, |right| {
+            let digest = Sha256::digest(right.as_bytes());
+            subtle::ConstantTimeEq::ct_eq(&digest[..16], pin_hash).into()
+        })
+    }
+
+    /// Whether a PIN is set (GetInfo's `clientPin` option).
+    pub fn has_pin(&self) -> bool {
+        self.state.lock().unwrap().pin.is_some()
+    }
+
+    /// Whether a touch is waiting to be consumed.
+    pub fn touch_pending(&self) -> bool {
+        self.touches.load(Ordering::SeqCst) > 0
+    }
+
+    /// The ids of every credential this authenticator holds.
+    pub fn credential_ids(&self) -> Vec<Vec<u8>> {
+        let s = self.state.lock().unwrap();
+        s.credentials.keys().cloned().collect()
+    }
+
+    /// A credential's two `CredRandom` values; None for an id this authenticator did not make.
+    pub fn cred_randoms(&self, credential_id: &[u8]) -> Option<CredRandoms> {
+        let s = self.state.lock().unwrap();
+        s.credentials.get(credential_id).map(|c| CredRandoms {
+            with_uv: c.cred_random_uv,
+            without_uv: c.cred_random_no_uv,
+        })
+    }
+
+    /// The private-key material of a credential's signing key.
+    pub fn credential_key_seed(&self, credential_id: &[u8]) -> Option<[u8; 32]> {
+        let s = self.state.lock().unwrap();
+        s.credentials.get(credential_id).map(|c| c.key_seed)
+    }
+
+    /// Whether this authenticator made `credential_id` for `rp_id` (and still knows it).
+    pub fn holds(&self, rp_id: &str, credential_id: &[u8]) -> bool {
+        let rp_hash: [u8; 32] = Sha256::digest(rp_id.as_bytes()).into();
+        let s = self.state.lock().unwrap();
+        matches!(s.credentials.get(credential_id), Some(c) if c.rp_id_hash == rp_hash)
+    }
+
+    /// Consume a pending touch; `USER_ACTION_TIMEOUT` when there is none.
+    pub fn user_presence(&self) -> Result<(), u8> {
         self.touches
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .map(|_| ())
@@ -212,6 +292,23 @@ impl VirtualAuthenticator {
     /// authenticatorMakeCredential, non-discoverable, with `{"hmac-secret": true}`.
     /// Returns the credential id.
     pub fn make_credential(&self, rp_id: &str, pin: Option<&str>) -> Result<Vec<u8>, u8> {
+        let uv = {
+            let mut s = self.state.lock().unwrap();
+            if rp_id.is_empty() {
+                return Err(status::INVALID_PARAMETER);
+            }
+            if !self.hmac_secret {
+                return Err(status::UNSUPPORTED_EXTENSION);
+            }
+            self.verify_pin(&mut s, pin)?
+        };
+        self.make_credential_verified(rp_id, uv)
+    }
+
+    /// authenticatorMakeCredential once the caller has verified the user (`uv`, e.g. with a
+    /// PIN token) or not. Fails with `USER_ACTION_TIMEOUT`, changing nothing, when no touch
+    /// is pending; every other check comes first.
+    pub fn make_credential_verified(&self, rp_id: &str, uv: bool) -> Result<Vec<u8>, u8> {
         if rp_id.is_empty() {
             return Err(status::INVALID_PARAMETER);
         }
@@ -219,7 +316,6 @@ impl VirtualAuthenticator {
             return Err(status::UNSUPPORTED_EXTENSION);
         }
         let mut s = self.state.lock().unwrap();
-        let uv = self.verify_pin(&mut s, pin)?;
         if !uv && (self.always_uv || (s.pin.is_some() && !self.make_cred_uv_not_rqd)) {
             return Err(status::PIN_REQUIRED);
         }
@@ -231,6 +327,7 @@ impl VirtualAuthenticator {
                 rp_id_hash: Sha256::digest(rp_id.as_bytes()).into(),
                 cred_random_uv: random32(),
                 cred_random_no_uv: random32(),
+                key_seed: random32(),
             },
         );
         Ok(id)
@@ -239,16 +336,8 @@ impl VirtualAuthenticator {
     /// authenticatorGetAssertion with `allowList = [credential_id]`, `up = false`, no UV, no
     /// extension: the silent "is this credential here" check. No touch consumed.
     pub fn get_assertion_silent(&self, rp_id: &str, credential_id: &[u8]) -> Result<(), u8> {
-        let s = self.state.lock().unwrap();
-        let rp_hash: [u8; 32] = Sha256::digest(rp_id.as_bytes()).into();
-        match s.credentials.get(credential_id) {
-            Some(c) if c.rp_id_hash == rp_hash => {}
-            _ => return Err(status::NO_CREDENTIALS),
-        }
-        if self.always_uv {
-            return Err(status::PIN_REQUIRED);
-        }
-        Ok(())
+        self.get_assertion_verified(rp_id, credential_id, false, false, None)
+            .map(|_| ())
     }
 
     /// authenticatorGetAssertion with `allowList = [credential_id]`, `up = true` and one
@@ -260,8 +349,28 @@ impl VirtualAuthenticator {
         salt: &[u8; 32],
         pin: Option<&str>,
     ) -> Result<[u8; 32], u8> {
-        let mut s = self.state.lock().unwrap();
-        let uv = self.verify_pin(&mut s, pin)?;
+        let uv = {
+            let mut s = self.state.lock().unwrap();
+            self.verify_pin(&mut s, pin)?
+        };
+        let out = self.get_assertion_verified(rp_id, credential_id, uv, true, Some(salt))?;
+        let out = out.hmac_secret.expect("a salt was given");
+        Ok(out[..32].try_into().expect("32 bytes per salt"))
+    }
+
+    /// authenticatorGetAssertion for one credential once the caller has verified the user
+    /// (`uv`) or not; `up`: consume a touch; `salts`: 32 or 64 bytes of `hmac-secret` salt.
+    /// Fails with `USER_ACTION_TIMEOUT`, changing nothing, when a touch is needed and none is
+    /// pending; every other check comes first.
+    pub fn get_assertion_verified(
+        &self,
+        rp_id: &str,
+        credential_id: &[u8],
+        uv: bool,
+        up: bool,
+        salts: Option<&[u8]>,
+    ) -> Result<AssertionOutcome, u8> {
+        let s = self.state.lock().unwrap();
         let rp_hash: [u8; 32] = Sha256::digest(rp_id.as_bytes()).into();
         let (random_uv, random_no_uv) = match s.credentials.get(credential_id) {
             Some(c) if c.rp_id_hash == rp_hash => (c.cred_random_uv, c.cred_random_no_uv),
@@ -270,11 +379,31 @@ impl VirtualAuthenticator {
         if !uv && self.always_uv {
             return Err(status::PIN_REQUIRED);
         }
-        self.user_presence()?;
+        if let Some(salts) = salts
+            && salts.len() != 32
+            && salts.len() != 64
+        {
+            return Err(status::INVALID_PARAMETER);
+        }
+        if up {
+            self.user_presence()?;
+        }
         let key = if uv { random_uv } else { random_no_uv };
-        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("any key length");
-        m.update(salt);
-        Ok(m.finalize().into_bytes().into())
+        let hmac_secret = salts.map(|salts| {
+            salts
+                .chunks(32)
+                .flat_map(|salt| {
+                    let mut m =
+                        <Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("any key length");
+                    m.update(salt);
+                    <[u8; 32]>::from(m.finalize().into_bytes())
+                })
+                .collect()
+        });
+        Ok(AssertionOutcome {
+            user_present: up,
+            hmac_secret,
+        })
     }
 }
 
