@@ -23,7 +23,7 @@ pub struct HidapiBackend;
 
 fn hid_error(what: &str, e: hidapi::HidError) -> Error {
     Error::token(format!(
-        "USB HID: {what} failed ({e}); on Linux install tapcred's udev rule (README \"udev\"), then re-plug the key"
+        "USB HID: {what} failed ({e}); on Linux install tapcred's udev rule (udev/70-tapcred-yubikey.rules, README \"Install\"), then re-plug the key"
     ))
 }
 

@@ -49,6 +49,9 @@ impl Fido2Device for Virt {
             .make_credential(rp_id, pin.map(Fido2Pin::expose))
             .map_err(Fido2Error::Ctap)
     }
+    fn check_pin(&mut self, _rp_id: &str, pin: &Fido2Pin) -> Result<(), Fido2Error> {
+        self.0.check_pin(pin.expose()).map_err(Fido2Error::Ctap)
+    }
     fn probe_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> Result<(), Fido2Error> {
         self.0
             .get_assertion_silent(rp_id, credential_id)
@@ -541,12 +544,11 @@ fn connecting_checks_silently_that_the_key_holds_the_credential() {
         Err(0x2F),
         "the probe consumed no touch and left none pending"
     );
-    // Another key is "not here" (None), not an error: the next unlocker gets its turn.
-    assert!(
-        connect_device(Box::new(Virt(b.clone())), &desc, &env(None))
-            .unwrap()
-            .is_none()
-    );
+    // Another key is a "wrong device" error: the session goes on to the next unlocker and
+    // reports it ("cannot open this vault") only when none opens the vault.
+    let e = connect_device(Box::new(Virt(b.clone())), &desc, &env(None)).unwrap_err();
+    assert_eq!(e.reason(), Some(crate::error::Reason::WrongDevice), "{e:?}");
+    assert!(e.message().contains("cannot open this vault"), "{e}");
     // A key that refuses silent assertions (alwaysUv) may hold it: the unlock decides.
     let mut c = a.clone();
     c.always_uv = true;
@@ -580,9 +582,13 @@ fn a_backup_fido2_key_opens_the_vault_when_the_first_is_absent() {
     let ui = touching(&b);
     let mut opened = None;
     for d in file.unlocker_descs() {
-        if let Some(mut u) = connect_device(Box::new(Virt(b.clone())), d, &env(None)).unwrap() {
-            opened = Some((d.id.clone(), open_with(&file, &mut u, &ui).unwrap()));
-            break;
+        match connect_device(Box::new(Virt(b.clone())), d, &env(None)) {
+            Ok(Some(mut u)) => {
+                opened = Some((d.id.clone(), open_with(&file, &mut u, &ui).unwrap()));
+                break;
+            }
+            Err(e) if e.reason() == Some(crate::error::Reason::WrongDevice) => continue,
+            r => panic!("{:?}", r.map(|u| u.is_some())),
         }
     }
     let (id, vault) = opened.expect("the backup key opens it");
@@ -638,4 +644,124 @@ fn one_fido2_touch_serves_seed_and_access_key_through_the_session() {
         .filter(|e| matches!(e, UiEvent::TouchWait(_)))
         .count();
     assert_eq!(touches, 1, "one touch for both: {:?}", ui.events());
+}
+
+/// `Virt` whose next probes answer the scripted errors first.
+struct ScriptedProbe {
+    dev: Virt,
+    probe: std::collections::VecDeque<Fido2Error>,
+}
+
+impl Fido2Device for ScriptedProbe {
+    fn label(&self) -> String {
+        self.dev.label()
+    }
+    fn info(&mut self) -> Result<Fido2Info, Fido2Error> {
+        self.dev.info()
+    }
+    fn pin_retries(&mut self) -> Result<u32, Fido2Error> {
+        self.dev.pin_retries()
+    }
+    fn make_credential(
+        &mut self,
+        rp_id: &str,
+        pin: Option<&Fido2Pin>,
+    ) -> Result<Vec<u8>, Fido2Error> {
+        self.dev.make_credential(rp_id, pin)
+    }
+    fn check_pin(&mut self, rp_id: &str, pin: &Fido2Pin) -> Result<(), Fido2Error> {
+        self.dev.check_pin(rp_id, pin)
+    }
+    fn probe_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> Result<(), Fido2Error> {
+        match self.probe.pop_front() {
+            Some(e) => Err(e),
+            None => self.dev.probe_credential(rp_id, credential_id),
+        }
+    }
+    fn hmac_secret(
+        &mut self,
+        rp_id: &str,
+        credential_id: &[u8],
+        salt: &[u8; 32],
+        pin: Option<&Fido2Pin>,
+    ) -> Result<Zeroizing<[u8; 32]>, Fido2Error> {
+        self.dev.hmac_secret(rp_id, credential_id, salt, pin)
+    }
+}
+
+#[test]
+fn the_silent_probe_counts_only_a_success_as_yes() {
+    assert_eq!(holds_credential(Ok(())), Ok(true));
+    assert_eq!(holds_credential(Err(Fido2Error::Ctap(0x2E))), Ok(false));
+    // Busy, garbage, any other refusal: an error, not "it holds the credential".
+    for code in [0x06, 0x7F, 0x01, 0x11] {
+        assert_eq!(
+            holds_credential(Err(Fido2Error::Ctap(code))),
+            Err(Fido2Error::Ctap(code)),
+            "0x{code:02X}"
+        );
+    }
+    // A busy key is an error naming the key, with no touch asked and no re-plug advice.
+    let a = VirtualAuthenticator::new();
+    let (_, desc) = init(&a, UvMode::Touch, None);
+    let busy = ScriptedProbe {
+        dev: Virt(a.clone()),
+        probe: [Fido2Error::Ctap(0x06)].into(),
+    };
+    let e = connect_device(Box::new(busy), &desc, &env(None)).unwrap_err();
+    assert_eq!(e.exit_code(), 4, "{e}");
+    assert!(e.message().contains("\"Virtual FIDO2\""), "{e}");
+    assert!(e.message().contains("busy"), "{e}");
+    assert!(!e.message().contains("unplug"), "{e}");
+    assert!(!e.message().contains("0x06"), "in tapcred's words: {e}");
+}
+
+#[test]
+fn a_wrong_pin_is_refused_before_any_touch_prompt() {
+    let a = VirtualAuthenticator::new().with_pin(PIN);
+    let (bytes, _) = init(&a, UvMode::Pin, Some(PIN));
+    let ui = touching(&a);
+    let e = open(&bytes, &a, Some("000000"), &ui).unwrap_err();
+    assert!(e.message().contains("wrong FIDO2 PIN"), "{e}");
+    assert!(
+        !ui.events()
+            .iter()
+            .any(|e| matches!(e, UiEvent::TouchWait(_))),
+        "no touch asked for a wrong PIN: {:?}",
+        ui.events()
+    );
+    // Enrolling with a wrong PIN: no touch asked either, no credential made.
+    let b = VirtualAuthenticator::new().with_pin(PIN);
+    let ui = touching(&b);
+    let mut u = Fido2Unlocker::for_enroll(Box::new(Virt(b.clone())), UvMode::Pin, &env(Some("000000")));
+    let e = enroll(&mut u, &ui).unwrap_err();
+    assert!(e.message().contains("wrong FIDO2 PIN"), "{e}");
+    assert!(!ui.events().iter().any(|e| matches!(e, UiEvent::TouchWait(_))));
+    assert_eq!(b.credential_count(), 0);
+    // The right PIN still opens it with one touch.
+    let ui = touching(&a);
+    open(&bytes, &a, Some(PIN), &ui).unwrap();
+}
+
+#[test]
+fn a_session_with_only_another_fido2_key_says_it_cannot_open_this_vault() {
+    use crate::vault::session::VaultSession;
+    use crate::vault::store::VaultStore;
+    let a = VirtualAuthenticator::new();
+    let mut ua = Fido2Unlocker::for_enroll(Box::new(Virt(a.clone())), UvMode::Touch, &env(None));
+    let (da, oa) = enroll(&mut ua, &touching(&a)).unwrap();
+    let mut v = OpenVault::create(da, oa.expose()).unwrap();
+    v.put(EntryName::seed(SERIAL), &seed()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = VaultStore::new(dir.path().join("vault"));
+    store.lock().unwrap().write(&v).unwrap();
+    let other = VirtualAuthenticator::new();
+    let session = VaultSession::new(store).with_devices(Box::new(move |d| {
+        Ok(connect_device(Box::new(Virt(other.clone())), d, &env(None))?
+            .map(|u| Box::new(u) as Box<dyn Unlocker>))
+    }));
+    let e = session.open(&env(None), &RecordingUi::new()).unwrap_err();
+    assert_eq!(e.exit_code(), 4, "{e}");
+    assert!(e.message().contains("cannot open this vault"), "{e}");
+    assert!(!e.message().contains("none of its unlockers"), "{e}");
 }

@@ -326,7 +326,7 @@ impl Candidate for FoundHid {
     }
 }
 
-const NO_HID_KEY: &str = "no YubiKey found on USB HID: plug in the key (with its OTP interface enabled: `ykman config usb --enable OTP`); on Linux, install the udev rule (README \"udev\") so your user may open it";
+const NO_HID_KEY: &str = "no YubiKey found on USB HID: plug in the key (with its OTP interface enabled: `ykman config usb --enable OTP`); on Linux, install tapcred's udev rule (udev/70-tapcred-yubikey.rules, README \"Install\") so your user may open it";
 
 /// The key with `serial` (or the only one) on its OTP HID interface, identified (its
 /// serial names the vault's unlocker). `NoKey`: HID cannot be used here, no interface, or

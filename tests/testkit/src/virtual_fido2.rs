@@ -202,6 +202,13 @@ impl VirtualAuthenticator {
         })
     }
 
+    /// ClientPIN getPinToken on its own (no touch): what a client runs to check a PIN
+    /// before asking for a touch. Counts wrong PINs like any PIN use.
+    pub fn check_pin(&self, pin: &str) -> Result<(), u8> {
+        let mut s = self.state.lock().unwrap();
+        self.verify_pin(&mut s, Some(pin)).map(drop)
+    }
+
     fn user_presence(&self) -> Result<(), u8> {
         self.touches
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
