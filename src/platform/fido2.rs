@@ -38,6 +38,34 @@ pub fn open_authenticator(_env: &dyn EnvLookup) -> Result<Option<Box<dyn Fido2De
     ))
 }
 
+/// Every FIDO HID interface plugged in (listed only: `devices`, `doctor`). Windows: none
+/// (FIDO2 unlock is not available there in this version).
+#[cfg(not(windows))]
+pub fn list_interfaces() -> Result<Vec<crate::vault::fido2::Fido2Interface>> {
+    let devs = catch_library_panic(
+        "listing HID devices (hidapi could not start)",
+        ctap_hid_fido2::get_fidokey_devices,
+    )
+    .map_err(crate::error::Error::token)?;
+    Ok(devs
+        .into_iter()
+        .map(|d| crate::vault::fido2::Fido2Interface {
+            path: match d.param {
+                ctap_hid_fido2::HidParam::Path(p) => p,
+                ctap_hid_fido2::HidParam::VidPid { vid, pid } => format!("{vid:04x}:{pid:04x}"),
+            },
+            product: d.product_string,
+            vid: d.vid,
+            pid: d.pid,
+        })
+        .collect())
+}
+
+#[cfg(windows)]
+pub fn list_interfaces() -> Result<Vec<crate::vault::fido2::Fido2Interface>> {
+    Ok(Vec::new())
+}
+
 /// Run `f` with file descriptor 1 pointing at the null device, holding Rust's stdout lock so
 /// no other thread's output is lost. The crate still `println!`s in a few places (an unknown
 /// field or extension in an answer, a parse oddity); stdout may carry `credential_process`

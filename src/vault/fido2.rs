@@ -653,6 +653,15 @@ impl<D: Fido2Device + Send + 'static> Fido2Device for SharedKey<D> {
     }
 }
 
+/// One FIDO HID interface (usage page 0xF1D0) plugged in, as listed (nothing is sent to it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fido2Interface {
+    pub path: String,
+    pub product: String,
+    pub vid: u16,
+    pub pid: u16,
+}
+
 /// Open the one FIDO2 authenticator plugged in: `Ok(None)` when there is none; an error when
 /// there are several (naming them) or on Windows (not available in this version).
 pub fn open_authenticator() -> Result<Option<Box<dyn Fido2Device>>> {
