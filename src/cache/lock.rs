@@ -122,7 +122,10 @@ pub(crate) enum LockFail {
 
 /// An exclusive lock on the file at `path` (created private if missing): the file, and
 /// whether this process created it. Waits at most `timeout` for another holder.
-pub(crate) fn acquire(path: &Path, timeout: Duration) -> std::result::Result<(File, bool), LockFail> {
+pub(crate) fn acquire(
+    path: &Path,
+    timeout: Duration,
+) -> std::result::Result<(File, bool), LockFail> {
     let open = |create_new: bool| crate::platform::fs::open_lock_file(path, create_new);
     // Create it, or open the existing one; if it vanished in between (a `discard`),
     // create it again.

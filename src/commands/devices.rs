@@ -274,9 +274,18 @@ mod tests {
         assert_eq!(keys[0].name, "YubiKey 1111");
         assert_eq!((keys[0].interface, keys[0].serial), ("otp", Some(1111)));
         assert_eq!(keys[1].interface, "fido");
-        assert!(keys[1].name.contains("Security Key NFC by Yubico"), "{}", keys[1].name);
+        assert!(
+            keys[1].name.contains("Security Key NFC by Yubico"),
+            "{}",
+            keys[1].name
+        );
         let text = render_hid(&keys);
-        assert!(text.contains("YubiKey 1111  OTP slots over USB HID (keyboard interface)  /dev/hidraw1"), "{text}");
+        assert!(
+            text.contains(
+                "YubiKey 1111  OTP slots over USB HID (keyboard interface)  /dev/hidraw1"
+            ),
+            "{text}"
+        );
         assert!(text.contains("FIDO2 over USB HID  /dev/hidraw3"), "{text}");
         let json = serde_json::to_value(&keys[1]).unwrap();
         assert_eq!(json["transport"], "hid");

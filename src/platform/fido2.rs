@@ -77,7 +77,10 @@ pub fn with_stdout_discarded<T>(f: impl FnOnce() -> T) -> T {
     use std::os::fd::AsFd;
     let mut out = std::io::stdout().lock();
     let _ = out.flush();
-    let null = std::fs::OpenOptions::new().write(true).open("/dev/null").ok();
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .ok();
     let saved = rustix::io::dup(std::io::stdout().as_fd()).ok();
     let moved = saved.is_some()
         && null
@@ -113,14 +116,13 @@ pub fn catch_library_panic<T>(what: &str, f: impl FnOnce() -> T) -> std::result:
     r.map_err(|_| format!("the FIDO2 library failed while {what}"))
 }
 
-
 #[cfg(not(windows))]
 mod hid {
+    use ctap_hid_fido2::HidParam;
     use ctap_hid_fido2::fidokey::get_assertion::get_assertion_params::Extension as AssertionExt;
     use ctap_hid_fido2::fidokey::{
         CredentialExtension, FidoKeyHid, GetAssertionArgsBuilder, MakeCredentialArgsBuilder,
     };
-    use ctap_hid_fido2::HidParam;
     use zeroize::Zeroizing;
 
     use super::catch_library_panic as guarded;
@@ -183,9 +185,7 @@ mod hid {
         c
     }
 
-    pub(super) fn open_authenticator(
-        env: &dyn EnvLookup,
-    ) -> Result<Option<Box<dyn Fido2Device>>> {
+    pub(super) fn open_authenticator(env: &dyn EnvLookup) -> Result<Option<Box<dyn Fido2Device>>> {
         let devs = guarded(
             "listing HID devices (hidapi could not start)",
             ctap_hid_fido2::get_fidokey_devices,
@@ -213,9 +213,8 @@ mod hid {
         };
         let dir = keylock::default_dir(env);
         let who = format!("the FIDO2 authenticator \"{label}\"");
-        let lock: KeyLocker = Box::new(move || {
-            keylock::lock(dir.as_deref(), &place, &who, keylock::WAIT)
-        });
+        let lock: KeyLocker =
+            Box::new(move || keylock::lock(dir.as_deref(), &place, &who, keylock::WAIT));
         let key = HidAuthenticator {
             param: dev.param,
             label,
@@ -359,9 +358,7 @@ mod hid {
                     }
                 }
             }
-            out.ok_or_else(|| {
-                Fido2Error::Transport("its answer has no hmac-secret output".into())
-            })
+            out.ok_or_else(|| Fido2Error::Transport("its answer has no hmac-secret output".into()))
         }
     }
 
@@ -389,8 +386,14 @@ mod hid {
                 let Fido2Error::Transport(t) = map_err(crate_text) else {
                     panic!("{crate_text}: not a transport error");
                 };
-                assert!(!t.contains("0x") && !t.contains("err ="), "{crate_text} -> {t}");
-                assert!(!t.contains("Nonce") && !t.contains("cbor"), "{crate_text} -> {t}");
+                assert!(
+                    !t.contains("0x") && !t.contains("err ="),
+                    "{crate_text} -> {t}"
+                );
+                assert!(
+                    !t.contains("Nonce") && !t.contains("cbor"),
+                    "{crate_text} -> {t}"
+                );
             }
         }
     }

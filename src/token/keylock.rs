@@ -43,14 +43,20 @@ impl KeyLock {
 /// The lock file of the HID interface at `device_path` in `dir`.
 pub fn lock_path(dir: &Path, device_path: &str) -> PathBuf {
     let h = Sha256::digest(device_path.as_bytes());
-    dir.join(format!("hid-{}.lock", data_encoding::HEXLOWER.encode(&h[..12])))
+    dir.join(format!(
+        "hid-{}.lock",
+        data_encoding::HEXLOWER.encode(&h[..12])
+    ))
 }
 
 /// Take the key at `device_path` (named `who` in messages), waiting at most `wait` for
 /// another process using it.
 pub fn lock(dir: Option<&Path>, device_path: &str, who: &str, wait: Duration) -> Result<KeyLock> {
     let Some(dir) = dir else {
-        tracing::warn!(key = who, "no folder for key locks (HOME unset); not arbitrating the key");
+        tracing::warn!(
+            key = who,
+            "no folder for key locks (HOME unset); not arbitrating the key"
+        );
         return Ok(KeyLock { _file: None });
     };
     if let Err(e) = pfs::create_private_dir_all(dir) {
@@ -86,19 +92,44 @@ mod tests {
         assert!(a.is_held());
         // Another open of the same lock (as another process would) waits, then gives up.
         let t = std::time::Instant::now();
-        let e = lock(Some(&keys), "/dev/hidraw3", "YubiKey 1", Duration::from_millis(200))
-            .unwrap_err();
+        let e = lock(
+            Some(&keys),
+            "/dev/hidraw3",
+            "YubiKey 1",
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
         assert!(t.elapsed() >= Duration::from_millis(200));
         assert_eq!(e.kind, crate::error::ErrorKind::Token);
-        assert!(e.message().starts_with("YubiKey 1 stayed in use by another tapcred process"), "{e}");
+        assert!(
+            e.message()
+                .starts_with("YubiKey 1 stayed in use by another tapcred process"),
+            "{e}"
+        );
         // Another key is not held up.
-        let b = lock(Some(&keys), "/dev/hidraw4", "YubiKey 2", Duration::from_millis(10)).unwrap();
+        let b = lock(
+            Some(&keys),
+            "/dev/hidraw4",
+            "YubiKey 2",
+            Duration::from_millis(10),
+        )
+        .unwrap();
         assert!(b.is_held());
         drop(a);
-        let again = lock(Some(&keys), "/dev/hidraw3", "YubiKey 1", Duration::from_millis(10)).unwrap();
+        let again = lock(
+            Some(&keys),
+            "/dev/hidraw3",
+            "YubiKey 1",
+            Duration::from_millis(10),
+        )
+        .unwrap();
         assert!(again.is_held());
         // No place for locks: the exchange still runs.
-        assert!(!lock(None, "/dev/hidraw3", "YubiKey 1", WAIT).unwrap().is_held());
+        assert!(
+            !lock(None, "/dev/hidraw3", "YubiKey 1", WAIT)
+                .unwrap()
+                .is_held()
+        );
     }
 
     #[test]

@@ -535,7 +535,9 @@ pub fn with_deadline<T: Send + 'static>(
         .spawn(move || {
             let _ = tx.send(exchange());
         })
-        .map_err(|e| Fido2Error::Transport(format!("cannot start a thread for the exchange ({e})")))?;
+        .map_err(|e| {
+            Fido2Error::Transport(format!("cannot start a thread for the exchange ({e})"))
+        })?;
     match rx.recv_timeout(limit) {
         Ok(r) => r,
         Err(mpsc::RecvTimeoutError::Timeout) => Err(Fido2Error::NoAnswer(limit)),
@@ -628,11 +630,15 @@ impl<D: Fido2Device + Send + 'static> Fido2Device for SharedKey<D> {
     }
     fn make_credential(&mut self, rp_id: &str, pin: Option<&Fido2Pin>) -> DevResult<Vec<u8>> {
         let (rp, pin) = (rp_id.to_owned(), pin.cloned());
-        self.run(self.deadlines.touch, move |d| d.make_credential(&rp, pin.as_ref()))
+        self.run(self.deadlines.touch, move |d| {
+            d.make_credential(&rp, pin.as_ref())
+        })
     }
     fn probe_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> DevResult<()> {
         let (rp, cred) = (rp_id.to_owned(), credential_id.to_vec());
-        self.run(self.deadlines.quick, move |d| d.probe_credential(&rp, &cred))
+        self.run(self.deadlines.quick, move |d| {
+            d.probe_credential(&rp, &cred)
+        })
     }
     fn hmac_secret(
         &mut self,

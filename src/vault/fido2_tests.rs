@@ -733,10 +733,15 @@ fn a_wrong_pin_is_refused_before_any_touch_prompt() {
     // Enrolling with a wrong PIN: no touch asked either, no credential made.
     let b = VirtualAuthenticator::new().with_pin(PIN);
     let ui = touching(&b);
-    let mut u = Fido2Unlocker::for_enroll(Box::new(Virt(b.clone())), UvMode::Pin, &env(Some("000000")));
+    let mut u =
+        Fido2Unlocker::for_enroll(Box::new(Virt(b.clone())), UvMode::Pin, &env(Some("000000")));
     let e = enroll(&mut u, &ui).unwrap_err();
     assert!(e.message().contains("wrong FIDO2 PIN"), "{e}");
-    assert!(!ui.events().iter().any(|e| matches!(e, UiEvent::TouchWait(_))));
+    assert!(
+        !ui.events()
+            .iter()
+            .any(|e| matches!(e, UiEvent::TouchWait(_)))
+    );
     assert_eq!(b.credential_count(), 0);
     // The right PIN still opens it with one touch.
     let ui = touching(&a);
@@ -757,8 +762,10 @@ fn a_session_with_only_another_fido2_key_says_it_cannot_open_this_vault() {
     store.lock().unwrap().write(&v).unwrap();
     let other = VirtualAuthenticator::new();
     let session = VaultSession::new(store).with_devices(Box::new(move |d| {
-        Ok(connect_device(Box::new(Virt(other.clone())), d, &env(None))?
-            .map(|u| Box::new(u) as Box<dyn Unlocker>))
+        Ok(
+            connect_device(Box::new(Virt(other.clone())), d, &env(None))?
+                .map(|u| Box::new(u) as Box<dyn Unlocker>),
+        )
     }));
     let e = session.open(&env(None), &RecordingUi::new()).unwrap_err();
     assert_eq!(e.exit_code(), 4, "{e}");
@@ -881,9 +888,16 @@ fn a_silent_key_fails_within_its_deadline_naming_the_key() {
     )
     .unwrap_err();
     let took = t.elapsed();
-    assert!(took >= std::time::Duration::from_millis(300) && took < std::time::Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= std::time::Duration::from_millis(300) && took < std::time::Duration::from_secs(3),
+        "{took:?}"
+    );
     assert_eq!(e.exit_code(), 4, "{e}");
-    assert!(e.message().contains("\"Shared FIDO2\" did not answer within"), "{e}");
+    assert!(
+        e.message()
+            .contains("\"Shared FIDO2\" did not answer within"),
+        "{e}"
+    );
     assert!(!e.message().contains('\n'), "one line: {e}");
     // Silent once the touch is asked for: the touch deadline, then exit 4; the UI's touch
     // prompt is closed as failed.
@@ -895,7 +909,11 @@ fn a_silent_key_fails_within_its_deadline_naming_the_key() {
     let ui = touching(&a);
     let t = std::time::Instant::now();
     let e = open_with(&file, &mut u, &ui).unwrap_err();
-    assert!(t.elapsed() >= std::time::Duration::from_millis(600), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(600),
+        "{:?}",
+        t.elapsed()
+    );
     assert_eq!(e.exit_code(), 4, "{e}");
     assert!(e.message().contains("did not answer within"), "{e}");
     assert_eq!(ui.events().last(), Some(&UiEvent::TouchDone(false)));
@@ -948,7 +966,10 @@ fn concurrent_clients_of_one_key_all_succeed_under_its_lock() {
     }
     // The fake does misbehave without the lock (so the test above can fail).
     let unlocked = run(false);
-    assert!(unlocked.iter().any(|r| r.is_err()), "no overlap seen without the lock");
+    assert!(
+        unlocked.iter().any(|r| r.is_err()),
+        "no overlap seen without the lock"
+    );
 }
 
 #[test]
@@ -957,7 +978,8 @@ fn a_busy_key_is_retried_a_bounded_number_of_times() {
     let a = VirtualAuthenticator::new();
     let (_, desc) = init(&a, UvMode::Touch, None);
     let busy = SharedHidKey::new(&a);
-    busy.busy_first.store(3, std::sync::atomic::Ordering::SeqCst);
+    busy.busy_first
+        .store(3, std::sync::atomic::Ordering::SeqCst);
     // Three "busy" answers, then the probe goes through.
     let u = connect_device(
         Box::new(SharedKey::new(busy.clone(), None, quick_deadlines())),
@@ -967,7 +989,8 @@ fn a_busy_key_is_retried_a_bounded_number_of_times() {
     .unwrap();
     assert!(u.is_some());
     // Busy for longer than the retries: one line saying so, no re-plug advice.
-    busy.busy_first.store(100, std::sync::atomic::Ordering::SeqCst);
+    busy.busy_first
+        .store(100, std::sync::atomic::Ordering::SeqCst);
     let e = connect_device(
         Box::new(SharedKey::new(busy.clone(), None, quick_deadlines())),
         &desc,

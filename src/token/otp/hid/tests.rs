@@ -328,7 +328,11 @@ fn concurrent_clients_of_one_otp_interface_all_succeed_under_its_lock() {
                     for i in 0..5u8 {
                         let challenge = [n * 16 + i; 32];
                         let r = ChallengeResponse::hmac_sha1(
-                            &mut hid, Slot::Two, &challenge, "touch", &ui,
+                            &mut hid,
+                            Slot::Two,
+                            &challenge,
+                            "touch",
+                            &ui,
                         )?;
                         assert_eq!(r.to_vec(), expected(&challenge), "another's answer");
                     }
@@ -345,5 +349,8 @@ fn concurrent_clients_of_one_otp_interface_all_succeed_under_its_lock() {
         r.unwrap();
     }
     // The interface does misbehave when they overlap (so the run above can fail).
-    assert!(run(None).iter().any(|r| r.is_err()), "no overlap seen without the lock");
+    assert!(
+        run(None).iter().any(|r| r.is_err()),
+        "no overlap seen without the lock"
+    );
 }
