@@ -61,12 +61,15 @@ pub enum Reason {
     Throttled,
     /// Any other refusal by STS (access denied, validation, …).
     Refused,
+    /// Not an STS reason: a device is plugged in but it is not the one asked for (a FIDO2
+    /// key without the vault unlocker's credential). The vault tries its next unlocker.
+    WrongDevice,
 }
 
 impl Reason {
     /// The request may have reached STS, so a code it carried may be used up.
     pub fn may_have_reached_sts(self) -> bool {
-        !matches!(self, Reason::NotSent)
+        !matches!(self, Reason::NotSent | Reason::WrongDevice)
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::{CacheKey, SessionCache, key::serial_hash};
 use crate::error::{Error, Result};
@@ -86,64 +87,80 @@ impl SessionCache {
             });
         };
         let path = state.join("locks").join(name);
-        let open = |create_new: bool| crate::platform::fs::open_lock_file(&path, create_new);
-        // Create it, or open the existing one; if it vanished in between (a `discard`),
-        // create it again.
-        let mut attempt = 0;
-        let (file, created) = loop {
-            attempt += 1;
-            let r = match open(true) {
-                Ok(f) => Ok((f, true)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    open(false).map(|f| (f, false))
-                }
-                Err(e) => Err(e),
-            };
-            match r {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 5 => continue,
-                r => break r,
-            }
-        }
-        .map_err(|e| {
-            Error::io(format!(
-                "cannot open lock file {} ({e}); check the permissions of {}",
-                path.display(),
-                state.display()
-            ))
-        })?;
-        match file.try_lock() {
-            Ok(()) => {
-                return Ok(LockGuard {
-                    file: Some(file),
-                    path: Some(path),
-                    created,
-                });
-            }
-            Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(e)) => {
-                return Err(Error::io(format!("cannot lock {} ({e})", path.display())));
-            }
-        }
-        // Contended: block in the kernel on a helper thread (woken the moment the holder
-        // unlocks or dies), bounded by the lock timeout. On a timeout the thread is left
-        // blocked; the caller fails and the process exits.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let r = file.lock().map(|()| file);
-            let _ = tx.send(r);
-        });
-        match rx.recv_timeout(self.lock_timeout) {
-            Ok(Ok(file)) => Ok(LockGuard {
+        match acquire(&path, self.lock_timeout) {
+            Ok((file, created)) => Ok(LockGuard {
                 file: Some(file),
                 path: Some(path),
                 created,
             }),
-            Ok(Err(e)) => Err(Error::io(format!("cannot lock {} ({e})", path.display()))),
-            Err(_) => Err(Error::io(format!(
+            Err(LockFail::Open(e)) => Err(Error::io(format!(
+                "cannot open lock file {} ({e}); check the permissions of {}",
+                path.display(),
+                state.display()
+            ))),
+            Err(LockFail::Lock(e)) => {
+                Err(Error::io(format!("cannot lock {} ({e})", path.display())))
+            }
+            Err(LockFail::TimedOut) => Err(Error::io(format!(
                 "gave up after {} s waiting for another tapcred process holding {}; if none is running (check `pgrep -a tapcred`), retry",
                 self.lock_timeout.as_secs(),
                 path.display()
             ))),
         }
+    }
+}
+
+/// Why [`acquire`] holds no lock.
+#[derive(Debug)]
+pub(crate) enum LockFail {
+    /// The lock file could not be created or opened.
+    Open(std::io::Error),
+    Lock(std::io::Error),
+    /// Another holder kept it for the whole wait.
+    TimedOut,
+}
+
+/// An exclusive lock on the file at `path` (created private if missing): the file, and
+/// whether this process created it. Waits at most `timeout` for another holder.
+pub(crate) fn acquire(
+    path: &Path,
+    timeout: Duration,
+) -> std::result::Result<(File, bool), LockFail> {
+    let open = |create_new: bool| crate::platform::fs::open_lock_file(path, create_new);
+    // Create it, or open the existing one; if it vanished in between (a `discard`),
+    // create it again.
+    let mut attempt = 0;
+    let (file, created) = loop {
+        attempt += 1;
+        let r = match open(true) {
+            Ok(f) => Ok((f, true)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                open(false).map(|f| (f, false))
+            }
+            Err(e) => Err(e),
+        };
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 5 => continue,
+            r => break r,
+        }
+    }
+    .map_err(LockFail::Open)?;
+    match file.try_lock() {
+        Ok(()) => return Ok((file, created)),
+        Err(TryLockError::WouldBlock) => {}
+        Err(TryLockError::Error(e)) => return Err(LockFail::Lock(e)),
+    }
+    // Contended: block in the kernel on a helper thread (woken the moment the holder
+    // unlocks or dies), bounded by the timeout. On a timeout the thread is left blocked;
+    // the caller fails and the process exits.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = file.lock().map(|()| file);
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(file)) => Ok((file, created)),
+        Ok(Err(e)) => Err(LockFail::Lock(e)),
+        Err(_) => Err(LockFail::TimedOut),
     }
 }

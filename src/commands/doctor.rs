@@ -37,7 +37,7 @@ pub enum Status {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// files, profile, token, pcsc, yubikey, udev, clock, cache
+    /// files, profile, token, pcsc, yubikey, hid, udev, clock, cache
     pub area: &'static str,
     pub status: Status,
     pub message: String,
@@ -222,6 +222,7 @@ pub fn diagnose(name: &str, offline: bool, env: &dyn EnvLookup) -> Report {
 
     // What is installed and running.
     let yubikeys = device_checks(&mut d, &ui, env);
+    hid_check(&mut d, &yubikeys);
     udev_check(&mut d);
     programs_check(&mut d);
 
@@ -596,6 +597,30 @@ fn device_checks(d: &mut Doctor, ui: &RecordingUi, env: &dyn EnvLookup) -> Vec<Y
         });
     }
     out
+}
+
+/// Keys reachable only over USB HID (FIDO-only keys, keys with CCID off): information, for
+/// the vault's HID unlockers.
+fn hid_check(d: &mut Doctor, over_pcsc: &[YubiKeyReport]) {
+    let serials: Vec<u32> = over_pcsc.iter().filter_map(|k| k.serial).collect();
+    let (keys, errors) = crate::commands::devices::real_hid_keys(&serials);
+    for k in keys {
+        let what = if k.interface == "otp" {
+            "OTP slots"
+        } else {
+            "FIDO2"
+        };
+        match k.error {
+            Some(e) => d.note("hid", format!("{} at {}: {e}", k.name, k.path), None),
+            None => d.ok(
+                "hid",
+                format!("{} reachable over USB HID ({what}) at {}", k.name, k.path),
+            ),
+        }
+    }
+    for e in errors {
+        d.note("hid", e, None);
+    }
 }
 
 /// Linux: tapcred's udev rule (for the HID interfaces; the OATH path through pcscd needs none).

@@ -7,39 +7,85 @@
 //!   GetAssertion with `hmac-secret`) onto [`Fido2Device`]. The crate does the CTAPHID
 //!   framing, CBOR, and the ECDH key agreement that encrypts the salt and the output.
 //!   Its console output is switched off (no keep-alive text) and whatever it still prints
-//!   goes to stderr (stdout may carry `credential_process` JSON), and its panics (hidapi failing to start, a malformed
-//!   answer sliced out of range) are caught and turned into one clear error.
+//!   (notes about fields it does not know, such as a CTAP 2.1 key's `powerCycleState`) is
+//!   discarded: stdout may carry `credential_process` JSON and stderr is for tapcred's own
+//!   lines. Its panics (hidapi failing to start, a malformed answer sliced out of range)
+//!   are caught and turned into one clear error, and its error texts into tapcred's words.
+//! - **Sharing the key.** The crate neither checks the channel id of a reply nor reads with a
+//!   timeout, and hidraw gives every input report to every process that has the device
+//!   open. So every exchange opens the device afresh (nothing queued from another process's
+//!   exchange) while holding the key's cross-process lock ([`crate::token::keylock`]), and
+//!   runs under a deadline ([`crate::vault::fido2::SharedKey`]); the lock is the defence
+//!   against crossed replies between tapcred processes, and a busy key is retried.
 //! - **Windows:** since Windows 10 1903 raw FIDO HID access is reserved to administrators and
 //!   ordinary programs must go through `webauthn.dll`; this version does not, so FIDO2
 //!   unlock says clearly that it is not available there (the crate is not even built).
 
+use crate::env::EnvLookup;
 use crate::error::Result;
 use crate::vault::fido2::Fido2Device;
 
+/// The one FIDO2 authenticator plugged in (`env` finds the folder of its lock).
 #[cfg(not(windows))]
-pub fn open_authenticator() -> Result<Option<Box<dyn Fido2Device>>> {
-    hid::open_authenticator()
+pub fn open_authenticator(env: &dyn EnvLookup) -> Result<Option<Box<dyn Fido2Device>>> {
+    hid::open_authenticator(env)
 }
 
 #[cfg(windows)]
-pub fn open_authenticator() -> Result<Option<Box<dyn Fido2Device>>> {
+pub fn open_authenticator(_env: &dyn EnvLookup) -> Result<Option<Box<dyn Fido2Device>>> {
     Err(crate::error::Error::usage(
         "FIDO2 unlock is not available on Windows in this version of tapcred (raw FIDO HID needs administrator rights there); use --unlock otp, or open the vault on Linux or macOS",
     ))
 }
 
-/// Run `f` with file descriptor 1 pointing at stderr, holding Rust's stdout lock so no other
-/// thread's output is moved. The crate still `println!`s in a few places (an unknown
-/// extension in an answer, a parse oddity); stdout may carry `credential_process` JSON or
-/// `export` lines, so nothing from the crate may land there.
+/// Every FIDO HID interface plugged in (listed only: `devices`, `doctor`). Windows: none
+/// (FIDO2 unlock is not available there in this version).
 #[cfg(not(windows))]
-pub fn with_stdout_on_stderr<T>(f: impl FnOnce() -> T) -> T {
+pub fn list_interfaces() -> Result<Vec<crate::vault::fido2::Fido2Interface>> {
+    let devs = catch_library_panic(
+        "listing HID devices (hidapi could not start)",
+        ctap_hid_fido2::get_fidokey_devices,
+    )
+    .map_err(crate::error::Error::token)?;
+    Ok(devs
+        .into_iter()
+        .map(|d| crate::vault::fido2::Fido2Interface {
+            path: match d.param {
+                ctap_hid_fido2::HidParam::Path(p) => p,
+                ctap_hid_fido2::HidParam::VidPid { vid, pid } => format!("{vid:04x}:{pid:04x}"),
+            },
+            product: d.product_string,
+            vid: d.vid,
+            pid: d.pid,
+        })
+        .collect())
+}
+
+#[cfg(windows)]
+pub fn list_interfaces() -> Result<Vec<crate::vault::fido2::Fido2Interface>> {
+    Ok(Vec::new())
+}
+
+/// Run `f` with file descriptor 1 pointing at the null device, holding Rust's stdout lock so
+/// no other thread's output is lost. The crate still `println!`s in a few places (an unknown
+/// field or extension in an answer, a parse oddity); stdout may carry `credential_process`
+/// JSON or `export` lines, so nothing from the crate may land there, and its notes are not
+/// tapcred's to show on stderr either.
+#[cfg(not(windows))]
+pub fn with_stdout_discarded<T>(f: impl FnOnce() -> T) -> T {
     use std::io::Write;
     use std::os::fd::AsFd;
     let mut out = std::io::stdout().lock();
     let _ = out.flush();
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .ok();
     let saved = rustix::io::dup(std::io::stdout().as_fd()).ok();
-    let moved = saved.is_some() && rustix::stdio::dup2_stdout(std::io::stderr().as_fd()).is_ok();
+    let moved = saved.is_some()
+        && null
+            .as_ref()
+            .is_some_and(|n| rustix::stdio::dup2_stdout(n.as_fd()).is_ok());
     let r = f();
     let _ = out.flush();
     if moved && let Some(fd) = &saved {
@@ -48,8 +94,8 @@ pub fn with_stdout_on_stderr<T>(f: impl FnOnce() -> T) -> T {
     r
 }
 
-/// Run `f`, turning a panic on this thread into an error, with stdout moved to stderr
-/// ([`with_stdout_on_stderr`]). tapcred's panic hook exits the process, so for the
+/// Run `f`, turning a panic on this thread into an error, with stdout discarded
+/// ([`with_stdout_discarded`]). tapcred's panic hook exits the process, so for the
 /// duration of `f` a hook is installed that stays silent for this thread and hands any
 /// other thread's panic to the previous hook (which still exits).
 #[cfg(not(windows))]
@@ -64,7 +110,7 @@ pub fn catch_library_panic<T>(what: &str, f: impl FnOnce() -> T) -> std::result:
             for_others(info);
         }
     }));
-    let r = with_stdout_on_stderr(|| panic::catch_unwind(AssertUnwindSafe(f)));
+    let r = with_stdout_discarded(|| panic::catch_unwind(AssertUnwindSafe(f)));
     drop(panic::take_hook());
     panic::set_hook(Box::new(move |info| prev(info)));
     r.map_err(|_| format!("the FIDO2 library failed while {what}"))
@@ -72,6 +118,7 @@ pub fn catch_library_panic<T>(what: &str, f: impl FnOnce() -> T) -> std::result:
 
 #[cfg(not(windows))]
 mod hid {
+    use ctap_hid_fido2::HidParam;
     use ctap_hid_fido2::fidokey::get_assertion::get_assertion_params::Extension as AssertionExt;
     use ctap_hid_fido2::fidokey::{
         CredentialExtension, FidoKeyHid, GetAssertionArgsBuilder, MakeCredentialArgsBuilder,
@@ -79,8 +126,13 @@ mod hid {
     use zeroize::Zeroizing;
 
     use super::catch_library_panic as guarded;
+    use crate::env::EnvLookup;
     use crate::error::{Error, Result};
-    use crate::vault::fido2::{Fido2Device, Fido2Error, Fido2Info, Fido2Pin, choose_one};
+    use crate::token::keylock;
+    use crate::vault::fido2::{
+        Deadlines, Fido2Device, Fido2Error, Fido2Info, Fido2Pin, KeyLocker, SharedKey, choose_one,
+        status,
+    };
 
     type DevResult<T> = std::result::Result<T, Fido2Error>;
 
@@ -92,9 +144,26 @@ mod hid {
         c
     }
 
-    /// The crate's errors are text; CTAP statuses appear as "0xNN CTAP..." in it.
-    fn map_err(e: impl std::fmt::Display) -> Fido2Error {
+    /// The crate's errors are text: a CTAP status appears as "0xNN CTAP..." in it; anything
+    /// else is said in tapcred's words (the crate's text goes to the debug log only).
+    pub(super) fn map_err(e: impl std::fmt::Display) -> Fido2Error {
         let text = e.to_string();
+        tracing::debug!(error = %text, "FIDO2 library error");
+        if text.starts_with("read err") || text.contains("read error") {
+            return Fido2Error::Transport(
+                "its answer could not be read (was it unplugged?)".to_owned(),
+            );
+        }
+        if text.contains("write error") {
+            return Fido2Error::Transport(
+                "the request could not be sent to it (was it unplugged?)".to_owned(),
+            );
+        }
+        if text.contains("Nonce verification failed") {
+            return Fido2Error::Transport(
+                "its answer belonged to another program's exchange".to_owned(),
+            );
+        }
         if let Some(at) = text.find("0x") {
             let hex = text.get(at + 2..at + 4).unwrap_or("");
             let rest = text.get(at + 4..).unwrap_or("");
@@ -104,7 +173,7 @@ mod hid {
                 return Fido2Error::Ctap(code);
             }
         }
-        Fido2Error::Transport(text)
+        Fido2Error::Transport("its answer could not be understood".to_owned())
     }
 
     fn cfg() -> ctap_hid_fido2::Cfg {
@@ -116,14 +185,14 @@ mod hid {
         c
     }
 
-    pub(super) fn open_authenticator() -> Result<Option<Box<dyn Fido2Device>>> {
+    pub(super) fn open_authenticator(env: &dyn EnvLookup) -> Result<Option<Box<dyn Fido2Device>>> {
         let devs = guarded(
             "listing HID devices (hidapi could not start)",
             ctap_hid_fido2::get_fidokey_devices,
         )
         .map_err(|e| {
             Error::token(format!(
-                "{e}; check that /dev/hidraw* is readable (README: udev)"
+                "{e}; on Linux your user needs access to /dev/hidraw*: install tapcred's udev rule (udev/70-tapcred-yubikey.rules, README \"Install\")"
             ))
         })?;
         let names: Vec<String> = devs
@@ -138,20 +207,28 @@ mod hid {
         } else {
             dev.product_string.clone()
         };
-        let key = guarded("opening the authenticator", || {
-            FidoKeyHid::new(std::slice::from_ref(&dev.param), &cfg())
-        })
-        .map_err(Error::token)?
-        .map_err(|e| {
-            Error::token(format!(
-                "cannot open the FIDO2 authenticator \"{label}\" ({e}); on Linux your user needs access to its /dev/hidraw node (README: udev)"
-            ))
-        })?;
-        Ok(Some(Box::new(HidAuthenticator { key, label })))
+        let place = match &dev.param {
+            HidParam::Path(p) => p.clone(),
+            HidParam::VidPid { vid, pid } => format!("{vid:04x}:{pid:04x}"),
+        };
+        let dir = keylock::default_dir(env);
+        let who = format!("the FIDO2 authenticator \"{label}\"");
+        let lock: KeyLocker =
+            Box::new(move || keylock::lock(dir.as_deref(), &place, &who, keylock::WAIT));
+        let key = HidAuthenticator {
+            param: dev.param,
+            label,
+        };
+        Ok(Some(Box::new(SharedKey::new(
+            key,
+            Some(lock),
+            Deadlines::default(),
+        ))))
     }
 
+    /// One FIDO HID interface. Each exchange opens it afresh ([`super`] says why).
     struct HidAuthenticator {
-        key: FidoKeyHid,
+        param: HidParam,
         label: String,
     }
 
@@ -161,9 +238,18 @@ mod hid {
             what: &str,
             f: impl FnOnce(&FidoKeyHid) -> std::result::Result<T, E>,
         ) -> DevResult<T> {
-            guarded(what, || f(&self.key))
-                .map_err(Fido2Error::Transport)?
-                .map_err(map_err)
+            guarded(what, || {
+                let key = FidoKeyHid::new(std::slice::from_ref(&self.param), &cfg()).map_err(
+                    |_| {
+                        Fido2Error::Transport(
+                            "it cannot be opened (unplugged, or on Linux no access to its /dev/hidraw node)"
+                                .to_owned(),
+                        )
+                    },
+                )?;
+                f(&key).map_err(map_err)
+            })
+            .map_err(Fido2Error::Transport)?
         }
     }
 
@@ -189,6 +275,20 @@ mod hid {
             Ok(n.max(0) as u32)
         }
 
+        fn check_pin(&mut self, rp_id: &str, pin: &Fido2Pin) -> DevResult<()> {
+            // The crate gets a PIN token first (a wrong PIN fails there), then asks for a
+            // silent assertion of no credential: "no credentials" means the PIN was right.
+            let challenge = challenge();
+            let args = GetAssertionArgsBuilder::new(rp_id, &challenge)
+                .pin(pin.expose())
+                .without_up()
+                .build();
+            match self.call("checking the PIN", |k| k.get_assertion_with_args(&args)) {
+                Ok(_) | Err(Fido2Error::Ctap(status::NO_CREDENTIALS)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+
         fn make_credential(&mut self, rp_id: &str, pin: Option<&Fido2Pin>) -> DevResult<Vec<u8>> {
             let challenge = challenge();
             let ext = [CredentialExtension::HmacSecret(Some(true))];
@@ -207,9 +307,7 @@ mod hid {
                 .iter()
                 .any(|e| matches!(e, CredentialExtension::HmacSecret(Some(true))));
             if !enabled {
-                return Err(Fido2Error::Ctap(
-                    crate::vault::fido2::status::UNSUPPORTED_EXTENSION,
-                ));
+                return Err(Fido2Error::Ctap(status::UNSUPPORTED_EXTENSION));
             }
             Ok(att.credential_descriptor.id)
         }
@@ -260,9 +358,43 @@ mod hid {
                     }
                 }
             }
-            out.ok_or_else(|| {
-                Fido2Error::Transport("the authenticator's answer has no hmac-secret output".into())
-            })
+            out.ok_or_else(|| Fido2Error::Transport("its answer has no hmac-secret output".into()))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn library_texts_become_tapcred_words() {
+            assert_eq!(
+                map_err("response_status err = 0x31 CTAP2_ERR_PIN_INVALID PIN Invalid."),
+                Fido2Error::Ctap(0x31)
+            );
+            assert_eq!(
+                map_err("response_status err = 0x06 CTAP1_ERR_CHANNEL_BUSY Channel busy."),
+                Fido2Error::Ctap(status::CHANNEL_BUSY)
+            );
+            for crate_text in [
+                "read err = 0xFE CTAP2_ERR_UNKNOWN",
+                "Nonce verification failed",
+                "write error",
+                "u2f response size error?",
+                "parse_cbor_client_pin_get_keyagreement error",
+            ] {
+                let Fido2Error::Transport(t) = map_err(crate_text) else {
+                    panic!("{crate_text}: not a transport error");
+                };
+                assert!(
+                    !t.contains("0x") && !t.contains("err ="),
+                    "{crate_text} -> {t}"
+                );
+                assert!(
+                    !t.contains("Nonce") && !t.contains("cbor"),
+                    "{crate_text} -> {t}"
+                );
+            }
         }
     }
 }

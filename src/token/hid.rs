@@ -3,10 +3,12 @@
 //! tested over the virtual key's OTP HID interface.
 
 use std::ffi::CString;
+use std::path::PathBuf;
 
 use hidapi::{HidApi, HidDevice};
 use zeroize::Zeroizing;
 
+use super::keylock::{self, KeyLock};
 use super::otp::hid::{HidInterface, OtpHidBackend};
 use super::transport::{FEATURE_REPORT_LEN, FeatureReport, FeatureReportTransport};
 use crate::error::{Error, Result};
@@ -17,13 +19,29 @@ pub const YUBICO_VID: u16 = 0x1050;
 const USAGE_PAGE_DESKTOP: u16 = 0x01;
 const USAGE_KEYBOARD: u16 = 0x06;
 
-/// OTP HID interfaces through hidapi.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct HidapiBackend;
+/// OTP HID interfaces through hidapi; each exchange holds the key's lock in `lock_dir`
+/// ([`crate::token::keylock`]).
+#[derive(Debug, Clone)]
+pub struct HidapiBackend {
+    lock_dir: Option<PathBuf>,
+}
+
+impl HidapiBackend {
+    pub fn new(lock_dir: Option<PathBuf>) -> Self {
+        HidapiBackend { lock_dir }
+    }
+}
+
+impl Default for HidapiBackend {
+    /// Key locks in tapcred's cache folder of the process environment.
+    fn default() -> Self {
+        Self::new(keylock::default_dir(&crate::env::RealEnv))
+    }
+}
 
 fn hid_error(what: &str, e: hidapi::HidError) -> Error {
     Error::token(format!(
-        "USB HID: {what} failed ({e}); on Linux install tapcred's udev rule (README \"udev\"), then re-plug the key"
+        "USB HID: {what} failed ({e}); on Linux install tapcred's udev rule (udev/70-tapcred-yubikey.rules, README \"Install\"), then re-plug the key"
     ))
 }
 
@@ -57,6 +75,7 @@ impl OtpHidBackend for HidapiBackend {
         Ok(Box::new(HidapiDevice {
             dev,
             path: path.to_owned(),
+            lock_dir: self.lock_dir.clone(),
         }))
     }
 }
@@ -65,6 +84,7 @@ impl OtpHidBackend for HidapiBackend {
 struct HidapiDevice {
     dev: HidDevice,
     path: String,
+    lock_dir: Option<PathBuf>,
 }
 
 impl FeatureReportTransport for HidapiDevice {
@@ -93,5 +113,10 @@ impl FeatureReportTransport for HidapiDevice {
         self.dev
             .send_feature_report(&buf)
             .map_err(|e| hid_error(&format!("writing a feature report to {}", self.path), e))
+    }
+
+    fn exclusive(&mut self) -> Result<Option<KeyLock>> {
+        let who = format!("the YubiKey at {}", self.path);
+        keylock::lock(self.lock_dir.as_deref(), &self.path, &who, keylock::WAIT).map(Some)
     }
 }

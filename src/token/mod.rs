@@ -11,6 +11,7 @@ use crate::ui::Ui;
 
 pub mod device;
 pub mod hid;
+pub mod keylock;
 pub mod oath;
 pub mod otp;
 pub mod pcsc;

@@ -86,7 +86,7 @@ impl Backend for PcscBackend {
     }
 
     fn otp_hid(&self) -> Option<Box<dyn crate::token::otp::OtpHidBackend>> {
-        Some(Box::new(crate::token::hid::HidapiBackend))
+        Some(Box::new(crate::token::hid::HidapiBackend::default()))
     }
 
     fn connect(&self, reader: &str) -> Result<Option<Box<dyn Connection>>> {

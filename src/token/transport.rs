@@ -37,6 +37,12 @@ pub trait FeatureReportTransport {
     fn get_feature(&mut self) -> crate::Result<FeatureReport>;
     /// SET_REPORT (feature, ID 0).
     fn set_feature(&mut self, report: &FeatureReport) -> crate::Result<()>;
+    /// Take the key for one exchange, against other processes using it
+    /// ([`crate::token::keylock`]); held until the returned lock is dropped. In-memory
+    /// interfaces have no other users: `None`.
+    fn exclusive(&mut self) -> crate::Result<Option<crate::token::keylock::KeyLock>> {
+        Ok(None)
+    }
 }
 
 impl<T: FeatureReportTransport + ?Sized> FeatureReportTransport for &mut T {
@@ -46,6 +52,9 @@ impl<T: FeatureReportTransport + ?Sized> FeatureReportTransport for &mut T {
     fn set_feature(&mut self, report: &FeatureReport) -> crate::Result<()> {
         (**self).set_feature(report)
     }
+    fn exclusive(&mut self) -> crate::Result<Option<crate::token::keylock::KeyLock>> {
+        (**self).exclusive()
+    }
 }
 
 impl<T: FeatureReportTransport + ?Sized> FeatureReportTransport for Box<T> {
@@ -54,5 +63,8 @@ impl<T: FeatureReportTransport + ?Sized> FeatureReportTransport for Box<T> {
     }
     fn set_feature(&mut self, report: &FeatureReport) -> crate::Result<()> {
         (**self).set_feature(report)
+    }
+    fn exclusive(&mut self) -> crate::Result<Option<crate::token::keylock::KeyLock>> {
+        (**self).exclusive()
     }
 }

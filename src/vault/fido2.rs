@@ -22,6 +22,8 @@
 //! there), the in-memory authenticator of the testkit serves the unit tests.
 
 use std::fmt;
+use std::sync::{Arc, Mutex, TryLockError, mpsc};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -83,8 +85,13 @@ pub struct Fido2Info {
 pub enum Fido2Error {
     /// A CTAP2 status code (`CTAP2_ERR_*`), e.g. 0x31 PIN invalid.
     Ctap(u8),
-    /// HID, framing, CBOR or crypto failure; the text names what failed (never a secret).
+    /// HID, framing, CBOR or crypto failure; the text names what failed in tapcred's words
+    /// (never a secret).
     Transport(String),
+    /// No answer within the exchange's deadline (the key took the request and went silent).
+    NoAnswer(Duration),
+    /// A failure already said in full (another process kept the key too long).
+    Said(Error),
 }
 
 impl fmt::Display for Fido2Error {
@@ -92,25 +99,31 @@ impl fmt::Display for Fido2Error {
         match self {
             Fido2Error::Ctap(c) => write!(f, "CTAP2 status 0x{c:02X}"),
             Fido2Error::Transport(t) => f.write_str(t),
+            Fido2Error::NoAnswer(t) => write!(f, "no answer within {} s", t.as_secs()),
+            Fido2Error::Said(e) => f.write_str(e.message()),
         }
     }
 }
 
-/// Whether a silent probe says the authenticator holds the credential. Only a definite
-/// "no credentials" counts as no; a key that refuses silent assertions (`alwaysUv`, an
-/// option it does not support) may still hold it, so the real unlock decides.
+/// Whether a silent probe says the authenticator holds the credential: a success is yes,
+/// "no credentials" is no, anything else (busy, a garbled answer, a refusal) is an error.
+/// The one exception is "user verification required": a key with `alwaysUv` refuses every
+/// assertion without a PIN, silent ones included, so it may hold the credential and the
+/// real unlock (with the PIN) decides.
 pub fn holds_credential(
     probe: std::result::Result<(), Fido2Error>,
 ) -> std::result::Result<bool, Fido2Error> {
     match probe {
         Ok(()) => Ok(true),
         Err(Fido2Error::Ctap(status::NO_CREDENTIALS | status::INVALID_CREDENTIAL)) => Ok(false),
-        Err(Fido2Error::Ctap(_)) => Ok(true),
-        Err(e @ Fido2Error::Transport(_)) => Err(e),
+        Err(Fido2Error::Ctap(status::PIN_REQUIRED)) => Ok(true),
+        Err(e) => Err(e),
     }
 }
 
 pub mod status {
+    /// CTAP1_ERR_CHANNEL_BUSY: another program is in the middle of an exchange with the key.
+    pub const CHANNEL_BUSY: u8 = 0x06;
     pub const NO_CREDENTIALS: u8 = 0x2E;
     pub const USER_ACTION_TIMEOUT: u8 = 0x2F;
     pub const OPERATION_DENIED: u8 = 0x27;
@@ -126,6 +139,24 @@ pub mod status {
     pub const PIN_REQUIRED: u8 = 0x36;
     pub const PIN_POLICY_VIOLATION: u8 = 0x37;
     pub const UV_BLOCKED: u8 = 0x3C;
+
+    /// A status tapcred has no sentence for, in words where the CTAP spec has a name.
+    pub fn describe(code: u8) -> String {
+        let name = match code {
+            0x01 => "an invalid command",
+            0x02 => "an invalid parameter",
+            0x03 => "an invalid length",
+            0x05 => "a timeout in the middle of a message",
+            0x0B => "an invalid channel",
+            0x11 => "a malformed request",
+            0x12 => "a missing parameter",
+            0x14 => "an unsupported option",
+            0x28 => "a full credential store",
+            0x7F => "another error",
+            _ => "an unknown status",
+        };
+        format!("{name} (CTAP status 0x{code:02X})")
+    }
 }
 
 /// What the vault needs from one FIDO2 authenticator.
@@ -142,6 +173,10 @@ pub trait Fido2Device {
         rp_id: &str,
         pin: Option<&Fido2Pin>,
     ) -> std::result::Result<Vec<u8>, Fido2Error>;
+    /// Check `pin` with no touch (a silent GetAssertion with the PIN): `Ok(())` when the
+    /// key accepts it, the PIN's CTAP2 status (wrong, blocked, ...) when not. Run before any
+    /// exchange that needs a touch, so that a wrong PIN never asks for one.
+    fn check_pin(&mut self, rp_id: &str, pin: &Fido2Pin) -> std::result::Result<(), Fido2Error>;
     /// A silent GetAssertion for `credential_id` (`up = false`, no UV, no extension: no
     /// touch, no PIN): `Ok(())` when the authenticator holds it, `Err(Ctap(NO_CREDENTIALS))`
     /// when not. Read through [`holds_credential`].
@@ -279,6 +314,15 @@ impl Fido2Unlocker {
         Ok(pin)
     }
 
+    /// The PIN ([`Self::get_pin`]), checked by the key before any touch is asked for.
+    fn checked_pin(&mut self, ui: &dyn Ui) -> Result<Fido2Pin> {
+        let pin = self.get_pin(ui)?;
+        match self.device.check_pin(RP_ID, &pin) {
+            Ok(()) => Ok(pin),
+            Err(e) => Err(self.error(e, "checking the PIN")),
+        }
+    }
+
     /// Turn a device error into one clear line.
     fn error(&mut self, e: Fido2Error, what: &str) -> Error {
         let who = self.who();
@@ -292,12 +336,22 @@ impl Fido2Unlocker {
         let code = match e {
             Fido2Error::Transport(t) => {
                 return Error::token(format!(
-                    "{what} on {who} failed: {t}; unplug and re-insert it"
+                    "{what} on {who} failed: {t}; check that it is plugged in and run again"
                 ));
             }
+            Fido2Error::NoAnswer(t) => {
+                return Error::token(format!(
+                    "{who} did not answer within {} s ({what}); unplug and re-insert it, then run again",
+                    t.as_secs()
+                ));
+            }
+            Fido2Error::Said(e) => return e,
             Fido2Error::Ctap(c) => c,
         };
         match code {
+            status::CHANNEL_BUSY => Error::token(format!(
+                "{what}: {who} stayed busy with another program (a browser or another FIDO client); run again when that program is done"
+            )),
             status::PIN_INVALID | status::PIN_AUTH_INVALID => {
                 self.pin = None;
                 let left = match self.device.pin_retries() {
@@ -336,7 +390,10 @@ impl Fido2Unlocker {
             status::PIN_POLICY_VIOLATION => Error::usage(format!(
                 "{who} rejected the PIN's form (too short or too long)"
             )),
-            c => Error::token(format!("{what} on {who} failed: CTAP2 status 0x{c:02X}")),
+            c => Error::token(format!(
+                "{what} on {who} failed: it refused with {}; run again, and if it keeps refusing check it with `ykman fido info`",
+                status::describe(c)
+            )),
         }
     }
 }
@@ -381,7 +438,7 @@ impl Unlocker for Fido2Unlocker {
         }
         let need_pin = mode == UvMode::Pin || (pin_set && !info.make_cred_uv_not_rqd);
         let pin = if need_pin {
-            Some(self.get_pin(ui)?)
+            Some(self.checked_pin(ui)?)
         } else {
             None
         };
@@ -420,7 +477,7 @@ impl Unlocker for Fido2Unlocker {
         };
         self.id = Some(desc.id.clone());
         let pin = match mode_of_id(&desc.id) {
-            UvMode::Pin => Some(self.get_pin(ui)?),
+            UvMode::Pin => Some(self.checked_pin(ui)?),
             UvMode::Touch => None,
         };
         let who = self.who();
@@ -437,40 +494,224 @@ impl Unlocker for Fido2Unlocker {
     }
 }
 
+/// How long one exchange with a FIDO2 key may take, and how a busy key is retried.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// An exchange without a touch: info, PIN retries, the silent probe, the PIN check.
+    pub quick: Duration,
+    /// An exchange that waits for a touch: the key's own touch timeout plus a margin.
+    pub touch: Duration,
+    /// First pause before retrying a busy key (doubled each time), and how many retries.
+    pub busy_pause: Duration,
+    pub busy_retries: u32,
+}
+
+/// How long a YubiKey waits for its button before it gives up on a request.
+pub const KEY_TOUCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            quick: Duration::from_secs(10),
+            touch: KEY_TOUCH_TIMEOUT + Duration::from_secs(5),
+            busy_pause: Duration::from_millis(100),
+            busy_retries: 5,
+        }
+    }
+}
+
+type DevResult<T> = std::result::Result<T, Fido2Error>;
+
+/// Run one exchange on a worker thread and give up after `limit` ([`Fido2Error::NoAnswer`]).
+/// A key that takes a request and never answers leaves its reader blocked for good: that
+/// thread is abandoned (the caller fails and the process exits).
+pub fn with_deadline<T: Send + 'static>(
+    limit: Duration,
+    exchange: impl FnOnce() -> DevResult<T> + Send + 'static,
+) -> DevResult<T> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("fido2-exchange".to_owned())
+        .spawn(move || {
+            let _ = tx.send(exchange());
+        })
+        .map_err(|e| {
+            Fido2Error::Transport(format!("cannot start a thread for the exchange ({e})"))
+        })?;
+    match rx.recv_timeout(limit) {
+        Ok(r) => r,
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(Fido2Error::NoAnswer(limit)),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(Fido2Error::Transport(
+            "the exchange ended without an answer".to_owned(),
+        )),
+    }
+}
+
+/// Takes the key for one exchange (the per-key cross-process lock, [`crate::token::keylock`]).
+pub type KeyLocker = Box<dyn Fn() -> Result<crate::token::keylock::KeyLock> + Send + Sync>;
+
+/// A FIDO2 key that other processes may be talking to, or that may stop answering: each
+/// exchange of the inner device holds the key's lock (taken before the deadline starts, so
+/// waiting for another process does not count against it), runs under a deadline, and is
+/// retried with a growing pause while the key answers "channel busy".
+pub struct SharedKey<D> {
+    inner: Arc<Mutex<D>>,
+    label: String,
+    lock: Option<KeyLocker>,
+    deadlines: Deadlines,
+}
+
+impl<D: Fido2Device + Send + 'static> SharedKey<D> {
+    pub fn new(inner: D, lock: Option<KeyLocker>, deadlines: Deadlines) -> Self {
+        let label = inner.label();
+        SharedKey {
+            inner: Arc::new(Mutex::new(inner)),
+            label,
+            lock,
+            deadlines,
+        }
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        limit: Duration,
+        exchange: impl Fn(&mut D) -> DevResult<T> + Send + Sync + 'static,
+    ) -> DevResult<T> {
+        let exchange = Arc::new(exchange);
+        let mut pause = self.deadlines.busy_pause;
+        let mut retries = 0;
+        loop {
+            let held = match &self.lock {
+                Some(lock) => Some(lock().map_err(Fido2Error::Said)?),
+                None => None,
+            };
+            let (inner, exchange) = (self.inner.clone(), exchange.clone());
+            let r = with_deadline(limit, move || {
+                let _held = held;
+                let mut dev = match inner.try_lock() {
+                    Ok(d) => d,
+                    Err(TryLockError::WouldBlock) => {
+                        return Err(Fido2Error::Transport(
+                            "it is still in an earlier exchange that never answered".to_owned(),
+                        ));
+                    }
+                    Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                };
+                exchange(&mut dev)
+            });
+            match r {
+                Err(Fido2Error::Ctap(status::CHANNEL_BUSY))
+                    if retries < self.deadlines.busy_retries =>
+                {
+                    tracing::debug!(key = %self.label, ?pause, "FIDO2 key busy; retrying");
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                    retries += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+impl<D: Fido2Device + Send + 'static> Fido2Device for SharedKey<D> {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+    fn info(&mut self) -> DevResult<Fido2Info> {
+        self.run(self.deadlines.quick, |d| d.info())
+    }
+    fn pin_retries(&mut self) -> DevResult<u32> {
+        self.run(self.deadlines.quick, |d| d.pin_retries())
+    }
+    fn check_pin(&mut self, rp_id: &str, pin: &Fido2Pin) -> DevResult<()> {
+        let (rp, pin) = (rp_id.to_owned(), pin.clone());
+        self.run(self.deadlines.quick, move |d| d.check_pin(&rp, &pin))
+    }
+    fn make_credential(&mut self, rp_id: &str, pin: Option<&Fido2Pin>) -> DevResult<Vec<u8>> {
+        let (rp, pin) = (rp_id.to_owned(), pin.cloned());
+        self.run(self.deadlines.touch, move |d| {
+            d.make_credential(&rp, pin.as_ref())
+        })
+    }
+    fn probe_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> DevResult<()> {
+        let (rp, cred) = (rp_id.to_owned(), credential_id.to_vec());
+        self.run(self.deadlines.quick, move |d| {
+            d.probe_credential(&rp, &cred)
+        })
+    }
+    fn hmac_secret(
+        &mut self,
+        rp_id: &str,
+        credential_id: &[u8],
+        salt: &[u8; 32],
+        pin: Option<&Fido2Pin>,
+    ) -> DevResult<Zeroizing<[u8; 32]>> {
+        let (rp, cred, salt, pin) = (
+            rp_id.to_owned(),
+            credential_id.to_vec(),
+            Zeroizing::new(*salt),
+            pin.cloned(),
+        );
+        self.run(self.deadlines.touch, move |d| {
+            d.hmac_secret(&rp, &cred, &salt, pin.as_ref())
+        })
+    }
+}
+
+/// One FIDO HID interface (usage page 0xF1D0) plugged in, as listed (nothing is sent to it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fido2Interface {
+    pub path: String,
+    pub product: String,
+    pub vid: u16,
+    pub pid: u16,
+}
+
 /// Open the one FIDO2 authenticator plugged in: `Ok(None)` when there is none; an error when
 /// there are several (naming them) or on Windows (not available in this version).
 pub fn open_authenticator() -> Result<Option<Box<dyn Fido2Device>>> {
-    crate::platform::fido2::open_authenticator()
+    open_authenticator_with(&crate::env::RealEnv)
+}
+
+/// [`open_authenticator`], the key's lock folder found through `env`.
+pub fn open_authenticator_with(env: &dyn EnvLookup) -> Result<Option<Box<dyn Fido2Device>>> {
+    crate::platform::fido2::open_authenticator(env)
 }
 
 /// The unlocker for header entry `desc`, if the FIDO2 authenticator plugged in holds its
 /// credential (checked silently: no touch, no PIN). Another key is "not here", so the
 /// vault's next unlocker (a backup FIDO2 key, an OTP slot) gets its turn.
 pub fn connect(desc: &UnlockerDesc, env: &dyn EnvLookup) -> Result<Option<Fido2Unlocker>> {
-    match open_authenticator()? {
+    match open_authenticator_with(env)? {
         Some(dev) => connect_device(dev, desc, env),
         None => Ok(None),
     }
 }
 
-/// [`connect`] for a given device.
+/// [`connect`] for a given device. A key that does not hold the unlocker's credential is a
+/// [`crate::error::Reason::WrongDevice`] error ("cannot open this vault"): the caller tries
+/// the vault's next unlocker and reports it only when none is here.
 pub fn connect_device(
-    mut device: Box<dyn Fido2Device>,
+    device: Box<dyn Fido2Device>,
     desc: &UnlockerDesc,
     env: &dyn EnvLookup,
 ) -> Result<Option<Fido2Unlocker>> {
-    let held = holds_credential(device.probe_credential(RP_ID, &desc.credential_id)).map_err(|e| {
-        Error::token(format!(
-            "checking the FIDO2 authenticator \"{}\" for {} failed: {e}; unplug and re-insert it",
-            device.label(),
-            desc.id
-        ))
-    })?;
-    if !held {
-        tracing::info!(unlocker = %desc.id, device = %device.label(), "this FIDO2 key does not hold the unlocker's credential");
-        return Ok(None);
+    let mut u = Fido2Unlocker::for_desc(device, desc, env);
+    let probe = u.device.probe_credential(RP_ID, &desc.credential_id);
+    match holds_credential(probe) {
+        Ok(true) => Ok(Some(u)),
+        Ok(false) => {
+            tracing::info!(unlocker = %desc.id, device = %u.device.label(), "this FIDO2 key does not hold the unlocker's credential");
+            Err(u
+                .error(
+                    Fido2Error::Ctap(status::NO_CREDENTIALS),
+                    "checking for the vault's credential",
+                )
+                .with_reason(crate::error::Reason::WrongDevice))
+        }
+        Err(e) => Err(u.error(e, "checking for the vault's credential")),
     }
-    Ok(Some(Fido2Unlocker::for_desc(device, desc, env)))
 }
 
 /// [`connect`] as the vault's generic unlocker (the FIDO2 arm of `connect_unlocker`).
@@ -483,9 +724,9 @@ pub fn connect_unlocker(
 
 /// A new unlocker to enroll: the one authenticator plugged in, or a clear error.
 pub fn connect_for_enroll(mode: UvMode, env: &dyn EnvLookup) -> Result<Fido2Unlocker> {
-    let dev = open_authenticator()?.ok_or_else(|| {
+    let dev = open_authenticator_with(env)?.ok_or_else(|| {
         Error::token(
-            "no FIDO2 authenticator found; plug in a YubiKey (or another FIDO2 key with hmac-secret) — on Linux it also needs access to its /dev/hidraw node (README: udev)",
+            "no FIDO2 authenticator found; plug in a YubiKey (or another FIDO2 key with hmac-secret) — on Linux it also needs access to its /dev/hidraw node: install tapcred's udev rule (udev/70-tapcred-yubikey.rules, README \"Install\")",
         )
     })?;
     Ok(Fido2Unlocker::for_enroll(dev, mode, env))

@@ -49,6 +49,9 @@ impl Fido2Device for Virt {
             .make_credential(rp_id, pin.map(Fido2Pin::expose))
             .map_err(Fido2Error::Ctap)
     }
+    fn check_pin(&mut self, _rp_id: &str, pin: &Fido2Pin) -> Result<(), Fido2Error> {
+        self.0.check_pin(pin.expose()).map_err(Fido2Error::Ctap)
+    }
     fn probe_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> Result<(), Fido2Error> {
         self.0
             .get_assertion_silent(rp_id, credential_id)
@@ -541,12 +544,11 @@ fn connecting_checks_silently_that_the_key_holds_the_credential() {
         Err(0x2F),
         "the probe consumed no touch and left none pending"
     );
-    // Another key is "not here" (None), not an error: the next unlocker gets its turn.
-    assert!(
-        connect_device(Box::new(Virt(b.clone())), &desc, &env(None))
-            .unwrap()
-            .is_none()
-    );
+    // Another key is a "wrong device" error: the session goes on to the next unlocker and
+    // reports it ("cannot open this vault") only when none opens the vault.
+    let e = connect_device(Box::new(Virt(b.clone())), &desc, &env(None)).unwrap_err();
+    assert_eq!(e.reason(), Some(crate::error::Reason::WrongDevice), "{e:?}");
+    assert!(e.message().contains("cannot open this vault"), "{e}");
     // A key that refuses silent assertions (alwaysUv) may hold it: the unlock decides.
     let mut c = a.clone();
     c.always_uv = true;
@@ -580,9 +582,13 @@ fn a_backup_fido2_key_opens_the_vault_when_the_first_is_absent() {
     let ui = touching(&b);
     let mut opened = None;
     for d in file.unlocker_descs() {
-        if let Some(mut u) = connect_device(Box::new(Virt(b.clone())), d, &env(None)).unwrap() {
-            opened = Some((d.id.clone(), open_with(&file, &mut u, &ui).unwrap()));
-            break;
+        match connect_device(Box::new(Virt(b.clone())), d, &env(None)) {
+            Ok(Some(mut u)) => {
+                opened = Some((d.id.clone(), open_with(&file, &mut u, &ui).unwrap()));
+                break;
+            }
+            Err(e) if e.reason() == Some(crate::error::Reason::WrongDevice) => continue,
+            r => panic!("{:?}", r.map(|u| u.is_some())),
         }
     }
     let (id, vault) = opened.expect("the backup key opens it");
@@ -638,4 +644,364 @@ fn one_fido2_touch_serves_seed_and_access_key_through_the_session() {
         .filter(|e| matches!(e, UiEvent::TouchWait(_)))
         .count();
     assert_eq!(touches, 1, "one touch for both: {:?}", ui.events());
+}
+
+/// `Virt` whose next probes answer the scripted errors first.
+struct ScriptedProbe {
+    dev: Virt,
+    probe: std::collections::VecDeque<Fido2Error>,
+}
+
+impl Fido2Device for ScriptedProbe {
+    fn label(&self) -> String {
+        self.dev.label()
+    }
+    fn info(&mut self) -> Result<Fido2Info, Fido2Error> {
+        self.dev.info()
+    }
+    fn pin_retries(&mut self) -> Result<u32, Fido2Error> {
+        self.dev.pin_retries()
+    }
+    fn make_credential(
+        &mut self,
+        rp_id: &str,
+        pin: Option<&Fido2Pin>,
+    ) -> Result<Vec<u8>, Fido2Error> {
+        self.dev.make_credential(rp_id, pin)
+    }
+    fn check_pin(&mut self, rp_id: &str, pin: &Fido2Pin) -> Result<(), Fido2Error> {
+        self.dev.check_pin(rp_id, pin)
+    }
+    fn probe_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> Result<(), Fido2Error> {
+        match self.probe.pop_front() {
+            Some(e) => Err(e),
+            None => self.dev.probe_credential(rp_id, credential_id),
+        }
+    }
+    fn hmac_secret(
+        &mut self,
+        rp_id: &str,
+        credential_id: &[u8],
+        salt: &[u8; 32],
+        pin: Option<&Fido2Pin>,
+    ) -> Result<Zeroizing<[u8; 32]>, Fido2Error> {
+        self.dev.hmac_secret(rp_id, credential_id, salt, pin)
+    }
+}
+
+#[test]
+fn the_silent_probe_counts_only_a_success_as_yes() {
+    assert_eq!(holds_credential(Ok(())), Ok(true));
+    assert_eq!(holds_credential(Err(Fido2Error::Ctap(0x2E))), Ok(false));
+    // Busy, garbage, any other refusal: an error, not "it holds the credential".
+    for code in [0x06, 0x7F, 0x01, 0x11] {
+        assert_eq!(
+            holds_credential(Err(Fido2Error::Ctap(code))),
+            Err(Fido2Error::Ctap(code)),
+            "0x{code:02X}"
+        );
+    }
+    // A busy key is an error naming the key, with no touch asked and no re-plug advice.
+    let a = VirtualAuthenticator::new();
+    let (_, desc) = init(&a, UvMode::Touch, None);
+    let busy = ScriptedProbe {
+        dev: Virt(a.clone()),
+        probe: [Fido2Error::Ctap(0x06)].into(),
+    };
+    let e = connect_device(Box::new(busy), &desc, &env(None)).unwrap_err();
+    assert_eq!(e.exit_code(), 4, "{e}");
+    assert!(e.message().contains("\"Virtual FIDO2\""), "{e}");
+    assert!(e.message().contains("busy"), "{e}");
+    assert!(!e.message().contains("unplug"), "{e}");
+    assert!(!e.message().contains("0x06"), "in tapcred's words: {e}");
+}
+
+#[test]
+fn a_wrong_pin_is_refused_before_any_touch_prompt() {
+    let a = VirtualAuthenticator::new().with_pin(PIN);
+    let (bytes, _) = init(&a, UvMode::Pin, Some(PIN));
+    let ui = touching(&a);
+    let e = open(&bytes, &a, Some("000000"), &ui).unwrap_err();
+    assert!(e.message().contains("wrong FIDO2 PIN"), "{e}");
+    assert!(
+        !ui.events()
+            .iter()
+            .any(|e| matches!(e, UiEvent::TouchWait(_))),
+        "no touch asked for a wrong PIN: {:?}",
+        ui.events()
+    );
+    // Enrolling with a wrong PIN: no touch asked either, no credential made.
+    let b = VirtualAuthenticator::new().with_pin(PIN);
+    let ui = touching(&b);
+    let mut u =
+        Fido2Unlocker::for_enroll(Box::new(Virt(b.clone())), UvMode::Pin, &env(Some("000000")));
+    let e = enroll(&mut u, &ui).unwrap_err();
+    assert!(e.message().contains("wrong FIDO2 PIN"), "{e}");
+    assert!(
+        !ui.events()
+            .iter()
+            .any(|e| matches!(e, UiEvent::TouchWait(_)))
+    );
+    assert_eq!(b.credential_count(), 0);
+    // The right PIN still opens it with one touch.
+    let ui = touching(&a);
+    open(&bytes, &a, Some(PIN), &ui).unwrap();
+}
+
+#[test]
+fn a_session_with_only_another_fido2_key_says_it_cannot_open_this_vault() {
+    use crate::vault::session::VaultSession;
+    use crate::vault::store::VaultStore;
+    let a = VirtualAuthenticator::new();
+    let mut ua = Fido2Unlocker::for_enroll(Box::new(Virt(a.clone())), UvMode::Touch, &env(None));
+    let (da, oa) = enroll(&mut ua, &touching(&a)).unwrap();
+    let mut v = OpenVault::create(da, oa.expose()).unwrap();
+    v.put(EntryName::seed(SERIAL), &seed()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = VaultStore::new(dir.path().join("vault"));
+    store.lock().unwrap().write(&v).unwrap();
+    let other = VirtualAuthenticator::new();
+    let session = VaultSession::new(store).with_devices(Box::new(move |d| {
+        Ok(
+            connect_device(Box::new(Virt(other.clone())), d, &env(None))?
+                .map(|u| Box::new(u) as Box<dyn Unlocker>),
+        )
+    }));
+    let e = session.open(&env(None), &RecordingUi::new()).unwrap_err();
+    assert_eq!(e.exit_code(), 4, "{e}");
+    assert!(e.message().contains("cannot open this vault"), "{e}");
+    assert!(!e.message().contains("none of its unlockers"), "{e}");
+}
+
+/// A key shared by several clients that misbehaves as a real one on hidraw does when two
+/// talk at once: an exchange that overlaps another gets the other's answer (here: the
+/// output for another salt) or "channel busy". `silent` makes it take requests and never
+/// answer.
+#[derive(Clone)]
+struct SharedHidKey {
+    dev: VirtualAuthenticator,
+    in_exchange: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    silent: bool,
+    busy_first: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl SharedHidKey {
+    fn new(dev: &VirtualAuthenticator) -> Self {
+        SharedHidKey {
+            dev: dev.clone(),
+            in_exchange: Default::default(),
+            silent: false,
+            busy_first: Default::default(),
+        }
+    }
+
+    fn exchange<T>(&self, f: impl FnOnce() -> Result<T, Fido2Error>) -> Result<T, Fido2Error> {
+        use std::sync::atomic::Ordering;
+        if self.silent {
+            loop {
+                std::thread::park();
+            }
+        }
+        if self
+            .busy_first
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Fido2Error::Ctap(0x06));
+        }
+        if self.in_exchange.swap(true, Ordering::SeqCst) {
+            return Err(Fido2Error::Ctap(0x06));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let r = f();
+        self.in_exchange.store(false, Ordering::SeqCst);
+        r
+    }
+}
+
+impl Fido2Device for SharedHidKey {
+    fn label(&self) -> String {
+        "Shared FIDO2".to_owned()
+    }
+    fn info(&mut self) -> Result<Fido2Info, Fido2Error> {
+        let d = self.dev.clone();
+        self.exchange(|| Virt(d).info())
+    }
+    fn pin_retries(&mut self) -> Result<u32, Fido2Error> {
+        let d = self.dev.clone();
+        self.exchange(|| Ok(d.pin_retries()))
+    }
+    fn check_pin(&mut self, rp_id: &str, pin: &Fido2Pin) -> Result<(), Fido2Error> {
+        let d = self.dev.clone();
+        self.exchange(|| Virt(d).check_pin(rp_id, pin))
+    }
+    fn make_credential(
+        &mut self,
+        rp_id: &str,
+        pin: Option<&Fido2Pin>,
+    ) -> Result<Vec<u8>, Fido2Error> {
+        let d = self.dev.clone();
+        self.exchange(|| Virt(d).make_credential(rp_id, pin))
+    }
+    fn probe_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> Result<(), Fido2Error> {
+        let d = self.dev.clone();
+        self.exchange(|| Virt(d).probe_credential(rp_id, credential_id))
+    }
+    fn hmac_secret(
+        &mut self,
+        rp_id: &str,
+        credential_id: &[u8],
+        salt: &[u8; 32],
+        pin: Option<&Fido2Pin>,
+    ) -> Result<Zeroizing<[u8; 32]>, Fido2Error> {
+        let d = self.dev.clone();
+        self.exchange(|| {
+            d.touch();
+            Virt(d.clone()).hmac_secret(rp_id, credential_id, salt, pin)
+        })
+    }
+}
+
+fn quick_deadlines() -> super::fido2::Deadlines {
+    super::fido2::Deadlines {
+        quick: std::time::Duration::from_millis(300),
+        touch: std::time::Duration::from_millis(600),
+        busy_pause: std::time::Duration::from_millis(1),
+        busy_retries: 5,
+    }
+}
+
+#[test]
+fn a_silent_key_fails_within_its_deadline_naming_the_key() {
+    use super::fido2::SharedKey;
+    let a = VirtualAuthenticator::new();
+    let (bytes, desc) = init(&a, UvMode::Touch, None);
+    let file = VaultFile::parse(&bytes).unwrap();
+    // Silent from the start: the probe (no touch) gives up after the quick deadline.
+    let mut silent = SharedHidKey::new(&a);
+    silent.silent = true;
+    let t = std::time::Instant::now();
+    let e = connect_device(
+        Box::new(SharedKey::new(silent.clone(), None, quick_deadlines())),
+        &desc,
+        &env(None),
+    )
+    .unwrap_err();
+    let took = t.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(300) && took < std::time::Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(e.exit_code(), 4, "{e}");
+    assert!(
+        e.message()
+            .contains("\"Shared FIDO2\" did not answer within"),
+        "{e}"
+    );
+    assert!(!e.message().contains('\n'), "one line: {e}");
+    // Silent once the touch is asked for: the touch deadline, then exit 4; the UI's touch
+    // prompt is closed as failed.
+    let mut u = Fido2Unlocker::for_desc(
+        Box::new(SharedKey::new(silent, None, quick_deadlines())),
+        &desc,
+        &env(None),
+    );
+    let ui = touching(&a);
+    let t = std::time::Instant::now();
+    let e = open_with(&file, &mut u, &ui).unwrap_err();
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(600),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(e.exit_code(), 4, "{e}");
+    assert!(e.message().contains("did not answer within"), "{e}");
+    assert_eq!(ui.events().last(), Some(&UiEvent::TouchDone(false)));
+}
+
+#[test]
+fn concurrent_clients_of_one_key_all_succeed_under_its_lock() {
+    use super::fido2::{KeyLocker, SharedKey};
+    let a = VirtualAuthenticator::new();
+    let (bytes, desc) = init(&a, UvMode::Touch, None);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let shared = SharedHidKey::new(&a);
+    let run = |with_lock: bool| {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (shared, keys, desc, bytes) =
+                    (shared.clone(), keys.clone(), desc.clone(), bytes.clone());
+                std::thread::spawn(move || {
+                    // Each thread opens the lock file itself, as a separate process would.
+                    let lock: Option<KeyLocker> = with_lock.then(|| {
+                        Box::new(move || {
+                            crate::token::keylock::lock(
+                                Some(&keys),
+                                "/dev/hidraw7",
+                                "the FIDO2 authenticator \"Shared FIDO2\"",
+                                crate::token::keylock::WAIT,
+                            )
+                        }) as KeyLocker
+                    });
+                    let mut deadlines = quick_deadlines();
+                    deadlines.busy_retries = 0;
+                    let dev = SharedKey::new(shared, lock, deadlines);
+                    let mut u = connect_device(Box::new(dev), &desc, &env(None))?
+                        .expect("holds the credential");
+                    let file = VaultFile::parse(&bytes).unwrap();
+                    let ui = RecordingUi::new();
+                    open_with(&file, &mut u, &ui).map(|_| ())
+                })
+            })
+            .collect::<Vec<_>>();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<_>>()
+    };
+    // Four at once, each taking the key's lock: all open the vault.
+    for r in run(true) {
+        r.unwrap();
+    }
+    // The fake does misbehave without the lock (so the test above can fail).
+    let unlocked = run(false);
+    assert!(
+        unlocked.iter().any(|r| r.is_err()),
+        "no overlap seen without the lock"
+    );
+}
+
+#[test]
+fn a_busy_key_is_retried_a_bounded_number_of_times() {
+    use super::fido2::SharedKey;
+    let a = VirtualAuthenticator::new();
+    let (_, desc) = init(&a, UvMode::Touch, None);
+    let busy = SharedHidKey::new(&a);
+    busy.busy_first
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    // Three "busy" answers, then the probe goes through.
+    let u = connect_device(
+        Box::new(SharedKey::new(busy.clone(), None, quick_deadlines())),
+        &desc,
+        &env(None),
+    )
+    .unwrap();
+    assert!(u.is_some());
+    // Busy for longer than the retries: one line saying so, no re-plug advice.
+    busy.busy_first
+        .store(100, std::sync::atomic::Ordering::SeqCst);
+    let e = connect_device(
+        Box::new(SharedKey::new(busy.clone(), None, quick_deadlines())),
+        &desc,
+        &env(None),
+    )
+    .unwrap_err();
+    assert!(e.message().contains("busy with another program"), "{e}");
+    assert!(!e.message().contains("unplug"), "{e}");
+    assert_eq!(
+        busy.busy_first.load(std::sync::atomic::Ordering::SeqCst),
+        100 - 6,
+        "one try and five retries"
+    );
 }

@@ -142,9 +142,16 @@ impl VaultSession {
         let Some(file) = self.file()? else {
             return Err(self.no_vault());
         };
+        let mut wrong_device = None;
         for desc in file.unlocker_descs() {
-            let Some(mut unlocker) = connect(desc)? else {
-                continue;
+            let mut unlocker = match connect(desc) {
+                Ok(Some(u)) => u,
+                Ok(None) => continue,
+                Err(e) if e.reason() == Some(crate::error::Reason::WrongDevice) => {
+                    wrong_device.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             tracing::info!(vault = %self.shown(), unlocker = %desc.id, "opening the vault");
             let out = unlocker.respond(desc, ui)?;
@@ -153,6 +160,9 @@ impl VaultSession {
             self.unlocks.set(self.unlocks.get() + 1);
             let _ = self.open.set(vault);
             return Ok(());
+        }
+        if let Some(e) = wrong_device {
+            return Err(e);
         }
         let listed: Vec<String> = file
             .unlocker_descs()

@@ -85,8 +85,12 @@ impl<T: FeatureReportTransport> fmt::Debug for OtpHid<T> {
 }
 
 impl<T: FeatureReportTransport> OtpHid<T> {
-    /// Read the status (after ending any read a previous program left half done).
-    pub fn open(transport: T, label: &str, pacing: Pacing) -> Result<Self> {
+    /// Read the status (after ending any read a previous program left half done). Each
+    /// exchange (this one, the serial, a challenge) holds the key's cross-process lock
+    /// ([`FeatureReportTransport::exclusive`]): a reset sent here, or a frame written while
+    /// another process waits for its answer, would cut that exchange short.
+    pub fn open(mut transport: T, label: &str, pacing: Pacing) -> Result<Self> {
+        let _key = transport.exclusive()?;
         let mut h = OtpHid {
             transport,
             status: OtpStatus {
@@ -125,7 +129,7 @@ impl<T: FeatureReportTransport> OtpHid<T> {
             }
             if Instant::now() >= deadline {
                 return Err(Error::token(format!(
-                    "{} stayed busy on its OTP HID interface; unplug and re-insert it and run again",
+                    "{} stayed busy on its OTP HID interface (another program, such as ykman, may be using it); run again when it is done, and if it stays busy unplug and re-insert it",
                     self.label
                 )));
             }
@@ -200,7 +204,7 @@ impl<T: FeatureReportTransport> OtpHid<T> {
                 }
                 ReportState::Idle => {
                     return Err(ReadFail::Other(Error::token(format!(
-                        "{} stopped answering halfway over its OTP HID interface; run again",
+                        "{} stopped answering halfway over its OTP HID interface (another program may have used it meanwhile); run again",
                         self.label
                     ))));
                 }
@@ -219,6 +223,7 @@ impl<T: FeatureReportTransport> OtpHid<T> {
 
     /// The serial (B.9); `None` when the key does not show it (`SERIAL_API_VISIBLE` off).
     pub fn read_serial(&mut self) -> Result<Option<u32>> {
+        let _key = self.transport.exclusive()?;
         self.send_frame(CMD_DEVICE_SERIAL, &[])?;
         match self.read_answer(4, None) {
             Ok(d) => {
@@ -259,6 +264,7 @@ impl<T: FeatureReportTransport> ChallengeResponse for OtpHid<T> {
     ) -> Result<Zeroizing<[u8; HMAC_RESPONSE_SIZE]>> {
         check_configured(&self.status, slot, &self.label)?;
         let padded = pad_challenge(challenge)?;
+        let _key = self.transport.exclusive()?;
         self.send_frame(slot.hmac_command(), &padded[..])?;
         match self.read_answer(HMAC_RESPONSE_SIZE, Some((touch, ui))) {
             Ok(d) => {
@@ -326,7 +332,7 @@ impl Candidate for FoundHid {
     }
 }
 
-const NO_HID_KEY: &str = "no YubiKey found on USB HID: plug in the key (with its OTP interface enabled: `ykman config usb --enable OTP`); on Linux, install the udev rule (README \"udev\") so your user may open it";
+const NO_HID_KEY: &str = "no YubiKey found on USB HID: plug in the key (with its OTP interface enabled: `ykman config usb --enable OTP`); on Linux, install tapcred's udev rule (udev/70-tapcred-yubikey.rules, README \"Install\") so your user may open it";
 
 /// The key with `serial` (or the only one) on its OTP HID interface, identified (its
 /// serial names the vault's unlocker). `NoKey`: HID cannot be used here, no interface, or

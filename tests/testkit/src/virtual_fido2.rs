@@ -202,12 +202,12 @@ impl VirtualAuthenticator {
     /// ClientPIN getPinToken: `Ok(true)` = UV done, `Ok(false)` = no PIN given.
     fn verify_pin(&self, s: &mut State, pin: Option<&str>) -> Result<bool, u8> {
         let Some(pin) = pin else { return Ok(false) };
-        Self::check_pin(s, |right| pin == right).map(|()| true)
+        Self::check_pin_with(s, |right| pin == right).map(|()| true)
     }
 
     /// The PIN check with its retry counters; `matches` compares the right PIN with what
     /// the client sent.
-    fn check_pin(s: &mut State, matches: impl FnOnce(&str) -> bool) -> Result<(), u8> {
+    fn check_pin_with(s: &mut State, matches: impl FnOnce(&str) -> bool) -> Result<(), u8> {
         let Some(right) = s.pin.clone() else {
             return Err(status::PIN_NOT_SET);
         };
@@ -233,11 +233,18 @@ impl VirtualAuthenticator {
         })
     }
 
+    /// ClientPIN getPinToken on its own (no touch): what a client runs to check a PIN
+    /// before asking for a touch. Counts wrong PINs like any PIN use.
+    pub fn check_pin(&self, pin: &str) -> Result<(), u8> {
+        let mut s = self.state.lock().unwrap();
+        self.verify_pin(&mut s, Some(pin)).map(drop)
+    }
+
     /// ClientPIN's check of `pinHashEnc` once decrypted: LEFT(SHA-256(PIN), 16), with the
     /// same retry counters as [`Self::make_credential`]'s PIN.
     pub fn verify_pin_hash(&self, pin_hash: &[u8]) -> Result<(), u8> {
         let mut s = self.state.lock().unwrap();
-        Self::check_pin(&mut s, |right| {
+        Self::check_pin_with(&mut s, |right| {
             let digest = Sha256::digest(right.as_bytes());
             subtle::ConstantTimeEq::ct_eq(&digest[..16], pin_hash).into()
         })

@@ -281,3 +281,76 @@ fn which_key_on_hid_by_serial() {
     .unwrap();
     assert_eq!(one.serial, Some(1111), "identified even when alone");
 }
+
+/// `Hid` as one process's own open of the key: each takes the key's lock file itself.
+struct LockedHid {
+    hid: Hid,
+    keys: Option<std::path::PathBuf>,
+}
+
+impl FeatureReportTransport for LockedHid {
+    fn get_feature(&mut self) -> crate::Result<FeatureReport> {
+        self.hid.get_feature()
+    }
+    fn set_feature(&mut self, r: &FeatureReport) -> crate::Result<()> {
+        self.hid.set_feature(r)
+    }
+    fn exclusive(&mut self) -> crate::Result<Option<crate::token::keylock::KeyLock>> {
+        match &self.keys {
+            Some(dir) => crate::token::keylock::lock(
+                Some(dir),
+                "/dev/hidraw5",
+                "YubiKey 5555",
+                crate::token::keylock::WAIT,
+            )
+            .map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+#[test]
+fn concurrent_clients_of_one_otp_interface_all_succeed_under_its_lock() {
+    let (_k, h) = key(VykConfig::new()
+        .serial(5555)
+        .otp_slot(2, OtpSlot::hmac_sha1(KEY, false)));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |keys: Option<std::path::PathBuf>| {
+        let threads: Vec<_> = (0..4u8)
+            .map(|n| {
+                let t = LockedHid {
+                    hid: h.clone(),
+                    keys: keys.clone(),
+                };
+                std::thread::spawn(move || -> crate::Result<()> {
+                    let ui = RecordingUi::new();
+                    let mut hid = OtpHid::open(t, "YubiKey 5555", fast())?;
+                    for i in 0..5u8 {
+                        let challenge = [n * 16 + i; 32];
+                        let r = ChallengeResponse::hmac_sha1(
+                            &mut hid,
+                            Slot::Two,
+                            &challenge,
+                            "touch",
+                            &ui,
+                        )?;
+                        assert_eq!(r.to_vec(), expected(&challenge), "another's answer");
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<_>>()
+    };
+    for r in run(Some(dir.path().join("keys"))) {
+        r.unwrap();
+    }
+    // The interface does misbehave when they overlap (so the run above can fail).
+    assert!(
+        run(None).iter().any(|r| r.is_err()),
+        "no overlap seen without the lock"
+    );
+}
