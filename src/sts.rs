@@ -89,18 +89,20 @@ impl StsTarget {
         if let Some(c) = url
             .chars()
             .find(|&c| c.is_whitespace() || crate::text::is_unsafe(c))
+            .filter(|_| url::Url::parse(url.trim()).is_ok())
         {
             let what = if c == ' ' {
                 "a space".to_owned()
             } else {
                 format!("the character {}", crate::text::escape(&c.to_string()))
             };
-            let at = if url.trim_end() != url && url.trim_end().chars().all(|c| !c.is_whitespace()) {
+            let at = if url.trim_end() != url && url.trim_end().chars().all(|c| !c.is_whitespace())
+            {
                 " at the end"
             } else {
                 ""
             };
-            let fix = if origin.starts_with("AWS_") {
+            let fix = if origin.starts_with("AWS_") && !at.is_empty() {
                 format!(
                     "remove it (in cmd, quote the whole assignment so no space trails the URL: set \"{origin}=URL\")"
                 )

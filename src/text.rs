@@ -86,13 +86,14 @@ fn escape_where(text: &str, unsafe_char: impl Fn(char) -> bool) -> Cow<'_, str> 
     Cow::Owned(out)
 }
 
-/// Foreign `text` for a one-line message: trimmed, escaped as [`escape`] does, and cut to
+/// Foreign `text` for a one-line message: spaces trimmed, escaped as [`escape`] does, cut to
 /// at most `max` characters (plus "…" when cut).
 pub fn sanitize_foreign(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max + 4));
     let mut count = 0;
     let mut piece = String::new();
-    for c in text.trim().chars() {
+    // Only spaces: any other character at either end is shown, as anywhere else.
+    for c in text.trim_matches(' ').chars() {
         piece.clear();
         if is_unsafe(c) {
             push_escape(&mut piece, c);
@@ -208,7 +209,10 @@ mod tests {
         let text = serde_json::to_string_pretty(&v).unwrap();
         let shown = escape_keeping_lines(&text);
         assert!(!shown.chars().any(|c| is_unsafe(c) && c != '\n'));
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&shown).unwrap(), v);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&shown).unwrap(),
+            v
+        );
     }
 
     #[test]

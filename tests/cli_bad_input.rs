@@ -260,7 +260,12 @@ fn local_inputs_with_control_characters_are_shown_escaped() {
     ] {
         let out = detached(&h, args);
         // `sessions clear` of a profile with no sessions succeeds (and says so).
-        assert_eq!(out.code == 0, args[0] == "sessions", "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.code == 0,
+            args[0] == "sessions",
+            "{args:?}: {}",
+            out.stderr
+        );
         no_raw_controls(&format!("{args:?}"), &out);
         let all = format!("{}{}", out.stdout, out.stderr);
         // (clap drops escape sequences from its own errors; tapcred shows them.)
@@ -335,9 +340,12 @@ fn aws_answers_with_control_characters_are_shown_escaped() {
     let user = "evil\u{9b}31m\u{202e}\u{85}name";
     let (endpoint, _server) = answering_server(move |body| {
         if body.contains("Action=GetCallerIdentity") {
-            (200, format!(
-                "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>arn:aws:iam::111111111111:user/{user}</Arn><UserId>AIDAEXAMPLE</UserId><Account>111111111111</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>x</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
-            ))
+            (
+                200,
+                format!(
+                    "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>arn:aws:iam::111111111111:user/{user}</Arn><UserId>AIDAEXAMPLE</UserId><Account>111111111111</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>x</RequestId></ResponseMetadata></GetCallerIdentityResponse>"
+                ),
+            )
         } else {
             (403, "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>Odd\u{202e}Code</Code><Message>line one\r\nline two \u{9b}2J\u{202e}txt.exe\u{85}end</Message></Error><RequestId>x</RequestId></ErrorResponse>".to_owned())
         }
@@ -388,7 +396,10 @@ fn endpoint_urls_with_spaces_or_controls_are_refused_before_a_code() {
             .into_iter()
             .filter(|p| p.to_string_lossy().contains("/steps/"))
             .collect();
-        assert!(spent.is_empty(), "{url:?}: a code window was used: {spent:?}");
+        assert!(
+            spent.is_empty(),
+            "{url:?}: a code window was used: {spent:?}"
+        );
     }
 }
 
@@ -410,7 +421,11 @@ fn completions_into_a_full_disk_or_a_closed_pipe_exit_7() {
         c.stdout(stdout);
         let out = common::Run::from(c.output().unwrap());
         assert_eq!(out.code, 7, "{what}: {}", out.stderr);
-        assert!(!out.stderr.contains("internal error"), "{what}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains("internal error"),
+            "{what}: {}",
+            out.stderr
+        );
         assert_eq!(out.stderr.lines().count(), 1, "{what}: {}", out.stderr);
         assert!(out.stderr.starts_with("tapcred: error: "), "{}", out.stderr);
     }
@@ -424,11 +439,21 @@ fn configure_with_the_key_in_arguments_points_at_stdin() {
     for args in [
         &["configure", "--aws-access-key-id", "AKIAIOSFODNN7EXAMPLE"][..],
         &["configure", "--aws-secret-access-key=wJalrXUtnFEMI/K7MDENG"],
-        &["configure", "--profile", "p", "--aws-access-key-id", "AKIAIOSFODNN7EXAMPLE"],
+        &[
+            "configure",
+            "--profile",
+            "p",
+            "--aws-access-key-id",
+            "AKIAIOSFODNN7EXAMPLE",
+        ],
     ] {
         let out = detached(&h, args);
         out.fails_with(2, &["stdin", "prompt", "AWS_ACCESS_KEY_ID", "never"]);
-        assert!(!out.stderr.contains("AKIAIOSFODNN7EXAMPLE"), "{}", out.stderr);
+        assert!(
+            !out.stderr.contains("AKIAIOSFODNN7EXAMPLE"),
+            "{}",
+            out.stderr
+        );
         assert!(!out.stderr.contains("wJalrXUtnFEMI"), "{}", out.stderr);
     }
 }
@@ -439,7 +464,11 @@ fn vault_help_says_it_is_a_token_source() {
     let out = Home::empty().run(&["vault", "--help"]);
     assert_eq!(out.code, 0);
     assert!(!out.stdout.contains("not yet used"), "{}", out.stdout);
-    assert!(out.stdout.contains("tapcred_token = vault"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("tapcred_token = vault"),
+        "{}",
+        out.stdout
+    );
 }
 
 /// Item 15: with no smart-card service, `enroll --touch` (the YubiKey destination) names

@@ -273,7 +273,9 @@ fn export_sets_the_profiles_region_as_exec_does() {
     out.ok();
     assert!(
         out.stdout.contains("export AWS_REGION='eu-west-1'\n")
-            && out.stdout.contains("export AWS_DEFAULT_REGION='eu-west-1'\n"),
+            && out
+                .stdout
+                .contains("export AWS_DEFAULT_REGION='eu-west-1'\n"),
         "{}",
         out.stdout
     );
