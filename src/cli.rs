@@ -155,8 +155,9 @@ pub enum Cmd {
     /// and the cache, then the one next step when something is wrong (exit 0 when healthy,
     /// else the code of the first problem).
     Doctor(commands::doctor::DoctorArgs),
-    /// The vault: TOTP seeds kept encrypted, opened by a YubiKey OTP slot's
-    /// challenge-response (issue 10; not yet used as a token source).
+    /// The vault: TOTP seeds and access keys kept encrypted, opened by a YubiKey OTP slot's
+    /// challenge-response or a FIDO2 key's hmac-secret; a profile reads its seed from it
+    /// with `tapcred_token = vault` (or `auto`), its key with `tapcred_access_key = vault`.
     Vault {
         #[command(subcommand)]
         action: VaultCmd,
@@ -347,10 +348,22 @@ pub fn main() -> i32 {
     let cli = match fast.map_or_else(parse_full, Ok) {
         Ok(c) => c,
         Err(e) => {
-            let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => Error::usage("").exit_code(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    0
+                }
+                _ => {
+                    match secret_in_arguments(std::env::args_os().skip(1)) {
+                        Some(usage) => print_error(&usage),
+                        // clap quotes the arguments it refuses: foreign text, shown escaped.
+                        None => eprint!(
+                            "{}",
+                            crate::text::escape_keeping_lines(&e.render().to_string())
+                        ),
+                    }
+                    Error::usage("").exit_code()
+                }
             };
         }
     };
@@ -364,17 +377,52 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(e) => {
             tracing::debug!(kind = ?e.kind, "command failed");
-            eprintln!("tapcred: error: {e}");
+            print_error(&e);
             e.exit_code()
         }
     }
 }
 
+/// The one way an error reaches the person: one line on stderr, its text escaped
+/// ([`crate::text::escape`]) since it quotes profile names, paths and AWS answers.
+pub fn print_error(e: &Error) {
+    eprintln!("tapcred: error: {}", crate::text::escape(e.message()));
+}
+
+/// The options of `aws configure set` and other tools that put a secret on the command line,
+/// which tapcred never accepts (argv is visible to every user in `ps`, and kept in shell
+/// history): a usage error that says where the key goes instead, for an argv clap refused.
+fn secret_in_arguments(args: impl Iterator<Item = std::ffi::OsString>) -> Option<Error> {
+    const SECRET_OPTIONS: &[&str] = &[
+        "--aws-access-key-id",
+        "--aws-secret-access-key",
+        "--aws-session-token",
+        "--access-key-id",
+        "--secret-access-key",
+        "--secret",
+    ];
+    let args: Vec<_> = args.collect();
+    if !args.iter().any(|a| a == "configure") {
+        return None;
+    }
+    let option = args.iter().find_map(|a| {
+        let a = a.to_str()?;
+        let name = a.split_once('=').map_or(a, |(n, _)| n);
+        SECRET_OPTIONS.contains(&name).then_some(name)
+    })?;
+    Some(Error::usage(format!(
+        "configure: {option} is not accepted: keys are never taken from arguments (other users see them in `ps`, and shell history keeps them); answer the prompt in a terminal, pipe the key id and the secret as two lines on stdin (`tapcred configure --keys-from-stdin`), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )))
+}
+
 pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
-    let mut stdout = std::io::stdout().lock();
+    // Credentials (and the scripts and pages generated from tapcred's own text) go out as
+    // they are; reports and listings, which quote names and answers from outside, escaped.
+    let mut raw = std::io::stdout().lock();
+    let mut stdout = crate::text::SafeWriter::new(std::io::stdout().lock());
     match cmd {
         Cmd::CredentialProcess(p) => {
-            commands::process::run(&p.name(ctx.env), &p.options(), ctx, &mut stdout)
+            commands::process::run(&p.name(ctx.env), &p.options(), ctx, &mut raw)
         }
         Cmd::Exec { profile, command } => {
             commands::exec::run(&profile.name(ctx.env), &command, &profile.options(), ctx)
@@ -384,7 +432,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             format,
             &profile.options(),
             ctx,
-            &mut stdout,
+            &mut raw,
         ),
         Cmd::Serve {
             profile,
@@ -396,7 +444,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             &command,
             &profile.options(),
             ctx,
-            &mut stdout,
+            &mut raw,
         ),
         Cmd::Code {
             account: Some(account),
@@ -424,7 +472,20 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
                 yubikey_serial: serial,
                 seed_file,
             };
-            commands::enroll::run(&args, ctx, &mut stdout)
+            commands::enroll::run(&args, ctx, &mut stdout).map_err(|e| {
+                let no_pcscd = e.message().contains(crate::token::pcsc::no_service_hint());
+                if no_pcscd && to == commands::enroll::Destination::Oath {
+                    Error::new(
+                        e.kind,
+                        format!(
+                            "{e}; or, without a YubiKey here, enroll into a 0600 seed file: `tapcred enroll --profile {} --to file`",
+                            args.profile
+                        ),
+                    )
+                } else {
+                    e
+                }
+            })
         }
         Cmd::Sessions { action, json } => match action {
             None => commands::sessions::list(json, ctx, &mut stdout),
@@ -479,11 +540,15 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
         Cmd::Configure(args) => commands::configure::run(&args, ctx, &mut stdout),
         Cmd::Doctor(args) => commands::doctor::run(&args, ctx, &mut stdout),
         Cmd::Completions { shell } => {
-            let mut cmd = command();
-            clap_complete::generate(shell, &mut cmd, "tapcred", &mut stdout);
+            // Generated whole first: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command(), "tapcred", &mut script);
+            std::io::Write::write_all(&mut raw, &script)
+                .and_then(|()| std::io::Write::flush(&mut raw))
+                .map_err(|e| Error::io(format!("cannot write the completions to stdout: {e}")))?;
             Ok(0)
         }
-        Cmd::Man { dir } => commands::man::run(dir.as_deref(), &mut stdout),
+        Cmd::Man { dir } => commands::man::run(dir.as_deref(), &mut raw),
     }
 }
 
@@ -500,10 +565,12 @@ fn init_logging(verbose: u8) {
             _ => "tapcred=debug",
         }),
     };
+    // Log fields quote foreign text too: every line goes through the sanitizer, so no
+    // colours (they would be escaped as well).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(|| crate::text::SafeWriter::new(std::io::stderr()))
+        .with_ansi(false)
         .with_target(false)
         .try_init();
 }

@@ -84,6 +84,37 @@ impl StsTarget {
             ))
             .with_reason(Reason::NotSent))
         };
+        // The URL parser would drop or percent-encode these, and a request would go out to
+        // a URL nobody wrote: a trailing space from cmd's `set X=url && …`, a pasted tab.
+        if let Some(c) = url
+            .chars()
+            .find(|&c| c.is_whitespace() || crate::text::is_unsafe(c))
+            .filter(|_| url::Url::parse(url.trim()).is_ok())
+        {
+            let what = if c == ' ' {
+                "a space".to_owned()
+            } else {
+                format!("the character {}", crate::text::escape(&c.to_string()))
+            };
+            let at = if url.trim_end() != url && url.trim_end().chars().all(|c| !c.is_whitespace())
+            {
+                " at the end"
+            } else {
+                ""
+            };
+            let fix = if origin.starts_with("AWS_") && !at.is_empty() {
+                format!(
+                    "remove it (in cmd, quote the whole assignment so no space trails the URL: set \"{origin}=URL\")"
+                )
+            } else {
+                "remove it".to_owned()
+            };
+            return Err(Error::config(format!(
+                "profile \"{}\": {origin} = \"{shown}\" contains {what}{at}, and a URL has no space or control character; {fix}",
+                profile.name
+            ))
+            .with_reason(Reason::NotSent));
+        }
         match url::Url::parse(url.trim()) {
             Err(e) => bad(&e.to_string()),
             Ok(u) if !matches!(u.scheme(), "http" | "https") => {

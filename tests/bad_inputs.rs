@@ -265,6 +265,19 @@ fn sts_fault(fault: StsFault) -> Outcome {
     cp(&h, "session")
 }
 
+/// A name with what a terminal would act on: an OSC 52 clipboard write, a one-character CSI,
+/// a bidi override, CR and NEL.
+const EVIL_NAME: &str = "x\u{1b}]52;c;ZWNobyBwd25lZA==\u{7}\u{9b}2J\u{202e}\r\u{85}y";
+
+/// `credential-process --profile a` with the STS endpoint `url` in `var` and a seed: a URL
+/// no request can go to must be refused before a code is read.
+fn endpoint(var: &str, url: &str) -> Outcome {
+    let mut h = mfa_a("");
+    h.set("TAPCRED_TOTP_SECRET", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+        .set(var, url);
+    cp(&h, "a")
+}
+
 // ----- the scenarios ---------------------------------------------------------------------
 
 fn scenarios() -> Vec<Scenario> {
@@ -296,6 +309,31 @@ fn scenarios() -> Vec<Scenario> {
                 let mut h = mfa_a("");
                 h.set("AWS_PROFILE", "nope");
                 run_in(&h, &["credential-process"])
+            }
+        ),
+        s!(
+            "profile-terminal-escapes",
+            "`--profile` holding an OSC 52 clipboard write, a C1 CSI, a bidi override, CR and NEL",
+            || { cp(&mfa_a(""), EVIL_NAME) }
+        ),
+        s!(
+            "aws-profile-terminal-escapes",
+            "`AWS_PROFILE` holding terminal escapes, no `--profile`",
+            || {
+                let mut h = mfa_a("");
+                h.set("AWS_PROFILE", EVIL_NAME);
+                run_in(&h, &["credential-process"])
+            }
+        ),
+        s!(
+            "config-file-terminal-escapes",
+            "`AWS_CONFIG_FILE` (and the credentials file) a path holding terminal escapes",
+            || {
+                let mut h = mfa_a("");
+                let path = h.path().join(format!("conf{EVIL_NAME}"));
+                h.set("AWS_CONFIG_FILE", path.to_str().unwrap())
+                    .set("AWS_SHARED_CREDENTIALS_FILE", path.to_str().unwrap());
+                cp(&h, "a")
             }
         ),
         s!(
@@ -666,6 +704,31 @@ fn scenarios() -> Vec<Scenario> {
                 run_in(&h, &["exec", "--profile", "mfa", "--", "true"])
             }
         ),
+        s!(
+            "configure-key-in-arguments",
+            "`configure --aws-access-key-id AKIA…` (a secret on the command line)",
+            || {
+                run_in(
+                    &Home::empty(),
+                    &["configure", "--aws-access-key-id", "AKIAIOSFODNN7EXAMPLE"],
+                )
+            }
+        ),
+        s!(
+            "completions-disk-full",
+            "`completions bash > /dev/full`",
+            || {
+                let h = Home::empty();
+                let mut c = h.cmd_detached(&["completions", "bash"]);
+                c.stdout(std::fs::File::create("/dev/full").unwrap());
+                let r = Run::from(c.output().expect("run tapcred"));
+                Outcome {
+                    code: r.code,
+                    answer: answer(h.path(), &r),
+                    disk: "unchanged".into(),
+                }
+            }
+        ),
         s!("unknown-subcommand", "`tapcred frobnicate`", || {
             run_in(&Home::design(), &["frobnicate"])
         }),
@@ -710,6 +773,21 @@ fn scenarios() -> Vec<Scenario> {
                     .set("TAPCRED_TOTP_SECRET", design::MFA_SEED_BASE32);
                 cp(&h, "session")
             }
+        ),
+        s!(
+            "sts-endpoint-space",
+            "`AWS_ENDPOINT_URL_STS=http://127.0.0.1:1/a b` (checked before any code is read)",
+            || endpoint("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:1/a b")
+        ),
+        s!(
+            "sts-endpoint-trailing-space",
+            "`AWS_ENDPOINT_URL` with a trailing space, as cmd's `set X=url && …` leaves",
+            || endpoint("AWS_ENDPOINT_URL", "http://127.0.0.1:1 ")
+        ),
+        s!(
+            "sts-endpoint-control",
+            "`AWS_ENDPOINT_URL_STS` with an escape sequence in its path",
+            || endpoint("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:1/\u{1b}[2J")
         ),
         s!(
             "sts-endpoint-not-a-url",

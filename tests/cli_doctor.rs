@@ -494,3 +494,22 @@ fn a_yubikey_through_pcscd_is_listed_and_answers() {
         text.stdout
     );
 }
+
+/// Issue 17 item 14: a profile that works from a cached session but has no code source
+/// left is not a PROBLEM: doctor says until when it works and what the next refresh needs.
+#[test]
+fn a_cached_session_without_a_code_source_is_a_warning() {
+    let (_d, mut h) = setup();
+    h.run(&["credential-process", "--profile", "mfa"]).ok();
+    h.set("TAPCRED_TOTP_SECRET", "");
+    let out = doctor(&h, &["--profile", "mfa", "--offline"]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(!out.stdout.contains("PROBLEM"), "{}", out.stdout);
+    for needle in [
+        "works until ",
+        "from the cached session; the next refresh needs ",
+        "$TAPCRED_TOTP_SECRET",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle:?}:\n{}", out.stdout);
+    }
+}

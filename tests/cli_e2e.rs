@@ -264,3 +264,25 @@ fn unreachable_endpoint_exits_6() {
     h.run(&["credential-process", "--profile", "session"])
         .fails_with(6, &["cannot reach STS", "127.0.0.1"]);
 }
+
+/// Issue 17 item 15: `export` sets the region as `exec` does, when the profile sets one.
+#[test]
+fn export_sets_the_profiles_region_as_exec_does() {
+    let (_d, h) = setup();
+    let out = h.run(&["export", "--profile", "role-chain"]);
+    out.ok();
+    assert!(
+        out.stdout.contains("export AWS_REGION='eu-west-1'\n")
+            && out
+                .stdout
+                .contains("export AWS_DEFAULT_REGION='eu-west-1'\n"),
+        "{}",
+        out.stdout
+    );
+    let fish = h.run(&["export", "--profile", "role-chain", "--format", "fish"]);
+    assert!(
+        fish.stdout.contains("set -gx AWS_REGION 'eu-west-1'\n"),
+        "{}",
+        fish.stdout
+    );
+}

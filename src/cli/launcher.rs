@@ -55,7 +55,7 @@ fn warm_hit() -> Option<i32> {
         match commands::process::print(&credentials, &mut std::io::stdout().lock()) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("tapcred: error: {e}");
+                super::print_error(&e);
                 e.exit_code()
             }
         },
@@ -84,6 +84,6 @@ fn hand_over(mut args: impl Iterator<Item = OsString>) -> i32 {
         locations::program_file_name(LAUNCHER),
         locations::program_file_name(FULL_PROGRAM)
     ));
-    eprintln!("tapcred: error: {e}");
+    super::print_error(&e);
     e.exit_code()
 }

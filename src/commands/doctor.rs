@@ -235,7 +235,9 @@ pub fn diagnose(name: &str, offline: bool, env: &dyn EnvLookup) -> Report {
     };
 
     // Cache.
-    cache_check(&mut d, name, env, &ui);
+    if let Some(until) = cache_check(&mut d, name, env, &ui) {
+        works_from_the_cache(&mut d, until);
+    }
 
     for e in ui.events() {
         if let UiEvent::Warn(w) = e
@@ -797,11 +799,17 @@ fn parse_http_date(s: &str) -> Option<i64> {
         .map(|t| t.assume_utc().unix_timestamp())
 }
 
-fn cache_check(d: &mut Doctor, name: &str, env: &dyn EnvLookup, ui: &RecordingUi) {
+/// The cache's state for `name`; the end of its longest valid session, if any.
+fn cache_check(
+    d: &mut Doctor,
+    name: &str,
+    env: &dyn EnvLookup,
+    ui: &RecordingUi,
+) -> Option<time::OffsetDateTime> {
     let cache = SessionCache::open_default(env, ui);
     if !cache.enabled() {
         // The cache layer's own warning (collected from the Ui) says why and how to fix it.
-        return;
+        return None;
     }
     let now = clock::now_utc();
     let mine: Vec<_> = cache
@@ -836,7 +844,27 @@ fn cache_check(d: &mut Doctor, name: &str, env: &dyn EnvLookup, ui: &RecordingUi
                     left / 60,
                     left % 60
                 ),
-            )
+            );
+            return mine.iter().map(|e| e.expiration).max();
+        }
+    }
+    None
+}
+
+/// A profile whose code source does not answer still works while a cached session lasts:
+/// the token problems become warnings saying until when, and what the next refresh needs.
+fn works_from_the_cache(d: &mut Doctor, until: time::OffsetDateTime) {
+    let until = until
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    for c in &mut d.checks {
+        if c.area == "token" && c.code == Some(ErrorKind::Token.exit_code()) {
+            c.status = Status::Note;
+            c.code = None;
+            c.message = format!(
+                "works until {until} from the cached session; the next refresh needs a code source: {}",
+                c.message
+            );
         }
     }
 }

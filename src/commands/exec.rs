@@ -36,11 +36,9 @@ pub fn run(profile: &str, command: &[String], opts: &Options, ctx: &Ctx<'_>) -> 
     for k in CONFLICTING {
         cmd.env_remove(k);
     }
-    for (k, v) in variables(&got.credentials) {
+    for (k, v) in variables(&got.credentials, Some(&got.target.region)) {
         cmd.env(k, v.as_str());
     }
-    cmd.env("AWS_REGION", &got.target.region)
-        .env("AWS_DEFAULT_REGION", &got.target.region);
     cmd.env(NESTING_VAR, profile);
     let child = process::spawn(&mut cmd).map_err(|e| {
         Error::io(format!(

@@ -35,14 +35,16 @@ pub fn run(
     out: &mut dyn Write,
 ) -> Result<i32> {
     let got = engine::credentials(profile, opts, ctx.env, ctx.ui)?;
-    let text = render(&got.credentials, profile, format)?;
+    let text = render(&got.credentials, Some(&got.target.region), profile, format)?;
     out.write_all(text.as_bytes())
         .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
     Ok(0)
 }
 
-/// The variables `exec` sets and `export` prints, in order.
-pub fn variables(c: &Credentials) -> Vec<(&'static str, Zeroizing<String>)> {
+/// The variables `exec` sets and `export` prints, in order: the credentials, then the
+/// region they were obtained in (the profile's or the environment's, else STS's default),
+/// so tools in the child or the shell call the same region.
+pub fn variables(c: &Credentials, region: Option<&str>) -> Vec<(&'static str, Zeroizing<String>)> {
     let mut v = vec![
         ("AWS_ACCESS_KEY_ID", Zeroizing::new(c.access_key_id.clone())),
         (
@@ -56,16 +58,26 @@ pub fn variables(c: &Credentials) -> Vec<(&'static str, Zeroizing<String>)> {
     if let Some(e) = c.expiration_rfc3339() {
         v.push(("AWS_CREDENTIAL_EXPIRATION", Zeroizing::new(e)));
     }
+    if let Some(r) = region {
+        v.push(("AWS_REGION", Zeroizing::new(r.to_owned())));
+        v.push(("AWS_DEFAULT_REGION", Zeroizing::new(r.to_owned())));
+    }
     v
 }
 
 /// The text for `format`. Every value is quoted for its shell (evaluating the output never
 /// runs anything in a value, and gives the value back byte for byte); where a format cannot
 /// hold a value safely (windows-cmd: `%`, `!`, `^`, `"`; ini: spaces or control characters)
-/// the export is refused rather than mangled.
-pub fn render(c: &Credentials, profile: &str, format: Format) -> Result<Zeroizing<String>> {
+/// the export is refused rather than mangled. The shell formats carry `region` too; json and
+/// ini are credentials only (the `credential_process` document, a credentials-file section).
+pub fn render(
+    c: &Credentials,
+    region: Option<&str>,
+    profile: &str,
+    format: Format,
+) -> Result<Zeroizing<String>> {
     let mut s = Zeroizing::new(String::new());
-    let vars = variables(c);
+    let vars = variables(c, region);
     match format {
         Format::Json => {
             let doc = c.to_process_json();
@@ -84,7 +96,7 @@ pub fn render(c: &Credentials, profile: &str, format: Format) -> Result<Zeroizin
                     "profile {profile:?} cannot be an ini section name; use --format json"
                 )));
             }
-            for (k, v) in &vars {
+            for (k, v) in variables(c, None).iter() {
                 if v.chars().any(|ch| ch.is_control() || ch.is_whitespace()) {
                     return Err(cannot_hold(
                         profile,
@@ -182,39 +194,39 @@ mod tests {
     #[test]
     fn every_format() {
         let c = creds();
-        let env = render(&c, "p", Format::Env).unwrap();
+        let env = render(&c, None, "p", Format::Env).unwrap();
         assert_eq!(
             env.as_str(),
             "export AWS_ACCESS_KEY_ID='ASIAEXAMPLE'\nexport AWS_SECRET_ACCESS_KEY='sec/ret+'\nexport AWS_SESSION_TOKEN='tok=en'\nexport AWS_CREDENTIAL_EXPIRATION='2026-11-28T18:00:00Z'\n"
         );
         assert!(
-            render(&c, "p", Format::EnvNoExport)
+            render(&c, None, "p", Format::EnvNoExport)
                 .unwrap()
                 .starts_with("AWS_ACCESS_KEY_ID='ASIAEXAMPLE'\n")
         );
         assert!(
-            render(&c, "p", Format::Powershell)
+            render(&c, None, "p", Format::Powershell)
                 .unwrap()
                 .contains("$Env:AWS_SESSION_TOKEN='tok=en'\n")
         );
         assert!(
-            render(&c, "p", Format::WindowsCmd)
+            render(&c, None, "p", Format::WindowsCmd)
                 .unwrap()
                 .contains("set \"AWS_SECRET_ACCESS_KEY=sec/ret+\"\r\n")
         );
         assert!(
-            render(&c, "p", Format::Fish)
+            render(&c, None, "p", Format::Fish)
                 .unwrap()
                 .contains("set -gx AWS_ACCESS_KEY_ID 'ASIAEXAMPLE'\n")
         );
-        let ini = render(&c, "p", Format::Ini).unwrap();
+        let ini = render(&c, None, "p", Format::Ini).unwrap();
         assert!(
             ini.starts_with("[p]\naws_access_key_id = ASIAEXAMPLE\n"),
             "{}",
             ini.as_str()
         );
         let json: serde_json::Value =
-            serde_json::from_str(&render(&c, "p", Format::Json).unwrap()).unwrap();
+            serde_json::from_str(&render(&c, None, "p", Format::Json).unwrap()).unwrap();
         assert_eq!(json["Version"], 1);
         assert_eq!(json["Expiration"], "2026-11-28T18:00:00Z");
     }
@@ -244,18 +256,18 @@ mod tests {
         }
         assert_eq!(decoded, v);
         let bad = Credentials::new("ASIAX", "50%off!", None, None);
-        let e = render(&bad, "p", Format::WindowsCmd).unwrap_err();
+        let e = render(&bad, None, "p", Format::WindowsCmd).unwrap_err();
         assert_eq!(e.exit_code(), 6);
         assert!(e.message().contains("windows-cmd"), "{e}");
         let spaced = Credentials::new("ASIAX", "a b", None, None);
-        assert!(render(&spaced, "p", Format::Ini).is_err());
-        assert!(render(&creds(), "p]\n[evil", Format::Ini).is_err());
+        assert!(render(&spaced, None, "p", Format::Ini).is_err());
+        assert!(render(&creds(), None, "p]\n[evil", Format::Ini).is_err());
     }
 
     #[test]
     fn long_term_keys_have_no_token_or_expiration() {
         let c = Credentials::new("AKIAEXAMPLE", "s", None, None);
-        let env = render(&c, "p", Format::Env).unwrap();
+        let env = render(&c, None, "p", Format::Env).unwrap();
         assert!(!env.contains("AWS_SESSION_TOKEN") && !env.contains("EXPIRATION"));
     }
 }

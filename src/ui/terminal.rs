@@ -1,5 +1,7 @@
 //! The real [`Ui`]: the controlling terminal first, then a desktop notification (and for a
 //! typed code a dialog), then stderr. What differs per OS is in [`crate::platform`].
+//! Every message is escaped ([`crate::text::escape`]): they quote names and answers from
+//! outside.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -10,6 +12,7 @@ use secrecy::SecretString;
 
 use crate::error::{Error, Result};
 use crate::platform::{desktop, terminal};
+use crate::text::escape;
 use crate::ui::Ui;
 
 /// Start of a line that replaces the current one (turned into the platform's way of
@@ -100,12 +103,13 @@ impl Default for TerminalUi {
 
 impl Ui for TerminalUi {
     fn info(&self, msg: &str) {
-        self.write(&format!("tapcred: {msg}\n"));
+        self.write(&format!("tapcred: {}\n", escape(msg)));
     }
     fn warn(&self, msg: &str) {
-        self.write(&format!("tapcred: warning: {msg}\n"));
+        self.write(&format!("tapcred: warning: {}\n", escape(msg)));
     }
     fn touch_wait(&self, msg: &str) {
+        let msg = &*escape(msg);
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.notify_desktop(msg);
         if self.tty.is_some() {
@@ -129,6 +133,7 @@ impl Ui for TerminalUi {
         *p = false;
     }
     fn wait_until(&self, what: &str, deadline: SystemTime) {
+        let what = &*escape(what);
         let left = |now: SystemTime| deadline.duration_since(now).unwrap_or(Duration::ZERO);
         let first = left(SystemTime::now());
         if first.is_zero() {
@@ -165,11 +170,12 @@ impl Ui for TerminalUi {
         if self.tty.is_none() {
             return Ok(None);
         }
-        rpassword::prompt_password(format!("tapcred: {prompt}"))
+        rpassword::prompt_password(format!("tapcred: {}", escape(prompt)))
             .map(|s| Some(SecretString::from(s)))
             .map_err(|e| Error::io(format!("cannot read from the terminal: {e}")))
     }
     fn ask_line(&self, prompt: &str) -> Result<Option<String>> {
+        let prompt = &*escape(prompt);
         let Some(tty) = &self.tty else {
             // No console (a GUI parent): a small dialog where the platform has one, never
             // a silent wait.
