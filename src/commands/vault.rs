@@ -33,13 +33,11 @@ use crate::vault::{
 const MAX_SEED_INPUT: u64 = 4096;
 
 pub(crate) fn store(ctx: &Ctx<'_>) -> Result<VaultStore> {
-    VaultStore::default_path(ctx.env)
-        .map(VaultStore::new)
-        .ok_or_else(|| {
-            Error::config(
-                "no place for the vault: HOME is not set; set HOME, XDG_DATA_HOME or TAPCRED_VAULT",
-            )
-        })
+    VaultStore::from_env(ctx.env).ok_or_else(|| {
+        Error::config(
+            "no place for the vault: HOME is not set; set HOME, XDG_DATA_HOME or TAPCRED_VAULT",
+        )
+    })
 }
 
 fn write_line(out: &mut dyn Write, line: &str) -> Result<()> {
