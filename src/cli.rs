@@ -226,7 +226,8 @@ pub enum VaultCmd {
         serial: Option<u32>,
     },
     /// Remove a seed, an access key or an unlocker from the vault (one unlock; the last
-    /// unlocker cannot be removed).
+    /// unlocker cannot be removed). The vault is re-keyed: what is removed opens nothing
+    /// written after.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["profile", "mfa_serial", "access_key", "unlock"])))]
     Remove {
         /// The seed of this profile's mfa_serial.
@@ -241,6 +242,13 @@ pub enum VaultCmd {
         /// An unlocker, by the id `tapcred vault list` shows (otp:SERIAL:SLOT).
         #[arg(long, value_name = "ID")]
         unlock: Option<String>,
+        /// Which YubiKey (serial number) unlocks, when several are plugged in.
+        #[arg(long, value_name = "N")]
+        serial: Option<u32>,
+    },
+    /// Accept the vault on disk although it is older than one tapcred has already seen
+    /// (an old copy put back on purpose). One unlock; it then becomes the newest.
+    AcceptRollback {
         /// Which YubiKey (serial number) unlocks, when several are plugged in.
         #[arg(long, value_name = "N")]
         serial: Option<u32>,
@@ -534,6 +542,9 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
                     }
                 };
                 commands::vault::remove(&what, serial, ctx, &mut stdout)
+            }
+            VaultCmd::AcceptRollback { serial } => {
+                commands::vault::accept_rollback(serial, ctx, &mut stdout)
             }
             VaultCmd::List { json } => commands::vault::list(json, ctx, &mut stdout),
         },

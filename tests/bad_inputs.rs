@@ -449,6 +449,36 @@ fn scenarios() -> Vec<Scenario> {
             }
         ),
         s!(
+            "vault-rolled-back",
+            "an older copy of the vault put back in place",
+            || {
+                let h = mfa_a("");
+                let path = h.path().join(".local/share/tapcred/vault");
+                let store = tapcred::vault::VaultStore::new(&path)
+                    .with_seen_dir(Some(h.path().join(".cache/tapcred/vault-generations")));
+                let desc = tapcred::vault::UnlockerDesc::new_random(
+                    tapcred::vault::UnlockerKind::OtpHmacSha1,
+                    "otp:1:2",
+                )
+                .unwrap();
+                let v = tapcred::vault::OpenVault::create(desc, b"the unlocker's output").unwrap();
+                store.lock().unwrap().write(&v).unwrap();
+                let old = std::fs::read(&path).unwrap();
+                store.lock().unwrap().write(&v).unwrap();
+                std::fs::write(&path, old).unwrap();
+                run_in(&h, &["vault", "list"])
+            }
+        ),
+        s!(
+            "vault-init-no-key",
+            "`vault init` with no YubiKey (no pcscd)",
+            || {
+                let mut h = mfa_a("");
+                h.set("PCSCLITE_CSOCK_NAME", "/nonexistent/pcscd.comm");
+                run_in(&h, &["vault", "init", "--unlock", "otp"])
+            }
+        ),
+        s!(
             "yubikey-serial-not-a-number",
             "`tapcred_yubikey_serial = abc`",
             || { cp(&mfa_a("tapcred_yubikey_serial = abc\n"), "a") }

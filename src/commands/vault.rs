@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 use crate::commands::Ctx;
 use crate::engine;
 use crate::error::{Error, Result};
+use crate::journal::{self, BeginError, Journal};
 use crate::profile::Step;
 use crate::profile::editor::{self, AwsFile, ProfileEdit};
 use crate::profile::{AwsFiles, Profiles};
@@ -33,13 +34,11 @@ use crate::vault::{
 const MAX_SEED_INPUT: u64 = 4096;
 
 pub(crate) fn store(ctx: &Ctx<'_>) -> Result<VaultStore> {
-    VaultStore::default_path(ctx.env)
-        .map(VaultStore::new)
-        .ok_or_else(|| {
-            Error::config(
-                "no place for the vault: HOME is not set; set HOME, XDG_DATA_HOME or TAPCRED_VAULT",
-            )
-        })
+    VaultStore::from_env(ctx.env).ok_or_else(|| {
+        Error::config(
+            "no place for the vault: HOME is not set; set HOME, XDG_DATA_HOME or TAPCRED_VAULT",
+        )
+    })
 }
 
 fn write_line(out: &mut dyn Write, line: &str) -> Result<()> {
@@ -307,13 +306,33 @@ fn mfa_serial_of(profile: &str, ctx: &Ctx<'_>) -> Result<String> {
 /// The profile key saying the access key lives in the vault (HELPERS.md shared decision).
 pub const ACCESS_KEY_KEY: &str = "tapcred_access_key";
 
+/// The journal kind of `vault import-keys` (subject: the source profile).
+pub const IMPORT_JOURNAL: &str = "import-keys";
+
+/// Test builds only: with `TAPCRED_TEST_STALL=<point>`, stop at that point and wait to be
+/// killed (the SIGKILL tests of multi-step changes). Release builds never read it.
+fn stall_point(point: &str, ctx: &Ctx<'_>) {
+    if cfg!(debug_assertions) && ctx.env.var("TAPCRED_TEST_STALL").as_deref() == Some(point) {
+        eprintln!("tapcred test hook: stalled at {point}");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
 /// `vault import-keys --profile SOURCE [--serial N]`: the long-term access key of SOURCE
 /// moves from the credentials file into the vault. One unlock; the vault is written, read
 /// back and the entry test-decrypted (same unlocker output, no second touch); only then the
 /// two key lines of `[SOURCE]` in the credentials file become `tapcred_access_key = vault`
-/// (every other byte kept). A failure after the vault write puts the vault back as it was
-/// and leaves the credentials file untouched. The editor's backup made by this edit would
-/// hold the secret in plain text, so it is deleted once the edit is done.
+/// (every other byte kept), with no backup of the file (it would hold the key in plain
+/// text). A failure after the vault write puts the vault back as it was and leaves the
+/// credentials file untouched.
+///
+/// A journal (kind [`IMPORT_JOURNAL`]) records each step before it is taken, so a run killed
+/// half-way is found by the next run (and by `doctor`): while the credentials file still
+/// holds the key the import is simply done again (it replaces the entry with the same key);
+/// once the file says `tapcred_access_key = vault` and the vault lists the key, the
+/// interrupted run had finished and only its journal is cleared.
 pub fn import_keys(
     profile: &str,
     serial: Option<u32>,
@@ -321,26 +340,140 @@ pub fn import_keys(
     out: &mut dyn Write,
 ) -> Result<i32> {
     let files = AwsFiles::from_env(ctx.env);
-    let (access_key_id, secret) = keys_to_import(profile, &files)?;
+    let jdir = journal::default_dir(ctx.env).ok_or_else(|| {
+        Error::config("no place for tapcred's journal: HOME is not set; set HOME or XDG_DATA_HOME")
+    })?;
+    let to_import = keys_to_import(profile, &files);
+    if let Some(pending) = Journal::find(&jdir, IMPORT_JOURNAL, profile) {
+        let earlier = Journal::resume(&pending)?;
+        let last = earlier
+            .record()
+            .steps
+            .last()
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| "none".to_owned());
+        match &to_import {
+            Ok(_) => {
+                ctx.ui.warn(&format!(
+                    "an earlier `tapcred vault import-keys --profile {profile}` was interrupted (journal {}, last step: {last}); the credentials file still holds the key, so the import is done again",
+                    earlier.path().display()
+                ));
+                earlier.close()?;
+            }
+            Err(_) => {
+                return finish_interrupted_import(earlier, profile, &files, ctx, out, to_import);
+            }
+        }
+    }
+    let (access_key_id, secret) = to_import?;
     let store = store(ctx)?;
-    let lock = store.lock()?;
-    let file = existing(&lock, &store)?;
+    let mut journal = match Journal::begin(&jdir, IMPORT_JOURNAL, profile) {
+        Ok(j) => j,
+        Err(BeginError::Io(e)) => return Err(e),
+        Err(BeginError::Pending(p)) => {
+            return Err(Error::usage(format!(
+                "another `tapcred vault import-keys --profile {profile}` is running (journal {}); wait for it and run this again",
+                p.path.display()
+            )));
+        }
+    };
+    journal.step(
+        "begin",
+        serde_json::json!({
+            "vault": store.path().display().to_string(),
+            "credentials": files.credentials.display().to_string(),
+            "access_key_id": access_key_id,
+        }),
+    )?;
+    stall_point("import-keys:begun", ctx);
+    let r = import_steps(
+        profile,
+        serial,
+        (&access_key_id, secret),
+        &files,
+        &store,
+        &mut journal,
+        ctx,
+    );
+    match r {
+        Ok(receipt) => {
+            stall_point("import-keys:credentials-edited", ctx);
+            journal.close()?;
+            if let Some(old) = old_backup_with(&receipt.path, &access_key_id) {
+                ctx.ui.warn(&format!(
+                    "{} (a backup tapcred made at an earlier edit) still holds the access key of \"{profile}\" in plain text; delete it when you no longer need it",
+                    old.display()
+                ));
+            }
+            write_line(
+                out,
+                &format!(
+                    "access key {access_key_id} of profile \"{profile}\" moved into the vault {}; {} now says {ACCESS_KEY_KEY} = vault",
+                    store.path().display(),
+                    receipt.path.display()
+                ),
+            )?;
+            Ok(0)
+        }
+        Err(Failed { error, vault_kept }) => {
+            if !vault_kept {
+                // Nothing of this run is left: the vault is as it was.
+                journal.close()?;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Why the steps of an import stopped, and whether the vault still holds this run's entry
+/// (then the journal stays for the next run and `doctor`).
+struct Failed {
+    error: Error,
+    vault_kept: bool,
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Self {
+        Failed {
+            error,
+            vault_kept: false,
+        }
+    }
+}
+
+fn import_steps(
+    profile: &str,
+    serial: Option<u32>,
+    (access_key_id, secret): (&str, Zeroizing<String>),
+    files: &AwsFiles,
+    store: &VaultStore,
+    journal: &mut Journal,
+    ctx: &Ctx<'_>,
+) -> std::result::Result<editor::EditReceipt, Failed> {
+    let lock = store.lock().map_err(Error::from)?;
+    let file = existing(&lock, store)?;
     let mut u = unlock_with(&file, serial, ctx.env, ctx.ui)?;
     let name = EntryName::access_key(profile);
     let previous = match u.vault.entry_names().any(|n| *n == name) {
-        true => Some(u.vault.get(&name)?),
+        true => Some(u.vault.get(&name).map_err(Error::from)?),
         false => None,
     };
     let entry = Secret::AccessKey {
-        access_key_id: access_key_id.clone(),
+        access_key_id: access_key_id.to_owned(),
         secret_access_key: secret,
     };
-    u.vault.put(name.clone(), &entry)?;
-    lock.write(&u.vault)?;
+    u.vault.put(name.clone(), &entry).map_err(Error::from)?;
+    journal.step("write-vault", serde_json::Value::Null)?;
+    lock.write(&u.vault).map_err(|e| Failed {
+        error: e.into(),
+        // The rename may have happened before the error: the next run looks.
+        vault_kept: true,
+    })?;
+    stall_point("import-keys:vault-written", ctx);
     // Read back what is on disk and decrypt the entry with the same output: the credentials
     // file is edited only when the vault is known to give the key back.
     let checked = (|| -> Result<()> {
-        let back = existing(&lock, &store)?;
+        let back = existing(&lock, store)?;
         let got = u.reopen(&back)?.get(&name)?;
         if got != entry {
             return Err(Error::internal(format!(
@@ -350,56 +483,81 @@ pub fn import_keys(
         }
         Ok(())
     })();
-    let edited = checked.and_then(|()| {
-        let edit = ProfileEdit::new(profile)
-            .remove("aws_access_key_id")
-            .remove("aws_secret_access_key")
-            .set(ACCESS_KEY_KEY, "vault")
-            .new_keys_in_place_of_removed();
-        editor::apply_edits(&files.credentials, AwsFile::Credentials, &[edit])
-    });
-    let receipt = match edited {
-        Ok(r) => r,
+    let edited = checked
+        .and_then(|()| journal.step("edit-credentials", serde_json::Value::Null))
+        .and_then(|()| {
+            let edit = ProfileEdit::new(profile)
+                .remove("aws_access_key_id")
+                .remove("aws_secret_access_key")
+                .set(ACCESS_KEY_KEY, "vault")
+                .new_keys_in_place_of_removed()
+                .without_backup();
+            editor::apply_edits(&files.credentials, AwsFile::Credentials, &[edit])
+        });
+    match edited {
+        Ok(receipt) => Ok(receipt),
         Err(e) => {
             // Put the vault back as it was (the entry it had, or none).
             match &previous {
-                Some(p) => u.vault.put(name.clone(), p)?,
+                Some(p) => u.vault.put(name.clone(), p).map_err(Error::from)?,
                 None => {
                     u.vault.remove(&name);
                 }
             }
-            if let Err(undo) = lock.write(&u.vault) {
+            let undone = lock.write(&u.vault);
+            if let Err(undo) = &undone {
                 ctx.ui.warn(&format!(
                     "could not take the access key of \"{profile}\" back out of the vault ({undo}); remove it with `tapcred vault remove --access-key {profile}`"
                 ));
             }
-            return Err(e);
+            Err(Failed {
+                error: e,
+                vault_kept: undone.is_err(),
+            })
         }
-    };
-    drop(entry);
-    if let Some(bak) = &receipt.backup {
-        // It was made by this edit: the credentials file as it was, with the secret.
-        if let Err(e) = std::fs::remove_file(bak) {
-            ctx.ui.warn(&format!(
-                "{} (the editor's backup) still holds the access key of \"{profile}\" in plain text and could not be removed ({e}); delete it",
-                bak.display()
-            ));
-        }
-    } else if let Some(old) = old_backup_with(&receipt.path, &access_key_id) {
-        ctx.ui.warn(&format!(
-            "{} (a backup tapcred made at an earlier edit) still holds the access key of \"{profile}\" in plain text; delete it when you no longer need it",
-            old.display()
-        ));
     }
-    write_line(
-        out,
-        &format!(
-            "access key {access_key_id} of profile \"{profile}\" moved into the vault {}; {} now says {ACCESS_KEY_KEY} = vault",
-            store.path().display(),
-            receipt.path.display()
-        ),
-    )?;
-    Ok(0)
+}
+
+/// The next run after an interrupted import, when the credentials file no longer holds the
+/// key: the import had finished (the file says `tapcred_access_key = vault` and the vault
+/// lists the key) and only its journal is left; else the key left the file some other way,
+/// and the journal, which has nothing left to finish, is cleared with a word about it.
+fn finish_interrupted_import(
+    journal: Journal,
+    profile: &str,
+    files: &AwsFiles,
+    ctx: &Ctx<'_>,
+    out: &mut dyn Write,
+    why_not: Result<(String, Zeroizing<String>)>,
+) -> Result<i32> {
+    let store = store(ctx)?;
+    let says_vault = editor::keys_in(&files.credentials, AwsFile::Credentials, profile)?
+        .iter()
+        .any(|k| k == ACCESS_KEY_KEY);
+    let in_vault = store.read()?.is_some_and(|f| {
+        f.entry_names()
+            .any(|n| *n == EntryName::access_key(profile))
+    });
+    let shown = journal.path().display().to_string();
+    journal.close()?;
+    if says_vault && in_vault {
+        write_line(
+            out,
+            &format!(
+                "the interrupted import of the access key of profile \"{profile}\" had finished: it is in the vault {} and {} says {ACCESS_KEY_KEY} = vault (journal {shown} cleared)",
+                store.path().display(),
+                files.credentials.display()
+            ),
+        )?;
+        return Ok(0);
+    }
+    ctx.ui.warn(&format!(
+        "an interrupted import of the access key of profile \"{profile}\" was found (journal {shown}, now cleared), but {} no longer holds that key and the vault {} {}; check the profile (`tapcred vault list`, `tapcred configure`)",
+        files.credentials.display(),
+        store.path().display(),
+        if in_vault { "has it" } else { "does not have it" }
+    ));
+    why_not.map(|_| 0)
 }
 
 /// The previous `.tapcred.bak` beside the credentials file, when it holds this key id.
@@ -631,7 +789,11 @@ pub enum RemoveWhat {
 
 /// `vault remove --profile P | --mfa-serial ARN | --access-key SOURCE | --unlock ID`. The
 /// file's MAC is keyed with the data key, so this unlocks once like the other writers. The
-/// last unlocker cannot be removed.
+/// last unlocker cannot be removed. Removing re-keys the vault (a new data key, sealed to
+/// the remaining unlockers' public keys: no touch from them), so a removed unlocker's output
+/// or an old data key opens nothing written after. An unlocker an older tapcred added has no
+/// public key yet: when its key is plugged in it answers once here, else the removal is
+/// refused with its name.
 pub fn remove(
     what: &RemoveWhat,
     serial: Option<u32>,
@@ -680,9 +842,14 @@ pub fn remove(
         }
     }
     let mut vault = unlock(&file, serial, ctx)?;
+    let removed_unlocker = match &target {
+        Target::Unlocker(id) => Some(id.as_str()),
+        Target::Entry(_) => None,
+    };
+    seal_direct_unlockers(&mut vault, removed_unlocker, ctx)?;
     let done = match &target {
         Target::Entry(name) => {
-            vault.remove(name);
+            vault.remove_entry(name)?;
             format!("{} entry {:?}", name.kind.label(), name.name)
         }
         Target::Unlocker(id) => {
@@ -711,6 +878,67 @@ pub fn remove(
             ));
         }
     }
+    Ok(0)
+}
+
+/// Ask each unlocker still wrapped the old way (made by a tapcred before format 2), except
+/// `except`, for its output once, so the vault can be re-keyed; one whose key is not here is
+/// left as it is (the re-key then names it).
+fn seal_direct_unlockers(vault: &mut OpenVault, except: Option<&str>, ctx: &Ctx<'_>) -> Result<()> {
+    let direct: Vec<UnlockerDesc> = vault
+        .direct_unlockers()
+        .filter(|d| Some(d.id.as_str()) != except)
+        .cloned()
+        .collect();
+    for d in direct {
+        match connect_unlocker(&d, ctx.env, ctx.ui)? {
+            Some(mut u) if u.id() == d.id => {
+                let output = u.respond(&d, ctx.ui)?;
+                vault.seal_direct(&d.id, output.expose())?;
+            }
+            _ => {
+                tracing::info!(unlocker = %d.id, "not plugged in: cannot move it to the sealed wrap")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `vault accept-rollback`: the vault on disk is older than the newest generation tapcred
+/// has seen (an old copy put back, on purpose). One unlock proves it is a vault this
+/// user's key opens (its MAC checks); it is then written again above every generation seen,
+/// so it becomes the newest.
+pub fn accept_rollback(serial: Option<u32>, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
+    let store = store(ctx)?;
+    let lock = store.lock()?;
+    let file = store
+        .read_accepting_rollback()?
+        .ok_or_else(|| no_vault(&store))?;
+    let seen = store.seen_generation();
+    if seen.is_none_or(|s| file.generation() >= s) {
+        write_line(
+            out,
+            &format!(
+                "the vault {} is the newest tapcred has seen (generation {}); nothing to accept",
+                store.path().display(),
+                file.generation()
+            ),
+        )?;
+        return Ok(0);
+    }
+    let vault = unlock(&file, serial, ctx)?;
+    lock.write(&vault)?;
+    let now = existing(&lock, &store)?;
+    write_line(
+        out,
+        &format!(
+            "accepted the vault {} (generation {}, older than generation {} seen before); it is now generation {}",
+            store.path().display(),
+            file.generation(),
+            seen.unwrap_or_default(),
+            now.generation()
+        ),
+    )?;
     Ok(0)
 }
 
@@ -784,6 +1012,7 @@ pub fn list(json: bool, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
     if json {
         let doc = serde_json::json!({
             "path": store.path(),
+            "generation": file.generation(),
             "unlockers": file.unlocker_descs().map(|d| serde_json::json!({
                 "id": d.id, "kind": d.kind.label()
             })).collect::<Vec<_>>(),

@@ -253,6 +253,17 @@ pub fn check_private_dir(path: &Path) -> Result<bool, DirProblem> {
     imp::check_dir_access(path, &md)
 }
 
+/// Check that the folder at `path` (links followed: the person chose it) belongs to this
+/// user; its mode is left as it is (it may be any folder the person chose, e.g. HOME).
+pub fn check_dir_owner(path: &Path) -> Result<(), DirProblem> {
+    imp::check_dir_owner(path)
+}
+
+/// The command that gives a folder back to this user, for messages.
+pub fn take_ownership_hint(path: &Path) -> String {
+    imp::take_ownership_hint(path)
+}
+
 /// For a file the person made (the TOTP seed, the AWS credentials file): `Some(description)`
 /// when other users may read it ("mode 0644"; Windows: "its ACL lets Everyone read it"),
 /// `None` when it is private or cannot be opened.
@@ -342,6 +353,24 @@ mod imp {
             }
         })?;
         Ok(true)
+    }
+
+    pub fn check_dir_owner(path: &Path) -> Result<(), DirProblem> {
+        let md = fs::metadata(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => DirProblem::Missing,
+            _ => DirProblem::Unreadable(e),
+        })?;
+        if !md.is_dir() {
+            return Err(DirProblem::NotDir(super::kind_of(&md)));
+        }
+        if !is_mine(&md) {
+            return Err(DirProblem::Foreign(owner_of(&md)));
+        }
+        Ok(())
+    }
+
+    pub fn take_ownership_hint(path: &Path) -> String {
+        format!("sudo chown \"$(id -u)\" {}", path.display())
     }
 
     pub fn private_no_follow(o: &mut OpenOptions) {
@@ -645,6 +674,33 @@ mod imp {
         drop(d);
         make_dir_owner_only(path).map_err(|e| link_or(e, DirProblem::CannotTighten))?;
         Ok(true)
+    }
+
+    pub fn check_dir_owner(path: &Path) -> Result<(), DirProblem> {
+        // Links followed (no FILE_FLAG_OPEN_REPARSE_POINT): the folder the person chose.
+        let d = OpenOptions::new()
+            .access_mode(READ_CONTROL | FILE_READ_ATTRIBUTES)
+            .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => DirProblem::Missing,
+                _ => DirProblem::Unreadable(e),
+            })?;
+        let md = d.metadata().map_err(DirProblem::Unreadable)?;
+        if !md.is_dir() {
+            return Err(DirProblem::NotDir(super::kind_of(&md)));
+        }
+        let me = me().map_err(DirProblem::Unreadable)?;
+        let sd = security_of(&d).map_err(DirProblem::Unreadable)?;
+        if !owner_is(&sd, me) {
+            let owner = sd.owner().map(|o| o.to_string()).unwrap_or_default();
+            return Err(DirProblem::Foreign(name_of(&owner)));
+        }
+        Ok(())
+    }
+
+    pub fn take_ownership_hint(path: &Path) -> String {
+        format!("takeown /f \"{}\" from an elevated prompt", path.display())
     }
 
     pub fn others_can_read(f: &File, _md: &Metadata) -> Option<String> {

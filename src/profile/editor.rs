@@ -74,6 +74,9 @@ pub struct ProfileEdit {
     /// (instead of going at its end): `vault import-keys` turns the two key lines into one
     /// line where they were.
     pub in_place_of_removed: bool,
+    /// Make no backup of the file for this edit: it removes a secret that must not stay in
+    /// a plain-text copy (`vault import-keys`).
+    pub no_backup: bool,
 }
 
 impl fmt::Debug for ProfileEdit {
@@ -84,6 +87,7 @@ impl fmt::Debug for ProfileEdit {
             .field("set", &keys)
             .field("remove", &self.remove)
             .field("in_place_of_removed", &self.in_place_of_removed)
+            .field("no_backup", &self.no_backup)
             .finish()
     }
 }
@@ -119,6 +123,12 @@ impl ProfileEdit {
     /// [`ProfileEdit::in_place_of_removed`]).
     pub fn new_keys_in_place_of_removed(mut self) -> ProfileEdit {
         self.in_place_of_removed = true;
+        self
+    }
+
+    /// No backup of the file for this edit (see [`ProfileEdit::no_backup`]).
+    pub fn without_backup(mut self) -> ProfileEdit {
+        self.no_backup = true;
         self
     }
 }
@@ -208,7 +218,10 @@ pub fn apply_edits(path: &Path, file: AwsFile, edits: &[ProfileEdit]) -> Result<
     let changed = previous.is_none() || out.as_bytes() != text.as_bytes();
     let mut backup = None;
     if changed {
-        if let Some(prev) = &previous {
+        if let Some(prev) = previous
+            .as_ref()
+            .filter(|_| !edits.iter().any(|e| e.no_backup))
+        {
             let bak = sibling(&target, ".tapcred.bak");
             if fs::symlink_metadata(&bak).is_err() {
                 write_new_private(&bak, prev)

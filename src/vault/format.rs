@@ -1,20 +1,22 @@
-//! The vault file format, version 1, and its crypto. Pure functions over bytes: no I/O, no
-//! hardware (an unlocker's output comes in as bytes).
+//! The vault file format, version 2 (version 1 is still read), and its crypto. Pure
+//! functions over bytes: no I/O, no hardware (an unlocker's output comes in as bytes).
 //!
 //! ```text
 //! magic      8   "TCVAULT\0"
-//! version    2   1 (big-endian, as every integer here)
+//! version    2   2 (big-endian, as every integer here); 1 = the format before generations
 //! aead       1   1 = XChaCha20-Poly1305 (24-byte random nonces, 16-byte tags)
+//! generation 8   (version 2 only) one more than the generation of the file it replaced
 //! unlockers  1   count n, 1..=16, then n times:
 //!   kind           1   1 = YubiKey OTP slot HMAC-SHA1, 2 = FIDO2 hmac-secret
 //!   id             2+  UTF-8 label, unique in the file ("otp:12345678:2")
 //!   salt           2+  HKDF salt (32 random bytes)
 //!   challenge      2+  what the device is asked (OTP: 32 random bytes; FIDO2: the salt)
 //!   credential id  2+  FIDO2 credential id (empty for OTP)
+//!   wrap           1   (version 2 only) 1 = direct, 2 = sealed; version 1: always direct
+//!   public key    32   (sealed only) the unlocker's X25519 public key
+//!   ephemeral     32   (sealed only) the X25519 public key of this wrap
 //!   nonce         24
-//!   wrapped key    2+  AEAD(KEK, nonce, data key, AAD = magic‖version‖aead‖this unlocker's
-//!                      fields above); KEK = HKDF-SHA256(ikm = unlocker output, salt,
-//!                      info = "tapcred vault v1 wrap" ‖ kind)
+//!   wrapped key    2+  AEAD(KEK, nonce, data key, AAD)
 //! entries    4   count m, then m times:
 //!   kind           1   1 = TOTP seed (name = mfa_serial), 2 = access key (name = source profile)
 //!   name           2+  UTF-8, unique per kind
@@ -23,6 +25,21 @@
 //! mac       32   HMAC-SHA256(mac key, every byte before it)
 //! checksum  32   SHA-256(every byte before it)
 //! ```
+//!
+//! Wraps. *Direct* (every unlocker of a version-1 file): KEK = HKDF-SHA256(ikm = unlocker
+//! output, salt, info = "tapcred vault v1 wrap" ‖ kind), AAD = magic ‖ 0x0001 ‖ aead ‖ the
+//! unlocker's fields. *Sealed*: the unlocker's X25519 secret key is HKDF-SHA256(ikm = output,
+//! salt, info = "tapcred vault v2 unlocker x25519" ‖ kind); the data key is sealed to its public
+//! key with a fresh ephemeral key: KEK = HKDF-SHA256(ikm = X25519(ephemeral, public), salt =
+//! ephemeral ‖ public, info = "tapcred vault v2 wrap"), AAD = magic ‖ 0x02 ‖ the unlocker's
+//! fields ‖ public ‖ ephemeral. Sealing needs only the public key, so removing an unlocker (or
+//! a secret) re-keys the vault — a new data key, every entry re-sealed under it, the new key
+//! sealed to each remaining unlocker — with one touch: a removed unlocker's output, or an old
+//! data key, opens nothing written after. A direct wrap becomes a sealed one when its unlocker
+//! opens the vault (its output gives the key pair); re-keying needs every unlocker sealed.
+//!
+//! The generation is under the MAC: tapcred remembers the highest one it has seen for each
+//! vault (`super::store`), so an older copy of the file put back in place is refused.
 //!
 //! `2+`/`4+` = a 2- or 4-byte length, then that many bytes. The entry key and the mac key are
 //! HKDF-SHA256 expansions of the data key (info "tapcred vault v1 entries" / "… file mac").
@@ -39,12 +56,17 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::VaultError;
 
 pub const MAGIC: [u8; 8] = *b"TCVAULT\0";
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
+/// The version named in a direct wrap's AAD (direct wraps were made by version 1).
+const DIRECT_WRAP_VERSION: u16 = 1;
+const WRAP_DIRECT: u8 = 1;
+const WRAP_SEALED: u8 = 2;
 const AEAD_XCHACHA20POLY1305: u8 = 1;
 /// A vault file larger than this is not one tapcred wrote.
 pub const MAX_FILE_LEN: usize = 1 << 20;
@@ -123,13 +145,24 @@ impl UnlockerDesc {
         put16(out, &self.credential_id);
     }
 
-    /// AAD binding a wrapped key to this descriptor and this format.
-    fn aad(&self) -> Vec<u8> {
+    /// AAD binding a direct wrap to this descriptor (as version 1 made it).
+    fn direct_aad(&self) -> Vec<u8> {
         let mut a = Vec::with_capacity(64);
         a.extend_from_slice(&MAGIC);
-        a.extend_from_slice(&VERSION.to_be_bytes());
+        a.extend_from_slice(&DIRECT_WRAP_VERSION.to_be_bytes());
         a.push(AEAD_XCHACHA20POLY1305);
         self.write_fields(&mut a);
+        a
+    }
+
+    /// AAD binding a sealed wrap to this descriptor and both public keys.
+    fn sealed_aad(&self, public: &[u8; KEY_LEN], ephemeral: &[u8; KEY_LEN]) -> Vec<u8> {
+        let mut a = Vec::with_capacity(128);
+        a.extend_from_slice(&MAGIC);
+        a.push(WRAP_SEALED);
+        self.write_fields(&mut a);
+        a.extend_from_slice(public);
+        a.extend_from_slice(ephemeral);
         a
     }
 
@@ -162,8 +195,118 @@ impl UnlockerDesc {
 #[derive(Clone, PartialEq, Eq)]
 struct WrappedUnlocker {
     desc: UnlockerDesc,
+    wrap: Wrap,
     nonce: [u8; NONCE_LEN],
     wrapped: Vec<u8>,
+}
+
+/// How the data key is wrapped for one unlocker (see the module doc).
+#[derive(Clone, PartialEq, Eq)]
+enum Wrap {
+    Direct,
+    Sealed {
+        public: [u8; KEY_LEN],
+        ephemeral: [u8; KEY_LEN],
+    },
+}
+
+impl WrappedUnlocker {
+    /// The data key sealed to the public key of the unlocker `desc` (no device needed).
+    fn seal(
+        desc: UnlockerDesc,
+        public: [u8; KEY_LEN],
+        data_key: &[u8; KEY_LEN],
+    ) -> Result<WrappedUnlocker, VaultError> {
+        let mut eph_bytes = Zeroizing::new([0u8; KEY_LEN]);
+        fill_random(eph_bytes.as_mut_slice())?;
+        let eph = StaticSecret::from(*eph_bytes);
+        let ephemeral = PublicKey::from(&eph).to_bytes();
+        let shared = eph.diffie_hellman(&PublicKey::from(public));
+        if !shared.was_contributory() {
+            return Err(VaultError::Damaged(format!(
+                "unlocker {:?} has an invalid public key",
+                desc.id
+            )));
+        }
+        let kek = sealed_kek(shared.as_bytes(), &public, &ephemeral);
+        let nonce = random_nonce()?;
+        let wrapped = cipher(&kek)
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: data_key.as_slice(),
+                    aad: &desc.sealed_aad(&public, &ephemeral),
+                },
+            )
+            .map_err(|_| VaultError::Io("sealing the vault key failed".into()))?;
+        Ok(WrappedUnlocker {
+            desc,
+            wrap: Wrap::Sealed { public, ephemeral },
+            nonce,
+            wrapped,
+        })
+    }
+
+    /// The data key, from this unlocker's output.
+    fn unwrap(&self, output: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, VaultError> {
+        let wrong =
+            || VaultError::WrongKey(format!("{} {:?}", self.desc.kind.label(), self.desc.id));
+        let (kek, aad) = match &self.wrap {
+            Wrap::Direct => (derive_kek(&self.desc, output), self.desc.direct_aad()),
+            Wrap::Sealed { public, ephemeral } => {
+                let secret = unlocker_secret(&self.desc, output);
+                if PublicKey::from(&secret).as_bytes() != public {
+                    return Err(wrong());
+                }
+                let shared = secret.diffie_hellman(&PublicKey::from(*ephemeral));
+                if !shared.was_contributory() {
+                    return Err(VaultError::Damaged(
+                        "a sealed key has an invalid ephemeral key".into(),
+                    ));
+                }
+                (
+                    sealed_kek(shared.as_bytes(), public, ephemeral),
+                    self.desc.sealed_aad(public, ephemeral),
+                )
+            }
+        };
+        let plain = cipher(&kek)
+            .decrypt(
+                &XNonce::from(self.nonce),
+                Payload {
+                    msg: &self.wrapped,
+                    aad: &aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| wrong())?;
+        if plain.len() != KEY_LEN {
+            return Err(VaultError::Damaged(
+                "a wrapped key has the wrong length".into(),
+            ));
+        }
+        let mut data_key = Zeroizing::new([0u8; KEY_LEN]);
+        data_key.copy_from_slice(&plain);
+        Ok(data_key)
+    }
+
+    fn is_sealed(&self) -> bool {
+        matches!(self.wrap, Wrap::Sealed { .. })
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        self.desc.write_fields(out);
+        match &self.wrap {
+            Wrap::Direct => out.push(WRAP_DIRECT),
+            Wrap::Sealed { public, ephemeral } => {
+                out.push(WRAP_SEALED);
+                out.extend_from_slice(public);
+                out.extend_from_slice(ephemeral);
+            }
+        }
+        out.extend_from_slice(&self.nonce);
+        put16(out, &self.wrapped);
+    }
 }
 
 /// What an entry holds.
@@ -308,6 +451,8 @@ struct SealedEntry {
 /// A parsed vault file: the header can be read (unlockers, entry names) without any key.
 #[derive(Clone)]
 pub struct VaultFile {
+    version: u16,
+    generation: u64,
     unlockers: Vec<WrappedUnlocker>,
     entries: BTreeMap<EntryName, SealedEntry>,
     /// The bytes the keyed MAC covers, and the MAC.
@@ -340,7 +485,7 @@ impl VaultFile {
             at: MAGIC.len(),
         };
         let version = c.u16().map_err(|_| damaged("it is cut short"))?;
-        if version != VERSION {
+        if version != 1 && version != VERSION {
             return Err(VaultError::UnsupportedVersion(version));
         }
         if bytes.len() < MAGIC.len() + 2 + MAC_LEN + SUM_LEN {
@@ -361,6 +506,10 @@ impl VaultFile {
             if c.u8()? != AEAD_XCHACHA20POLY1305 {
                 return Err("it names an unknown cipher");
             }
+            let generation = match version {
+                1 => 0,
+                _ => u64::from_be_bytes(c.array()?),
+            };
             let n = c.u8()? as usize;
             if n == 0 || n > MAX_UNLOCKERS {
                 return Err("its unlocker count is out of range");
@@ -383,6 +532,17 @@ impl VaultFile {
                 if unlockers.iter().any(|u| u.desc.id == desc.id) {
                     return Err("two unlockers have the same id");
                 }
+                let wrap = match version {
+                    1 => Wrap::Direct,
+                    _ => match c.u8()? {
+                        WRAP_DIRECT => Wrap::Direct,
+                        WRAP_SEALED => Wrap::Sealed {
+                            public: c.array()?,
+                            ephemeral: c.array()?,
+                        },
+                        _ => return Err("an unlocker's wrap is unknown"),
+                    },
+                };
                 let nonce = c.array::<NONCE_LEN>()?;
                 let wrapped = c.take16()?.to_vec();
                 if wrapped.len() != KEY_LEN + TAG_LEN {
@@ -390,6 +550,7 @@ impl VaultFile {
                 }
                 unlockers.push(WrappedUnlocker {
                     desc,
+                    wrap,
                     nonce,
                     wrapped,
                 });
@@ -416,12 +577,14 @@ impl VaultFile {
                 }
             }
             c.done()?;
-            Ok((unlockers, entries))
+            Ok((generation, unlockers, entries))
         })();
-        let (unlockers, entries) = parsed.map_err(damaged)?;
+        let (generation, unlockers, entries) = parsed.map_err(damaged)?;
         let mut m = [0u8; MAC_LEN];
         m.copy_from_slice(mac);
         Ok(VaultFile {
+            version,
+            generation,
             unlockers,
             entries,
             macced: macced.to_vec(),
@@ -437,7 +600,20 @@ impl VaultFile {
         self.entries.keys()
     }
 
-    /// Unwrap the data key with unlocker `id`'s output and check the whole file's MAC.
+    /// The format version the file was written in (1 or 2).
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// The file's generation (0 for a version-1 file). Only a MAC-checked file
+    /// ([`OpenVault::generation`]) proves it; the header alone can be forged.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Unwrap the data key with unlocker `id`'s output and check the whole file's MAC. A
+    /// direct wrap of the opener becomes a sealed one in the opened vault (written on the
+    /// next write).
     pub fn open(&self, id: &str, output: &[u8]) -> Result<OpenVault, VaultError> {
         let u = self
             .unlockers
@@ -453,37 +629,20 @@ impl VaultFile {
                         .join(", ")
                 ))
             })?;
-        let kek = derive_kek(&u.desc, output);
-        let plain = cipher(&kek)
-            .decrypt(
-                &XNonce::from(u.nonce),
-                Payload {
-                    msg: &u.wrapped,
-                    aad: &u.desc.aad(),
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| {
-                VaultError::WrongKey(format!("{} {:?}", u.desc.kind.label(), u.desc.id))
-            })?;
-        let mut data_key = Zeroizing::new([0u8; KEY_LEN]);
-        if plain.len() != KEY_LEN {
-            return Err(VaultError::Damaged(
-                "a wrapped key has the wrong length".into(),
-            ));
-        }
-        data_key.copy_from_slice(&plain);
-        let keys = Keys::from_data_key(data_key);
+        let keys = Keys::from_data_key(u.unwrap(output)?);
         if !keys.verify_mac(&self.macced, &self.mac) {
             return Err(VaultError::Damaged(
                 "its seal does not match its contents (it was edited outside tapcred)".into(),
             ));
         }
-        Ok(OpenVault {
+        let mut vault = OpenVault {
+            generation: self.generation,
             unlockers: self.unlockers.clone(),
             entries: self.entries.clone(),
             keys,
-        })
+        };
+        vault.seal_direct(id, output)?;
+        Ok(vault)
     }
 }
 
@@ -523,6 +682,35 @@ impl Keys {
     }
 }
 
+/// The X25519 secret key of an unlocker: HKDF-SHA256(ikm = output, salt, info = "tapcred
+/// vault v2 unlocker x25519" ‖ kind).
+fn unlocker_secret(desc: &UnlockerDesc, output: &[u8]) -> StaticSecret {
+    let hk = Hkdf::<Sha256>::new(Some(&desc.salt), output);
+    let mut info = b"tapcred vault v2 unlocker x25519".to_vec();
+    info.push(desc.kind.code());
+    let mut k = Zeroizing::new([0u8; KEY_LEN]);
+    hk.expand(&info, k.as_mut_slice())
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    StaticSecret::from(*k)
+}
+
+/// The key wrapping a sealed data key: HKDF-SHA256(ikm = shared secret, salt = ephemeral ‖
+/// public, info = "tapcred vault v2 wrap").
+fn sealed_kek(
+    shared: &[u8; KEY_LEN],
+    public: &[u8; KEY_LEN],
+    ephemeral: &[u8; KEY_LEN],
+) -> Zeroizing<[u8; KEY_LEN]> {
+    let mut salt = [0u8; 2 * KEY_LEN];
+    salt[..KEY_LEN].copy_from_slice(ephemeral);
+    salt[KEY_LEN..].copy_from_slice(public);
+    let hk = Hkdf::<Sha256>::new(Some(&salt), shared);
+    let mut kek = Zeroizing::new([0u8; KEY_LEN]);
+    hk.expand(b"tapcred vault v2 wrap", kek.as_mut_slice())
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    kek
+}
+
 /// HKDF-SHA256(ikm = output, salt, info = "tapcred vault v1 wrap" ‖ kind).
 fn derive_kek(desc: &UnlockerDesc, output: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
     let hk = Hkdf::<Sha256>::new(Some(&desc.salt), output);
@@ -537,6 +725,8 @@ fn derive_kek(desc: &UnlockerDesc, output: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
 /// A vault whose data key is known: entries can be read, added and removed, unlockers
 /// added, and the result serialised. Debug shows no secret.
 pub struct OpenVault {
+    /// The generation of the file it was read from (0: a new vault).
+    generation: u64,
     unlockers: Vec<WrappedUnlocker>,
     entries: BTreeMap<EntryName, SealedEntry>,
     keys: Keys,
@@ -565,6 +755,7 @@ impl OpenVault {
         let mut data_key = Zeroizing::new([0u8; KEY_LEN]);
         fill_random(data_key.as_mut_slice())?;
         let mut v = OpenVault {
+            generation: 0,
             unlockers: Vec::new(),
             entries: BTreeMap::new(),
             keys: Keys::from_data_key(data_key),
@@ -587,26 +778,90 @@ impl OpenVault {
                 "a vault holds at most {MAX_UNLOCKERS} unlockers"
             )));
         }
-        let kek = derive_kek(&desc, output);
-        let nonce = random_nonce()?;
-        let wrapped = cipher(&kek)
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: self.keys.data_key.as_slice(),
-                    aad: &desc.aad(),
-                },
-            )
-            .map_err(|_| VaultError::Io("sealing the vault key failed".into()))?;
-        self.unlockers.push(WrappedUnlocker {
-            desc,
-            nonce,
-            wrapped,
-        });
+        let public = PublicKey::from(&unlocker_secret(&desc, output)).to_bytes();
+        let sealed = WrappedUnlocker::seal(desc, public, &self.keys.data_key)?;
+        self.unlockers.push(sealed);
         Ok(())
     }
 
-    /// Remove an unlocker; the last one cannot be removed (nothing could open the vault).
+    /// Turn unlocker `id`'s direct wrap into a sealed one, given its output (which must
+    /// unwrap this vault's data key). Nothing to do when it is sealed already.
+    pub fn seal_direct(&mut self, id: &str, output: &[u8]) -> Result<(), VaultError> {
+        let Some(i) = self.unlockers.iter().position(|u| u.desc.id == id) else {
+            return Err(VaultError::NotFound(format!(
+                "the vault has no unlocker {id:?}"
+            )));
+        };
+        if self.unlockers[i].is_sealed() {
+            return Ok(());
+        }
+        let data_key = self.unlockers[i].unwrap(output)?;
+        if data_key.as_slice() != self.keys.data_key.as_slice() {
+            return Err(VaultError::Damaged(format!(
+                "unlocker {id:?} holds another vault's key"
+            )));
+        }
+        let desc = self.unlockers[i].desc.clone();
+        let public = PublicKey::from(&unlocker_secret(&desc, output)).to_bytes();
+        self.unlockers[i] = WrappedUnlocker::seal(desc, public, &self.keys.data_key)?;
+        Ok(())
+    }
+
+    /// The unlockers still wrapped directly (made by a tapcred before version 2): the vault
+    /// cannot be re-keyed until each has opened it once ([`OpenVault::seal_direct`]).
+    pub fn direct_unlockers(&self) -> impl Iterator<Item = &UnlockerDesc> {
+        self.unlockers
+            .iter()
+            .filter(|u| !u.is_sealed())
+            .map(|u| &u.desc)
+    }
+
+    /// A new data key: every entry re-sealed under it, and it sealed to every unlocker's
+    /// public key. The old data key (and the output of an unlocker removed before) opens
+    /// nothing of what is written after. Every unlocker must be sealed already.
+    pub fn rekey(&mut self) -> Result<(), VaultError> {
+        let direct: Vec<&str> = self.direct_unlockers().map(|d| d.id.as_str()).collect();
+        if !direct.is_empty() {
+            return Err(VaultError::Invalid(format!(
+                "the vault cannot be re-keyed while {} still use the key wrap of a tapcred before 0.2: plug in those keys too (each is asked once, to move it to the new wrap) and run the command again",
+                direct.join(", ")
+            )));
+        }
+        let mut data_key = Zeroizing::new([0u8; KEY_LEN]);
+        fill_random(data_key.as_mut_slice())?;
+        let new_keys = Keys::from_data_key(data_key);
+        let mut entries = BTreeMap::new();
+        for name in self.entries.keys() {
+            let secret = self.get(name)?;
+            let sealed = seal_entry(&new_keys, name, &secret.encode())?;
+            entries.insert(name.clone(), sealed);
+        }
+        let mut unlockers = Vec::with_capacity(self.unlockers.len());
+        for u in &self.unlockers {
+            let Wrap::Sealed { public, .. } = u.wrap else {
+                unreachable!("checked above: every unlocker is sealed")
+            };
+            unlockers.push(WrappedUnlocker::seal(
+                u.desc.clone(),
+                public,
+                &new_keys.data_key,
+            )?);
+        }
+        self.entries = entries;
+        self.unlockers = unlockers;
+        self.keys = new_keys;
+        Ok(())
+    }
+
+    /// The generation of the file this vault was read from (0 for a new vault, or a
+    /// version-1 file). Known only after the MAC was checked.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Remove an unlocker and re-key the vault ([`OpenVault::rekey`]), so that unlocker's
+    /// output opens nothing written after. The last one cannot be removed (nothing could
+    /// open the vault).
     pub fn remove_unlocker(&mut self, id: &str) -> Result<(), VaultError> {
         let Some(i) = self.unlockers.iter().position(|u| u.desc.id == id) else {
             return Err(VaultError::NotFound(format!(
@@ -618,7 +873,11 @@ impl OpenVault {
                 "{id:?} is the vault's only unlocker; add another before removing it"
             )));
         }
-        self.unlockers.remove(i);
+        let removed = self.unlockers.remove(i);
+        if let Err(e) = self.rekey() {
+            self.unlockers.insert(i, removed);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -647,17 +906,8 @@ impl OpenVault {
                 name.name
             )));
         }
-        let nonce = random_nonce()?;
-        let sealed = cipher(&self.keys.entry_key)
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: &plain,
-                    aad: &name.aad(),
-                },
-            )
-            .map_err(|_| VaultError::Io("sealing a vault entry failed".into()))?;
-        self.entries.insert(name, SealedEntry { nonce, sealed });
+        let sealed = seal_entry(&self.keys, &name, &plain)?;
+        self.entries.insert(name, sealed);
         Ok(())
     }
 
@@ -684,22 +934,39 @@ impl OpenVault {
             .ok_or_else(|| VaultError::Damaged(format!("entry {:?} is malformed", name.name)))
     }
 
-    /// Remove an entry; whether it existed.
+    /// Remove an entry; whether it existed. No re-key: for taking back an entry this
+    /// process just added ([`OpenVault::remove_entry`] removes a secret for good).
     pub fn remove(&mut self, name: &EntryName) -> bool {
         self.entries.remove(name).is_some()
     }
 
-    /// The file's bytes: header, entries, keyed MAC, checksum.
+    /// Remove an entry and re-key the vault ([`OpenVault::rekey`]): a data key taken before
+    /// (from memory, or from an old copy and a removed unlocker) opens nothing written after.
+    /// Whether it existed (nothing changes when it did not).
+    pub fn remove_entry(&mut self, name: &EntryName) -> Result<bool, VaultError> {
+        if !self.entries.contains_key(name) {
+            return Ok(false);
+        }
+        self.rekey()?;
+        self.entries.remove(name);
+        Ok(true)
+    }
+
+    /// The file's bytes (always the current version) with the generation it was read with.
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_bytes_at(self.generation)
+    }
+
+    /// The file's bytes: header (with `generation`), entries, keyed MAC, checksum.
+    pub fn to_bytes_at(&self, generation: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + 128 * self.entries.len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&VERSION.to_be_bytes());
         out.push(AEAD_XCHACHA20POLY1305);
+        out.extend_from_slice(&generation.to_be_bytes());
         out.push(self.unlockers.len() as u8);
         for u in &self.unlockers {
-            u.desc.write_fields(&mut out);
-            out.extend_from_slice(&u.nonce);
-            put16(&mut out, &u.wrapped);
+            u.write(&mut out);
         }
         out.extend_from_slice(&(self.entries.len() as u32).to_be_bytes());
         for (name, e) in &self.entries {
@@ -715,6 +982,21 @@ impl OpenVault {
         out.extend_from_slice(&sum);
         out
     }
+}
+
+/// `plain` sealed as entry `name` under `keys`.
+fn seal_entry(keys: &Keys, name: &EntryName, plain: &[u8]) -> Result<SealedEntry, VaultError> {
+    let nonce = random_nonce()?;
+    let sealed = cipher(&keys.entry_key)
+        .encrypt(
+            &XNonce::from(nonce),
+            Payload {
+                msg: plain,
+                aad: &name.aad(),
+            },
+        )
+        .map_err(|_| VaultError::Io("sealing a vault entry failed".into()))?;
+    Ok(SealedEntry { nonce, sealed })
 }
 
 // ----- byte helpers -------------------------------------------------------------------
@@ -802,6 +1084,68 @@ impl OpenVault {
             *self.keys.mac_key,
         )
     }
+}
+
+#[cfg(test)]
+impl VaultFile {
+    /// Each entry's name, nonce and sealed bytes, as in the file (for decrypting them with
+    /// keys from elsewhere in tests).
+    pub(super) fn test_sealed(&self) -> Vec<(EntryName, [u8; NONCE_LEN], Vec<u8>)> {
+        self.entries
+            .iter()
+            .map(|(n, e)| (n.clone(), e.nonce, e.sealed.clone()))
+            .collect()
+    }
+
+    /// Whether each unlocker's wrap is sealed (else direct), in header order.
+    pub(super) fn test_sealed_wraps(&self) -> Vec<bool> {
+        self.unlockers.iter().map(|u| u.is_sealed()).collect()
+    }
+}
+
+/// A version-1 file (as tapcred before generations wrote it: no generation, direct wraps)
+/// with `unlockers` and `entries`, for the upgrade tests.
+#[cfg(test)]
+pub(super) fn test_v1_bytes(
+    unlockers: &[(&UnlockerDesc, &[u8])],
+    entries: &[(EntryName, Secret)],
+) -> Vec<u8> {
+    let mut data_key = Zeroizing::new([0u8; KEY_LEN]);
+    fill_random(data_key.as_mut_slice()).unwrap();
+    let keys = Keys::from_data_key(data_key);
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.push(AEAD_XCHACHA20POLY1305);
+    out.push(unlockers.len() as u8);
+    for (desc, output) in unlockers {
+        let nonce = random_nonce().unwrap();
+        let wrapped = cipher(&derive_kek(desc, output))
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: keys.data_key.as_slice(),
+                    aad: &desc.direct_aad(),
+                },
+            )
+            .unwrap();
+        desc.write_fields(&mut out);
+        out.extend_from_slice(&nonce);
+        put16(&mut out, &wrapped);
+    }
+    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    for (name, secret) in entries {
+        let e = seal_entry(&keys, name, &secret.encode()).unwrap();
+        out.push(name.kind.code());
+        put16(&mut out, name.name.as_bytes());
+        out.extend_from_slice(&e.nonce);
+        out.extend_from_slice(&(e.sealed.len() as u32).to_be_bytes());
+        out.extend_from_slice(&e.sealed);
+    }
+    let mac = keys.mac(&out);
+    out.extend_from_slice(&mac);
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(&sum);
+    out
 }
 
 /// The wrapping key an unlocker's output gives (for the "never in the file" test).

@@ -50,6 +50,9 @@ pub enum VaultError {
     Invalid(String),
     /// Reading, writing or locking the file failed.
     Io(String),
+    /// The file is older than the newest generation tapcred has seen for this vault: an old
+    /// copy was put back (it may bring back removed unlockers and keys).
+    RolledBack { vault: String, file: u64, seen: u64 },
 }
 
 impl VaultError {
@@ -59,7 +62,7 @@ impl VaultError {
                 "vault damaged: {why}; restore it from a backup, or remove it and run `tapcred vault init` again"
             ),
             VaultError::UnsupportedVersion(v) => format!(
-                "vault format version {v} is not supported by this tapcred (it reads version {}); update tapcred",
+                "vault format version {v} is not supported by this tapcred (it reads versions 1 to {}); update tapcred",
                 format::VERSION
             ),
             VaultError::WrongKey(which) => format!(
@@ -68,6 +71,9 @@ impl VaultError {
             VaultError::NotFound(what) | VaultError::Invalid(what) | VaultError::Io(what) => {
                 what.clone()
             }
+            VaultError::RolledBack { vault, file, seen } => format!(
+                "the vault {vault} is an older copy (generation {file}; tapcred has already seen generation {seen} of it): it may bring back removed unlockers or keys, so it is refused; put the newest vault back, or accept this copy with `tapcred vault accept-rollback`"
+            ),
         }
     }
 }
@@ -87,6 +93,7 @@ impl fmt::Debug for VaultError {
             VaultError::NotFound(_) => "NotFound",
             VaultError::Invalid(_) => "Invalid",
             VaultError::Io(_) => "Io",
+            VaultError::RolledBack { .. } => "RolledBack",
         };
         write!(f, "VaultError::{v}({})", self.message())
     }
@@ -98,7 +105,9 @@ impl From<VaultError> for crate::Error {
     fn from(e: VaultError) -> Self {
         let msg = e.message();
         match e {
-            VaultError::Damaged(_) | VaultError::UnsupportedVersion(_) => crate::Error::config(msg),
+            VaultError::Damaged(_)
+            | VaultError::UnsupportedVersion(_)
+            | VaultError::RolledBack { .. } => crate::Error::config(msg),
             VaultError::WrongKey(_) => crate::Error::token(msg),
             VaultError::NotFound(_) | VaultError::Invalid(_) => crate::Error::usage(msg),
             VaultError::Io(_) => crate::Error::io(msg),

@@ -58,8 +58,8 @@ impl VaultSession {
 
     /// The vault at [`VaultStore::default_path`] (`$TAPCRED_VAULT`, XDG data dir, HOME).
     pub fn from_env(env: &dyn EnvLookup) -> VaultSession {
-        match VaultStore::default_path(env) {
-            Some(p) => VaultSession::new(VaultStore::new(p)),
+        match VaultStore::from_env(env) {
+            Some(store) => VaultSession::new(store),
             None => VaultSession {
                 store: None,
                 file: OnceCell::new(),
@@ -157,6 +157,9 @@ impl VaultSession {
             let out = unlocker.respond(desc, ui)?;
             drop(unlocker);
             let vault = file.open(&desc.id, out.expose())?;
+            if let Some(store) = &self.store {
+                store.remember_opened(&vault);
+            }
             self.unlocks.set(self.unlocks.get() + 1);
             let _ = self.open.set(vault);
             return Ok(());

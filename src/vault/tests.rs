@@ -542,3 +542,316 @@ fn a_writer_waits_for_the_lock_and_gives_up_after_the_timeout() {
     drop(held);
     other.lock().unwrap();
 }
+
+// ----- re-key on removal, format upgrade, generations ---------------------------------------
+
+/// Decrypt every entry of `file` with `entry_key`, the way anyone holding that key would
+/// (XChaCha20-Poly1305 with the entry's AAD), without tapcred's open: which ones open.
+fn entries_opened_by(file: &VaultFile, entry_key: &[u8; 32]) -> Vec<EntryName> {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+    let c = XChaCha20Poly1305::new_from_slice(entry_key).unwrap();
+    file.test_sealed()
+        .into_iter()
+        .filter(|(name, nonce, sealed)| {
+            let mut aad = b"tapcred vault v1 entry".to_vec();
+            aad.push(match name.kind {
+                super::EntryKind::TotpSeed => 1,
+                super::EntryKind::AccessKey => 2,
+            });
+            aad.extend_from_slice(&(name.name.len() as u16).to_be_bytes());
+            aad.extend_from_slice(name.name.as_bytes());
+            c.decrypt(
+                &XNonce::from(*nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &aad,
+                },
+            )
+            .is_ok()
+        })
+        .map(|(name, _, _)| name)
+        .collect()
+}
+
+/// A vault with unlockers A (`otp:1:2`) and B (`otp:2:2`), a seed and an access key.
+fn two_unlockers() -> Vec<u8> {
+    let (_, bytes) = sample(OUT_A);
+    let mut v = VaultFile::parse(&bytes)
+        .unwrap()
+        .open("otp:1:2", OUT_A)
+        .unwrap();
+    v.add_unlocker(desc("otp:2:2"), OUT_B).unwrap();
+    v.to_bytes()
+}
+
+#[test]
+fn removing_an_unlocker_rekeys_so_its_output_opens_nothing_written_after() {
+    let old = VaultFile::parse(&two_unlockers()).unwrap();
+    // What B (about to be removed) gets from the file as it is now: the data key.
+    let by_b = old.open("otp:2:2", OUT_B).unwrap();
+    let (old_data_key, old_entry_key, _) = by_b.test_keys();
+    assert_eq!(entries_opened_by(&old, &old_entry_key).len(), 2);
+
+    // A removes B (one unlock: A only), then adds a secret.
+    let mut v = old.open("otp:1:2", OUT_A).unwrap();
+    v.remove_unlocker("otp:2:2").unwrap();
+    v.put(
+        EntryName::seed("arn:aws:iam::1:mfa/after"),
+        &seed(b"added after"),
+    )
+    .unwrap();
+    let new = VaultFile::parse(&v.to_bytes()).unwrap();
+    assert_eq!(new.entry_names().count(), 3);
+    // B's old data key opens none of them, not even through a decryptor that skips the MAC.
+    assert_eq!(entries_opened_by(&new, &old_entry_key), []);
+    let by_a = new.open("otp:1:2", OUT_A).unwrap();
+    let (new_data_key, new_entry_key, _) = by_a.test_keys();
+    assert_ne!(new_data_key, old_data_key);
+    assert_eq!(entries_opened_by(&new, &new_entry_key).len(), 3);
+    assert_eq!(by_a.get(&EntryName::seed(SERIAL)).unwrap(), seed(SEED));
+    // B's output against A's sealed key: the wrong key.
+    assert!(matches!(
+        new.open("otp:1:2", OUT_B),
+        Err(VaultError::WrongKey(_))
+    ));
+}
+
+#[test]
+fn removing_a_secret_rekeys_the_vault() {
+    let old = VaultFile::parse(&two_unlockers()).unwrap();
+    let mut v = old.open("otp:2:2", OUT_B).unwrap();
+    let (_, old_entry_key, _) = v.test_keys();
+    assert!(
+        v.remove_entry(&EntryName::access_key("toolkit-user"))
+            .unwrap()
+    );
+    assert!(!v.remove_entry(&EntryName::access_key("nosuch")).unwrap());
+    v.put(
+        EntryName::seed("arn:aws:iam::1:mfa/after"),
+        &seed(b"added after"),
+    )
+    .unwrap();
+    let new = VaultFile::parse(&v.to_bytes()).unwrap();
+    assert_eq!(entries_opened_by(&new, &old_entry_key), []);
+    // Both unlockers still open it (B was not present for A's new sealed key: none needed).
+    for (id, out) in [("otp:1:2", &OUT_A[..]), ("otp:2:2", &OUT_B[..])] {
+        let o = new.open(id, out).unwrap();
+        assert_eq!(o.get(&EntryName::seed(SERIAL)).unwrap(), seed(SEED));
+        assert!(matches!(
+            o.get(&EntryName::access_key("toolkit-user")),
+            Err(VaultError::NotFound(_))
+        ));
+    }
+}
+
+#[test]
+fn a_version_1_file_opens_and_is_upgraded_on_the_next_write() {
+    let d = desc("otp:1:2");
+    let v1 = super::format::test_v1_bytes(&[(&d, OUT_A)], &[(EntryName::seed(SERIAL), seed(SEED))]);
+    let f = VaultFile::parse(&v1).unwrap();
+    assert_eq!((f.version(), f.generation()), (1, 0));
+    assert_eq!(f.test_sealed_wraps(), [false]);
+    assert!(matches!(
+        f.open("otp:1:2", OUT_B),
+        Err(VaultError::WrongKey(_))
+    ));
+    let mut v = f.open("otp:1:2", OUT_A).unwrap();
+    assert_eq!(v.get(&EntryName::seed(SERIAL)).unwrap(), seed(SEED));
+    // Opening sealed the opener's key: the vault can be re-keyed with it alone.
+    assert_eq!(v.direct_unlockers().count(), 0);
+    v.add_unlocker(desc("otp:2:2"), OUT_B).unwrap();
+    let up = VaultFile::parse(&v.to_bytes_at(7)).unwrap();
+    assert_eq!((up.version(), up.generation()), (2, 7));
+    assert_eq!(up.test_sealed_wraps(), [true, true]);
+    let mut v = up.open("otp:2:2", OUT_B).unwrap();
+    assert_eq!(v.generation(), 7);
+    v.remove_unlocker("otp:1:2").unwrap();
+    assert_eq!(v.get(&EntryName::seed(SERIAL)).unwrap(), seed(SEED));
+}
+
+#[test]
+fn a_direct_unlocker_stops_a_rekey_until_it_answers_once() {
+    // What an older tapcred's `add-unlock` made: two direct unlockers. A opens.
+    let (da, db) = (desc("otp:1:2"), desc("otp:2:2"));
+    let v1 = super::format::test_v1_bytes(
+        &[(&da, OUT_A), (&db, OUT_B)],
+        &[(EntryName::seed(SERIAL), seed(SEED))],
+    );
+    let mut v = VaultFile::parse(&v1)
+        .unwrap()
+        .open("otp:1:2", OUT_A)
+        .unwrap();
+    let direct: Vec<String> = v.direct_unlockers().map(|d| d.id.clone()).collect();
+    assert_eq!(direct, ["otp:2:2"]);
+    let e = v.remove_entry(&EntryName::seed(SERIAL)).unwrap_err();
+    assert!(e.message().contains("otp:2:2"), "{e}");
+    assert!(v.get(&EntryName::seed(SERIAL)).is_ok(), "nothing removed");
+    let e = v.remove_unlocker("otp:1:2").unwrap_err();
+    assert!(e.message().contains("otp:2:2"), "{e}");
+    assert_eq!(v.unlocker_descs().count(), 2, "nothing removed");
+    // Removing B itself needs no answer from B.
+    let mut without_b = VaultFile::parse(&v1)
+        .unwrap()
+        .open("otp:1:2", OUT_A)
+        .unwrap();
+    without_b.remove_unlocker("otp:2:2").unwrap();
+    // B answers once (the wrong output is refused): sealed, and the removal goes through.
+    assert!(matches!(
+        v.seal_direct("otp:2:2", OUT_A),
+        Err(VaultError::WrongKey(_))
+    ));
+    v.seal_direct("otp:2:2", OUT_B).unwrap();
+    assert!(v.remove_entry(&EntryName::seed(SERIAL)).unwrap());
+    let after = VaultFile::parse(&v.to_bytes()).unwrap();
+    assert_eq!(after.entry_names().count(), 0);
+    assert!(after.open("otp:2:2", OUT_B).is_ok());
+    assert!(after.open("otp:1:2", OUT_A).is_ok());
+}
+
+#[test]
+fn the_generation_is_under_the_mac() {
+    let (_, bytes) = sample(OUT_A);
+    let v = VaultFile::parse(&bytes)
+        .unwrap()
+        .open("otp:1:2", OUT_A)
+        .unwrap();
+    let mut raw = v.to_bytes_at(5);
+    // magic 8, version 2, aead 1, then the generation: make it 6 and fix the checksum.
+    assert_eq!(raw[11..19], 5u64.to_be_bytes());
+    raw[18] = 6;
+    let n = raw.len();
+    let sum = Sha256::digest(&raw[..n - 32]);
+    raw[n - 32..].copy_from_slice(&sum);
+    let f = VaultFile::parse(&raw).unwrap();
+    assert_eq!(f.generation(), 6);
+    assert!(matches!(
+        f.open("otp:1:2", OUT_A),
+        Err(VaultError::Damaged(_))
+    ));
+}
+
+/// A store at `dir/sub/vault` remembering generations in `dir/seen`.
+fn store_with_seen(dir: &tempfile::TempDir) -> VaultStore {
+    store_in(dir).with_seen_dir(Some(dir.path().join("seen")))
+}
+
+#[test]
+fn an_older_copy_put_back_is_refused_until_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_seen(&dir);
+    let (_, bytes) = sample(OUT_A);
+    let v = VaultFile::parse(&bytes)
+        .unwrap()
+        .open("otp:1:2", OUT_A)
+        .unwrap();
+    store.lock().unwrap().write(&v).unwrap();
+    let old_copy = std::fs::read(store.path()).unwrap();
+    let f = store.read().unwrap().unwrap();
+    assert_eq!(f.generation(), 1);
+    let mut v = f.open("otp:1:2", OUT_A).unwrap();
+    v.remove_entry(&EntryName::seed(SERIAL)).unwrap();
+    {
+        let lock = store.lock().unwrap();
+        lock.write(&v).unwrap();
+        // A second write under the same lock (an undo) still goes up.
+        lock.write(&v).unwrap();
+    }
+    assert_eq!(store.read().unwrap().unwrap().generation(), 3);
+    assert_eq!(store.seen_generation(), Some(3));
+
+    // The old copy, put back in place byte for byte.
+    std::fs::write(store.path(), &old_copy).unwrap();
+    let e = store.read().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            VaultError::RolledBack {
+                file: 1,
+                seen: 3,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let msg = e.message();
+    for needle in [
+        store.path().display().to_string().as_str(),
+        "generation 1",
+        "generation 3",
+        "tapcred vault accept-rollback",
+    ] {
+        assert!(msg.contains(needle), "{msg} should say {needle:?}");
+    }
+    assert_eq!(crate::Error::from(e).exit_code(), 3);
+    // Under the lock too; and a store with no record (a judge) reads it.
+    assert!(matches!(
+        store.lock().unwrap().read(),
+        Err(VaultError::RolledBack { .. })
+    ));
+    assert_eq!(store_in(&dir).read().unwrap().unwrap().generation(), 1);
+
+    // Accepting it: read without the check, written above everything seen.
+    let f = store.read_accepting_rollback().unwrap().unwrap();
+    let v = f.open("otp:1:2", OUT_A).unwrap();
+    store.lock().unwrap().write(&v).unwrap();
+    let f = store.read().unwrap().unwrap();
+    assert_eq!(f.generation(), 4);
+    assert!(f.entry_names().any(|n| *n == EntryName::seed(SERIAL)));
+}
+
+#[test]
+fn a_forged_header_generation_does_not_raise_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_seen(&dir);
+    let (_, bytes) = sample(OUT_A);
+    let v = VaultFile::parse(&bytes)
+        .unwrap()
+        .open("otp:1:2", OUT_A)
+        .unwrap();
+    store.lock().unwrap().write(&v).unwrap();
+    let good = std::fs::read(store.path()).unwrap();
+    // Someone without the key raises the generation (and fixes the checksum).
+    let mut forged = good.clone();
+    forged[18] = 0xff;
+    let n = forged.len();
+    let sum = Sha256::digest(&forged[..n - 32]);
+    forged[n - 32..].copy_from_slice(&sum);
+    std::fs::write(store.path(), &forged).unwrap();
+    let f = store.read().unwrap().unwrap();
+    assert!(matches!(
+        f.open("otp:1:2", OUT_A),
+        Err(VaultError::Damaged(_))
+    ));
+    assert_eq!(store.seen_generation(), Some(1));
+    // The good file is still accepted afterwards.
+    std::fs::write(store.path(), &good).unwrap();
+    let f = store.read().unwrap().unwrap();
+    let v = f.open("otp:1:2", OUT_A).unwrap();
+    store.remember_opened(&v);
+    assert_eq!(store.seen_generation(), Some(1));
+}
+
+#[test]
+fn a_lock_that_wrote_nothing_leaves_no_lock_file_and_no_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = VaultStore::new(dir.path().join("a/b/vault"));
+    drop(store.lock().unwrap());
+    assert!(
+        !dir.path().join("a").exists(),
+        "the folders it made are removed"
+    );
+    // A folder that was there stays; the lock file made for nothing goes.
+    std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+    drop(store.lock().unwrap());
+    assert!(dir.path().join("a/b").is_dir());
+    assert!(!dir.path().join("a/b/vault.lock").exists());
+    // Once a vault is written, its lock file stays (other writers may be waiting on it).
+    let (_, bytes) = sample(OUT_A);
+    let v = VaultFile::parse(&bytes)
+        .unwrap()
+        .open("otp:1:2", OUT_A)
+        .unwrap();
+    store.lock().unwrap().write(&v).unwrap();
+    assert!(dir.path().join("a/b/vault.lock").exists());
+}
