@@ -252,12 +252,27 @@ fn messy_files_change_only_the_intended_lines() {
         "the missing final newline stays missing"
     );
 
-    // The previous files are kept once, byte for byte.
+    // The previous config file is kept once, byte for byte, in tapcred's private folder
+    // (the credentials file gets no backup: it would be a plaintext copy of the keys).
     let aws = h.path().join(".aws");
-    assert_eq!(read(&aws.join("config.tapcred.bak")), fixture("config"));
+    let private = h.path().join(".local/share/tapcred/aws-files");
+    let bak = common::files_under(&private)
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".bak"))
+        .expect("a config backup");
+    assert!(bak.file_name().unwrap().to_string_lossy().starts_with("config-"));
+    assert_eq!(read(&bak), fixture("config"));
     assert_eq!(
-        read(&aws.join("credentials.tapcred.bak")),
-        fixture("credentials")
+        common::files_under(&private)
+            .iter()
+            .filter(|p| p.to_string_lossy().ends_with(".bak"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        std::fs::read_dir(&aws).unwrap().count(),
+        2,
+        "nothing beside the AWS files"
     );
     let p = resolved(&h, "mfa");
     assert_eq!(p.region.as_deref(), Some("eu-west-1"));
@@ -265,7 +280,7 @@ fn messy_files_change_only_the_intended_lines() {
     // A second run with the same values changes nothing, and the backup stays the original.
     configure(&h, &["--profile", "mfa", "--role-arn", ROLE], &keys_stdin()).ok();
     assert_eq!(read(&h.config_path()), fixture("config.after"));
-    assert_eq!(read(&aws.join("config.tapcred.bak")), fixture("config"));
+    assert_eq!(read(&bak), fixture("config"));
 }
 
 #[test]
@@ -582,7 +597,7 @@ fn configure_racing_an_in_place_writer_loses_none_of_its_sections() {
 import os, random, sys, time
 path, stop, count = sys.argv[1], sys.argv[2], sys.argv[3]
 i = 0
-while not os.path.exists(stop) or i < 50:
+while (not os.path.exists(stop) or i < 50) and i < 300:
     with open(path) as f:
         text = f.read()
     if text and not text.endswith("\n"):
@@ -591,7 +606,7 @@ while not os.path.exists(stop) or i < 50:
     with open(path, "w") as f:
         f.write(text)
     i += 1
-    time.sleep(random.uniform(0.0005, 0.003))
+    time.sleep(random.uniform(0.002, 0.010))
 with open(count, "w") as f:
     f.write(str(i))
 "#;
@@ -633,6 +648,9 @@ with open(count, "w") as f:
         lost.len(),
         failed.len()
     ));
-    assert!(lost.is_empty(), "sections lost by tapcred's writes: {lost:?}");
-    assert!(failed.len() <= runs / 3, "too many tapcred runs failed: {failed:?}");
+    assert!(lost.is_empty(), "sections lost by tapcred's writes: {lost:?}\n{config}\n{failed:?}");
+    assert!(failed.len() < runs, "every tapcred run failed: {failed:?}");
+    for f in &failed {
+        assert!(f.contains("the AWS files were left as they were"), "{f}");
+    }
 }
