@@ -260,7 +260,12 @@ fn messy_files_change_only_the_intended_lines() {
         .into_iter()
         .find(|p| p.to_string_lossy().ends_with(".bak"))
         .expect("a config backup");
-    assert!(bak.file_name().unwrap().to_string_lossy().starts_with("config-"));
+    assert!(
+        bak.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("config-")
+    );
     assert_eq!(read(&bak), fixture("config"));
     assert_eq!(
         common::files_under(&private)
@@ -580,7 +585,12 @@ fn configure_racing_an_in_place_writer_loses_none_of_its_sections() {
     let python = std::env::var("TAPCRED_VENV")
         .map(|v| Path::new(&v).join("bin/python3"))
         .unwrap_or_else(|_| "python3".into());
-    if Command::new(&python).arg("-c").arg("pass").status().is_err() {
+    if Command::new(&python)
+        .arg("-c")
+        .arg("pass")
+        .status()
+        .is_err()
+    {
         tapcred_testkit::ci::skip(
             "configure_racing_an_in_place_writer_loses_none_of_its_sections",
             &format!("{} is missing (set TAPCRED_VENV)", python.display()),
@@ -626,7 +636,14 @@ with open(count, "w") as f:
     for i in 0..runs {
         let r = configure(
             &h,
-            &["--profile", &format!("t{i}"), "--source-profile", "s", "--role-arn", ROLE],
+            &[
+                "--profile",
+                &format!("t{i}"),
+                "--source-profile",
+                "s",
+                "--role-arn",
+                ROLE,
+            ],
             &keys_stdin(),
         );
         if r.code != 0 {
@@ -648,7 +665,10 @@ with open(count, "w") as f:
         lost.len(),
         failed.len()
     ));
-    assert!(lost.is_empty(), "sections lost by tapcred's writes: {lost:?}\n{config}\n{failed:?}");
+    assert!(
+        lost.is_empty(),
+        "sections lost by tapcred's writes: {lost:?}\n{config}\n{failed:?}"
+    );
     assert!(failed.len() < runs, "every tapcred run failed: {failed:?}");
     for f in &failed {
         assert!(f.contains("the AWS files were left as they were"), "{f}");

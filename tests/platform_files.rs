@@ -220,8 +220,7 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
     common::files_under(dir)
         .into_iter()
         .filter(|p| {
-            std::fs::read(p)
-                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            std::fs::read(p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
         })
         .collect()
 }
@@ -234,7 +233,9 @@ fn dotfiles_home() -> (Home, std::path::PathBuf) {
     std::fs::write(dots.join("config"), CONFIG_OK).unwrap();
     std::fs::write(
         dots.join("credentials"),
-        format!("[toolkit-user]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {OLD_SECRET}\n"),
+        format!(
+            "[toolkit-user]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {OLD_SECRET}\n"
+        ),
     )
     .unwrap();
     set_mode(&dots.join("credentials"), 0o600);
@@ -264,9 +265,11 @@ fn symlinked_aws_files_are_written_through_with_nothing_left_beside_them() {
     );
     let creds = std::fs::read_to_string(dots.join("credentials")).unwrap();
     assert!(creds.contains(NEW_SECRET), "{creds}");
-    assert!(std::fs::read_to_string(dots.join("config"))
-        .unwrap()
-        .contains(ROLE));
+    assert!(
+        std::fs::read_to_string(dots.join("config"))
+            .unwrap()
+            .contains(ROLE)
+    );
     assert_eq!(names_in(&dots), ["config", "credentials"]);
     assert_eq!(names_in(&h.aws_dir()), ["config", "credentials"]);
     assert_eq!(
@@ -293,10 +296,12 @@ fn a_dangling_link_is_refused_not_replaced() {
             "remove the link",
         ],
     );
-    assert!(std::fs::symlink_metadata(h.credentials_path())
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert!(
+        std::fs::symlink_metadata(h.credentials_path())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     assert!(!missing.exists());
     assert_eq!(std::fs::read_to_string(h.config_path()).unwrap(), CONFIG_OK);
 }
@@ -367,7 +372,12 @@ fn another_users_file_is_refused_naming_the_owner() {
         return;
     }
     let h = home("");
-    for p in [h.path().to_path_buf(), h.aws_dir(), h.config_path(), h.credentials_path()] {
+    for p in [
+        h.path().to_path_buf(),
+        h.aws_dir(),
+        h.config_path(),
+        h.credentials_path(),
+    ] {
         chown(&p, OTHER_UID);
     }
     let before = h.snapshot();
@@ -378,7 +388,12 @@ fn another_users_file_is_refused_naming_the_owner() {
     assert_eq!(h.snapshot(), before);
     use std::os::unix::fs::MetadataExt;
     for p in common::files_under(h.path()) {
-        assert_eq!(std::fs::symlink_metadata(&p).unwrap().uid(), OTHER_UID, "{}", p.display());
+        assert_eq!(
+            std::fs::symlink_metadata(&p).unwrap().uid(),
+            OTHER_UID,
+            "{}",
+            p.display()
+        );
     }
 }
 

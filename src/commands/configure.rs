@@ -234,7 +234,10 @@ pub fn run(args: &ConfigureArgs, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i
             .collect();
         let fix = match backups.is_empty() {
             true => "check the file by hand".to_owned(),
-            false => format!("the config file as it was is kept in {}", backups.join(", ")),
+            false => format!(
+                "the config file as it was is kept in {}",
+                backups.join(", ")
+            ),
         };
         return Err(Error::new(
             ErrorKind::Io,

@@ -987,7 +987,9 @@ fn prepare_private_dir(dir: &Path) -> Result<()> {
         Ok(_) => return Ok(()),
         Err(DirProblem::Missing) => "vanished while it was prepared".to_owned(),
         Err(DirProblem::Unreadable(e)) => format!("is unreadable ({e})"),
-        Err(DirProblem::Link) => format!("is a symbolic link, which tapcred does not follow for its private folder; {fix}"),
+        Err(DirProblem::Link) => format!(
+            "is a symbolic link, which tapcred does not follow for its private folder; {fix}"
+        ),
         Err(DirProblem::NotDir(what)) => format!("is {what}, not a folder; {fix}"),
         Err(DirProblem::Foreign(owner)) => format!("belongs to {owner}, not to you; {fix}"),
         Err(DirProblem::CannotTighten(e)) => {
@@ -1047,11 +1049,14 @@ fn read_bytes(path: &Path, file: AwsFile) -> Result<Option<Zeroizing<Vec<u8>>>> 
     }
 }
 
+/// A file's bytes, wiped on drop.
+type Bytes = Zeroizing<Vec<u8>>;
+
 /// The file, open (kept to see what a writer that has it open writes after the rename), and
 /// its bytes; `(None, None)` when it does not exist. An empty file is what another
 /// program's in-place write (truncate, then write) looks like halfway, so it is read again
 /// a few times before it is taken as empty.
-fn open_current(path: &Path, file: AwsFile) -> Result<(Option<File>, Option<Zeroizing<Vec<u8>>>)> {
+fn open_current(path: &Path, file: AwsFile) -> Result<(Option<File>, Option<Bytes>)> {
     let mut f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((None, None)),

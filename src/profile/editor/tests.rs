@@ -334,7 +334,10 @@ fn apply_creates_private_files_backs_up_once_and_restores() {
         &[ProfileEdit::new("u").set("x", "1")],
     )
     .unwrap();
-    let bak = r2.backup.clone().expect("the first edit of an existing file keeps it");
+    let bak = r2
+        .backup
+        .clone()
+        .expect("the first edit of an existing file keeps it");
     assert!(bak.starts_with(test_opts().private_dir.unwrap()));
     assert_eq!(fs::read_to_string(&bak).unwrap(), first);
     #[cfg(unix)]
