@@ -227,7 +227,16 @@ fn import_keys_moves_the_access_key_into_the_vault() {
 
     // The credentials file cannot be written after the vault was (its lock is a directory):
     // the vault is put back as it was, the credentials file is untouched.
-    let lock = h.path().join(".aws/credentials.tapcred.lock");
+    let opts = tapcred::profile::editor::EditOptions {
+        private_dir: Some(h.path().join(".local/share/tapcred/aws-files")),
+        backup: true,
+    };
+    let lock = tapcred::profile::editor::lock_path(
+        &opts,
+        &creds,
+        tapcred::profile::editor::AwsFile::Credentials,
+    )
+    .unwrap();
     std::fs::remove_file(&lock).ok();
     std::fs::create_dir(&lock).unwrap();
     let creds_before = std::fs::read(&creds).unwrap();

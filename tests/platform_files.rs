@@ -158,3 +158,256 @@ fn tapcred_runs_with_core_dumps_off() {
 fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
+
+// ---------------------------------------------------------------- files the user owns
+// Issue 17, items 8, 9 and 10b: `configure` writing ~/.aws/config and ~/.aws/credentials when
+// they are symbolic links, another user's, read-only or readable by others.
+
+const KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+const NEW_SECRET: &str = "bPxRfiCYEXAMPLEKEYwJalrXUtnFEMI/K7MDENGa";
+const OLD_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+const ROLE: &str = "arn:aws:iam::111111111111:role/toolkit-role";
+
+/// `tapcred configure --profile mfa --role-arn ROLE` with a new secret for toolkit-user on
+/// stdin.
+fn configure_new_key(h: &Home) -> Run {
+    let mut c = h.cmd(&[
+        "configure",
+        "--profile",
+        "mfa",
+        "--role-arn",
+        ROLE,
+        "--keys-from-stdin",
+    ]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("run tapcred");
+    use std::io::Write as _;
+    match child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{KEY_ID}\n{NEW_SECRET}\n").as_bytes())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        r => r.unwrap(),
+    }
+    Run::from(child.wait_with_output().unwrap())
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn file_mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_holding(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
+    common::files_under(dir)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// A HOME whose ~/.aws/config and ~/.aws/credentials are links into a dotfiles folder.
+fn dotfiles_home() -> (Home, std::path::PathBuf) {
+    let h = Home::empty();
+    let dots = h.path().join("dotfiles");
+    std::fs::create_dir_all(&dots).unwrap();
+    std::fs::write(dots.join("config"), CONFIG_OK).unwrap();
+    std::fs::write(
+        dots.join("credentials"),
+        format!(
+            "[toolkit-user]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {OLD_SECRET}\n"
+        ),
+    )
+    .unwrap();
+    set_mode(&dots.join("credentials"), 0o600);
+    std::fs::create_dir_all(h.aws_dir()).unwrap();
+    std::os::unix::fs::symlink("../dotfiles/config", h.config_path()).unwrap();
+    std::os::unix::fs::symlink(dots.join("credentials"), h.credentials_path()).unwrap();
+    (h, dots)
+}
+
+/// Item 8: the edit goes through the links to the dotfiles; no lock, backup or temporary file
+/// is left beside the targets (inside the dotfiles repository) or in ~/.aws, and the secret
+/// being replaced is kept nowhere.
+#[test]
+fn symlinked_aws_files_are_written_through_with_nothing_left_beside_them() {
+    let (h, dots) = dotfiles_home();
+    configure_new_key(&h).ok();
+    assert!(
+        std::fs::symlink_metadata(h.credentials_path())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+            && std::fs::symlink_metadata(h.config_path())
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+        "the links stay links"
+    );
+    let creds = std::fs::read_to_string(dots.join("credentials")).unwrap();
+    assert!(creds.contains(NEW_SECRET), "{creds}");
+    assert!(
+        std::fs::read_to_string(dots.join("config"))
+            .unwrap()
+            .contains(ROLE)
+    );
+    assert_eq!(names_in(&dots), ["config", "credentials"]);
+    assert_eq!(names_in(&h.aws_dir()), ["config", "credentials"]);
+    assert_eq!(
+        files_holding(h.path(), OLD_SECRET),
+        Vec::<std::path::PathBuf>::new(),
+        "no plaintext copy of the replaced secret anywhere"
+    );
+}
+
+/// Item 8: a link that leads nowhere is refused with the fix, not replaced by a file.
+#[test]
+fn a_dangling_link_is_refused_not_replaced() {
+    let h = Home::empty();
+    h.write_config(CONFIG_OK);
+    let missing = h.path().join("dotfiles/credentials");
+    std::os::unix::fs::symlink(&missing, h.credentials_path()).unwrap();
+    configure_new_key(&h).fails_with(
+        3,
+        &[
+            ".aws/credentials",
+            "symbolic link",
+            "dotfiles/credentials",
+            "does not exist",
+            "remove the link",
+        ],
+    );
+    assert!(
+        std::fs::symlink_metadata(h.credentials_path())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(!missing.exists());
+    assert_eq!(std::fs::read_to_string(h.config_path()).unwrap(), CONFIG_OK);
+}
+
+/// Item 10b: after tapcred exits, ~/.aws holds the two files and nothing else (the lock
+/// lives in tapcred's private folder).
+#[test]
+fn no_lock_file_stays_in_the_aws_folder() {
+    let h = Home::empty();
+    configure_new_key(&h).ok();
+    configure_new_key(&h).ok();
+    assert_eq!(names_in(&h.aws_dir()), ["config", "credentials"]);
+}
+
+/// Item 9: a read-only (0400) file is kept: refused with the fix, not rewritten.
+#[test]
+fn a_read_only_credentials_file_is_refused_with_the_fix() {
+    let h = home("");
+    set_mode(&h.credentials_path(), 0o400);
+    let before = std::fs::read(h.credentials_path()).unwrap();
+    configure_new_key(&h).fails_with(
+        3,
+        &[".aws/credentials", "read-only (mode 0400)", "chmod u+w"],
+    );
+    assert_eq!(std::fs::read(h.credentials_path()).unwrap(), before);
+    assert_eq!(file_mode(&h.credentials_path()), 0o400);
+}
+
+/// Item 9: a credentials file others can read is made private when it receives a secret,
+/// with a warning that says so.
+#[test]
+fn a_world_readable_credentials_file_is_tightened_with_a_warning() {
+    let h = home("");
+    set_mode(&h.credentials_path(), 0o644);
+    set_mode(&h.config_path(), 0o644);
+    let r = configure_new_key(&h);
+    r.ok();
+    assert_eq!(file_mode(&h.credentials_path()), 0o600);
+    assert!(
+        r.stderr.contains("mode 0644") && r.stderr.contains("credentials"),
+        "{}",
+        r.stderr
+    );
+    // A config file keeps its mode (it receives no secret).
+    assert_eq!(file_mode(&h.config_path()), 0o644);
+}
+
+/// Whether this process may chown files (root); otherwise a loud skip (a failure under CI).
+fn can_chown(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    tapcred_testkit::ci::skip(test, "it must run as root to chown files to another user");
+    false
+}
+
+const OTHER_UID: u32 = 4242;
+
+fn chown(p: &Path, uid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(uid)).unwrap();
+}
+
+/// Item 9 (`sudo -E` on a user's HOME): another user's credentials file is refused with its
+/// owner and the fix; nothing becomes root's in that HOME.
+#[test]
+fn another_users_file_is_refused_naming_the_owner() {
+    if !can_chown("another_users_file_is_refused_naming_the_owner") {
+        return;
+    }
+    let h = home("");
+    for p in [
+        h.path().to_path_buf(),
+        h.aws_dir(),
+        h.config_path(),
+        h.credentials_path(),
+    ] {
+        chown(&p, OTHER_UID);
+    }
+    let before = h.snapshot();
+    configure_new_key(&h).fails_with(
+        3,
+        &[".aws/credentials", "uid 4242", "not to you", "without sudo"],
+    );
+    assert_eq!(h.snapshot(), before);
+    use std::os::unix::fs::MetadataExt;
+    for p in common::files_under(h.path()) {
+        assert_eq!(
+            std::fs::symlink_metadata(&p).unwrap().uid(),
+            OTHER_UID,
+            "{}",
+            p.display()
+        );
+    }
+}
+
+/// Item 9: a new file in another user's folder is refused too (it would be root's).
+#[test]
+fn a_new_file_in_another_users_folder_is_refused() {
+    if !can_chown("a_new_file_in_another_users_folder_is_refused") {
+        return;
+    }
+    let h = Home::empty();
+    std::fs::create_dir_all(h.aws_dir()).unwrap();
+    chown(h.path(), OTHER_UID);
+    chown(&h.aws_dir(), OTHER_UID);
+    configure_new_key(&h).fails_with(3, &[".aws", "uid 4242", "without sudo"]);
+    assert_eq!(names_in(&h.aws_dir()), Vec::<String>::new());
+    assert_eq!(names_in(h.path()), [".aws"]);
+}

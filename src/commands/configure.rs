@@ -192,20 +192,23 @@ pub fn run(args: &ConfigureArgs, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i
         creds_edits.push(creds_extra);
     }
 
+    let opts = editor::EditOptions::from_env(ctx.env);
     let mut done: Vec<EditReceipt> = Vec::new();
     let result = (|| -> Result<()> {
         if !creds_edits.is_empty() {
-            done.push(editor::apply_edits(
+            done.push(editor::apply_edits_with(
                 &files.credentials,
                 AwsFile::Credentials,
                 &creds_edits,
+                &opts,
             )?);
         }
         if !cfg.set.is_empty() {
-            done.push(editor::apply_edits(
+            done.push(editor::apply_edits_with(
                 &files.config,
                 AwsFile::Config,
                 std::slice::from_ref(&cfg),
+                &opts,
             )?);
         }
         // The result must resolve as tapcred (and the AWS CLI) will read it.
@@ -225,14 +228,33 @@ pub fn run(args: &ConfigureArgs, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i
                 format!("{}; the AWS files were left as they were", e.message()),
             ));
         }
+        let backups: Vec<String> = done
+            .iter()
+            .filter_map(|r| r.backup.as_ref().map(|b| b.display().to_string()))
+            .collect();
+        let fix = match backups.is_empty() {
+            true => "check the file by hand".to_owned(),
+            false => format!(
+                "the config file as it was is kept in {}",
+                backups.join(", ")
+            ),
+        };
         return Err(Error::new(
             ErrorKind::Io,
             format!(
-                "{}; restoring failed for {}: put back the .tapcred.bak copy by hand",
+                "{}; restoring failed for {}: {fix}",
                 e.message(),
                 undo_failed.join(", ")
             ),
         ));
+    }
+    for r in &done {
+        if let Some(how) = &r.tightened {
+            ctx.ui.warn(&format!(
+                "{} was readable by other users ({how}); it now holds a secret, so tapcred made it readable by you only",
+                r.path.display()
+            ));
+        }
     }
 
     // Summary (no secret: the key id's last 4 characters at most).

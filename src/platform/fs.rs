@@ -182,11 +182,7 @@ pub fn replace_private(path: &Path, prefix: &str, bytes: &[u8]) -> io::Result<()
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(prefix)
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    imp::make_owner_only(tmp.as_file_mut(), false)?;
+    let mut tmp = private_temp_in(dir, prefix)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -281,6 +277,37 @@ pub fn make_private_hint(path: &Path) -> String {
 /// A tag that tells this user apart in a shared temporary directory (`tapcred-<tag>`).
 pub fn user_tag() -> String {
     imp::user_tag()
+}
+
+/// Who owns `path` (its metadata `md`) when that is not this user: words for the owner
+/// ("uid 1000 (alice)"; Windows: `DOMAIN\name`). With `system_ok`, the system's own account
+/// (root; Windows: SYSTEM) counts as not foreign (a shared folder such as `/tmp`). `None`
+/// when it is this user's, or when the owner cannot be read (the write then fails with the
+/// system's own error).
+pub fn foreign_owner(path: &Path, md: &Metadata, system_ok: bool) -> Option<String> {
+    imp::foreign_owner(path, md, system_ok)
+}
+
+/// Words for a file its owner made read-only ("mode 0400"; Windows: "the read-only
+/// attribute is set"), `None` when its owner may write it.
+pub fn read_only(md: &Metadata) -> Option<String> {
+    imp::read_only(md)
+}
+
+/// The command that lets the owner write a read-only file again, for messages.
+pub fn make_writable_hint(path: &Path) -> String {
+    imp::make_writable_hint(path)
+}
+
+/// A temporary file in `dir` for an atomic replace (`persist` renames it over the target):
+/// private to this user from the start (Unix 0600; Windows an owner-only ACL).
+pub fn private_temp_in(dir: &Path, prefix: &str) -> io::Result<tempfile::NamedTempFile> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    imp::make_owner_only(tmp.as_file_mut(), false)?;
+    Ok(tmp)
 }
 
 fn is_reparse_point(md: &Metadata) -> bool {
@@ -440,6 +467,36 @@ mod imp {
 
     pub fn make_private_hint(path: &Path) -> String {
         format!("chmod 600 {}", path.display())
+    }
+
+    pub fn foreign_owner(_path: &Path, md: &Metadata, system_ok: bool) -> Option<String> {
+        let uid = md.uid();
+        if uid == euid() || (system_ok && uid == 0) {
+            return None;
+        }
+        Some(match user_name(uid) {
+            Some(name) => format!("uid {uid} ({name})"),
+            None => format!("uid {uid}"),
+        })
+    }
+
+    /// The login name of `uid` from `/etc/passwd`, for messages (no NSS: a directory user
+    /// is shown by number).
+    fn user_name(uid: u32) -> Option<String> {
+        let text = fs::read_to_string("/etc/passwd").ok()?;
+        text.lines().find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+        })
+    }
+
+    pub fn read_only(md: &Metadata) -> Option<String> {
+        (md.mode() & 0o200 == 0).then(|| format!("mode {:04o}", md.mode() & 0o7777))
+    }
+
+    pub fn make_writable_hint(path: &Path) -> String {
+        format!("chmod u+w {}", path.display())
     }
 
     pub fn user_tag() -> String {
@@ -739,6 +796,35 @@ mod imp {
             "icacls \"{}\" /inheritance:r /grant:r \"%USERNAME%:F\"",
             path.display()
         )
+    }
+
+    pub fn foreign_owner(path: &Path, _md: &Metadata, system_ok: bool) -> Option<String> {
+        // READ_CONTROL is enough to read the owner; backup semantics opens a directory too.
+        let f = OpenOptions::new()
+            .access_mode(READ_CONTROL)
+            .custom_flags(FILE_FLAG_BACKUP_SEMANTICS)
+            .open(path)
+            .ok()?;
+        let me = me().ok()?;
+        let sd = security_of(&f).ok()?;
+        if owner_is(&sd, me) {
+            return None;
+        }
+        let owner = sd.owner().map(|o| o.to_string())?;
+        if system_ok && owner == SYSTEM {
+            return None;
+        }
+        Some(name_of(&owner))
+    }
+
+    pub fn read_only(md: &Metadata) -> Option<String> {
+        md.permissions()
+            .readonly()
+            .then(|| "the read-only attribute is set".to_owned())
+    }
+
+    pub fn make_writable_hint(path: &Path) -> String {
+        format!("attrib -r \"{}\"", path.display())
     }
 
     pub fn user_tag() -> String {

@@ -9,11 +9,16 @@
 //! comments, order, blank lines, unknown keys, other profiles, CRLF line endings (new lines use
 //! the file's style), a missing final newline, indentation.
 //!
-//! Writing: a lock file beside the target (`NAME.tapcred.lock`, `File::lock`) serialises
-//! concurrent tapcred writers; the new text goes to a temporary file in the same directory
-//! (fsync, rename); the first edit keeps the previous file once as `NAME.tapcred.bak`; the
-//! file's permissions are kept (new files are 0600). Values are held as secrets and zeroized;
-//! errors never contain them.
+//! Writing (see [`apply_edits_with`]): a symbolic link is followed to its target; a file or
+//! folder of another user and a read-only file are refused; tapcred's writers are serialised
+//! by a lock file in tapcred's private folder ([`private_dir`]), never beside the AWS file;
+//! the new text goes to a temporary file in the same directory (fsync, rename), and a change
+//! another program made meanwhile is seen (the file is read again before and after the
+//! rename) and the edit redone on it. The file's permissions are kept (new files are private;
+//! a file others can read is made private when it receives a secret). The config file is
+//! kept once, as before tapcred's first edit, in the private folder; the credentials file
+//! never gets a backup (it would be a plaintext copy of the access keys). Values are held as
+//! secrets and zeroized; errors never contain them.
 //!
 //! The line rules are those of aws-config's parser (`aws_runtime::env_config::parse`): a line
 //! starting with `[` is a section header, `#`/`;` at column 0 a comment, a non-blank line
@@ -30,6 +35,7 @@ use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
 use super::load::parse_files;
+use crate::env::{EnvLookup, RealEnv};
 use crate::error::{Error, Result};
 use crate::platform;
 
@@ -133,14 +139,72 @@ impl ProfileEdit {
     }
 }
 
+/// Where the editor keeps what is its own, and whether the config file gets a backup.
+#[derive(Debug, Clone)]
+pub struct EditOptions {
+    /// tapcred's private folder for the editor's lock files and backups (see
+    /// [`private_dir`]); `None` when no home is known (edits are then refused).
+    pub private_dir: Option<PathBuf>,
+    /// Keep the config file as it was before tapcred's first edit (once, in the private
+    /// folder). The credentials file never gets a backup: it would be a second plaintext
+    /// copy of every access key, outliving a key replaced or moved into the vault.
+    pub backup: bool,
+}
+
+impl EditOptions {
+    /// The private folder of this environment ([`private_dir`]), with the config backup.
+    pub fn from_env(env: &dyn EnvLookup) -> EditOptions {
+        EditOptions {
+            private_dir: private_dir(env),
+            backup: true,
+        }
+    }
+
+    /// No backup, whatever the file.
+    pub fn without_backup(mut self) -> EditOptions {
+        self.backup = false;
+        self
+    }
+}
+
+/// The editor's private folder: `aws-files` in tapcred's data directory (owner-only, never
+/// a link). It holds one lock file per edited file, named after the file and keyed by its
+/// real path (`config-<hash>.lock`), and the config backup (`config-<hash>.bak`); nothing
+/// is put beside the AWS files themselves.
+pub fn private_dir(env: &dyn EnvLookup) -> Option<PathBuf> {
+    platform::locations::data_dir(env).map(|d| d.join("aws-files"))
+}
+
+/// The keys whose values are secrets: a file receiving one is made private.
+const SECRET_KEYS: [&str; 3] = [
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_security_token",
+];
+
+/// How often an edit is redone when another program changes the file while tapcred edits
+/// it, before giving up.
+const MAX_ATTEMPTS: u32 = 50;
+
+/// An existing empty file that was just written is read again this often, this far apart,
+/// before it is edited (up to 2 s: another program's write may be stalled halfway).
+const EMPTY_LOOKS: u32 = 100;
+const EMPTY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// What [`apply_edits`] did; [`EditReceipt::restore`] undoes it.
 pub struct EditReceipt {
+    /// The file written (a symbolic link's target).
     pub path: PathBuf,
     pub file: AwsFile,
     /// Whether the file's bytes changed (false: the edits were already in place).
     pub changed: bool,
-    /// The backup written by this edit (the first tapcred edit of that file), if any.
+    /// The backup written by this edit (the first tapcred edit of a config file), if any.
     pub backup: Option<PathBuf>,
+    /// The file was readable by others and received a secret, so it was made private: how
+    /// it was open ("mode 0644"), for the caller's warning.
+    pub tightened: Option<String>,
+    /// The lock that serialises tapcred's writers of this file.
+    lock_path: PathBuf,
     /// The file before (None: it did not exist).
     previous: Option<Zeroizing<Vec<u8>>>,
     /// The file as written.
@@ -156,6 +220,7 @@ impl fmt::Debug for EditReceipt {
             .field("file", &self.file)
             .field("changed", &self.changed)
             .field("backup", &self.backup)
+            .field("tightened", &self.tightened)
             .field("existed", &self.previous.is_some())
             .finish_non_exhaustive()
     }
@@ -170,15 +235,15 @@ impl EditReceipt {
         if !self.changed {
             return Ok(());
         }
-        let target = real_path(&self.path);
-        let _lock = lock(&target, self.file)?;
-        let current = read_bytes(&target, self.file)?;
+        let target = &self.path;
+        let _lock = lock(&self.lock_path, self.file)?;
+        let current = read_bytes(target, self.file)?;
         if current.as_deref().map(|c| c.as_slice()) == Some(self.written.as_slice()) {
             return match &self.previous {
-                Some(prev) => write_atomic(&target, self.file, prev, true),
-                None => fs::remove_file(&target).map_err(|e| {
+                Some(prev) => write_atomic(target, self.file, prev, Perms::Keep),
+                None => fs::remove_file(target).map_err(|e| {
                     io_error(
-                        &target,
+                        target,
                         self.file,
                         "cannot remove the file created by this edit",
                         &e,
@@ -189,57 +254,129 @@ impl EditReceipt {
         let Some(current) = current else {
             return Ok(());
         };
-        let text = utf8(&target, self.file, current)?;
+        let text = utf8(target, self.file, current)?;
         let out = edit_text(&text, self.file, &self.inverse)?;
         if out.as_bytes() != text.as_bytes() {
-            write_atomic(&target, self.file, out.as_bytes(), true)?;
+            write_atomic(target, self.file, out.as_bytes(), Perms::Keep)?;
         }
         Ok(())
     }
 }
 
-/// Apply `edits` to the file at `path` (created if missing), under the lock, atomically.
+/// Apply `edits` to the file at `path` (created if missing), under the lock, atomically,
+/// with the private folder and backup rule of the process environment
+/// ([`EditOptions::from_env`]).
 pub fn apply_edits(path: &Path, file: AwsFile, edits: &[ProfileEdit]) -> Result<EditReceipt> {
-    let target = real_path(path);
+    apply_edits_with(path, file, edits, &EditOptions::from_env(&RealEnv))
+}
+
+/// Apply `edits` to the file at `path` (created if missing).
+///
+/// - A symbolic link is followed to its target, which is what gets written (the link stays);
+///   a link to nothing is refused.
+/// - The person's intent is kept: a file (or, for a new file, a folder) owned by another
+///   user is refused (as under `sudo`), and so is a read-only file; a file others can read
+///   that receives a secret is made private ([`EditReceipt::tightened`]); otherwise the
+///   file's permissions are kept (new files are private).
+/// - tapcred's writers of one file are serialised by a lock in the private folder; another
+///   program's change made while tapcred edits is not overwritten: the file is read again
+///   just before the rename, and again through the replaced file after it (a writer that
+///   writes in place, as `aws configure set` does), and the edit is redone on what was found.
+pub fn apply_edits_with(
+    path: &Path,
+    file: AwsFile,
+    edits: &[ProfileEdit],
+    opts: &EditOptions,
+) -> Result<EditReceipt> {
+    let target = resolve_target(path, file)?;
+    check_intent(&target, file)?;
     if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_dir(dir, file)?;
     }
-    let _lock = lock(&target, file)?;
-    let previous = read_bytes(&target, file)?;
-    let text = match &previous {
-        Some(bytes) => utf8(&target, file, bytes.clone())?,
-        None => Zeroizing::new(String::new()),
-    };
-    if previous.is_some() {
-        parse_files(&[(file.kind(), &target, &text)])?;
-    }
-    let inverse = inverse_edits(&text, file, edits);
-    let out = edit_text(&text, file, edits)?;
-    let changed = previous.is_none() || out.as_bytes() != text.as_bytes();
+    let state = state_paths(opts, &target, file)?;
+    let _lock = lock(&state.lock, file)?;
+    let tightened = edits
+        .iter()
+        .flat_map(|e| &e.set)
+        .any(|(k, _)| SECRET_KEYS.contains(&k.to_ascii_lowercase().as_str()))
+        .then(|| platform::fs::others_can_read(&target))
+        .flatten();
     let mut backup = None;
-    if changed {
-        if let Some(prev) = previous
-            .as_ref()
-            .filter(|_| !edits.iter().any(|e| e.no_backup))
+    // What another program wrote into the file this edit replaced (found after the rename):
+    // the next attempt edits that instead of what is on disk.
+    let mut lost_to_rename: Option<Zeroizing<Vec<u8>>> = None;
+    for _ in 0..MAX_ATTEMPTS {
+        let (mut held, on_disk) = open_current(&target, file)?;
+        let base = lost_to_rename.take().or_else(|| on_disk.clone());
+        let text = match &base {
+            Some(bytes) => utf8(&target, file, bytes.clone())?,
+            None => Zeroizing::new(String::new()),
+        };
+        if base.is_some()
+            && let Err(e) = parse_files(&[(file.kind(), &target, &text)])
         {
-            let bak = sibling(&target, ".tapcred.bak");
-            if fs::symlink_metadata(&bak).is_err() {
-                write_new_private(&bak, prev)
-                    .map_err(|e| io_error(&bak, file, "cannot write the backup", &e))?;
-                backup = Some(bak);
+            // Half of another program's write is not the person's mistake: look again.
+            if read_bytes(&target, file)? != on_disk {
+                continue;
             }
+            return Err(e);
         }
-        write_atomic(&target, file, out.as_bytes(), previous.is_some())?;
+        let inverse = inverse_edits(&text, file, edits);
+        let out = edit_text(&text, file, edits)?;
+        let changed = on_disk.as_deref().map(|b| b.as_slice()) != Some(out.as_bytes());
+        let receipt = |changed: bool, backup: Option<PathBuf>| EditReceipt {
+            path: target.clone(),
+            file,
+            changed,
+            backup,
+            tightened: tightened.clone().filter(|_| changed),
+            lock_path: state.lock.clone(),
+            previous: base.clone(),
+            written: Zeroizing::new(out.as_bytes().to_vec()),
+            inverse: inverse.clone(),
+        };
+        if !changed {
+            return Ok(receipt(false, None));
+        }
+        if opts.backup
+            && !edits.iter().any(|e| e.no_backup)
+            && file == AwsFile::Config
+            && backup.is_none()
+            && let Some(prev) = &base
+            && fs::symlink_metadata(&state.backup).is_err()
+        {
+            write_new_private(&state.backup, prev)
+                .map_err(|e| io_error(&state.backup, file, "cannot write the backup", &e))?;
+            backup = Some(state.backup.clone());
+        }
+        let perms = match (&tightened, &on_disk) {
+            (Some(_), _) | (None, None) => Perms::Private,
+            (None, Some(_)) => Perms::Keep,
+        };
+        let tmp = write_temp(&target, file, out.as_bytes(), perms)?;
+        // Just before the rename: is the file still what this edit was based on?
+        if read_bytes(&target, file)? != on_disk {
+            continue;
+        }
+        tmp.persist(&target)
+            .map_err(|e| io_error(&target, file, "cannot write", &e.error))?;
+        sync_dir(&target);
+        // A writer that had the file open writes into the one just replaced: look at it
+        // (empty: halfway through such a write, or nothing to keep).
+        if let Some(f) = held.as_mut()
+            && let Some(after) = settled(f)
+            && Some(&after) != on_disk.as_ref()
+        {
+            lost_to_rename = Some(after);
+            continue;
+        }
+        return Ok(receipt(true, backup));
     }
-    Ok(EditReceipt {
-        path: target,
-        file,
-        changed,
-        backup,
-        previous,
-        written: Zeroizing::new(out.as_bytes().to_vec()),
-        inverse,
-    })
+    Err(Error::config(format!(
+        "{}: the AWS {} file kept changing while tapcred edited it ({MAX_ATTEMPTS} tries): another program is writing it; run again when it is done",
+        target.display(),
+        file.what()
+    )))
 }
 
 /// Remove `keys` from `profile` (every occurrence), like [`apply_edits`].
@@ -259,7 +396,8 @@ pub fn remove_keys(
 /// The (lower-cased) keys `profile` has in the file at `path` (empty when the file or the
 /// section is missing).
 pub fn keys_in(path: &Path, file: AwsFile, profile: &str) -> Result<Vec<String>> {
-    let Some(bytes) = read_bytes(&real_path(path), file)? else {
+    let real = resolve_target(path, file).unwrap_or_else(|_| path.to_owned());
+    let Some(bytes) = read_bytes(&real, file)? else {
         return Ok(Vec::new());
     };
     let text = utf8(path, file, bytes)?;
@@ -728,18 +866,150 @@ fn inverse_edits(text: &str, file: AwsFile, edits: &[ProfileEdit]) -> Vec<Profil
 
 // ---------------------------------------------------------------- files, lock, atomic write
 
-/// Follow a symlink to the file it names, so the rename replaces the file, not the link.
-fn real_path(path: &Path) -> PathBuf {
+/// The file an edit writes: `path`, or the file a symbolic link at `path` leads to (so the
+/// rename replaces that file and the link stays). A link that leads nowhere is refused
+/// rather than replaced by a regular file (which would silently cut the link, say into a
+/// dotfiles repository) or followed into creating its target (a folder tapcred did not
+/// choose).
+fn resolve_target(path: &Path, file: AwsFile) -> Result<PathBuf> {
     match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path).unwrap_or(path.to_owned()),
-        _ => path.to_owned(),
+        Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path).map_err(|e| {
+            let dest = fs::read_link(path)
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "?".to_owned());
+            let why = match e.kind() {
+                io::ErrorKind::NotFound => "does not exist".to_owned(),
+                _ => format!("cannot be followed ({e})"),
+            };
+            Error::config(format!(
+                "{}: the AWS {} file is a symbolic link to {dest}, which {why}; create the file it leads to, or remove the link, then run again",
+                path.display(),
+                file.what()
+            ))
+        }),
+        _ => Ok(path.to_owned()),
     }
 }
 
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(suffix);
-    path.with_file_name(name)
+/// What the person's files say about being written: another user's file (or, for a new
+/// file, another user's folder: the file would be ours in their folder, as after `sudo -E`)
+/// and a read-only file are refused with the fix.
+fn check_intent(target: &Path, file: AwsFile) -> Result<()> {
+    let (at, md, system_ok) = match fs::metadata(target) {
+        Ok(md) => (target.to_owned(), md, false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // The folder the new file goes in, or the nearest one that exists.
+            let Some((dir, md)) = target
+                .ancestors()
+                .skip(1)
+                .filter(|d| !d.as_os_str().is_empty())
+                .find_map(|d| fs::metadata(d).ok().map(|md| (d.to_owned(), md)))
+            else {
+                return Ok(());
+            };
+            (dir, md, true)
+        }
+        // Reported by the read that follows, with its own words.
+        Err(_) => return Ok(()),
+    };
+    if let Some(owner) = platform::fs::foreign_owner(&at, &md, system_ok) {
+        let what = if system_ok {
+            format!("the folder for the AWS {} file", file.what())
+        } else {
+            format!("the AWS {} file", file.what())
+        };
+        return Err(Error::config(format!(
+            "{}: {what} belongs to {owner}, not to you; tapcred does not write another user's files: run it as that user (without sudo), or set AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE to files of yours",
+            at.display()
+        )));
+    }
+    if !system_ok && let Some(how) = platform::fs::read_only(&md) {
+        return Err(Error::config(format!(
+            "{}: the AWS {} file is read-only ({how}), so tapcred leaves it alone; run `{}` to let tapcred edit it, or make the change by hand",
+            at.display(),
+            file.what(),
+            platform::fs::make_writable_hint(&at)
+        )));
+    }
+    Ok(())
+}
+
+/// The editor's own files for `target`, in the private folder.
+struct StatePaths {
+    lock: PathBuf,
+    backup: PathBuf,
+}
+
+/// `NAME-<hash>` for `target`: its file name (for people) and a hash of its real path (two
+/// names, links or spellings of one file share a lock).
+fn state_paths(opts: &EditOptions, target: &Path, file: AwsFile) -> Result<StatePaths> {
+    let Some(dir) = &opts.private_dir else {
+        return Err(Error::config(format!(
+            "{}: cannot edit the AWS {} file: no home folder is known for tapcred's private folder; set {}",
+            target.display(),
+            file.what(),
+            platform::locations::HOME_VAR
+        )));
+    };
+    prepare_private_dir(dir)?;
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    let stem = format!("{name}-{}", path_hash(target));
+    Ok(StatePaths {
+        lock: dir.join(format!("{stem}.lock")),
+        backup: dir.join(format!("{stem}.bak")),
+    })
+}
+
+/// The lock file the editor uses for the file at `path` (tests, `doctor`).
+pub fn lock_path(opts: &EditOptions, path: &Path, file: AwsFile) -> Result<PathBuf> {
+    Ok(state_paths(opts, &resolve_target(path, file)?, file)?.lock)
+}
+
+/// A short hash of the real path of `target` (its folder resolved; the file may not exist).
+fn path_hash(target: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let real = match (target.parent(), target.file_name()) {
+        (Some(dir), Some(name)) => fs::canonicalize(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })
+        .map(|d| d.join(name))
+        .unwrap_or_else(|_| target.to_owned()),
+        _ => target.to_owned(),
+    };
+    let digest = Sha256::digest(real.as_os_str().as_encoded_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn prepare_private_dir(dir: &Path) -> Result<()> {
+    use platform::fs::DirProblem;
+    let fix = "remove it or set XDG_DATA_HOME";
+    let shown = dir.display();
+    if fs::symlink_metadata(dir).is_err()
+        && let Err(e) = platform::fs::create_private_dir_all(dir)
+        && e.kind() != io::ErrorKind::AlreadyExists
+    {
+        return Err(Error::io(format!(
+            "{shown}: cannot create tapcred's private folder for AWS file locks ({e}); check its parent's permissions or set XDG_DATA_HOME"
+        )));
+    }
+    let why = match platform::fs::check_private_dir(dir) {
+        Ok(_) => return Ok(()),
+        Err(DirProblem::Missing) => "vanished while it was prepared".to_owned(),
+        Err(DirProblem::Unreadable(e)) => format!("is unreadable ({e})"),
+        Err(DirProblem::Link) => format!(
+            "is a symbolic link, which tapcred does not follow for its private folder; {fix}"
+        ),
+        Err(DirProblem::NotDir(what)) => format!("is {what}, not a folder; {fix}"),
+        Err(DirProblem::Foreign(owner)) => format!("belongs to {owner}, not to you; {fix}"),
+        Err(DirProblem::CannotTighten(e)) => {
+            format!("is open to others and cannot be made private ({e})")
+        }
+    };
+    Err(Error::io(format!(
+        "{shown}: tapcred's private folder for AWS file locks {why}"
+    )))
 }
 
 fn io_error(path: &Path, file: AwsFile, what: &str, e: &io::Error) -> Error {
@@ -758,31 +1028,92 @@ fn create_dir(dir: &Path, file: AwsFile) -> Result<()> {
         .map_err(|e| io_error(dir, file, "cannot create the directory", &e))
 }
 
-/// Hold an exclusive lock on `NAME.tapcred.lock` beside the file until dropped.
-fn lock(target: &Path, file: AwsFile) -> Result<File> {
-    let path = sibling(target, ".tapcred.lock");
-    let f = match platform::fs::open_lock_file(&path, true) {
+/// Hold an exclusive lock on the lock file at `path` until dropped. The file stays (removing
+/// a lock file another process has open would let a third one lock a new file of the same
+/// name); it is in the private folder, not beside the AWS file.
+fn lock(path: &Path, file: AwsFile) -> Result<File> {
+    let f = match platform::fs::open_lock_file(path, true) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            platform::fs::open_lock_file(&path, false)
+            platform::fs::open_lock_file(path, false)
         }
         r => r,
     }
-    .map_err(|e| io_error(&path, file, "cannot open the lock file", &e))?;
+    .map_err(|e| io_error(path, file, "cannot open the lock file", &e))?;
     f.lock()
-        .map_err(|e| io_error(&path, file, "cannot lock", &e))?;
+        .map_err(|e| io_error(path, file, "cannot lock", &e))?;
     Ok(f)
+}
+
+fn read_error(path: &Path, file: AwsFile, e: &io::Error) -> Error {
+    Error::config(format!(
+        "{}: cannot read the AWS {} file: {e}; check its permissions",
+        path.display(),
+        file.what()
+    ))
 }
 
 fn read_bytes(path: &Path, file: AwsFile) -> Result<Option<Zeroizing<Vec<u8>>>> {
     match fs::read(path) {
         Ok(b) => Ok(Some(Zeroizing::new(b))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::config(format!(
-            "{}: cannot read the AWS {} file: {e}; check its permissions",
-            path.display(),
-            file.what()
-        ))),
+        Err(e) => Err(read_error(path, file, &e)),
     }
+}
+
+/// A file's bytes, wiped on drop.
+type Bytes = Zeroizing<Vec<u8>>;
+
+/// The file, open (kept to see what a writer that has it open writes after the rename), and
+/// its bytes; `(None, None)` when it does not exist. An empty file is what another
+/// program's in-place write (truncate, then write) looks like halfway, so it is read again
+/// a few times before it is taken as empty.
+fn open_current(path: &Path, file: AwsFile) -> Result<(Option<File>, Option<Bytes>)> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((None, None)),
+        Err(e) => return Err(read_error(path, file, &e)),
+    };
+    let mut bytes = reread(&mut f).map_err(|e| read_error(path, file, &e))?;
+    let mut looks = 0;
+    while bytes.is_empty() && looks < EMPTY_LOOKS && just_written(&f) {
+        looks += 1;
+        std::thread::sleep(EMPTY_PAUSE);
+        bytes = reread(&mut f).map_err(|e| read_error(path, file, &e))?;
+    }
+    Ok((Some(f), Some(bytes)))
+}
+
+/// Whether the open file was modified in the last two seconds (an empty file that old is
+/// taken as empty at once).
+fn just_written(f: &File) -> bool {
+    f.metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_none_or(|age| age < std::time::Duration::from_secs(2))
+}
+
+/// The bytes of the open file once it is not empty (read again [`EMPTY_LOOKS`] times);
+/// `None` when it stays empty or cannot be read.
+fn settled(f: &mut File) -> Option<Zeroizing<Vec<u8>>> {
+    for look in 0..=EMPTY_LOOKS {
+        let bytes = reread(f).ok()?;
+        if !bytes.is_empty() {
+            return Some(bytes);
+        }
+        if look < EMPTY_LOOKS {
+            std::thread::sleep(EMPTY_PAUSE);
+        }
+    }
+    None
+}
+
+fn reread(f: &mut File) -> io::Result<Zeroizing<Vec<u8>>> {
+    use std::io::{Read, Seek};
+    f.rewind()?;
+    let mut buf = Zeroizing::new(Vec::new());
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 fn utf8(path: &Path, file: AwsFile, bytes: Zeroizing<Vec<u8>>) -> Result<Zeroizing<String>> {
@@ -796,31 +1127,59 @@ fn utf8(path: &Path, file: AwsFile, bytes: Zeroizing<Vec<u8>>) -> Result<Zeroizi
     }
 }
 
-/// Temp file in the same directory → write → fsync → rename over `target` → fsync the
-/// directory. The permissions are the existing file's; a new file is private (the temporary
-/// file is created 0600 on Unix; on Windows it inherits the profile directory's ACL).
-fn write_atomic(target: &Path, file: AwsFile, data: &[u8], existed: bool) -> Result<()> {
+/// The permissions a rewritten file gets.
+#[derive(Clone, Copy)]
+enum Perms {
+    /// The existing file's.
+    Keep,
+    /// Private to this user (a new file, or one that receives a secret).
+    Private,
+}
+
+/// The new text in a temporary file in the target's directory, fsynced, ready to be
+/// renamed over it.
+fn write_temp(
+    target: &Path,
+    file: AwsFile,
+    data: &[u8],
+    perms: Perms,
+) -> Result<tempfile::NamedTempFile> {
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
-    let res = (|| -> io::Result<()> {
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tapcred-")
-            .suffix(".tmp")
-            .tempfile_in(&dir)?;
-        if existed && let Ok(md) = fs::metadata(target) {
+    let res = (|| -> io::Result<tempfile::NamedTempFile> {
+        let mut tmp = platform::fs::private_temp_in(&dir, ".tapcred-")?;
+        if let Perms::Keep = perms
+            && let Ok(md) = fs::metadata(target)
+        {
             fs::set_permissions(tmp.path(), md.permissions())?;
         }
         tmp.write_all(data)?;
         tmp.as_file().sync_all()?;
-        tmp.persist(target).map_err(|e| e.error)?;
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        Ok(tmp)
     })();
     res.map_err(|e| io_error(target, file, "cannot write", &e))
+}
+
+/// Make a rename in the target's directory durable.
+fn sync_dir(target: &Path) {
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Temp file → rename over `target` → fsync the directory (restore's write, under the lock).
+fn write_atomic(target: &Path, file: AwsFile, data: &[u8], perms: Perms) -> Result<()> {
+    let tmp = write_temp(target, file, data, perms)?;
+    tmp.persist(target)
+        .map_err(|e| io_error(target, file, "cannot write", &e.error))?;
+    sync_dir(target);
+    Ok(())
 }
 
 /// A new file, private, never replacing an existing one or following a link.

@@ -4,6 +4,21 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// The editor's private folder for these tests (one per test process, not the real one).
+fn test_opts() -> EditOptions {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    EditOptions {
+        private_dir: Some(dir.path().join("aws-files")),
+        backup: true,
+    }
+}
+
+/// [`super::apply_edits`] with the tests' private folder.
+fn apply_edits(path: &Path, file: AwsFile, edits: &[ProfileEdit]) -> Result<EditReceipt> {
+    apply_edits_with(path, file, edits, &test_opts())
+}
+
 fn edit(text: &str, file: AwsFile, e: ProfileEdit) -> String {
     edit_text(text, file, &[e]).unwrap().to_string()
 }
@@ -294,33 +309,42 @@ fn mode(p: &Path) -> u32 {
 #[test]
 fn apply_creates_private_files_backs_up_once_and_restores() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("aws/credentials");
+    let path = dir.path().join("aws/config");
     let r1 = apply_edits(
         &path,
-        AwsFile::Credentials,
-        &[ProfileEdit::new("u").set("aws_access_key_id", "AKIAIOSFODNN7EXAMPLE")],
+        AwsFile::Config,
+        &[ProfileEdit::new("u").set("region", "eu-west-1")],
     )
     .unwrap();
     assert!(r1.changed && r1.backup.is_none());
+    let lock = lock_path(&test_opts(), &path, AwsFile::Config).unwrap();
+    assert!(lock.starts_with(test_opts().private_dir.unwrap()));
     #[cfg(unix)]
     {
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700);
-        assert_eq!(mode(&sibling(&path, ".tapcred.lock")), 0o600);
+        assert_eq!(mode(&lock), 0o600);
     }
+    let beside: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
+    assert_eq!(beside.len(), 1, "nothing but the file beside it");
     let first = fs::read_to_string(&path).unwrap();
     let r2 = apply_edits(
         &path,
-        AwsFile::Credentials,
+        AwsFile::Config,
         &[ProfileEdit::new("u").set("x", "1")],
     )
     .unwrap();
-    let bak = sibling(&path, ".tapcred.bak");
-    assert_eq!(r2.backup.as_deref(), Some(bak.as_path()));
+    let bak = r2
+        .backup
+        .clone()
+        .expect("the first edit of an existing file keeps it");
+    assert!(bak.starts_with(test_opts().private_dir.unwrap()));
     assert_eq!(fs::read_to_string(&bak).unwrap(), first);
+    #[cfg(unix)]
+    assert_eq!(mode(&bak), 0o600);
     let r3 = apply_edits(
         &path,
-        AwsFile::Credentials,
+        AwsFile::Config,
         &[ProfileEdit::new("u").set("x", "2")],
     )
     .unwrap();
@@ -329,7 +353,7 @@ fn apply_creates_private_files_backs_up_once_and_restores() {
     // Unchanged edits write nothing.
     let r4 = apply_edits(
         &path,
-        AwsFile::Credentials,
+        AwsFile::Config,
         &[ProfileEdit::new("u").set("x", "2")],
     )
     .unwrap();
@@ -346,6 +370,25 @@ fn apply_creates_private_files_backs_up_once_and_restores() {
     );
 }
 
+#[test]
+fn the_credentials_file_never_gets_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("credentials");
+    fs::write(&path, "[u]\naws_secret_access_key = OLDSECRET\n").unwrap();
+    let r = apply_edits(
+        &path,
+        AwsFile::Credentials,
+        &[ProfileEdit::new("u").remove("aws_secret_access_key")],
+    )
+    .unwrap();
+    assert!(r.changed && r.backup.is_none());
+    let private = test_opts().private_dir.unwrap();
+    for e in fs::read_dir(&private).unwrap() {
+        let b = fs::read(e.unwrap().path()).unwrap();
+        assert!(!b.windows(9).any(|w| w == b"OLDSECRET"));
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn apply_keeps_the_existing_mode() {
@@ -356,14 +399,14 @@ fn apply_keeps_the_existing_mode() {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
     }
-    apply_edits(
+    let r = apply_edits(
         &path,
         AwsFile::Config,
         &[ProfileEdit::new("default").set("region", "b")],
     )
     .unwrap();
     assert_eq!(mode(&path), 0o640);
-    assert_eq!(mode(&sibling(&path, ".tapcred.bak")), 0o600);
+    assert!(r.tightened.is_none());
 }
 
 #[test]
