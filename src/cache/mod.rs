@@ -8,6 +8,7 @@
 //! locks/<sha256-hex>.lock      single-flight lock per session key (flock semantics)
 //! locks/serial-<hex>.lock      lock around "pick a TOTP window → read code → record it"
 //! steps/<hex>.json             the step ledger: last TOTP window end used per mfa_serial
+//! ids/<stamp>                  whose key a sealed vault entry holds (see `identity`)
 //! ```
 //!
 //! Rules: writes are atomic (temp file in the same directory, fsync, rename, fsync of the
@@ -19,6 +20,7 @@
 //! [`Ui::warn`]; everything then works without it. Locks and the step ledger then live in
 //! `$TMPDIR/tapcred-<uid>` so that single flight and "never reuse a code" still hold.
 
+mod identity;
 mod key;
 mod ledger;
 mod lock;
@@ -41,6 +43,7 @@ use crate::platform::fs::{self as pfs, DirProblem, ReadError};
 use crate::token::EnvLookup;
 use crate::ui::Ui;
 
+pub use identity::key_identity;
 pub use key::{CacheKey, CacheKeyBuilder, SessionKind};
 pub use ledger::{MIN_CODE_SECONDS_LEFT, plan_code_time};
 pub use lock::LockGuard;

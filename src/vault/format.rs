@@ -437,6 +437,20 @@ impl VaultFile {
         self.entries.keys()
     }
 
+    /// A digest of one sealed entry as stored (name, nonce, ciphertext), known without any
+    /// key; `None` when the entry is absent. Every write of the entry draws a new nonce, so
+    /// the digest changes whenever the entry is written again (the session cache tells
+    /// which key an entry holds by it without an unlock).
+    pub fn sealed_digest(&self, name: &EntryName) -> Option<[u8; 32]> {
+        let e = self.entries.get(name)?;
+        let mut h = Sha256::new();
+        h.update(name.aad());
+        h.update(e.nonce);
+        h.update((e.sealed.len() as u64).to_be_bytes());
+        h.update(&e.sealed);
+        Some(h.finalize().into())
+    }
+
     /// Unwrap the data key with unlocker `id`'s output and check the whole file's MAC.
     pub fn open(&self, id: &str, output: &[u8]) -> Result<OpenVault, VaultError> {
         let u = self
