@@ -77,9 +77,9 @@ fn another_users_key_in_the_vault_is_not_served_the_first_users_session() {
     let mut home = Home::empty();
     // A role without MFA: every call is signed by the vault's key alone, so the session
     // shows whose key signed it.
-    home.write_config(&format!(
-        "[profile app]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/chained-role\nregion = us-east-1\n"
-    ));
+    home.write_config(
+        "[profile app]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/chained-role\nregion = us-east-1\n",
+    );
     home.write_credentials(&keys(design::ACCESS_KEY_ID, design::SECRET_ACCESS_KEY));
     let vault = home.path().join("data/tapcred/vault");
     home.set("TAPCRED_VAULT", vault.to_str().unwrap());
