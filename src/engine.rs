@@ -102,6 +102,7 @@ pub fn credentials(
     // Nothing reads it unless a cache miss needs a code or a key from the vault.
     let vault = Rc::new(VaultSession::from_env(env));
     let token_vault = vault.clone();
+    let stamp_vault = vault.clone();
     let mut engine = Engine::new(
         &cache,
         ui,
@@ -115,12 +116,28 @@ pub fn credentials(
     )
     .with_base_keys(Box::new(move |b: &BaseCredentials| {
         vault_base_keys(&vault, b, env, ui)
+    }))
+    .with_vault_stamp(Box::new(move |b: &BaseCredentials| {
+        vault_stamp(&stamp_vault, b)
     }));
     let (credentials, from_cache) = engine.obtain(&profile, &target, opts, session_seconds)?;
-    drop(engine);
-    if let Some(last) = plan(&profile, &target, opts, session_seconds).last() {
-        warm::remember(&cache, name, opts, &profiles, &rec, &last.key, ui);
+    if let Some(key) = &engine.final_key {
+        // Keys in the vault: the warm index is valid only while the vault's entry is the
+        // one whose identity went into the key.
+        let vault_entry = match (&profile.base.in_vault, &engine.stamp) {
+            (None, _) => Some(None),
+            (Some(path), Some(stamp)) => Some(Some(warm::VaultEntry {
+                path: path.clone(),
+                profile: profile.base.origin.clone(),
+                stamp: stamp.clone(),
+            })),
+            (Some(_), None) => None,
+        };
+        if let Some(vault_entry) = vault_entry {
+            warm::remember(&cache, name, opts, &profiles, &rec, key, vault_entry, ui);
+        }
     }
+    drop(engine);
     Ok(Obtained {
         credentials,
         profile,
@@ -149,6 +166,18 @@ pub fn vault_base_keys(
             }
             vault.access_key(&b.origin, env, ui)
         }
+    }
+}
+
+/// The stamp of the vault entry holding `b`'s access key ([`VaultSession::sealed_digest`]),
+/// read without an unlock; `None` for keys outside the vault or an entry not found (the key
+/// fetch then says why).
+pub fn vault_stamp(vault: &VaultSession, b: &BaseCredentials) -> Result<Option<String>> {
+    match &b.in_vault {
+        Some(path) if vault.path() == Some(path.as_path()) => {
+            vault.sealed_digest(&crate::vault::EntryName::access_key(&b.origin))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -244,6 +273,9 @@ pub type TokenFactory<'a> = Box<dyn FnMut(&Mfa) -> Result<Box<dyn TokenSource>> 
 /// The long-term keys at the root of a chain, asked for only when an STS call needs them
 /// (keys in the vault cost an unlock; a cache hit never asks).
 pub type BaseKeysFactory<'a> = Box<dyn FnMut(&BaseCredentials) -> Result<Credentials> + 'a>;
+/// The stamp of the sealed vault entry holding the base keys, without an unlock
+/// ([`vault_stamp`]); `None` when unknown.
+pub type VaultStampFactory<'a> = Box<dyn FnMut(&BaseCredentials) -> Result<Option<String>> + 'a>;
 
 /// One STS call of a planned chain.
 #[derive(Debug, Clone, Copy)]
@@ -266,12 +298,14 @@ struct Planned<'p> {
     key: CacheKey,
 }
 
-/// The STS calls for `p`, with the MFA-session rule applied and a cache key per call.
+/// The STS calls for `p`, with the MFA-session rule applied and a cache key per call;
+/// `source` is the identity of the base keys ([`cache::key_identity`]).
 fn plan<'p>(
     p: &'p ResolvedProfile,
     target: &StsTarget,
     opts: &Options,
     session_seconds: u32,
+    source: &str,
 ) -> Vec<Planned<'p>> {
     let long_term_base = p.base.session_token.is_none();
     let mut calls: Vec<(&'p str, Call<'p>)> = Vec::new();
@@ -340,7 +374,7 @@ fn plan<'p>(
                 .clone()
                 .unwrap_or_else(|| format!("https://sts.{}.amazonaws.com", target.region));
             let mut b = CacheKey::builder(kind)
-                .source(&p.base.cache_identity())
+                .source(source)
                 .endpoint(Some(&endpoint));
             if let Some(k) = &prev {
                 b = b.chain(k.hex());
@@ -393,8 +427,15 @@ pub struct Engine<'a> {
     sts: Option<Box<dyn StsApi>>,
     token_factory: TokenFactory<'a>,
     base_keys: BaseKeysFactory<'a>,
+    vault_stamp: VaultStampFactory<'a>,
+    /// Base keys already fetched to learn their identity (used to sign, not fetched again).
+    fetched_base: Option<Credentials>,
     /// Codes obtained by this engine (0 and no STS client = nothing happened yet).
     codes_read: usize,
+    /// The last [`Engine::obtain`]'s final cache key (None without STS steps)…
+    pub final_key: Option<CacheKey>,
+    /// …and the stamp of the vault entry its identity was taken from.
+    pub stamp: Option<String>,
 }
 
 impl<'a> Engine<'a> {
@@ -418,7 +459,11 @@ impl<'a> Engine<'a> {
                     p.display()
                 ))),
             }),
+            vault_stamp: Box::new(|_: &BaseCredentials| Ok(None)),
+            fetched_base: None,
             codes_read: 0,
+            final_key: None,
+            stamp: None,
         }
     }
 
@@ -426,6 +471,44 @@ impl<'a> Engine<'a> {
     pub fn with_base_keys(mut self, f: BaseKeysFactory<'a>) -> Self {
         self.base_keys = f;
         self
+    }
+
+    /// How to stamp the vault entry of keys kept in the vault (default: never known, so
+    /// their identity costs an unlock).
+    pub fn with_vault_stamp(mut self, f: VaultStampFactory<'a>) -> Self {
+        self.vault_stamp = f;
+        self
+    }
+
+    /// The identity of `base`'s access key. Keys in a file: a hash of their id. Keys in the
+    /// vault: the identity recorded for the entry's stamp, else the vault is opened (the
+    /// keys are kept to sign with) and the identity recorded for that stamp.
+    fn source_identity(&mut self, base: &BaseCredentials) -> Result<String> {
+        self.stamp = None;
+        if base.in_vault.is_none() {
+            return Ok(cache::key_identity(&base.access_key_id));
+        }
+        let stamp = (self.vault_stamp)(base)?;
+        if let Some(id) = stamp.as_deref().and_then(|s| self.cache.known_identity(s)) {
+            self.stamp = stamp;
+            return Ok(id);
+        }
+        let keys = (self.base_keys)(base)?;
+        let id = cache::key_identity(&keys.access_key_id);
+        if let Some(s) = &stamp {
+            self.cache.remember_identity(s, &id, self.ui);
+        }
+        self.fetched_base = Some(keys);
+        self.stamp = stamp;
+        Ok(id)
+    }
+
+    /// The base keys: those fetched already, else from the factory.
+    fn base_credentials(&mut self, base: &BaseCredentials) -> Result<Credentials> {
+        match self.fetched_base.take() {
+            Some(c) => Ok(c),
+            None => (self.base_keys)(base),
+        }
     }
 
     /// Credentials for `p`, and whether they came from the cache without any STS call.
@@ -436,11 +519,24 @@ impl<'a> Engine<'a> {
         opts: &Options,
         session_seconds: u32,
     ) -> Result<(Credentials, bool)> {
-        let steps = plan(p, target, opts, session_seconds);
-        let Some(last) = steps.last() else {
-            return Ok(((self.base_keys)(&p.base)?, false));
-        };
+        self.final_key = None;
+        if p.steps.is_empty() {
+            return Ok((self.base_credentials(&p.base)?, false));
+        }
         let use_cache = !opts.no_cache && self.cache.enabled();
+        // Without the cache the keys name nothing: no unlock just to learn an identity.
+        let source = if use_cache {
+            self.source_identity(&p.base)?
+        } else {
+            String::from("uncached")
+        };
+        let steps = plan(p, target, opts, session_seconds, &source);
+        let Some(last) = steps.last() else {
+            return Ok((self.base_credentials(&p.base)?, false));
+        };
+        if use_cache {
+            self.final_key = Some(last.key.clone());
+        }
         if use_cache && let Some(e) = self.cache.get(&last.key, ADVISORY_WINDOW) {
             tracing::debug!(profile = p.name, "session cache hit");
             return Ok((e.credentials, true));
@@ -551,7 +647,7 @@ impl<'a> Engine<'a> {
             };
             let signing = match creds.take() {
                 Some(c) => c,
-                None => match (self.base_keys)(&p.base) {
+                None => match self.base_credentials(&p.base) {
                     Ok(c) => c,
                     Err(err) => {
                         // Keys that could not be read (no vault, no key to open it): no

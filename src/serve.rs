@@ -20,10 +20,17 @@
 //!
 //! A small blocking HTTP/1.1 server on `std::net::TcpListener` (request heads parsed by
 //! `httparse`), built to survive a hostile local process:
-//! - at most [`Limits::max_connections`] connections at once, one short-lived thread each
-//!   (a refresh that waits for a touch must not hold up quick answers); when full, the oldest
-//!   connection that has not finished sending its request is dropped for the new one, so a
-//!   crowd of idle connections cannot keep a real client (which sends at once) out;
+//! - at most [`Limits::max_connections`] connections at once, each on a connection thread
+//!   of its own while it is served (a refresh that waits for a touch must not hold up quick
+//!   answers). The bound is on threads alive, so it holds under a flood: a free thread takes
+//!   the next connection (threads are reused, not started and ended per connection), and
+//!   when all are busy the accept thread waits for one before it takes the next connection
+//!   (further ones wait in the kernel's accept queue). To make room it drops the oldest connection that has had
+//!   [`IDLE_GRACE`] to send its request and has not (a real client sends at once), so a
+//!   crowd of idle connections cannot keep a real client out — but a connection whose
+//!   thread has not yet run is never dropped for a newer one. With nothing to drop (every
+//!   connection is a client waiting for credentials, e.g. for a touch) a new connection
+//!   waits at most [`ADMIT_WAIT`] and is then closed;
 //! - a request head of at most [`Limits::max_head_bytes`] (else `431`) that must arrive
 //!   within [`Limits::request_timeout`] of the connection (else it is closed: slowloris);
 //!   every answer is `Connection: close`;
@@ -31,14 +38,15 @@
 //!   at once; any other (out of descriptors, buffers or memory: `EMFILE`, `ENFILE`,
 //!   `ENOBUFS`, `ENOMEM`) first drops the oldest unfinished connection, then waits 10 ms,
 //!   doubling up to 1 s, while the error lasts (no busy loop, no exit);
-//! - idle, it costs nothing: the accept thread blocks in `accept`, no timer runs.
+//! - idle, it costs nothing: the accept thread blocks in `accept`; a connection thread with
+//!   no work ends after a few seconds, and no timer runs.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -169,16 +177,36 @@ struct State {
     current: Mutex<Option<Credentials>>,
     limits: Limits,
     conns: Mutex<Conns>,
+    /// Signalled when a connection thread becomes free (or ends).
+    thread_free: Condvar,
+    /// Signalled when a connection is handed to an idle thread.
+    work: Condvar,
 }
 
 /// The connections being served.
 #[derive(Default)]
 struct Conns {
     next_id: u64,
-    open: usize,
-    /// Connections still sending their request head, oldest first (a handle to close them).
-    unfinished: VecDeque<(u64, TcpStream)>,
+    /// Connection threads alive (busy or idle): at most `max_connections`.
+    threads: usize,
+    /// Of those, the ones waiting for a connection.
+    idle: usize,
+    /// Connections handed to idle threads, not yet taken.
+    handed: VecDeque<(u64, TcpStream)>,
+    /// Connections still sending their request head, oldest first: when accepted, and a
+    /// handle to close them.
+    unfinished: VecDeque<(u64, Instant, TcpStream)>,
 }
+
+/// A connection that has not sent its whole request this long after it was accepted is
+/// idle (or a slowloris), not a real client, and may be dropped to make room.
+pub const IDLE_GRACE: Duration = Duration::from_millis(250);
+
+/// How long a new connection waits for room when every connection is a real client.
+pub const ADMIT_WAIT: Duration = Duration::from_secs(2);
+
+/// A connection thread with nothing to do ends after this long.
+const THREAD_IDLE: Duration = Duration::from_secs(5);
 
 /// Start serving on 127.0.0.1.
 pub fn start(provider: CredentialsProvider, opts: ServeOptions) -> Result<ServeHandle> {
@@ -204,6 +232,8 @@ pub fn start(provider: CredentialsProvider, opts: ServeOptions) -> Result<ServeH
         current: Mutex::new(opts.initial),
         limits: opts.limits,
         conns: Mutex::new(Conns::default()),
+        thread_free: Condvar::new(),
+        work: Condvar::new(),
     });
     let thread = {
         let stop = stop.clone();
@@ -269,39 +299,100 @@ fn accept_loop(listener: &TcpListener, stop: &AtomicBool, state: &Arc<State>) {
     }
 }
 
-/// Serve `stream` on a thread of its own, making room if the server is full.
+/// Serve `stream` on a connection thread once there is one (see the module notes): an idle
+/// thread takes it, else a new thread is started while fewer than the limit exist.
 fn admit(stream: TcpStream, state: &Arc<State>) {
     let Ok(handle) = stream.try_clone() else {
         return; // out of descriptors: drop this one (closing it)
     };
-    let id = {
-        let mut c = state.lock_conns();
-        if c.open >= state.limits.max_connections {
-            match c.unfinished.pop_front() {
-                Some((_, old)) => {
-                    let _ = old.shutdown(Shutdown::Both);
-                }
-                // Everyone is waiting for credentials (clients with the token): refuse.
-                None => return,
+    let give_up = Instant::now() + ADMIT_WAIT;
+    let mut c = state.lock_conns();
+    while c.idle == 0 && c.threads >= state.limits.max_connections {
+        let now = Instant::now();
+        // Drop idle connections that had their chance; their threads are free at once.
+        while let Some((_, at, _)) = c.unfinished.front()
+            && now.duration_since(*at) >= IDLE_GRACE
+        {
+            if let Some((_, _, old)) = c.unfinished.pop_front() {
+                let _ = old.shutdown(Shutdown::Both);
             }
         }
-        c.next_id += 1;
-        c.open += 1;
-        let id = c.next_id;
-        c.unfinished.push_back((id, handle));
-        id
-    };
+        if now >= give_up {
+            tracing::debug!("serve: no room for a new connection; closing it");
+            return;
+        }
+        // Until a thread is free, or the oldest unfinished connection's grace is over.
+        let wake = c
+            .unfinished
+            .front()
+            .map(|(_, at, _)| *at + IDLE_GRACE)
+            .unwrap_or(give_up)
+            .min(give_up);
+        let wait = wake
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1));
+        c = state
+            .thread_free
+            .wait_timeout(c, wait)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|p| p.into_inner().0);
+    }
+    c.next_id += 1;
+    let id = c.next_id;
+    c.unfinished.push_back((id, Instant::now(), handle));
+    if c.idle > 0 {
+        c.idle -= 1;
+        c.handed.push_back((id, stream));
+        drop(c);
+        state.work.notify_one();
+        return;
+    }
+    c.threads += 1;
+    drop(c);
     let st = state.clone();
     let spawned = std::thread::Builder::new()
         .name("tapcred-serve-conn".into())
         .stack_size(256 * 1024)
-        .spawn(move || {
-            serve_connection(stream, id, &st);
-            st.closed(id);
-        });
+        .spawn(move || connection_thread(stream, id, &st));
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "serve: cannot start a connection thread");
-        state.closed(id);
+        let mut c = state.lock_conns();
+        c.threads -= 1;
+        c.unfinished.retain(|(i, _, _)| *i != id);
+    }
+}
+
+/// A connection thread: serves its connection, then the ones handed to it, and ends after
+/// [`THREAD_IDLE`] without one (so an idle server holds no connection thread, and a flood
+/// reuses threads instead of starting and ending thousands).
+fn connection_thread(first: TcpStream, id: u64, state: &State) {
+    let (mut stream, mut id) = (first, id);
+    loop {
+        serve_connection(stream, id, state);
+        let mut c = state.lock_conns();
+        c.unfinished.retain(|(i, _, _)| *i != id);
+        c.idle += 1;
+        state.thread_free.notify_all();
+        let until = Instant::now() + THREAD_IDLE;
+        loop {
+            if let Some(next) = c.handed.pop_front() {
+                (id, stream) = next;
+                break;
+            }
+            let now = Instant::now();
+            if now >= until {
+                // Leaving: no longer idle, no longer counted.
+                c.idle -= 1;
+                c.threads -= 1;
+                state.thread_free.notify_all();
+                return;
+            }
+            c = state
+                .work
+                .wait_timeout(c, until - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
     }
 }
 
@@ -454,7 +545,7 @@ impl State {
     /// Drop the oldest connection still sending its head; whether there was one.
     fn evict_oldest(&self) -> bool {
         let old = self.lock_conns().unfinished.pop_front();
-        old.map(|(_, s)| s.shutdown(Shutdown::Both)).is_some()
+        old.map(|(_, _, s)| s.shutdown(Shutdown::Both)).is_some()
     }
 
     /// The head of `id` has been read (or failed): it can no longer be dropped for room.
@@ -462,14 +553,8 @@ impl State {
     fn finished_head(&self, id: u64) -> bool {
         let mut c = self.lock_conns();
         let before = c.unfinished.len();
-        c.unfinished.retain(|(i, _)| *i != id);
+        c.unfinished.retain(|(i, _, _)| *i != id);
         c.unfinished.len() != before
-    }
-
-    fn closed(&self, id: u64) {
-        let mut c = self.lock_conns();
-        c.unfinished.retain(|(i, _)| *i != id);
-        c.open = c.open.saturating_sub(1);
     }
 
     fn credentials(&self) -> Result<Credentials> {

@@ -88,7 +88,12 @@ fn kind(home: &Path, p: &Path) -> String {
     if rel.starts_with(".aws/") {
         return format!("AWS file {rel}");
     }
-    if rel.starts_with(".cache/tapcred") || rel.starts_with("xdg/tapcred") {
+    // The per-user folder of the ledger and the serial locks ($TMPDIR/tapcred-<uid>).
+    let per_user = rel.starts_with("tmp/tapcred-");
+    if per_user && !rel["tmp/".len()..].contains('/') {
+        return "per-user dir".into();
+    }
+    if rel.starts_with(".cache/tapcred") || rel.starts_with("xdg/tapcred") || per_user {
         if rel.contains("/steps") {
             return if name == "steps" {
                 "ledger dir".into()
@@ -172,7 +177,10 @@ fn answer(home: &Path, r: &Run) -> String {
     } else {
         lines.join(" ⏎ ")
     };
-    let mut t = text.replace(&*home_s, "~");
+    let mut t = text.replace(&*home_s, "~").replace(
+        &format!("tapcred-{}", rustix::process::geteuid().as_raw()),
+        "tapcred-<uid>",
+    );
     // 127.0.0.1:NNNNN → 127.0.0.1:PORT
     while let Some(i) = t.find("127.0.0.1:").map(|i| i + "127.0.0.1:".len()) {
         let n = t[i..].bytes().take_while(u8::is_ascii_digit).count();
@@ -1071,6 +1079,17 @@ fn scenarios() -> Vec<Scenario> {
                 // machine-wide one may hold a window another run just used.
                 let tmp = tempfile::tempdir().unwrap();
                 h.set("TMPDIR", &tmp.path().to_string_lossy());
+                cp(&h, "session")
+            }
+        ),
+        s!(
+            "ledger-dir-is-a-file",
+            "`$TMPDIR/tapcred-<uid>` (the per-user record of used codes) is a regular file",
+            || {
+                let d = double();
+                let h = design_home(&d);
+                let uid = rustix::process::geteuid().as_raw();
+                std::fs::write(h.path().join(format!("tmp/tapcred-{uid}")), b"squatted").unwrap();
                 cp(&h, "session")
             }
         ),

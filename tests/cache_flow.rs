@@ -364,7 +364,7 @@ fn a_clock_jump_back_does_not_block_or_reuse() {
     // "future" and the cached session claims to be created tomorrow.
     let dir = w.cache_dir();
     let future = time::OffsetDateTime::now_utc() + time::Duration::days(1);
-    for e in std::fs::read_dir(dir.join("steps")).unwrap().flatten() {
+    for e in std::fs::read_dir(w.home.ledger_dir()).unwrap().flatten() {
         std::fs::write(
             e.path(),
             format!(

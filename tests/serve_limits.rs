@@ -204,3 +204,76 @@ fn a_slowloris_is_closed_after_the_request_timeout() {
     );
     assert_eq!(srv.get(), Some(200));
 }
+
+/// Threads of the server process now.
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|rd| rd.count())
+        .unwrap_or(0)
+}
+
+/// A local flood: one thread opening connections as fast as it can for `secs`, keeping the
+/// last `hold` of them open (idle) and closing the rest; stops by itself. The rate reached.
+fn flood(addr: &str, secs: f64, hold: usize) -> f64 {
+    let t = Instant::now();
+    let mut open = std::collections::VecDeque::new();
+    let mut n = 0u64;
+    while t.elapsed().as_secs_f64() < secs {
+        if let Ok(s) = TcpStream::connect(addr) {
+            n += 1;
+            open.push_back(s);
+            if open.len() > hold {
+                open.pop_front();
+            }
+        }
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+#[test]
+fn a_connection_flood_keeps_the_thread_bound_and_real_clients_served() {
+    let srv = serve(None);
+    assert_eq!(srv.get(), Some(200));
+    let pid = srv.proc.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let max_seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sampler = {
+        let (done, max_seen) = (done.clone(), max_seen.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let n = threads(pid);
+                max_seen.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let addr = srv.addr.clone();
+    let flooder = std::thread::spawn(move || flood(&addr, 4.0, 200));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut answers = Vec::new();
+    while !flooder.is_finished() {
+        answers.push(srv.get());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rate = flooder.join().unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    sampler.join().unwrap();
+    let served = answers.iter().filter(|a| **a == Some(200)).count();
+    let max = max_seen.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!(
+        "flood: {rate:.0} connections/s; threads at most {max}; real requests served {served} of {}",
+        answers.len()
+    );
+    // The command's thread, the accept thread and at most 64 connection threads (README).
+    assert!(max <= 2 + 64, "{max} threads under the flood");
+    assert!(!answers.is_empty());
+    // The share served is a benchmark row (benches/, S2); here: most of them, and all after.
+    assert!(
+        served * 10 >= answers.len() * 9,
+        "only {served} of {} real requests served during the flood",
+        answers.len()
+    );
+    for _ in 0..20 {
+        assert_eq!(srv.get(), Some(200), "answering after the flood");
+    }
+}

@@ -6,9 +6,10 @@ mod common;
 use common::Home;
 use tapcred_testkit::sts_double::design;
 
-/// Files in the step ledger (`~/.cache/tapcred/steps`): one per serial whose code was sent.
+/// Files in the step ledger (`$TMPDIR/tapcred-<uid>/steps`): one per serial whose code was
+/// sent.
 fn ledger_files(h: &Home) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(h.cache_dir().join("steps"))
+    std::fs::read_dir(h.ledger_dir())
         .map(|rd| rd.flatten().map(|e| e.path()).collect())
         .unwrap_or_default()
 }

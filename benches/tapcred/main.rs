@@ -27,6 +27,8 @@ mod oath_cold;
 #[cfg(target_os = "linux")]
 mod report;
 #[cfg(target_os = "linux")]
+mod serve_flood;
+#[cfg(target_os = "linux")]
 mod serve_idle;
 #[cfg(target_os = "linux")]
 mod strace;
@@ -54,6 +56,7 @@ mod prelude {
     pub(crate) use crate::harness::*;
     pub(crate) use crate::oath_cold::*;
     pub(crate) use crate::report::*;
+    pub(crate) use crate::serve_flood::*;
     pub(crate) use crate::serve_idle::*;
     pub(crate) use crate::strace::*;
     pub(crate) use crate::{A_ACCOUNT, A_SEED, ACCT, CARD_SERIAL, DEMO_SEED};
@@ -118,6 +121,7 @@ fn main() {
     drop(stack);
     if only.is_empty() || only.contains('S') {
         bench_s(&mut rep);
+        bench_s_flood(&mut rep);
     }
     let _ = std::fs::remove_dir_all(&work);
     rep.notes.push(format!(

@@ -8,6 +8,8 @@
 //! wait → ui.wait_until("waiting for the next code window", wait)
 //! code = source.code(at)   → STS call → cache.record(serial, code.window_end)
 //! ```
+//!
+//! The ledger is the user's, not the cache folder's: see [`SessionCache::with_ledger_dir`].
 
 use serde::{Deserialize, Serialize};
 
@@ -82,7 +84,7 @@ impl SessionCache {
     pub fn last_window_end(&self, serial: &str, ui: &dyn Ui) -> Option<u64> {
         let h = serial_hash(serial);
         let mem = self.mem_ledger.lock().unwrap().get(&h).copied();
-        let from_file = self.state_dir(ui).and_then(|d| {
+        let from_file = self.ledger_home(ui).and_then(|d| {
             let buf = self
                 .read_private(&d.join("steps").join(format!("{h}.json")))
                 .ok()?;
@@ -107,7 +109,9 @@ impl SessionCache {
             .lock()
             .unwrap()
             .insert(h.clone(), window_end);
-        let Some(d) = self.state_dir(ui) else { return };
+        let Some(d) = self.ledger_home(ui) else {
+            return;
+        };
         let steps = d.join("steps");
         let doc = StepDoc {
             version: FORMAT_VERSION,
@@ -145,7 +149,9 @@ impl SessionCache {
                 };
             }
         }
-        let Some(d) = self.state_dir(ui) else { return };
+        let Some(d) = self.ledger_home(ui) else {
+            return;
+        };
         let steps = d.join("steps");
         let path = steps.join(format!("{h}.json"));
         let current = self

@@ -69,17 +69,21 @@ impl SessionCache {
     /// cache → read code → STS → store → drop the guard). Waits at most the lock timeout
     /// (default 5 minutes), then fails with an Io error naming the lock file.
     pub fn lock(&self, key: &CacheKey, ui: &dyn Ui) -> Result<LockGuard> {
-        self.lock_named(&format!("{}.lock", key.hex()), ui)
+        self.lock_named(self.state_dir(ui), &format!("{}.lock", key.hex()))
     }
 
     /// Exclusive cross-process lock for one MFA serial, held around "plan the TOTP window →
     /// read the code → record the window" so no two processes pick the same window.
     pub fn lock_serial(&self, serial: &str, ui: &dyn Ui) -> Result<LockGuard> {
-        self.lock_named(&format!("serial-{}.lock", serial_hash(serial)), ui)
+        // Beside the ledger it guards.
+        self.lock_named(
+            self.ledger_home(ui),
+            &format!("serial-{}.lock", serial_hash(serial)),
+        )
     }
 
-    fn lock_named(&self, name: &str, ui: &dyn Ui) -> Result<LockGuard> {
-        let Some(state) = self.state_dir(ui) else {
+    fn lock_named(&self, dir: Option<&Path>, name: &str) -> Result<LockGuard> {
+        let Some(state) = dir else {
             return Ok(LockGuard {
                 file: None,
                 path: None,

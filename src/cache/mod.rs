@@ -6,6 +6,13 @@
 //! ```text
 //! <sha256-hex>.json            one session (see `EntryDoc`); the name reveals nothing
 //! locks/<sha256-hex>.lock      single-flight lock per session key (flock semantics)
+//! ids/<stamp>                  whose key a sealed vault entry holds (see `identity`)
+//! ```
+//!
+//! and under the per-user directory `$TMPDIR/tapcred-<uid>` (0700), the "never reuse a
+//! code" state ([`ledger`]):
+//!
+//! ```text
 //! locks/serial-<hex>.lock      lock around "pick a TOTP window → read code → record it"
 //! steps/<hex>.json             the step ledger: last TOTP window end used per mfa_serial
 //! ```
@@ -16,9 +23,10 @@
 //! symlink, a key that does not match the file name) is a miss, never a crash, and the next
 //! store replaces it. A cache directory that cannot be used (not creatable, not a directory,
 //! owned by someone else, not writable) disables the cache with one warning through
-//! [`Ui::warn`]; everything then works without it. Locks and the step ledger then live in
-//! `$TMPDIR/tapcred-<uid>` so that single flight and "never reuse a code" still hold.
+//! [`Ui::warn`]; everything then works without it. The session locks then live in
+//! `$TMPDIR/tapcred-<uid>` too, so that single flight still holds.
 
+mod identity;
 mod key;
 mod ledger;
 mod lock;
@@ -42,6 +50,7 @@ use crate::platform::fs::{self as pfs, DirProblem, ReadError};
 use crate::token::EnvLookup;
 use crate::ui::Ui;
 
+pub use identity::key_identity;
 pub use key::{CacheKey, CacheKeyBuilder, SessionKind};
 pub use ledger::{MIN_CODE_SECONDS_LEFT, plan_code_time};
 pub use lock::LockGuard;
@@ -165,6 +174,11 @@ pub struct SessionCache {
     /// Where locks and the ledger live (resolved on first need: the cold path only).
     state_dir: OnceLock<Option<PathBuf>>,
     fallback_dir: Option<PathBuf>,
+    /// Where the step ledger and the serial locks live when not in the state directory
+    /// (see [`SessionCache::with_ledger_dir`]).
+    ledger_dir: Option<PathBuf>,
+    /// The ledger's directory, resolved on first need.
+    ledger_state: OnceLock<Option<PathBuf>>,
     /// Ledger values recorded by this process (used when nothing can be persisted).
     mem_ledger: Mutex<HashMap<String, u64>>,
     write_fault: Mutex<Option<io::ErrorKind>>,
@@ -180,8 +194,15 @@ static NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl SessionCache {
     /// Open (creating if needed) the cache at [`default_dir`]; if no directory is known the
-    /// cache is disabled with one warning.
+    /// cache is disabled with one warning. The step ledger is the user's, in
+    /// `$TMPDIR/tapcred-<uid>` ([`SessionCache::with_ledger_dir`]).
     pub fn open_default(env: &dyn EnvLookup, ui: &dyn Ui) -> SessionCache {
+        let c = SessionCache::open_default_dir(env, ui);
+        let per_user = c.fallback_dir.clone();
+        c.with_ledger_dir(per_user)
+    }
+
+    fn open_default_dir(env: &dyn EnvLookup, ui: &dyn Ui) -> SessionCache {
         match default_dir(env) {
             Some(d) => SessionCache::open(d, ui),
             None => {
@@ -231,6 +252,8 @@ impl SessionCache {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             state_dir: OnceLock::new(),
             fallback_dir,
+            ledger_dir: None,
+            ledger_state: OnceLock::new(),
             mem_ledger: Mutex::new(HashMap::new()),
             write_fault: Mutex::new(None),
             before_rename: Mutex::new(None),
@@ -247,6 +270,22 @@ impl SessionCache {
     /// at a temporary directory; default `$TMPDIR/tapcred-<uid>`).
     pub fn with_fallback_dir(mut self, d: Option<PathBuf>) -> Self {
         self.fallback_dir = d;
+        self
+    }
+
+    /// Keep the step ledger and the serial locks in `d` instead of beside the session locks.
+    ///
+    /// Why: "never reuse a code" must hold for every tapcred process of this user, but the
+    /// cache folder is not the user's: it follows `HOME`/`XDG_CACHE_HOME`, and when it is
+    /// unusable (another user owns it after a `sudo` run) the cache falls back to another
+    /// folder. A ledger kept in whichever folder was chosen would be forgotten at that
+    /// switch, and a code STS already took sent again (STS refuses it). `$TMPDIR/tapcred-<uid>`
+    /// is named by the uid alone, so every process of this user finds the same ledger
+    /// whichever cache folder it uses (and a `sudo` run, another uid, its own). Should that
+    /// directory be unusable (another user created it first), the ledger stays beside the
+    /// session locks, with a warning.
+    pub fn with_ledger_dir(mut self, d: Option<PathBuf>) -> Self {
+        self.ledger_dir = d;
         self
     }
 
@@ -618,7 +657,7 @@ impl SessionCache {
         self.state_dir
             .get_or_init(|| {
                 if self.ensure_dir(ui) {
-                    match self.probe(&self.dir) {
+                    match self.probe(&self.dir, self.ledger_dir.is_none()) {
                         Ok(()) => return Some(self.dir.clone()),
                         Err(e) => self.disable(
                             ui,
@@ -632,7 +671,7 @@ impl SessionCache {
                 let fb = self.fallback_dir.as_ref()?;
                 let ok = pfs::create_private_dir_all(fb).is_ok()
                     && pfs::check_private_dir(fb).is_ok();
-                if ok && self.probe(fb).is_ok() {
+                if ok && self.probe(fb, self.ledger_dir.is_none()).is_ok() {
                     Some(fb.clone())
                 } else {
                     self.warn_once(
@@ -649,8 +688,57 @@ impl SessionCache {
             .as_deref()
     }
 
-    fn probe(&self, dir: &Path) -> io::Result<()> {
-        for sub in ["locks", "steps"] {
+    /// The directory holding the step ledger (`steps/`) and the serial locks: the ledger
+    /// directory when one is set and usable, else [`SessionCache::state_dir`].
+    fn ledger_home(&self, ui: &dyn Ui) -> Option<&Path> {
+        let own = self
+            .ledger_state
+            .get_or_init(|| {
+                let d = self.ledger_dir.as_ref()?;
+                let created = match fs::symlink_metadata(d) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        pfs::create_private_dir_all(d).map_err(|e| e.to_string())
+                    }
+                    _ => Ok(()),
+                };
+                let usable = created
+                    .and_then(|()| match pfs::check_private_dir(d) {
+                        Ok(_) => Ok(()),
+                        Err(DirProblem::Foreign(owner)) => Err(format!("it belongs to {owner}")),
+                        Err(DirProblem::Link) => Err("it is a symbolic link".to_owned()),
+                        Err(DirProblem::NotDir(what)) => Err(format!("it is {what}")),
+                        Err(DirProblem::Missing) => Err("it vanished".to_owned()),
+                        Err(DirProblem::Unreadable(e) | DirProblem::CannotTighten(e)) => {
+                            Err(e.to_string())
+                        }
+                    })
+                    .and_then(|()| self.probe(d, true).map_err(|e| e.to_string()));
+                match usable {
+                    Ok(()) => Some(d.clone()),
+                    Err(why) => {
+                        ui.warn(&format!(
+                            "tapcred's record of used MFA codes cannot be kept in {} ({why}); keeping it beside the session cache instead, where another cache folder will not see it (remove {} if another user created it)",
+                            d.display(),
+                            d.display()
+                        ));
+                        None
+                    }
+                }
+            })
+            .as_deref();
+        match own {
+            Some(d) => Some(d),
+            None => self.state_dir(ui),
+        }
+    }
+
+    /// Check that `dir` takes files: create `locks/` (and `steps/` when it holds the
+    /// ledger) and a probe file in it.
+    fn probe(&self, dir: &Path, ledger: bool) -> io::Result<()> {
+        for sub in ["locks", "steps"]
+            .into_iter()
+            .take(if ledger { 2 } else { 1 })
+        {
             pfs::create_private_dir_all(&dir.join(sub))?;
         }
         let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed);

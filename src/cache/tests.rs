@@ -797,3 +797,58 @@ fn sessions_clear_during_a_refresh_does_not_disable_the_writer() {
     assert!(warnings(&ui).is_empty(), "{:?}", warnings(&ui));
     assert_eq!(mode(&dir), 0o700);
 }
+
+// ----- issue 17, item 6: the ledger is the user's, not the cache folder's -------------------
+
+#[test]
+fn the_ledger_dir_is_shared_whatever_cache_folder_is_used() {
+    let t = tmp();
+    let ui = RecordingUi::new();
+    let ledger = t.path().join("per-user");
+    let serial = "arn:aws:iam::111111111111:mfa/toolkit-user";
+    let usable =
+        SessionCache::open(t.path().join("cache"), &ui).with_ledger_dir(Some(ledger.clone()));
+    usable.record(serial, 1020, &ui);
+    // Another cache folder, and one that cannot be used (a file): the same record.
+    let other =
+        SessionCache::open(t.path().join("other"), &ui).with_ledger_dir(Some(ledger.clone()));
+    assert_eq!(other.last_window_end(serial, &ui), Some(1020));
+    fs::write(t.path().join("file"), b"x").unwrap();
+    let broken = SessionCache::open(t.path().join("file"), &ui)
+        .with_fallback_dir(Some(t.path().join("fb")))
+        .with_ledger_dir(Some(ledger.clone()));
+    assert!(!broken.enabled());
+    assert_eq!(broken.last_window_end(serial, &ui), Some(1020));
+    // The serial lock sits beside the ledger it guards; session locks stay with the cache.
+    let g = usable.lock_serial(serial, &ui).unwrap();
+    assert!(g.path().unwrap().starts_with(&ledger));
+    drop(g);
+    let g = usable.lock(&key("arn:aws:iam::1:role/r"), &ui).unwrap();
+    assert!(g.path().unwrap().starts_with(t.path().join("cache")));
+    assert!(
+        !t.path().join("cache/steps").exists(),
+        "no ledger in the cache folder"
+    );
+    assert_eq!(mode(&ledger), 0o700);
+}
+
+#[test]
+fn an_unusable_ledger_dir_keeps_the_ledger_beside_the_cache_with_one_warning() {
+    let t = tmp();
+    let ui = RecordingUi::new();
+    let squatted = t.path().join("per-user");
+    fs::write(&squatted, b"not a directory").unwrap();
+    let c = SessionCache::open(t.path().join("cache"), &ui).with_ledger_dir(Some(squatted.clone()));
+    c.record("s", 60, &ui);
+    assert_eq!(c.last_window_end("s", &ui), Some(60));
+    let again = SessionCache::open(t.path().join("cache"), &RecordingUi::new())
+        .with_ledger_dir(Some(squatted.clone()));
+    assert_eq!(again.last_window_end("s", &RecordingUi::new()), Some(60));
+    let w = warnings(&ui);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains(&squatted.display().to_string()) && w[0].contains("a regular file"),
+        "{w:?}"
+    );
+    assert!(t.path().join("cache/steps").is_dir());
+}

@@ -742,6 +742,7 @@ impl Job<'_> {
         let mut source = Some(source);
         let vault = self.session.clone();
         let token_vault = vault.clone();
+        let stamp_vault = vault.clone();
         let mut engine = Engine::new(
             self.cache,
             ui,
@@ -758,7 +759,8 @@ impl Job<'_> {
         )
         .with_base_keys(Box::new(move |b| {
             engine::vault_base_keys(&vault, b, env, ui)
-        }));
+        }))
+        .with_vault_stamp(Box::new(move |b| engine::vault_stamp(&stamp_vault, b)));
         let (creds, _) = engine.obtain(&resolved, &target, &Options::default(), session_seconds)?;
         let who = Sts::new(target)?.get_caller_identity(
             &creds,

@@ -563,11 +563,17 @@ fn cache_keys_separate_what_changes_the_result() {
     let o = Options::default();
     let a = role_profile("a", "a", None);
     let key = |p: &ResolvedProfile, t: &StsTarget, o: &Options| {
-        plan(p, t, o, DEFAULT_SESSION_SECONDS)
-            .last()
-            .unwrap()
-            .key
-            .clone()
+        plan(
+            p,
+            t,
+            o,
+            DEFAULT_SESSION_SECONDS,
+            &crate::cache::key_identity(&p.base.access_key_id),
+        )
+        .last()
+        .unwrap()
+        .key
+        .clone()
     };
     let k = key(&a, &t, &o);
     // Profile name alone does not change it.
@@ -612,7 +618,13 @@ fn cache_keys_separate_what_changes_the_result() {
         assert_ne!(k, k2);
     }
     // The MFA session key is the same as a plain GetSessionToken profile's.
-    let via = plan(&a, &t, &o, DEFAULT_SESSION_SECONDS);
+    let via = plan(
+        &a,
+        &t,
+        &o,
+        DEFAULT_SESSION_SECONDS,
+        &crate::cache::key_identity(&a.base.access_key_id),
+    );
     assert_eq!(via.len(), 2);
     assert_eq!(via[0].key, key(&gst_profile("mfa"), &t, &o));
 }
@@ -748,8 +760,9 @@ fn a_lost_mfa_answer_is_retried_once_with_a_new_code() {
 }
 
 /// Keys in the vault: the engine asks for them only when a call must be signed with them
-/// (a cache miss of the first step), never on a hit, and the cache key names the vault
-/// entry (the sealed key id is not known before the unlock).
+/// (a cache miss of the first step) or when the vault's entry is one it has not seen (to
+/// learn whose key it holds), never on a hit; the cache key holds the key's identity, so the
+/// same key in the file shares the session, and another key in the same entry does not.
 #[test]
 fn keys_in_the_vault_are_fetched_only_on_a_miss() {
     let w = World::new();
@@ -762,12 +775,15 @@ fn keys_in_the_vault_are_fetched_only_on_a_miss() {
         },
         ..p
     };
+    // The vault's entry: its stamp and the key it holds.
+    let entry = Arc::new(std::sync::Mutex::new(("a".repeat(64), BASE_KEY.to_owned())));
     let fetched = Arc::new(AtomicUsize::new(0));
     let obtain = |p: &ResolvedProfile| {
         let cache = w.cache();
         let sts = w.sts.clone();
         let reads = w.reads.clone();
         let f = fetched.clone();
+        let (e1, e2) = (entry.clone(), entry.clone());
         let mut e = Engine::new(
             &cache,
             &w.ui,
@@ -784,28 +800,59 @@ fn keys_in_the_vault_are_fetched_only_on_a_miss() {
                 Some(std::path::Path::new("/v/vault"))
             );
             f.fetch_add(1, Ordering::SeqCst);
-            Ok(Credentials::new(BASE_KEY, "from-the-vault", None, None))
+            let key = e1.lock().unwrap().1.clone();
+            Ok(Credentials::new(&key, "from-the-vault", None, None))
+        }))
+        .with_vault_stamp(Box::new(move |_: &BaseCredentials| {
+            Ok(Some(e2.lock().unwrap().0.clone()))
         }));
         e.obtain(p, &target(), &Options::default(), DEFAULT_SESSION_SECONDS)
     };
     let a = in_vault(role_profile("a", "a", None));
-    let (_, hit) = obtain(&a).unwrap();
+    let (first, hit) = obtain(&a).unwrap();
     assert!(!hit);
-    assert_eq!(fetched.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        fetched.load(Ordering::SeqCst),
+        1,
+        "one fetch: identity and signing"
+    );
     let calls = w.sts.calls();
     assert_eq!(calls[0].0, "GetSessionToken");
     assert_eq!(calls[0].1, BASE_KEY, "signed with the vault's key");
     // A hit: nothing fetched. Another role of the same source: the cached MFA session signs.
-    let (_, hit) = obtain(&a).unwrap();
+    let (again, hit) = obtain(&a).unwrap();
     assert!(hit);
+    assert_eq!(again.access_key_id, first.access_key_id);
     obtain(&in_vault(role_profile("b", "b", None))).unwrap();
     assert_eq!(fetched.load(Ordering::SeqCst), 1);
     assert_eq!(w.reads(), 1);
-    // The same profile with its keys in the file is another cache entry (another identity).
-    let (_, hit) = w
+    // The same key in the credentials file is the same identity: the same session.
+    let (from_file, hit) = w
         .obtain(&role_profile("a", "a", None), &Options::default())
         .unwrap();
-    assert!(!hit);
+    assert!(hit);
+    assert_eq!(from_file.access_key_id, first.access_key_id);
+    // The entry rewritten with the same key (a new stamp): one fetch to learn that, no STS.
+    let sts_calls = w.sts.calls().len();
+    entry.lock().unwrap().0 = "b".repeat(64);
+    let (same, hit) = obtain(&a).unwrap();
+    assert!(hit);
+    assert_eq!(same.access_key_id, first.access_key_id);
+    assert_eq!(fetched.load(Ordering::SeqCst), 2);
+    assert_eq!(w.sts.calls().len(), sts_calls);
+    // Another IAM user's key imported into the same entry: never the first user's session.
+    *entry.lock().unwrap() = ("c".repeat(64), "AKIAOTHERUSEREXAMPLE".to_owned());
+    let (other, hit) = obtain(&a).unwrap();
+    assert!(!hit, "the first user's session was served for another key");
+    assert_ne!(other.access_key_id, first.access_key_id);
+    let calls = w.sts.calls();
+    assert_eq!(calls[sts_calls].0, "GetSessionToken");
+    assert_eq!(calls[sts_calls].1, "AKIAOTHERUSEREXAMPLE");
+    assert_eq!(
+        fetched.load(Ordering::SeqCst),
+        3,
+        "one fetch: identity and signing"
+    );
     // Without a way to reach the vault, keys in the vault are an error, not empty keys.
     let w2 = World::new();
     let e = w2

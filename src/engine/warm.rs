@@ -12,6 +12,12 @@
 //! changed or unset, another or rebuilt tapcred binary, an unreadable file — is a miss, and
 //! the full path runs (and refreshes the index).
 //! The entry itself is checked exactly as on the full path ([`SessionCache::get`]).
+//!
+//! Keys kept in the vault are not in those files: the cache key holds the identity of the
+//! key the vault's entry held (`cache::identity`). So for such a profile the index also
+//! records the vault file and the stamp of that entry, and [`lookup`] reads the vault's
+//! header (no unlock) and uses the index only while the entry is the same: another key
+//! imported (another IAM user) is a miss, and the full path finds whose key it is.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -27,11 +33,12 @@ use crate::platform::locations;
 use crate::profile::{AwsFiles, Profiles};
 use crate::token::EnvLookup;
 use crate::ui::{RecordingUi, Ui};
+use crate::vault::{EntryName, VaultStore};
 
 use super::Options;
 
 /// Bump when anything that decides the final cache key changes meaning.
-const DOMAIN: &str = "tapcred warm index v2";
+const DOMAIN: &str = "tapcred warm index v3";
 const DIR: &str = "warm";
 /// Every edit of the AWS files leaves an index file behind; past this many they are all
 /// dropped (each costs one parse to rebuild).
@@ -68,6 +75,30 @@ struct Index {
     names: Vec<String>,
     env_digest: String,
     key: String,
+    /// For keys kept in the vault: the entry whose key's identity is in `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vault: Option<VaultEntry>,
+}
+
+/// The vault entry holding a profile's access key, as it was when its identity was taken.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct VaultEntry {
+    pub path: std::path::PathBuf,
+    /// The profile the key belongs to (the entry's name).
+    pub profile: String,
+    /// [`crate::vault::VaultFile::sealed_digest`] of the entry, hex.
+    pub stamp: String,
+}
+
+impl VaultEntry {
+    /// Whether the vault still holds this very entry (read without an unlock).
+    fn unchanged(&self) -> bool {
+        let Ok(Some(file)) = VaultStore::new(&self.path).read() else {
+            return false;
+        };
+        file.sealed_digest(&EntryName::access_key(self.profile.as_str()))
+            .is_some_and(|d| hex(d) == self.stamp)
+    }
 }
 
 fn hex(d: impl AsRef<[u8]>) -> String {
@@ -200,6 +231,10 @@ pub fn lookup(profile: &str, opts: &Options, env: &dyn EnvLookup) -> Option<Cred
         tracing::debug!("warm index: the environment changed");
         return None;
     }
+    if index.vault.as_ref().is_some_and(|v| !v.unchanged()) {
+        tracing::debug!("warm index: the vault's access key entry changed");
+        return None;
+    }
     let key = CacheKey::from_hex(&index.key)?;
     let entry = cache.get(&key, ADVISORY_WINDOW)?;
     tracing::debug!(profile, "warm index hit");
@@ -207,7 +242,9 @@ pub fn lookup(profile: &str, opts: &Options, env: &dyn EnvLookup) -> Option<Cred
 }
 
 /// After a full resolution that ended at `key`: store the index for [`lookup`]. Best effort
-/// (a failure only costs the next call a parse).
+/// (a failure only costs the next call a parse). `vault`: the entry the base keys' identity
+/// came from, for keys kept in the vault.
+#[allow(clippy::too_many_arguments)]
 pub fn remember(
     cache: &SessionCache,
     profile: &str,
@@ -215,6 +252,7 @@ pub fn remember(
     profiles: &Profiles,
     env: &RecordingEnv<'_>,
     key: &CacheKey,
+    vault: Option<VaultEntry>,
     ui: &dyn Ui,
 ) {
     if opts.no_cache || opts.no_session || !cache.enabled() {
@@ -239,6 +277,7 @@ pub fn remember(
                 .map(|(n, v)| (n.as_str(), v.as_deref().map(String::as_str))),
         ),
         key: key.hex().to_owned(),
+        vault,
     };
     let Ok(json) = serde_json::to_vec(&index) else {
         return;

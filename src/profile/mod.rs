@@ -53,17 +53,6 @@ pub struct BaseCredentials {
     pub in_vault: Option<PathBuf>,
 }
 
-impl BaseCredentials {
-    /// What identifies these keys in cache keys: the access key id, or for keys in the
-    /// vault (whose id is sealed) the vault file and the source profile.
-    pub fn cache_identity(&self) -> String {
-        match &self.in_vault {
-            Some(v) => format!("vault:{}:{}", v.display(), self.origin),
-            None => self.access_key_id.clone(),
-        }
-    }
-}
-
 impl fmt::Debug for BaseCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BaseCredentials")

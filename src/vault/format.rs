@@ -600,6 +600,20 @@ impl VaultFile {
         self.entries.keys()
     }
 
+    /// A digest of one sealed entry as stored (name, nonce, ciphertext), known without any
+    /// key; `None` when the entry is absent. Every write of the entry draws a new nonce, so
+    /// the digest changes whenever the entry is written again (the session cache tells
+    /// which key an entry holds by it without an unlock).
+    pub fn sealed_digest(&self, name: &EntryName) -> Option<[u8; 32]> {
+        let e = self.entries.get(name)?;
+        let mut h = Sha256::new();
+        h.update(name.aad());
+        h.update(e.nonce);
+        h.update((e.sealed.len() as u64).to_be_bytes());
+        h.update(&e.sealed);
+        Some(h.finalize().into())
+    }
+
     /// The format version the file was written in (1 or 2).
     pub fn version(&self) -> u16 {
         self.version

@@ -107,6 +107,15 @@ impl VaultSession {
             .is_some_and(|f| f.entry_names().any(|n| n == name)))
     }
 
+    /// [`VaultFile::sealed_digest`] of `name` in hex, from the file this session reads (no
+    /// unlock); `Ok(None)` when there is no vault or no such entry.
+    pub fn sealed_digest(&self, name: &EntryName) -> Result<Option<String>> {
+        Ok(self
+            .file()?
+            .and_then(|f| f.sealed_digest(name))
+            .map(|d| data_encoding::HEXLOWER.encode(&d)))
+    }
+
     /// How many times this session opened the vault (0 or 1).
     pub fn unlocks(&self) -> usize {
         self.unlocks.get()

@@ -161,6 +161,8 @@ impl ClientHome {
             ("AWS_ENDPOINT_URL_STS".into(), self.endpoint.clone()),
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
             ("LANG".into(), "C.UTF-8".into()),
+            // tapcred's per-user record of used codes: one per test HOME (see Home::empty).
+            ("TMPDIR".into(), p("tmp")),
         ]
     }
 

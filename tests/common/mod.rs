@@ -29,9 +29,15 @@ pub struct Home {
 
 impl Home {
     pub fn empty() -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        // Each HOME its own temporary folder: tapcred keeps its per-user record of used MFA
+        // codes there, and tests running side by side against their own STS doubles must
+        // not wait for each other's code windows.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
         Home {
-            dir: tempfile::tempdir().unwrap(),
-            env: Vec::new(),
+            env: vec![("TMPDIR".into(), tmp.display().to_string())],
+            dir,
         }
     }
 
@@ -74,6 +80,18 @@ impl Home {
 
     pub fn cache_dir(&self) -> PathBuf {
         self.path().join(".cache/tapcred")
+    }
+
+    /// The step ledger ("never reuse a code"): per user, in `$TMPDIR/tapcred-<uid>/steps`.
+    pub fn ledger_dir(&self) -> PathBuf {
+        let tmp = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "TMPDIR")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(std::env::temp_dir);
+        tmp.join(format!("tapcred-{}", rustix::process::geteuid().as_raw()))
+            .join("steps")
     }
 
     pub fn write_config(&self, text: &str) {
