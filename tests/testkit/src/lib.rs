@@ -11,3 +11,5 @@ pub mod pcsc_stack;
 pub mod sts_double;
 pub mod virtual_fido2;
 pub mod virtual_yubikey;
+#[cfg(unix)]
+pub mod winscard_bridge;
