@@ -12,3 +12,5 @@ pub mod sts_double;
 pub mod virtual_ctaphid;
 pub mod virtual_fido2;
 pub mod virtual_yubikey;
+#[cfg(unix)]
+pub mod winscard_bridge;
