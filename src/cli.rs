@@ -137,6 +137,10 @@ pub enum Cmd {
         /// AWS config file).
         #[arg(long, value_name = "PATH")]
         seed_file: Option<std::path::PathBuf>,
+        /// Undo what an interrupted enroll of this profile left (read from its journal):
+        /// IAM's state is read first; the device and seed it made are removed.
+        #[arg(long)]
+        undo: bool,
     },
     /// List cached sessions, or clear them.
     Sessions {
@@ -392,6 +396,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             to,
             serial,
             seed_file,
+            undo,
         } => {
             let args = commands::enroll::Args {
                 profile: profile::selected_name(p.as_deref(), ctx.env),
@@ -400,6 +405,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
                 to,
                 yubikey_serial: serial,
                 seed_file,
+                undo,
             };
             commands::enroll::run(&args, ctx, &mut stdout)
         }

@@ -165,6 +165,8 @@ pub fn diagnose(name: &str, offline: bool, env: &dyn EnvLookup) -> Report {
     };
     let files = AwsFiles::from_env(env);
 
+    interrupted_changes(&mut d, env);
+
     // Files.
     files_check(&mut d, &files, env);
 
@@ -735,6 +737,44 @@ fn parse_http_date(s: &str) -> Option<i64> {
     time::PrimitiveDateTime::parse(s.trim(), &fmt)
         .ok()
         .map(|t| t.assume_utc().unix_timestamp())
+}
+
+/// Interrupted changes: every journal a killed multi-step change left (enroll, vault
+/// import-keys, …) is a problem until it is finished or undone.
+fn interrupted_changes(d: &mut Doctor, env: &dyn EnvLookup) {
+    let Some(dir) = crate::journal::default_dir(env) else {
+        return;
+    };
+    for p in crate::journal::pending(&dir) {
+        match &p.record {
+            Ok(r) => {
+                let when = time::OffsetDateTime::from_unix_timestamp(r.started as i64)
+                    .map(crate::credentials::format_rfc3339)
+                    .unwrap_or_else(|_| r.started.to_string());
+                let last = r.steps.last().map(|s| s.name.as_str()).unwrap_or("none");
+                d.problem(
+                    "changes",
+                    format!(
+                        "interrupted change: {} of \"{}\" started {when}, last step \"{last}\" (journal {})",
+                        r.kind,
+                        r.subject,
+                        p.path.display()
+                    ),
+                    super::enroll::pending_fix(&r.kind, &r.subject),
+                    ErrorKind::Io.exit_code(),
+                );
+            }
+            Err(e) => d.problem(
+                "changes",
+                format!("unreadable journal {}: {e}", p.path.display()),
+                format!(
+                    "check what it was doing, then remove {}",
+                    p.path.display()
+                ),
+                ErrorKind::Io.exit_code(),
+            ),
+        }
+    }
 }
 
 fn cache_check(d: &mut Doctor, name: &str, env: &dyn EnvLookup, ui: &RecordingUi) {

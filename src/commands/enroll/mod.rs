@@ -21,13 +21,16 @@
 //! vault once, before the device is created (the one touch); the unlocker's output is kept
 //! in memory so the seed is stored, and on a failure taken out again, without another touch. Never printed, logged or passed in argv.
 
+mod undo;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::cache::SessionCache;
@@ -36,6 +39,7 @@ use crate::credentials::Credentials;
 use crate::engine::{self, Engine, MIN_SECONDS_LEFT, Options, plan_code_time};
 use crate::error::{Error, Result};
 use crate::iam::{Iam, IamTarget};
+use crate::journal::{self, BeginError, Journal};
 use crate::profile::editor::{self, AwsFile, EditReceipt, ProfileEdit};
 use crate::profile::{AwsFiles, Mfa, Profiles};
 use crate::sts::{CallContext, Sts, StsApi, StsTarget};
@@ -49,6 +53,7 @@ use crate::ui::Ui;
 use crate::vault::{EntryName, Secret, VaultSession, VaultStore};
 
 use super::vault::Unlocked;
+use undo::{DeviceState, Outcome, ProfileUndo, Progress, SeedPlace, step};
 
 /// Exit code after an interrupted enroll (128 + SIGINT), once the rollback ran.
 pub const EXIT_INTERRUPTED: i32 = 130;
@@ -65,6 +70,16 @@ pub enum Destination {
     Vault,
 }
 
+impl Destination {
+    fn word(self) -> &'static str {
+        match self {
+            Destination::Oath => "oath",
+            Destination::File => "file",
+            Destination::Vault => "vault",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Args {
     pub profile: String,
@@ -77,6 +92,9 @@ pub struct Args {
     pub yubikey_serial: Option<u32>,
     /// `--to file`: where (default: `tapcred-PROFILE.seed` beside the config file).
     pub seed_file: Option<PathBuf>,
+    /// Undo what an interrupted enroll of this profile left (its journal), reading IAM's
+    /// state first.
+    pub undo: bool,
 }
 
 /// Set when the person asks to stop (Ctrl-C, SIGTERM, SIGHUP): the current step finishes,
@@ -121,27 +139,26 @@ pub fn run(args: &Args, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
     run_with(args, ctx, Arc::new(PcscBackend::new()), &interrupt, out)
 }
 
-/// Where the seed is going, checked before the device is created.
+/// Where the seed is going, checked (and the key or vault opened) before the device is
+/// created.
 enum Dest {
-    /// The key itself is in [`Job::key`] (the rollback needs it after the flow returned).
-    Oath {
-        name: String,
-    },
-    File {
-        path: PathBuf,
-    },
-    /// The opened vault is in [`Job::vault`].
-    Vault,
+    Oath { name: String, key: EnrollKey },
+    File { path: PathBuf },
+    /// The vault's place and the unlocker output that opened it.
+    Vault { store: VaultStore, unlocked: Unlocked },
 }
 
-/// One thing done that a rollback undoes.
-enum Undo {
-    DeleteDevice { serial: String },
-    OathAccount { name: String },
-    SeedFile { path: PathBuf },
-    VaultEntry { name: EntryName },
-    Deactivate { user: String, serial: String },
-    Profile(Box<EditReceipt>),
+/// The command that lists what an interrupted change left, and how to finish it (for
+/// `doctor`).
+pub fn pending_fix(kind: &str, subject: &str) -> String {
+    match kind {
+        undo::KIND => format!(
+            "run `tapcred enroll --profile {} --undo` (it reads IAM's state first, then removes the device and seed that enroll made)",
+            shell_word(subject)
+        ),
+        "import-keys" => "run `tapcred vault import-keys` again".to_owned(),
+        _ => "run the same tapcred command again".to_owned(),
+    }
 }
 
 /// [`run`] with the YubiKey backend and the interrupt flag given (tests pass virtual keys).
@@ -154,6 +171,38 @@ pub fn run_with(
 ) -> Result<i32> {
     let (env, ui) = (ctx.env, ctx.ui);
     let profile = args.profile.as_str();
+    let journal_dir = journal::default_dir(env).ok_or_else(|| {
+        Error::config(
+            "enroll keeps a journal of its steps in tapcred's data folder, and none is known; set HOME (or XDG_DATA_HOME)",
+        )
+    })?;
+    let pending = Journal::find(&journal_dir, undo::KIND, profile);
+    if args.undo {
+        return match pending {
+            Some(p) => undo_pending(&p, args, ctx, backend, out),
+            None => {
+                writeln!(
+                    out,
+                    "profile \"{profile}\": no interrupted enroll to undo"
+                )
+                .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+                Ok(0)
+            }
+        };
+    }
+    if let Some(p) = pending {
+        let last = p
+            .record
+            .as_ref()
+            .ok()
+            .and_then(|r| r.steps.last().map(|s| s.name.clone()))
+            .unwrap_or_else(|| "unknown".into());
+        return Err(Error::usage(format!(
+            "profile \"{profile}\": an earlier enroll was interrupted (last step: {last}; journal {}); {}, then enroll again",
+            p.path.display(),
+            pending_fix(undo::KIND, profile)
+        )));
+    }
     let files = AwsFiles::from_env(env);
     let profiles = Profiles::load(&files)?;
     let resolved = profiles.resolve(profile, env)?;
@@ -212,8 +261,8 @@ pub fn run_with(
     check_device_name(&device_name)?;
     let expected_serial = format!("arn:aws:iam::{account}:mfa/{device_name}");
 
-    let (dest, key) = match args.to {
-        Destination::Oath => {
+    let dest = match (args.to, vault) {
+        (Destination::Oath, _) => {
             let settings = TokenSettings {
                 yubikey_serial: args.yubikey_serial.or(resolved.token.yubikey_serial),
                 profile: profile.to_owned(),
@@ -227,23 +276,31 @@ pub fn run_with(
                 key.label(),
                 if args.touch { " (touch required)" } else { "" }
             ));
-            (Dest::Oath { name }, Some(key))
+            Dest::Oath { name, key }
         }
-        Destination::File => {
-            let path = args.seed_file.clone().unwrap_or_else(|| {
-                let dir = files.config.parent().unwrap_or(Path::new("."));
-                dir.join(format!("tapcred-{profile}.seed"))
-            });
+        (Destination::File, _) => {
+            let path = match &args.seed_file {
+                // The config file names it from anywhere: an absolute path.
+                Some(p) => std::path::absolute(p).map_err(|e| {
+                    Error::usage(format!(
+                        "seed file {}: cannot make the path absolute ({e}); give an absolute --seed-file",
+                        p.display()
+                    ))
+                })?,
+                None => {
+                    let dir = files.config.parent().unwrap_or(Path::new("."));
+                    dir.join(format!("tapcred-{profile}.seed"))
+                }
+            };
             if std::fs::symlink_metadata(&path).is_ok() {
                 return Err(Error::usage(format!(
                     "seed file {} already exists; enroll writes a new file only: choose another --seed-file or remove it",
                     path.display()
                 )));
             }
-            (Dest::File { path }, None)
+            Dest::File { path }
         }
-        Destination::Vault => {
-            let (store, _) = vault.as_ref().expect("the vault was unlocked above");
+        (Destination::Vault, Some((store, unlocked))) => {
             let name = EntryName::seed(expected_serial.clone());
             if store
                 .read()?
@@ -254,33 +311,84 @@ pub fn run_with(
                     store.path().display()
                 )));
             }
-            (Dest::Vault, None)
+            Dest::Vault { store, unlocked }
+        }
+        (Destination::Vault, None) => {
+            return Err(Error::internal("enroll --to vault: the vault was not opened"));
         }
     };
     interrupt.check()?;
 
     let cache = SessionCache::open_default(env, ui);
     let iam = Iam::new(iam_target, &signer)?;
+    // A device of that name made before this run is not ours to remove: refuse now, while
+    // nothing has been made. After this, a device of that name is the one this run made.
+    match undo::device_state(&iam, &creds, &user, &expected_serial)? {
+        DeviceState::Absent => {}
+        _ => {
+            return Err(Error::auth(format!(
+                "IAM already has a virtual MFA device {expected_serial} (perhaps your phone's): keep it and choose another name with --device-name NAME"
+            )));
+        }
+    }
+    let mut journal = match Journal::begin(&journal_dir, undo::KIND, profile) {
+        Ok(j) => j,
+        Err(BeginError::Io(e)) => return Err(e),
+        Err(BeginError::Pending(p)) => {
+            return Err(Error::usage(format!(
+                "profile \"{profile}\": another enroll of this profile is running or was interrupted (journal {}); {}",
+                p.path.display(),
+                pending_fix(undo::KIND, profile)
+            )));
+        }
+    };
+    journal.step(
+        step::CREATE,
+        json!({
+            "user": user,
+            "signer": signer,
+            "account": account,
+            "serial": expected_serial,
+            "device_name": device_name,
+            "to": args.to.word(),
+        }),
+    )?;
     let mut job = Job {
         args,
         ctx,
         interrupt,
         iam: &iam,
         creds: &creds,
-        signer: &signer,
         user: &user,
         account: &account,
         files: &files,
         profiles: &profiles,
         cache: &cache,
-        key,
-        vault,
+        dest,
         session,
-        undo: Vec::new(),
-        undone_any: false,
+        journal,
+        receipt: None,
     };
-    match job.enroll(&device_name, dest) {
+    let panicked = Arc::new(Mutex::new(None));
+    let result = catching_panics(&panicked, || job.enroll(&device_name));
+    let result = match result {
+        Ok(r) => r,
+        Err(()) => {
+            let at = panicked
+                .lock()
+                .map(|g| g.clone())
+                .unwrap_or_default()
+                .unwrap_or_default();
+            Err(Error::internal(format!(
+                "internal error during enroll (a bug in tapcred; details withheld because they could contain secrets){at}; please report it with the command you ran"
+            )))
+        }
+    };
+    match result {
         Ok(done) => {
+            if let Err(e) = job.journal.close() {
+                ui.warn(&format!("enroll: {e}"));
+            }
             writeln!(
                 out,
                 "profile \"{profile}\": mfa_serial = {} ({}); proven: {}",
@@ -289,7 +397,6 @@ pub fn run_with(
             .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
             Ok(0)
         }
-        Err(err) if job.undo.is_empty() && !interrupt.is_set() => Err(err),
         Err(err) => {
             let interrupted = interrupt.is_set();
             if interrupted {
@@ -298,19 +405,25 @@ pub fn run_with(
                 ui.warn(&format!("enroll failed: {err}"));
                 ui.warn("undoing what was done");
             }
-            let manual = job.rollback();
-            if manual.is_empty() {
-                if !job.undone_any {
-                    ui.info("enroll: nothing had been changed");
-                } else {
-                    ui.info("enroll: everything was undone; nothing is left behind");
-                }
-            } else {
-                ui.warn("enroll: could not undo everything; clean up by hand:");
-                for m in &manual {
-                    ui.warn(&format!("  {m}"));
-                }
-            }
+            let journal = job.journal;
+            let progress = match Progress::from_record(journal.record()) {
+                Ok(p) => p,
+                Err(e) => return Err(e),
+            };
+            let profile_undo = job
+                .receipt
+                .as_ref()
+                .map(|r| ProfileUndo::Receipt(r.as_ref()));
+            let dest = &job.dest;
+            let outcome = undo::undo(
+                &iam,
+                &creds,
+                ui,
+                &progress,
+                profile_undo,
+                &mut |place| remove_seed(dest, place),
+            );
+            finish_undo(journal, outcome, &progress, ui);
             if interrupted {
                 Ok(EXIT_INTERRUPTED)
             } else {
@@ -319,6 +432,191 @@ pub fn run_with(
         }
     }
 }
+
+/// Close the journal after a complete undo, or keep it and print what is left to do.
+fn finish_undo(journal: Journal, outcome: Outcome, p: &Progress, ui: &dyn Ui) -> bool {
+    match outcome {
+        Outcome::Clean => {
+            if let Err(e) = journal.close() {
+                ui.warn(&format!("enroll: {e}"));
+            }
+            ui.info("enroll: everything was undone; nothing is left behind");
+            true
+        }
+        Outcome::Incomplete(manual) => {
+            ui.warn(&format!(
+                "enroll: could not undo everything (the journal {} keeps track; `{}` tries again); clean up by hand:",
+                journal.path().display(),
+                p.undo_cmd()
+            ));
+            for m in &manual {
+                ui.warn(&format!("  {m}"));
+            }
+            false
+        }
+    }
+}
+
+/// Take the seed out of the place this run put it, with the key or vault it opened.
+fn remove_seed(dest: &Dest, place: &SeedPlace) -> Result<()> {
+    match (dest, place) {
+        (Dest::Oath { key, .. }, SeedPlace::Oath { name, .. }) => key.delete(name),
+        (Dest::Vault { store, unlocked }, SeedPlace::Vault { serial }) => {
+            vault_change(store, unlocked, |v| {
+                v.remove(&EntryName::seed(serial.clone()));
+                Ok(())
+            })
+            .map(|_| ())
+        }
+        (_, SeedPlace::File(path)) => remove_seed_file(path),
+        _ => Err(Error::internal(
+            "the journal's seed place is not this run's destination",
+        )),
+    }
+}
+
+fn remove_seed_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!(
+            "cannot remove {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// `tapcred enroll --undo`: what an interrupted run left, undone after reading IAM's state.
+/// Opens the YubiKey or the vault only when the journal says a seed went there.
+fn undo_pending(
+    pending: &journal::Pending,
+    args: &Args,
+    ctx: &Ctx<'_>,
+    backend: Arc<dyn Backend>,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    let (env, ui) = (ctx.env, ctx.ui);
+    let journal = Journal::resume(pending)?;
+    let progress = Progress::from_record(journal.record())?;
+    ui.info(&format!(
+        "enroll --undo: an enroll of profile \"{}\" stopped after step \"{}\"; device {}",
+        progress.profile, progress.last_step, progress.serial
+    ));
+    let files = AwsFiles::from_env(env);
+    let profiles = Profiles::load(&files)?;
+    let resolved = profiles.resolve(&progress.signer, env)?;
+    let session = VaultSession::from_env(env);
+    let creds = engine::vault_base_keys(&session, &resolved.base, env, ui)?;
+    let sts_target = StsTarget::for_profile(&resolved, env);
+    let iam_target = IamTarget::for_profile(&profiles, &progress.signer, &sts_target, env)?;
+    let iam = Iam::new(iam_target, &progress.signer)?;
+    let profile_undo = progress
+        .profile_previous
+        .clone()
+        .map(|previous| ProfileUndo::Journal {
+            config: files.config.clone(),
+            previous,
+            backup: progress.profile_backup.clone(),
+        });
+    let mut remove = |place: &SeedPlace| -> Result<()> {
+        match place {
+            SeedPlace::File(path) => remove_seed_file(path),
+            SeedPlace::Oath { name, key_serial } => {
+                let settings = TokenSettings {
+                    yubikey_serial: key_serial.or(args.yubikey_serial),
+                    profile: progress.profile.clone(),
+                    ..TokenSettings::default()
+                };
+                let key = EnrollKey::open(backend.clone(), env, &settings, ui)?;
+                if key.accounts()?.iter().any(|n| n == name) {
+                    key.delete(name)?;
+                }
+                Ok(())
+            }
+            SeedPlace::Vault { serial } => {
+                let store = super::vault::store(ctx)?;
+                let name = EntryName::seed(serial.clone());
+                let Some(file) = store.read()? else {
+                    return Ok(());
+                };
+                if !file.entry_names().any(|n| *n == name) {
+                    return Ok(());
+                }
+                let unlocked = super::vault::unlock_with(&file, args.yubikey_serial, env, ui)?;
+                vault_change(&store, &unlocked, |v| {
+                    v.remove(&name);
+                    Ok(())
+                })
+                .map(|_| ())
+            }
+        }
+    };
+    let outcome = undo::undo(&iam, &creds, ui, &progress, profile_undo, &mut remove);
+    if finish_undo(journal, outcome, &progress, ui) {
+        writeln!(
+            out,
+            "profile \"{}\": the interrupted enroll is undone ({} removed)",
+            progress.profile, progress.serial
+        )
+        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+        Ok(0)
+    } else {
+        Err(Error::network(format!(
+            "profile \"{}\": the interrupted enroll is not fully undone; run `{}` again when IAM answers, or clean up by hand as printed above",
+            progress.profile,
+            progress.undo_cmd()
+        )))
+    }
+}
+
+/// Run `f`, turning a panic on this thread into `Err` (its location in `at`), so the undo
+/// still runs. tapcred's panic hook exits the process; for the duration of `f` this
+/// thread's panics only record where they happened, other threads' go to that hook.
+fn catching_panics<T>(at: &Arc<Mutex<Option<String>>>, f: impl FnOnce() -> T) -> std::result::Result<T, ()> {
+    use std::panic::{self, AssertUnwindSafe};
+    type Hook = dyn Fn(&panic::PanicHookInfo<'_>) + Send + Sync;
+    let me = std::thread::current().id();
+    let prev: Arc<Hook> = Arc::from(panic::take_hook());
+    let for_others = prev.clone();
+    let slot = at.clone();
+    panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() != me {
+            return for_others(info);
+        }
+        let place = info
+            .location()
+            .map(|l| format!(" [at {}:{}]", l.file(), l.line()));
+        if let Ok(mut g) = slot.lock() {
+            *g = place;
+        }
+    }));
+    let r = panic::catch_unwind(AssertUnwindSafe(f));
+    drop(panic::take_hook());
+    panic::set_hook(Box::new(move |info| prev(info)));
+    r.map_err(|_| ())
+}
+
+/// Test seam, debug builds only: `TAPCRED_TEST_ENROLL_HOOK=stall:STEP` stops after the
+/// journal recorded STEP (until killed), `panic:STEP` panics there.
+#[cfg(debug_assertions)]
+fn test_hook(env: &dyn crate::env::EnvLookup, step: &str) {
+    let Some(hook) = env.var("TAPCRED_TEST_ENROLL_HOOK") else {
+        return;
+    };
+    match hook.split_once(':') {
+        Some(("stall", s)) if s == step => {
+            eprintln!("enroll: test hook: stalled at {step}");
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        Some(("panic", s)) if s == step => panic!("enroll test hook: panic at {step}"),
+        _ => {}
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn test_hook(_env: &dyn crate::env::EnvLookup, _step: &str) {}
 
 /// `arn:aws:iam::ACCT:user[/path]/NAME` → (ACCT, NAME).
 fn iam_user(arn: &str) -> Option<(String, String)> {
@@ -371,20 +669,19 @@ struct Job<'a> {
     interrupt: &'a Interrupt,
     iam: &'a Iam,
     creds: &'a Credentials,
-    signer: &'a str,
     user: &'a str,
     account: &'a str,
     files: &'a AwsFiles,
     profiles: &'a Profiles,
     cache: &'a SessionCache,
-    key: Option<EnrollKey>,
-    /// `--to vault`: the vault's place and the unlocker output that opened it.
-    vault: Option<(VaultStore, Unlocked)>,
+    dest: Dest,
     /// This process's vault session (at most one unlock, shared by the signing keys and the
     /// proof).
     session: Rc<VaultSession>,
-    undo: Vec<Undo>,
-    undone_any: bool,
+    /// Every step is recorded here before it is taken.
+    journal: Journal,
+    /// The profile edit, for restoring the config file byte for byte.
+    receipt: Option<Box<EditReceipt>>,
 }
 
 impl Job<'_> {
@@ -392,36 +689,45 @@ impl Job<'_> {
         self.ctx.ui
     }
 
-    fn enroll(&mut self, device_name: &str, dest: Dest) -> Result<Done> {
+    /// Record `name` in the journal (durable before the step is taken).
+    fn step(&mut self, name: &str, data: Value) -> Result<()> {
+        self.journal.step(name, data)?;
+        test_hook(self.ctx.env, name);
+        Ok(())
+    }
+
+    fn enroll(&mut self, device_name: &str) -> Result<Done> {
         let ui = self.ctx.ui;
         let profile = self.args.profile.as_str();
-        // Nothing exists before this call; everything after it is undone on failure.
         let device = self
             .iam
             .create_virtual_mfa_device(self.creds, device_name)?;
         let serial = device.serial.clone();
-        self.undo.push(Undo::DeleteDevice {
-            serial: serial.clone(),
-        });
+        self.step(step::CREATED, json!({ "serial": serial }))?;
         ui.info(&format!("enroll: created virtual MFA device {serial}"));
         self.interrupt.check()?;
 
         // The seed goes to its place and is dropped.
         let (mut source, where_, oath_account): (Box<dyn TokenSource>, String, Option<String>) =
-            match &dest {
-                Dest::Oath { name } => {
-                    let key = self.key.as_ref().expect("an OATH destination has its key");
+            match &self.dest {
+                Dest::Oath { name, key } => {
                     let name = if serial.len() <= MAX_NAME_LEN && name != &serial {
                         // IAM put the device somewhere else than expected (a path).
                         serial.clone()
                     } else {
                         name.clone()
                     };
+                    let (label, key_serial) = (key.label().to_owned(), key.serial());
+                    self.step(
+                        step::STORE_SEED,
+                        json!({ "to": "oath", "name": name, "key_serial": key_serial }),
+                    )?;
+                    let Dest::Oath { key, .. } = &self.dest else {
+                        return Err(Error::internal("enroll: the destination changed"));
+                    };
                     key.put(&name, &device.seed, self.args.touch)?;
-                    self.undo.push(Undo::OathAccount { name: name.clone() });
                     ui.info(&format!(
-                        "enroll: seed stored on {} as OATH account \"{name}\"{} (never shown)",
-                        key.label(),
+                        "enroll: seed stored on {label} as OATH account \"{name}\"{} (never shown)",
                         if self.args.touch {
                             ", touch required"
                         } else {
@@ -430,22 +736,26 @@ impl Job<'_> {
                     ));
                     (
                         Box::new(key.source(&name, self.args.touch)),
-                        format!("{}, OATH account \"{name}\"", key.label()),
+                        format!("{label}, OATH account \"{name}\""),
                         Some(name),
                     )
                 }
                 Dest::File { path } => {
+                    let path = path.clone();
+                    self.step(
+                        step::STORE_SEED,
+                        json!({ "to": "file", "path": path.display().to_string() }),
+                    )?;
                     let text = Zeroizing::new(format!(
                         "{}\n",
                         data_encoding::BASE32_NOPAD.encode(&device.seed)
                     ));
-                    write_seed_file(path, text.as_bytes()).map_err(|e| {
+                    write_seed_file(&path, text.as_bytes()).map_err(|e| {
                         Error::io(format!(
                             "cannot create seed file {}: {e}; choose another --seed-file",
                             path.display()
                         ))
                     })?;
-                    self.undo.push(Undo::SeedFile { path: path.clone() });
                     ui.info(&format!(
                         "enroll: seed written to {} (mode 0600, never shown)",
                         path.display()
@@ -454,17 +764,20 @@ impl Job<'_> {
                     let text = Zeroizing::new(data_encoding::BASE32_NOPAD.encode(&device.seed));
                     (
                         Box::new(SoftwareSource::from_seed(&text, &origin)?),
-                        format!("seed file {}", path.display()),
+                        origin,
                         None,
                     )
                 }
-                Dest::Vault => {
+                Dest::Vault { .. } => {
+                    self.step(step::STORE_SEED, json!({ "to": "vault" }))?;
+                    let Dest::Vault { store, unlocked } = &self.dest else {
+                        return Err(Error::internal("enroll: the destination changed"));
+                    };
                     let name = EntryName::seed(serial.clone());
                     let secret = Secret::TotpSeed(Zeroizing::new(device.seed.to_vec()));
-                    let path = self.vault_change(|v| v.put(name.clone(), &secret))?;
-                    self.undo.push(Undo::VaultEntry { name: name.clone() });
+                    let path = vault_change(store, unlocked, |v| v.put(name.clone(), &secret))?;
                     // Read back and decrypt: the seed in the file is the one IAM gave.
-                    let back = self.vault_read()?.get(&name)?;
+                    let back = vault_read(store, unlocked)?.get(&name)?;
                     if back != secret {
                         return Err(Error::internal(format!(
                             "the vault {} read back does not hold the seed just stored",
@@ -488,31 +801,18 @@ impl Job<'_> {
         self.interrupt.check()?;
 
         // Two consecutive codes, each from its own window, recorded in the step ledger.
-        let touches = if self.touch_needed(&dest) { 3 } else { 0 };
+        let touches = if self.touch_needed() { 3 } else { 0 };
         let (code1, code2) = self.two_codes(source.as_mut(), &serial, touches)?;
         self.interrupt.check()?;
-        let enabled = self.iam.enable_mfa_device(
+        self.step(step::ENABLE, Value::Null)?;
+        self.iam.enable_mfa_device(
             self.creds,
             self.user,
             &serial,
             &code1.digits,
             &code2.digits,
-        );
-        if let Err(e) = enabled {
-            if e.kind == crate::ErrorKind::Network {
-                // The answer was lost: it may be enabled. Deactivating a device that is not
-                // enabled is a NoSuchEntity the rollback tolerates.
-                self.undo.push(Undo::Deactivate {
-                    user: self.user.to_owned(),
-                    serial: serial.clone(),
-                });
-            }
-            return Err(e);
-        }
-        self.undo.push(Undo::Deactivate {
-            user: self.user.to_owned(),
-            serial: serial.clone(),
-        });
+        )?;
+        self.step(step::ENABLED, Value::Null)?;
         ui.info(&format!(
             "enroll: MFA device enabled for IAM user {} in account {}",
             self.user, self.account
@@ -520,10 +820,21 @@ impl Job<'_> {
         self.interrupt.check()?;
 
         // The profile.
-        let edit = self.profile_edit(&serial, oath_account.as_deref(), &dest)?;
+        let edit = self.profile_edit(&serial, oath_account.as_deref())?;
+        let previous: serde_json::Map<String, Value> = undo::PROFILE_KEYS
+            .iter()
+            .filter_map(|k| {
+                self.profiles
+                    .get(profile, k)
+                    .map(|v| (k.to_string(), Value::from(v)))
+            })
+            .collect();
+        self.step(step::PROFILE, json!({ "previous": previous }))?;
         let receipt = editor::apply_edits(&self.files.config, AwsFile::Config, &[edit])?;
         let config_path = receipt.path.clone();
-        self.undo.push(Undo::Profile(Box::new(receipt)));
+        let backup = receipt.backup.as_ref().map(|b| b.display().to_string());
+        self.receipt = Some(Box::new(receipt));
+        self.step(step::PROFILE_WRITTEN, json!({ "backup": backup }))?;
         ui.info(&format!(
             "enroll: wrote mfa_serial into profile \"{profile}\" in {}",
             config_path.display()
@@ -537,6 +848,7 @@ impl Job<'_> {
             ));
         }
         self.wait_for_fresh_window(&serial, source.period())?;
+        self.step(step::PROVE, Value::Null)?;
         let arn = self.prove(source)?;
         ui.info(&format!("enroll: profile \"{profile}\" works: {arn}"));
         Ok(Done {
@@ -546,48 +858,8 @@ impl Job<'_> {
         })
     }
 
-    /// Under the vault's writers' lock: re-read it, open it with the kept unlocker output (no
-    /// touch), change it, write it. Returns the vault's path.
-    fn vault_change(
-        &self,
-        change: impl FnOnce(
-            &mut crate::vault::OpenVault,
-        ) -> std::result::Result<(), crate::vault::VaultError>,
-    ) -> Result<PathBuf> {
-        let (store, unlocked) = self
-            .vault
-            .as_ref()
-            .expect("a vault destination has its vault");
-        let lock = store.lock()?;
-        let file = lock.read()?.ok_or_else(|| {
-            Error::config(format!(
-                "the vault {} disappeared during enroll",
-                store.path().display()
-            ))
-        })?;
-        let mut v = unlocked.reopen(&file)?;
-        change(&mut v)?;
-        lock.write(&v)?;
-        Ok(store.path().to_owned())
-    }
-
-    /// The vault as on disk now, opened with the kept unlocker output.
-    fn vault_read(&self) -> Result<crate::vault::OpenVault> {
-        let (store, unlocked) = self
-            .vault
-            .as_ref()
-            .expect("a vault destination has its vault");
-        let file = store.read()?.ok_or_else(|| {
-            Error::config(format!(
-                "the vault {} disappeared during enroll",
-                store.path().display()
-            ))
-        })?;
-        unlocked.reopen(&file)
-    }
-
-    fn touch_needed(&self, dest: &Dest) -> bool {
-        matches!(dest, Dest::Oath { .. }) && self.args.touch
+    fn touch_needed(&self) -> bool {
+        matches!(self.dest, Dest::Oath { .. }) && self.args.touch
     }
 
     /// Wait (interruptibly, with a countdown) until a window after every one used for
@@ -675,18 +947,12 @@ impl Job<'_> {
         engine::read_code(self.cache, source, serial, profile, self.ui())
     }
 
-    fn profile_edit(
-        &self,
-        serial: &str,
-        oath_account: Option<&str>,
-        dest: &Dest,
-    ) -> Result<ProfileEdit> {
+    fn profile_edit(&self, serial: &str, oath_account: Option<&str>) -> Result<ProfileEdit> {
         let profile = self.args.profile.as_str();
         let get = |k: &str| self.profiles.get(profile, k);
         let mut edit = ProfileEdit::new(profile).set("mfa_serial", serial);
-        match dest {
-            Dest::Oath { .. } => {
-                let key = self.key.as_ref().expect("an OATH destination has its key");
+        match &self.dest {
+            Dest::Oath { key, .. } => {
                 let name = oath_account.unwrap_or(serial);
                 let auto_finds = {
                     let present = key.accounts()?;
@@ -718,7 +984,7 @@ impl Job<'_> {
                     edit = edit.remove("tapcred_token");
                 }
             }
-            Dest::Vault => {
+            Dest::Vault { .. } => {
                 edit = edit.set("tapcred_token", "vault");
                 for k in ["tapcred_oath_account", "tapcred_totp_secret_file"] {
                     if get(k).is_some() {
@@ -769,116 +1035,37 @@ impl Job<'_> {
         )?;
         Ok(who.arn)
     }
+}
 
-    /// Undo everything done, newest first. Returns what could not be undone, as commands.
-    fn rollback(&mut self) -> Vec<String> {
-        let ui = self.ctx.ui;
-        let mut manual = Vec::new();
-        let aws_profile = format!("--profile {}", shell_word(self.signer));
-        while let Some(step) = self.undo.pop() {
-            self.undone_any = true;
-            match step {
-                Undo::Profile(receipt) => match receipt.restore() {
-                    Ok(()) => {
-                        if let Some(bak) = &receipt.backup {
-                            let _ = std::fs::remove_file(bak);
-                        }
-                        ui.info(&format!(
-                            "undo: restored {} as it was",
-                            receipt.path.display()
-                        ));
-                    }
-                    Err(e) => {
-                        ui.warn(&format!("undo: {e}"));
-                        manual.push(match &receipt.backup {
-                            Some(bak) => format!(
-                                "mv {} {}",
-                                shell_word(&bak.display().to_string()),
-                                shell_word(&receipt.path.display().to_string())
-                            ),
-                            None => format!(
-                                "remove mfa_serial (and tapcred_* keys enroll added) from profile \"{}\" in {}",
-                                self.args.profile,
-                                receipt.path.display()
-                            ),
-                        });
-                    }
-                },
-                Undo::Deactivate { user, serial } => {
-                    match self.iam.deactivate_mfa_device(self.creds, &user, &serial) {
-                        Ok(()) => ui.info(&format!("undo: deactivated {serial}")),
-                        Err(e) if e.message().contains("does not exist") => {}
-                        Err(e) => {
-                            ui.warn(&format!("undo: {e}"));
-                            manual.push(format!(
-                                "aws iam deactivate-mfa-device --user-name {} --serial-number {} {aws_profile}",
-                                shell_word(&user),
-                                shell_word(&serial)
-                            ));
-                        }
-                    }
-                }
-                Undo::OathAccount { name } => {
-                    let Some(key) = &self.key else { continue };
-                    match key.delete(&name) {
-                        Ok(()) => ui.info(&format!(
-                            "undo: deleted OATH account \"{name}\" from {}",
-                            key.label()
-                        )),
-                        Err(e) => {
-                            ui.warn(&format!("undo: {e}"));
-                            let device = key
-                                .serial()
-                                .map(|s| format!("--device {s} "))
-                                .unwrap_or_default();
-                            manual.push(format!(
-                                "ykman {device}oath accounts delete --force {}",
-                                shell_word(&name)
-                            ));
-                        }
-                    }
-                }
-                Undo::SeedFile { path } => match std::fs::remove_file(&path) {
-                    Ok(()) => ui.info(&format!("undo: removed {}", path.display())),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        ui.warn(&format!("undo: cannot remove {}: {e}", path.display()));
-                        manual.push(format!("rm {}", shell_word(&path.display().to_string())));
-                    }
-                },
-                Undo::VaultEntry { name } => match self.vault_change(|v| {
-                    v.remove(&name);
-                    Ok(())
-                }) {
-                    Ok(path) => ui.info(&format!(
-                        "undo: removed the seed for {} from the vault {}",
-                        name.name,
-                        path.display()
-                    )),
-                    Err(e) => {
-                        ui.warn(&format!("undo: {e}"));
-                        manual.push(format!(
-                            "tapcred vault remove --mfa-serial {}",
-                            shell_word(&name.name)
-                        ));
-                    }
-                },
-                Undo::DeleteDevice { serial } => {
-                    match self.iam.delete_virtual_mfa_device(self.creds, &serial) {
-                        Ok(()) => ui.info(&format!("undo: deleted virtual MFA device {serial}")),
-                        Err(e) => {
-                            ui.warn(&format!("undo: {e}"));
-                            manual.push(format!(
-                                "aws iam delete-virtual-mfa-device --serial-number {} {aws_profile}",
-                                shell_word(&serial)
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        manual
-    }
+/// Under the vault's writers' lock: re-read it, open it with the kept unlocker output (no
+/// touch), change it, write it. Returns the vault's path.
+fn vault_change(
+    store: &VaultStore,
+    unlocked: &Unlocked,
+    change: impl FnOnce(&mut crate::vault::OpenVault) -> std::result::Result<(), crate::vault::VaultError>,
+) -> Result<PathBuf> {
+    let lock = store.lock()?;
+    let file = lock.read()?.ok_or_else(|| {
+        Error::config(format!(
+            "the vault {} disappeared during enroll",
+            store.path().display()
+        ))
+    })?;
+    let mut v = unlocked.reopen(&file)?;
+    change(&mut v)?;
+    lock.write(&v)?;
+    Ok(store.path().to_owned())
+}
+
+/// The vault as on disk now, opened with the kept unlocker output.
+fn vault_read(store: &VaultStore, unlocked: &Unlocked) -> Result<crate::vault::OpenVault> {
+    let file = store.read()?.ok_or_else(|| {
+        Error::config(format!(
+            "the vault {} disappeared during enroll",
+            store.path().display()
+        ))
+    })?;
+    unlocked.reopen(&file)
 }
 
 /// A new private file (0600 from its creation, never replacing anything, never through a
