@@ -413,7 +413,7 @@ fn explain(
             "IAM {action}: the user already has the most MFA devices AWS allows (8); remove one first (aws iam list-mfa-devices, aws iam deactivate-mfa-device)"
         )),
         ("AccessDenied", _) => Error::auth(format!(
-            "IAM {action}: the keys of profile \"{signer}\" may not do this ({message}); the IAM user needs iam:CreateVirtualMFADevice, iam:EnableMFADevice, iam:DeactivateMFADevice, iam:DeleteVirtualMFADevice and iam:ListMFADevices on its own user and arn:aws:iam::ACCOUNT:mfa/*"
+            "IAM {action}: the keys of profile \"{signer}\" may not do this ({message}); the IAM user needs iam:CreateVirtualMFADevice, iam:EnableMFADevice, iam:DeactivateMFADevice, iam:DeleteVirtualMFADevice and iam:ListMFADevices on its own user and arn:aws:iam::ACCOUNT:mfa/*, and iam:ListVirtualMFADevices"
         )),
         ("NoSuchEntity", _) => Error::auth(format!("IAM {action}: {message}")),
         ("DeleteConflict", _) => Error::auth(format!(

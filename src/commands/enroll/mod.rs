@@ -460,7 +460,7 @@ fn finish_undo(journal: Journal, outcome: Outcome, p: &Progress, ui: &dyn Ui) ->
 /// Take the seed out of the place this run put it, with the key or vault it opened.
 fn remove_seed(dest: &Dest, place: &SeedPlace) -> Result<()> {
     match (dest, place) {
-        (Dest::Oath { key, .. }, SeedPlace::Oath { name, .. }) => key.delete(name),
+        (Dest::Oath { key, .. }, SeedPlace::Oath { name, .. }) => delete_oath_account(key, name),
         (Dest::Vault { store, unlocked }, SeedPlace::Vault { serial }) => {
             vault_change(store, unlocked, |v| {
                 v.remove(&EntryName::seed(serial.clone()));
@@ -473,6 +473,14 @@ fn remove_seed(dest: &Dest, place: &SeedPlace) -> Result<()> {
             "the journal's seed place is not this run's destination",
         )),
     }
+}
+
+/// Delete the OATH account `name` if it is on the key (the PUT may not have happened).
+fn delete_oath_account(key: &EnrollKey, name: &str) -> Result<()> {
+    if key.accounts()?.iter().any(|n| n == name) {
+        key.delete(name)?;
+    }
+    Ok(())
 }
 
 fn remove_seed_file(path: &Path) -> Result<()> {
@@ -528,10 +536,7 @@ fn undo_pending(
                     ..TokenSettings::default()
                 };
                 let key = EnrollKey::open(backend.clone(), env, &settings, ui)?;
-                if key.accounts()?.iter().any(|n| n == name) {
-                    key.delete(name)?;
-                }
-                Ok(())
+                delete_oath_account(&key, name)
             }
             SeedPlace::Vault { serial } => {
                 let store = super::vault::store(ctx)?;

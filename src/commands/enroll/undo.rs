@@ -118,6 +118,15 @@ impl SeedPlace {
         }
     }
 
+    /// What a removal did, for the undo's progress line.
+    pub fn removed(&self) -> String {
+        match self {
+            SeedPlace::File(p) => format!("removed the seed file {}", p.display()),
+            SeedPlace::Oath { name, .. } => format!("deleted OATH account \"{name}\""),
+            SeedPlace::Vault { serial } => format!("removed the seed for {serial} from the vault"),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             SeedPlace::File(p) => format!("the seed file {}", p.display()),
@@ -380,7 +389,7 @@ pub fn undo(
     }
     if let Some(seed) = &p.seed {
         match remove_seed(seed) {
-            Ok(()) => ui.info(&format!("undo: removed {}", seed.describe())),
+            Ok(()) => ui.info(&format!("undo: {}", seed.removed())),
             Err(e) => {
                 ui.warn(&format!("undo: {e}"));
                 manual.push(seed.manual());
