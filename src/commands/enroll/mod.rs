@@ -504,6 +504,12 @@ fn undo_pending(
     out: &mut dyn Write,
 ) -> Result<i32> {
     let (env, ui) = (ctx.env, ctx.ui);
+    if let Err(e) = &pending.record {
+        return Err(Error::io(format!(
+            "the enroll journal {} cannot be read ({e}); check IAM by hand (aws iam list-virtual-mfa-devices, aws iam list-mfa-devices --user-name USER), delete the device and seed enroll made, then remove the journal",
+            pending.path.display()
+        )));
+    }
     let journal = Journal::resume(pending)?;
     let progress = Progress::from_record(journal.record())?;
     ui.info(&format!(
