@@ -344,12 +344,7 @@ impl Iam {
         }
     }
 
-    fn map_error<E>(
-        &self,
-        err: SdkError<E, HttpResponse>,
-        action: &str,
-        subject: &str,
-    ) -> IamError
+    fn map_error<E>(&self, err: SdkError<E, HttpResponse>, action: &str, subject: &str) -> IamError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
@@ -494,6 +489,28 @@ mod tests {
             target("[profile p]\nsource_profile = u\n", &[]).describe(),
             "iam.amazonaws.com"
         );
+    }
+
+    #[test]
+    fn iam_codes_are_typed() {
+        assert_eq!(IamCode::from_aws("NoSuchEntity"), IamCode::NoSuchEntity);
+        assert_eq!(
+            IamCode::from_aws("EntityAlreadyExists"),
+            IamCode::EntityAlreadyExists
+        );
+        assert_eq!(IamCode::from_aws("LimitExceeded"), IamCode::LimitExceeded);
+        assert_eq!(IamCode::from_aws("DeleteConflict"), IamCode::DeleteConflict);
+        assert_eq!(IamCode::from_aws("Throttling"), IamCode::Other);
+        let lost = IamError {
+            code: None,
+            error: Error::network("x"),
+        };
+        assert!(lost.outcome_unknown() && !lost.is(IamCode::NoSuchEntity));
+        let gone = IamError {
+            code: Some(IamCode::NoSuchEntity),
+            error: Error::auth("x"),
+        };
+        assert!(gone.is(IamCode::NoSuchEntity) && !gone.outcome_unknown());
     }
 
     #[test]

@@ -37,7 +37,8 @@ fn seed_path(h: &Home) -> PathBuf {
 }
 
 fn journal_path(h: &Home) -> PathBuf {
-    h.path().join(".local/share/tapcred/journal/enroll-mfa.json")
+    h.path()
+        .join(".local/share/tapcred/journal/enroll-mfa.json")
 }
 
 fn enroll(h: &Home, extra: &[&str]) -> Run {
@@ -138,7 +139,11 @@ fn enable_answer_lost_and_deactivate_unreachable_keeps_the_seed_then_undo_finish
         "{}",
         out.stderr
     );
-    assert!(has_line(&out, "tapcred enroll --profile mfa --undo"), "{}", out.stderr);
+    assert!(
+        has_line(&out, "tapcred enroll --profile mfa --undo"),
+        "{}",
+        out.stderr
+    );
     assert!(journal_path(&h).exists());
     let doc = doctor(&h);
     assert_ne!(doc.code, 0, "{}", doc.stdout);
@@ -150,7 +155,11 @@ fn enable_answer_lost_and_deactivate_unreachable_keeps_the_seed_then_undo_finish
     // IAM answers again: --undo reads its state, deactivates, then removes the rest.
     let out = enroll(&h, &["--undo"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(has_line(&out, &format!("undo: deactivated {SERIAL}")), "{}", out.stderr);
+    assert!(
+        has_line(&out, &format!("undo: deactivated {SERIAL}")),
+        "{}",
+        out.stderr
+    );
     nothing_left(&d, &h, &before);
 }
 
@@ -168,7 +177,10 @@ fn state_that_cannot_be_read_keeps_everything_and_says_what_to_run() {
     assert!(has_line(&out, "cannot read IAM's state"), "{}", out.stderr);
     assert!(has_line(&out, "nothing was removed"), "{}", out.stderr);
     assert!(
-        has_line(&out, "aws iam list-mfa-devices --user-name toolkit-user --profile toolkit-user"),
+        has_line(
+            &out,
+            "aws iam list-mfa-devices --user-name toolkit-user --profile toolkit-user"
+        ),
         "{}",
         out.stderr
     );
@@ -265,15 +277,18 @@ fn killed_at_then_doctor_and_undo(step: &str, proof_fails: bool) {
         &format!("last step \"{step}\""),
         "tapcred enroll --profile mfa --undo",
     ] {
-        assert!(doc.stdout.contains(needle), "{step}: {needle}: {}", doc.stdout);
+        assert!(
+            doc.stdout.contains(needle),
+            "{step}: {needle}: {}",
+            doc.stdout
+        );
     }
     // A plain rerun says what happened and what to run; it creates nothing.
     let creates = d.calls("CreateVirtualMFADevice");
     let out = enroll(&h, &[]);
     assert_eq!(out.code, 2, "{step}: {}", out.stderr);
     assert!(
-        out.stderr.contains("an earlier enroll was interrupted")
-            && out.stderr.contains("--undo"),
+        out.stderr.contains("an earlier enroll was interrupted") && out.stderr.contains("--undo"),
         "{step}: {}",
         out.stderr
     );
@@ -323,7 +338,11 @@ fn a_panic_after_create_still_runs_the_undo() {
     let out = enroll(&h, &[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(has_line(&out, "internal error"), "{}", out.stderr);
-    assert!(!has_line(&out, "test hook"), "no panic payload: {}", out.stderr);
+    assert!(
+        !has_line(&out, "test hook"),
+        "no panic payload: {}",
+        out.stderr
+    );
     assert!(
         has_line(&out, &format!("undo: deleted virtual MFA device {SERIAL}")),
         "{}",

@@ -395,8 +395,16 @@ fn enable_answer_lost_keeps_the_oath_account_until_undo() {
         "the seed of the enabled device stays: {}",
         out.stderr
     );
-    assert!(out.stderr.contains("aws iam deactivate-mfa-device"), "{}", out.stderr);
-    assert!(out.stderr.contains("tapcred enroll --profile mfa --undo"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("aws iam deactivate-mfa-device"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("tapcred enroll --profile mfa --undo"),
+        "{}",
+        out.stderr
+    );
     let out = Run::from(
         h.cmd_detached(&["enroll", "--profile", "mfa", "--undo"])
             .output()
@@ -404,7 +412,8 @@ fn enable_answer_lost_keeps_the_oath_account_until_undo() {
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stderr.contains(&format!("undo: deleted OATH account \"{SERIAL}\"")),
+        out.stderr
+            .contains(&format!("undo: deleted OATH account \"{SERIAL}\"")),
         "{}",
         out.stderr
     );

@@ -186,7 +186,11 @@ fn enable_answer_lost_keeps_the_vault_seed_until_undo() {
         "the vault keeps the seed of the enabled device: {}",
         out.stderr
     );
-    assert!(out.stderr.contains("aws iam deactivate-mfa-device"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("aws iam deactivate-mfa-device"),
+        "{}",
+        out.stderr
+    );
     let out = Run::from(
         h.cmd_detached(&["enroll", "--profile", "mfa", "--undo"])
             .output()

@@ -767,10 +767,7 @@ fn interrupted_changes(d: &mut Doctor, env: &dyn EnvLookup) {
             Err(e) => d.problem(
                 "changes",
                 format!("unreadable journal {}: {e}", p.path.display()),
-                format!(
-                    "check what it was doing, then remove {}",
-                    p.path.display()
-                ),
+                format!("check what it was doing, then remove {}", p.path.display()),
                 ErrorKind::Io.exit_code(),
             ),
         }

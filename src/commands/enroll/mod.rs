@@ -5,16 +5,19 @@
 //! with one STS call.
 //!
 //! Steps: GetCallerIdentity (user, account) → checks of the destination (key present and
-//! unlocked, account name free; or the seed file new) → CreateVirtualMFADevice → PUT (or the
+//! unlocked, account name free; or the seed file new) → the device name free in IAM
+//! (ListMFADevices, ListVirtualMFADevices) → CreateVirtualMFADevice → PUT (or the
 //! seed file) → two consecutive codes (the second in the next 30 s window) → EnableMFADevice →
 //! `mfa_serial` (and `tapcred_oath_account` when the automatic matching would not find the
 //! account) into the profile → one engine call (GetSessionToken/AssumeRole with a fresh code:
 //! the two windows sent to IAM are in the step ledger, so they are never sent to STS).
 //!
-//! Rollback: a failure after CreateVirtualMFADevice (or Ctrl-C, SIGTERM, SIGHUP) undoes what
-//! was done, newest first: the profile edit (the editor's receipt), DeactivateMFADevice, the
-//! OATH account (DELETE), the seed file or the vault entry, DeleteVirtualMFADevice. An undo that fails is
-//! printed as the exact command to run by hand.
+//! Failure: every step is recorded in a journal (`undo.rs`) before it is taken. A failure
+//! after CreateVirtualMFADevice (an error, a panic, Ctrl-C, SIGTERM, SIGHUP) runs the undo,
+//! which reads IAM's real state first and never removes the seed of a device that is or may
+//! be enabled; what it cannot undo stays in the journal and is printed as commands. A run
+//! killed outright leaves the journal: the next `enroll` of the profile stops and says so,
+//! `doctor` lists it, and `enroll --undo` undoes it the same way.
 //!
 //! The seed: decoded from IAM's answer into a zeroizing buffer, sent in the PUT APDU (or
 //! written to the seed file, or sealed into the vault), dropped. `--to vault` unlocks the
@@ -142,10 +145,18 @@ pub fn run(args: &Args, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
 /// Where the seed is going, checked (and the key or vault opened) before the device is
 /// created.
 enum Dest {
-    Oath { name: String, key: EnrollKey },
-    File { path: PathBuf },
+    Oath {
+        name: String,
+        key: EnrollKey,
+    },
+    File {
+        path: PathBuf,
+    },
     /// The vault's place and the unlocker output that opened it.
-    Vault { store: VaultStore, unlocked: Unlocked },
+    Vault {
+        store: VaultStore,
+        unlocked: Unlocked,
+    },
 }
 
 /// The command that lists what an interrupted change left, and how to finish it (for
@@ -181,11 +192,8 @@ pub fn run_with(
         return match pending {
             Some(p) => undo_pending(&p, args, ctx, backend, out),
             None => {
-                writeln!(
-                    out,
-                    "profile \"{profile}\": no interrupted enroll to undo"
-                )
-                .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+                writeln!(out, "profile \"{profile}\": no interrupted enroll to undo")
+                    .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
                 Ok(0)
             }
         };
@@ -314,7 +322,9 @@ pub fn run_with(
             Dest::Vault { store, unlocked }
         }
         (Destination::Vault, None) => {
-            return Err(Error::internal("enroll --to vault: the vault was not opened"));
+            return Err(Error::internal(
+                "enroll --to vault: the vault was not opened",
+            ));
         }
     };
     interrupt.check()?;
@@ -415,14 +425,9 @@ pub fn run_with(
                 .as_ref()
                 .map(|r| ProfileUndo::Receipt(r.as_ref()));
             let dest = &job.dest;
-            let outcome = undo::undo(
-                &iam,
-                &creds,
-                ui,
-                &progress,
-                profile_undo,
-                &mut |place| remove_seed(dest, place),
-            );
+            let outcome = undo::undo(&iam, &creds, ui, &progress, profile_undo, &mut |place| {
+                remove_seed(dest, place)
+            });
             finish_undo(journal, outcome, &progress, ui);
             if interrupted {
                 Ok(EXIT_INTERRUPTED)
@@ -487,10 +492,7 @@ fn remove_seed_file(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(format!(
-            "cannot remove {}: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(Error::io(format!("cannot remove {}: {e}", path.display()))),
     }
 }
 
@@ -583,7 +585,10 @@ fn undo_pending(
 /// Run `f`, turning a panic on this thread into `Err` (its location in `at`), so the undo
 /// still runs. tapcred's panic hook exits the process; for the duration of `f` this
 /// thread's panics only record where they happened, other threads' go to that hook.
-fn catching_panics<T>(at: &Arc<Mutex<Option<String>>>, f: impl FnOnce() -> T) -> std::result::Result<T, ()> {
+fn catching_panics<T>(
+    at: &Arc<Mutex<Option<String>>>,
+    f: impl FnOnce() -> T,
+) -> std::result::Result<T, ()> {
     use std::panic::{self, AssertUnwindSafe};
     type Hook = dyn Fn(&panic::PanicHookInfo<'_>) + Send + Sync;
     let me = std::thread::current().id();
@@ -816,13 +821,8 @@ impl Job<'_> {
         let (code1, code2) = self.two_codes(source.as_mut(), &serial, touches)?;
         self.interrupt.check()?;
         self.step(step::ENABLE, Value::Null)?;
-        self.iam.enable_mfa_device(
-            self.creds,
-            self.user,
-            &serial,
-            &code1.digits,
-            &code2.digits,
-        )?;
+        self.iam
+            .enable_mfa_device(self.creds, self.user, &serial, &code1.digits, &code2.digits)?;
         self.step(step::ENABLED, Value::Null)?;
         ui.info(&format!(
             "enroll: MFA device enabled for IAM user {} in account {}",
@@ -1053,7 +1053,9 @@ impl Job<'_> {
 fn vault_change(
     store: &VaultStore,
     unlocked: &Unlocked,
-    change: impl FnOnce(&mut crate::vault::OpenVault) -> std::result::Result<(), crate::vault::VaultError>,
+    change: impl FnOnce(
+        &mut crate::vault::OpenVault,
+    ) -> std::result::Result<(), crate::vault::VaultError>,
 ) -> Result<PathBuf> {
     let lock = store.lock()?;
     let file = lock.read()?.ok_or_else(|| {

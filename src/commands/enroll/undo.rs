@@ -70,7 +70,11 @@ pub fn device_state(
     user: &str,
     serial: &str,
 ) -> Result<DeviceState, IamError> {
-    if iam.list_mfa_devices(creds, user)?.iter().any(|s| s == serial) {
+    if iam
+        .list_mfa_devices(creds, user)?
+        .iter()
+        .any(|s| s == serial)
+    {
         return Ok(DeviceState::Enabled);
     }
     Ok(
@@ -111,10 +115,9 @@ impl SeedPlace {
                     .unwrap_or_default(),
                 shell_word(name)
             ),
-            SeedPlace::Vault { serial } => format!(
-                "tapcred vault remove --mfa-serial {}",
-                shell_word(serial)
-            ),
+            SeedPlace::Vault { serial } => {
+                format!("tapcred vault remove --mfa-serial {}", shell_word(serial))
+            }
         }
     }
 
@@ -196,9 +199,7 @@ impl Progress {
                 .and_then(|s| s.data.get("previous"))
                 .and_then(Value::as_object)
                 .cloned(),
-            profile_backup: rec
-                .text(step::PROFILE_WRITTEN, "backup")
-                .map(PathBuf::from),
+            profile_backup: rec.text(step::PROFILE_WRITTEN, "backup").map(PathBuf::from),
             last_step: rec.steps.last().map(|s| s.name.clone()).unwrap_or_default(),
         })
     }
@@ -225,7 +226,10 @@ impl Progress {
     }
 
     pub fn undo_cmd(&self) -> String {
-        format!("tapcred enroll --profile {} --undo", shell_word(&self.profile))
+        format!(
+            "tapcred enroll --profile {} --undo",
+            shell_word(&self.profile)
+        )
     }
 }
 

@@ -245,7 +245,13 @@ impl Engine {
     pub(crate) fn inject_fault(&mut self, action: &str, fault: super::Fault) {
         self.faults.push((action.to_owned(), fault));
     }
-    pub(crate) fn fault_calls(&mut self, action: &str, first: u64, count: u64, fault: super::Fault) {
+    pub(crate) fn fault_calls(
+        &mut self,
+        action: &str,
+        first: u64,
+        count: u64,
+        fault: super::Fault,
+    ) {
         if count > 0 {
             self.call_faults
                 .push((action.to_owned(), first, first + count - 1, fault));

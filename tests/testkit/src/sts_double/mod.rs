@@ -44,7 +44,9 @@ pub use config::{Config, DEFAULT_MAX_SESSION_DURATION, MfaDevice, RoleSpec, User
 pub use engine::{
     ActionStats, IssuedInfo, ROLE_CHAINING_MAX_SECS, Stats, TokenCodeEvent, TokenOutcome,
 };
-pub use iam::{IAM_WRITES, IamSnapshot, MAX_MFA_DEVICES_PER_USER, VIRTUAL_SEED_BYTES, VirtualDeviceInfo};
+pub use iam::{
+    IAM_WRITES, IamSnapshot, MAX_MFA_DEVICES_PER_USER, VIRTUAL_SEED_BYTES, VirtualDeviceInfo,
+};
 
 use engine::{Engine, Incoming};
 
