@@ -416,10 +416,7 @@ pub fn run_with(
                 ui.warn("undoing what was done");
             }
             let journal = job.journal;
-            let progress = match Progress::from_record(journal.record()) {
-                Ok(p) => p,
-                Err(e) => return Err(e),
-            };
+            let progress = Progress::from_record(journal.record())?;
             let profile_undo = job
                 .receipt
                 .as_ref()
