@@ -139,8 +139,12 @@ pub enum Cmd {
         seed_file: Option<std::path::PathBuf>,
         /// Undo what an interrupted enroll of this profile left (read from its journal):
         /// IAM's state is read first; the device and seed it made are removed.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         undo: bool,
+        /// Finish what an interrupted enroll of this profile left (read from its journal):
+        /// enable the device unless IAM already has, write the profile, prove it.
+        #[arg(long)]
+        resume: bool,
     },
     /// List cached sessions, or clear them.
     Sessions {
@@ -397,6 +401,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             serial,
             seed_file,
             undo,
+            resume,
         } => {
             let args = commands::enroll::Args {
                 profile: profile::selected_name(p.as_deref(), ctx.env),
@@ -406,6 +411,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
                 yubikey_serial: serial,
                 seed_file,
                 undo,
+                resume,
             };
             commands::enroll::run(&args, ctx, &mut stdout)
         }

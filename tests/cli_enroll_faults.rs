@@ -388,3 +388,53 @@ fn a_relative_seed_file_is_written_into_the_config_as_an_absolute_path() {
     );
     out.ok();
 }
+
+/// Killed at `step`, then `enroll --resume` finishes from IAM's real state: the profile is
+/// written and proven, the journal closed, and the next call uses the cached session.
+fn killed_at_then_resume(step: &str) {
+    let d = common::enroll::new_user_double();
+    let h = home(&d);
+    kill_at(&h, step);
+    let out = enroll(&h, &["--resume"]);
+    assert_eq!(out.code, 0, "{step}: {}", out.stderr);
+    assert!(
+        out.stdout.contains(SERIAL) && out.stdout.contains("assumed-role/toolkit-role"),
+        "{step}: {}",
+        out.stdout
+    );
+    assert!(enabled_for_user(&d));
+    assert!(!journal_path(&h).exists());
+    let config = std::fs::read_to_string(h.config_path()).unwrap();
+    assert!(
+        config.contains(&format!("mfa_serial = {SERIAL}")),
+        "{config}"
+    );
+    let doc = doctor(&h);
+    assert!(!doc.stdout.contains("interrupted change"), "{}", doc.stdout);
+    h.run(&["credential-process", "--profile", "mfa"]).ok();
+    assert_eq!(d.stats().ok("AssumeRole"), 1, "served from the cache");
+}
+
+#[test]
+fn sigkill_after_the_seed_is_stored_then_resume_enables_and_finishes() {
+    killed_at_then_resume("enable");
+}
+
+#[test]
+fn sigkill_after_enable_then_resume_finishes() {
+    killed_at_then_resume("enabled");
+}
+
+#[test]
+fn resume_with_nothing_to_resume_is_a_usage_error() {
+    let d = common::enroll::new_user_double();
+    let h = home(&d);
+    let out = enroll(&h, &["--resume"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no interrupted enroll"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(d.calls("CreateVirtualMFADevice"), 0);
+}

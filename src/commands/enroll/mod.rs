@@ -98,6 +98,9 @@ pub struct Args {
     /// Undo what an interrupted enroll of this profile left (its journal), reading IAM's
     /// state first.
     pub undo: bool,
+    /// Finish what an interrupted enroll of this profile left: enable the device (unless
+    /// IAM already has), write the profile, prove it.
+    pub resume: bool,
 }
 
 /// Set when the person asks to stop (Ctrl-C, SIGTERM, SIGHUP): the current step finishes,
@@ -164,8 +167,8 @@ enum Dest {
 pub fn pending_fix(kind: &str, subject: &str) -> String {
     match kind {
         undo::KIND => format!(
-            "run `tapcred enroll --profile {} --undo` (it reads IAM's state first, then removes the device and seed that enroll made)",
-            shell_word(subject)
+            "run `tapcred enroll --profile {p} --resume` to finish it or `tapcred enroll --profile {p} --undo` to remove the device and seed it made (both read IAM's state first)",
+            p = shell_word(subject)
         ),
         "import-keys" => "run `tapcred vault import-keys` again".to_owned(),
         _ => "run the same tapcred command again".to_owned(),
@@ -188,6 +191,15 @@ pub fn run_with(
         )
     })?;
     let pending = Journal::find(&journal_dir, undo::KIND, profile);
+    if args.resume {
+        return match pending {
+            Some(p) => resume_pending(&p, args, ctx, backend, interrupt, out),
+            None => Err(Error::usage(format!(
+                "profile \"{profile}\": no interrupted enroll to resume; run `tapcred enroll --profile {}` to enroll",
+                shell_word(profile)
+            ))),
+        };
+    }
     if args.undo {
         return match pending {
             Some(p) => undo_pending(&p, args, ctx, backend, out),
@@ -206,7 +218,7 @@ pub fn run_with(
             .and_then(|r| r.steps.last().map(|s| s.name.clone()))
             .unwrap_or_else(|| "unknown".into());
         return Err(Error::usage(format!(
-            "profile \"{profile}\": an earlier enroll was interrupted (last step: {last}; journal {}); {}, then enroll again",
+            "profile \"{profile}\": an earlier enroll was interrupted (last step: {last}; journal {}); {}",
             p.path.display(),
             pending_fix(undo::KIND, profile)
         )));
@@ -378,22 +390,17 @@ pub fn run_with(
         session,
         journal,
         receipt: None,
+        resumed: false,
     };
-    let panicked = Arc::new(Mutex::new(None));
-    let result = catching_panics(&panicked, || job.enroll(&device_name));
-    let result = match result {
-        Ok(r) => r,
-        Err(()) => {
-            let at = panicked
-                .lock()
-                .map(|g| g.clone())
-                .unwrap_or_default()
-                .unwrap_or_default();
-            Err(Error::internal(format!(
-                "internal error during enroll (a bug in tapcred; details withheld because they could contain secrets){at}; please report it with the command you ran"
-            )))
-        }
-    };
+    let result = catching_panics(|| job.enroll(&device_name));
+    conclude(job, result, out)
+}
+
+/// After the flow: close the journal and print the result, or undo (reading IAM's state)
+/// and keep the journal when something stays.
+fn conclude(job: Job<'_>, result: Result<Done>, out: &mut dyn Write) -> Result<i32> {
+    let ui = job.ctx.ui;
+    let profile = job.args.profile.as_str();
     match result {
         Ok(done) => {
             if let Err(e) = job.journal.close() {
@@ -408,7 +415,7 @@ pub fn run_with(
             Ok(0)
         }
         Err(err) => {
-            let interrupted = interrupt.is_set();
+            let interrupted = job.interrupt.is_set();
             if interrupted {
                 ui.warn("enroll interrupted; undoing what was done");
             } else {
@@ -417,14 +424,28 @@ pub fn run_with(
             }
             let journal = job.journal;
             let progress = Progress::from_record(journal.record())?;
-            let profile_undo = job
-                .receipt
-                .as_ref()
-                .map(|r| ProfileUndo::Receipt(r.as_ref()));
+            // A resumed run restores what the journal says the profile was before the
+            // first run's edit; this run's own edit restores byte for byte.
+            let profile_undo = match (&job.receipt, job.resumed) {
+                (Some(r), false) => Some(ProfileUndo::Receipt(r.as_ref())),
+                _ => progress
+                    .profile_previous
+                    .clone()
+                    .map(|previous| ProfileUndo::Journal {
+                        config: job.files.config.clone(),
+                        previous,
+                        backup: progress.profile_backup.clone(),
+                    }),
+            };
             let dest = &job.dest;
-            let outcome = undo::undo(&iam, &creds, ui, &progress, profile_undo, &mut |place| {
-                remove_seed(dest, place)
-            });
+            let outcome = undo::undo(
+                job.iam,
+                job.creds,
+                ui,
+                &progress,
+                profile_undo,
+                &mut |place| remove_seed(dest, place),
+            );
             finish_undo(journal, outcome, &progress, ui);
             if interrupted {
                 Ok(EXIT_INTERRUPTED)
@@ -491,6 +512,169 @@ fn remove_seed_file(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(format!("cannot remove {}: {e}", path.display()))),
     }
+}
+
+/// `tapcred enroll --resume`: finish what an interrupted run left, from IAM's real state and
+/// the seed where the journal says it went. A failure undoes it, as in the first run.
+fn resume_pending(
+    pending: &journal::Pending,
+    args: &Args,
+    ctx: &Ctx<'_>,
+    backend: Arc<dyn Backend>,
+    interrupt: &Interrupt,
+    out: &mut dyn Write,
+) -> Result<i32> {
+    let (env, ui) = (ctx.env, ctx.ui);
+    let journal = Journal::resume(pending)?;
+    let progress = Progress::from_record(journal.record())?;
+    let files = AwsFiles::from_env(env);
+    let profiles = Profiles::load(&files)?;
+    let signer_profile = profiles.resolve(&progress.signer, env)?;
+    let state_of = |iam: &Iam, creds: &Credentials| {
+        undo::device_state(iam, creds, &progress.user, &progress.serial).map_err(Error::from)
+    };
+    let cannot = |why: &str| {
+        Error::usage(format!(
+            "profile \"{}\": the interrupted enroll cannot be finished ({why}); run `{}`, then enroll again",
+            progress.profile,
+            progress.undo_cmd()
+        ))
+    };
+    let Some(place) = progress.seed.clone() else {
+        return Err(cannot("the seed was never stored"));
+    };
+    let mut resume_args = args.clone();
+    resume_args.resume = false;
+    let (dest, source, where_, oath_account, session): (
+        Dest,
+        Box<dyn TokenSource>,
+        String,
+        Option<String>,
+        VaultSession,
+    ) = match &place {
+        SeedPlace::File(path) => {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .map_err(|e| Error::config(format!("seed file {}: {e}", path.display())))?,
+            );
+            let origin = format!("seed file {}", path.display());
+            let source = SoftwareSource::from_seed(text.trim(), &origin)?;
+            resume_args.to = Destination::File;
+            resume_args.seed_file = Some(path.clone());
+            (
+                Dest::File { path: path.clone() },
+                Box::new(source),
+                origin,
+                None,
+                VaultSession::from_env(env),
+            )
+        }
+        SeedPlace::Oath { name, key_serial } => {
+            let touch = journal
+                .record()
+                .step(step::STORE_SEED)
+                .and_then(|s| s.data.get("touch"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            resume_args.to = Destination::Oath;
+            resume_args.touch = touch;
+            let settings = TokenSettings {
+                yubikey_serial: key_serial.or(args.yubikey_serial),
+                profile: progress.profile.clone(),
+                ..TokenSettings::default()
+            };
+            let key = EnrollKey::open(backend, env, &settings, ui)?;
+            if !key.accounts()?.iter().any(|n| n == name) {
+                return Err(cannot(&format!(
+                    "the OATH account \"{name}\" is not on {}",
+                    key.label()
+                )));
+            }
+            let source = Box::new(key.source(name, touch));
+            let where_ = format!("{}, OATH account \"{name}\"", key.label());
+            (
+                Dest::Oath {
+                    name: name.clone(),
+                    key,
+                },
+                source,
+                where_,
+                Some(name.clone()),
+                VaultSession::from_env(env),
+            )
+        }
+        SeedPlace::Vault { serial } => {
+            resume_args.to = Destination::Vault;
+            let store = super::vault::store(ctx)?;
+            let file = store
+                .read()?
+                .ok_or_else(|| cannot(&format!("no vault at {}", store.path().display())))?;
+            let unlocked = super::vault::unlock_with(&file, args.yubikey_serial, env, ui)?;
+            let Ok(Secret::TotpSeed(seed)) = unlocked
+                .reopen(&file)?
+                .get(&EntryName::seed(serial.clone()))
+            else {
+                return Err(cannot("the vault holds no seed for the device"));
+            };
+            let text = Zeroizing::new(data_encoding::BASE32_NOPAD.encode(&seed));
+            let origin = format!("the vault {}", store.path().display());
+            let source = SoftwareSource::from_seed(&text, &origin)?;
+            let session = unlocked.session(env);
+            (
+                Dest::Vault { store, unlocked },
+                Box::new(source),
+                origin,
+                None,
+                session,
+            )
+        }
+    };
+    let session = Rc::new(session);
+    let creds = engine::vault_base_keys(&session, &signer_profile.base, env, ui)?;
+    let sts_target = StsTarget::for_profile(&signer_profile, env);
+    let iam_target = IamTarget::for_profile(&profiles, &progress.signer, &sts_target, env)?;
+    let iam = Iam::new(iam_target, &progress.signer)?;
+    let enabled = match state_of(&iam, &creds)? {
+        DeviceState::Absent => return Err(cannot("IAM has no such device")),
+        DeviceState::Unassigned => false,
+        DeviceState::Enabled => true,
+    };
+    ui.info(&format!(
+        "enroll --resume: device {} {}; the seed is in {}",
+        progress.serial,
+        if enabled {
+            "is enabled in IAM"
+        } else {
+            "exists in IAM, not enabled yet"
+        },
+        place.describe()
+    ));
+    let cache = SessionCache::open_default(env, ui);
+    let account = journal
+        .record()
+        .text(step::CREATE, "account")
+        .unwrap_or_default()
+        .to_owned();
+    let mut job = Job {
+        args: &resume_args,
+        ctx,
+        interrupt,
+        iam: &iam,
+        creds: &creds,
+        user: &progress.user,
+        account: &account,
+        files: &files,
+        profiles: &profiles,
+        cache: &cache,
+        dest,
+        session,
+        journal,
+        receipt: None,
+        resumed: true,
+    };
+    let serial = progress.serial.clone();
+    let result = catching_panics(|| job.finish(serial, source, where_, oath_account, enabled));
+    conclude(job, result, out)
 }
 
 /// `tapcred enroll --undo`: what an interrupted run left, undone after reading IAM's state.
@@ -579,16 +763,15 @@ fn undo_pending(
     }
 }
 
-/// Run `f`, turning a panic on this thread into `Err` (its location in `at`), so the undo
-/// still runs. tapcred's panic hook exits the process; for the duration of `f` this
-/// thread's panics only record where they happened, other threads' go to that hook.
-fn catching_panics<T>(
-    at: &Arc<Mutex<Option<String>>>,
-    f: impl FnOnce() -> T,
-) -> std::result::Result<T, ()> {
+/// Run `f`, turning a panic on this thread into an internal error (naming where it
+/// happened, never its payload), so the undo still runs. tapcred's panic hook exits the
+/// process; for the duration of `f` this thread's panics only record where they happened,
+/// other threads' go to that hook.
+fn catching_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     use std::panic::{self, AssertUnwindSafe};
     type Hook = dyn Fn(&panic::PanicHookInfo<'_>) + Send + Sync;
     let me = std::thread::current().id();
+    let at: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let prev: Arc<Hook> = Arc::from(panic::take_hook());
     let for_others = prev.clone();
     let slot = at.clone();
@@ -606,7 +789,12 @@ fn catching_panics<T>(
     let r = panic::catch_unwind(AssertUnwindSafe(f));
     drop(panic::take_hook());
     panic::set_hook(Box::new(move |info| prev(info)));
-    r.map_err(|_| ())
+    r.unwrap_or_else(|_| {
+        let at = at.lock().ok().and_then(|g| g.clone()).unwrap_or_default();
+        Err(Error::internal(format!(
+            "internal error during enroll (a bug in tapcred; details withheld because they could contain secrets){at}; please report it with the command you ran"
+        )))
+    })
 }
 
 /// Test seam, debug builds only: `TAPCRED_TEST_ENROLL_HOOK=stall:STEP` stops after the
@@ -695,6 +883,8 @@ struct Job<'a> {
     journal: Journal,
     /// The profile edit, for restoring the config file byte for byte.
     receipt: Option<Box<EditReceipt>>,
+    /// Finishing a run that was interrupted (`--resume`).
+    resumed: bool,
 }
 
 impl Job<'_> {
@@ -711,7 +901,6 @@ impl Job<'_> {
 
     fn enroll(&mut self, device_name: &str) -> Result<Done> {
         let ui = self.ctx.ui;
-        let profile = self.args.profile.as_str();
         let device = self
             .iam
             .create_virtual_mfa_device(self.creds, device_name)?;
@@ -721,7 +910,7 @@ impl Job<'_> {
         self.interrupt.check()?;
 
         // The seed goes to its place and is dropped.
-        let (mut source, where_, oath_account): (Box<dyn TokenSource>, String, Option<String>) =
+        let (source, where_, oath_account): (Box<dyn TokenSource>, String, Option<String>) =
             match &self.dest {
                 Dest::Oath { name, key } => {
                     let name = if serial.len() <= MAX_NAME_LEN && name != &serial {
@@ -733,7 +922,7 @@ impl Job<'_> {
                     let (label, key_serial) = (key.label().to_owned(), key.serial());
                     self.step(
                         step::STORE_SEED,
-                        json!({ "to": "oath", "name": name, "key_serial": key_serial }),
+                        json!({ "to": "oath", "name": name, "key_serial": key_serial, "touch": self.args.touch }),
                     )?;
                     let Dest::Oath { key, .. } = &self.dest else {
                         return Err(Error::internal("enroll: the destination changed"));
@@ -812,20 +1001,44 @@ impl Job<'_> {
             };
         drop(device);
         self.interrupt.check()?;
+        self.finish(serial, source, where_, oath_account, false)
+    }
 
+    /// From the seed in its place: enable (unless IAM already has), the profile, the proof.
+    fn finish(
+        &mut self,
+        serial: String,
+        mut source: Box<dyn TokenSource>,
+        where_: String,
+        oath_account: Option<String>,
+        enabled: bool,
+    ) -> Result<Done> {
+        let ui = self.ctx.ui;
+        let profile = self.args.profile.as_str();
         // Two consecutive codes, each from its own window, recorded in the step ledger.
-        let touches = if self.touch_needed() { 3 } else { 0 };
-        let (code1, code2) = self.two_codes(source.as_mut(), &serial, touches)?;
-        self.interrupt.check()?;
-        self.step(step::ENABLE, Value::Null)?;
-        self.iam
-            .enable_mfa_device(self.creds, self.user, &serial, &code1.digits, &code2.digits)?;
-        self.step(step::ENABLED, Value::Null)?;
-        ui.info(&format!(
-            "enroll: MFA device enabled for IAM user {} in account {}",
-            self.user, self.account
-        ));
-        self.interrupt.check()?;
+        let touches = match (self.touch_needed(), enabled) {
+            (false, _) => 0,
+            (true, false) => 3,
+            (true, true) => 1,
+        };
+        if !enabled {
+            let (code1, code2) = self.two_codes(source.as_mut(), &serial, touches)?;
+            self.interrupt.check()?;
+            self.step(step::ENABLE, Value::Null)?;
+            self.iam.enable_mfa_device(
+                self.creds,
+                self.user,
+                &serial,
+                &code1.digits,
+                &code2.digits,
+            )?;
+            self.step(step::ENABLED, Value::Null)?;
+            ui.info(&format!(
+                "enroll: MFA device enabled for IAM user {} in account {}",
+                self.user, self.account
+            ));
+            self.interrupt.check()?;
+        }
 
         // The profile.
         let edit = self.profile_edit(&serial, oath_account.as_deref())?;
@@ -837,12 +1050,17 @@ impl Job<'_> {
                     .map(|v| (k.to_string(), Value::from(v)))
             })
             .collect();
-        self.step(step::PROFILE, json!({ "previous": previous }))?;
+        // A resumed run keeps what the first run recorded: the values before its edit.
+        if !self.journal.record().has(step::PROFILE) {
+            self.step(step::PROFILE, json!({ "previous": previous }))?;
+        }
         let receipt = editor::apply_edits(&self.files.config, AwsFile::Config, &[edit])?;
         let config_path = receipt.path.clone();
         let backup = receipt.backup.as_ref().map(|b| b.display().to_string());
         self.receipt = Some(Box::new(receipt));
-        self.step(step::PROFILE_WRITTEN, json!({ "backup": backup }))?;
+        if !self.journal.record().has(step::PROFILE_WRITTEN) {
+            self.step(step::PROFILE_WRITTEN, json!({ "backup": backup }))?;
+        }
         ui.info(&format!(
             "enroll: wrote mfa_serial into profile \"{profile}\" in {}",
             config_path.display()
@@ -852,7 +1070,7 @@ impl Job<'_> {
         // Proof: the profile as written, through the engine (the session is cached).
         if touches > 0 {
             ui.info(&format!(
-                "enroll: touch 3 of 3 is for a fresh code to prove profile \"{profile}\" works (codes sent to IAM are never sent again)"
+                "enroll: touch {touches} of {touches} is for a fresh code to prove profile \"{profile}\" works (codes sent to IAM are never sent again)"
             ));
         }
         self.wait_for_fresh_window(&serial, source.period())?;
