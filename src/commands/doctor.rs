@@ -851,6 +851,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_pending_journal_is_a_problem_with_its_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let env: std::collections::HashMap<String, String> = [(
+            "XDG_DATA_HOME".to_string(),
+            dir.path().display().to_string(),
+        )]
+        .into();
+        let mut d = Doctor { checks: Vec::new() };
+        interrupted_changes(&mut d, &env);
+        assert!(d.checks.is_empty(), "no journal, no check");
+        let jdir = crate::journal::default_dir(&env).unwrap();
+        let mut j = crate::journal::Journal::begin(&jdir, "import-keys", "toolkit-user").unwrap();
+        j.step("renamed", serde_json::Value::Null).unwrap();
+        crate::journal::Journal::begin(&jdir, "enroll", "mfa").unwrap();
+        interrupted_changes(&mut d, &env);
+        assert_eq!(d.checks.len(), 2, "{:?}", d.checks);
+        assert!(
+            d.checks
+                .iter()
+                .all(|c| c.status == Status::Problem && c.code == Some(7))
+        );
+        let enroll = &d.checks[0];
+        assert!(enroll.message.contains("enroll of \"mfa\""), "{enroll:?}");
+        assert!(enroll.message.contains("last step \"none\""), "{enroll:?}");
+        assert!(
+            enroll
+                .fix
+                .as_deref()
+                .unwrap()
+                .contains("tapcred enroll --profile mfa --undo"),
+            "{enroll:?}"
+        );
+        let import = &d.checks[1];
+        assert!(
+            import.message.contains("last step \"renamed\""),
+            "{import:?}"
+        );
+        assert_eq!(
+            import.fix.as_deref(),
+            Some("run `tapcred vault import-keys` again")
+        );
+    }
+
+    #[test]
     fn http_dates() {
         assert_eq!(
             parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
