@@ -797,6 +797,19 @@ fn catching_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
+/// Record `name` in `journal` (durable before the step is taken); a field-level borrow, so
+/// the destination can stay borrowed meanwhile.
+fn record(
+    journal: &mut Journal,
+    env: &dyn crate::env::EnvLookup,
+    name: &str,
+    data: Value,
+) -> Result<()> {
+    journal.step(name, data)?;
+    test_hook(env, name);
+    Ok(())
+}
+
 /// Test seam, debug builds only: `TAPCRED_TEST_ENROLL_HOOK=stall:STEP` stops after the
 /// journal recorded STEP (until killed), `panic:STEP` panics there.
 #[cfg(debug_assertions)]
@@ -894,9 +907,7 @@ impl Job<'_> {
 
     /// Record `name` in the journal (durable before the step is taken).
     fn step(&mut self, name: &str, data: Value) -> Result<()> {
-        self.journal.step(name, data)?;
-        test_hook(self.ctx.env, name);
-        Ok(())
+        record(&mut self.journal, self.ctx.env, name, data)
     }
 
     fn enroll(&mut self, device_name: &str) -> Result<Done> {
@@ -920,13 +931,12 @@ impl Job<'_> {
                         name.clone()
                     };
                     let (label, key_serial) = (key.label().to_owned(), key.serial());
-                    self.step(
+                    record(
+                        &mut self.journal,
+                        self.ctx.env,
                         step::STORE_SEED,
                         json!({ "to": "oath", "name": name, "key_serial": key_serial, "touch": self.args.touch }),
                     )?;
-                    let Dest::Oath { key, .. } = &self.dest else {
-                        return Err(Error::internal("enroll: the destination changed"));
-                    };
                     key.put(&name, &device.seed, self.args.touch)?;
                     ui.info(&format!(
                         "enroll: seed stored on {label} as OATH account \"{name}\"{} (never shown)",
@@ -970,11 +980,13 @@ impl Job<'_> {
                         None,
                     )
                 }
-                Dest::Vault { .. } => {
-                    self.step(step::STORE_SEED, json!({ "to": "vault" }))?;
-                    let Dest::Vault { store, unlocked } = &self.dest else {
-                        return Err(Error::internal("enroll: the destination changed"));
-                    };
+                Dest::Vault { store, unlocked } => {
+                    record(
+                        &mut self.journal,
+                        self.ctx.env,
+                        step::STORE_SEED,
+                        json!({ "to": "vault" }),
+                    )?;
                     let name = EntryName::seed(serial.clone());
                     let secret = Secret::TotpSeed(Zeroizing::new(device.seed.to_vec()));
                     let path = vault_change(store, unlocked, |v| v.put(name.clone(), &secret))?;
