@@ -138,6 +138,14 @@ pub enum Cmd {
         /// AWS config file).
         #[arg(long, value_name = "PATH")]
         seed_file: Option<std::path::PathBuf>,
+        /// Undo what an interrupted enroll of this profile left (read from its journal):
+        /// IAM's state is read first; the device and seed it made are removed.
+        #[arg(long, conflicts_with = "resume")]
+        undo: bool,
+        /// Finish what an interrupted enroll of this profile left (read from its journal):
+        /// enable the device unless IAM already has, write the profile, prove it.
+        #[arg(long)]
+        resume: bool,
     },
     /// List cached sessions, or clear them.
     Sessions {
@@ -471,6 +479,8 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             to,
             serial,
             seed_file,
+            undo,
+            resume,
         } => {
             let args = commands::enroll::Args {
                 profile: profile::selected_name(p.as_deref(), ctx.env),
@@ -479,6 +489,8 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
                 to,
                 yubikey_serial: serial,
                 seed_file,
+                undo,
+                resume,
             };
             commands::enroll::run(&args, ctx, &mut stdout).map_err(|e| {
                 let no_pcscd = e.message().contains(crate::token::pcsc::no_service_hint());

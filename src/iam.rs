@@ -81,6 +81,69 @@ impl std::fmt::Debug for NewDevice {
     }
 }
 
+/// IAM's error codes that `enroll` decides on (never on message text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IamCode {
+    NoSuchEntity,
+    EntityAlreadyExists,
+    LimitExceeded,
+    DeleteConflict,
+    /// Any other code IAM sent.
+    Other,
+}
+
+impl IamCode {
+    fn from_aws(code: &str) -> IamCode {
+        match code {
+            "NoSuchEntity" => IamCode::NoSuchEntity,
+            "EntityAlreadyExists" => IamCode::EntityAlreadyExists,
+            "LimitExceeded" => IamCode::LimitExceeded,
+            "DeleteConflict" => IamCode::DeleteConflict,
+            _ => IamCode::Other,
+        }
+    }
+}
+
+/// A failed IAM call: the user's message, and IAM's own answer when it gave one.
+#[derive(Debug, Clone)]
+pub struct IamError {
+    /// IAM's error code; None when no IAM answer came back (network, 5xx, unusable answer):
+    /// then a write may have been done without tapcred learning it.
+    pub code: Option<IamCode>,
+    pub error: Error,
+}
+
+impl IamError {
+    /// IAM answered with `code`.
+    pub fn is(&self, code: IamCode) -> bool {
+        self.code == Some(code)
+    }
+
+    /// No answer from IAM: a write may or may not have happened.
+    pub fn outcome_unknown(&self) -> bool {
+        self.code.is_none()
+    }
+}
+
+impl From<IamError> for Error {
+    fn from(e: IamError) -> Error {
+        e.error
+    }
+}
+
+impl std::fmt::Display for IamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+/// One virtual MFA device of the account and the user it is enabled for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualDevice {
+    pub serial: String,
+    pub user: Option<String>,
+}
+
 pub struct Iam {
     rt: tokio::runtime::Runtime,
     http: aws_smithy_runtime_api::client::http::SharedHttpClient,
@@ -125,7 +188,11 @@ impl Iam {
     }
 
     /// `CreateVirtualMFADevice`: the new serial and its seed.
-    pub fn create_virtual_mfa_device(&self, creds: &Credentials, name: &str) -> Result<NewDevice> {
+    pub fn create_virtual_mfa_device(
+        &self,
+        creds: &Credentials,
+        name: &str,
+    ) -> Result<NewDevice, IamError> {
         tracing::info!(signer = %self.signer, device = name, endpoint = %self.target.describe(), "IAM CreateVirtualMFADevice");
         let out = self
             .rt
@@ -167,7 +234,7 @@ impl Iam {
         serial: &str,
         code1: &str,
         code2: &str,
-    ) -> Result<()> {
+    ) -> Result<(), IamError> {
         tracing::info!(signer = %self.signer, user, serial, "IAM EnableMFADevice");
         self.rt
             .block_on(
@@ -188,7 +255,7 @@ impl Iam {
         creds: &Credentials,
         user: &str,
         serial: &str,
-    ) -> Result<()> {
+    ) -> Result<(), IamError> {
         tracing::info!(signer = %self.signer, user, serial, "IAM DeactivateMFADevice");
         self.rt
             .block_on(
@@ -202,7 +269,11 @@ impl Iam {
             .map_err(|e| self.map_error(e, "DeactivateMFADevice", serial))
     }
 
-    pub fn delete_virtual_mfa_device(&self, creds: &Credentials, serial: &str) -> Result<()> {
+    pub fn delete_virtual_mfa_device(
+        &self,
+        creds: &Credentials,
+        serial: &str,
+    ) -> Result<(), IamError> {
         tracing::info!(signer = %self.signer, serial, "IAM DeleteVirtualMFADevice");
         self.rt
             .block_on(
@@ -216,7 +287,12 @@ impl Iam {
     }
 
     /// Serials of the MFA devices assigned to `user`.
-    pub fn list_mfa_devices(&self, creds: &Credentials, user: &str) -> Result<Vec<String>> {
+    pub fn list_mfa_devices(
+        &self,
+        creds: &Credentials,
+        user: &str,
+    ) -> Result<Vec<String>, IamError> {
+        tracing::info!(signer = %self.signer, user, "IAM ListMFADevices");
         let out = self
             .rt
             .block_on(self.client(creds).list_mfa_devices().user_name(user).send())
@@ -228,20 +304,59 @@ impl Iam {
             .collect())
     }
 
-    fn bad_answer(&self, action: &str, what: &str) -> Error {
-        Error::network(format!(
-            "IAM at {} answered {action} with {what}; check the endpoint override (AWS_ENDPOINT_URL_IAM / endpoint_url)",
-            self.target.describe()
-        ))
+    /// The account's virtual MFA devices (every page) and whom each is enabled for.
+    pub fn list_virtual_mfa_devices(
+        &self,
+        creds: &Credentials,
+    ) -> Result<Vec<VirtualDevice>, IamError> {
+        tracing::info!(signer = %self.signer, "IAM ListVirtualMFADevices");
+        let client = self.client(creds);
+        let mut devices = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .rt
+                .block_on(
+                    client
+                        .list_virtual_mfa_devices()
+                        .set_marker(marker.take())
+                        .send(),
+                )
+                .map_err(|e| self.map_error(e, "ListVirtualMFADevices", "the account"))?;
+            devices.extend(out.virtual_mfa_devices.into_iter().map(|d| VirtualDevice {
+                serial: d.serial_number,
+                user: d.user.map(|u| u.user_name),
+            }));
+            match out.marker {
+                Some(m) if out.is_truncated => marker = Some(m),
+                _ => return Ok(devices),
+            }
+        }
     }
 
-    fn map_error<E>(&self, err: SdkError<E, HttpResponse>, action: &str, subject: &str) -> Error
+    fn bad_answer(&self, action: &str, what: &str) -> IamError {
+        IamError {
+            code: None,
+            error: Error::network(format!(
+                "IAM at {} answered {action} with {what}; check the endpoint override (AWS_ENDPOINT_URL_IAM / endpoint_url)",
+                self.target.describe()
+            )),
+        }
+    }
+
+    fn map_error<E>(&self, err: SdkError<E, HttpResponse>, action: &str, subject: &str) -> IamError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         let endpoint = self.target.describe();
         tracing::debug!(action, %endpoint, error = %aws_smithy_types::error::display::DisplayErrorContext(&err), "IAM call failed");
-        match &err {
+        let code = match &err {
+            SdkError::ServiceError(se) if !se.raw().status().is_server_error() => {
+                Some(IamCode::from_aws(se.err().code().unwrap_or("")))
+            }
+            _ => None,
+        };
+        let error = match &err {
             SdkError::ServiceError(se) if se.raw().status().is_server_error() => {
                 Error::network(format!(
                     "IAM {action} at {endpoint} failed (HTTP {} {}); try again in a minute",
@@ -264,7 +379,8 @@ impl Iam {
                 "IAM {action}: {endpoint} sent a response that is not IAM's; check the endpoint override (AWS_ENDPOINT_URL_IAM)"
             )),
             _ => Error::network(format!("IAM {action} at {endpoint} failed")),
-        }
+        };
+        IamError { code, error }
     }
 }
 
@@ -292,7 +408,7 @@ fn explain(
             "IAM {action}: the user already has the most MFA devices AWS allows (8); remove one first (aws iam list-mfa-devices, aws iam deactivate-mfa-device)"
         )),
         ("AccessDenied", _) => Error::auth(format!(
-            "IAM {action}: the keys of profile \"{signer}\" may not do this ({message}); the IAM user needs iam:CreateVirtualMFADevice, iam:EnableMFADevice, iam:DeactivateMFADevice, iam:DeleteVirtualMFADevice and iam:ListMFADevices on its own user and arn:aws:iam::ACCOUNT:mfa/*"
+            "IAM {action}: the keys of profile \"{signer}\" may not do this ({message}); the IAM user needs iam:CreateVirtualMFADevice, iam:EnableMFADevice, iam:DeactivateMFADevice, iam:DeleteVirtualMFADevice and iam:ListMFADevices on its own user and arn:aws:iam::ACCOUNT:mfa/*, and iam:ListVirtualMFADevices"
         )),
         ("NoSuchEntity", _) => Error::auth(format!("IAM {action}: {message}")),
         ("DeleteConflict", _) => Error::auth(format!(
@@ -373,6 +489,28 @@ mod tests {
             target("[profile p]\nsource_profile = u\n", &[]).describe(),
             "iam.amazonaws.com"
         );
+    }
+
+    #[test]
+    fn iam_codes_are_typed() {
+        assert_eq!(IamCode::from_aws("NoSuchEntity"), IamCode::NoSuchEntity);
+        assert_eq!(
+            IamCode::from_aws("EntityAlreadyExists"),
+            IamCode::EntityAlreadyExists
+        );
+        assert_eq!(IamCode::from_aws("LimitExceeded"), IamCode::LimitExceeded);
+        assert_eq!(IamCode::from_aws("DeleteConflict"), IamCode::DeleteConflict);
+        assert_eq!(IamCode::from_aws("Throttling"), IamCode::Other);
+        let lost = IamError {
+            code: None,
+            error: Error::network("x"),
+        };
+        assert!(lost.outcome_unknown() && !lost.is(IamCode::NoSuchEntity));
+        let gone = IamError {
+            code: Some(IamCode::NoSuchEntity),
+            error: Error::auth("x"),
+        };
+        assert!(gone.is(IamCode::NoSuchEntity) && !gone.outcome_unknown());
     }
 
     #[test]

@@ -286,6 +286,24 @@ fn endpoint(var: &str, url: &str) -> Outcome {
     cp(&h, "a")
 }
 
+/// HOME of [`mfa_a`] with an enroll journal of profile `a` holding `contents` (as a killed
+/// `enroll` leaves it), then `tapcred ARGS`.
+fn enroll_journal(contents: &str, args: &[&str]) -> Outcome {
+    use std::os::unix::fs::PermissionsExt;
+    let h = mfa_a("");
+    let dir = h.path().join(".local/share/tapcred/journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    for d in [dir.parent().unwrap(), &dir] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let p = dir.join("enroll-a.json");
+    std::fs::write(&p, contents).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    run_in(&h, args)
+}
+
+const ENROLL_JOURNAL: &str = r#"{"kind":"enroll","subject":"a","started":1700000000,"pid":1,"steps":[{"name":"create","data":{"user":"toolkit-user","signer":"toolkit-user","account":"111111111111","serial":"arn:aws:iam::111111111111:mfa/toolkit-user","device_name":"toolkit-user","to":"file"}},{"name":"created","data":{"serial":"arn:aws:iam::111111111111:mfa/toolkit-user"}}]}"#;
+
 // ----- the scenarios ---------------------------------------------------------------------
 
 fn scenarios() -> Vec<Scenario> {
@@ -1119,6 +1137,22 @@ fn scenarios() -> Vec<Scenario> {
                 }
                 cp(&h, "mfa")
             }
+        ),
+        // --- enroll
+        s!(
+            "enroll-interrupted",
+            "`enroll` again after an enroll of the profile was killed (its journal is left)",
+            || {
+                enroll_journal(
+                    ENROLL_JOURNAL,
+                    &["enroll", "--profile", "a", "--to", "file"],
+                )
+            }
+        ),
+        s!(
+            "enroll-undo-damaged-journal",
+            "`enroll --undo` with a journal holding `{not json`",
+            || { enroll_journal("{not json", &["enroll", "--profile", "a", "--undo"]) }
         ),
     ]
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::{Home, Run};
 use tapcred_testkit::pcsc_stack::{self, PcscStack};
-use tapcred_testkit::sts_double::{StsDouble, design};
+use tapcred_testkit::sts_double::{Fault, SDK_ATTEMPTS, StsDouble, design};
 use tapcred_testkit::virtual_yubikey::{Account, VirtualYubiKey, VykConfig};
 
 const KEY_SERIAL: u32 = 5_150_977;
@@ -360,4 +360,65 @@ fn oath_failures_roll_back_or_create_nothing() {
         assert_eq!(common::enroll::aws_files(&h), before);
         card.remove();
     }
+}
+
+/// EnableMFADevice commits and its answer is lost; DeactivateMFADevice is then unreachable:
+/// the OATH account holding the seed of the enabled device stays on the key (and the
+/// journal); `enroll --undo`, once IAM answers, deactivates and deletes both.
+#[test]
+fn enable_answer_lost_keeps_the_oath_account_until_undo() {
+    let test = "cli_enroll_oath::enable_answer_lost_keeps_the_oath_account_until_undo";
+    let Some(mut stack) = PcscStack::start_or_skip(test) else {
+        return;
+    };
+    let card = stack
+        .insert(0, VirtualYubiKey::new(card_config()))
+        .expect("insert");
+    let d = common::enroll::new_user_double();
+    let h = home(&d);
+    let before = common::enroll::aws_files(&h);
+    d.lose_answer("EnableMFADevice", 1, Fault::BrokenAnswer);
+    d.iam_fail_next("DeactivateMFADevice", SDK_ATTEMPTS as u32, "ServiceFailure");
+    let out = Run::from(
+        h.cmd_detached(&["enroll", "--profile", "mfa"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(
+        d.iam_state().user_devices[design::USER_NAME].contains(&SERIAL.to_owned()),
+        "IAM enabled it"
+    );
+    assert_eq!(
+        card.vyk().credential_ids(),
+        [OTHER, SERIAL],
+        "the seed of the enabled device stays: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("aws iam deactivate-mfa-device"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("tapcred enroll --profile mfa --undo"),
+        "{}",
+        out.stderr
+    );
+    let out = Run::from(
+        h.cmd_detached(&["enroll", "--profile", "mfa", "--undo"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("undo: deleted OATH account \"{SERIAL}\"")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(card.vyk().credential_ids(), [OTHER]);
+    assert!(d.iam_state().virtual_devices.is_empty());
+    assert_eq!(common::enroll::aws_files(&h), before);
+    card.remove();
 }

@@ -18,7 +18,7 @@ use tapcred::ui::RecordingUi;
 use tapcred::vault::unlock::open_with;
 use tapcred::vault::{EntryName, OpenVault, OtpSlotUnlocker, Secret, VaultStore};
 use tapcred_testkit::pcsc_stack::PcscStack;
-use tapcred_testkit::sts_double::{StsDouble, design};
+use tapcred_testkit::sts_double::{Fault, SDK_ATTEMPTS, StsDouble, design};
 use tapcred_testkit::virtual_yubikey::{OtpSlot, VirtualYubiKey, VykConfig};
 
 const KEY_SERIAL: u32 = 7_070_707;
@@ -159,4 +159,45 @@ fn assert_one_unlock_prompt(out: &Run) {
         "one touch: {}",
         out.stderr
     );
+}
+
+/// EnableMFADevice commits and its answer is lost; DeactivateMFADevice is then unreachable:
+/// the vault keeps the seed of the enabled device; `enroll --undo` (one unlock) removes it
+/// once IAM has deactivated and deleted the device.
+#[test]
+fn enable_answer_lost_keeps_the_vault_seed_until_undo() {
+    let Some(mut stack) =
+        PcscStack::start_or_skip("enable_answer_lost_keeps_the_vault_seed_until_undo")
+    else {
+        return;
+    };
+    let _card = stack.insert(0, card()).expect("insert the virtual YubiKey");
+    let d = common::enroll::new_user_double();
+    let h = home(&d);
+    h.run(&["vault", "init", "--unlock", "otp"]).ok();
+    let before = common::enroll::aws_files(&h);
+    d.lose_answer("EnableMFADevice", 1, Fault::ServerError);
+    d.iam_fail_next("DeactivateMFADevice", SDK_ATTEMPTS as u32, "ServiceFailure");
+    let out = enroll(&h);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(d.iam_state().user_devices[design::USER_NAME].contains(&SERIAL.to_owned()));
+    assert!(
+        open(&h).get(&EntryName::seed(SERIAL)).is_ok(),
+        "the vault keeps the seed of the enabled device: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("aws iam deactivate-mfa-device"),
+        "{}",
+        out.stderr
+    );
+    let out = Run::from(
+        h.cmd_detached(&["enroll", "--profile", "mfa", "--undo"])
+            .output()
+            .expect("run tapcred"),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(open(&h).get(&EntryName::seed(SERIAL)).is_err());
+    assert!(d.iam_state().virtual_devices.is_empty());
+    assert_eq!(common::enroll::aws_files(&h), before);
 }

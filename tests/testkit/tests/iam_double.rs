@@ -600,3 +600,42 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[test]
+fn a_write_cut_after_commit_is_done_and_its_answer_lost_on_the_chosen_call_only() {
+    use tapcred_testkit::sts_double::{Fault, IAM_WRITES};
+    assert!(IAM_WRITES.contains(&"CreateVirtualMFADevice"));
+    let double = StsDouble::start_design().unwrap();
+    let rt = rt();
+    let iam = user_iam(&double);
+    // The first create answers normally; the second commits, then loses its answer (a retry
+    // of it would meet EntityAlreadyExists); later calls are normal again.
+    double.fault_calls("CreateVirtualMFADevice", 2, 1, Fault::ServerError);
+    create(&rt, &iam, "first");
+    let lost = rt.block_on(
+        iam.create_virtual_mfa_device()
+            .virtual_mfa_device_name("second")
+            .send(),
+    );
+    assert!(lost.is_err(), "the answer is lost");
+    let names: Vec<String> = double
+        .iam_state()
+        .virtual_devices
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["first", "second"], "the lost call committed");
+    create(&rt, &iam, "third");
+    // A delete cut after commit: the device is gone although the client saw an error.
+    double.fault_calls("DeleteVirtualMFADevice", 1, 10, Fault::BrokenAnswer);
+    let serial = "arn:aws:iam::111111111111:mfa/second";
+    let lost = rt.block_on(iam.delete_virtual_mfa_device().serial_number(serial).send());
+    assert!(lost.is_err());
+    assert!(
+        !double
+            .iam_state()
+            .virtual_devices
+            .iter()
+            .any(|d| d.serial == serial)
+    );
+}

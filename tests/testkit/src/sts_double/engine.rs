@@ -202,6 +202,10 @@ pub(crate) struct Engine {
     pub(super) iam: IamState,
     throttle_remaining: u32,
     faults: Vec<(String, super::Fault)>,
+    /// Faults on chosen requests of an action, by number: (action, first, last, fault).
+    call_faults: Vec<(String, u64, u64, super::Fault)>,
+    /// Requests seen per action since the start (never reset: call numbers stay stable).
+    call_counts: HashMap<String, u64>,
     issued_lifetime: Option<u64>,
     clock_offset: i64,
     port: u16,
@@ -217,6 +221,8 @@ impl Engine {
             iam: IamState::new(sigv4::system_now()),
             throttle_remaining: 0,
             faults: Vec::new(),
+            call_faults: Vec::new(),
+            call_counts: HashMap::new(),
             issued_lifetime: None,
             clock_offset: 0,
             port,
@@ -239,11 +245,32 @@ impl Engine {
     pub(crate) fn inject_fault(&mut self, action: &str, fault: super::Fault) {
         self.faults.push((action.to_owned(), fault));
     }
-    /// The first queued fault for this request's action, removed from the queue.
+    pub(crate) fn fault_calls(
+        &mut self,
+        action: &str,
+        first: u64,
+        count: u64,
+        fault: super::Fault,
+    ) {
+        if count > 0 {
+            self.call_faults
+                .push((action.to_owned(), first, first + count - 1, fault));
+        }
+    }
+    /// Counts this request, then: the first queued fault for its action (removed from the
+    /// queue), else a fault set for this request's number.
     pub(crate) fn take_fault(&mut self, req: &Incoming) -> Option<super::Fault> {
         let action = parse_params(req).get("Action").cloned().unwrap_or_default();
-        let i = self.faults.iter().position(|(a, _)| *a == action)?;
-        Some(self.faults.remove(i).1)
+        let n = self.call_counts.entry(action.clone()).or_default();
+        *n += 1;
+        let n = *n;
+        if let Some(i) = self.faults.iter().position(|(a, _)| *a == action) {
+            return Some(self.faults.remove(i).1);
+        }
+        self.call_faults
+            .iter()
+            .find(|(a, first, last, _)| *a == action && (*first..=*last).contains(&n))
+            .map(|(.., f)| f.clone())
     }
     pub(crate) fn revoke_all_sessions(&mut self) {
         for s in self.sessions.values_mut() {

@@ -42,6 +42,15 @@ pub(crate) const MSG_BAD_AUTH_CODE: &str = "Authentication code for device is no
 pub(crate) const MSG_IN_USE: &str = "MFA Device is already in use.";
 pub(crate) const MSG_DELETE_CONFLICT: &str = "MFA Device is still in use";
 
+/// The IAM actions that change state. Each can be cut after it commits
+/// ([`super::StsDouble::lose_answer`]); a new write action joins here.
+pub const IAM_WRITES: &[&str] = &[
+    "CreateVirtualMFADevice",
+    "EnableMFADevice",
+    "DeactivateMFADevice",
+    "DeleteVirtualMFADevice",
+];
+
 const ACTIONS: &[&str] = &[
     "CreateVirtualMFADevice",
     "EnableMFADevice",

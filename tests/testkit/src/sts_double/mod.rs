@@ -44,7 +44,9 @@ pub use config::{Config, DEFAULT_MAX_SESSION_DURATION, MfaDevice, RoleSpec, User
 pub use engine::{
     ActionStats, IssuedInfo, ROLE_CHAINING_MAX_SECS, Stats, TokenCodeEvent, TokenOutcome,
 };
-pub use iam::{IamSnapshot, MAX_MFA_DEVICES_PER_USER, VIRTUAL_SEED_BYTES, VirtualDeviceInfo};
+pub use iam::{
+    IAM_WRITES, IamSnapshot, MAX_MFA_DEVICES_PER_USER, VIRTUAL_SEED_BYTES, VirtualDeviceInfo,
+};
 
 use engine::{Engine, Incoming};
 
@@ -62,6 +64,9 @@ pub enum Fault {
     /// Answer with this status and body (`Content-Type: text/xml`) instead.
     Replace { status: u16, body: String },
 }
+/// Attempts tapcred's SDK clients make for one call (the first and its retries).
+pub const SDK_ATTEMPTS: u64 = 3;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -202,6 +207,20 @@ impl StsDouble {
     /// calls queue several faults, in order.
     pub fn inject_fault(&self, action: &str, fault: Fault) {
         self.engine().inject_fault(action, fault);
+    }
+
+    /// Apply `fault` to requests number `first` to `first + count - 1` of `action` (counted
+    /// from 1 since the double started, rejected requests and retries included), each
+    /// handled normally first: an IAM write commits, then its answer is lost. The fault
+    /// harness for every IAM write ([`IAM_WRITES`]) and read.
+    pub fn fault_calls(&self, action: &str, first: u64, count: u64, fault: Fault) {
+        self.engine().fault_calls(action, first, count, fault);
+    }
+
+    /// The `nth` call of `action` commits and tapcred never learns it: the answer to that
+    /// request and to the SDK's retries of it ([`SDK_ATTEMPTS`] in all) is `fault`.
+    pub fn lose_answer(&self, action: &str, nth: u64, fault: Fault) {
+        self.fault_calls(action, nth, SDK_ATTEMPTS, fault);
     }
 
     /// Every credential issued so far becomes unknown (403 InvalidClientTokenId).
