@@ -34,15 +34,9 @@ double_pid=
 cleanup() { [ -n "$double_pid" ] && kill "$double_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 
-"$bin/tapcred-sts-double" --config fixtures/sts-double/design.json >"$work/double.log" 2>&1 &
-double_pid=$!
-url=
-for _ in $(seq 1 100); do
-  url=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$work/double.log" | head -n1)
-  [ -n "$url" ] && break
-  sleep 0.05
-done
-[ -n "$url" ] || { echo "tapcred demo: the STS double ($bin/tapcred-sts-double) did not start:" >&2; cat "$work/double.log" >&2; exit 1; }
+# shellcheck source=lib/sts-double.sh
+. scripts/lib/sts-double.sh
+start_sts_double "$bin/tapcred-sts-double" fixtures/sts-double/design.json "$work/double.log" || exit 1
 
 export HOME=$work
 export AWS_CONFIG_FILE=$root/fixtures/aws/design/config

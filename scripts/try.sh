@@ -35,16 +35,9 @@ mkdir -p "$work/home/.aws"
 cp fixtures/aws/design/config fixtures/aws/design/credentials "$work/home/.aws/"
 chmod 600 "$work/home/.aws/credentials"
 
-"$bin/tapcred-sts-double" --config "$config" >"$work/double.log" 2>&1 &
-double_pid=$!
-url=
-for _ in $(seq 1 100); do
-  url=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$work/double.log" | head -n1)
-  [ -n "$url" ] && break
-  sleep 0.05
-done
-if [ -z "$url" ]; then
-  echo "try.sh: the STS double did not start:" >&2; cat "$work/double.log" >&2
+# shellcheck source=lib/sts-double.sh
+. scripts/lib/sts-double.sh
+if ! start_sts_double "$bin/tapcred-sts-double" "$config" "$work/double.log"; then
   kill "$double_pid" 2>/dev/null; rm -rf "$work"; exit 1
 fi
 

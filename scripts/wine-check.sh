@@ -101,15 +101,9 @@ grep -q "^aws_access_key_id = $key_id" "$user_dir/.aws/credentials" ||
 if grep -q -- "$secret" "$work/out0" "$work/err0"; then fail "configure printed the secret access key"; fi
 ok "configure (keys on stdin) wrote %USERPROFILE%\\.aws\\config and credentials"
 
-"$double_bin" --config fixtures/sts-double/design.json >"$work/double.log" 2>&1 &
-double_pid=$!
-url=
-for _ in $(seq 1 100); do
-  url=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$work/double.log" | head -n1)
-  [ -n "$url" ] && break
-  sleep 0.05
-done
-[ -n "$url" ] || { cat "$work/double.log" >&2; fail "the STS double did not start"; }
+# shellcheck source=lib/sts-double.sh
+. scripts/lib/sts-double.sh
+start_sts_double "$double_bin" fixtures/sts-double/design.json "$work/double.log" || fail "the STS double did not start"
 export AWS_ENDPOINT_URL_STS=$url
 TAPCRED_TOTP_SECRET=$(cat fixtures/sts-double/design.seed)
 export TAPCRED_TOTP_SECRET
