@@ -592,6 +592,12 @@ impl fmt::Debug for VykHandle {
 }
 
 impl VykHandle {
+    /// The management device info page `page` (length byte, then TLVs), as READ_CONFIG
+    /// answers it on every interface; `None` before firmware 4.1.
+    pub fn device_info(&self, page: u8) -> Option<Vec<u8>> {
+        lock(&self.shared.state).device_info(page)
+    }
+
     pub fn button(&self) -> Button {
         Button {
             shared: self.shared.clone(),
