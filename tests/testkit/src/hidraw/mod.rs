@@ -9,7 +9,9 @@
 //! Control files in the key's directory: `button` (a touch: consumed when the key next
 //! waits for one, on its FIDO or OTP interface), `unplug` (the key is pulled out: nodes
 //! fail and vanish), `plug` (a key started unplugged is plugged in), `dump` (the key writes
-//! its FIDO credentials' CredRandom values to `credentials.json`), `stop`.
+//! its FIDO credentials' CredRandom values to `credentials.json`), `auto-touch` (while it
+//! exists the key is touched whenever it waits for a touch), `stop`. The key counts the
+//! times it started waiting for a touch in `touch-asked`.
 //! One key process can serve several keys ([`HidKey::start_keys`]), all visible in its
 //! namespace; key `i > 0` has its control files suffixed `.i` (`button.1`, `unplug.1`).
 //! Needs root, `/dev/fuse`, `unshare` and `nsenter`; [`HidKey::available`] says whether
@@ -249,6 +251,34 @@ impl HidKey {
         }
     }
 
+    /// Touch key `i` whenever it waits for a touch (on) or only on [`Self::press_key`].
+    pub fn auto_touch_key(&self, i: usize, on: bool) {
+        let f = self.dir.join(control_file("auto-touch", i));
+        if on {
+            let _ = std::fs::write(f, b"");
+        } else {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+
+    /// [`Self::auto_touch_key`] on the first key.
+    pub fn auto_touch(&self, on: bool) {
+        self.auto_touch_key(0, on);
+    }
+
+    /// How many times key `i` has started waiting for a touch (blinked) so far.
+    pub fn touches_asked_key(&self, i: usize) -> u32 {
+        std::fs::read_to_string(self.dir.join(control_file("touch-asked", i)))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// [`Self::touches_asked_key`] on the first key.
+    pub fn touches_asked(&self) -> u32 {
+        self.touches_asked_key(0)
+    }
+
     /// Every FIDO2 credential the keys hold, as
     /// `{"<id hex>": {"with_uv": "<hex>", "without_uv": "<hex>"}}` (their CredRandom values,
     /// for computing the expected `hmac-secret` output independently).
@@ -317,6 +347,7 @@ struct Served {
     nodes: Vec<usize>,
     plugged_in: bool,
     unplugged: bool,
+    touches_asked: u32,
 }
 
 /// Serve the keys described in the JSON file `spec_path` (a list of [`KeySpec`]; control
@@ -360,6 +391,7 @@ pub fn serve(spec_path: &Path) -> Result<(), String> {
             nodes: Vec::new(),
             plugged_in: spec.plugged_in,
             unplugged: false,
+            touches_asked: 0,
         };
         let mut add = |device: Box<dyn crate::hid_report::HidInterface>| {
             let number = views.len() as u32;
@@ -442,6 +474,23 @@ pub fn serve(spec_path: &Path) -> Result<(), String> {
             let _ = std::fs::remove_file(dir.join("dump"));
         }
         for (i, key) in keys.iter_mut().enumerate() {
+            let otp_waiting = buttons[i].is_waiting();
+            let asked = buttons[i].touch_requests() as u32
+                + key.fido.as_ref().map_or(0, |f| f.touches_asked());
+            if asked != key.touches_asked {
+                key.touches_asked = asked;
+                let count = dir.join(control_file("touch-asked", i));
+                let tmp = count.with_extension("tmp");
+                std::fs::write(&tmp, asked.to_string())
+                    .and_then(|()| std::fs::rename(&tmp, &count))
+                    .map_err(|e| e.to_string())?;
+            }
+            if dir.join(control_file("auto-touch", i)).exists() && !key.unplugged {
+                let fido_took = key.fido.as_ref().is_some_and(|f| f.press_if_waiting());
+                if !fido_took && otp_waiting {
+                    buttons[i].press();
+                }
+            }
             let button = dir.join(control_file("button", i));
             if button.exists() && key.plugged_in && !key.unplugged {
                 let fido_took = key.fido.as_ref().is_some_and(|f| f.press_if_waiting());

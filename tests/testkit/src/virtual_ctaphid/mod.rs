@@ -112,6 +112,7 @@ pub struct FidoControl {
     silent: Arc<AtomicBool>,
     winks: Arc<AtomicU32>,
     waiting: Arc<AtomicBool>,
+    touches_asked: Arc<AtomicU32>,
 }
 
 impl FidoControl {
@@ -143,6 +144,11 @@ impl FidoControl {
     /// A key that takes every request and never answers (true) or behaves again (false).
     pub fn set_silent(&self, silent: bool) {
         self.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// How many requests have waited for a touch (the times the key blinked).
+    pub fn touches_asked(&self) -> u32 {
+        self.touches_asked.load(Ordering::SeqCst)
     }
 
     /// How many WINK commands the key has seen.
@@ -200,6 +206,7 @@ impl FidoInterface {
             silent: Arc::new(AtomicBool::new(false)),
             winks: Arc::new(AtomicU32::new(0)),
             waiting: Arc::new(AtomicBool::new(false)),
+            touches_asked: Arc::new(AtomicU32::new(0)),
         };
         let mut first = [0u8; 4];
         getrandom::fill(&mut first).expect("system random");
@@ -417,6 +424,7 @@ impl FidoInterface {
                     last_keepalive: now,
                 });
                 if first_wait {
+                    self.control.touches_asked.fetch_add(1, Ordering::SeqCst);
                     self.send(cid, cmd::KEEPALIVE, &[keepalive::UP_NEEDED]);
                 }
             }
