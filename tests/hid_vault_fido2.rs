@@ -251,10 +251,14 @@ fn fido2_pin_vault_over_hid_checks_the_pin_before_any_touch() {
     );
 }
 
-/// Run tapcred under `script` (a pseudo-terminal) and type `line` once it prompts.
+/// Run tapcred under `script` (a pseudo-terminal, made outside the key's namespace, whose
+/// private /dev has no pseudo-terminal multiplexer of its own) and type `line` once it
+/// prompts.
 fn typed_at_prompt(key: &HidKey, home: &Home, args: &[&str], line: &str) -> Run {
-    let mut c = key.command("script");
-    let cmdline = std::iter::once(TAPCRED.to_owned())
+    let mut c = std::process::Command::new("script");
+    let enter = format!("nsenter -t {} -m --", key.pid());
+    let cmdline = [enter, TAPCRED.to_owned()]
+        .into_iter()
         .chain(args.iter().map(|a| (*a).to_owned()))
         .collect::<Vec<_>>()
         .join(" ");
@@ -279,14 +283,17 @@ fn typed_at_prompt(key: &HidKey, home: &Home, args: &[&str], line: &str) -> Run 
         String::from_utf8_lossy(&all).into_owned()
     });
     let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let seen = rx
-            .recv_timeout(Duration::from_millis(100))
-            .unwrap_or_default();
-        if seen.contains("PIN of") {
-            break;
+    let mut seen = String::new();
+    while !seen.contains("PIN of") {
+        if let Ok(more) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen = more;
         }
-        assert!(Instant::now() < deadline, "no PIN prompt");
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let mut stderr = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+            panic!("no PIN prompt; the terminal showed {seen:?}; stderr {stderr:?}");
+        }
     }
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(format!("{line}\r").as_bytes()).unwrap();

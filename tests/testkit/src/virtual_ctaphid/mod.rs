@@ -113,6 +113,7 @@ pub struct FidoControl {
     winks: Arc<AtomicU32>,
     waiting: Arc<AtomicBool>,
     touches_asked: Arc<AtomicU32>,
+    press: Arc<AtomicBool>,
 }
 
 impl FidoControl {
@@ -127,11 +128,13 @@ impl FidoControl {
     }
 
     /// Press the button only while a request waits for it, as a real key takes a touch
-    /// only then (a transport's button file maps here); false: nothing was waiting.
+    /// only then (a transport's button file maps here); false: nothing was waiting. The
+    /// key applies the press on its next tick if a request still waits, and drops it
+    /// otherwise, so a press racing the end of a request is never left over for the next.
     pub fn press_if_waiting(&self) -> bool {
-        let waiting = self.waiting_for_touch() && !self.model.touch_pending();
+        let waiting = self.waiting_for_touch();
         if waiting {
-            self.model.touch();
+            self.press.store(true, Ordering::SeqCst);
         }
         waiting
     }
@@ -207,6 +210,7 @@ impl FidoInterface {
             winks: Arc::new(AtomicU32::new(0)),
             waiting: Arc::new(AtomicBool::new(false)),
             touches_asked: Arc::new(AtomicU32::new(0)),
+            press: Arc::new(AtomicBool::new(false)),
         };
         let mut first = [0u8; 4];
         getrandom::fill(&mut first).expect("system random");
@@ -442,9 +446,13 @@ impl FidoInterface {
             self.incoming = None;
             self.error(cid, err::MSG_TIMEOUT);
         }
+        let pressed = self.control.press.swap(false, Ordering::SeqCst);
         let Some(waiting) = self.waiting.take() else {
             return;
         };
+        if pressed && !self.control.model.touch_pending() {
+            self.control.model.touch();
+        }
         if self.control.model.touch_pending()
             || now.duration_since(waiting.since) >= self.touch_timeout
         {
