@@ -356,3 +356,40 @@ fn ykman_reads_the_fido_application_over_hid() {
     assert!(out.contains("PIN:"), "{}", text(&o));
     assert!(out.to_lowercase().contains("not set"), "{}", text(&o));
 }
+
+#[test]
+fn ykman_programs_and_deletes_a_challenge_response_slot_over_hid() {
+    let Some((_dir, key)) = plug(
+        "ykman_programs_and_deletes_a_challenge_response_slot_over_hid",
+        &spec(),
+    ) else {
+        return;
+    };
+    let new_key = *b"programmed-by-ykman!";
+    let o = ykman(&key, &["otp", "chalresp", "-f", "1", &hex(&new_key)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // Slot 1 held a touch slot with another key: now it answers at once, with the new key.
+    let challenge = b"after programming";
+    let o = ykman(&key, &["otp", "calculate", "1", &hex(challenge)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        hex(&hmac_sha1(&new_key, challenge))
+    );
+
+    let o = ykman(&key, &["otp", "delete", "-f", "2"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ykman(&key, &["otp", "info"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.contains("Slot 1: programmed"), "{}", text(&o));
+    assert!(out.contains("Slot 2: empty"), "{}", text(&o));
+    let o = ykman(&key, &["otp", "calculate", "2", &hex(challenge)])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "a deleted slot answered: {}", text(&o));
+}

@@ -91,7 +91,11 @@ fn fails(r: &Run, code: i32, needles: &[&str]) {
         .collect();
     assert_eq!(errors.len(), 1, "one error line: {}", r.stderr);
     for n in needles {
-        assert!(errors[0].contains(n), "{:?} should mention {n:?}", errors[0]);
+        assert!(
+            errors[0].contains(n),
+            "{:?} should mention {n:?}",
+            errors[0]
+        );
     }
     for crate_text in ["0x", "err =", "Nonce", "unknown field", "panicked"] {
         assert!(!r.stderr.contains(crate_text), "crate text: {}", r.stderr);
@@ -174,7 +178,11 @@ fn fido2_vault_over_hid_opens_with_one_touch_and_fails_cleanly_without_one() {
     // A later process: one touch, the seed's code.
     let asked = key.touches_asked();
     code(&key, &home);
-    assert_eq!(key.touches_asked() - asked, 1, "one touch to open the vault");
+    assert_eq!(
+        key.touches_asked() - asked,
+        1,
+        "one touch to open the vault"
+    );
 
     // Three processes at once on the one key: all succeed.
     let started = Instant::now();
@@ -186,7 +194,10 @@ fn fido2_vault_over_hid_opens_with_one_touch_and_fails_cleanly_without_one() {
         let r = Run::from(c.wait_with_output().unwrap());
         prints_the_code(&r, before.saturating_sub(30), now());
     }
-    eprintln!("three concurrent codes over FIDO2 HID: {:?}", started.elapsed());
+    eprintln!(
+        "three concurrent codes over FIDO2 HID: {:?}",
+        started.elapsed()
+    );
 
     // No touch in time: the key's own timeout (3 s), exit 4, tapcred's words.
     key.auto_touch(false);
@@ -242,7 +253,11 @@ fn fido2_pin_vault_over_hid_checks_the_pin_before_any_touch() {
     let before = now();
     let r = typed_at_prompt(&key, &home, &["code", "--profile", "mfa"], PIN);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("FIDO2 PIN of"), "the prompt: {}", r.stdout);
+    assert!(
+        r.stdout.contains("FIDO2 PIN of"),
+        "the prompt: {}",
+        r.stdout
+    );
     let code_now = [totp_sha1(&seed(), before), totp_sha1(&seed(), now())];
     assert!(
         code_now.iter().any(|c| r.stdout.contains(c.as_str())),
@@ -323,10 +338,20 @@ fn a_blocked_fido2_pin_is_said_in_tapcreds_words() {
     };
     let mut home = home();
     home.set("TAPCRED_FIDO_PIN", "000000");
-    let r = run(&key, &home, &["vault", "init", "--unlock", "fido2:pin"], b"");
+    let r = run(
+        &key,
+        &home,
+        &["vault", "init", "--unlock", "fido2:pin"],
+        b"",
+    );
     fails(&r, 4, &["blocked"]);
     home.set("TAPCRED_FIDO_PIN", PIN);
-    let r = run(&key, &home, &["vault", "init", "--unlock", "fido2:pin"], b"");
+    let r = run(
+        &key,
+        &home,
+        &["vault", "init", "--unlock", "fido2:pin"],
+        b"",
+    );
     fails(&r, 4, &["blocked", "backup unlocker"]);
     assert_eq!(key.touches_asked(), 0);
 }
@@ -375,7 +400,10 @@ fn a_backup_key_is_added_and_a_key_without_the_credential_is_passed_over() {
     let mut child = spawn(&key, &home, &["vault", "add-unlock", "--unlock", "fido2"]);
     let deadline = Instant::now() + Duration::from_secs(15);
     while key.touches_asked() < 3 {
-        assert!(Instant::now() < deadline, "add-unlock never opened the vault");
+        assert!(
+            Instant::now() < deadline,
+            "add-unlock never opened the vault"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(700));
@@ -384,7 +412,10 @@ fn a_backup_key_is_added_and_a_key_without_the_credential_is_passed_over() {
     key.plug_key(1);
     let _ = child.stdin.take();
     Run::from(child.wait_with_output().unwrap()).ok();
-    assert!(key.touches_asked_key(1) >= 1, "the backup key made its credential");
+    assert!(
+        key.touches_asked_key(1) >= 1,
+        "the backup key made its credential"
+    );
 
     // The backup key alone opens the vault with one touch.
     let asked = key.touches_asked_key(1);
@@ -402,5 +433,9 @@ fn a_backup_key_is_added_and_a_key_without_the_credential_is_passed_over() {
     key.auto_touch_key(2, true);
     let r = run(&key, &home, &["code", "--profile", "mfa"], b"");
     fails(&r, 4, &["cannot open this vault"]);
-    assert_eq!(key.touches_asked_key(2), 0, "the blank key was asked for a touch");
+    assert_eq!(
+        key.touches_asked_key(2),
+        0,
+        "the blank key was asked for a touch"
+    );
 }

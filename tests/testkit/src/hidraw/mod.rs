@@ -380,8 +380,7 @@ pub fn serve(spec_path: &Path) -> Result<(), String> {
             .firmware(spec.firmware.0, spec.firmware.1, spec.firmware.2)
             .touch_timeout(touch_timeout);
         for s in &spec.otp_slots {
-            config =
-                config.otp_slot(s.slot, OtpSlot::hmac_sha1(hex20(&s.hmac_key_hex)?, s.touch));
+            config = config.otp_slot(s.slot, OtpSlot::hmac_sha1(hex20(&s.hmac_key_hex)?, s.touch));
         }
         let key = VirtualYubiKey::new(config);
         let handle = key.handle();
