@@ -434,8 +434,11 @@ fn secret_in_arguments(args: impl Iterator<Item = std::ffi::OsString>) -> Option
 pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
     // Credentials (and the scripts and pages generated from tapcred's own text) go out as
     // they are; reports and listings, which quote names and answers from outside, escaped.
-    let mut raw = std::io::stdout().lock();
-    let mut stdout = crate::text::SafeWriter::new(std::io::stdout().lock());
+    // Unlocked handles: a FIDO2 exchange runs on a worker thread that takes the stdout
+    // lock to keep its library's prints off fd 1; held here for the whole command, that
+    // lock would stall every exchange until its deadline.
+    let mut raw = std::io::stdout();
+    let mut stdout = crate::text::SafeWriter::new(std::io::stdout());
     match cmd {
         Cmd::CredentialProcess(p) => {
             commands::process::run(&p.name(ctx.env), &p.options(), ctx, &mut raw)

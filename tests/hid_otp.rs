@@ -1,7 +1,9 @@
 //! The virtual USB HID YubiKey (FUSE-backed `/dev/hidrawN` in a private mount namespace,
 //! no pcscd) judged by independent clients: ykman finds the key over its OTP interface and
-//! drives the HMAC-SHA1 slots (answers computed here), python-fido2 finds the FIDO
-//! interface and speaks CTAPHID to it. Needs root, /dev/fuse, util-linux and the venv;
+//! drives the HMAC-SHA1 slots (answers computed here); python-fido2 finds the FIDO
+//! interface over hidraw and runs the CTAP2 judge on it (clientPIN protocols 1 and 2,
+//! makeCredential, the `up=false` probe, `hmac-secret` checked against the key's
+//! CredRandom values computed here); ykman reads its FIDO application. Needs root, /dev/fuse, util-linux and the venv;
 //! skips loudly otherwise, fails under CI.
 #![cfg(target_os = "linux")]
 
@@ -11,6 +13,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::otp_keys::{KEY_A, KEY_B, hmac_sha1};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 use tapcred_testkit::ci;
 use tapcred_testkit::hidraw::{HidKey, KeySpec};
 use tapcred_testkit::moto::venv;
@@ -275,4 +279,117 @@ print("NODES", sorted(glob.glob("/dev/hidraw*")), sorted(os.listdir("/sys/class/
         "{}",
         text(&list)
     );
+}
+
+fn hex32(v: &serde_json::Value) -> [u8; 32] {
+    let s = v.as_str().expect("a hex string");
+    let bytes: Vec<u8> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect();
+    bytes.try_into().expect("32 bytes")
+}
+
+fn hmac_sha256(key: &[u8; 32], salt: &[u8; 32]) -> [u8; 32] {
+    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
+    m.update(salt);
+    m.finalize().into_bytes().into()
+}
+
+#[test]
+fn python_fido2_over_hidraw_gets_the_hmac_secret_output_credrandom_gives() {
+    let Some((dir, key)) = plug(
+        "python_fido2_over_hidraw_gets_the_hmac_secret_output_credrandom_gives",
+        &spec(),
+    ) else {
+        return;
+    };
+    let judge = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testkit/judges/fido2_judge.py");
+    let started = Instant::now();
+    let o = key
+        .command(venv().join("bin/python"))
+        .arg(judge)
+        .arg("--hidraw")
+        .arg(dir.path().join("button"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    eprintln!("python-fido2 judge over hidraw: {:?}", started.elapsed());
+    let result: serde_json::Value = serde_json::from_slice(&o.stdout).expect("judge JSON");
+    let credentials = key.fido_credentials();
+
+    assert_eq!(
+        result["versions"],
+        serde_json::json!(["FIDO_2_0", "FIDO_2_1"])
+    );
+    assert_eq!(result["ctaphid_version"], 2);
+    assert_eq!(result["keepalive_statuses"], serde_json::json!([2]));
+    assert_eq!(result["retries"], serde_json::json!([8, 7]));
+    assert_eq!(
+        result["blocking_codes"],
+        serde_json::json!([0x31, 0x31, 0x34, 0x34])
+    );
+    let randoms = &credentials[result["credential_id"].as_str().unwrap()];
+    assert!(randoms.is_object(), "the key holds the judged credential");
+    let salt = hex32(&result["salt"]);
+    let without_uv = hmac_sha256(&hex32(&randoms["without_uv"]), &salt);
+    let with_uv = hmac_sha256(&hex32(&randoms["with_uv"]), &salt);
+    assert_ne!(without_uv, with_uv);
+    for k in ["no_uv_p1", "no_uv_p2", "no_uv_after_pin"] {
+        assert_eq!(hex32(&result[k]), without_uv, "{k}");
+    }
+    for k in ["uv_p1", "uv_p2", "uv_legacy_p1", "uv_legacy_p2"] {
+        assert_eq!(hex32(&result[k]), with_uv, "{k}");
+    }
+}
+
+#[test]
+fn ykman_reads_the_fido_application_over_hid() {
+    let Some((_dir, key)) = plug("ykman_reads_the_fido_application_over_hid", &spec()) else {
+        return;
+    };
+    let o = ykman(&key, &["fido", "info"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.contains("PIN:"), "{}", text(&o));
+    assert!(out.to_lowercase().contains("not set"), "{}", text(&o));
+}
+
+#[test]
+fn ykman_programs_and_deletes_a_challenge_response_slot_over_hid() {
+    let Some((_dir, key)) = plug(
+        "ykman_programs_and_deletes_a_challenge_response_slot_over_hid",
+        &spec(),
+    ) else {
+        return;
+    };
+    let new_key = *b"programmed-by-ykman!";
+    let o = ykman(&key, &["otp", "chalresp", "-f", "1", &hex(&new_key)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // Slot 1 held a touch slot with another key: now it answers at once, with the new key.
+    let challenge = b"after programming";
+    let o = ykman(&key, &["otp", "calculate", "1", &hex(challenge)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        hex(&hmac_sha1(&new_key, challenge))
+    );
+
+    let o = ykman(&key, &["otp", "delete", "-f", "2"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ykman(&key, &["otp", "info"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.contains("Slot 1: programmed"), "{}", text(&o));
+    assert!(out.contains("Slot 2: empty"), "{}", text(&o));
+    let o = ykman(&key, &["otp", "calculate", "2", &hex(challenge)])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "a deleted slot answered: {}", text(&o));
 }

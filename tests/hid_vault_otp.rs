@@ -108,6 +108,35 @@ fn otp_vault_over_hid_with_no_pcscd_opens_in_a_later_process_with_one_touch() {
         r.stderr
     );
 
+    // Three processes at once on the one key (each waits for the key's lock; the key
+    // touched whenever it blinks): all print the code.
+    key.auto_touch(true);
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            let mut c = key.command(TAPCRED);
+            home.prepare(&mut c, &["code", "--profile", "mfa"]);
+            c.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let started = now();
+    for c in children {
+        let r = Run::from(c.wait_with_output().unwrap());
+        r.ok();
+        let code = r.stdout.trim().to_owned();
+        assert!(
+            (started.saturating_sub(30)..=now() + 30)
+                .step_by(30)
+                .any(|t| code == totp_sha1(&seed, t)),
+            "{code}: {}",
+            r.stderr
+        );
+    }
+    key.auto_touch(false);
+
     // Without a touch the key times out and tapcred says so (no pcscd to fall back on).
     let dir2 = tempfile::tempdir().unwrap();
     drop(key);

@@ -66,17 +66,19 @@ pub fn list_interfaces() -> Result<Vec<crate::vault::fido2::Fido2Interface>> {
     Ok(Vec::new())
 }
 
-/// Run `f` with file descriptor 1 pointing at the null device, holding Rust's stdout lock so
-/// no other thread's output is lost. The crate still `println!`s in a few places (an unknown
-/// field or extension in an answer, a parse oddity); stdout may carry `credential_process`
-/// JSON or `export` lines, so nothing from the crate may land there, and its notes are not
-/// tapcred's to show on stderr either.
+/// Run `f` with file descriptor 1 pointing at the null device. The crate still `println!`s
+/// in a few places (an unknown field or extension in an answer, a parse oddity); stdout may
+/// carry `credential_process` JSON or `export` lines, so nothing from the crate may land
+/// there, and its notes are not tapcred's to show on stderr either.
+///
+/// Called on the thread that writes tapcred's output (which does not write while `f`
+/// runs), never on an exchange's worker thread: a worker that never gets its answer is
+/// abandoned, and must hold neither Rust's stdout lock nor fd 1's only way back.
 #[cfg(not(windows))]
 pub fn with_stdout_discarded<T>(f: impl FnOnce() -> T) -> T {
     use std::io::Write;
     use std::os::fd::AsFd;
-    let mut out = std::io::stdout().lock();
-    let _ = out.flush();
+    let _ = std::io::stdout().flush();
     let null = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/null")
@@ -87,7 +89,7 @@ pub fn with_stdout_discarded<T>(f: impl FnOnce() -> T) -> T {
             .as_ref()
             .is_some_and(|n| rustix::stdio::dup2_stdout(n.as_fd()).is_ok());
     let r = f();
-    let _ = out.flush();
+    let _ = std::io::stdout().flush();
     if moved && let Some(fd) = &saved {
         let _ = rustix::stdio::dup2_stdout(fd);
     }
@@ -95,11 +97,17 @@ pub fn with_stdout_discarded<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// Run `f`, turning a panic on this thread into an error, with stdout discarded
-/// ([`with_stdout_discarded`]). tapcred's panic hook exits the process, so for the
-/// duration of `f` a hook is installed that stays silent for this thread and hands any
-/// other thread's panic to the previous hook (which still exits).
+/// ([`with_stdout_discarded`]).
 #[cfg(not(windows))]
 pub fn catch_library_panic<T>(what: &str, f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    with_stdout_discarded(|| catch_panic(what, f))
+}
+
+/// Run `f`, turning a panic on this thread into an error. tapcred's panic hook exits the
+/// process, so for the duration of `f` a hook is installed that stays silent for this
+/// thread and hands any other thread's panic to the previous hook (which still exits).
+#[cfg(not(windows))]
+fn catch_panic<T>(what: &str, f: impl FnOnce() -> T) -> std::result::Result<T, String> {
     use std::panic::{self, AssertUnwindSafe};
     use std::sync::Arc;
     let me = std::thread::current().id();
@@ -110,7 +118,7 @@ pub fn catch_library_panic<T>(what: &str, f: impl FnOnce() -> T) -> std::result:
             for_others(info);
         }
     }));
-    let r = with_stdout_discarded(|| panic::catch_unwind(AssertUnwindSafe(f)));
+    let r = panic::catch_unwind(AssertUnwindSafe(f));
     drop(panic::take_hook());
     panic::set_hook(Box::new(move |info| prev(info)));
     r.map_err(|_| format!("the FIDO2 library failed while {what}"))
@@ -126,6 +134,7 @@ mod hid {
     use zeroize::Zeroizing;
 
     use super::catch_library_panic as guarded;
+    use super::{catch_panic, with_stdout_discarded};
     use crate::env::EnvLookup;
     use crate::error::{Error, Result};
     use crate::token::keylock;
@@ -219,11 +228,45 @@ mod hid {
             param: dev.param,
             label,
         };
-        Ok(Some(Box::new(SharedKey::new(
+        Ok(Some(Box::new(Quiet(SharedKey::new(
             key,
             Some(lock),
             Deadlines::default(),
-        ))))
+        )))))
+    }
+
+    /// The key as the vault sees it: each exchange (run on a worker thread under a deadline
+    /// by [`SharedKey`]) with stdout discarded by the calling thread ([`super`] says why).
+    struct Quiet<D>(D);
+
+    impl<D: Fido2Device> Fido2Device for Quiet<D> {
+        fn label(&self) -> String {
+            self.0.label()
+        }
+        fn info(&mut self) -> DevResult<Fido2Info> {
+            with_stdout_discarded(|| self.0.info())
+        }
+        fn pin_retries(&mut self) -> DevResult<u32> {
+            with_stdout_discarded(|| self.0.pin_retries())
+        }
+        fn check_pin(&mut self, rp_id: &str, pin: &Fido2Pin) -> DevResult<()> {
+            with_stdout_discarded(|| self.0.check_pin(rp_id, pin))
+        }
+        fn make_credential(&mut self, rp_id: &str, pin: Option<&Fido2Pin>) -> DevResult<Vec<u8>> {
+            with_stdout_discarded(|| self.0.make_credential(rp_id, pin))
+        }
+        fn probe_credential(&mut self, rp_id: &str, credential_id: &[u8]) -> DevResult<()> {
+            with_stdout_discarded(|| self.0.probe_credential(rp_id, credential_id))
+        }
+        fn hmac_secret(
+            &mut self,
+            rp_id: &str,
+            credential_id: &[u8],
+            salt: &[u8; 32],
+            pin: Option<&Fido2Pin>,
+        ) -> DevResult<Zeroizing<[u8; 32]>> {
+            with_stdout_discarded(|| self.0.hmac_secret(rp_id, credential_id, salt, pin))
+        }
     }
 
     /// One FIDO HID interface. Each exchange opens it afresh ([`super`] says why).
@@ -238,7 +281,7 @@ mod hid {
             what: &str,
             f: impl FnOnce(&FidoKeyHid) -> std::result::Result<T, E>,
         ) -> DevResult<T> {
-            guarded(what, || {
+            catch_panic(what, || {
                 let key = FidoKeyHid::new(std::slice::from_ref(&self.param), &cfg()).map_err(
                     |_| {
                         Fido2Error::Transport(

@@ -1,8 +1,10 @@
-"""python-fido2 as the judge of a virtual FIDO key served on a pipe.
+"""python-fido2 as the judge of a virtual FIDO key, served on a pipe or on /dev/hidrawN.
 
 Usage: fido2_judge.py DEVICE_COMMAND...   (the device speaks 64-byte CTAPHID reports on its
 stdin/stdout and takes a touch when the file named by its --button option appears; this
 script appends --button itself.)
+   or: fido2_judge.py --hidraw BUTTON_FILE   (the one FIDO key python-fido2's
+CtapHidDevice.list_devices() finds over hidraw; creating BUTTON_FILE presses its button.)
 
 It drives the key only through python-fido2's public classes: CtapHidDevice over a custom
 connection, Ctap2, ClientPin with PIN protocols 1 and 2, and HmacSecretExtension for the
@@ -82,13 +84,25 @@ def step(name):
     return wrap
 
 
+def open_hidraw():
+    devs = list(CtapHidDevice.list_devices())
+    assert len(devs) == 1, "expected one FIDO HID device, found %r" % devs
+    d = devs[0]
+    assert (d.descriptor.vid, d.descriptor.pid) == (0x1050, 0x0407), d.descriptor
+    return d
+
+
 def main():
-    button = os.path.join(tempfile.mkdtemp(prefix="fido-judge-"), "button")
-    proc = subprocess.Popen(
-        sys.argv[1:] + ["--button", button],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
+    if sys.argv[1] == "--hidraw":
+        button = sys.argv[2]
+        proc = None
+    else:
+        button = os.path.join(tempfile.mkdtemp(prefix="fido-judge-"), "button")
+        proc = subprocess.Popen(
+            sys.argv[1:] + ["--button", button],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
     keepalives = []
 
     def press(status):
@@ -97,8 +111,11 @@ def main():
             open(button, "w").close()
 
     result = {}
-    desc = HidDescriptor("pipe", 0x1050, 0x0407, 64, 64, "virtual", None)
-    dev = step("CTAPHID INIT")(CtapHidDevice)(desc, PipeConnection(proc))
+    if proc is None:
+        dev = step("CTAPHID INIT over hidraw")(open_hidraw)()
+    else:
+        desc = HidDescriptor("pipe", 0x1050, 0x0407, 64, 64, "virtual", None)
+        dev = step("CTAPHID INIT")(CtapHidDevice)(desc, PipeConnection(proc))
     result["ctaphid_version"] = dev.version
     result["capabilities"] = dev.capabilities
 
@@ -308,6 +325,9 @@ def main():
     result["retries_left"] = left
 
     dev.close()
+    if proc is None:
+        print(json.dumps(result))
+        return
     proc.wait(timeout=10)
     if proc.returncode != 0:
         print(f"judge: the device exited with {proc.returncode}", file=sys.stderr)

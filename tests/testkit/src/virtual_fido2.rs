@@ -146,6 +146,12 @@ impl VirtualAuthenticator {
         s.wrong_in_a_row = 0;
     }
 
+    /// Start with only `retries` PIN tries left (a key close to a blocked PIN).
+    pub fn with_pin_retries(self, retries: u32) -> Self {
+        self.state.lock().unwrap().retries = retries.min(MAX_PIN_RETRIES);
+        self
+    }
+
     /// A pending touch: the next operation needing user presence consumes it.
     pub fn touch(&self) {
         self.touches.fetch_add(1, Ordering::SeqCst);

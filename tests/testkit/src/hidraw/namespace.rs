@@ -278,3 +278,22 @@ pub fn remove_node(dev_name: &str) {
     let _ = fs::remove_file(&dev);
     let _ = fs::remove_file(Path::new("/sys/class/hidraw").join(dev_name));
 }
+
+/// Take node `dev_name` away for a while (a key not plugged in yet): like [`remove_node`],
+/// but returns where its class entry pointed so [`show_node`] can bring it back.
+pub fn hide_node(dev_name: &str) -> Result<PathBuf, String> {
+    let entry = Path::new("/sys/class/hidraw").join(dev_name);
+    let raw = fs::read_link(&entry).map_err(|e| err("reading the link", &entry, e))?;
+    remove_node(dev_name);
+    Ok(raw)
+}
+
+/// Plug a hidden node in: `/dev/<dev_name>` bound to its FUSE file again and its class
+/// entry back (pointing at `raw`, what [`hide_node`] returned).
+pub fn show_node(dev_name: &str, fuse_file: &Path, raw: &Path) -> Result<(), String> {
+    let dev = Path::new("/dev").join(dev_name);
+    fs::write(&dev, b"").map_err(|e| err("creating", &dev, e))?;
+    bind(fuse_file, &dev)?;
+    let entry = Path::new("/sys/class/hidraw").join(dev_name);
+    symlink(raw, &entry).map_err(|e| err("linking", &entry, e))
+}

@@ -15,6 +15,8 @@
 //!   `ERR_INVALID_LEN`.
 //! - **Commands.** PING echoes; WINK answers empty (and counts); MSG (CTAP1/U2F) and LOCK
 //!   are `ERR_INVALID_CMD` (capabilities say NMSG, no LOCK); CBOR runs a CTAP2 request;
+//!   Yubico's vendor command READ_CONFIG (`0xC2`, page in the payload) answers the
+//!   management device info when the key has one ([`FidoInterface::with_device_info`]);
 //!   CANCEL ends the channel's waiting request with `CTAP2_ERR_KEEPALIVE_CANCEL`.
 //! - **Touch.** A CBOR request needing user presence sends KEEPALIVE (status 2, "user
 //!   presence needed") every [`KEEPALIVE_INTERVAL`] until a touch ([`FidoControl::touch`],
@@ -55,6 +57,8 @@ pub mod cmd {
     pub const WINK: u8 = 0x88;
     pub const CBOR: u8 = 0x90;
     pub const CANCEL: u8 = 0x91;
+    /// Yubico vendor command: read the management device info.
+    pub const YUBIKEY_READ_CONFIG: u8 = 0xC2;
     pub const KEEPALIVE: u8 = 0xBB;
     pub const ERROR: u8 = 0xBF;
 }
@@ -108,6 +112,8 @@ pub struct FidoControl {
     silent: Arc<AtomicBool>,
     winks: Arc<AtomicU32>,
     waiting: Arc<AtomicBool>,
+    touches_asked: Arc<AtomicU32>,
+    press: Arc<AtomicBool>,
 }
 
 impl FidoControl {
@@ -122,11 +128,13 @@ impl FidoControl {
     }
 
     /// Press the button only while a request waits for it, as a real key takes a touch
-    /// only then (a transport's button file maps here); false: nothing was waiting.
+    /// only then (a transport's button file maps here); false: nothing was waiting. The
+    /// key applies the press on its next tick if a request still waits, and drops it
+    /// otherwise, so a press racing the end of a request is never left over for the next.
     pub fn press_if_waiting(&self) -> bool {
-        let waiting = self.waiting_for_touch() && !self.model.touch_pending();
+        let waiting = self.waiting_for_touch();
         if waiting {
-            self.model.touch();
+            self.press.store(true, Ordering::SeqCst);
         }
         waiting
     }
@@ -139,6 +147,11 @@ impl FidoControl {
     /// A key that takes every request and never answers (true) or behaves again (false).
     pub fn set_silent(&self, silent: bool) {
         self.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// How many requests have waited for a touch (the times the key blinked).
+    pub fn touches_asked(&self) -> u32 {
+        self.touches_asked.load(Ordering::SeqCst)
     }
 
     /// How many WINK commands the key has seen.
@@ -179,7 +192,12 @@ pub struct FidoInterface {
     incoming: Option<Incoming>,
     waiting: Option<Waiting>,
     out: VecDeque<Vec<u8>>,
+    device_version: [u8; 3],
+    device_info: Option<DeviceInfo>,
 }
+
+/// The management device info of the key a FIDO interface belongs to, by page.
+pub type DeviceInfo = Box<dyn Fn(u8) -> Option<Vec<u8>> + Send>;
 
 impl FidoInterface {
     /// A freshly plugged-in key around `model`; a request needing a touch waits up to
@@ -191,6 +209,8 @@ impl FidoInterface {
             silent: Arc::new(AtomicBool::new(false)),
             winks: Arc::new(AtomicU32::new(0)),
             waiting: Arc::new(AtomicBool::new(false)),
+            touches_asked: Arc::new(AtomicU32::new(0)),
+            press: Arc::new(AtomicBool::new(false)),
         };
         let mut first = [0u8; 4];
         getrandom::fill(&mut first).expect("system random");
@@ -204,7 +224,17 @@ impl FidoInterface {
             incoming: None,
             waiting: None,
             out: VecDeque::new(),
+            device_version: DEVICE_VERSION,
+            device_info: None,
         }
+    }
+
+    /// Part of a whole YubiKey: INIT reports `firmware` as the device version and
+    /// READ_CONFIG answers `info` (the key's management device info).
+    pub fn with_device_info(mut self, firmware: [u8; 3], info: DeviceInfo) -> Self {
+        self.device_version = firmware;
+        self.device_info = Some(info);
+        self
     }
 
     /// A handle for the test: touch, unplug, silence.
@@ -290,7 +320,7 @@ impl FidoInterface {
             let mut response = data[..8].to_vec();
             response.extend(new_cid.to_be_bytes());
             response.push(2);
-            response.extend(DEVICE_VERSION);
+            response.extend(self.device_version);
             response.push(CAPABILITIES);
             return self.send(cid, cmd::INIT, &response);
         }
@@ -363,6 +393,16 @@ impl FidoInterface {
             }
             cmd::CBOR if data.is_empty() => self.error(cid, err::INVALID_LEN),
             cmd::CBOR => self.run_cbor(cid, data, Instant::now()),
+            cmd::YUBIKEY_READ_CONFIG => {
+                let info = self
+                    .device_info
+                    .as_ref()
+                    .and_then(|f| f(data.first().copied().unwrap_or(0)));
+                match info {
+                    Some(info) => self.send(cid, cmd::YUBIKEY_READ_CONFIG, &info),
+                    None => self.error(cid, err::INVALID_CMD),
+                }
+            }
             cmd::MSG | cmd::LOCK => self.error(cid, err::INVALID_CMD),
             _ => self.error(cid, err::INVALID_CMD),
         }
@@ -388,6 +428,7 @@ impl FidoInterface {
                     last_keepalive: now,
                 });
                 if first_wait {
+                    self.control.touches_asked.fetch_add(1, Ordering::SeqCst);
                     self.send(cid, cmd::KEEPALIVE, &[keepalive::UP_NEEDED]);
                 }
             }
@@ -405,9 +446,13 @@ impl FidoInterface {
             self.incoming = None;
             self.error(cid, err::MSG_TIMEOUT);
         }
+        let pressed = self.control.press.swap(false, Ordering::SeqCst);
         let Some(waiting) = self.waiting.take() else {
             return;
         };
+        if pressed && !self.control.model.touch_pending() {
+            self.control.model.touch();
+        }
         if self.control.model.touch_pending()
             || now.duration_since(waiting.since) >= self.touch_timeout
         {

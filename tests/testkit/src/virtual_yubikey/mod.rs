@@ -467,6 +467,8 @@ struct CardState {
     management: bool,
     otp_applet: bool,
     otp_slots: [Option<OtpSlot>; 2],
+    /// The OTP programming sequence: counts slot writes, 0 once both slots are empty.
+    otp_pgm_seq: u8,
     max_chunk: usize,
     capacity: usize,
     selected: Option<Applet>,
@@ -592,6 +594,12 @@ impl fmt::Debug for VykHandle {
 }
 
 impl VykHandle {
+    /// The management device info page `page` (length byte, then TLVs), as READ_CONFIG
+    /// answers it on every interface; `None` before firmware 4.1.
+    pub fn device_info(&self, page: u8) -> Option<Vec<u8>> {
+        lock(&self.shared.state).device_info(page)
+    }
+
     pub fn button(&self) -> Button {
         Button {
             shared: self.shared.clone(),
@@ -731,6 +739,7 @@ impl VirtualYubiKey {
             management: config.management,
             otp_applet: config.otp_applet,
             otp_slots: config.otp_slots.clone(),
+            otp_pgm_seq: u8::from(config.otp_slots.iter().any(Option::is_some)),
             max_chunk: config.max_chunk.max(1),
             capacity,
             selected: None,
@@ -1045,9 +1054,19 @@ impl CardState {
                 level |= 1 << i;
             }
         }
-        let seq = u8::from(level != 0);
         let [lo, hi] = level.to_le_bytes();
-        vec![ma, mi, pa, seq, lo, hi]
+        vec![ma, mi, pa, self.otp_pgm_seq, lo, hi]
+    }
+
+    /// Write OTP slot `slot` (0 or 1): `Some` a configuration, `None` deleted. The
+    /// programming sequence counts the write, or goes back to 0 when no slot is left.
+    fn write_otp_slot(&mut self, slot: usize, config: Option<OtpSlot>) {
+        self.otp_slots[slot] = config;
+        self.otp_pgm_seq = if self.otp_slots.iter().all(Option::is_none) {
+            0
+        } else {
+            self.otp_pgm_seq.wrapping_add(1)
+        };
     }
 
     fn otp(&mut self, cmd: &Command) -> Outcome {

@@ -18,6 +18,12 @@
 //!   (then the plain status: no data);
 //! - the device info (command 0x13, page in the payload's first byte) is the management
 //!   applet's, as ykman reads it over HID;
+//! - slot writes (commands 0x01 / 0x03: a 52-byte configuration, CRC-checked, then the
+//!   current access code): all zeros deletes the slot; an HMAC-SHA1 challenge-response
+//!   configuration (`CHAL_RESP` ticket flag, `CHAL_HMAC` config flags; the 20-byte key as
+//!   16 key bytes then the uid's first 4; `CHAL_BTN_TRIG` touch, `HMAC_LT64`) programs it;
+//!   any other kind of configuration is rejected. A write answers with the status, its
+//!   programming sequence counted up (0 once both slots are empty);
 //! - an answer goes out as 7-byte chunks `data || 0x40 | seq` (data = response + the
 //!   ones-complemented CRC16, LE), one per read, then `0x40` with sequence 0 until the host
 //!   writes the reset report.
@@ -45,6 +51,32 @@ pub fn crc16(data: &[u8]) -> u16 {
         }
     }
     crc
+}
+
+/// A slot configuration as written over HID: `Some(None)` deletes the slot, `Some(Some)`
+/// is an HMAC-SHA1 challenge-response slot, `None` is rejected (a bad CRC, another kind).
+/// Layout: fixed(16) uid(6) key(16) accCode(6) fixedSize ext tkt cfg rfu(2) crc(2).
+fn slot_config(c: &[u8]) -> Option<Option<super::OtpSlot>> {
+    const CHAL_RESP: u8 = 0x40;
+    const CHAL_HMAC: u8 = 0x22;
+    const HMAC_LT64: u8 = 0x04;
+    const CHAL_BTN_TRIG: u8 = 0x08;
+    if c.iter().all(|&b| b == 0) {
+        return Some(None);
+    }
+    if crc16(&c[..50]) != !u16::from_le_bytes([c[50], c[51]]) {
+        return None;
+    }
+    let (tkt, cfg) = (c[46], c[47]);
+    if tkt & CHAL_RESP == 0 || cfg & CHAL_HMAC != CHAL_HMAC {
+        return None;
+    }
+    let mut key = [0u8; 20];
+    key[..16].copy_from_slice(&c[22..38]);
+    key[16..].copy_from_slice(&c[16..20]);
+    let mut slot = super::OtpSlot::hmac_sha1(key, cfg & CHAL_BTN_TRIG != 0);
+    slot.lt64 = cfg & HMAC_LT64 != 0;
+    Some(Some(slot))
 }
 
 enum Phase {
@@ -221,6 +253,13 @@ impl VirtualOtpHid {
                 if let Some(info) = info {
                     self.respond(&info);
                 }
+            }
+            cmd @ (0x01 | 0x03) => {
+                let slot = usize::from(cmd == 0x03);
+                let Some(config) = slot_config(&payload[..52]) else {
+                    return; // rejected: the programming sequence stays
+                };
+                lock(&self.shared.state).write_otp_slot(slot, config);
             }
             cmd @ (0x30 | 0x38) => {
                 let slot = usize::from(cmd == 0x38);
