@@ -5,6 +5,10 @@
 //! `sudo`, and `/` mixed into a `C:\…` path. `export` with no `--format` must default to
 //! the PowerShell form.
 //!
+//! And issue 19, item 4 (no console, as IDEs run it): an IDE that gives up on
+//! `credential_process` kills `tapcred.exe`; `tapcred-full.exe`, which it started, must end
+//! with it rather than wait out its own timeout.
+//!
 //! Needs wine64 and x86_64-w64-mingw32-gcc (the ProcessPrng stand-in of scripts/wine/), and
 //! a Windows build of both programs: the folder in `TAPCRED_WINDOWS_BUILD_DIR`, else the
 //! debug build (`cargo build --target x86_64-pc-windows-gnu --bin tapcred --bin
@@ -97,9 +101,23 @@ impl Wine {
         self.run_path(&self.dir.path().join("bin/tapcred.exe"), args, env)
     }
 
+    /// Linux processes whose command line names `program` in this Wine's folder.
+    fn running(&self, program: &str) -> Vec<u32> {
+        let tag = self.dir.path().file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| {
+                let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+                let cmd = String::from_utf8_lossy(&cmd);
+                (cmd.contains(&tag) && cmd.contains(program)).then_some(pid)
+            })
+            .collect()
+    }
+
     /// Only the given environment (no AWS_*, no XDG_* from the Linux side), stdin empty,
-    /// stdout and stderr with `\r` removed; killed at [`DEADLINE`].
-    fn run_path(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    /// stdout and stderr piped.
+    fn command(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut c = Command::new(WINE);
         c.arg(program)
             .args(args)
@@ -112,7 +130,16 @@ impl Wine {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("start wine64");
+        c
+    }
+
+    /// [`Wine::command`] run to its end, stdout and stderr with `\r` removed; killed at
+    /// [`DEADLINE`].
+    fn run_path(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut child = self
+            .command(program, args, env)
+            .spawn()
+            .expect("start wine64");
         let readers = [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().unwrap()),
@@ -336,5 +363,80 @@ fn windows_messages_use_windows_words() {
         problems.is_empty(),
         "Unix words in the Windows build's messages:\n{}",
         problems.join("\n")
+    );
+}
+
+/// An IDE's timeout: `tapcred.exe credential-process` is killed while `tapcred-full.exe`
+/// waits on STS (a loopback endpoint that takes the request and never answers, read timeout
+/// 120 s). `tapcred-full.exe` must be gone within seconds, not after its own timeout.
+#[test]
+fn killing_the_launcher_ends_the_full_program() {
+    const TEST: &str = "wine_words::killing_the_launcher_ends_the_full_program";
+    if !Path::new(WINE).exists() {
+        ci::skip(TEST, &format!("needs {WINE} (apt-get install wine64)"));
+        return;
+    }
+    let Some(build) = windows_build() else {
+        ci::skip(TEST, "needs a Windows build (see the module comment)");
+        return;
+    };
+    let wine = Wine::new(&build);
+    let aws = wine.user_dir.join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("config"),
+        "[profile mfa]\nregion = us-east-1\nmfa_serial = arn:aws:iam::111111111111:mfa/u\ntapcred_token = software\n",
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        "[mfa]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+    )
+    .unwrap();
+    // STS that accepts and never answers; the connections are held until the test ends.
+    let sts = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", sts.local_addr().unwrap());
+    let (got, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in sts.incoming().flatten() {
+            held.push(c);
+            let _ = got.send(());
+        }
+    });
+    let mut launcher = wine
+        .command(
+            &wine.dir.path().join("bin/tapcred.exe"),
+            &["credential-process", "--profile", "mfa"],
+            &[
+                ("AWS_ENDPOINT_URL_STS", &url),
+                ("TAPCRED_STS_READ_TIMEOUT", "120"),
+                ("TAPCRED_TOTP_SECRET", "JBSWY3DPEHPK3PXP"),
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tapcred.exe");
+    seen.recv_timeout(DEADLINE)
+        .expect("tapcred-full.exe never reached the STS endpoint");
+    assert!(
+        !wine.running("tapcred-full").is_empty(),
+        "no tapcred-full.exe process while STS is waited on"
+    );
+    let killed = Instant::now();
+    launcher.kill().unwrap();
+    let _ = launcher.wait();
+    while !wine.running("tapcred-full").is_empty() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "tapcred-full.exe still runs {:?} after tapcred.exe was killed (it would wait for its own 120 s STS timeout)",
+            killed.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "{TEST}: tapcred-full.exe gone {:?} after tapcred.exe was killed",
+        killed.elapsed()
     );
 }
