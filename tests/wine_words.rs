@@ -440,3 +440,99 @@ fn killing_the_launcher_ends_the_full_program() {
         killed.elapsed()
     );
 }
+
+/// No console, as an IDE runs `credential_process` (stdin and stdout pipes): a typed code is
+/// asked for in a dialog, which on Windows is one program, `powershell.exe`, here a
+/// stand-in (tests/testkit/wine/desktop_helper.c) that records its command line and
+/// environment and answers a code. It must get PowerShell's non-interactive arguments and
+/// the prompt in `TAPCRED_DESKTOP_TEXT`, and none of tapcred's secrets (the seed and OATH
+/// password variables); the code it answers is used (STS, a closed port, then fails: exit 6)
+/// and nothing hangs.
+#[test]
+fn the_no_console_dialog_gets_its_arguments_and_no_secrets() {
+    const TEST: &str = "wine_words::the_no_console_dialog_gets_its_arguments_and_no_secrets";
+    if !Path::new(WINE).exists() {
+        ci::skip(TEST, &format!("needs {WINE} (apt-get install wine64)"));
+        return;
+    }
+    let Some(build) = windows_build() else {
+        ci::skip(TEST, "needs a Windows build (see the module comment)");
+        return;
+    };
+    let wine = Wine::new(&build);
+    let bin = wine.dir.path().join("bin");
+    let o = Command::new(MINGW_GCC)
+        .args(["-O2", "-Wall", "-Werror", "-o"])
+        .arg(bin.join("powershell.exe"))
+        .arg("tests/testkit/wine/desktop_helper.c")
+        .current_dir(repo())
+        .output()
+        .expect("run mingw gcc");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(bin.join("helper-answer.txt"), "123456").unwrap();
+    let aws = wine.user_dir.join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("config"),
+        "[profile typed]\nregion = us-east-1\nmfa_serial = arn:aws:iam::111111111111:mfa/u\ntapcred_token = prompt\n",
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        "[typed]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+    )
+    .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{closed}");
+    let winepath = format!("Z:{}", bin.display()).replace('/', "\\");
+    let started = Instant::now();
+    let out = wine.tap(
+        &["credential-process", "--profile", "typed"],
+        &[
+            ("WINEPATH", &winepath),
+            ("AWS_ENDPOINT_URL_STS", &url),
+            ("TAPCRED_TOTP_SECRET", "JBSWY3DPEHPK3PXP"),
+            ("TAPCRED_OATH_PASSWORD", "hunter2-oath"),
+        ],
+    );
+    eprintln!(
+        "{TEST}: exit {} after {:?}: {}",
+        out.code,
+        started.elapsed(),
+        out.stderr
+    );
+    let calls = std::fs::read_to_string(bin.join("helper-calls.txt"))
+        .unwrap_or_else(|_| panic!("the dialog program was never started: {}", out.stderr));
+    assert_eq!(
+        calls.matches("CMDLINE ").count(),
+        1,
+        "one dialog program per question: {calls}"
+    );
+    let cmdline = calls.lines().next().unwrap();
+    assert!(
+        cmdline.contains("-NoProfile -NonInteractive -ExecutionPolicy Bypass -Command")
+            && cmdline.contains("InputBox"),
+        "{cmdline}"
+    );
+    assert!(
+        calls
+            .lines()
+            .any(|l| l.starts_with("ENV TAPCRED_DESKTOP_TEXT=") && l.contains("MFA")),
+        "the prompt is not in TAPCRED_DESKTOP_TEXT: {calls}"
+    );
+    for secret in ["JBSWY3DPEHPK3PXP", "hunter2-oath", "wJalrXUtnFEMI", "AKIAIOSFODNN7"] {
+        assert!(
+            !calls.contains(secret),
+            "the dialog program inherited a secret ({secret}):\n{calls}"
+        );
+    }
+    assert_eq!(
+        out.code, 6,
+        "the typed code should reach STS (a closed port: exit 6): {}",
+        out.stderr
+    );
+}
