@@ -103,7 +103,13 @@ impl Wine {
 
     /// Linux processes whose command line names `program` in this Wine's folder.
     fn running(&self, program: &str) -> Vec<u32> {
-        let tag = self.dir.path().file_name().unwrap().to_string_lossy().into_owned();
+        let tag = self
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         std::fs::read_dir("/proc")
             .unwrap()
             .filter_map(|e| {
@@ -524,7 +530,12 @@ fn the_no_console_dialog_gets_its_arguments_and_no_secrets() {
             .any(|l| l.starts_with("ENV TAPCRED_DESKTOP_TEXT=") && l.contains("MFA")),
         "the prompt is not in TAPCRED_DESKTOP_TEXT: {calls}"
     );
-    for secret in ["JBSWY3DPEHPK3PXP", "hunter2-oath", "wJalrXUtnFEMI", "AKIAIOSFODNN7"] {
+    for secret in [
+        "JBSWY3DPEHPK3PXP",
+        "hunter2-oath",
+        "wJalrXUtnFEMI",
+        "AKIAIOSFODNN7",
+    ] {
         assert!(
             !calls.contains(secret),
             "the dialog program inherited a secret ({secret}):\n{calls}"
