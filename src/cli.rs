@@ -21,6 +21,8 @@ the child's code.";
 #[derive(Debug, Parser)]
 #[command(
     name = "tapcred",
+    // Not the file run (`tapcred-full.exe`, a link's name): what the person types.
+    bin_name = "tapcred",
     version,
     about = "AWS profiles with mfa_serial, served with a tap on a YubiKey",
     long_about = "tapcred reads the TOTP code for a profile's mfa_serial from a YubiKey's OATH applet \
@@ -40,7 +42,7 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub struct ProfileArgs {
-    /// AWS profile (default: $AWS_PROFILE, else "default").
+    /// AWS profile (default: the AWS_PROFILE variable, else "default").
     #[arg(short, long)]
     pub profile: Option<String>,
     /// Do not read or write the session cache.
@@ -80,7 +82,7 @@ pub enum Cmd {
     Export {
         #[command(flatten)]
         profile: ProfileArgs,
-        #[arg(long, short = 'f', value_enum, default_value = "env")]
+        #[arg(long, short = 'f', value_enum, default_value = crate::platform::words::DEFAULT_EXPORT_FORMAT)]
         format: commands::export::Format,
     },
     /// Serve credentials on a loopback container-credentials endpoint.
@@ -115,7 +117,7 @@ pub enum Cmd {
         json: bool,
     },
     /// Create a virtual MFA device for the profile's IAM user, put its seed straight into the
-    /// YubiKey (or a 0600 seed file, or tapcred's vault), enable it and write mfa_serial into
+    /// YubiKey (or a private seed file, or tapcred's vault), enable it and write mfa_serial into
     /// the profile.
     Enroll {
         /// The profile to enroll (its chain must start from an IAM user's long-term keys).
@@ -127,7 +129,7 @@ pub enum Cmd {
         /// Name of the IAM virtual MFA device (default: the IAM user name).
         #[arg(long, value_name = "NAME")]
         device_name: Option<String>,
-        /// Where the seed goes: the YubiKey's OATH applet, a new 0600 seed file, or the vault.
+        /// Where the seed goes: the YubiKey's OATH applet, a new private seed file, or the vault.
         #[arg(long, value_enum, default_value = "oath")]
         to: commands::enroll::Destination,
         /// Which YubiKey (serial number) when several are plugged in (with --to vault: the
@@ -185,7 +187,7 @@ pub enum Cmd {
 
 #[derive(Debug, Subcommand)]
 pub enum VaultCmd {
-    /// Create the vault ($TAPCRED_VAULT, else ~/.local/share/tapcred/vault; macOS
+    /// Create the vault (the TAPCRED_VAULT variable, else ~/.local/share/tapcred/vault; macOS
     /// ~/Library/Application Support/tapcred/vault; Windows %APPDATA%\tapcred\vault), unlocked by a
     /// YubiKey OTP slot programmed for HMAC-SHA1 challenge-response
     /// (`ykman otp chalresp --generate 2`) or by a FIDO2 key's hmac-secret (not on Windows).
@@ -501,7 +503,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
                     Error::new(
                         e.kind,
                         format!(
-                            "{e}; or, without a YubiKey here, enroll into a 0600 seed file: `tapcred enroll --profile {} --to file`",
+                            "{e}; or, without a YubiKey here, enroll into a private seed file: `tapcred enroll --profile {} --to file`",
                             args.profile
                         ),
                     )

@@ -282,7 +282,7 @@ fn files_check(d: &mut Doctor, files: &AwsFiles, env: &dyn EnvLookup) {
         ),
     ] {
         let via = if env.var(var).is_some_and(|v| !v.is_empty()) {
-            format!(" (from ${var})")
+            format!(" (from {})", crate::platform::words::env_var(var))
         } else {
             String::new()
         };
@@ -441,8 +441,8 @@ fn auto_check(d: &mut Doctor, mfa: &crate::profile::Mfa, env: &dyn EnvLookup, ui
             return;
         }
         Ok(None) => tried.push(format!(
-            "software seed: ${} is not set and no tapcred_totp_secret_file",
-            s.totp_secret_env
+            "software seed: {} is not set and no tapcred_totp_secret_file",
+            crate::platform::words::env_var(&s.totp_secret_env)
         )),
         Err(e) => return d.error("token", &e),
     }
@@ -495,8 +495,8 @@ fn auto_check(d: &mut Doctor, mfa: &crate::profile::Mfa, env: &dyn EnvLookup, ui
         )
     } else {
         format!(
-            "plug in the YubiKey holding the OATH account, or set ${} for headless runs",
-            s.totp_secret_env
+            "plug in the YubiKey holding the OATH account, or set {} for headless runs",
+            crate::platform::words::env_var(&s.totp_secret_env)
         )
     };
     let msg = format!(

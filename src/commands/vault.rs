@@ -143,10 +143,11 @@ fn read_seed(
             .filter(|v| !v.trim().is_empty())
             .ok_or_else(|| {
                 Error::config(format!(
-                    "--seed-env {name}: ${name} is not set or empty; export the seed in it"
+                    "--seed-env {name}: {} is not set or empty; set the seed in it",
+                    crate::platform::words::env_var(name)
                 ))
             })?;
-        return Ok((Zeroizing::new(v), format!("${name}")));
+        return Ok((Zeroizing::new(v), crate::platform::words::env_var(name)));
     }
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {

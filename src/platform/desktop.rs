@@ -13,7 +13,11 @@
 //! every Windows 10/11 install; a toast through `Windows.UI.Notifications` would need an
 //! app identity registered by an installer, and `CredUIPromptForCredentialsW` needs
 //! `unsafe` calls, which tapcred forbids. The helpers are started with `CREATE_NO_WINDOW`
-//! so no console window flashes up. A dialog is never waited on for longer than
+//! so no console window flashes up.
+//!
+//! A helper gets only the variables its platform needs to run and show something
+//! ([`imp::HELPER_ENV`]), never tapcred's environment: that may hold the seed, the OATH
+//! password or AWS keys, and a helper (PowerShell above all) runs more code than tapcred's. A dialog is never waited on for longer than
 //! [`DIALOG_TIMEOUT`]: the Toolkit for Visual Studio stalls on a `credential_process` that
 //! waits silently, so a missing answer becomes an error, never a hang.
 
@@ -52,6 +56,19 @@ impl Drop for Shown {
 /// Whether a desktop notification can be shown from this process.
 pub fn can_notify() -> bool {
     imp::can_notify()
+}
+
+/// `program` with only [`imp::HELPER_ENV`] of this process's environment (set before
+/// anything the caller adds: clearing would remove that too).
+fn helper(program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear();
+    for name in imp::HELPER_ENV {
+        if let Some(v) = std::env::var_os(name) {
+            c.env(name, v);
+        }
+    }
+    c
 }
 
 /// Show `msg` as a desktop notification titled "tapcred" (nothing when impossible).
@@ -118,6 +135,18 @@ mod imp {
     use super::*;
 
     pub const CLOSE_BY_KILL: bool = false;
+    /// notify-send: finding programs, the session bus and the display.
+    pub const HELPER_ENV: &[&str] = &[
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "LC_MESSAGES",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "XDG_RUNTIME_DIR",
+        "DISPLAY",
+        "WAYLAND_DISPLAY",
+    ];
 
     pub fn can_notify() -> bool {
         cfg!(feature = "notify")
@@ -129,7 +158,7 @@ mod imp {
         if !can_notify() {
             return None;
         }
-        let mut c = Command::new("notify-send");
+        let mut c = helper("notify-send");
         c.args(["--app-name=tapcred", "--expire-time=15000", "tapcred", msg]);
         Some(c)
     }
@@ -145,13 +174,15 @@ mod imp {
 
     pub const CLOSE_BY_KILL: bool = false;
     const OSASCRIPT: &str = "/usr/bin/osascript";
+    /// osascript: the user's session and language.
+    pub const HELPER_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "LANG"];
 
     pub fn can_notify() -> bool {
         cfg!(feature = "notify") && std::path::Path::new(OSASCRIPT).is_file()
     }
 
     fn script(lines: &[&str], arg: &str) -> Command {
-        let mut c = Command::new(OSASCRIPT);
+        let mut c = helper(OSASCRIPT);
         c.args(["-e", "on run argv"]);
         for l in lines {
             c.args(["-e", l]);
@@ -189,13 +220,40 @@ mod imp {
     /// The balloon's helper sleeps to keep its tray icon alive; killing it ends both.
     pub const CLOSE_BY_KILL: bool = true;
     const TEXT_VAR: &str = "TAPCRED_DESKTOP_TEXT";
+    /// PowerShell and .NET: the system folders, the user's profile folders, module paths.
+    pub const HELPER_ENV: &[&str] = &[
+        "SystemRoot",
+        "SystemDrive",
+        "windir",
+        "PATH",
+        "PATHEXT",
+        "ComSpec",
+        "TEMP",
+        "TMP",
+        "USERNAME",
+        "USERDOMAIN",
+        "USERPROFILE",
+        "HOMEDRIVE",
+        "HOMEPATH",
+        "APPDATA",
+        "LOCALAPPDATA",
+        "ProgramData",
+        "ProgramFiles",
+        "ProgramFiles(x86)",
+        "ProgramW6432",
+        "CommonProgramFiles",
+        "PSModulePath",
+        "PROCESSOR_ARCHITECTURE",
+        "NUMBER_OF_PROCESSORS",
+        "OS",
+    ];
 
     pub fn can_notify() -> bool {
         cfg!(feature = "notify") && on_path("powershell.exe")
     }
 
     fn powershell(script: &str, text: &str) -> Command {
-        let mut c = Command::new("powershell.exe");
+        let mut c = helper("powershell.exe");
         c.args([
             "-NoProfile",
             "-NonInteractive",
@@ -232,5 +290,28 @@ mod imp {
                 prompt,
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A helper's environment is the listed variables only, whatever this process holds.
+    #[test]
+    fn helpers_get_only_the_listed_variables() {
+        let c = helper("some-helper");
+        assert!(c.get_envs().count() <= imp::HELPER_ENV.len());
+        for (k, v) in c.get_envs() {
+            let k = k.to_string_lossy();
+            assert!(v.is_some(), "{k} removed rather than left out");
+            assert!(imp::HELPER_ENV.contains(&&*k), "{k} passed to a helper");
+        }
+        assert!(
+            !imp::HELPER_ENV
+                .iter()
+                .any(|k| k.starts_with("TAPCRED_") || k.starts_with("AWS_")),
+            "tapcred's or AWS variables listed for helpers"
+        );
     }
 }

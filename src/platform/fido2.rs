@@ -200,9 +200,7 @@ mod hid {
             ctap_hid_fido2::get_fidokey_devices,
         )
         .map_err(|e| {
-            Error::token(format!(
-                "{e}; on Linux your user needs access to /dev/hidraw*: install tapcred's udev rule (udev/70-tapcred-yubikey.rules, README \"Install\")"
-            ))
+            Error::token(format!("{e}; {}", crate::platform::words::usb_access_hint()))
         })?;
         let names: Vec<String> = devs
             .iter()

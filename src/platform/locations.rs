@@ -125,7 +125,15 @@ pub fn expand_home(path: &str, home: Option<&str>) -> PathBuf {
         .or_else(|| path.strip_prefix("~\\").filter(|_| cfg!(windows)));
     match (path, rest, home) {
         ("~", _, Some(home)) => PathBuf::from(home),
-        (_, Some(rest), Some(home)) => Path::new(home).join(rest),
+        // Component by component: one separator in what is shown (no `C:\u\.aws/config`).
+        (_, Some(rest), Some(home)) => {
+            let mut p = PathBuf::from(home);
+            p.extend(
+                rest.split(|c| c == '/' || (cfg!(windows) && c == '\\'))
+                    .filter(|c| !c.is_empty()),
+            );
+            p
+        }
         (p, _, _) => PathBuf::from(p),
     }
 }
@@ -220,5 +228,19 @@ mod tests {
         assert_eq!(expand_home("~/x", None), PathBuf::from("~/x"));
         assert_eq!(expand_home("~bob/x", Some("/h")), PathBuf::from("~bob/x"));
         assert!(starts_with_home("~/a") && !starts_with_home("a~"));
+    }
+
+    /// What is shown has one separator: `~/.aws/config` under `C:\u` is `C:\u\.aws\config`
+    /// on Windows (the AWS default path and a user's forward slashes alike).
+    #[test]
+    fn expanded_paths_use_this_os_separator_only() {
+        let home = if cfg!(windows) { "C:\\u" } else { "/u" };
+        let want = Path::new(home).join(".aws").join("config");
+        assert_eq!(expand_home("~/.aws/config", Some(home)), want);
+        assert_eq!(expand_home("~//.aws/config", Some(home)), want);
+        if cfg!(windows) {
+            assert_eq!(expand_home("~\\.aws/config", Some(home)), want);
+            assert_eq!(want.display().to_string(), "C:\\u\\.aws\\config");
+        }
     }
 }

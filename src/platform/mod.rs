@@ -24,3 +24,4 @@ pub mod locations;
 pub mod pcsc;
 pub mod process;
 pub mod terminal;
+pub mod words;

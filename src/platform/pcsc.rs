@@ -25,6 +25,16 @@ pub fn no_service_hint() -> &'static str {
     }
 }
 
+/// What to do about a YubiKey another program holds: which programs usually do, and how
+/// to make them let go on this OS.
+pub fn key_busy_hint() -> &'static str {
+    if cfg!(windows) {
+        "close the other program (another tapcred, YubiKey Manager or ykman, or a smart-card tool such as Gpg4win's Kleopatra) and run again"
+    } else {
+        "usually gpg-agent's scdaemon, or another tapcred or ykman still running; release it with `gpgconf --kill scdaemon` (or put `disable-ccid` in ~/.gnupg/scdaemon.conf), close the other program, and run again"
+    }
+}
+
 /// The service's short name, for one-line summaries ("pcscd running?").
 pub fn service_name() -> &'static str {
     if cfg!(target_os = "macos") {

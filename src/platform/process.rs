@@ -17,6 +17,8 @@
 //!
 //! Windows: the child shares tapcred's console and receives Ctrl-C/Ctrl-Break itself;
 //! tapcred's console handler (`ctrlc`) only keeps tapcred alive to wait and report the code.
+//! The launcher's child (`tapcred-full.exe`, [`replace_with`]) runs in a kill-on-close job
+//! object, so killing the launcher (an IDE's timeout) ends the child and its helpers too.
 //!
 //! Exit codes: the child's own; on Unix a child killed by signal N gives 128 + N, as shells
 //! report it.
@@ -94,7 +96,13 @@ pub fn replace_with(cmd: &mut Command, arg0: Option<std::ffi::OsString>) -> io::
     #[cfg(windows)]
     {
         let _ = arg0; // a Windows child's argv[0] is its own path
-        match spawn(cmd).and_then(Supervised::wait) {
+        let child = match spawn(cmd) {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        // Held until this process exits; if it is killed first, the job closes with it.
+        let _job = windows::end_with_this_process(&child.child);
+        match child.wait() {
             Ok(code) => std::process::exit(code),
             Err(e) => e,
         }
@@ -237,6 +245,24 @@ mod unix {
 
 #[cfg(windows)]
 mod windows {
+    use std::os::windows::io::AsRawHandle;
+
+    /// Put `child` (and what it starts later) in a job that kills them when its last handle
+    /// closes: when this process ends, however it ends. An IDE that gives up on
+    /// `credential_process` kills `tapcred.exe` only, which would otherwise leave
+    /// `tapcred-full.exe` waiting for a touch or STS nobody will use, holding the key. `None`
+    /// (logged) when the job cannot be made: the child then simply outlives a kill, as before.
+    pub fn end_with_this_process(child: &std::process::Child) -> Option<win32job::Job> {
+        let mut limits = win32job::ExtendedLimitInfo::new();
+        limits.limit_kill_on_job_close();
+        let made = win32job::Job::create_with_limit_info(&limits).and_then(|job| {
+            job.assign_process(child.as_raw_handle() as isize)?;
+            Ok(job)
+        });
+        made.map_err(|e| tracing::debug!("no kill-on-close job for the child: {e}"))
+            .ok()
+    }
+
     /// Keep tapcred alive through Ctrl-C, Ctrl-Break and the console closing while the child
     /// (which got the same event) decides what to do. A handler, not "ignore": the ignore
     /// flag would be inherited by later children.

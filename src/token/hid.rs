@@ -41,7 +41,8 @@ impl Default for HidapiBackend {
 
 fn hid_error(what: &str, e: hidapi::HidError) -> Error {
     Error::token(format!(
-        "USB HID: {what} failed ({e}); on Linux install tapcred's udev rule (udev/70-tapcred-yubikey.rules, README \"Install\"), then re-plug the key"
+        "USB HID: {what} failed ({e}); {}",
+        crate::platform::words::usb_access_hint()
     ))
 }
 

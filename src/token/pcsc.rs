@@ -39,7 +39,8 @@ pub fn no_service_hint() -> &'static str {
 
 fn busy_hint(reader: &str) -> String {
     format!(
-        "the YubiKey in reader \"{reader}\" is held by another program (usually gpg-agent's scdaemon, or another tapcred or ykman still running); release it with `gpgconf --kill scdaemon` (or put `disable-ccid` in ~/.gnupg/scdaemon.conf), close the other program, and run again"
+        "the YubiKey in reader \"{reader}\" is held by another program; {}",
+        crate::platform::pcsc::key_busy_hint()
     )
 }
 

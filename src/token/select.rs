@@ -80,8 +80,8 @@ fn choose(
         TokenKind::Software => match SoftwareSource::from_settings(settings, env)? {
             Some(s) => Ok(Box::new(s)),
             None => Err(Error::config(format!(
-                "profile \"{profile}\" has tapcred_token = software but ${} is not set and no tapcred_totp_secret_file is configured; export the seed or set the file",
-                settings.totp_secret_env
+                "profile \"{profile}\" has tapcred_token = software but {} is not set and no tapcred_totp_secret_file is configured; set the seed in it or set the file",
+                crate::platform::words::env_var(&settings.totp_secret_env)
             ))),
         },
         TokenKind::Oath => Ok(Box::new(oath::open_with(
@@ -106,8 +106,8 @@ fn choose(
                 return Ok(Box::new(s));
             }
             tried.push(format!(
-                "software seed (${} not set)",
-                settings.totp_secret_env
+                "software seed ({} not set)",
+                crate::platform::words::env_var(&settings.totp_secret_env)
             ));
             // 2. The vault, when its file lists an entry for this serial (no unlock to know).
             if VaultSource::lists(&sources.vault, mfa_serial)? {
@@ -135,8 +135,8 @@ fn choose(
                 tracing::info!(profile = %profile, mfa_serial, tried = %why, "token source not available");
             }
             Err(Error::token(format!(
-                "profile \"{profile}\": no token source (tried ${}, a YubiKey, a typed code); see `tapcred doctor --profile {profile}` or -v",
-                settings.totp_secret_env
+                "profile \"{profile}\": no token source (tried {}, a YubiKey, a typed code); see `tapcred doctor --profile {profile}` or -v",
+                crate::platform::words::env_var(&settings.totp_secret_env)
             )))
         }
     }

@@ -30,7 +30,10 @@ impl SoftwareSource {
         match env.var(&settings.totp_secret_env) {
             Some(v) if !v.trim().is_empty() => {
                 let text = Zeroizing::new(v);
-                let origin = format!("seed in ${}", settings.totp_secret_env);
+                let origin = format!(
+                    "seed in {}",
+                    crate::platform::words::env_var(&settings.totp_secret_env)
+                );
                 parse_seed(&text, &origin).map(|totp| Some(SoftwareSource { totp, origin }))
             }
             _ => Ok(None),
@@ -83,7 +86,8 @@ fn read_seed_file(path: &Path, profile: &str) -> Result<Zeroizing<String>> {
                 MAX_SEED_FILE / 1024
             ),
             e => format!(
-                "profile \"{profile}\": cannot read tapcred_totp_secret_file {shown}: {e}; fix the path or create the file (private to you, mode 0600)"
+                "profile \"{profile}\": cannot read tapcred_totp_secret_file {shown}: {e}; fix the path or create the file (private to you, {})",
+                crate::platform::words::PRIVATE_FILE
             ),
         })
     })?;

@@ -294,7 +294,7 @@ impl Fido2Unlocker {
             return Ok(p.clone());
         }
         let pin = match self.env_pin.as_deref().filter(|p| !p.is_empty()) {
-            Some(p) => Fido2Pin::new(p, &format!("${PIN_ENV}"))?,
+            Some(p) => Fido2Pin::new(p, &crate::platform::words::env_var(PIN_ENV))?,
             None => {
                 let who = self.who();
                 match ui.ask_secret(&format!("FIDO2 PIN of {who}: "))? {
@@ -725,9 +725,10 @@ pub fn connect_unlocker(
 /// A new unlocker to enroll: the one authenticator plugged in, or a clear error.
 pub fn connect_for_enroll(mode: UvMode, env: &dyn EnvLookup) -> Result<Fido2Unlocker> {
     let dev = open_authenticator_with(env)?.ok_or_else(|| {
-        Error::token(
-            "no FIDO2 authenticator found; plug in a YubiKey (or another FIDO2 key with hmac-secret) — on Linux it also needs access to its /dev/hidraw node: install tapcred's udev rule (udev/70-tapcred-yubikey.rules, README \"Install\")",
-        )
+        Error::token(format!(
+            "no FIDO2 authenticator found; plug in a YubiKey (or another FIDO2 key with hmac-secret); {}",
+            crate::platform::words::usb_access_hint()
+        ))
     })?;
     Ok(Fido2Unlocker::for_enroll(dev, mode, env))
 }

@@ -153,7 +153,8 @@ impl VaultStore {
             }
             Err(e @ (ReadError::Foreign(_) | ReadError::Shared(_))) => {
                 return Err(VaultError::Io(format!(
-                    "the vault {shown}: {e}; it must be owned by you and private to you (chmod 600)"
+                    "the vault {shown}: {e}; it must be owned by you and private to you ({})",
+                    crate::platform::fs::make_private_hint(&self.path)
                 )));
             }
             Err(ReadError::Io(e)) => {

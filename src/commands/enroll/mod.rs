@@ -67,7 +67,7 @@ pub enum Destination {
     /// The YubiKey's OATH applet.
     #[default]
     Oath,
-    /// A new 0600 seed file (headless use; `tapcred_totp_secret_file`).
+    /// A new private seed file (headless use; `tapcred_totp_secret_file`).
     File,
     /// tapcred's vault (`tapcred vault init` first; `tapcred_token = vault`).
     Vault,
@@ -969,8 +969,9 @@ impl Job<'_> {
                         ))
                     })?;
                     ui.info(&format!(
-                        "enroll: seed written to {} (mode 0600, never shown)",
-                        path.display()
+                        "enroll: seed written to {} ({}, never shown)",
+                        path.display(),
+                        crate::platform::words::PRIVATE_FILE
                     ));
                     let origin = format!("seed file {}", path.display());
                     let text = Zeroizing::new(data_encoding::BASE32_NOPAD.encode(&device.seed));

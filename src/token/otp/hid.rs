@@ -332,7 +332,12 @@ impl Candidate for FoundHid {
     }
 }
 
-const NO_HID_KEY: &str = "no YubiKey found on USB HID: plug in the key (with its OTP interface enabled: `ykman config usb --enable OTP`); on Linux, install tapcred's udev rule (udev/70-tapcred-yubikey.rules, README \"Install\") so your user may open it";
+fn no_hid_key() -> String {
+    format!(
+        "no YubiKey found on USB HID: plug in the key (with its OTP interface enabled: `ykman config usb --enable OTP`); {}",
+        crate::platform::words::usb_access_hint()
+    )
+}
 
 /// The key with `serial` (or the only one) on its OTP HID interface, identified (its
 /// serial names the vault's unlocker). `NoKey`: HID cannot be used here, no interface, or
@@ -353,7 +358,7 @@ pub fn connect(
             hid,
         });
     }
-    let mut key = device::choose(keys, serial, "", NO_HID_KEY)?;
+    let mut key = device::choose(keys, serial, "", &no_hid_key())?;
     key.identify().map_err(ChooseError::Fatal)?;
     Ok(key)
 }
