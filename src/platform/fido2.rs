@@ -200,7 +200,10 @@ mod hid {
             ctap_hid_fido2::get_fidokey_devices,
         )
         .map_err(|e| {
-            Error::token(format!("{e}; {}", crate::platform::words::usb_access_hint()))
+            Error::token(format!(
+                "{e}; {}",
+                crate::platform::words::usb_access_hint()
+            ))
         })?;
         let names: Vec<String> = devs
             .iter()
