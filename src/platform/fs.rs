@@ -938,3 +938,24 @@ mod imp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The temp file is opened by tapcred (not by `tempfile`'s own open, whose Windows
+    /// handle lacks WRITE_DAC): the owner-only ACL can be set on it, so the first write and
+    /// a replacement both land, in a folder made private first.
+    #[test]
+    fn replace_private_creates_then_replaces_in_a_private_folder() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("a").join("b");
+        create_private_dir_all(&dir).unwrap();
+        let path = dir.join("file");
+        replace_private(&path, ".file-", b"first").unwrap();
+        replace_private(&path, ".file-", b"second").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        let left: Vec<_> = fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "temp files left: {left:?}");
+    }
+}
