@@ -302,12 +302,19 @@ pub fn make_writable_hint(path: &Path) -> String {
 /// A temporary file in `dir` for an atomic replace (`persist` renames it over the target):
 /// private to this user from the start (Unix 0600; Windows an owner-only ACL).
 pub fn private_temp_in(dir: &Path, prefix: &str) -> io::Result<tempfile::NamedTempFile> {
-    let mut tmp = tempfile::Builder::new()
+    // Opened here, not by `tempfile`: on Windows its handle lacks WRITE_DAC, so the
+    // owner-only ACL could not be set on it (Access denied).
+    tempfile::Builder::new()
         .prefix(prefix)
         .suffix(".tmp")
-        .tempfile_in(dir)?;
-    imp::make_owner_only(tmp.as_file_mut(), false)?;
-    Ok(tmp)
+        .make_in(dir, |path| {
+            let mut o = OpenOptions::new();
+            o.read(true).write(true).create_new(true);
+            imp::private_no_follow(&mut o);
+            let mut f = o.open(path)?;
+            imp::make_owner_only(&mut f, false)?;
+            Ok(f)
+        })
 }
 
 fn is_reparse_point(md: &Metadata) -> bool {
