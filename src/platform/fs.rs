@@ -173,6 +173,10 @@ pub fn open_lock_file(path: &Path, create_new: bool) -> io::Result<File> {
     Ok(f)
 }
 
+/// Whether a rename may replace a file this process still has open (Unix: yes, the open
+/// handle keeps the old file; Windows: no, close it first).
+pub const CAN_REPLACE_OPEN_FILE: bool = imp::CAN_REPLACE_OPEN_FILE;
+
 /// Replace `path` atomically with `bytes`, private to this user: a temp file in the same
 /// directory (created owner-only), written, fsynced, renamed over `path`, then the directory
 /// fsynced. A crash leaves the old file or the new one, never a mix. `prefix` names the temp
@@ -353,6 +357,7 @@ mod imp {
 
     /// The mode given at creation is all there is to do.
     pub const ACL_AFTER_CREATE: bool = false;
+    pub const CAN_REPLACE_OPEN_FILE: bool = true;
 
     pub fn make_owner_only(_f: &mut File, _dir: bool) -> io::Result<()> {
         Ok(())
@@ -554,6 +559,9 @@ mod imp {
     /// std cannot pass a security descriptor to `CreateFileW`: the owner-only ACL is set on
     /// the new handle right after the create, before anything is written.
     pub const ACL_AFTER_CREATE: bool = true;
+    /// Renaming over a file any handle still has open is refused (Access denied), with
+    /// FILE_SHARE_DELETE or without.
+    pub const CAN_REPLACE_OPEN_FILE: bool = false;
 
     const GENERIC_READ: u32 = 0x8000_0000;
     const GENERIC_WRITE: u32 = 0x4000_0000;

@@ -358,6 +358,11 @@ pub fn apply_edits_with(
         if read_bytes(&target, file)? != on_disk {
             continue;
         }
+        if !platform::fs::CAN_REPLACE_OPEN_FILE {
+            // Windows refuses the rename while it is open; a writer that has it open there
+            // makes the rename fail instead of writing into a replaced file.
+            held = None;
+        }
         tmp.persist(&target)
             .map_err(|e| io_error(&target, file, "cannot write", &e.error))?;
         sync_dir(&target);
