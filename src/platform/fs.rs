@@ -177,6 +177,29 @@ pub fn open_lock_file(path: &Path, create_new: bool) -> io::Result<File> {
 /// handle keeps the old file; Windows: no, close it first).
 pub const CAN_REPLACE_OPEN_FILE: bool = imp::CAN_REPLACE_OPEN_FILE;
 
+/// Rename `tmp` over `target`. On Windows a rename over a file anyone has open (another
+/// program reading it, a virus scanner looking at it) is refused with Access denied, so it is
+/// retried for up to a second there; Unix renames over open files.
+pub fn persist_over(tmp: tempfile::NamedTempFile, target: &Path) -> io::Result<()> {
+    const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+    let start = std::time::Instant::now();
+    let mut tmp = tmp;
+    loop {
+        match tmp.persist(target) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if !CAN_REPLACE_OPEN_FILE
+                    && e.error.kind() == io::ErrorKind::PermissionDenied
+                    && start.elapsed() < RETRY_FOR =>
+            {
+                tmp = e.file;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.error),
+        }
+    }
+}
+
 /// Replace `path` atomically with `bytes`, private to this user: a temp file in the same
 /// directory (created owner-only), written, fsynced, renamed over `path`, then the directory
 /// fsynced. A crash leaves the old file or the new one, never a mix. `prefix` names the temp
@@ -189,7 +212,7 @@ pub fn replace_private(path: &Path, prefix: &str, bytes: &[u8]) -> io::Result<()
     let mut tmp = private_temp_in(dir, prefix)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    persist_over(tmp, path)?;
     // Make the rename durable (directories cannot be opened for sync everywhere).
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
@@ -972,5 +995,22 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"second");
         let left: Vec<_> = fs::read_dir(&dir).unwrap().flatten().collect();
         assert_eq!(left.len(), 1, "temp files left: {left:?}");
+    }
+
+    /// Another program reading the file at the moment of the rename (Windows refuses to
+    /// replace an open file) delays the replace; it does not fail it.
+    #[test]
+    fn replace_private_waits_out_a_reader_holding_the_file() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("file");
+        fs::write(&path, b"old").unwrap();
+        let reader = File::open(&path).unwrap();
+        let closes = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(reader);
+        });
+        replace_private(&path, ".file-", b"new").unwrap();
+        closes.join().unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
     }
 }
