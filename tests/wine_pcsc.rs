@@ -674,7 +674,14 @@ fn flow_vault_otp_unlock(b: &mut Bench, os: Os) -> (Seen, Result<(), String>) {
     h.set("WINE_FLOW_SEED", design::MFA_SEED_BASE32);
     for args in [
         &["vault", "init", "--unlock", "otp"][..],
-        &["vault", "add-seed", "--profile", "mfa", "--seed-env", "WINE_FLOW_SEED"],
+        &[
+            "vault",
+            "add-seed",
+            "--profile",
+            "mfa",
+            "--seed-env",
+            "WINE_FLOW_SEED",
+        ],
         &["vault", "import-keys", "--profile", "toolkit-user"],
     ] {
         let s = b.tapcred(os, &h, args, &[]);
