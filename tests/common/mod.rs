@@ -90,7 +90,7 @@ impl Home {
             .find(|(k, _)| k == "TMPDIR")
             .map(|(_, v)| PathBuf::from(v))
             .unwrap_or_else(std::env::temp_dir);
-        tmp.join(format!("tapcred-{}", rustix::process::geteuid().as_raw()))
+        tmp.join(format!("tapcred-{}", tapcred::platform::fs::user_tag()))
             .join("steps")
     }
 
