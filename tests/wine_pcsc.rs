@@ -27,8 +27,9 @@ use tapcred_testkit::winscard_bridge::{Bridge, PORT_ENV};
 const WINE: &str = "/usr/lib/wine/wine64";
 const WINESERVER: &str = "/usr/lib/wine/wineserver";
 const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
-/// Wine's own start-up is seconds; a touch wait is up to the key's timeout.
-const WINE_DEADLINE: Duration = Duration::from_secs(90);
+/// Wine's own start-up is seconds; a touch wait is up to the key's timeout; `enroll` waits
+/// for two fresh 30 s code windows for IAM and a third for STS.
+const WINE_DEADLINE: Duration = Duration::from_secs(150);
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -589,6 +590,57 @@ fn flow_no_service(b: &mut Bench, os: Os) -> (Seen, Result<(), String>) {
 const ENROLL_CONFIG: &str = "[profile mfa]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/toolkit-role\n";
 const ENROLL_OTHER: &str = "GitHub:someone";
 
+/// `enroll --touch` for a new IAM user, every touch pressed: the virtual MFA device created
+/// and enabled with two codes from the key, the seed on the key as a touch account named by
+/// its ARN, `mfa_serial` written into the config file (three touches: two for IAM, one for
+/// STS).
+fn flow_enroll_touch(b: &mut Bench, os: Os) -> (Seen, Result<(), String>) {
+    let card = b
+        .stack
+        .insert(
+            0,
+            VirtualYubiKey::new(
+                VykConfig::new()
+                    .serial(SERIAL_A)
+                    .touch_timeout(Duration::from_secs(15))
+                    .account(Account::totp(ENROLL_OTHER, b"another-seed-0123456789")),
+            ),
+        )
+        .unwrap();
+    card.vyk().set_auto_press(Some(Duration::from_millis(300)));
+    let d = common::enroll::new_user_double();
+    let h = common::enroll::home(&d, ENROLL_CONFIG);
+    let s = b.tapcred(os, &h, &["enroll", "--profile", "mfa", "--touch"], &[]);
+    let config = std::fs::read_to_string(h.config_path()).unwrap_or_default();
+    let devices = d
+        .iam_state()
+        .user_devices
+        .get(design::USER_NAME)
+        .cloned()
+        .unwrap_or_default();
+    let ok = if s.out.code != 0 {
+        Err(format!("exit {}", s.out.code))
+    } else if card.vyk().credential_ids() != [ENROLL_OTHER, design::MFA_SERIAL] {
+        Err(format!(
+            "accounts on the key: {:?}",
+            card.vyk().credential_ids()
+        ))
+    } else if card.vyk().requires_touch(design::MFA_SERIAL) != Some(true) {
+        Err("the new account does not require a touch".into())
+    } else if devices != [design::MFA_SERIAL] {
+        Err(format!("IAM devices of the user: {devices:?}"))
+    } else if !config.contains(&format!("mfa_serial = {}", design::MFA_SERIAL)) {
+        Err(format!("the config file: {config}"))
+    } else {
+        match card.button().touch_requests() {
+            3 => Ok(()),
+            n => Err(format!("{n} touches, not 3")),
+        }
+    };
+    drop(card);
+    (s, ok)
+}
+
 /// `enroll --touch` for a new IAM user: the virtual MFA device is created, the seed goes onto
 /// the key as a touch account, nobody touches within the key's timeout, and everything is
 /// undone over the same PC/SC connection path: the OATH account deleted, the device deleted,
@@ -766,6 +818,7 @@ fn every_pcsc_flow_matches_linux_under_wine() {
         ("code --account", flow_code),
         ("doctor --offline", flow_doctor),
         ("key pulled mid-touch", flow_pulled_mid_touch),
+        ("enroll --touch, three touches", flow_enroll_touch),
         (
             "enroll --touch, no touch: rolled back",
             flow_enroll_touch_rolled_back,
