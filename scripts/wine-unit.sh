@@ -3,11 +3,11 @@
 # src/platform/ (the ACL analysis on SDDL through Wine's advapi32, the owner-only DACL, the
 # per-OS locations) run as Windows code, not only type-checked.
 #
-# usage: scripts/wine-unit.sh [FILTER]     (default filter: platform::)
+# usage: scripts/wine-unit.sh [FILTER...]     (default filter: platform::)
 # Needs: wine64, gcc-mingw-w64-x86-64, the x86_64-pc-windows-gnu Rust target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-filter=${1:-platform::}
+filters=("${@:-platform::}")
 wine=${WINE:-/usr/lib/wine/wine64}
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=${CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER:-x86_64-w64-mingw32-gcc}
 
@@ -26,6 +26,6 @@ mkdir -p "$work/bin"
 x86_64-w64-mingw32-gcc -O2 -shared -o "$work/bin/bcryptprimitives.dll" \
   scripts/wine/bcryptprimitives.c scripts/wine/bcryptprimitives.def -ladvapi32
 export WINEPREFIX=$work/prefix WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" WINEPATH="Z:${work//\//\\}\\bin"
-out=$("$wine" "$exe" "$filter" </dev/null 2>&1 | tr -d '\r') || { echo "$out" >&2; echo "wine-unit: FAIL" >&2; exit 1; }
+out=$("$wine" "$exe" "${filters[@]}" </dev/null 2>&1 | tr -d '\r') || { echo "$out" >&2; echo "wine-unit: FAIL" >&2; exit 1; }
 echo "$out" | grep -E '^test |^test result'
 grep -Eq '^test result: ok\. [1-9][0-9]* passed; 0 failed' <<<"$out" || { echo "wine-unit: no test passed" >&2; exit 1; }

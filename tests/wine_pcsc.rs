@@ -21,14 +21,15 @@ use std::time::{Duration, Instant};
 
 use tapcred_testkit::ci;
 use tapcred_testkit::pcsc_stack::{self, PcscStack};
-use tapcred_testkit::virtual_yubikey::{Account, VirtualYubiKey, VykConfig};
+use tapcred_testkit::virtual_yubikey::{Account, OtpSlot, VirtualYubiKey, VykConfig};
 use tapcred_testkit::winscard_bridge::{Bridge, PORT_ENV};
 
 const WINE: &str = "/usr/lib/wine/wine64";
 const WINESERVER: &str = "/usr/lib/wine/wineserver";
 const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
-/// Wine's own start-up is seconds; a touch wait is up to the key's timeout.
-const WINE_DEADLINE: Duration = Duration::from_secs(90);
+/// Wine's own start-up is seconds; a touch wait is up to the key's timeout; `enroll` waits
+/// for two fresh 30 s code windows for IAM and a third for STS.
+const WINE_DEADLINE: Duration = Duration::from_secs(150);
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -586,6 +587,180 @@ fn flow_no_service(b: &mut Bench, os: Os) -> (Seen, Result<(), String>) {
     (s, ok)
 }
 
+const ENROLL_CONFIG: &str = "[profile mfa]\nsource_profile = toolkit-user\nrole_arn = arn:aws:iam::111111111111:role/toolkit-role\n";
+const ENROLL_OTHER: &str = "GitHub:someone";
+
+/// `enroll --touch` for a new IAM user, every touch pressed: the virtual MFA device created
+/// and enabled with two codes from the key, the seed on the key as a touch account named by
+/// its ARN, `mfa_serial` written into the config file (three touches: two for IAM, one for
+/// STS).
+fn flow_enroll_touch(b: &mut Bench, os: Os) -> (Seen, Result<(), String>) {
+    let card = b
+        .stack
+        .insert(
+            0,
+            VirtualYubiKey::new(
+                VykConfig::new()
+                    .serial(SERIAL_A)
+                    .touch_timeout(Duration::from_secs(15))
+                    .account(Account::totp(ENROLL_OTHER, b"another-seed-0123456789")),
+            ),
+        )
+        .unwrap();
+    card.vyk().set_auto_press(Some(Duration::from_millis(300)));
+    let d = common::enroll::new_user_double();
+    let h = common::enroll::home(&d, ENROLL_CONFIG);
+    let s = b.tapcred(os, &h, &["enroll", "--profile", "mfa", "--touch"], &[]);
+    let config = std::fs::read_to_string(h.config_path()).unwrap_or_default();
+    let devices = d
+        .iam_state()
+        .user_devices
+        .get(design::USER_NAME)
+        .cloned()
+        .unwrap_or_default();
+    let ok = if s.out.code != 0 {
+        Err(format!("exit {}", s.out.code))
+    } else if card.vyk().credential_ids() != [ENROLL_OTHER, design::MFA_SERIAL] {
+        Err(format!(
+            "accounts on the key: {:?}",
+            card.vyk().credential_ids()
+        ))
+    } else if card.vyk().requires_touch(design::MFA_SERIAL) != Some(true) {
+        Err("the new account does not require a touch".into())
+    } else if devices != [design::MFA_SERIAL] {
+        Err(format!("IAM devices of the user: {devices:?}"))
+    } else if !config.contains(&format!("mfa_serial = {}", design::MFA_SERIAL)) {
+        Err(format!("the config file: {config}"))
+    } else {
+        match card.button().touch_requests() {
+            3 => Ok(()),
+            n => Err(format!("{n} touches, not 3")),
+        }
+    };
+    drop(card);
+    (s, ok)
+}
+
+/// `enroll --touch` for a new IAM user: the virtual MFA device is created, the seed goes onto
+/// the key as a touch account, nobody touches within the key's timeout, and everything is
+/// undone over the same PC/SC connection path: the OATH account deleted, the device deleted,
+/// the AWS files as before.
+fn flow_enroll_touch_rolled_back(b: &mut Bench, os: Os) -> (Seen, Result<(), String>) {
+    let card = b
+        .stack
+        .insert(
+            0,
+            VirtualYubiKey::new(
+                VykConfig::new()
+                    .serial(SERIAL_A)
+                    .touch_timeout(Duration::from_secs(2))
+                    .account(Account::totp(ENROLL_OTHER, b"another-seed-0123456789")),
+            ),
+        )
+        .unwrap();
+    let d = common::enroll::new_user_double();
+    let h = common::enroll::home(&d, ENROLL_CONFIG);
+    let before = common::enroll::aws_files(&h);
+    let s = b.tapcred(os, &h, &["enroll", "--profile", "mfa", "--touch"], &[]);
+    let undone = [
+        "Touch your YubiKey",
+        "undo: deleted OATH account \"arn:aws:iam::111111111111:mfa/toolkit-user\"",
+        "undo: deleted virtual MFA device",
+        "everything was undone",
+    ];
+    let ok = if s.out.code != 4 {
+        Err(format!("exit {}", s.out.code))
+    } else if let Some(n) = undone.iter().find(|n| !s.out.stderr.contains(*n)) {
+        Err(format!("stderr lacks {n:?}"))
+    } else if d.calls("CreateVirtualMFADevice") != 1 {
+        Err("no virtual MFA device was created, so nothing was undone".into())
+    } else if card.vyk().credential_ids() != [ENROLL_OTHER] {
+        Err(format!(
+            "the key is not as before: {:?}",
+            card.vyk().credential_ids()
+        ))
+    } else if !d.iam_state().virtual_devices.is_empty() || d.calls("EnableMFADevice") != 0 {
+        Err(format!("IAM is not as before: {:?}", d.iam_state()))
+    } else if common::enroll::aws_files(&h) != before {
+        Err("the AWS files changed".into())
+    } else {
+        Ok(())
+    };
+    drop(card);
+    (s, ok)
+}
+
+const VAULT_SLOT_KEY: [u8; 20] = *b"wine-vault-slot-key!";
+
+/// The vault opened by the key's OTP slot 2 (HMAC-SHA1 challenge-response, touch) over
+/// PC/SC, made and used by the program under test: `vault init --unlock otp`, `vault
+/// add-seed`, `vault import-keys` (the credentials file then holds no secret), then
+/// `credential-process` with the seed and the access key from the vault on one touch.
+fn flow_vault_otp_unlock(b: &mut Bench, os: Os) -> (Seen, Result<(), String>) {
+    let card = b
+        .stack
+        .insert(
+            0,
+            VirtualYubiKey::new(
+                VykConfig::new()
+                    .serial(SERIAL_A)
+                    .otp_slot(2, OtpSlot::hmac_sha1(VAULT_SLOT_KEY, true))
+                    .touch_timeout(Duration::from_secs(5)),
+            ),
+        )
+        .unwrap();
+    card.vyk().set_auto_press(Some(Duration::from_millis(50)));
+    let d = StsDouble::start_design().unwrap();
+    let mut h = Home::empty();
+    h.write_config(&format!(
+        "[profile mfa]\nsource_profile = toolkit-user\nrole_arn = {}\nmfa_serial = {}\ntapcred_token = vault\n",
+        design::ROLE_ARN,
+        design::MFA_SERIAL
+    ));
+    h.write_credentials(&format!(
+        "[toolkit-user]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+        design::ACCESS_KEY_ID,
+        design::SECRET_ACCESS_KEY
+    ));
+    h.set("AWS_ENDPOINT_URL_STS", &d.endpoint());
+    h.set("WINE_FLOW_SEED", design::MFA_SEED_BASE32);
+    for args in [
+        &["vault", "init", "--unlock", "otp"][..],
+        &[
+            "vault",
+            "add-seed",
+            "--profile",
+            "mfa",
+            "--seed-env",
+            "WINE_FLOW_SEED",
+        ],
+        &["vault", "import-keys", "--profile", "toolkit-user"],
+    ] {
+        let s = b.tapcred(os, &h, args, &[]);
+        if s.out.code != 0 {
+            let why = format!("`tapcred {}` exited {}", args.join(" "), s.out.code);
+            return (s, Err(why));
+        }
+    }
+    let creds = std::fs::read_to_string(h.credentials_path()).unwrap_or_default();
+    let touches = card.button().touch_requests();
+    let s = b.tapcred(os, &h, &["credential-process", "--profile", "mfa"], &[]);
+    let ok = if !creds.contains("tapcred_access_key = vault")
+        || creds.contains(design::SECRET_ACCESS_KEY)
+    {
+        Err(format!("the credentials file after import-keys: {creds}"))
+    } else {
+        credentials_json(&s)
+            .and_then(|()| valid_code_sent(&d))
+            .and_then(|()| match card.button().touch_requests() - touches {
+                1 => Ok(()),
+                n => Err(format!("{n} touches to open the vault, not 1")),
+            })
+    };
+    drop(card);
+    (s, ok)
+}
+
 /// Flows whose message legitimately names the OS's own service.
 const OS_SPECIFIC_MESSAGE: &[&str] = &["smart-card service missing"];
 
@@ -643,6 +818,12 @@ fn every_pcsc_flow_matches_linux_under_wine() {
         ("code --account", flow_code),
         ("doctor --offline", flow_doctor),
         ("key pulled mid-touch", flow_pulled_mid_touch),
+        ("enroll --touch, three touches", flow_enroll_touch),
+        (
+            "enroll --touch, no touch: rolled back",
+            flow_enroll_touch_rolled_back,
+        ),
+        ("vault opened by the OTP slot", flow_vault_otp_unlock),
         ("smart-card service missing", flow_no_service),
     ];
     let mut rows = Vec::new();

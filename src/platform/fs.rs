@@ -173,6 +173,33 @@ pub fn open_lock_file(path: &Path, create_new: bool) -> io::Result<File> {
     Ok(f)
 }
 
+/// Whether a rename may replace a file this process still has open (Unix: yes, the open
+/// handle keeps the old file; Windows: no, close it first).
+pub const CAN_REPLACE_OPEN_FILE: bool = imp::CAN_REPLACE_OPEN_FILE;
+
+/// Rename `tmp` over `target`. On Windows a rename over a file anyone has open (another
+/// program reading it, a virus scanner looking at it) is refused with Access denied, so it is
+/// retried for up to a second there; Unix renames over open files.
+pub fn persist_over(tmp: tempfile::NamedTempFile, target: &Path) -> io::Result<()> {
+    const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+    let start = std::time::Instant::now();
+    let mut tmp = tmp;
+    loop {
+        match tmp.persist(target) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if !CAN_REPLACE_OPEN_FILE
+                    && e.error.kind() == io::ErrorKind::PermissionDenied
+                    && start.elapsed() < RETRY_FOR =>
+            {
+                tmp = e.file;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.error),
+        }
+    }
+}
+
 /// Replace `path` atomically with `bytes`, private to this user: a temp file in the same
 /// directory (created owner-only), written, fsynced, renamed over `path`, then the directory
 /// fsynced. A crash leaves the old file or the new one, never a mix. `prefix` names the temp
@@ -185,7 +212,7 @@ pub fn replace_private(path: &Path, prefix: &str, bytes: &[u8]) -> io::Result<()
     let mut tmp = private_temp_in(dir, prefix)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    persist_over(tmp, path)?;
     // Make the rename durable (directories cannot be opened for sync everywhere).
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
@@ -302,12 +329,19 @@ pub fn make_writable_hint(path: &Path) -> String {
 /// A temporary file in `dir` for an atomic replace (`persist` renames it over the target):
 /// private to this user from the start (Unix 0600; Windows an owner-only ACL).
 pub fn private_temp_in(dir: &Path, prefix: &str) -> io::Result<tempfile::NamedTempFile> {
-    let mut tmp = tempfile::Builder::new()
+    // Opened here, not by `tempfile`: on Windows its handle lacks WRITE_DAC, so the
+    // owner-only ACL could not be set on it (Access denied).
+    tempfile::Builder::new()
         .prefix(prefix)
         .suffix(".tmp")
-        .tempfile_in(dir)?;
-    imp::make_owner_only(tmp.as_file_mut(), false)?;
-    Ok(tmp)
+        .make_in(dir, |path| {
+            let mut o = OpenOptions::new();
+            o.read(true).write(true).create_new(true);
+            imp::private_no_follow(&mut o);
+            let mut f = o.open(path)?;
+            imp::make_owner_only(&mut f, false)?;
+            Ok(f)
+        })
 }
 
 fn is_reparse_point(md: &Metadata) -> bool {
@@ -346,6 +380,7 @@ mod imp {
 
     /// The mode given at creation is all there is to do.
     pub const ACL_AFTER_CREATE: bool = false;
+    pub const CAN_REPLACE_OPEN_FILE: bool = true;
 
     pub fn make_owner_only(_f: &mut File, _dir: bool) -> io::Result<()> {
         Ok(())
@@ -547,6 +582,9 @@ mod imp {
     /// std cannot pass a security descriptor to `CreateFileW`: the owner-only ACL is set on
     /// the new handle right after the create, before anything is written.
     pub const ACL_AFTER_CREATE: bool = true;
+    /// Renaming over a file any handle still has open is refused (Access denied), with
+    /// FILE_SHARE_DELETE or without.
+    pub const CAN_REPLACE_OPEN_FILE: bool = false;
 
     const GENERIC_READ: u32 = 0x8000_0000;
     const GENERIC_WRITE: u32 = 0x4000_0000;
@@ -936,5 +974,43 @@ mod imp {
             assert!(owner_is(&sd("O:BAD:"), ME));
             assert!(!owner_is(&sd("O:S-1-5-21-1-2-3-1002D:"), ME));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The temp file is opened by tapcred (not by `tempfile`'s own open, whose Windows
+    /// handle lacks WRITE_DAC): the owner-only ACL can be set on it, so the first write and
+    /// a replacement both land, in a folder made private first.
+    #[test]
+    fn replace_private_creates_then_replaces_in_a_private_folder() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("a").join("b");
+        create_private_dir_all(&dir).unwrap();
+        let path = dir.join("file");
+        replace_private(&path, ".file-", b"first").unwrap();
+        replace_private(&path, ".file-", b"second").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        let left: Vec<_> = fs::read_dir(&dir).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "temp files left: {left:?}");
+    }
+
+    /// Another program reading the file at the moment of the rename (Windows refuses to
+    /// replace an open file) delays the replace; it does not fail it.
+    #[test]
+    fn replace_private_waits_out_a_reader_holding_the_file() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("file");
+        fs::write(&path, b"old").unwrap();
+        let reader = File::open(&path).unwrap();
+        let closes = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(reader);
+        });
+        replace_private(&path, ".file-", b"new").unwrap();
+        closes.join().unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
     }
 }

@@ -358,8 +358,13 @@ pub fn apply_edits_with(
         if read_bytes(&target, file)? != on_disk {
             continue;
         }
-        tmp.persist(&target)
-            .map_err(|e| io_error(&target, file, "cannot write", &e.error))?;
+        if !platform::fs::CAN_REPLACE_OPEN_FILE {
+            // Windows refuses the rename while it is open; a writer that has it open there
+            // makes the rename fail instead of writing into a replaced file.
+            held = None;
+        }
+        platform::fs::persist_over(tmp, &target)
+            .map_err(|e| io_error(&target, file, "cannot write", &e))?;
         sync_dir(&target);
         // A writer that had the file open writes into the one just replaced: look at it
         // (empty: halfway through such a write, or nothing to keep).
@@ -1176,8 +1181,8 @@ fn sync_dir(target: &Path) {
 /// Temp file → rename over `target` → fsync the directory (restore's write, under the lock).
 fn write_atomic(target: &Path, file: AwsFile, data: &[u8], perms: Perms) -> Result<()> {
     let tmp = write_temp(target, file, data, perms)?;
-    tmp.persist(target)
-        .map_err(|e| io_error(target, file, "cannot write", &e.error))?;
+    platform::fs::persist_over(tmp, target)
+        .map_err(|e| io_error(target, file, "cannot write", &e))?;
     sync_dir(target);
     Ok(())
 }

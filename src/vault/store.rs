@@ -400,3 +400,24 @@ impl WriteLock<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vault::format::{UnlockerDesc, UnlockerKind};
+
+    /// `vault init` on a machine with no vault yet: the folders, the lock and the first
+    /// vault file are all new; then a second write replaces it under the same lock.
+    #[test]
+    fn first_vault_written_into_new_folders_then_replaced() {
+        let home = tempfile::tempdir().unwrap();
+        let store = VaultStore::new(home.path().join("data").join("tapcred").join("vault"));
+        let desc = UnlockerDesc::new_random(UnlockerKind::OtpHmacSha1, "otp:1:2").unwrap();
+        let vault = OpenVault::create(desc, &[7u8; 20]).unwrap();
+        let lock = store.lock().unwrap();
+        lock.write(&vault).unwrap();
+        lock.write(&vault).unwrap();
+        drop(lock);
+        assert!(store.read().unwrap().is_some());
+    }
+}
