@@ -439,3 +439,58 @@ fn a_backup_key_is_added_and_a_key_without_the_credential_is_passed_over() {
         "the blank key was asked for a touch"
     );
 }
+
+/// python-fido2, an independent client, asks the key for the hmac-secret output of the
+/// credential and salt that tapcred's vault records for its FIDO2 unlocker; that output opens
+/// the vault, and one bit off does not: tapcred derives exactly what CTAP 2.1's hmac-secret
+/// defines (salt encryption and output decryption included), not just something it can repeat.
+#[test]
+fn python_fido2_gets_the_output_tapcred_unlocks_its_vault_with() {
+    use tapcred::vault::{UnlockerKind, VaultFile};
+    let test = "python_fido2_gets_the_output_tapcred_unlocks_its_vault_with";
+    let Some((dir, key)) = start(test, &[fido_key(41_000_009)]) else {
+        return;
+    };
+    let home = home();
+    init_vault(&key, &home, "fido2");
+    let bytes = std::fs::read(home.path().join("data/tapcred/vault")).unwrap();
+    let file = VaultFile::parse(&bytes).expect("tapcred's vault");
+    let desc = file
+        .unlocker_descs()
+        .find(|d| d.kind == UnlockerKind::Fido2HmacSecret)
+        .expect("a FIDO2 unlocker")
+        .clone();
+    let hex = |b: &[u8]| data_encoding::HEXLOWER.encode(b);
+    let judge = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testkit/judges/fido2_judge.py");
+    let o = key
+        .command(tapcred_testkit::moto::venv().join("bin/python"))
+        .arg(judge)
+        .arg("--output")
+        .arg(dir.path().join("button"))
+        .arg(tapcred::vault::fido2::RP_ID)
+        .arg(hex(&desc.credential_id))
+        .arg(hex(&desc.challenge[..32]))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&o.stdout).expect("judge JSON");
+    let output = data_encoding::HEXLOWER
+        .decode(result["output1"].as_str().unwrap().as_bytes())
+        .unwrap();
+    assert_eq!(output.len(), 32);
+    file.open(&desc.id, &output)
+        .expect("python-fido2's hmac-secret output opens tapcred's vault");
+    let mut off = output.clone();
+    off[31] ^= 1;
+    assert!(
+        file.open(&desc.id, &off).is_err(),
+        "any other output is refused"
+    );
+}

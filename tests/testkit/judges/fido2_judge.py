@@ -5,6 +5,9 @@ stdin/stdout and takes a touch when the file named by its --button option appear
 script appends --button itself.)
    or: fido2_judge.py --hidraw BUTTON_FILE   (the one FIDO key python-fido2's
 CtapHidDevice.list_devices() finds over hidraw; creating BUTTON_FILE presses its button.)
+   or: fido2_judge.py --output BUTTON_FILE RP_ID CREDENTIAL_HEX SALT_HEX   (over hidraw: the
+hmac-secret output1, without UV, of a credential someone else made, e.g. tapcred's vault
+unlocker; prints {"output1": HEX}.)
 
 It drives the key only through python-fido2's public classes: CtapHidDevice over a custom
 connection, Ctap2, ClientPin with PIN protocols 1 and 2, and HmacSecretExtension for the
@@ -92,7 +95,38 @@ def open_hidraw():
     return d
 
 
+def output_of(button, rp_id, credential_hex, salt_hex):
+    """hmac-secret output1 (no UV, PIN protocol 2 for the salt exchange) of an existing
+    credential, through python-fido2's own extension processing."""
+    def press(status):
+        if int(status) == 2:  # user presence needed
+            open(button, "w").close()
+
+    dev = step("CTAPHID INIT over hidraw")(open_hidraw)()
+    ctap = Ctap2(dev)
+    cred_id = bytes.fromhex(credential_hex)
+    cred = PublicKeyCredentialDescriptor(type=PublicKeyCredentialType.PUBLIC_KEY, id=cred_id)
+    options = PublicKeyCredentialRequestOptions(
+        challenge=os.urandom(32), rp_id=rp_id, allow_credentials=[cred],
+        extensions={"hmacGetSecret": {"salt1": bytes.fromhex(salt_hex)}},
+    )
+    processor = HmacSecretExtension(allow_hmac_secret=True).get_assertion(ctap, options, PinProtocolV2())
+    inputs = processor.prepare_inputs(cred, None)
+    a = step("getAssertion with hmac-secret")(ctap.get_assertion)(
+        rp_id, os.urandom(32), [{"type": "public-key", "id": cred_id}],
+        extensions=inputs, on_keepalive=press,
+    )
+    output1 = processor.prepare_outputs(a, None)["hmacGetSecret"]["output1"]
+    if isinstance(output1, str):  # the JSON form: base64url
+        output1 = websafe_decode(output1)
+    dev.close()
+    print(json.dumps({"output1": output1.hex()}))
+
+
 def main():
+    if sys.argv[1] == "--output":
+        output_of(*sys.argv[2:6])
+        return
     if sys.argv[1] == "--hidraw":
         button = sys.argv[2]
         proc = None
