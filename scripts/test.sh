@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --bins --locked
-cargo test --workspace --locked -- --test-threads="${TAPCRED_TEST_THREADS:-4}"
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${TAPCRED_TEST_THREADS:-4}"
