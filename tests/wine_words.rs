@@ -122,7 +122,8 @@ impl Wine {
         self.run_path(&self.dir.path().join("bin/tapcred.exe"), args, env)
     }
 
-    /// Linux processes whose command line names `program` in this Wine's folder.
+    /// Linux processes of this Wine whose command line names `program` (a program started
+    /// by bare name shows no folder there: its environment names this Wine's prefix).
     fn running(&self, program: &str) -> Vec<u32> {
         let tag = self
             .dir
@@ -137,7 +138,9 @@ impl Wine {
                 let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
                 let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
                 let cmd = String::from_utf8_lossy(&cmd);
-                (cmd.contains(&tag) && cmd.contains(program)).then_some(pid)
+                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                let ours = cmd.contains(&tag) || String::from_utf8_lossy(&env).contains(&tag);
+                (ours && cmd.contains(program)).then_some(pid)
             })
             .collect()
     }
@@ -602,11 +605,15 @@ fn an_unanswered_dialog_is_killed_after_its_timeout() {
     });
     let started = Instant::now();
     let mut dialog_seen: Option<Instant> = None;
+    let mut dialog_ran = false;
     let status = loop {
         if dialog_seen.is_none()
             && std::fs::read_to_string(&calls_file).is_ok_and(|c| c.contains("InputBox"))
         {
             dialog_seen = Some(Instant::now());
+        }
+        if dialog_seen.is_some() && !dialog_ran && !wine.running("powershell").is_empty() {
+            dialog_ran = true;
         }
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -633,6 +640,7 @@ fn an_unanswered_dialog_is_killed_after_its_timeout() {
         ended - dialog_seen,
         ended - started
     );
+    assert!(dialog_ran, "the dialog program was never seen running");
     assert_eq!(status.code(), Some(4), "{stderr}");
     assert!(stdout.is_empty(), "stdout on error: {stdout}");
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();

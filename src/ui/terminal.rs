@@ -181,8 +181,7 @@ impl Ui for TerminalUi {
             // a silent wait.
             let question = prompt.trim_end().trim_end_matches(':');
             let timeout = desktop::dialog_timeout()?;
-            return desktop::ask_line(question, timeout)
-                .map_err(Error::token);
+            return desktop::ask_line(question, timeout).map_err(Error::token);
         };
         self.write(&format!("tapcred: {prompt}"));
         let file = tty
