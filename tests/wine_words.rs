@@ -7,13 +7,14 @@
 //!
 //! And issue 19, item 4 (no console, as IDEs run it): an IDE that gives up on
 //! `credential_process` kills `tapcred.exe`; `tapcred-full.exe`, which it started, must end
-//! with it rather than wait out its own timeout.
+//! with it rather than wait out its own timeout; a code dialog nobody answers is killed after
+//! `TAPCRED_DIALOG_TIMEOUT` and tapcred fails with one line.
 //!
 //! Needs wine64 and x86_64-w64-mingw32-gcc (the ProcessPrng stand-in of scripts/wine/), and
 //! a Windows build of both programs: the folder in `TAPCRED_WINDOWS_BUILD_DIR`, else the
 //! debug build (`cargo build --target x86_64-pc-windows-gnu --bin tapcred --bin
-//! tapcred-full`); see [`prerequisites`] for what happens without them. About 60 s for the
-//! three Wine tests on a 2-core machine (a fresh Wine prefix each, about 10 s).
+//! tapcred-full`); see [`prerequisites`] for what happens without them. About 75 s for the
+//! four Wine tests on a 2-core machine (a fresh Wine prefix each, about 10 s).
 #![cfg(target_os = "linux")]
 
 use std::io::Read;

@@ -233,11 +233,13 @@ mod imp {
 
     pub fn dialog_command(prompt: &str, timeout: Duration) -> Option<Command> {
         std::path::Path::new(OSASCRIPT).is_file().then(|| {
+            // Gives up a little after `timeout`, so that ask_line's kill, with its message,
+            // comes first.
             let line = format!(
                 "text returned of (display dialog (item 1 of argv) default answer \"\" with title \"tapcred\" giving up after {})",
-                timeout.as_secs()
+                timeout.as_secs() + 5
             );
-            script(&[&line], prompt)
+            script(&[line.as_str()], prompt)
         })
     }
 }
