@@ -724,6 +724,15 @@ fn scenarios() -> Vec<Scenario> {
             || { cp(&mfa_a("tapcred_token = prompt\n"), "a") }
         ),
         s!(
+            "dialog-timeout-invalid",
+            "`TAPCRED_DIALOG_TIMEOUT=soon` when a code is to be typed with no terminal",
+            || {
+                let mut h = mfa_a("tapcred_token = prompt\n");
+                h.set("TAPCRED_DIALOG_TIMEOUT", "soon");
+                cp(&h, "a")
+            }
+        ),
+        s!(
             "oath-without-pcscd",
             "`tapcred_token = oath`, pcscd not reachable",
             || {

@@ -319,11 +319,11 @@ struct Seen {
 }
 
 impl Bench {
-    /// Run `tapcred ARGS` on `os` with `h`'s AWS files, cache and environment.
-    fn tapcred(&self, os: Os, h: &Home, args: &[&str], extra: &[(&str, &str)]) -> Seen {
+    /// `tapcred ARGS` on `os` with `h`'s AWS files, cache and environment, not started.
+    fn command(&self, os: Os, h: &Home, args: &[&str], extra: &[(&str, &str)]) -> Command {
         let mut env: Vec<(String, String)> = h.env.clone();
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let cmd = match os {
+        match os {
             Os::Linux => {
                 let mut c = h.cmd(args);
                 c.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -349,8 +349,12 @@ impl Bench {
                 }
                 self.wine.command("tapcred.exe", args, &env)
             }
-        };
-        let out = run_deadline(cmd);
+        }
+    }
+
+    /// Run `tapcred ARGS` on `os` with `h`'s AWS files, cache and environment.
+    fn tapcred(&self, os: Os, h: &Home, args: &[&str], extra: &[(&str, &str)]) -> Seen {
+        let out = run_deadline(self.command(os, h, args, extra));
         let last = out
             .stderr
             .lines()
@@ -764,29 +768,27 @@ fn flow_vault_otp_unlock(b: &mut Bench, os: Os) -> (Seen, Result<(), String>) {
 /// Flows whose message legitimately names the OS's own service.
 const OS_SPECIFIC_MESSAGE: &[&str] = &["smart-card service missing"];
 
-#[test]
-fn every_pcsc_flow_matches_linux_under_wine() {
-    const TEST: &str = "wine_pcsc::every_pcsc_flow_matches_linux_under_wine";
+/// The stack, a Wine folder with both Windows programs, the ProcessPrng stand-in and the
+/// bridge DLL, and a bridge; `None` after a skip or NOT RUN notice (see the file's doc).
+fn windows_bench(test: &str) -> Option<Bench> {
     if let Err(missing) = wine_prerequisites() {
-        ci::skip(TEST, &format!("needs {missing}"));
-        return;
+        ci::skip(test, &format!("needs {missing}"));
+        return None;
     }
     let Some((launcher, full)) = windows_build() else {
         let build = "cargo build --target x86_64-pc-windows-gnu --bin tapcred --bin tapcred-full";
         if std::env::var_os("TAPCRED_WINDOWS_BUILD_DIR").is_some() {
-            panic!("{TEST}: TAPCRED_WINDOWS_BUILD_DIR holds no tapcred.exe and tapcred-full.exe");
+            panic!("{test}: TAPCRED_WINDOWS_BUILD_DIR holds no tapcred.exe and tapcred-full.exe");
         }
         // The workspace test run comes before any Windows build; .ci/run runs this test
         // again after the release build, with TAPCRED_WINDOWS_BUILD_DIR set (then it must
         // run).
         ci::notice(&format!(
-            "NOT RUN {TEST}: no debug Windows build ({build}); .ci/run runs it with TAPCRED_WINDOWS_BUILD_DIR after the release build"
+            "NOT RUN {test}: no debug Windows build ({build}); .ci/run runs it with TAPCRED_WINDOWS_BUILD_DIR after the release build"
         ));
-        return;
+        return None;
     };
-    let Some(stack) = PcscStack::start_or_skip(TEST) else {
-        return;
-    };
+    let stack = PcscStack::start_or_skip(test)?;
     let wine = Wine::new();
     std::fs::copy(&launcher, wine.bin().join("tapcred.exe")).unwrap();
     std::fs::copy(&full, wine.bin().join("tapcred-full.exe")).unwrap();
@@ -800,10 +802,18 @@ fn every_pcsc_flow_matches_linux_under_wine() {
             "-ladvapi32",
         ],
     );
-    let mut bench = Bench {
+    Some(Bench {
         wine,
         stack,
         bridge: Some(Bridge::start(0).expect("start the bridge")),
+    })
+}
+
+#[test]
+fn every_pcsc_flow_matches_linux_under_wine() {
+    const TEST: &str = "wine_pcsc::every_pcsc_flow_matches_linux_under_wine";
+    let Some(mut bench) = windows_bench(TEST) else {
+        return;
     };
     let flows: &[(&str, FlowFn)] = &[
         (
@@ -878,4 +888,192 @@ fn every_pcsc_flow_matches_linux_under_wine() {
         rows.join("\n")
     ));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Kill the Wine program under test, then fail with `why`.
+fn fail(why: String, child: &mut std::process::Child) -> ! {
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{why}");
+}
+
+/// No console, waiting for a touch: `tapcred.exe credential-process` (stdin, stdout and
+/// stderr pipes, as an IDE runs it) starts the notification program, `powershell.exe`, here
+/// the stand-in of tests/testkit/wine/desktop_helper.c, which records its start and writes
+/// `EXITED` only if it ends by itself. The touch is pressed once the balloon runs; the
+/// balloon must then be killed while tapcred still runs (STS holds the request unanswered,
+/// so the job object's kill at tapcred's exit cannot be what ends it), and the whole call
+/// ends at STS's read timeout rather than hanging.
+#[test]
+fn the_touch_balloon_is_killed_when_the_touch_arrives() {
+    const TEST: &str = "wine_pcsc::the_touch_balloon_is_killed_when_the_touch_arrives";
+    const STS_READ_TIMEOUT_S: u64 = 20;
+    let Some(mut bench) = windows_bench(TEST) else {
+        return;
+    };
+    let bin = bench.wine.bin();
+    compile(
+        &bin.join("powershell.exe"),
+        &["tests/testkit/wine/desktop_helper.c"],
+    );
+    let calls_file = bin.join("helper-calls.txt");
+    let card = bench
+        .stack
+        .insert(
+            0,
+            VirtualYubiKey::new(
+                VykConfig::new()
+                    .serial(SERIAL_A)
+                    .touch_timeout(Duration::from_secs(60))
+                    .account(Account::totp(AWS_LABEL, &seed()).touch(true)),
+            ),
+        )
+        .unwrap();
+    // STS that takes the request and never answers; connections held until the test ends.
+    let sts = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", sts.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in sts.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let d = StsDouble::start_design().unwrap();
+    let h = home_for(&d, "");
+    let winepath = z_path(&bin);
+    let read_timeout = STS_READ_TIMEOUT_S.to_string();
+    let mut child = bench
+        .command(
+            Os::Windows,
+            &h,
+            &["credential-process", "--profile", "mfa"],
+            &[
+                ("WINEPATH", &winepath),
+                ("AWS_ENDPOINT_URL_STS", &url),
+                ("TAPCRED_STS_READ_TIMEOUT", &read_timeout),
+            ],
+        )
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start tapcred.exe");
+    let stdin_held = child.stdin.take();
+    let stderr = {
+        let mut p = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = p.read_to_end(&mut b);
+            String::from_utf8_lossy(&b).replace('\r', "")
+        })
+    };
+    let _stdout = child.stdout.take();
+    let started = Instant::now();
+    let button = card.vyk().button();
+    if !button.wait_for_touch_request(Duration::from_secs(60)) {
+        fail("tapcred.exe never asked for a touch".into(), &mut child);
+    }
+    // The balloon's program running, as Wine shows it.
+    let balloon_running = |wine: &Wine| {
+        let tag = wine
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        std::fs::read_dir("/proc").unwrap().any(|e| {
+            let Some(pid) = e
+                .ok()
+                .and_then(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            else {
+                return false;
+            };
+            // Started by bare name: its folder is not in its command line, this Wine's
+            // prefix is in its environment.
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c).contains("powershell")
+                    && String::from_utf8_lossy(&env).contains(&tag)
+            })
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    while !(std::fs::read_to_string(&calls_file).is_ok_and(|c| c.contains("NotifyIcon"))
+        && balloon_running(&bench.wine))
+    {
+        if Instant::now() > until {
+            fail(
+                format!(
+                    "no notification program started within 30 s of the touch request: {:?}",
+                    std::fs::read_to_string(&calls_file)
+                ),
+                &mut child,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let balloon_up = started.elapsed();
+    if !button.press() {
+        fail("the touch press did not count".into(), &mut child);
+    }
+    let pressed = Instant::now();
+    while balloon_running(&bench.wine) {
+        if child.try_wait().unwrap().is_some() {
+            fail(
+                "tapcred.exe exited before its balloon was gone: the touch did not kill it".into(),
+                &mut child,
+            );
+        }
+        if pressed.elapsed() > Duration::from_secs(10) {
+            fail(
+                format!(
+                    "the balloon still runs {:?} after the touch",
+                    pressed.elapsed()
+                ),
+                &mut child,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed_after = pressed.elapsed();
+    let tapcred_running = child.try_wait().unwrap().is_none();
+    let deadline = Duration::from_secs(STS_READ_TIMEOUT_S + 40);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > deadline {
+            fail(
+                format!("tapcred.exe still runs {deadline:?} after it started: a hang"),
+                &mut child,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(stdin_held);
+    let stderr = stderr.join().unwrap();
+    let calls = std::fs::read_to_string(&calls_file).unwrap();
+    eprintln!(
+        "{TEST}: balloon up {balloon_up:?} after start, gone {killed_after:?} after the touch; tapcred.exe exit {:?} after {:?}: {stderr}",
+        status.code(),
+        started.elapsed()
+    );
+    assert!(
+        tapcred_running,
+        "tapcred.exe had exited when the balloon was found gone"
+    );
+    assert_eq!(
+        calls.matches("CMDLINE ").count(),
+        1,
+        "one balloon per touch: {calls}"
+    );
+    assert!(
+        !calls.contains("EXITED"),
+        "the balloon program ended by itself rather than being killed: {calls}"
+    );
+    assert!(stderr.contains("Touch your YubiKey"), "{stderr}");
+    assert_eq!(
+        status.code(),
+        Some(6),
+        "STS never answers: a network error after the read timeout: {stderr}"
+    );
 }

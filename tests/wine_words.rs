@@ -7,13 +7,14 @@
 //!
 //! And issue 19, item 4 (no console, as IDEs run it): an IDE that gives up on
 //! `credential_process` kills `tapcred.exe`; `tapcred-full.exe`, which it started, must end
-//! with it rather than wait out its own timeout.
+//! with it rather than wait out its own timeout; a code dialog nobody answers is killed after
+//! `TAPCRED_DIALOG_TIMEOUT` and tapcred fails with one line.
 //!
 //! Needs wine64 and x86_64-w64-mingw32-gcc (the ProcessPrng stand-in of scripts/wine/), and
 //! a Windows build of both programs: the folder in `TAPCRED_WINDOWS_BUILD_DIR`, else the
 //! debug build (`cargo build --target x86_64-pc-windows-gnu --bin tapcred --bin
-//! tapcred-full`); see [`prerequisites`] for what happens without them. About 60 s for the
-//! three Wine tests on a 2-core machine (a fresh Wine prefix each, about 10 s).
+//! tapcred-full`); see [`prerequisites`] for what happens without them. About 75 s for the
+//! four Wine tests on a 2-core machine (a fresh Wine prefix each, about 10 s).
 #![cfg(target_os = "linux")]
 
 use std::io::Read;
@@ -122,7 +123,8 @@ impl Wine {
         self.run_path(&self.dir.path().join("bin/tapcred.exe"), args, env)
     }
 
-    /// Linux processes whose command line names `program` in this Wine's folder.
+    /// Linux processes of this Wine whose command line names `program` (a program started
+    /// by bare name shows no folder there: its environment names this Wine's prefix).
     fn running(&self, program: &str) -> Vec<u32> {
         let tag = self
             .dir
@@ -137,7 +139,9 @@ impl Wine {
                 let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
                 let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
                 let cmd = String::from_utf8_lossy(&cmd);
-                (cmd.contains(&tag) && cmd.contains(program)).then_some(pid)
+                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                let ours = cmd.contains(&tag) || String::from_utf8_lossy(&env).contains(&tag);
+                (ours && cmd.contains(program)).then_some(pid)
             })
             .collect()
     }
@@ -455,6 +459,39 @@ fn killing_the_launcher_ends_the_full_program() {
     );
 }
 
+/// A Wine folder whose `powershell.exe` is the stand-in (tests/testkit/wine/desktop_helper.c),
+/// answering `answer` or never; a profile `typed` with `tapcred_token = prompt`. Returns the
+/// folder of the programs and the `WINEPATH` that puts it on the programs' `PATH`.
+fn dialog_wine(build: &Path, answer: Option<&str>) -> (Wine, PathBuf, String) {
+    let wine = Wine::new(build);
+    let bin = wine.dir.path().join("bin");
+    let o = Command::new(MINGW_GCC)
+        .args(["-O2", "-Wall", "-Werror", "-o"])
+        .arg(bin.join("powershell.exe"))
+        .arg("tests/testkit/wine/desktop_helper.c")
+        .current_dir(repo())
+        .output()
+        .expect("run mingw gcc");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    if let Some(a) = answer {
+        std::fs::write(bin.join("helper-answer.txt"), a).unwrap();
+    }
+    let aws = wine.user_dir.join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("config"),
+        "[profile typed]\nregion = us-east-1\nmfa_serial = arn:aws:iam::111111111111:mfa/u\ntapcred_token = prompt\n",
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        "[typed]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+    )
+    .unwrap();
+    let winepath = format!("Z:{}", bin.display()).replace('/', "\\");
+    (wine, bin, winepath)
+}
+
 /// No console, as an IDE runs `credential_process` (stdin and stdout pipes): a typed code is
 /// asked for in a dialog, which on Windows is one program, `powershell.exe`, here a
 /// stand-in (tests/testkit/wine/desktop_helper.c) that records its command line and
@@ -468,36 +505,13 @@ fn the_no_console_dialog_gets_its_arguments_and_no_secrets() {
     let Some(build) = prerequisites(TEST) else {
         return;
     };
-    let wine = Wine::new(&build);
-    let bin = wine.dir.path().join("bin");
-    let o = Command::new(MINGW_GCC)
-        .args(["-O2", "-Wall", "-Werror", "-o"])
-        .arg(bin.join("powershell.exe"))
-        .arg("tests/testkit/wine/desktop_helper.c")
-        .current_dir(repo())
-        .output()
-        .expect("run mingw gcc");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    std::fs::write(bin.join("helper-answer.txt"), "123456").unwrap();
-    let aws = wine.user_dir.join(".aws");
-    std::fs::create_dir_all(&aws).unwrap();
-    std::fs::write(
-        aws.join("config"),
-        "[profile typed]\nregion = us-east-1\nmfa_serial = arn:aws:iam::111111111111:mfa/u\ntapcred_token = prompt\n",
-    )
-    .unwrap();
-    std::fs::write(
-        aws.join("credentials"),
-        "[typed]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
-    )
-    .unwrap();
+    let (wine, bin, winepath) = dialog_wine(&build, Some("123456"));
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{closed}");
-    let winepath = format!("Z:{}", bin.display()).replace('/', "\\");
     let started = Instant::now();
     let out = wine.tap(
         &["credential-process", "--profile", "typed"],
@@ -549,4 +563,110 @@ fn the_no_console_dialog_gets_its_arguments_and_no_secrets() {
         "the typed code should reach STS (a closed port: exit 6): {}",
         out.stderr
     );
+}
+
+/// Nobody types the code: the dialog program (the stand-in, which never answers) is killed
+/// after `TAPCRED_DIALOG_TIMEOUT` (3 s here) and `tapcred.exe credential-process` exits 4
+/// with one error line, with stdin and stdout pipes held open as an IDE holds them, so a
+/// wait on either would be a hang. The whole call has a deadline far below the default
+/// 120 s.
+#[test]
+fn an_unanswered_dialog_is_killed_after_its_timeout() {
+    const TEST: &str = "wine_words::an_unanswered_dialog_is_killed_after_its_timeout";
+    const CALL_DEADLINE: Duration = Duration::from_secs(60);
+    let Some(build) = prerequisites(TEST) else {
+        return;
+    };
+    let (wine, bin, winepath) = dialog_wine(&build, None);
+    let calls_file = bin.join("helper-calls.txt");
+    let mut child = wine
+        .command(
+            &bin.join("tapcred.exe"),
+            &["credential-process", "--profile", "typed"],
+            &[
+                ("WINEPATH", &winepath),
+                ("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9"),
+                ("TAPCRED_DIALOG_TIMEOUT", "3"),
+            ],
+        )
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start tapcred.exe");
+    let stdin_held = child.stdin.take();
+    let readers = [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ]
+    .map(|mut p| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = p.read_to_end(&mut b);
+            String::from_utf8_lossy(&b).replace('\r', "")
+        })
+    });
+    let started = Instant::now();
+    let mut dialog_seen: Option<Instant> = None;
+    let mut dialog_ran = false;
+    let status = loop {
+        if dialog_seen.is_none()
+            && std::fs::read_to_string(&calls_file).is_ok_and(|c| c.contains("InputBox"))
+        {
+            dialog_seen = Some(Instant::now());
+        }
+        if dialog_seen.is_some() && !dialog_ran && !wine.running("powershell").is_empty() {
+            dialog_ran = true;
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > CALL_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "tapcred.exe credential-process still waits {CALL_DEADLINE:?} after it started (dialog started: {}); TAPCRED_DIALOG_TIMEOUT=3 was not applied",
+                dialog_seen.is_some()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let ended = Instant::now();
+    drop(stdin_held);
+    let [stdout, stderr] = readers.map(|t| t.join().unwrap());
+    let calls = std::fs::read_to_string(&calls_file)
+        .unwrap_or_else(|_| panic!("the dialog program was never started: {stderr}"));
+    let dialog_seen = dialog_seen.expect("the dialog's start was not seen");
+    eprintln!(
+        "{TEST}: exit {:?} {:?} after the dialog started, {:?} after tapcred.exe started: {stderr}",
+        status.code(),
+        ended - dialog_seen,
+        ended - started
+    );
+    assert!(dialog_ran, "the dialog program was never seen running");
+    assert_eq!(status.code(), Some(4), "{stderr}");
+    assert!(stdout.is_empty(), "stdout on error: {stdout}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines.len() == 1
+            && lines[0].starts_with("tapcred: error: no code was typed within 3 s")
+            && lines[0].contains("TAPCRED_DIALOG_TIMEOUT"),
+        "one error line naming the timeout expected: {stderr}"
+    );
+    assert!(
+        ended - dialog_seen >= Duration::from_secs(2),
+        "tapcred gave up {:?} after the dialog started, before its 3 s",
+        ended - dialog_seen
+    );
+    assert_eq!(calls.matches("CMDLINE ").count(), 1, "{calls}");
+    assert!(
+        !calls.contains("EXITED"),
+        "the dialog program ended by itself rather than being killed: {calls}"
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    while !wine.running("powershell").is_empty() {
+        assert!(
+            Instant::now() < until,
+            "the dialog program still runs after tapcred.exe exited"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

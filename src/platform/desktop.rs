@@ -6,8 +6,8 @@
 //! | | touch notification | typed MFA code |
 //! |---|---|---|
 //! | Linux | `notify-send` (needs a session bus; the `notify` feature) | none: a clear error |
-//! | macOS | `osascript` `display notification` | `osascript` `display dialog` (gives up after 120 s) |
-//! | Windows | PowerShell: a tray balloon (shown as a toast on Windows 10/11), closed when the touch arrives | PowerShell: a Visual Basic `InputBox`, killed after 120 s |
+//! | macOS | `osascript` `display notification` | `osascript` `display dialog` (gives up after the dialog timeout) |
+//! | Windows | PowerShell: a tray balloon (shown as a toast on Windows 10/11), killed when the touch arrives | PowerShell: a Visual Basic `InputBox`, killed after the dialog timeout |
 //!
 //! Windows: PowerShell's `System.Windows.Forms` and `Microsoft.VisualBasic` are part of
 //! every Windows 10/11 install; a toast through `Windows.UI.Notifications` would need an
@@ -18,14 +18,45 @@
 //! A helper gets only the variables its platform needs to run and show something
 //! ([`imp::HELPER_ENV`]), never tapcred's environment: that may hold the seed, the OATH
 //! password or AWS keys, and a helper (PowerShell above all) runs more code than tapcred's. A dialog is never waited on for longer than
-//! [`DIALOG_TIMEOUT`]: the Toolkit for Visual Studio stalls on a `credential_process` that
+//! [`dialog_timeout`]: the Toolkit for Visual Studio stalls on a `credential_process` that
 //! waits silently, so a missing answer becomes an error, never a hang.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The longest a code dialog stays open.
+use crate::error::{Error, Result};
+
+/// How long a code dialog stays open unless [`DIALOG_TIMEOUT_ENV`] says otherwise.
 pub const DIALOG_TIMEOUT: Duration = Duration::from_secs(120);
+/// Whole seconds, [`DIALOG_TIMEOUT_RANGE`]: an IDE may give up sooner than 120 s, a test
+/// needs a few seconds.
+pub const DIALOG_TIMEOUT_ENV: &str = "TAPCRED_DIALOG_TIMEOUT";
+const DIALOG_TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=600;
+
+/// How long a code dialog stays open: [`DIALOG_TIMEOUT_ENV`] when set, else
+/// [`DIALOG_TIMEOUT`].
+pub fn dialog_timeout() -> Result<Duration> {
+    let Some(v) = std::env::var_os(DIALOG_TIMEOUT_ENV) else {
+        return Ok(DIALOG_TIMEOUT);
+    };
+    let v = v.to_string_lossy();
+    if v.trim().is_empty() {
+        return Ok(DIALOG_TIMEOUT);
+    }
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| DIALOG_TIMEOUT_RANGE.contains(s))
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            Error::config(format!(
+                "{DIALOG_TIMEOUT_ENV} = \"{}\" is not a whole number of seconds between {} and {}; fix or unset it",
+                crate::text::sanitize_foreign(&v, 40),
+                DIALOG_TIMEOUT_RANGE.start(),
+                DIALOG_TIMEOUT_RANGE.end()
+            ))
+        })
+}
 
 /// A notification on screen; closed (where the platform allows) by [`Shown::close`] or drop.
 pub struct Shown(Option<Child>);
@@ -83,10 +114,10 @@ pub fn notify(msg: &str) -> Shown {
 }
 
 /// Ask for a line (an MFA code) in a small dialog. `Ok(None)` when this platform has no
-/// dialog; `Err(reason)` when the person cancelled or did not answer within
-/// [`DIALOG_TIMEOUT`].
-pub fn ask_line(prompt: &str) -> Result<Option<String>, String> {
-    let Some(mut cmd) = imp::dialog_command(prompt) else {
+/// dialog; `Err(reason)` (naming `prompt`) when the person cancelled or did not answer within `timeout`
+/// (the dialog program is killed then).
+pub fn ask_line(prompt: &str, timeout: Duration) -> std::result::Result<Option<String>, String> {
+    let Some(mut cmd) = imp::dialog_command(prompt, timeout) else {
         return Ok(None);
     };
     let mut child = cmd
@@ -94,7 +125,7 @@ pub fn ask_line(prompt: &str) -> Result<Option<String>, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot open a dialog to ask for the code ({e})"))?;
+        .map_err(|e| format!("cannot open a dialog to ask for the code ({e}) ({prompt})"))?;
     let started = Instant::now();
     loop {
         match child.try_wait() {
@@ -105,20 +136,20 @@ pub fn ask_line(prompt: &str) -> Result<Option<String>, String> {
                 }
                 let line = out.trim().to_owned();
                 if !status.success() || line.is_empty() {
-                    return Err("the code dialog was cancelled".to_owned());
+                    return Err(format!("the code dialog was cancelled ({prompt})"));
                 }
                 return Ok(Some(line));
             }
-            Ok(None) if started.elapsed() >= DIALOG_TIMEOUT => {
+            Ok(None) if started.elapsed() >= timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(
-                    "no code was typed within {} s",
-                    DIALOG_TIMEOUT.as_secs()
+                    "no code was typed within {} s ({prompt}); the dialog was closed ({DIALOG_TIMEOUT_ENV} sets how long it stays open)",
+                    timeout.as_secs()
                 ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => return Err(format!("the code dialog failed ({e})")),
+            Err(e) => return Err(format!("the code dialog failed ({e}) ({prompt})")),
         }
     }
 }
@@ -163,7 +194,7 @@ mod imp {
         Some(c)
     }
 
-    pub fn dialog_command(_prompt: &str) -> Option<Command> {
+    pub fn dialog_command(_prompt: &str, _timeout: Duration) -> Option<Command> {
         None
     }
 }
@@ -200,12 +231,15 @@ mod imp {
         })
     }
 
-    pub fn dialog_command(prompt: &str) -> Option<Command> {
+    pub fn dialog_command(prompt: &str, timeout: Duration) -> Option<Command> {
         std::path::Path::new(OSASCRIPT).is_file().then(|| {
-            script(
-                &["text returned of (display dialog (item 1 of argv) default answer \"\" with title \"tapcred\" giving up after 120)"],
-                prompt,
-            )
+            // Gives up a little after `timeout`, so that ask_line's kill, with its message,
+            // comes first.
+            let line = format!(
+                "text returned of (display dialog (item 1 of argv) default answer \"\" with title \"tapcred\" giving up after {})",
+                timeout.as_secs() + 5
+            );
+            script(&[line.as_str()], prompt)
         })
     }
 }
@@ -282,7 +316,7 @@ mod imp {
         })
     }
 
-    pub fn dialog_command(prompt: &str) -> Option<Command> {
+    pub fn dialog_command(prompt: &str, _timeout: Duration) -> Option<Command> {
         on_path("powershell.exe").then(|| {
             powershell(
                 "Add-Type -AssemblyName Microsoft.VisualBasic; \

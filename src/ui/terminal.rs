@@ -180,8 +180,8 @@ impl Ui for TerminalUi {
             // No console (a GUI parent): a small dialog where the platform has one, never
             // a silent wait.
             let question = prompt.trim_end().trim_end_matches(':');
-            return desktop::ask_line(question)
-                .map_err(|why| Error::token(format!("{why} ({question})")));
+            let timeout = desktop::dialog_timeout()?;
+            return desktop::ask_line(question, timeout).map_err(Error::token);
         };
         self.write(&format!("tapcred: {prompt}"));
         let file = tty
