@@ -42,9 +42,11 @@ fn oath_home(d: &StsDouble) -> Home {
     h
 }
 
-/// No cache entry, no temporary or partial file, and every lock file free.
+/// No cache entry, no temporary or partial file, and every lock file free: in the cache and
+/// in the user's ledger folder (`$TMPDIR/tapcred-<uid>`, where the serial locks live).
 fn nothing_half_done(h: &Home) {
-    let left = common::files_under(&h.cache_dir());
+    let mut left = common::files_under(&h.cache_dir());
+    left.extend(common::files_under(h.ledger_dir().parent().unwrap()));
     for f in &left {
         let name = f.file_name().unwrap().to_string_lossy();
         assert!(
