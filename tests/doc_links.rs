@@ -2,6 +2,8 @@
 //! page), and a `#fragment` names a heading of the page it points at (GitHub's slugs). The
 //! repository explains itself, so no link may leave it or point at nothing.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -10,15 +12,7 @@ fn root() -> &'static Path {
 }
 
 fn pages() -> Vec<PathBuf> {
-    let mut pages = vec![root().join("README.md")];
-    let mut docs: Vec<_> = std::fs::read_dir(root().join("docs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "md"))
-        .collect();
-    docs.sort();
-    pages.extend(docs);
-    pages
+    common::doc_pages()
 }
 
 /// GitHub's heading anchor: lower case, spaces to `-`, punctuation other than `-`/`_` dropped.

@@ -59,16 +59,7 @@ const NOT_RUN: &[(&str, &str)] = &[
 
 fn readme_commands() -> Vec<String> {
     // README and every page under docs/: the walkthroughs moved there from README.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut pages = vec![root.join("README.md")];
-    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "md"))
-        .collect();
-    docs.sort();
-    pages.extend(docs);
-    let text: String = pages
+    let text: String = common::doc_pages()
         .iter()
         .map(|p| std::fs::read_to_string(p).unwrap() + "\n")
         .collect();

@@ -162,6 +162,20 @@ impl Home {
     }
 }
 
+/// The repository's documentation pages: README.md, then every `docs/*.md` in name order.
+pub fn doc_pages() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    let mut pages = vec![root.join("README.md")];
+    pages.extend(docs);
+    pages
+}
+
 /// Every file under `dir`, recursively (directories themselves not listed).
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut v = Vec::new();
