@@ -7,9 +7,9 @@ pub mod launcher;
 use crate::build_id;
 use crate::commands::{self, Ctx};
 use crate::engine::Options;
+use crate::env::{EnvLookup, RealEnv};
 use crate::error::Error;
 use crate::profile;
-use crate::token::{EnvLookup, RealEnv};
 use crate::ui::TerminalUi;
 
 const AFTER_HELP: &str = "\

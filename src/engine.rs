@@ -24,10 +24,11 @@ use std::rc::Rc;
 use crate::cache::{self, ADVISORY_WINDOW, CacheKey, Entry, SessionCache, SessionKind};
 use crate::clock;
 use crate::credentials::Credentials;
+use crate::env::EnvLookup;
 use crate::error::{Error, Reason, Result};
 use crate::profile::{AwsFiles, BaseCredentials, Mfa, Profiles, ResolvedProfile, RoleStep, Step};
 use crate::sts::{self, CallContext, MfaCode, Sts, StsApi, StsTarget};
-use crate::token::{self, Code, CodeRequest, EnvLookup, TokenSource};
+use crate::token::{self, Code, CodeRequest, TokenSource};
 use crate::ui::Ui;
 use crate::vault::VaultSession;
 

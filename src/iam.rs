@@ -17,10 +17,10 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use zeroize::Zeroizing;
 
 use crate::credentials::Credentials;
+use crate::env::EnvLookup;
 use crate::error::{Error, Result};
 use crate::profile::Profiles;
 use crate::sts::StsTarget;
-use crate::token::EnvLookup;
 
 /// Where IAM calls go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,9 +14,9 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use secrecy::ExposeSecret;
 
 use crate::credentials::Credentials;
+use crate::env::EnvLookup;
 use crate::error::{Error, Reason, Result};
 use crate::profile::{ResolvedProfile, RoleStep};
-use crate::token::EnvLookup;
 
 pub const DEFAULT_REGION: &str = "us-east-1";
 

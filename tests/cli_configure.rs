@@ -103,7 +103,7 @@ fn resolved(h: &Home, profile: &str) -> tapcred::profile::ResolvedProfile {
 }
 
 struct NoEnv;
-impl tapcred::token::EnvLookup for NoEnv {
+impl tapcred::env::EnvLookup for NoEnv {
     fn var(&self, _: &str) -> Option<String> {
         None
     }

@@ -46,8 +46,8 @@ use time::OffsetDateTime;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::credentials::{Credentials, format_rfc3339, parse_rfc3339};
+use crate::env::EnvLookup;
 use crate::platform::fs::{self as pfs, DirProblem, ReadError};
-use crate::token::EnvLookup;
 use crate::ui::Ui;
 
 pub use identity::key_identity;

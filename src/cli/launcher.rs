@@ -22,9 +22,9 @@ use super::Cmd;
 use crate::build_id;
 use crate::commands;
 use crate::engine;
+use crate::env::RealEnv;
 use crate::error::Error;
 use crate::platform::locations::{self, FULL_PROGRAM, LAUNCHER};
-use crate::token::RealEnv;
 
 /// `main` of the `tapcred` binary: the process exit code.
 pub fn main() -> i32 {

@@ -15,8 +15,8 @@ use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::process::Command;
 
+use crate::env::EnvLookup;
 use crate::profile::{AwsFiles, Profiles, ResolvedProfile, Step};
-use crate::token::EnvLookup;
 
 /// The prefix of tapcred's own variables.
 const OWN_PREFIX: &str = "TAPCRED_";

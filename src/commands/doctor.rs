@@ -17,13 +17,14 @@ use crate::cache::SessionCache;
 use crate::clock;
 use crate::commands::Ctx;
 use crate::commands::configure::key_hint;
+use crate::env::EnvLookup;
 use crate::error::{Error, ErrorKind, Result};
 use crate::profile::{AwsFiles, Profiles, ResolvedProfile, Step};
 use crate::sts::StsTarget;
 use crate::token::oath::{self, DeviceReport};
 use crate::token::software::SoftwareSource;
 use crate::token::vault::VaultSource;
-use crate::token::{self, EnvLookup, TokenKind, TokenSource};
+use crate::token::{self, TokenKind, TokenSource};
 use crate::ui::{RecordingUi, TerminalUi, Ui, UiEvent};
 use crate::vault::VaultSession;
 

@@ -15,7 +15,7 @@ pub mod serve;
 pub mod sessions;
 pub mod vault;
 
-use crate::token::EnvLookup;
+use crate::env::EnvLookup;
 use crate::ui::Ui;
 
 /// What every command gets: the environment and the person.

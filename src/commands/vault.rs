@@ -13,12 +13,12 @@ use zeroize::Zeroizing;
 
 use crate::commands::Ctx;
 use crate::engine;
+use crate::env::EnvLookup;
 use crate::error::{Error, Result};
 use crate::journal::{self, BeginError, Journal};
 use crate::profile::Step;
 use crate::profile::editor::{self, AwsFile, ProfileEdit};
 use crate::profile::{AwsFiles, Profiles};
-use crate::token::EnvLookup;
 use crate::token::otp::Slot;
 use crate::token::pcsc::PcscBackend;
 use crate::token::software::parse_seed;

@@ -29,9 +29,9 @@ use zeroize::Zeroizing;
 
 use crate::cache::{self, ADVISORY_WINDOW, CacheKey, SessionCache};
 use crate::credentials::Credentials;
+use crate::env::EnvLookup;
 use crate::platform::locations;
 use crate::profile::{AwsFiles, Profiles};
-use crate::token::EnvLookup;
 use crate::ui::{RecordingUi, Ui};
 use crate::vault::{EntryName, VaultStore};
 

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::token::EnvLookup;
+use crate::env::EnvLookup;
 
 /// The person's home directory (unset or empty variables count as missing).
 pub fn home(env: &dyn EnvLookup) -> Option<String> {

@@ -15,8 +15,8 @@ use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
 use aws_types::os_shim_internal::{Env, Fs};
 
 use super::{AwsFiles, FileData, Profiles, Which, validate};
+use crate::env::EnvLookup;
 use crate::error::{Error, Result};
-use crate::token::EnvLookup;
 
 impl AwsFiles {
     /// `AWS_CONFIG_FILE` / `AWS_SHARED_CREDENTIALS_FILE` (a leading `~` is expanded with

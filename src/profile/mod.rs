@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use aws_config::profile::ProfileSet;
 use secrecy::SecretString;
 
-use crate::token::{EnvLookup, TokenSettings};
+use crate::env::EnvLookup;
+use crate::token::TokenSettings;
 
 pub mod editor;
 mod load;

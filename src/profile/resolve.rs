@@ -8,8 +8,8 @@ use super::{
     BaseCredentials, MIN_SECONDS, Mfa, Profiles, ROLE_MAX_SECONDS, ResolvedProfile, RoleStep,
     SESSION_TOKEN_MAX_SECONDS, Step, Which, load::header, validate,
 };
+use crate::env::EnvLookup;
 use crate::error::{Error, Result};
-use crate::token::EnvLookup;
 
 /// The source profile key saying where its long-term access key is (`vault`).
 pub const ACCESS_KEY_KEY: &str = "tapcred_access_key";

@@ -3,8 +3,9 @@
 use super::Profiles;
 use super::load::expand_home;
 use super::validate;
+use crate::env::EnvLookup;
 use crate::error::Result;
-use crate::token::{EnvLookup, TokenKind, TokenSettings};
+use crate::token::{TokenKind, TokenSettings};
 
 /// What to use instead of the retired OTP-slot token source (docs/architecture.md "Token
 /// sources": an AWS seed does not fit in an OTP slot).

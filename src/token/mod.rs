@@ -20,8 +20,6 @@ pub mod software;
 pub mod transport;
 pub mod vault;
 
-pub use crate::env::{EnvLookup, RealEnv};
-
 /// `tapcred_token` in a profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TokenKind {

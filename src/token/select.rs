@@ -6,13 +6,14 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::env::EnvLookup;
 use crate::error::{Error, Result};
 use crate::token::device::Backend;
 use crate::token::pcsc::PcscBackend;
 use crate::token::prompt::PromptSource;
 use crate::token::software::SoftwareSource;
 use crate::token::vault::VaultSource;
-use crate::token::{EnvLookup, TokenKind, TokenSettings, TokenSource, oath};
+use crate::token::{TokenKind, TokenSettings, TokenSource, oath};
 use crate::ui::Ui;
 use crate::vault::VaultSession;
 

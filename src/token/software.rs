@@ -6,8 +6,9 @@ use std::path::Path;
 use totp_rs::{Algorithm, Secret, Totp};
 use zeroize::Zeroizing;
 
+use crate::env::EnvLookup;
 use crate::error::{Error, Result};
-use crate::token::{Code, CodeRequest, EnvLookup, TokenSettings, TokenSource, window_of};
+use crate::token::{Code, CodeRequest, TokenSettings, TokenSource, window_of};
 use crate::ui::Ui;
 
 pub struct SoftwareSource {

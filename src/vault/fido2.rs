@@ -30,8 +30,8 @@ use zeroize::Zeroizing;
 
 use super::format::{UnlockerDesc, UnlockerKind};
 use super::unlock::{UnlockOutput, Unlocker};
+use crate::env::EnvLookup;
 use crate::error::{Error, Result};
-use crate::token::EnvLookup;
 use crate::ui::Ui;
 
 /// The relying party id of every credential tapcred makes.

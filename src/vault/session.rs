@@ -17,8 +17,8 @@ use super::format::{EntryName, OpenVault, Secret, UnlockerDesc, VaultFile};
 use super::store::VaultStore;
 use super::unlock::{Unlocker, connect_unlocker};
 use super::{EntryKind, VaultError};
+use crate::env::EnvLookup;
 use crate::error::{Error, Result};
-use crate::token::EnvLookup;
 use crate::ui::Ui;
 
 /// How a session finds the device of one unlocker (tests pass in-memory unlockers).

@@ -31,8 +31,8 @@ use sha2::{Digest, Sha256};
 
 use super::VaultError;
 use super::format::{MAX_FILE_LEN, OpenVault, VaultFile};
+use crate::env::EnvLookup;
 use crate::platform::fs::{self as pfs, DirProblem, ReadError};
-use crate::token::EnvLookup;
 
 /// The env var naming the vault file (tests, several vaults).
 pub const VAULT_ENV: &str = "TAPCRED_VAULT";

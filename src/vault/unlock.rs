@@ -6,8 +6,8 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 use super::format::{OpenVault, UnlockerDesc, UnlockerKind, VaultFile};
+use crate::env::EnvLookup;
 use crate::error::Result;
-use crate::token::EnvLookup;
 use crate::token::device::{self, Backend, ChooseError};
 use crate::token::otp::hid::{self as otp_hid, OtpHid, OtpHidBackend, Pacing};
 use crate::token::otp::{ChallengeResponse, HMAC_CHALLENGE_SIZE, OtpApplet, Slot};

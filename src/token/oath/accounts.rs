@@ -4,10 +4,11 @@ use serde::Serialize;
 
 use super::prepare::unlocked_session;
 use super::{HashAlgo, NewCredential, OathError};
+use crate::env::{EnvLookup, RealEnv};
 use crate::error::{Error, Result};
+use crate::token::TokenSettings;
 use crate::token::device::Backend;
 use crate::token::pcsc::PcscBackend;
-use crate::token::{EnvLookup, RealEnv, TokenSettings};
 use crate::ui::Ui;
 
 /// What [`add_account`] stored.

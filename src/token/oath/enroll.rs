@@ -8,9 +8,10 @@ use zeroize::Zeroizing;
 
 use super::prepare::{choose_key, missing_password, password_key};
 use super::{HashAlgo, KeySession, NewCredential, OathError, OathSource, Session, name};
+use crate::env::EnvLookup;
 use crate::error::{Error, Result};
+use crate::token::TokenSettings;
 use crate::token::device::Backend;
-use crate::token::{EnvLookup, TokenSettings};
 use crate::ui::Ui;
 
 /// Longest credential name the OATH applet stores.

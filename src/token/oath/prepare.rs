@@ -10,10 +10,11 @@ use zeroize::Zeroizing;
 use super::{
     CredentialId, OathError, OathSource, OathType, PASSWORD_ENV, Session, codec, matching, name,
 };
+use crate::env::{EnvLookup, RealEnv};
 use crate::error::{Error, Result};
 use crate::token::device::{self, Backend, Connection};
 use crate::token::pcsc::PcscBackend;
-use crate::token::{Code, CodeRequest, EnvLookup, RealEnv, TokenSettings, TokenSource};
+use crate::token::{Code, CodeRequest, TokenSettings, TokenSource};
 use crate::ui::Ui;
 
 /// Why an OATH source could not be prepared.

@@ -5,10 +5,10 @@ use serde::Serialize;
 
 use super::prepare::password_key;
 use super::{CredentialId, HashAlgo, OathType, PASSWORD_ENV, Session, codec, name};
+use crate::env::{EnvLookup, RealEnv};
 use crate::error::Result;
 use crate::token::device::{self, Backend};
 use crate::token::pcsc::PcscBackend;
-use crate::token::{EnvLookup, RealEnv};
 use crate::ui::Ui;
 
 /// One key for `tapcred devices [--json]`.
