@@ -16,3 +16,9 @@ pub fn unix_to_system(t: u64) -> SystemTime {
 pub fn now_utc() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
 }
+
+/// Window `[start, end)` of `period`-second steps that contains `at`.
+pub fn window_of(at: u64, period: u64) -> (u64, u64) {
+    let start = at - at % period;
+    (start, start + period)
+}

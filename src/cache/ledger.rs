@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{FORMAT_VERSION, SessionCache, key::serial_hash};
-use crate::token::window_of;
+use crate::clock::window_of;
 use crate::ui::Ui;
 
 /// A code with less time than this left in its window is not sent (it could expire on the

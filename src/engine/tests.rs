@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use secrecy::SecretString;
 
 use super::*;
+use crate::clock::window_of;
 use crate::error::ErrorKind;
 use crate::profile::BaseCredentials;
-use crate::token::{TokenSettings, window_of};
+use crate::token::TokenSettings;
 use crate::ui::{RecordingUi, UiEvent};
 
 const SERIAL: &str = "arn:aws:iam::111111111111:mfa/toolkit-user";

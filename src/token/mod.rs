@@ -119,11 +119,5 @@ pub trait TokenSource {
     fn code(&mut self, req: &CodeRequest<'_>, ui: &dyn Ui) -> Result<Code>;
 }
 
-/// Window `[start, end)` of `period`-second steps that contains `at`.
-pub fn window_of(at: u64, period: u64) -> (u64, u64) {
-    let start = at - at % period;
-    (start, start + period)
-}
-
 mod select;
 pub use select::{Sources, select, select_with};

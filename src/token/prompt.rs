@@ -2,8 +2,9 @@
 
 use zeroize::Zeroizing;
 
+use crate::clock::window_of;
 use crate::error::{Error, Result};
-use crate::token::{Code, CodeRequest, TokenSource, window_of};
+use crate::token::{Code, CodeRequest, TokenSource};
 use crate::ui::Ui;
 
 pub struct PromptSource;

@@ -6,9 +6,10 @@ use std::path::Path;
 use totp_rs::{Algorithm, Secret, Totp};
 use zeroize::Zeroizing;
 
+use crate::clock::window_of;
 use crate::env::EnvLookup;
 use crate::error::{Error, Result};
-use crate::token::{Code, CodeRequest, TokenSettings, TokenSource, window_of};
+use crate::token::{Code, CodeRequest, TokenSettings, TokenSource};
 use crate::ui::Ui;
 
 pub struct SoftwareSource {

@@ -8,10 +8,11 @@ use std::rc::Rc;
 
 use totp_rs::{Algorithm, Secret as TotpSecret};
 
+use crate::clock::window_of;
 use crate::env::EnvLookup;
 use crate::error::{Error, Result};
 use crate::token::software::{AWS_DIGITS, AWS_PERIOD};
-use crate::token::{Code, CodeRequest, TokenSettings, TokenSource, window_of};
+use crate::token::{Code, CodeRequest, TokenSettings, TokenSource};
 use crate::ui::Ui;
 use crate::vault::{EntryName, Secret, VaultSession};
 

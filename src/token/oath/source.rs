@@ -6,9 +6,10 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::{Session, codec, name};
+use crate::clock::window_of;
 use crate::error::{Error, Result};
 use crate::token::device::{self, Backend};
-use crate::token::{Code, CodeRequest, TokenSource, window_of};
+use crate::token::{Code, CodeRequest, TokenSource};
 use crate::ui::Ui;
 
 /// A YubiKey's OATH credential chosen for one `mfa_serial`.
