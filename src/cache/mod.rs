@@ -30,7 +30,6 @@ mod identity;
 mod key;
 mod ledger;
 mod lock;
-pub(crate) use lock::{LockFail, acquire as acquire_lock_file};
 
 use std::collections::HashMap;
 use std::fs::{self, File};

@@ -9,6 +9,7 @@
 //!   of regular files only;
 //! - [`terminal`]: the controlling terminal (`/dev/tty`; `CONIN$`/`CONOUT$`);
 //! - [`locations`]: the home directory and the cache directory per OS;
+//! - [`lock_file`]: an exclusive file lock with a deadline (sessions, serials, devices);
 //! - [`pcsc`]: the "smart-card service is not running" hint per OS;
 //! - [`harden`]: no core dumps while secrets are held;
 //! - [`desktop`]: reaching a person without a console (notifications, a code dialog);
@@ -21,6 +22,7 @@ pub mod fido2;
 pub mod fs;
 pub mod harden;
 pub mod locations;
+pub mod lock_file;
 pub mod pcsc;
 pub mod process;
 pub mod terminal;

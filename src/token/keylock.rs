@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::cache::LockFail;
 use crate::env::EnvLookup;
 use crate::error::{Error, Result};
 use crate::platform::fs as pfs;
+use crate::platform::lock_file::{self, LockFail};
 
 /// How long a process waits for another one using the key: long enough for two others
 /// each waiting out a full touch.
@@ -64,7 +64,7 @@ pub fn lock(dir: Option<&Path>, device_path: &str, who: &str, wait: Duration) ->
         return Ok(KeyLock { _file: None });
     }
     let path = lock_path(dir, device_path);
-    match crate::cache::acquire_lock_file(&path, wait) {
+    match lock_file::acquire(&path, wait) {
         Ok((file, _)) => Ok(KeyLock { _file: Some(file) }),
         Err(LockFail::TimedOut) => Err(Error::token(format!(
             "{who} stayed in use by another tapcred process for {} s (lock {}); let it finish (or stop it), then run again",
