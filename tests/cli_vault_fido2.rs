@@ -86,7 +86,7 @@ fn library_output_during_a_fido2_call_is_discarded() {
     if std::env::var_os(CHILD_ENV).is_some() {
         use std::io::Write;
         print!("before ");
-        let n = tapcred::platform::fido2::with_stdout_discarded(|| {
+        let n = tapcred::platform::stdio::with_stdout_discarded(|| {
             println!("LIBRARY-NOISE");
             print!("unterminated-noise");
             42
@@ -129,7 +129,7 @@ fn a_library_panic_becomes_an_error_and_the_hook_comes_back() {
     if let Some(mode) = std::env::var_os(PANIC_CHILD_ENV) {
         tapcred::cli::install_panic_hook();
         let r: Result<(), String> =
-            tapcred::platform::fido2::catch_library_panic("testing", || {
+            tapcred::token::fido2::ctap_hid::catch_library_panic("testing", || {
                 panic!("payload-with-a-secret")
             });
         println!("survived: {}", r.unwrap_err());

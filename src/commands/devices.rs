@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use crate::commands::Ctx;
 use crate::error::{Error, Result};
+use crate::token::fido2::Fido2Interface;
 use crate::token::oath::{self, DeviceReport};
 use crate::token::otp::hid::{self as otp_hid, OtpHid, OtpHidBackend, Pacing};
-use crate::vault::fido2::Fido2Interface;
 
 /// One USB HID interface of a key (in `devices --json` next to the CCID keys, told apart by
 /// `"transport": "hid"`).
@@ -84,7 +84,7 @@ pub fn list_hid_keys(
 pub fn real_hid_keys(ccid_serials: &[u32]) -> (Vec<HidKeyReport>, Vec<String>) {
     list_hid_keys(
         &crate::token::hid::HidapiBackend::default(),
-        crate::platform::fido2::list_interfaces(),
+        crate::token::fido2::ctap_hid::list_interfaces(),
         ccid_serials,
     )
 }

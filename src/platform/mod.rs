@@ -13,17 +13,16 @@
 //! - [`pcsc`]: the "smart-card service is not running" hint per OS;
 //! - [`harden`]: no core dumps while secrets are held;
 //! - [`desktop`]: reaching a person without a console (notifications, a code dialog);
-//! - [`fido2`]: FIDO2 authenticators over raw HID (`ctap-hid-fido2`; not on Windows, where
-//!   raw FIDO HID needs administrator rights);
+//! - [`stdio`]: standard output pointed at the null device while a printing library runs;
 //! - [`process`]: child processes for `exec`/`serve` (spawn, signal forwarding, exit codes).
 
 pub mod desktop;
-pub mod fido2;
 pub mod fs;
 pub mod harden;
 pub mod locations;
 pub mod lock_file;
 pub mod pcsc;
 pub mod process;
+pub mod stdio;
 pub mod terminal;
 pub mod words;

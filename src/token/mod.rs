@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::ui::Ui;
 
 pub mod device;
+pub mod fido2;
 pub mod hid;
 pub mod keylock;
 pub mod oath;

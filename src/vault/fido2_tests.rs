@@ -8,11 +8,13 @@ use tapcred_testkit::virtual_fido2::VirtualAuthenticator;
 use zeroize::Zeroizing;
 
 use super::fido2::{
-    Fido2Device, Fido2Error, Fido2Info, Fido2Pin, Fido2Unlocker, PIN_ENV, RP_ID, UvMode,
-    choose_one, connect_device, holds_credential, id_for, parse_mode, wait_for_swap,
+    Fido2Unlocker, PIN_ENV, RP_ID, UvMode, connect_device, id_for, parse_mode, wait_for_swap,
 };
 use super::format::{EntryName, OpenVault, Secret, UnlockerDesc, UnlockerKind, VaultFile};
 use super::unlock::{Unlocker, enroll, open_with};
+use crate::token::fido2::{
+    Fido2Device, Fido2Error, Fido2Info, Fido2Pin, choose_one, holds_credential,
+};
 use crate::ui::{RecordingUi, UiEvent};
 
 const SEED: &[u8] = b"0123456789abcdefghijABCDEFGHIJ0123456789";
@@ -862,8 +864,8 @@ impl Fido2Device for SharedHidKey {
     }
 }
 
-fn quick_deadlines() -> super::fido2::Deadlines {
-    super::fido2::Deadlines {
+fn quick_deadlines() -> crate::token::fido2::Deadlines {
+    crate::token::fido2::Deadlines {
         quick: std::time::Duration::from_millis(300),
         touch: std::time::Duration::from_millis(600),
         busy_pause: std::time::Duration::from_millis(1),
@@ -873,7 +875,7 @@ fn quick_deadlines() -> super::fido2::Deadlines {
 
 #[test]
 fn a_silent_key_fails_within_its_deadline_naming_the_key() {
-    use super::fido2::SharedKey;
+    use crate::token::fido2::SharedKey;
     let a = VirtualAuthenticator::new();
     let (bytes, desc) = init(&a, UvMode::Touch, None);
     let file = VaultFile::parse(&bytes).unwrap();
@@ -921,7 +923,7 @@ fn a_silent_key_fails_within_its_deadline_naming_the_key() {
 
 #[test]
 fn concurrent_clients_of_one_key_all_succeed_under_its_lock() {
-    use super::fido2::{KeyLocker, SharedKey};
+    use crate::token::fido2::{KeyLocker, SharedKey};
     let a = VirtualAuthenticator::new();
     let (bytes, desc) = init(&a, UvMode::Touch, None);
     let dir = tempfile::tempdir().unwrap();
@@ -974,7 +976,7 @@ fn concurrent_clients_of_one_key_all_succeed_under_its_lock() {
 
 #[test]
 fn a_busy_key_is_retried_a_bounded_number_of_times() {
-    use super::fido2::SharedKey;
+    use crate::token::fido2::SharedKey;
     let a = VirtualAuthenticator::new();
     let (_, desc) = init(&a, UvMode::Touch, None);
     let busy = SharedHidKey::new(&a);

@@ -1,5 +1,5 @@
-//! FIDO2 authenticators over raw HID, for the vault's `hmac-secret` unlocker
-//! ([`crate::vault::fido2`]). The only file that uses `ctap-hid-fido2`.
+//! FIDO2 authenticators over raw HID, for the vault's `hmac-secret` unlocker. The only file
+//! that uses `ctap-hid-fido2`.
 //!
 //! - **Linux, macOS:** `ctap-hid-fido2` over hidapi (hidraw on Linux, IOKit on macOS). The
 //!   adapter is deliberately thin: list the FIDO HID interfaces (usage page 0xF1D0), open the
@@ -15,15 +15,17 @@
 //!   timeout, and hidraw gives every input report to every process that has the device
 //!   open. So every exchange opens the device afresh (nothing queued from another process's
 //!   exchange) while holding the key's cross-process lock ([`crate::token::keylock`]), and
-//!   runs under a deadline ([`crate::vault::fido2::SharedKey`]); the lock is the defence
+//!   runs under a deadline ([`super::SharedKey`]); the lock is the defence
 //!   against crossed replies between tapcred processes, and a busy key is retried.
 //! - **Windows:** since Windows 10 1903 raw FIDO HID access is reserved to administrators and
 //!   ordinary programs must go through `webauthn.dll`; this version does not, so FIDO2
 //!   unlock says clearly that it is not available there (the crate is not even built).
 
+use super::Fido2Device;
 use crate::env::EnvLookup;
 use crate::error::Result;
-use crate::vault::fido2::Fido2Device;
+#[cfg(not(windows))]
+use crate::platform::stdio::with_stdout_discarded;
 
 /// The one FIDO2 authenticator plugged in (`env` finds the folder of its lock).
 #[cfg(not(windows))]
@@ -41,7 +43,7 @@ pub fn open_authenticator(_env: &dyn EnvLookup) -> Result<Option<Box<dyn Fido2De
 /// Every FIDO HID interface plugged in (listed only: `devices`, `doctor`). Windows: none
 /// (FIDO2 unlock is not available there in this version).
 #[cfg(not(windows))]
-pub fn list_interfaces() -> Result<Vec<crate::vault::fido2::Fido2Interface>> {
+pub fn list_interfaces() -> Result<Vec<super::Fido2Interface>> {
     let devs = catch_library_panic(
         "listing HID devices (hidapi could not start)",
         ctap_hid_fido2::get_fidokey_devices,
@@ -49,7 +51,7 @@ pub fn list_interfaces() -> Result<Vec<crate::vault::fido2::Fido2Interface>> {
     .map_err(crate::error::Error::token)?;
     Ok(devs
         .into_iter()
-        .map(|d| crate::vault::fido2::Fido2Interface {
+        .map(|d| super::Fido2Interface {
             path: match d.param {
                 ctap_hid_fido2::HidParam::Path(p) => p,
                 ctap_hid_fido2::HidParam::VidPid { vid, pid } => format!("{vid:04x}:{pid:04x}"),
@@ -62,42 +64,12 @@ pub fn list_interfaces() -> Result<Vec<crate::vault::fido2::Fido2Interface>> {
 }
 
 #[cfg(windows)]
-pub fn list_interfaces() -> Result<Vec<crate::vault::fido2::Fido2Interface>> {
+pub fn list_interfaces() -> Result<Vec<super::Fido2Interface>> {
     Ok(Vec::new())
 }
 
-/// Run `f` with file descriptor 1 pointing at the null device. The crate still `println!`s
-/// in a few places (an unknown field or extension in an answer, a parse oddity); stdout may
-/// carry `credential_process` JSON or `export` lines, so nothing from the crate may land
-/// there, and its notes are not tapcred's to show on stderr either.
-///
-/// Called on the thread that writes tapcred's output (which does not write while `f`
-/// runs), never on an exchange's worker thread: a worker that never gets its answer is
-/// abandoned, and must hold neither Rust's stdout lock nor fd 1's only way back.
-#[cfg(not(windows))]
-pub fn with_stdout_discarded<T>(f: impl FnOnce() -> T) -> T {
-    use std::io::Write;
-    use std::os::fd::AsFd;
-    let _ = std::io::stdout().flush();
-    let null = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/null")
-        .ok();
-    let saved = rustix::io::dup(std::io::stdout().as_fd()).ok();
-    let moved = saved.is_some()
-        && null
-            .as_ref()
-            .is_some_and(|n| rustix::stdio::dup2_stdout(n.as_fd()).is_ok());
-    let r = f();
-    let _ = std::io::stdout().flush();
-    if moved && let Some(fd) = &saved {
-        let _ = rustix::stdio::dup2_stdout(fd);
-    }
-    r
-}
-
 /// Run `f`, turning a panic on this thread into an error, with stdout discarded
-/// ([`with_stdout_discarded`]).
+/// ([`with_stdout_discarded`], which says why).
 #[cfg(not(windows))]
 pub fn catch_library_panic<T>(what: &str, f: impl FnOnce() -> T) -> std::result::Result<T, String> {
     with_stdout_discarded(|| catch_panic(what, f))
@@ -133,15 +105,15 @@ mod hid {
     };
     use zeroize::Zeroizing;
 
+    use super::super::{
+        Deadlines, Fido2Device, Fido2Error, Fido2Info, Fido2Pin, KeyLocker, SharedKey, choose_one,
+        status,
+    };
     use super::catch_library_panic as guarded;
     use super::{catch_panic, with_stdout_discarded};
     use crate::env::EnvLookup;
     use crate::error::{Error, Result};
     use crate::token::keylock;
-    use crate::vault::fido2::{
-        Deadlines, Fido2Device, Fido2Error, Fido2Info, Fido2Pin, KeyLocker, SharedKey, choose_one,
-        status,
-    };
 
     type DevResult<T> = std::result::Result<T, Fido2Error>;
 
