@@ -576,7 +576,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
                 .map_err(|e| Error::io(format!("cannot write the completions to stdout: {e}")))?;
             Ok(0)
         }
-        Cmd::Man { dir } => commands::man::run(dir.as_deref(), &mut raw),
+        Cmd::Man { dir } => commands::man::run(command(), dir.as_deref(), &mut raw),
     }
 }
 

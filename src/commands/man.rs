@@ -169,11 +169,12 @@ pub fn pages(cmd: clap::Command) -> std::io::Result<Vec<(String, Vec<u8>)>> {
         .collect()
 }
 
-/// `tapcred man`: the main page on stdout; with `dir`, every page written there (created if
-/// missing) and their paths printed.
-pub fn run(dir: Option<&Path>, out: &mut dyn Write) -> Result<i32> {
-    let pages = pages(crate::cli::command())
-        .map_err(|e| Error::internal(format!("cannot render the man pages: {e}")))?;
+/// `tapcred man`: the pages of `command` (tapcred's clap definition, from the CLI layer);
+/// the main page on stdout, or with `dir`, every page written there (created if missing)
+/// and their paths printed.
+pub fn run(command: clap::Command, dir: Option<&Path>, out: &mut dyn Write) -> Result<i32> {
+    let pages =
+        pages(command).map_err(|e| Error::internal(format!("cannot render the man pages: {e}")))?;
     match dir {
         None => {
             out.write_all(&pages[0].1)
