@@ -30,7 +30,7 @@ use crate::profile::{AwsFiles, BaseCredentials, Mfa, Profiles, ResolvedProfile, 
 use crate::sts::{self, CallContext, MfaCode, Sts, StsApi, StsTarget};
 use crate::token::{self, Code, CodeRequest, TokenSource};
 use crate::ui::Ui;
-use crate::vault::VaultSession;
+use crate::vault::{VaultSeeds, VaultSession};
 
 mod warm;
 
@@ -111,8 +111,13 @@ pub fn credentials(
             Ok(Box::new(Sts::new(sts_target.clone())?.with_timeouts(timeouts)) as Box<dyn StsApi>)
         }),
         Box::new(move |mfa: &Mfa| {
-            let sources = token::Sources::real(env).with_vault(token_vault.clone());
-            token::select_with(&mfa.token, &mfa.serial, &sources, ui)
+            let seeds = VaultSeeds::new(token_vault.clone());
+            token::select_with(
+                &mfa.token,
+                &mfa.serial,
+                &token::Sources::real(env, &seeds),
+                ui,
+            )
         }),
     )
     .with_base_keys(Box::new(move |b: &BaseCredentials| {
@@ -204,7 +209,7 @@ pub fn session_seconds(env: &dyn EnvLookup) -> Result<u32> {
 /// The window is recorded in the step ledger.
 pub fn obtain_code(mfa: &Mfa, profile: &str, env: &dyn EnvLookup, ui: &dyn Ui) -> Result<Code> {
     let cache = SessionCache::open_default(env, ui);
-    let mut source = token::select(&mfa.token, &mfa.serial, env, ui)?;
+    let mut source = token::select(&mfa.token, &mfa.serial, env, &VaultSeeds::from_env(env), ui)?;
     read_code(&cache, source.as_mut(), &mfa.serial, profile, ui)
 }
 

@@ -121,7 +121,8 @@ fn oath_source_reads_the_right_code_through_pcscd() {
     );
     // `auto` (no software seed, no terminal) picks the key's account.
     let env: std::collections::HashMap<String, String> = Default::default();
-    let mut auto = tapcred::token::select(&settings(None), ARN, &env, &RecordingUi::new())
+    let seeds = tapcred::vault::VaultSeeds::from_env(&env);
+    let mut auto = tapcred::token::select(&settings(None), ARN, &env, &seeds, &RecordingUi::new())
         .expect("auto finds the OATH account");
     assert!(
         auto.describe().contains(&reader_name(0)),

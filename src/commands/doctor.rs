@@ -23,10 +23,9 @@ use crate::profile::{AwsFiles, Profiles, ResolvedProfile, Step};
 use crate::sts::StsTarget;
 use crate::token::oath::{self, DeviceReport};
 use crate::token::software::SoftwareSource;
-use crate::token::vault::VaultSource;
 use crate::token::{self, TokenKind, TokenSource};
 use crate::ui::{RecordingUi, TerminalUi, Ui, UiEvent};
-use crate::vault::VaultSession;
+use crate::vault::{VaultSeeds, VaultSession, VaultSource};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -403,7 +402,7 @@ fn token_checks(d: &mut Doctor, p: &ResolvedProfile, env: &dyn EnvLookup, ui: &R
             }
             continue;
         }
-        match token::select(&mfa.token, &mfa.serial, env, ui) {
+        match token::select(&mfa.token, &mfa.serial, env, &VaultSeeds::from_env(env), ui) {
             Ok(src) => d.ok(
                 "token",
                 format!("{} answers for {} ({why})", src.describe(), mfa.serial),

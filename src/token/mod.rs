@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use zeroize::Zeroizing;
 
+use crate::env::EnvLookup;
 use crate::error::Result;
 use crate::ui::Ui;
 
@@ -19,7 +20,6 @@ pub mod pcsc;
 pub mod prompt;
 pub mod software;
 pub mod transport;
-pub mod vault;
 
 /// `tapcred_token` in a profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -118,6 +118,22 @@ pub trait TokenSource {
         true
     }
     fn code(&mut self, req: &CodeRequest<'_>, ui: &dyn Ui) -> Result<Code>;
+}
+
+/// Seeds kept above the token layer (tapcred's vault, `vault::VaultSeeds`), handed to
+/// [`select`] by whoever builds the [`Sources`].
+pub trait SeedStore {
+    /// Whether it holds a seed for `mfa_serial`, read without an unlock (`auto` asks).
+    fn lists(&self, mfa_serial: &str) -> Result<bool>;
+    /// The source of `mfa_serial`'s codes, the store opened (an unlock may ask for a touch).
+    /// A clear error naming the fix when there is no store or no seed for the serial.
+    fn open(
+        &self,
+        settings: &TokenSettings,
+        mfa_serial: &str,
+        env: &dyn EnvLookup,
+        ui: &dyn Ui,
+    ) -> Result<Box<dyn TokenSource>>;
 }
 
 mod select;

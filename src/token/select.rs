@@ -3,7 +3,6 @@
 //! The device backends and the environment are injected through [`Sources`], so the `auto`
 //! order is tested with virtual keys and a map for an environment (tests below).
 
-use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::env::EnvLookup;
@@ -12,36 +11,28 @@ use crate::token::device::Backend;
 use crate::token::pcsc::PcscBackend;
 use crate::token::prompt::PromptSource;
 use crate::token::software::SoftwareSource;
-use crate::token::vault::VaultSource;
-use crate::token::{TokenKind, TokenSettings, TokenSource, oath};
+use crate::token::{SeedStore, TokenKind, TokenSettings, TokenSource, oath};
 use crate::ui::Ui;
-use crate::vault::VaultSession;
 
-/// Where [`select_with`] looks for a code: the environment (software seed, OATH password)
-/// and the device backends. The CLI uses [`Sources::real`].
+/// Where [`select_with`] looks for a code: the environment (software seed, OATH password),
+/// the device backends and the stored seeds. The CLI uses [`Sources::real`].
 pub struct Sources<'a> {
     pub env: &'a dyn EnvLookup,
     /// YubiKeys over PC/SC (the OATH applet).
     pub pcsc: Arc<dyn Backend>,
-    /// The process's vault (one unlock serves the seed and the access key); read only when
-    /// a vault source is considered.
-    pub vault: Rc<VaultSession>,
+    /// The stored seeds (the process's vault, one unlock serving the seed and the access
+    /// key); read only when a vault source is considered.
+    pub seeds: &'a dyn SeedStore,
 }
 
 impl<'a> Sources<'a> {
-    /// The real devices (PC/SC) and the given environment.
-    pub fn real(env: &'a dyn EnvLookup) -> Self {
+    /// The real devices (PC/SC), the given environment and stored seeds.
+    pub fn real(env: &'a dyn EnvLookup, seeds: &'a dyn SeedStore) -> Self {
         Sources {
             env,
             pcsc: Arc::new(PcscBackend::new()),
-            vault: Rc::new(VaultSession::from_env(env)),
+            seeds,
         }
-    }
-
-    /// The same sources with this process's vault session.
-    pub fn with_vault(mut self, vault: Rc<VaultSession>) -> Self {
-        self.vault = vault;
-        self
     }
 }
 
@@ -50,9 +41,10 @@ pub fn select(
     settings: &TokenSettings,
     mfa_serial: &str,
     env: &dyn EnvLookup,
+    seeds: &dyn SeedStore,
     ui: &dyn Ui,
 ) -> Result<Box<dyn TokenSource>> {
-    select_with(settings, mfa_serial, &Sources::real(env), ui)
+    select_with(settings, mfa_serial, &Sources::real(env, seeds), ui)
 }
 
 /// `auto`: software seed → vault (when it holds the serial's seed) → OATH on a plugged-in
@@ -93,13 +85,7 @@ fn choose(
             ui,
         )?)),
         TokenKind::Prompt => Ok(Box::new(PromptSource)),
-        TokenKind::Vault => Ok(Box::new(VaultSource::open(
-            settings,
-            mfa_serial,
-            &sources.vault,
-            env,
-            ui,
-        )?)),
+        TokenKind::Vault => sources.seeds.open(settings, mfa_serial, env, ui),
         TokenKind::Auto => {
             let mut tried = Vec::new();
             // 1. A software seed (headless runs).
@@ -111,14 +97,8 @@ fn choose(
                 crate::platform::words::env_var(&settings.totp_secret_env)
             ));
             // 2. The vault, when its file lists an entry for this serial (no unlock to know).
-            if VaultSource::lists(&sources.vault, mfa_serial)? {
-                return Ok(Box::new(VaultSource::open(
-                    settings,
-                    mfa_serial,
-                    &sources.vault,
-                    env,
-                    ui,
-                )?));
+            if sources.seeds.lists(mfa_serial)? {
+                return sources.seeds.open(settings, mfa_serial, env, ui);
             }
             tried.push("vault (no seed for this serial)".to_owned());
             // 3. An OATH account on a plugged-in YubiKey.

@@ -10,12 +10,15 @@
 //! - [`store`]: the file on disk (private, atomic writes, one writer at a time);
 //! - [`unlock`]: the [`Unlocker`] trait, the OTP-slot unlocker (the OTP applet over
 //!   PC/SC, `token::otp`) and `connect_unlocker` (one arm per unlocker kind);
-//! - [`session`]: one unlock per process, serving the seed and the access key.
+//! - [`session`]: one unlock per process, serving the seed and the access key;
+//! - [`seed_source`]: a seed in the vault as a token source, and the vault as the token
+//!   layer's seed store.
 //!
 //! Secrets are held in zeroizing buffers and never appear in `Debug`, errors or logs.
 
 pub mod fido2;
 pub mod format;
+pub mod seed_source;
 pub mod session;
 pub mod store;
 pub mod unlock;
@@ -29,6 +32,7 @@ use std::fmt;
 
 pub use fido2::Fido2Unlocker;
 pub use format::{EntryKind, EntryName, OpenVault, Secret, UnlockerDesc, UnlockerKind, VaultFile};
+pub use seed_source::{VaultSeeds, VaultSource};
 pub use session::VaultSession;
 pub use store::VaultStore;
 pub use unlock::{OtpSlotUnlocker, UnlockOutput, Unlocker};

@@ -1,6 +1,7 @@
 //! `tapcred_token = vault`: the TOTP seed of the profile's `mfa_serial` kept in tapcred's
 //! vault (`EntryName::seed(mfa_serial)`), opened through the process's [`VaultSession`]
-//! (one unlock serves the seed and the access key). Codes are AWS virtual MFA's: RFC 6238,
+//! (one unlock serves the seed and the access key). [`VaultSeeds`] plugs the vault into the
+//! token layer's source selection ([`crate::token::SeedStore`]). Codes are AWS virtual MFA's: RFC 6238,
 //! SHA-1, 6 digits, 30 s, as the software source. The seed is decrypted for each code and
 //! zeroized right after it.
 
@@ -12,9 +13,43 @@ use crate::clock::window_of;
 use crate::env::EnvLookup;
 use crate::error::{Error, Result};
 use crate::token::software::{AWS_DIGITS, AWS_PERIOD};
-use crate::token::{Code, CodeRequest, TokenSettings, TokenSource};
+use crate::token::{Code, CodeRequest, SeedStore, TokenSettings, TokenSource};
 use crate::ui::Ui;
 use crate::vault::{EntryName, Secret, VaultSession};
+
+/// The vault as the token layer's [`SeedStore`]: `auto` and `tapcred_token = vault` read
+/// seeds through this process's session.
+pub struct VaultSeeds(Rc<VaultSession>);
+
+impl VaultSeeds {
+    /// Seeds from `session` (shared with the access key: one unlock for both).
+    pub fn new(session: Rc<VaultSession>) -> Self {
+        VaultSeeds(session)
+    }
+
+    /// Seeds from the vault `env` points at, in a session of their own.
+    pub fn from_env(env: &dyn EnvLookup) -> Self {
+        VaultSeeds(Rc::new(VaultSession::from_env(env)))
+    }
+}
+
+impl SeedStore for VaultSeeds {
+    fn lists(&self, mfa_serial: &str) -> Result<bool> {
+        VaultSource::lists(&self.0, mfa_serial)
+    }
+
+    fn open(
+        &self,
+        settings: &TokenSettings,
+        mfa_serial: &str,
+        env: &dyn EnvLookup,
+        ui: &dyn Ui,
+    ) -> Result<Box<dyn TokenSource>> {
+        Ok(Box::new(VaultSource::open(
+            settings, mfa_serial, &self.0, env, ui,
+        )?))
+    }
+}
 
 pub struct VaultSource {
     session: Rc<VaultSession>,
@@ -127,6 +162,11 @@ impl TokenSource for VaultSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+    use std::collections::HashMap;
+
+    use crate::error::ErrorKind;
+    use crate::token::TokenKind;
     use crate::ui::RecordingUi;
     use crate::vault::unlock::{UnlockOutput, Unlocker};
     use crate::vault::{OpenVault, UnlockerDesc, UnlockerKind, VaultStore};
@@ -191,5 +231,89 @@ mod tests {
                 && e.message().contains("tapcred vault add-seed --profile mfa"),
             "{e}"
         );
+    }
+
+    /// A vault holding `seed` for `serial`, and a session whose only unlocker is `Fixed`
+    /// counting its answers (= touches).
+    fn vault_with(
+        serial: &str,
+        seed: &[u8],
+    ) -> (tempfile::TempDir, Rc<VaultSession>, Rc<Cell<usize>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = VaultStore::new(dir.path().join("vault"));
+        let (desc, out) = crate::vault::unlock::enroll(&mut Fixed, &RecordingUi::new()).unwrap();
+        let mut v = OpenVault::create(desc, out.expose()).unwrap();
+        v.put(
+            EntryName::seed(serial),
+            &Secret::TotpSeed(Zeroizing::new(seed.to_vec())),
+        )
+        .unwrap();
+        store.lock().unwrap().write(&v).unwrap();
+        let asked = Rc::new(Cell::new(0));
+        let a = asked.clone();
+        let session = VaultSession::new(store).with_devices(Box::new(move |_| {
+            a.set(a.get() + 1);
+            Ok(Some(Box::new(Fixed) as Box<dyn Unlocker>))
+        }));
+        (dir, Rc::new(session), asked)
+    }
+
+    #[test]
+    fn vault_seeds_list_without_an_unlock_and_two_sources_cost_one_unlock() {
+        let serial = "arn:aws:iam::1:mfa/u";
+        let (_d, session, asked) = vault_with(serial, b"12345678901234567890");
+        let seeds = VaultSeeds::new(session);
+        let settings = TokenSettings {
+            kind: TokenKind::Vault,
+            profile: "mfa".into(),
+            ..TokenSettings::default()
+        };
+        let (env, ui) = (HashMap::<String, String>::new(), RecordingUi::new());
+        assert!(seeds.lists(serial).unwrap());
+        assert!(!seeds.lists("arn:aws:iam::1:mfa/other").unwrap());
+        assert_eq!(asked.get(), 0, "listing needs no unlock");
+        let req = CodeRequest {
+            mfa_serial: serial,
+            profile: "mfa",
+            at: 59,
+        };
+        let mut first = seeds.open(&settings, serial, &env, &ui).unwrap();
+        assert!(
+            first.describe().starts_with("vault seed"),
+            "{}",
+            first.describe()
+        );
+        assert_eq!(first.code(&req, &ui).unwrap().digits.as_str(), "287082");
+        let mut again = seeds.open(&settings, serial, &env, &ui).unwrap();
+        assert_eq!(again.code(&req, &ui).unwrap().digits.as_str(), "287082");
+        assert_eq!(asked.get(), 1, "one unlock for both sources");
+        let e = seeds
+            .open(&settings, "arn:aws:iam::1:mfa/other", &env, &ui)
+            .err()
+            .unwrap();
+        assert_eq!(e.kind, ErrorKind::Config);
+        assert!(
+            e.message().contains("tapcred vault add-seed --profile mfa"),
+            "{e}"
+        );
+        assert_eq!(asked.get(), 1, "a missing seed asks for no unlock");
+    }
+
+    #[test]
+    fn vault_seeds_without_a_vault_list_nothing_and_say_the_setting() {
+        let env = HashMap::<String, String>::new();
+        let seeds = VaultSeeds::from_env(&env);
+        assert!(!seeds.lists("arn:aws:iam::1:mfa/u").unwrap());
+        let settings = TokenSettings {
+            kind: TokenKind::Vault,
+            profile: "mfa".into(),
+            ..TokenSettings::default()
+        };
+        let e = seeds
+            .open(&settings, "arn:aws:iam::1:mfa/u", &env, &RecordingUi::new())
+            .err()
+            .unwrap();
+        assert_eq!(e.kind, ErrorKind::Config);
+        assert!(e.message().contains("tapcred_token = vault"), "{e}");
     }
 }

@@ -53,7 +53,7 @@ use crate::token::pcsc::PcscBackend;
 use crate::token::software::SoftwareSource;
 use crate::token::{self, Code, TokenSettings, TokenSource};
 use crate::ui::Ui;
-use crate::vault::{EntryName, Secret, VaultSession, VaultStore};
+use crate::vault::{EntryName, Secret, VaultSeeds, VaultSession, VaultStore};
 
 use super::vault::Unlocked;
 use undo::{DeviceState, Outcome, ProfileUndo, Progress, SeedPlace, step};
@@ -1257,7 +1257,7 @@ impl Job<'_> {
                 None => token::select_with(
                     &mfa.token,
                     &mfa.serial,
-                    &token::Sources::real(env).with_vault(token_vault.clone()),
+                    &token::Sources::real(env, &VaultSeeds::new(token_vault.clone())),
                     ui,
                 ),
             }),

@@ -1,6 +1,7 @@
 //! The `auto` order and every explicit kind, over virtual YubiKeys (the testkit's, in
 //! memory) and a map for an environment.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +13,6 @@ use crate::token::device::Connection;
 use crate::token::transport::ApduTransport;
 use crate::token::{CodeRequest, DEFAULT_SECRET_ENV};
 use crate::ui::RecordingUi;
-use crate::vault::VaultSession;
 
 const ARN: &str = "arn:aws:iam::111111111111:mfa/alice";
 const AWS_LABEL: &str = "Amazon Web Services:alice@111111111111";
@@ -92,87 +92,75 @@ fn terminal() -> RecordingUi {
     ui
 }
 
+/// Stored seeds in memory, where the vault plugs in: what it holds, and how many times a
+/// source was opened from it (for the vault, an unlock asks for a touch).
+#[derive(Default)]
+struct MemSeeds {
+    seeds: HashMap<String, Vec<u8>>,
+    opened: Cell<usize>,
+}
+
+impl MemSeeds {
+    fn with(serial: &str, seed: &[u8]) -> Self {
+        MemSeeds {
+            seeds: HashMap::from([(serial.to_owned(), seed.to_vec())]),
+            opened: Cell::new(0),
+        }
+    }
+}
+
+/// A code source opened from [`MemSeeds`].
+struct Stored(SoftwareSource);
+
+impl TokenSource for Stored {
+    fn describe(&self) -> String {
+        "stored seed".to_owned()
+    }
+    fn code(&mut self, req: &CodeRequest<'_>, ui: &dyn Ui) -> Result<crate::token::Code> {
+        self.0.code(req, ui)
+    }
+}
+
+impl SeedStore for MemSeeds {
+    fn lists(&self, mfa_serial: &str) -> Result<bool> {
+        Ok(self.seeds.contains_key(mfa_serial))
+    }
+    fn open(
+        &self,
+        settings: &TokenSettings,
+        mfa_serial: &str,
+        _env: &dyn EnvLookup,
+        _ui: &dyn Ui,
+    ) -> Result<Box<dyn TokenSource>> {
+        let Some(seed) = self.seeds.get(mfa_serial) else {
+            return Err(Error::config(format!(
+                "profile \"{}\" has tapcred_token = vault, but no seed is stored for {mfa_serial}",
+                settings.profile
+            )));
+        };
+        self.opened.set(self.opened.get() + 1);
+        let b32 = data_encoding::BASE32_NOPAD.encode(seed);
+        Ok(Box::new(Stored(SoftwareSource::from_seed(&b32, "test")?)))
+    }
+}
+
 fn pick(
     kind: TokenKind,
     env: &HashMap<String, String>,
     pcsc: Arc<dyn Backend>,
     ui: &RecordingUi,
 ) -> Result<Box<dyn TokenSource>> {
-    let sources = Sources {
-        env,
-        pcsc,
-        vault: std::rc::Rc::new(VaultSession::from_env(env)),
-    };
-    select_with(&settings(kind), ARN, &sources, ui)
+    pick_with_seeds(kind, env, pcsc, &MemSeeds::default(), ui)
 }
 
-/// An in-memory unlocker: its output is fixed, and it counts its answers.
-struct MemUnlocker(Arc<Mutex<usize>>);
-
-impl crate::vault::Unlocker for MemUnlocker {
-    fn kind(&self) -> crate::vault::UnlockerKind {
-        crate::vault::UnlockerKind::OtpHmacSha1
-    }
-    fn id(&self) -> String {
-        "otp:4242:2".into()
-    }
-    fn respond(
-        &mut self,
-        _desc: &crate::vault::UnlockerDesc,
-        _ui: &dyn Ui,
-    ) -> Result<crate::vault::UnlockOutput> {
-        *self.0.lock().unwrap() += 1;
-        Ok(crate::vault::UnlockOutput::new(
-            b"in-memory slot answer".to_vec(),
-        ))
-    }
-}
-
-/// A vault file holding `seed` for `serial`, and a session whose only device is an
-/// in-memory unlocker (the count of its answers = touches).
-fn vault_with(
-    serial: &str,
-    seed: &[u8],
-) -> (
-    tempfile::TempDir,
-    std::rc::Rc<VaultSession>,
-    Arc<Mutex<usize>>,
-) {
-    use crate::vault::{EntryName, OpenVault, Secret, VaultStore};
-    let dir = tempfile::tempdir().unwrap();
-    let store = VaultStore::new(dir.path().join("vault"));
-    let asked = Arc::new(Mutex::new(0));
-    let (desc, out) =
-        crate::vault::unlock::enroll(&mut MemUnlocker(asked.clone()), &RecordingUi::new()).unwrap();
-    let mut v = OpenVault::create(desc, out.expose()).unwrap();
-    v.put(
-        EntryName::seed(serial),
-        &Secret::TotpSeed(zeroize::Zeroizing::new(seed.to_vec())),
-    )
-    .unwrap();
-    store.lock().unwrap().write(&v).unwrap();
-    *asked.lock().unwrap() = 0;
-    let a = asked.clone();
-    let session = VaultSession::new(store).with_devices(Box::new(move |_| {
-        Ok(Some(
-            Box::new(MemUnlocker(a.clone())) as Box<dyn crate::vault::Unlocker>
-        ))
-    }));
-    (dir, std::rc::Rc::new(session), asked)
-}
-
-fn pick_with_vault(
+fn pick_with_seeds(
     kind: TokenKind,
     env: &HashMap<String, String>,
     pcsc: Arc<dyn Backend>,
-    vault: &std::rc::Rc<VaultSession>,
+    seeds: &MemSeeds,
     ui: &RecordingUi,
 ) -> Result<Box<dyn TokenSource>> {
-    let sources = Sources {
-        env,
-        pcsc,
-        vault: vault.clone(),
-    };
+    let sources = Sources { env, pcsc, seeds };
     select_with(&settings(kind), ARN, &sources, ui)
 }
 
@@ -347,42 +335,36 @@ fn explicit_prompt_and_vault() {
 #[test]
 fn auto_2_the_vault_after_a_seed_and_before_the_key() {
     let ui = RecordingUi::new();
-    // The key has an account for the serial (another seed): the vault's seed must win.
+    // The key has an account for the serial (another seed): the stored seed must win.
     let pcsc = || keys(vec![key_with(1111, AWS_LABEL, OTHER_SEED)]);
-    let (_d, vault, asked) = vault_with(ARN, SEED);
-    let mut src = pick_with_vault(TokenKind::Auto, &env(&[]), pcsc(), &vault, &ui).unwrap();
-    assert!(
-        src.describe().starts_with("vault seed"),
-        "{}",
-        src.describe()
-    );
+    let seeds = MemSeeds::with(ARN, SEED);
+    let mut src = pick_with_seeds(TokenKind::Auto, &env(&[]), pcsc(), &seeds, &ui).unwrap();
+    assert_eq!(src.describe(), "stored seed");
     assert_eq!(code(&mut src, &ui), expected(SEED));
-    assert_eq!(*asked.lock().unwrap(), 1, "one unlock");
-    // A second source from the same session costs no second unlock.
-    let mut again = pick_with_vault(TokenKind::Vault, &env(&[]), pcsc(), &vault, &ui).unwrap();
+    assert_eq!(seeds.opened.get(), 1);
+    let mut again = pick_with_seeds(TokenKind::Vault, &env(&[]), pcsc(), &seeds, &ui).unwrap();
     assert_eq!(code(&mut again, &ui), expected(SEED));
-    assert_eq!(*asked.lock().unwrap(), 1);
 
-    // A software seed still comes first: the vault is not opened.
-    let (_d, vault, asked) = vault_with(ARN, SEED);
+    // A software seed still comes first: the store is not opened.
+    let seeds = MemSeeds::with(ARN, SEED);
     let e = env(&[(DEFAULT_SECRET_ENV, SEED_B32)]);
-    let src = pick_with_vault(TokenKind::Auto, &e, pcsc(), &vault, &ui).unwrap();
+    let src = pick_with_seeds(TokenKind::Auto, &e, pcsc(), &seeds, &ui).unwrap();
     assert!(src.describe().starts_with("software TOTP"));
-    assert_eq!(*asked.lock().unwrap(), 0);
+    assert_eq!(seeds.opened.get(), 0);
 
-    // A vault without this serial's seed: on to the key's OATH account, no unlock.
-    let (_d, vault, asked) = vault_with("arn:aws:iam::111111111111:mfa/someone-else", SEED);
-    let mut src = pick_with_vault(TokenKind::Auto, &env(&[]), pcsc(), &vault, &ui).unwrap();
+    // A store without this serial's seed: on to the key's OATH account, nothing opened.
+    let seeds = MemSeeds::with("arn:aws:iam::111111111111:mfa/someone-else", SEED);
+    let mut src = pick_with_seeds(TokenKind::Auto, &env(&[]), pcsc(), &seeds, &ui).unwrap();
     assert_eq!(code(&mut src, &ui), expected(OTHER_SEED));
-    assert_eq!(*asked.lock().unwrap(), 0);
-    // Asked for explicitly, the missing seed is a config error naming the fix.
-    let err = pick_with_vault(TokenKind::Vault, &env(&[]), pcsc(), &vault, &ui)
+    assert_eq!(seeds.opened.get(), 0);
+    // Asked for explicitly, the store's own error comes through unchanged.
+    let err = pick_with_seeds(TokenKind::Vault, &env(&[]), pcsc(), &seeds, &ui)
         .err()
         .unwrap();
     assert_eq!(err.kind, ErrorKind::Config);
     assert!(
         err.message()
-            .contains("tapcred vault add-seed --profile mfa"),
+            .contains("no seed is stored for arn:aws:iam::111111111111:mfa/alice"),
         "{err}"
     );
 }
