@@ -584,21 +584,14 @@ fn the_source_tree_obeys_the_layer_order_in_lib_rs() {
             "src/lib.rs lists module {m} in a layer, but src/ has no such module"
         ));
     }
+    // The module graph, for whoever changes the layers (shown with --nocapture), printed
+    // before any verdict.
     let files = library_files(&src);
     assert!(
         files.len() > 50,
         "only {} files found under src/",
         files.len()
     );
-    bad.extend(violations(&files, &order, &reexports));
-    assert!(
-        bad.is_empty(),
-        "the layer order of src/lib.rs is broken ({} problems):\n{}",
-        bad.len(),
-        bad.join("\n")
-    );
-
-    // The module graph, for whoever changes the layers (shown with --nocapture).
     let (found, _) = edges(&files, &order, &reexports);
     let graph: BTreeSet<(String, String)> = found.into_iter().map(|e| (e.from, e.to)).collect();
     let loops = cycles(&graph);
@@ -612,6 +605,13 @@ fn the_source_tree_obeys_the_layer_order_in_lib_rs() {
     for (from, to) in &graph {
         println!("  {from} -> {to}");
     }
+    bad.extend(violations(&files, &order, &reexports));
+    assert!(
+        bad.is_empty(),
+        "the layer order of src/lib.rs is broken ({} problems):\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
     assert!(loops.is_empty(), "import cycles: {loops:?}");
 }
 
