@@ -259,6 +259,30 @@ pub enum DirProblem {
     CannotTighten(io::Error),
 }
 
+/// The refusal to open a directory through a link or junction (Windows reparse point),
+/// recognised by its type so that [`DirProblem::Link`] never depends on message text.
+#[derive(Debug)]
+#[cfg_attr(not(windows), allow(dead_code))]
+struct ReparsePoint;
+
+impl std::fmt::Display for ReparsePoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a reparse point (link or junction)")
+    }
+}
+
+impl std::error::Error for ReparsePoint {}
+
+#[cfg_attr(not(windows), allow(dead_code))]
+fn reparse_point_refusal() -> io::Error {
+    io::Error::other(ReparsePoint)
+}
+
+#[cfg_attr(not(windows), allow(dead_code))]
+fn is_reparse_point_refusal(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<ReparsePoint>())
+}
+
 /// Check that `path` is a real directory (not a link) owned by this user and private to
 /// it, tightening its mode on the open directory itself (never through a link). Returns
 /// whether it had to be tightened.
@@ -644,7 +668,7 @@ mod imp {
             .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT | FILE_FLAG_BACKUP_SEMANTICS)
             .open(path)?;
         if is_reparse_point(&d.metadata()?) {
-            return Err(io::Error::other("a reparse point (link or junction)"));
+            return Err(super::reparse_point_refusal());
         }
         Ok(d)
     }
@@ -749,7 +773,7 @@ mod imp {
 
     pub fn check_dir_access(path: &Path, _md: &Metadata) -> Result<bool, DirProblem> {
         let link_or = |e: io::Error, other: fn(io::Error) -> DirProblem| {
-            if e.to_string().contains("reparse point") {
+            if super::is_reparse_point_refusal(&e) {
                 DirProblem::Link
             } else {
                 other(e)
@@ -980,6 +1004,18 @@ mod imp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A link at a private folder's path is told apart by the error's type: the words
+    /// alone (another layer's error that happens to say "reparse point") are not a link.
+    #[test]
+    fn a_reparse_point_refusal_is_recognised_by_type_not_text() {
+        assert!(is_reparse_point_refusal(&reparse_point_refusal()));
+        let lookalike = io::Error::other("a reparse point (link or junction)");
+        assert!(!is_reparse_point_refusal(&lookalike));
+        assert!(!is_reparse_point_refusal(&io::Error::from(
+            io::ErrorKind::PermissionDenied
+        )));
+    }
 
     /// The temp file is opened by tapcred (not by `tempfile`'s own open, whose Windows
     /// handle lacks WRITE_DAC): the owner-only ACL can be set on it, so the first write and
