@@ -346,7 +346,7 @@ impl Iam {
 
     fn map_error<E>(&self, err: SdkError<E, HttpResponse>, action: &str, subject: &str) -> IamError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let endpoint = self.target.describe();
         tracing::debug!(action, %endpoint, error = %aws_smithy_types::error::display::DisplayErrorContext(&err), "IAM call failed");
@@ -380,7 +380,10 @@ impl Iam {
             )),
             _ => Error::network(format!("IAM {action} at {endpoint} failed")),
         };
-        IamError { code, error }
+        IamError {
+            code,
+            error: error.with_source(err),
+        }
     }
 }
 
