@@ -31,32 +31,25 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 /// Why [`read_regular`] refused or failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    #[error("it does not exist")]
     NotFound,
     /// Not a regular file (a FIFO, a device, a directory, a symlink when not following):
     /// the words for it, e.g. "a FIFO".
+    #[error("it is {0}, not a regular file")]
     NotRegular(&'static str),
     /// Larger than the cap.
+    #[error("it is larger than {} KiB", .0 / 1024)]
     TooLarge(u64),
     /// Not as tapcred writes its files: "owner" or "mode".
+    #[error("its {0} is not as tapcred writes it")]
     Foreign(&'static str),
     /// A secret file other users can read: how ("mode 0644").
+    #[error("other users can read it ({0})")]
     Shared(String),
-    Io(io::Error),
-}
-
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::NotFound => f.write_str("it does not exist"),
-            ReadError::NotRegular(what) => write!(f, "it is {what}, not a regular file"),
-            ReadError::TooLarge(cap) => write!(f, "it is larger than {} KiB", cap / 1024),
-            ReadError::Foreign(why) => write!(f, "its {why} is not as tapcred writes it"),
-            ReadError::Shared(how) => write!(f, "other users can read it ({how})"),
-            ReadError::Io(e) => write!(f, "{e}"),
-        }
-    }
+    #[error("{0}")]
+    Io(#[source] io::Error),
 }
 
 /// Read a whole regular file of at most `cap` bytes into a wiped-on-drop buffer. Never
