@@ -307,10 +307,12 @@ impl Profiles {
             .collect();
         let mut msg = format!("profile \"{name}\" not found ({})", read.join("; "));
         // The most common slip: the other file's header style.
+        let mut header_slip = false;
         if let Some(d) = &self.config
             && name != "default"
             && d.headers().iter().any(|h| *h == name)
         {
+            header_slip = true;
             msg.push_str(&format!(
                 "; {} has [{name}], but the config file needs [profile {name}]",
                 self.files.config.display()
@@ -319,6 +321,7 @@ impl Profiles {
         if let Some(d) = &self.credentials
             && d.headers().contains(&format!("profile {name}"))
         {
+            header_slip = true;
             msg.push_str(&format!(
                 "; {} has [profile {name}], but the credentials file needs [{name}]",
                 self.files.credentials.display()
@@ -340,7 +343,7 @@ impl Profiles {
             msg.push_str(&format!("; profiles there: {}{more}", shown.join(", ")));
         }
         let sep = if msg.ends_with('?') { " " } else { "; " };
-        if msg.contains(" needs [") {
+        if header_slip {
             msg.push_str(&format!("{sep}fix that section header"));
         } else {
             msg.push_str(&format!(
