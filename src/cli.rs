@@ -571,7 +571,9 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             clap_complete::generate(shell, &mut command(), "tapcred", &mut script);
             std::io::Write::write_all(&mut raw, &script)
                 .and_then(|()| std::io::Write::flush(&mut raw))
-                .map_err(|e| Error::io(format!("cannot write the completions to stdout: {e}")))?;
+                .map_err(|e| {
+                    Error::io(format!("cannot write the completions to stdout: {e}")).with_source(e)
+                })?;
             Ok(0)
         }
         Cmd::Man { dir } => commands::man::run(dir.as_deref(), &mut raw),

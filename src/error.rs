@@ -212,7 +212,10 @@ mod tests {
         let os = io::Error::new(io::ErrorKind::PermissionDenied, "os said no");
         let inner = Error::io("cannot write /c/x: os said no").with_source(os);
         let outer = Error::io("cache: cannot write /c/x: os said no; fix it").with_source(inner);
-        assert_eq!(outer.to_string(), "cache: cannot write /c/x: os said no; fix it");
+        assert_eq!(
+            outer.to_string(),
+            "cache: cannot write /c/x: os said no; fix it"
+        );
         assert_eq!(outer.exit_code(), 7);
         assert_eq!(
             chain(&outer),
@@ -222,7 +225,9 @@ mod tests {
         let bottom = std::iter::successors(outer.source(), |&s| s.source())
             .last()
             .unwrap();
-        let io = bottom.downcast_ref::<io::Error>().expect("an io::Error at the bottom");
+        let io = bottom
+            .downcast_ref::<io::Error>()
+            .expect("an io::Error at the bottom");
         assert_eq!(io.kind(), io::ErrorKind::PermissionDenied);
     }
 

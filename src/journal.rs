@@ -204,7 +204,7 @@ impl Journal {
 
     fn save(&self) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(&self.record)
-            .map_err(|e| Error::internal(format!("journal: {e}")))?;
+            .map_err(|e| Error::internal(format!("journal: {e}")).with_source(e))?;
         pfs::replace_private(&self.path, ".journal-", &bytes)
             .map_err(|e| io_error("write", &self.path, e))
     }

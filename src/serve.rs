@@ -222,7 +222,7 @@ pub fn start(provider: CredentialsProvider, opts: ServeOptions) -> Result<ServeH
     })?;
     let addr = listener
         .local_addr()
-        .map_err(|e| Error::internal(format!("listener has no address: {e}")))?;
+        .map_err(|e| Error::internal(format!("listener has no address: {e}")).with_source(e))?;
     let token = new_token()?;
     let stop = Arc::new(AtomicBool::new(false));
     let state = Arc::new(State {
@@ -240,7 +240,7 @@ pub fn start(provider: CredentialsProvider, opts: ServeOptions) -> Result<ServeH
         std::thread::Builder::new()
             .name("tapcred-serve".into())
             .spawn(move || accept_loop(&listener, &stop, &state))
-            .map_err(|e| Error::io(format!("cannot start the server thread: {e}")))?
+            .map_err(|e| Error::io(format!("cannot start the server thread: {e}")).with_source(e))?
     };
     Ok(ServeHandle {
         url: format!("http://{addr}{CREDENTIALS_PATH}"),

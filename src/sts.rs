@@ -763,8 +763,15 @@ mod tests {
             signer: "p",
         };
         let e = sts.get_session_token(&creds, None, None, ctx).unwrap_err();
-        assert_eq!((e.exit_code(), e.reason()), (6, Some(Reason::NotSent)), "{e:?}");
-        assert!(e.message().starts_with("profile \"p\": cannot reach STS"), "{e}");
+        assert_eq!(
+            (e.exit_code(), e.reason()),
+            (6, Some(Reason::NotSent)),
+            "{e:?}"
+        );
+        assert!(
+            e.message().starts_with("profile \"p\": cannot reach STS"),
+            "{e}"
+        );
         let chain: Vec<&(dyn std::error::Error + 'static)> =
             std::iter::successors(e.source(), |&s| s.source()).collect();
         let said: Vec<String> = chain.iter().map(|s| format!("{s:?}")).collect();

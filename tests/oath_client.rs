@@ -11,12 +11,12 @@ use std::time::Duration;
 #[path = "common/vyk_transport.rs"]
 mod vyk_transport;
 
-use tapcred::{ErrorKind, Reason};
 use tapcred::token::device::{Backend, Connection};
 use tapcred::token::oath::{self, CredentialId, HashAlgo, NewCredential, OathType, Session};
 use tapcred::token::transport::ApduTransport;
 use tapcred::token::{CodeRequest, TokenSettings, TokenSource};
 use tapcred::ui::{RecordingUi, UiEvent};
+use tapcred::{ErrorKind, Reason};
 use tapcred_testkit::virtual_yubikey::{Account, Fault, VirtualYubiKey, VykConfig, VykHandle};
 use vyk_transport::VykConn;
 

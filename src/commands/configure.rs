@@ -301,7 +301,7 @@ pub fn run(args: &ConfigureArgs, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i
         ));
     }
     out.write_all(s.as_bytes())
-        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")).with_source(e))?;
     Ok(0)
 }
 

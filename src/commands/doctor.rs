@@ -1014,7 +1014,8 @@ mod tests {
     #[test]
     fn token_fixes_follow_the_reason_not_the_message_text() {
         use crate::error::Reason;
-        let down = Error::token("the smart-card service is away").with_reason(Reason::ServiceMissing);
+        let down =
+            Error::token("the smart-card service is away").with_reason(Reason::ServiceMissing);
         let mut d = Doctor { checks: Vec::new() };
         token_error(&mut d, &down);
         assert_eq!(d.checks[0].fix.as_deref(), Some(start_pcsc().as_str()));

@@ -47,5 +47,5 @@ pub fn run(profile: &str, command: &[String], opts: &Options, ctx: &Ctx<'_>) -> 
     })?;
     child
         .wait()
-        .map_err(|e| Error::io(format!("cannot wait for {program:?}: {e}")))
+        .map_err(|e| Error::io(format!("cannot wait for {program:?}: {e}")).with_source(e))
 }

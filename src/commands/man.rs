@@ -173,11 +173,11 @@ pub fn pages(cmd: clap::Command) -> std::io::Result<Vec<(String, Vec<u8>)>> {
 /// missing) and their paths printed.
 pub fn run(dir: Option<&Path>, out: &mut dyn Write) -> Result<i32> {
     let pages = pages(crate::cli::command())
-        .map_err(|e| Error::internal(format!("cannot render the man pages: {e}")))?;
+        .map_err(|e| Error::internal(format!("cannot render the man pages: {e}")).with_source(e))?;
     match dir {
         None => {
             out.write_all(&pages[0].1)
-                .map_err(|e| Error::io(format!("cannot write the man page: {e}")))?;
+                .map_err(|e| Error::io(format!("cannot write the man page: {e}")).with_source(e))?;
         }
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| {

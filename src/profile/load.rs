@@ -383,7 +383,10 @@ mod tests {
         // A path through a regular file: ENOTDIR (Unix), "path not found" (Windows).
         let e = read_optional(&file.join("config"), "config").unwrap_err();
         assert_eq!(e.exit_code(), 3);
-        assert!(e.message().contains("cannot read the AWS config file"), "{e}");
+        assert!(
+            e.message().contains("cannot read the AWS config file"),
+            "{e}"
+        );
         let read = e.source().expect("the ReadError is the source");
         assert!(
             matches!(
@@ -392,7 +395,9 @@ mod tests {
             ),
             "{read:?}"
         );
-        let io = read.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        let io = read
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>());
         assert!(io.is_some_and(|io| io.raw_os_error().is_some()), "{io:?}");
     }
 

@@ -103,11 +103,17 @@ mod tests {
         assert_eq!(e.to_string(), "Transport(the YubiKey was removed)");
         let first = e.source().expect("the transport's error");
         assert_eq!(first.downcast_ref::<Error>(), Some(&below));
-        assert_eq!(first.source().map(|s| s.to_string()).as_deref(), Some("reader gone"));
+        assert_eq!(
+            first.source().map(|s| s.to_string()).as_deref(),
+            Some("reader gone")
+        );
         assert!(OathError::NoApplet(0x6A82).source().is_none());
         assert_eq!(OathError::NoApplet(0x6A82).to_string(), "NoApplet(6A82)");
         // Turned into the user's error, the transport's own error (and its chain) is kept.
         let user = e.into_error("YubiKey 1");
-        assert_eq!(user.source().map(|s| s.to_string()).as_deref(), Some("reader gone"));
+        assert_eq!(
+            user.source().map(|s| s.to_string()).as_deref(),
+            Some("reader gone")
+        );
     }
 }
