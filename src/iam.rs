@@ -159,6 +159,7 @@ impl Iam {
             .build()
             .map_err(|e| {
                 Error::internal(format!("cannot start the async runtime for IAM calls: {e}"))
+                    .with_source(e)
             })?;
         Ok(Iam {
             rt,

@@ -219,6 +219,7 @@ pub fn start(provider: CredentialsProvider, opts: ServeOptions) -> Result<ServeH
                 opts.port
             ))
         }
+        .with_source(e)
     })?;
     let addr = listener
         .local_addr()
@@ -893,6 +894,12 @@ mod tests {
             "{err}"
         );
         assert!(err.message().contains("--port"), "{err}");
+        let os = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            os.map(|e| e.kind()),
+            Some(std::io::ErrorKind::AddrInUse),
+            "{err:?}"
+        );
         h.shutdown();
         // The listener closes when the accept thread ends (joined by shutdown); allow a moment.
         let closed = (0..200).any(|_| {

@@ -483,6 +483,7 @@ fn keys_from_stdin() -> Result<Option<Keys>> {
             Error::usage(format!(
                 "cannot read the keys from stdin: {e}; pipe UTF-8 text"
             ))
+            .with_source(e)
         })?;
     let lines: Vec<&str> = text
         .lines()

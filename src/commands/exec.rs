@@ -44,6 +44,7 @@ pub fn run(profile: &str, command: &[String], opts: &Options, ctx: &Ctx<'_>) -> 
         Error::io(format!(
             "cannot run {program:?}: {e}; check the command name and PATH"
         ))
+        .with_source(e)
     })?;
     child
         .wait()

@@ -185,11 +185,13 @@ pub fn run(dir: Option<&Path>, out: &mut dyn Write) -> Result<i32> {
                     "cannot create the man page directory {}: {e}",
                     dir.display()
                 ))
+                .with_source(e)
             })?;
             for (name, roff) in &pages {
                 let path = dir.join(name);
                 std::fs::write(&path, roff).map_err(|e| {
                     Error::io(format!("cannot write the man page {}: {e}", path.display()))
+                        .with_source(e)
                 })?;
                 let _ = writeln!(out, "{}", path.display());
             }

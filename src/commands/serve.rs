@@ -144,6 +144,7 @@ pub fn run(
                 Error::io(format!(
                     "cannot run {program:?}: {e}; check the command name and PATH"
                 ))
+                .with_source(e)
             })?;
             // One thread blocks in wait(); signals to tapcred are forwarded meanwhile and the
             // endpoint keeps answering until the child has really exited.

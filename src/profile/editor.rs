@@ -891,6 +891,7 @@ fn resolve_target(path: &Path, file: AwsFile) -> Result<PathBuf> {
                 path.display(),
                 file.what()
             ))
+            .with_source(e)
         }),
         _ => Ok(path.to_owned()),
     }
