@@ -2,8 +2,8 @@
 //! the process exit code, and a one-line message that names the file, profile, key or device
 //! involved and says how to fix it. Messages never contain secrets. Where a lower error
 //! (io, PC/SC, the AWS SDK, a module's own error enum) caused it, that error is kept as the
-//! [`std::error::Error::source`], for `-v` logs and tests; the one-line message stays
-//! tapcred's own.
+//! [`std::error::Error::source`] (callers and tests can downcast it); the one-line message
+//! stays tapcred's own, and only the message is shown to the person.
 
 use std::fmt;
 use std::sync::Arc;
