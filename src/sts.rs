@@ -221,6 +221,7 @@ impl Sts {
             .build()
             .map_err(|e| {
                 Error::internal(format!("cannot start the async runtime for STS calls: {e}"))
+                    .with_source(e)
             })?;
         let http = https_client();
         Ok(Sts {
