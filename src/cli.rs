@@ -498,15 +498,13 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
                 resume,
             };
             commands::enroll::run(&args, ctx, &mut stdout).map_err(|e| {
-                let no_pcscd = e.message().contains(crate::token::pcsc::no_service_hint());
+                let no_pcscd = e.reason() == Some(crate::error::Reason::ServiceMissing);
                 if no_pcscd && to == commands::enroll::Destination::Oath {
-                    Error::new(
-                        e.kind,
-                        format!(
-                            "{e}; or, without a YubiKey here, enroll into a private seed file: `tapcred enroll --profile {} --to file`",
-                            args.profile
-                        ),
-                    )
+                    let msg = format!(
+                        "{e}; or, without a YubiKey here, enroll into a private seed file: `tapcred enroll --profile {} --to file`",
+                        args.profile
+                    );
+                    e.with_message(msg)
                 } else {
                     e
                 }
@@ -573,7 +571,9 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             clap_complete::generate(shell, &mut command(), "tapcred", &mut script);
             std::io::Write::write_all(&mut raw, &script)
                 .and_then(|()| std::io::Write::flush(&mut raw))
-                .map_err(|e| Error::io(format!("cannot write the completions to stdout: {e}")))?;
+                .map_err(|e| {
+                    Error::io(format!("cannot write the completions to stdout: {e}")).with_source(e)
+                })?;
             Ok(0)
         }
         Cmd::Man { dir } => commands::man::run(command(), dir.as_deref(), &mut raw),

@@ -159,6 +159,7 @@ impl Iam {
             .build()
             .map_err(|e| {
                 Error::internal(format!("cannot start the async runtime for IAM calls: {e}"))
+                    .with_source(e)
             })?;
         Ok(Iam {
             rt,
@@ -346,7 +347,7 @@ impl Iam {
 
     fn map_error<E>(&self, err: SdkError<E, HttpResponse>, action: &str, subject: &str) -> IamError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let endpoint = self.target.describe();
         tracing::debug!(action, %endpoint, error = %aws_smithy_types::error::display::DisplayErrorContext(&err), "IAM call failed");
@@ -380,7 +381,10 @@ impl Iam {
             )),
             _ => Error::network(format!("IAM {action} at {endpoint} failed")),
         };
-        IamError { code, error }
+        IamError {
+            code,
+            error: error.with_source(err),
+        }
     }
 }
 

@@ -97,11 +97,12 @@ fn file_name(kind: &str, subject: &str) -> String {
     format!("{kind}-{safe}.json")
 }
 
-fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
+fn io_error(what: &str, path: &Path, e: io::Error) -> Error {
     Error::io(format!(
         "cannot {what} the journal {} ({e}); fix the folder's permissions and run the command again",
         path.display()
     ))
+    .with_source(e)
 }
 
 fn read_record(path: &Path) -> std::result::Result<Record, String> {
@@ -149,7 +150,7 @@ impl Journal {
         let record = pending
             .record
             .clone()
-            .map_err(|e| io_error("read", &pending.path, e))?;
+            .map_err(|e| io_error("read", &pending.path, io::Error::other(e)))?;
         Ok(Journal {
             path: pending.path.clone(),
             record,
@@ -203,7 +204,7 @@ impl Journal {
 
     fn save(&self) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(&self.record)
-            .map_err(|e| Error::internal(format!("journal: {e}")))?;
+            .map_err(|e| Error::internal(format!("journal: {e}")).with_source(e))?;
         pfs::replace_private(&self.path, ".journal-", &bytes)
             .map_err(|e| io_error("write", &self.path, e))
     }

@@ -219,10 +219,11 @@ pub fn start(provider: CredentialsProvider, opts: ServeOptions) -> Result<ServeH
                 opts.port
             ))
         }
+        .with_source(e)
     })?;
     let addr = listener
         .local_addr()
-        .map_err(|e| Error::internal(format!("listener has no address: {e}")))?;
+        .map_err(|e| Error::internal(format!("listener has no address: {e}")).with_source(e))?;
     let token = new_token()?;
     let stop = Arc::new(AtomicBool::new(false));
     let state = Arc::new(State {
@@ -240,7 +241,7 @@ pub fn start(provider: CredentialsProvider, opts: ServeOptions) -> Result<ServeH
         std::thread::Builder::new()
             .name("tapcred-serve".into())
             .spawn(move || accept_loop(&listener, &stop, &state))
-            .map_err(|e| Error::io(format!("cannot start the server thread: {e}")))?
+            .map_err(|e| Error::io(format!("cannot start the server thread: {e}")).with_source(e))?
     };
     Ok(ServeHandle {
         url: format!("http://{addr}{CREDENTIALS_PATH}"),
@@ -893,6 +894,12 @@ mod tests {
             "{err}"
         );
         assert!(err.message().contains("--port"), "{err}");
+        let os = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            os.map(|e| e.kind()),
+            Some(std::io::ErrorKind::AddrInUse),
+            "{err:?}"
+        );
         h.shutdown();
         // The listener closes when the accept thread ends (joined by shutdown); allow a moment.
         let closed = (0..200).any(|_| {

@@ -221,6 +221,7 @@ impl Sts {
             .build()
             .map_err(|e| {
                 Error::internal(format!("cannot start the async runtime for STS calls: {e}"))
+                    .with_source(e)
             })?;
         let http = https_client();
         Ok(Sts {
@@ -291,12 +292,12 @@ impl Sts {
         duration: Option<u32>,
     ) -> Error
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let endpoint = self.target.describe();
         tracing::debug!(profile = ctx.profile, %endpoint, error = %aws_smithy_types::error::display::DisplayErrorContext(&err), "STS call failed");
         let profile = ctx.profile;
-        match &err {
+        let mapped = match &err {
             SdkError::ServiceError(se) if se.raw().status().is_server_error() => {
                 let e = se.err();
                 Error::network(format!(
@@ -361,7 +362,8 @@ impl Sts {
                 "profile \"{profile}\": STS call to {endpoint} failed"
             ))
             .with_reason(Reason::NoAnswer),
-        }
+        };
+        mapped.with_source(err)
     }
 }
 
@@ -739,6 +741,53 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// A failed call keeps what the SDK said under tapcred's line: the SdkError first, and
+    /// down its chain the refused connection.
+    #[test]
+    fn a_failed_call_keeps_the_sdk_error_as_its_source() {
+        use aws_sdk_sts::operation::get_session_token::GetSessionTokenError;
+        use std::error::Error as _;
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let sts = Sts::new(StsTarget {
+            region: "us-east-1".into(),
+            endpoint_url: Some(format!("http://127.0.0.1:{port}")),
+        })
+        .unwrap();
+        let creds = Credentials::new("AKIDEXAMPLE", "secret", None, None);
+        let ctx = CallContext {
+            profile: "p",
+            signer: "p",
+        };
+        let e = sts.get_session_token(&creds, None, None, ctx).unwrap_err();
+        assert_eq!(
+            (e.exit_code(), e.reason()),
+            (6, Some(Reason::NotSent)),
+            "{e:?}"
+        );
+        assert!(
+            e.message().starts_with("profile \"p\": cannot reach STS"),
+            "{e}"
+        );
+        let chain: Vec<&(dyn std::error::Error + 'static)> =
+            std::iter::successors(e.source(), |&s| s.source()).collect();
+        let said: Vec<String> = chain.iter().map(|s| format!("{s:?}")).collect();
+        assert!(
+            chain
+                .first()
+                .is_some_and(|s| s.is::<SdkError<GetSessionTokenError, HttpResponse>>()),
+            "{said:#?}"
+        );
+        assert!(
+            chain.iter().any(|s| s
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)),
+            "{said:#?}"
+        );
     }
 
     #[test]

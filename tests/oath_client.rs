@@ -11,12 +11,12 @@ use std::time::Duration;
 #[path = "common/vyk_transport.rs"]
 mod vyk_transport;
 
-use tapcred::ErrorKind;
 use tapcred::token::device::{Backend, Connection};
 use tapcred::token::oath::{self, CredentialId, HashAlgo, NewCredential, OathType, Session};
 use tapcred::token::transport::ApduTransport;
 use tapcred::token::{CodeRequest, TokenSettings, TokenSource};
 use tapcred::ui::{RecordingUi, UiEvent};
+use tapcred::{ErrorKind, Reason};
 use tapcred_testkit::virtual_yubikey::{Account, Fault, VirtualYubiKey, VykConfig, VykHandle};
 use vyk_transport::VykConn;
 
@@ -463,7 +463,8 @@ fn account_matching_rules() {
     let why = oath::probe_with(b, &no_env(), &settings(), ARN, &ui)
         .unwrap()
         .unwrap_err();
-    assert!(why.contains("GitHub:alice"), "{why}");
+    assert!(why.message().contains("GitHub:alice"), "{why}");
+    assert_eq!(why.reason(), Some(Reason::NoAccount), "{why:?}");
     let (b, _) = one_key(
         VykConfig::new()
             .account(Account::totp(AWS_LABEL, RFC_KEY))
@@ -608,7 +609,8 @@ fn faults_are_errors_not_panics() {
     let why = oath::probe_with(b, &no_env(), &settings(), ARN, &ui)
         .unwrap()
         .unwrap_err();
-    assert!(why.contains("no OATH application"), "{why}");
+    assert!(why.message().contains("no OATH application"), "{why}");
+    assert_eq!(why.reason(), None, "{why:?}");
 }
 
 #[test]

@@ -229,7 +229,7 @@ fn busy_key_and_removed_key_through_pcscd() {
     let why = oath::probe(&settings(None), ARN, &RecordingUi::new())
         .unwrap()
         .unwrap_err();
-    assert!(why.contains("no YubiKey found"), "{why}");
+    assert!(why.message().contains("no YubiKey found"), "{why}");
 }
 
 /// pcscd not running: the error carries the install/start hint. Runs in a child process
@@ -240,6 +240,11 @@ fn pcscd_not_running_gives_the_install_hint() {
     if std::env::var_os("TAPCRED_TEST_NO_PCSCD_CHILD").is_some() {
         let err = PcscBackend::new().readers().unwrap_err();
         assert_eq!(err.kind, ErrorKind::Token);
+        assert_eq!(
+            err.reason(),
+            Some(tapcred::error::Reason::ServiceMissing),
+            "{err:?}"
+        );
         assert!(err.message().contains("pcscd"), "{err}");
         assert!(
             err.message()
@@ -252,7 +257,12 @@ fn pcscd_not_running_gives_the_install_hint() {
         let why = oath::probe(&settings(None), ARN, &RecordingUi::new())
             .unwrap()
             .unwrap_err();
-        assert!(why.contains("pcscd"), "{why}");
+        assert!(why.message().contains("pcscd"), "{why}");
+        assert_eq!(
+            why.reason(),
+            Some(tapcred::error::Reason::ServiceMissing),
+            "{why:?}"
+        );
         println!("CHILD-OK");
         return;
     }

@@ -564,6 +564,14 @@ fn profile_not_found_points_at_the_wrong_header_style() {
         "work",
         &["{credentials} has [profile work], but the credentials file needs [work]"],
     );
+    // The fix follows what was found, not words in the message: a name that itself says
+    // " needs [" is not a header slip.
+    bad(
+        "[profile mfa]\nregion = x\n",
+        &keys("other"),
+        "w needs [x",
+        &["pick a profile with --profile"],
+    );
 }
 
 #[test]

@@ -29,7 +29,8 @@ pub fn run_account(
     } else {
         code.digits.to_string()
     };
-    writeln!(out, "{text}").map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+    writeln!(out, "{text}")
+        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")).with_source(e))?;
     Ok(0)
 }
 
@@ -53,7 +54,8 @@ pub fn run(profile: &str, json: bool, ctx: &Ctx<'_>, out: &mut dyn Write) -> Res
     } else {
         code.digits.to_string()
     };
-    writeln!(out, "{text}").map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+    writeln!(out, "{text}")
+        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")).with_source(e))?;
     Ok(0)
 }
 

@@ -301,7 +301,7 @@ pub fn run(args: &ConfigureArgs, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i
         ));
     }
     out.write_all(s.as_bytes())
-        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")).with_source(e))?;
     Ok(0)
 }
 
@@ -483,6 +483,7 @@ fn keys_from_stdin() -> Result<Option<Keys>> {
             Error::usage(format!(
                 "cannot read the keys from stdin: {e}; pipe UTF-8 text"
             ))
+            .with_source(e)
         })?;
     let lines: Vec<&str> = text
         .lines()

@@ -107,13 +107,19 @@ pub fn run(json: bool, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
     let text = if json {
         let mut all: Vec<serde_json::Value> = Vec::new();
         for d in &devices {
-            all.push(serde_json::to_value(d).map_err(|e| Error::internal(e.to_string()))?);
+            all.push(
+                serde_json::to_value(d)
+                    .map_err(|e| Error::internal(e.to_string()).with_source(e))?,
+            );
         }
         for h in &hid {
-            all.push(serde_json::to_value(h).map_err(|e| Error::internal(e.to_string()))?);
+            all.push(
+                serde_json::to_value(h)
+                    .map_err(|e| Error::internal(e.to_string()).with_source(e))?,
+            );
         }
-        let mut s =
-            serde_json::to_string_pretty(&all).map_err(|e| Error::internal(e.to_string()))?;
+        let mut s = serde_json::to_string_pretty(&all)
+            .map_err(|e| Error::internal(e.to_string()).with_source(e))?;
         s.push('\n');
         s
     } else {
@@ -126,7 +132,7 @@ pub fn run(json: bool, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
         s
     };
     out.write_all(text.as_bytes())
-        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")).with_source(e))?;
     Ok(0)
 }
 

@@ -407,11 +407,17 @@ fn token_checks(d: &mut Doctor, p: &ResolvedProfile, env: &dyn EnvLookup, ui: &R
                 "token",
                 format!("{} answers for {} ({why})", src.describe(), mfa.serial),
             ),
-            Err(e) if e.message().contains(crate::token::pcsc::no_service_hint()) => {
-                d.problem("token", e.message(), start_pcsc(), e.exit_code());
-            }
-            Err(e) => d.error("token", &e),
+            Err(e) => token_error(d, &e),
         }
+    }
+}
+
+/// A token source's error: the smart-card service being down gets the how-to-start fix.
+fn token_error(d: &mut Doctor, e: &Error) {
+    if e.reason() == Some(crate::error::Reason::ServiceMissing) {
+        d.problem("token", e.message(), start_pcsc(), e.exit_code());
+    } else {
+        d.error("token", e);
     }
 }
 
@@ -464,7 +470,7 @@ fn auto_check(d: &mut Doctor, mfa: &crate::profile::Mfa, env: &dyn EnvLookup, ui
         Ok(false) => tried.push("vault: no seed for this serial".to_owned()),
         Err(e) => return d.error("token", &e),
     }
-    let (pcsc_down, no_account);
+    let fix;
     match oath::probe(s, serial, ui) {
         Ok(Ok(src)) => {
             d.ok(
@@ -477,28 +483,11 @@ fn auto_check(d: &mut Doctor, mfa: &crate::profile::Mfa, env: &dyn EnvLookup, ui
             return;
         }
         Ok(Err(why)) => {
-            pcsc_down = why.contains(crate::token::pcsc::no_service_hint());
-            no_account = why.contains("no OATH account");
-            tried.push(why);
+            fix = oath_skip_fix(&why, s);
+            tried.push(format!("YubiKey OATH ({why})"));
         }
-        Err(e) if e.message().contains(crate::token::pcsc::no_service_hint()) => {
-            return d.problem("token", e.message(), start_pcsc(), e.exit_code());
-        }
-        Err(e) => return d.error("token", &e),
+        Err(e) => return token_error(d, &e),
     }
-    let fix = if pcsc_down {
-        start_pcsc()
-    } else if no_account {
-        format!(
-            "put the MFA device's seed on the YubiKey: `tapcred enroll --profile {} --touch` (a new device), or set tapcred_oath_account to the account that holds it",
-            s.profile
-        )
-    } else {
-        format!(
-            "plug in the YubiKey holding the OATH account, or set {} for headless runs",
-            crate::platform::words::env_var(&s.totp_secret_env)
-        )
-    };
     let msg = format!(
         "profile \"{}\": nothing answers for {serial} without a person: tried {}",
         s.profile,
@@ -518,6 +507,24 @@ fn auto_check(d: &mut Doctor, mfa: &crate::profile::Mfa, env: &dyn EnvLookup, ui
             fix,
             ErrorKind::Token.exit_code(),
         );
+    }
+}
+
+/// The fix when `auto` found no usable OATH account, by why the YubiKey was skipped.
+fn oath_skip_fix(why: &Error, s: &crate::token::TokenSettings) -> String {
+    use crate::error::Reason;
+    if why.reason() == Some(Reason::ServiceMissing) {
+        start_pcsc()
+    } else if why.reason() == Some(Reason::NoAccount) {
+        format!(
+            "put the MFA device's seed on the YubiKey: `tapcred enroll --profile {} --touch` (a new device), or set tapcred_oath_account to the account that holds it",
+            s.profile
+        )
+    } else {
+        format!(
+            "plug in the YubiKey holding the OATH account, or set {} for headless runs",
+            crate::platform::words::env_var(&s.totp_secret_env)
+        )
     }
 }
 
@@ -1000,5 +1007,42 @@ mod tests {
         );
         assert_eq!(d.checks[0].fix.as_deref(), Some("copy the ARN"));
         assert_eq!(d.checks[0].code, Some(3));
+    }
+
+    /// Doctor decides on the error's variant: a reworded message (no hint text in it)
+    /// still gets the fix for its cause, and the hint text alone does not make a cause.
+    #[test]
+    fn token_fixes_follow_the_reason_not_the_message_text() {
+        use crate::error::Reason;
+        let down =
+            Error::token("the smart-card service is away").with_reason(Reason::ServiceMissing);
+        let mut d = Doctor { checks: Vec::new() };
+        token_error(&mut d, &down);
+        assert_eq!(d.checks[0].fix.as_deref(), Some(start_pcsc().as_str()));
+        assert_eq!(d.checks[0].code, Some(4));
+        let lookalike = Error::token(format!(
+            "a message quoting {}; do this",
+            crate::token::pcsc::no_service_hint()
+        ));
+        token_error(&mut d, &lookalike);
+        assert_eq!(d.checks[1].fix.as_deref(), Some("do this"));
+
+        let s = crate::token::TokenSettings {
+            profile: "mfa".into(),
+            ..Default::default()
+        };
+        assert_eq!(oath_skip_fix(&down, &s), start_pcsc());
+        let none = Error::token("YubiKey 1 lists nothing for it").with_reason(Reason::NoAccount);
+        assert!(
+            oath_skip_fix(&none, &s).contains("tapcred enroll --profile mfa --touch"),
+            "{}",
+            oath_skip_fix(&none, &s)
+        );
+        let unplugged = Error::token("no OATH account here, but not as a reason");
+        assert!(
+            oath_skip_fix(&unplugged, &s).starts_with("plug in the YubiKey"),
+            "{}",
+            oath_skip_fix(&unplugged, &s)
+        );
     }
 }

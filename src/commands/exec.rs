@@ -44,8 +44,9 @@ pub fn run(profile: &str, command: &[String], opts: &Options, ctx: &Ctx<'_>) -> 
         Error::io(format!(
             "cannot run {program:?}: {e}; check the command name and PATH"
         ))
+        .with_source(e)
     })?;
     child
         .wait()
-        .map_err(|e| Error::io(format!("cannot wait for {program:?}: {e}")))
+        .map_err(|e| Error::io(format!("cannot wait for {program:?}: {e}")).with_source(e))
 }

@@ -37,7 +37,7 @@ pub fn run(
     let got = engine::credentials(profile, opts, ctx.env, ctx.ui)?;
     let text = render(&got.credentials, Some(&got.target.region), profile, format)?;
     out.write_all(text.as_bytes())
-        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")).with_source(e))?;
     Ok(0)
 }
 
@@ -82,7 +82,8 @@ pub fn render(
         Format::Json => {
             let doc = c.to_process_json();
             s.push_str(
-                &serde_json::to_string_pretty(&doc).map_err(|e| Error::internal(e.to_string()))?,
+                &serde_json::to_string_pretty(&doc)
+                    .map_err(|e| Error::internal(e.to_string()).with_source(e))?,
             );
             s.push('\n');
         }

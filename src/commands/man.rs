@@ -173,12 +173,12 @@ pub fn pages(cmd: clap::Command) -> std::io::Result<Vec<(String, Vec<u8>)>> {
 /// the main page on stdout, or with `dir`, every page written there (created if missing)
 /// and their paths printed.
 pub fn run(command: clap::Command, dir: Option<&Path>, out: &mut dyn Write) -> Result<i32> {
-    let pages =
-        pages(command).map_err(|e| Error::internal(format!("cannot render the man pages: {e}")))?;
+    let pages = pages(command)
+        .map_err(|e| Error::internal(format!("cannot render the man pages: {e}")).with_source(e))?;
     match dir {
         None => {
             out.write_all(&pages[0].1)
-                .map_err(|e| Error::io(format!("cannot write the man page: {e}")))?;
+                .map_err(|e| Error::io(format!("cannot write the man page: {e}")).with_source(e))?;
         }
         Some(dir) => {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -186,11 +186,13 @@ pub fn run(command: clap::Command, dir: Option<&Path>, out: &mut dyn Write) -> R
                     "cannot create the man page directory {}: {e}",
                     dir.display()
                 ))
+                .with_source(e)
             })?;
             for (name, roff) in &pages {
                 let path = dir.join(name);
                 std::fs::write(&path, roff).map_err(|e| {
                     Error::io(format!("cannot write the man page {}: {e}", path.display()))
+                        .with_source(e)
                 })?;
                 let _ = writeln!(out, "{}", path.display());
             }

@@ -20,11 +20,11 @@ pub fn run(profile: &str, opts: &Options, ctx: &Ctx<'_>, out: &mut dyn Write) ->
 /// to a warm call: `cli::launcher`).
 pub fn print(credentials: &Credentials, out: &mut dyn Write) -> Result<i32> {
     let doc = credentials.to_process_json();
-    let text = zeroize::Zeroizing::new(
-        serde_json::to_string(&doc)
-            .map_err(|e| Error::internal(format!("cannot encode credentials: {e}")))?,
-    );
+    let text =
+        zeroize::Zeroizing::new(serde_json::to_string(&doc).map_err(|e| {
+            Error::internal(format!("cannot encode credentials: {e}")).with_source(e)
+        })?);
     writeln!(out, "{}", text.as_str())
-        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")).with_source(e))?;
     Ok(0)
 }

@@ -112,11 +112,12 @@ pub fn run(
     match command.split_first() {
         None => {
             for (k, v) in handle.env_vars() {
-                writeln!(out, "export {k}={v}")
-                    .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+                writeln!(out, "export {k}={v}").map_err(|e| {
+                    Error::io(format!("cannot write to stdout: {e}")).with_source(e)
+                })?;
             }
             out.flush()
-                .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+                .map_err(|e| Error::io(format!("cannot write to stdout: {e}")).with_source(e))?;
             ctx.ui.info(&format!(
                 "serving profile \"{profile}\" on {} (Ctrl-C to stop)",
                 handle.url
@@ -143,6 +144,7 @@ pub fn run(
                 Error::io(format!(
                     "cannot run {program:?}: {e}; check the command name and PATH"
                 ))
+                .with_source(e)
             })?;
             // One thread blocks in wait(); signals to tapcred are forwarded meanwhile and the
             // endpoint keeps answering until the child has really exited.
@@ -154,7 +156,9 @@ pub fn run(
                     drop(files); // removed once the child is gone
                     let _ = exited.send(Event::ChildExited(code));
                 })
-                .map_err(|e| Error::io(format!("cannot start the child-wait thread: {e}")))?;
+                .map_err(|e| {
+                    Error::io(format!("cannot start the child-wait thread: {e}")).with_source(e)
+                })?;
         }
     }
     drop(tx);
@@ -170,7 +174,9 @@ pub fn run(
             }
             Ok(Event::ChildExited(code)) => {
                 handle.shutdown();
-                return code.map_err(|e| Error::io(format!("cannot wait for the child: {e}")));
+                return code.map_err(|e| {
+                    Error::io(format!("cannot wait for the child: {e}")).with_source(e)
+                });
             }
             Err(_) => return Err(Error::internal("serve: the server stopped unexpectedly")),
         }

@@ -36,7 +36,7 @@ pub fn list(json: bool, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
         table(&entries, now)
     };
     out.write_all(text.as_bytes())
-        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")).with_source(e))?;
     Ok(0)
 }
 
@@ -53,7 +53,7 @@ pub fn clear(profile: Option<&str>, ctx: &Ctx<'_>, out: &mut dyn Write) -> Resul
         "removed {n} cached session{}{what}",
         if n == 1 { "" } else { "s" }
     )
-    .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+    .map_err(|e| Error::io(format!("cannot write to stdout: {e}")).with_source(e))?;
     Ok(0)
 }
 

@@ -42,7 +42,8 @@ pub(crate) fn store(ctx: &Ctx<'_>) -> Result<VaultStore> {
 }
 
 fn write_line(out: &mut dyn Write, line: &str) -> Result<()> {
-    writeln!(out, "{line}").map_err(|e| Error::io(format!("cannot write to stdout: {e}")))
+    writeln!(out, "{line}")
+        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")).with_source(e))
 }
 
 /// What `--unlock SPEC` asks for.
@@ -156,7 +157,9 @@ fn read_seed(
             .lock()
             .take(MAX_SEED_INPUT)
             .read_to_string(&mut text)
-            .map_err(|e| Error::io(format!("cannot read the seed from stdin ({e})")))?;
+            .map_err(|e| {
+                Error::io(format!("cannot read the seed from stdin ({e})")).with_source(e)
+            })?;
         if text.trim().is_empty() {
             return Err(Error::config(
                 "no seed on stdin; pipe the base32 seed (or otpauth://totp/ URI) in, or use --seed-env NAME",

@@ -31,32 +31,25 @@ use std::path::Path;
 use zeroize::Zeroizing;
 
 /// Why [`read_regular`] refused or failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    #[error("it does not exist")]
     NotFound,
     /// Not a regular file (a FIFO, a device, a directory, a symlink when not following):
     /// the words for it, e.g. "a FIFO".
+    #[error("it is {0}, not a regular file")]
     NotRegular(&'static str),
     /// Larger than the cap.
+    #[error("it is larger than {} KiB", .0 / 1024)]
     TooLarge(u64),
     /// Not as tapcred writes its files: "owner" or "mode".
+    #[error("its {0} is not as tapcred writes it")]
     Foreign(&'static str),
     /// A secret file other users can read: how ("mode 0644").
+    #[error("other users can read it ({0})")]
     Shared(String),
-    Io(io::Error),
-}
-
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::NotFound => f.write_str("it does not exist"),
-            ReadError::NotRegular(what) => write!(f, "it is {what}, not a regular file"),
-            ReadError::TooLarge(cap) => write!(f, "it is larger than {} KiB", cap / 1024),
-            ReadError::Foreign(why) => write!(f, "its {why} is not as tapcred writes it"),
-            ReadError::Shared(how) => write!(f, "other users can read it ({how})"),
-            ReadError::Io(e) => write!(f, "{e}"),
-        }
-    }
+    #[error("{0}")]
+    Io(#[source] io::Error),
 }
 
 /// Read a whole regular file of at most `cap` bytes into a wiped-on-drop buffer. Never
@@ -257,6 +250,30 @@ pub enum DirProblem {
     Foreign(String),
     /// Open to others and could not be tightened.
     CannotTighten(io::Error),
+}
+
+/// The refusal to open a directory through a link or junction (Windows reparse point),
+/// recognised by its type so that [`DirProblem::Link`] never depends on message text.
+#[derive(Debug)]
+#[cfg_attr(not(windows), allow(dead_code))]
+struct ReparsePoint;
+
+impl std::fmt::Display for ReparsePoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a reparse point (link or junction)")
+    }
+}
+
+impl std::error::Error for ReparsePoint {}
+
+#[cfg_attr(not(windows), allow(dead_code))]
+fn reparse_point_refusal() -> io::Error {
+    io::Error::other(ReparsePoint)
+}
+
+#[cfg_attr(not(windows), allow(dead_code))]
+fn is_reparse_point_refusal(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<ReparsePoint>())
 }
 
 /// Check that `path` is a real directory (not a link) owned by this user and private to
@@ -644,7 +661,7 @@ mod imp {
             .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT | FILE_FLAG_BACKUP_SEMANTICS)
             .open(path)?;
         if is_reparse_point(&d.metadata()?) {
-            return Err(io::Error::other("a reparse point (link or junction)"));
+            return Err(super::reparse_point_refusal());
         }
         Ok(d)
     }
@@ -749,7 +766,7 @@ mod imp {
 
     pub fn check_dir_access(path: &Path, _md: &Metadata) -> Result<bool, DirProblem> {
         let link_or = |e: io::Error, other: fn(io::Error) -> DirProblem| {
-            if e.to_string().contains("reparse point") {
+            if super::is_reparse_point_refusal(&e) {
                 DirProblem::Link
             } else {
                 other(e)
@@ -980,6 +997,18 @@ mod imp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A link at a private folder's path is told apart by the error's type: the words
+    /// alone (another layer's error that happens to say "reparse point") are not a link.
+    #[test]
+    fn a_reparse_point_refusal_is_recognised_by_type_not_text() {
+        assert!(is_reparse_point_refusal(&reparse_point_refusal()));
+        let lookalike = io::Error::other("a reparse point (link or junction)");
+        assert!(!is_reparse_point_refusal(&lookalike));
+        assert!(!is_reparse_point_refusal(&io::Error::from(
+            io::ErrorKind::PermissionDenied
+        )));
+    }
 
     /// The temp file is opened by tapcred (not by `tempfile`'s own open, whose Windows
     /// handle lacks WRITE_DAC): the owner-only ACL can be set on it, so the first write and

@@ -246,7 +246,7 @@ impl EditReceipt {
                         target,
                         self.file,
                         "cannot remove the file created by this edit",
-                        &e,
+                        e,
                     )
                 }),
             };
@@ -346,7 +346,7 @@ pub fn apply_edits_with(
             && fs::symlink_metadata(&state.backup).is_err()
         {
             write_new_private(&state.backup, prev)
-                .map_err(|e| io_error(&state.backup, file, "cannot write the backup", &e))?;
+                .map_err(|e| io_error(&state.backup, file, "cannot write the backup", e))?;
             backup = Some(state.backup.clone());
         }
         let perms = match (&tightened, &on_disk) {
@@ -364,7 +364,7 @@ pub fn apply_edits_with(
             held = None;
         }
         platform::fs::persist_over(tmp, &target)
-            .map_err(|e| io_error(&target, file, "cannot write", &e))?;
+            .map_err(|e| io_error(&target, file, "cannot write", e))?;
         sync_dir(&target);
         // A writer that had the file open writes into the one just replaced: look at it
         // (empty: halfway through such a write, or nothing to keep).
@@ -891,6 +891,7 @@ fn resolve_target(path: &Path, file: AwsFile) -> Result<PathBuf> {
                 path.display(),
                 file.what()
             ))
+            .with_source(e)
         }),
         _ => Ok(path.to_owned()),
     }
@@ -1017,12 +1018,13 @@ fn prepare_private_dir(dir: &Path) -> Result<()> {
     )))
 }
 
-fn io_error(path: &Path, file: AwsFile, what: &str, e: &io::Error) -> Error {
+fn io_error(path: &Path, file: AwsFile, what: &str, e: io::Error) -> Error {
     Error::io(format!(
         "{}: {what} (AWS {} file): {e}; check the directory's permissions and free space",
         path.display(),
         file.what()
     ))
+    .with_source(e)
 }
 
 fn create_dir(dir: &Path, file: AwsFile) -> Result<()> {
@@ -1030,7 +1032,7 @@ fn create_dir(dir: &Path, file: AwsFile) -> Result<()> {
         return Ok(());
     }
     platform::fs::create_private_dir_all(dir)
-        .map_err(|e| io_error(dir, file, "cannot create the directory", &e))
+        .map_err(|e| io_error(dir, file, "cannot create the directory", e))
 }
 
 /// Hold an exclusive lock on the lock file at `path` until dropped. The file stays (removing
@@ -1043,9 +1045,9 @@ fn lock(path: &Path, file: AwsFile) -> Result<File> {
         }
         r => r,
     }
-    .map_err(|e| io_error(path, file, "cannot open the lock file", &e))?;
+    .map_err(|e| io_error(path, file, "cannot open the lock file", e))?;
     f.lock()
-        .map_err(|e| io_error(path, file, "cannot lock", &e))?;
+        .map_err(|e| io_error(path, file, "cannot lock", e))?;
     Ok(f)
 }
 
@@ -1164,7 +1166,7 @@ fn write_temp(
         tmp.as_file().sync_all()?;
         Ok(tmp)
     })();
-    res.map_err(|e| io_error(target, file, "cannot write", &e))
+    res.map_err(|e| io_error(target, file, "cannot write", e))
 }
 
 /// Make a rename in the target's directory durable.
@@ -1182,7 +1184,7 @@ fn sync_dir(target: &Path) {
 fn write_atomic(target: &Path, file: AwsFile, data: &[u8], perms: Perms) -> Result<()> {
     let tmp = write_temp(target, file, data, perms)?;
     platform::fs::persist_over(tmp, target)
-        .map_err(|e| io_error(target, file, "cannot write", &e))?;
+        .map_err(|e| io_error(target, file, "cannot write", e))?;
     sync_dir(target);
     Ok(())
 }

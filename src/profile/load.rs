@@ -68,7 +68,8 @@ pub(super) fn read_optional(path: &Path, what: &str) -> Result<Option<String>> {
         ))),
         Err(e) => Err(Error::config(format!(
             "{shown}: cannot read the AWS {what} file: {e}; check its permissions"
-        ))),
+        ))
+        .with_source(e)),
     }
 }
 
@@ -306,10 +307,12 @@ impl Profiles {
             .collect();
         let mut msg = format!("profile \"{name}\" not found ({})", read.join("; "));
         // The most common slip: the other file's header style.
+        let mut header_slip = false;
         if let Some(d) = &self.config
             && name != "default"
             && d.headers().iter().any(|h| *h == name)
         {
+            header_slip = true;
             msg.push_str(&format!(
                 "; {} has [{name}], but the config file needs [profile {name}]",
                 self.files.config.display()
@@ -318,6 +321,7 @@ impl Profiles {
         if let Some(d) = &self.credentials
             && d.headers().contains(&format!("profile {name}"))
         {
+            header_slip = true;
             msg.push_str(&format!(
                 "; {} has [profile {name}], but the credentials file needs [{name}]",
                 self.files.credentials.display()
@@ -339,7 +343,7 @@ impl Profiles {
             msg.push_str(&format!("; profiles there: {}{more}", shown.join(", ")));
         }
         let sep = if msg.ends_with('?') { " " } else { "; " };
-        if msg.contains(" needs [") {
+        if header_slip {
             msg.push_str(&format!("{sep}fix that section header"));
         } else {
             msg.push_str(&format!(
@@ -367,6 +371,35 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
     use std::path::PathBuf;
+
+    /// An unreadable AWS file keeps the OS error under its one-line message: the chain
+    /// goes `Error` → `ReadError::Io` → `io::Error`.
+    #[test]
+    fn an_unreadable_aws_file_keeps_the_io_error_as_its_source() {
+        use std::error::Error as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "x").unwrap();
+        // A path through a regular file: ENOTDIR (Unix), "path not found" (Windows).
+        let e = read_optional(&file.join("config"), "config").unwrap_err();
+        assert_eq!(e.exit_code(), 3);
+        assert!(
+            e.message().contains("cannot read the AWS config file"),
+            "{e}"
+        );
+        let read = e.source().expect("the ReadError is the source");
+        assert!(
+            matches!(
+                read.downcast_ref::<crate::platform::fs::ReadError>(),
+                Some(crate::platform::fs::ReadError::Io(_))
+            ),
+            "{read:?}"
+        );
+        let io = read
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert!(io.is_some_and(|io| io.raw_os_error().is_some()), "{io:?}");
+    }
 
     #[test]
     fn run_ready_completes_the_parser_without_a_runtime() {

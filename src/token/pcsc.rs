@@ -45,9 +45,14 @@ fn busy_hint(reader: &str) -> String {
 }
 
 fn service_error(e: pcsc::Error, reader: Option<&str>) -> Error {
+    service_message(e, reader).with_source(e)
+}
+
+fn service_message(e: pcsc::Error, reader: Option<&str>) -> Error {
     match e {
         pcsc::Error::NoService | pcsc::Error::ServiceStopped => {
             Error::token(format!("cannot reach a YubiKey: {}", no_service_hint()))
+                .with_reason(crate::error::Reason::ServiceMissing)
         }
         // The daemon's socket broke mid-operation: pcscd died or restarted.
         pcsc::Error::CommError => Error::token(format!(
@@ -175,5 +180,30 @@ impl Drop for PcscConnection {
         {
             tracing::debug!(reader = %self.reader, error = %e, "disconnect failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::error::Reason;
+
+    #[test]
+    fn no_service_is_typed_and_keeps_the_pcsc_error() {
+        for e in [pcsc::Error::NoService, pcsc::Error::ServiceStopped] {
+            let err = service_error(e, None);
+            assert_eq!(err.reason(), Some(Reason::ServiceMissing), "{err:?}");
+            assert_eq!(err.exit_code(), 4);
+            let src = err.source().expect("the PC/SC error is the source");
+            assert_eq!(src.downcast_ref::<pcsc::Error>(), Some(&e));
+        }
+        let busy = service_error(pcsc::Error::SharingViolation, Some("r"));
+        assert_eq!(busy.reason(), None, "{busy:?}");
+        assert_eq!(
+            busy.source().and_then(|s| s.downcast_ref::<pcsc::Error>()),
+            Some(&pcsc::Error::SharingViolation)
+        );
     }
 }

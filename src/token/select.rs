@@ -104,7 +104,7 @@ fn choose(
             // 3. An OATH account on a plugged-in YubiKey.
             match oath::probe_with(sources.pcsc.clone(), env, settings, mfa_serial, ui)? {
                 Ok(src) => return Ok(Box::new(src)),
-                Err(why) => tried.push(why),
+                Err(why) => tried.push(format!("YubiKey OATH ({why})")),
             }
             // 4. A typed code, when someone can type it.
             if ui.interactive() {

@@ -75,7 +75,7 @@ fn read_seed_file(path: &Path, profile: &str) -> Result<Zeroizing<String>> {
     use crate::platform::fs::{ReadError, make_private_hint, read_secret_file};
     let shown = path.display();
     let bytes = read_secret_file(path, MAX_SEED_FILE).map_err(|e| {
-        Error::config(match e {
+        let message = match &e {
             ReadError::Shared(how) => format!(
                 "profile \"{profile}\": seed file {shown} is readable by other users ({how}); run: {}",
                 make_private_hint(path)
@@ -91,7 +91,8 @@ fn read_seed_file(path: &Path, profile: &str) -> Result<Zeroizing<String>> {
                 "profile \"{profile}\": cannot read tapcred_totp_secret_file {shown}: {e}; fix the path or create the file (private to you, {})",
                 crate::platform::words::PRIVATE_FILE
             ),
-        })
+        };
+        Error::config(message).with_source(e)
     })?;
     let text = std::str::from_utf8(&bytes).map_err(|_| {
         Error::config(format!(

@@ -172,7 +172,7 @@ impl Ui for TerminalUi {
         }
         rpassword::prompt_password(format!("tapcred: {}", escape(prompt)))
             .map(|s| Some(SecretString::from(s)))
-            .map_err(|e| Error::io(format!("cannot read from the terminal: {e}")))
+            .map_err(|e| Error::io(format!("cannot read from the terminal: {e}")).with_source(e))
     }
     fn ask_line(&self, prompt: &str) -> Result<Option<String>> {
         let prompt = &*escape(prompt);
@@ -189,11 +189,11 @@ impl Ui for TerminalUi {
             .unwrap_or_else(|e| e.into_inner())
             .input
             .try_clone()
-            .map_err(|e| Error::io(format!("cannot read from the terminal: {e}")))?;
+            .map_err(|e| Error::io(format!("cannot read from the terminal: {e}")).with_source(e))?;
         let mut line = String::new();
         BufReader::new(file)
             .read_line(&mut line)
-            .map_err(|e| Error::io(format!("cannot read from the terminal: {e}")))?;
+            .map_err(|e| Error::io(format!("cannot read from the terminal: {e}")).with_source(e))?;
         Ok(Some(line.trim().to_owned()))
     }
     fn interactive(&self) -> bool {

@@ -39,52 +39,45 @@ pub use unlock::{OtpSlotUnlocker, UnlockOutput, Unlocker};
 
 /// Why the vault could not be read or opened. Turned into [`crate::Error`] (with its exit
 /// code) at the command boundary; tests match on the variant.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VaultError {
     /// The file is not a vault, or it was changed or cut short since tapcred wrote it.
+    #[error(
+        "vault damaged: {0}; restore it from a backup, or remove it and run `tapcred vault init` again"
+    )]
     Damaged(String),
     /// A vault format this build does not read.
+    #[error(
+        "vault format version {0} is not supported by this tapcred (it reads versions 1 to {max}); update tapcred",
+        max = format::VERSION
+    )]
     UnsupportedVersion(u16),
     /// The unlocker's output does not unwrap the data key: another YubiKey, or a slot that
     /// was reprogrammed.
+    #[error(
+        "{0} cannot open this vault (another YubiKey, or the slot was reprogrammed); use the key the vault was made with or a backup unlocker"
+    )]
     WrongKey(String),
     /// No entry, or no unlocker, by that name.
+    #[error("{0}")]
     NotFound(String),
     /// The request itself is invalid (a name too long, a duplicate unlocker, ...).
+    #[error("{0}")]
     Invalid(String),
     /// Reading, writing or locking the file failed.
+    #[error("{0}")]
     Io(String),
     /// The file is older than the newest generation tapcred has seen for this vault: an old
     /// copy was put back (it may bring back removed unlockers and keys).
+    #[error(
+        "the vault {vault} is an older copy (generation {file}; tapcred has already seen generation {seen} of it): it may bring back removed unlockers or keys, so it is refused; put the newest vault back, or accept this copy with `tapcred vault accept-rollback`"
+    )]
     RolledBack { vault: String, file: u64, seen: u64 },
 }
 
 impl VaultError {
     pub fn message(&self) -> String {
-        match self {
-            VaultError::Damaged(why) => format!(
-                "vault damaged: {why}; restore it from a backup, or remove it and run `tapcred vault init` again"
-            ),
-            VaultError::UnsupportedVersion(v) => format!(
-                "vault format version {v} is not supported by this tapcred (it reads versions 1 to {}); update tapcred",
-                format::VERSION
-            ),
-            VaultError::WrongKey(which) => format!(
-                "{which} cannot open this vault (another YubiKey, or the slot was reprogrammed); use the key the vault was made with or a backup unlocker"
-            ),
-            VaultError::NotFound(what) | VaultError::Invalid(what) | VaultError::Io(what) => {
-                what.clone()
-            }
-            VaultError::RolledBack { vault, file, seen } => format!(
-                "the vault {vault} is an older copy (generation {file}; tapcred has already seen generation {seen} of it): it may bring back removed unlockers or keys, so it is refused; put the newest vault back, or accept this copy with `tapcred vault accept-rollback`"
-            ),
-        }
-    }
-}
-
-impl fmt::Display for VaultError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message())
+        self.to_string()
     }
 }
 
@@ -102,8 +95,6 @@ impl fmt::Debug for VaultError {
         write!(f, "VaultError::{v}({})", self.message())
     }
 }
-
-impl std::error::Error for VaultError {}
 
 impl From<VaultError> for crate::Error {
     fn from(e: VaultError) -> Self {

@@ -204,8 +204,9 @@ pub fn run_with(
         return match pending {
             Some(p) => undo_pending(&p, args, ctx, backend, out),
             None => {
-                writeln!(out, "profile \"{profile}\": no interrupted enroll to undo")
-                    .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+                writeln!(out, "profile \"{profile}\": no interrupted enroll to undo").map_err(
+                    |e| Error::io(format!("cannot write to stdout: {e}")).with_source(e),
+                )?;
                 Ok(0)
             }
         };
@@ -306,6 +307,7 @@ pub fn run_with(
                         "seed file {}: cannot make the path absolute ({e}); give an absolute --seed-file",
                         p.display()
                     ))
+                    .with_source(e)
                 })?,
                 None => {
                     let dir = files.config.parent().unwrap_or(Path::new("."));
@@ -411,7 +413,7 @@ fn conclude(job: Job<'_>, result: Result<Done>, out: &mut dyn Write) -> Result<i
                 "profile \"{profile}\": mfa_serial = {} ({}); proven: {}",
                 done.serial, done.where_, done.arn
             )
-            .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+            .map_err(|e| Error::io(format!("cannot write to stdout: {e}")).with_source(e))?;
             Ok(0)
         }
         Err(err) => {
@@ -510,7 +512,7 @@ fn remove_seed_file(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(format!("cannot remove {}: {e}", path.display()))),
+        Err(e) => Err(Error::io(format!("cannot remove {}: {e}", path.display())).with_source(e)),
     }
 }
 
@@ -553,10 +555,9 @@ fn resume_pending(
         VaultSession,
     ) = match &place {
         SeedPlace::File(path) => {
-            let text = Zeroizing::new(
-                std::fs::read_to_string(path)
-                    .map_err(|e| Error::config(format!("seed file {}: {e}", path.display())))?,
-            );
+            let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                Error::config(format!("seed file {}: {e}", path.display())).with_source(e)
+            })?);
             let origin = format!("seed file {}", path.display());
             let source = SoftwareSource::from_seed(text.trim(), &origin)?;
             resume_args.to = Destination::File;
@@ -752,7 +753,7 @@ fn undo_pending(
             "profile \"{}\": the interrupted enroll is undone ({} removed)",
             progress.profile, progress.serial
         )
-        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")))?;
+        .map_err(|e| Error::io(format!("cannot write to stdout: {e}")).with_source(e))?;
         Ok(0)
     } else {
         Err(Error::network(format!(
@@ -967,6 +968,7 @@ impl Job<'_> {
                             "cannot create seed file {}: {e}; choose another --seed-file",
                             path.display()
                         ))
+                        .with_source(e)
                     })?;
                     ui.info(&format!(
                         "enroll: seed written to {} ({}, never shown)",

@@ -63,28 +63,21 @@ pub struct Fido2Info {
 }
 
 /// A CTAP2 status (the authenticator said no) or a transport failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Fido2Error {
     /// A CTAP2 status code (`CTAP2_ERR_*`), e.g. 0x31 PIN invalid.
+    #[error("CTAP2 status 0x{0:02X}")]
     Ctap(u8),
     /// HID, framing, CBOR or crypto failure; the text names what failed in tapcred's words
     /// (never a secret).
+    #[error("{0}")]
     Transport(String),
     /// No answer within the exchange's deadline (the key took the request and went silent).
+    #[error("no answer within {} s", .0.as_secs())]
     NoAnswer(Duration),
     /// A failure already said in full (another process kept the key too long).
+    #[error(transparent)]
     Said(Error),
-}
-
-impl fmt::Display for Fido2Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Fido2Error::Ctap(c) => write!(f, "CTAP2 status 0x{c:02X}"),
-            Fido2Error::Transport(t) => f.write_str(t),
-            Fido2Error::NoAnswer(t) => write!(f, "no answer within {} s", t.as_secs()),
-            Fido2Error::Said(e) => f.write_str(e.message()),
-        }
-    }
 }
 
 /// Whether a silent probe says the authenticator holds the credential: a success is yes,

@@ -220,10 +220,13 @@ fn match_failure(e: matching::MatchError, label: &str, mfa_serial: &str, profile
             "several OATH accounts on {label} match {mfa_serial}: {}; set tapcred_oath_account to one of them in {in_profile}",
             list(&candidates)
         ))),
-        matching::MatchError::NoMatch { present } => Fail::Skip(Error::token(format!(
-            "no OATH account on {label} matches {mfa_serial} (accounts: {}); add it with `tapcred enroll` or set tapcred_oath_account in {in_profile}",
-            list(&present)
-        ))),
+        matching::MatchError::NoMatch { present } => Fail::Skip(
+            Error::token(format!(
+                "no OATH account on {label} matches {mfa_serial} (accounts: {}); add it with `tapcred enroll` or set tapcred_oath_account in {in_profile}",
+                list(&present)
+            ))
+            .with_reason(crate::error::Reason::NoAccount),
+        ),
     }
 }
 
@@ -249,14 +252,17 @@ pub fn open_with(
     prepare(backend, env, settings, Want::MfaSerial(mfa_serial), ui).map_err(Fail::into_error)
 }
 
-/// For `auto`: `Ok(None)` when no YubiKey/pcscd/matching account is there (with the reason,
-/// for the final "what was tried" message); `Err` only for problems the user must fix now
-/// (ambiguous accounts, several keys without `tapcred_yubikey_serial`, wrong password).
+/// For `auto`: `Ok(Err(why))` when no YubiKey/pcscd/matching account is there (`why` is
+/// the error `oath` would have given, with its [`crate::error::Reason`] where a caller
+/// decides on it: [`ServiceMissing`](crate::error::Reason::ServiceMissing),
+/// [`NoAccount`](crate::error::Reason::NoAccount)); `Err` only for problems the user must
+/// fix now (ambiguous accounts, several keys without `tapcred_yubikey_serial`, wrong
+/// password).
 pub fn probe(
     settings: &TokenSettings,
     mfa_serial: &str,
     ui: &dyn Ui,
-) -> Result<Result<OathSource, String>> {
+) -> Result<Result<OathSource, Error>> {
     probe_with(
         Arc::new(PcscBackend::new()),
         &RealEnv,
@@ -272,10 +278,10 @@ pub fn probe_with(
     settings: &TokenSettings,
     mfa_serial: &str,
     ui: &dyn Ui,
-) -> Result<Result<OathSource, String>> {
+) -> Result<Result<OathSource, Error>> {
     match prepare(backend, env, settings, Want::MfaSerial(mfa_serial), ui) {
         Ok(s) => Ok(Ok(s)),
-        Err(Fail::Skip(e)) => Ok(Err(format!("YubiKey OATH ({})", e.message()))),
+        Err(Fail::Skip(e)) => Ok(Err(e)),
         Err(Fail::Fatal(e)) => Err(e),
     }
 }
