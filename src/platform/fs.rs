@@ -1058,6 +1058,39 @@ mod tests {
         assert_eq!(left.len(), 1, "temp files left: {left:?}");
     }
 
+    /// The person's file keeps its mode through a replace; tapcred's own, or a new file,
+    /// is private. A staged write that is dropped leaves the target and no temp file.
+    #[cfg(unix)]
+    #[test]
+    fn replace_atomic_keeps_or_sets_the_mode_and_a_dropped_stage_changes_nothing() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let theirs = t.path().join("config");
+        fs::write(&theirs, b"old").unwrap();
+        fs::set_permissions(&theirs, fs::Permissions::from_mode(0o640)).unwrap();
+        replace_atomic(&theirs, ".t-", b"new", Perms::KeepExisting).unwrap();
+        assert_eq!(
+            (fs::read(&theirs).unwrap(), mode(&theirs)),
+            (b"new".to_vec(), 0o640)
+        );
+        replace_atomic(&theirs, ".t-", b"secret", Perms::Private).unwrap();
+        assert_eq!(mode(&theirs), 0o600);
+        let fresh = t.path().join("credentials");
+        replace_atomic(&fresh, ".t-", b"x", Perms::KeepExisting).unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+
+        let staged = stage(&theirs, ".t-", b"never", Perms::Private).unwrap();
+        assert!(staged.path().exists());
+        drop(staged);
+        assert_eq!(fs::read(&theirs).unwrap(), b"secret");
+        assert_eq!(
+            fs::read_dir(t.path()).unwrap().count(),
+            2,
+            "no temp file left"
+        );
+    }
+
     /// Another program reading the file at the moment of the rename (Windows refuses to
     /// replace an open file) delays the replace; it does not fail it.
     #[test]

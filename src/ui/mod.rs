@@ -83,3 +83,29 @@ pub use recording::{RecordingUi, UiEvent};
 
 mod terminal;
 pub use terminal::TerminalUi;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nothing asked, nothing waited for; the warnings kept in order for a report.
+    #[test]
+    fn headless_asks_nothing_waits_for_nothing_and_keeps_warnings() {
+        let ui = Headless::new();
+        ui.info("progress");
+        ui.warn("first");
+        ui.touch_wait("touch");
+        ui.touch_done(true);
+        let start = std::time::Instant::now();
+        ui.wait_until(
+            "later",
+            SystemTime::now() + std::time::Duration::from_secs(30),
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        assert!(ui.ask_secret("pin").unwrap().is_none());
+        assert!(ui.ask_line("code").unwrap().is_none());
+        assert!(!ui.interactive());
+        ui.warn("second");
+        assert_eq!(ui.warnings(), ["first", "second"]);
+    }
+}
