@@ -513,3 +513,31 @@ fn a_cached_session_without_a_code_source_is_a_warning() {
         assert!(out.stdout.contains(needle), "{needle:?}:\n{}", out.stdout);
     }
 }
+
+/// The cache layer's warning (here: a file where the cache folder belongs) reaches doctor's
+/// report as a cache note, once, with the fix; doctor itself asks and waits for nothing.
+#[test]
+fn an_unusable_cache_folder_is_reported_with_the_cache_layers_words() {
+    let (_d, h) = setup();
+    let dir = h.cache_dir();
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    std::fs::write(&dir, b"not a folder").unwrap();
+    let out = doctor(&h, &["--profile", "mfa", "--json"]);
+    let j = out.json();
+    let notes: Vec<&str> = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["area"] == "cache")
+        .map(|c| {
+            assert_eq!(c["status"], "note", "{c}");
+            c["message"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("is a regular file, not a directory")
+            && notes[0].contains("set XDG_CACHE_HOME"),
+        "{notes:?}"
+    );
+}

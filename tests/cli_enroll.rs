@@ -271,6 +271,19 @@ fn an_undo_that_fails_prints_the_command_to_run() {
 
 #[test]
 fn ctrl_c_while_waiting_for_the_second_code_rolls_back() {
+    stopped_while_waiting_for_the_second_code_rolls_back("-INT");
+}
+
+/// A service manager's or a closing terminal's "stop" is Ctrl-C's: the rollback runs.
+#[test]
+fn sigterm_or_sighup_while_waiting_for_the_second_code_rolls_back() {
+    stopped_while_waiting_for_the_second_code_rolls_back("-TERM");
+    stopped_while_waiting_for_the_second_code_rolls_back("-HUP");
+}
+
+/// `kill SIGNAL` to a running enroll once the device exists: everything is undone and the
+/// exit code is 130.
+fn stopped_while_waiting_for_the_second_code_rolls_back(signal: &str) {
     let d = common::enroll::new_user_double();
     let h = home(&d);
     let before = common::enroll::aws_files(&h);
@@ -305,7 +318,7 @@ fn ctrl_c_while_waiting_for_the_second_code_rolls_back() {
     }
     assert!(d.iam_state().virtual_devices.len() == 1);
     let status = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
+        .args([signal, &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success());

@@ -32,8 +32,8 @@ mod ledger;
 mod lock;
 
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -180,12 +180,29 @@ pub struct SessionCache {
     ledger_state: OnceLock<Option<PathBuf>>,
     /// Ledger values recorded by this process (used when nothing can be persisted).
     mem_ledger: Mutex<HashMap<String, u64>>,
-    write_fault: Mutex<Option<io::ErrorKind>>,
-    /// Test hook run between writing a temp file and renaming it into place.
-    before_rename: Mutex<Option<BeforeRename>>,
+    files: Box<dyn FileWriter>,
 }
 
-type BeforeRename = Box<dyn Fn(&Path) + Send + Sync>;
+/// How the cache puts a file in place. [`PrivateFiles`] in the program; tests supply one
+/// that fails part-way (a full disk) or lets another process act before the rename.
+pub(crate) trait FileWriter: Send + Sync {
+    /// Replace `path` with `data`, atomically and private to this user: on error `path` is
+    /// untouched and no temp file is left.
+    fn replace(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+}
+
+/// Names the cache's temp files (`tapcred sessions clear` removes leftovers).
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// [`pfs::replace_private`]: temp file beside the target (0600, exclusive create) → write →
+/// fsync → rename → fsync of the directory.
+struct PrivateFiles;
+
+impl FileWriter for PrivateFiles {
+    fn replace(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        pfs::replace_private(path, TEMP_PREFIX, data)
+    }
+}
 
 /// Makes temp and probe file names unique within the process (the pid makes them unique
 /// across processes), also between several `SessionCache`s on one directory.
@@ -254,8 +271,7 @@ impl SessionCache {
             ledger_dir: None,
             ledger_state: OnceLock::new(),
             mem_ledger: Mutex::new(HashMap::new()),
-            write_fault: Mutex::new(None),
-            before_rename: Mutex::new(None),
+            files: Box::new(PrivateFiles),
         }
     }
 
@@ -288,18 +304,11 @@ impl SessionCache {
         self
     }
 
-    /// Make every following write fail with `kind` after part of the data was written
-    /// (tests: disk full, I/O errors). `None` turns it off.
-    #[doc(hidden)]
-    pub fn inject_write_fault(&self, kind: Option<io::ErrorKind>) {
-        *self.write_fault.lock().unwrap() = kind;
-    }
-
-    /// Run `f` (with the temp file's path) after each temp file is written and before it is
-    /// renamed into place (tests: another process clearing the cache mid-write).
-    #[doc(hidden)]
-    pub fn inject_before_rename(&self, f: Option<BeforeRename>) {
-        *self.before_rename.lock().unwrap() = f;
+    /// Write files through `files` instead of [`PrivateFiles`].
+    #[cfg(test)]
+    pub(crate) fn with_files(mut self, files: Box<dyn FileWriter>) -> Self {
+        self.files = files;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -527,16 +536,15 @@ impl SessionCache {
         }
     }
 
-    /// Temp file in `dir` (0600, exclusive create) → write → fsync → rename over `path` →
-    /// fsync `dir`. On any error the temp file is removed and `path` is untouched. When the
-    /// directory or the temp file vanished meanwhile (`tapcred sessions clear` or a person
-    /// removing the cache during a refresh), the directory is made again and the write
-    /// retried: that is not an unwritable cache.
+    /// Replace `path` (in `dir`) with `data` atomically ([`FileWriter`]): on any error `path`
+    /// is untouched. When the directory or the temp file vanished meanwhile (`tapcred
+    /// sessions clear` or a person removing the cache during a refresh), the directory is made
+    /// again and the write retried: that is not an unwritable cache.
     fn write_atomic(&self, dir: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.write_atomic_once(dir, path, data) {
+            match self.files.replace(path, data) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 3 => {
                     tracing::debug!(dir = %dir.display(), "cache file or directory vanished mid-write; writing again");
                     if fs::symlink_metadata(dir).is_err() {
@@ -546,34 +554,6 @@ impl SessionCache {
                 r => return r,
             }
         }
-    }
-
-    fn write_atomic_once(&self, dir: &Path, path: &Path, data: &[u8]) -> io::Result<()> {
-        let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
-        let res = (|| {
-            let mut f = pfs::create_new_private(&tmp)?;
-            let fault = *self.write_fault.lock().unwrap();
-            if let Some(kind) = fault {
-                f.write_all(&data[..data.len() / 2])?;
-                return Err(io::Error::from(kind));
-            }
-            f.write_all(data)?;
-            f.sync_all()?;
-            drop(f);
-            if let Some(hook) = self.before_rename.lock().unwrap().as_ref() {
-                hook(&tmp);
-            }
-            fs::rename(&tmp, path)?;
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        if res.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        res
     }
 
     /// Remove the entry for `key`; whether a file was removed.
@@ -626,7 +606,7 @@ impl SessionCache {
             && let Ok(rd) = fs::read_dir(&self.dir)
         {
             for de in rd.flatten() {
-                if de.file_name().to_string_lossy().starts_with(".tmp-") {
+                if de.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
                     let _ = fs::remove_file(de.path());
                 }
             }

@@ -49,6 +49,54 @@ fn warnings(ui: &RecordingUi) -> Vec<String> {
         .collect()
 }
 
+/// The cache's files as the program writes them, except that a write can be made to fail
+/// after half the data (a full disk, an I/O error) or to run something between writing the
+/// temp file and renaming it (another process clearing the cache meanwhile).
+#[derive(Clone, Default)]
+struct Faulty {
+    fault: Arc<std::sync::Mutex<Option<io::ErrorKind>>>,
+    before_rename: Arc<std::sync::Mutex<Option<BeforeRename>>>,
+}
+
+type BeforeRename = Box<dyn Fn(&Path) + Send + Sync>;
+
+impl Faulty {
+    /// Make every following write fail with `kind` after half of the data was written;
+    /// `None` turns it off.
+    fn fail_writes(&self, kind: Option<io::ErrorKind>) {
+        *self.fault.lock().unwrap() = kind;
+    }
+
+    fn before_rename(&self, f: Option<BeforeRename>) {
+        *self.before_rename.lock().unwrap() = f;
+    }
+
+    /// `SessionCache::open` writing through this.
+    fn open(&self, dir: impl Into<PathBuf>, ui: &dyn Ui) -> SessionCache {
+        SessionCache::open(dir, ui).with_files(Box::new(self.clone()))
+    }
+}
+
+impl FileWriter for Faulty {
+    fn replace(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        if let Some(kind) = *self.fault.lock().unwrap() {
+            // Dropped unrenamed: the temp file goes, the target stays as it was.
+            let _half = pfs::stage(
+                path,
+                TEMP_PREFIX,
+                &data[..data.len() / 2],
+                pfs::Perms::Private,
+            )?;
+            return Err(io::Error::from(kind));
+        }
+        let staged = pfs::stage(path, TEMP_PREFIX, data, pfs::Perms::Private)?;
+        if let Some(hook) = self.before_rename.lock().unwrap().as_ref() {
+            hook(staged.path());
+        }
+        staged.commit(path)
+    }
+}
+
 fn mode(p: &std::path::Path) -> u32 {
     fs::metadata(p).unwrap().mode() & 0o777
 }
@@ -406,10 +454,11 @@ fn an_unwritable_directory_disables_the_cache_with_one_warning() {
 fn a_write_failure_keeps_the_old_entry() {
     let t = tmp();
     let ui = RecordingUi::new();
-    let c = SessionCache::open(t.path(), &ui);
+    let files = Faulty::default();
+    let c = files.open(t.path(), &ui);
     let k = key("arn:aws:iam::1:role/r");
     assert!(c.put(&k, &entry("p", "old", 3600), &ui));
-    c.inject_write_fault(Some(io::ErrorKind::StorageFull));
+    files.fail_writes(Some(io::ErrorKind::StorageFull));
     assert!(!c.put(&k, &entry("p", "new", 3600), &ui));
     assert!(!c.put(&k, &entry("p", "newer", 3600), &ui));
     assert!(c.enabled(), "a full disk does not disable the cache");
@@ -422,7 +471,7 @@ fn a_write_failure_keeps_the_old_entry() {
     assert!(w[0].contains("no space left"), "{w:?}");
     // No temp file left behind.
     assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1);
-    c.inject_write_fault(None);
+    files.fail_writes(None);
     assert!(c.put(&k, &entry("p", "new", 3600), &ui));
     assert_eq!(
         c.get(&k, ADVISORY_WINDOW).unwrap().credentials.secret(),
@@ -761,7 +810,8 @@ fn sessions_clear_during_a_refresh_does_not_disable_the_writer() {
     let t = tmp();
     let dir = t.path().join("cache");
     let ui = RecordingUi::new();
-    let writer = SessionCache::open(&dir, &ui);
+    let files = Faulty::default();
+    let writer = files.open(&dir, &ui);
     let k = key("arn:aws:iam::1:role/race");
     assert!(writer.put(&k, &entry("p", "old", 3600), &ui));
     // Between writing its temp file and renaming it, another process runs
@@ -769,7 +819,7 @@ fn sessions_clear_during_a_refresh_does_not_disable_the_writer() {
     let clearer_dir = dir.clone();
     let fired = Arc::new(AtomicUsize::new(0));
     let f2 = fired.clone();
-    writer.inject_before_rename(Some(Box::new(move |_tmp: &std::path::Path| {
+    files.before_rename(Some(Box::new(move |_tmp: &std::path::Path| {
         if f2.fetch_add(1, Ordering::SeqCst) == 0 {
             let ui = RecordingUi::new();
             SessionCache::open(&clearer_dir, &ui).clear(None);
@@ -791,7 +841,7 @@ fn sessions_clear_during_a_refresh_does_not_disable_the_writer() {
         "new"
     );
     // The directory itself removed mid-refresh: made again, still no warning.
-    writer.inject_before_rename(None);
+    files.before_rename(None);
     fs::remove_dir_all(&dir).unwrap();
     assert!(writer.put(&k, &entry("p", "newer", 3600), &ui));
     assert!(warnings(&ui).is_empty(), "{:?}", warnings(&ui));

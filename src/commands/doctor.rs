@@ -24,7 +24,7 @@ use crate::sts::StsTarget;
 use crate::token::oath::{self, DeviceReport};
 use crate::token::software::SoftwareSource;
 use crate::token::{self, TokenKind, TokenSource};
-use crate::ui::{RecordingUi, TerminalUi, Ui, UiEvent};
+use crate::ui::{Headless, TerminalUi, Ui};
 use crate::vault::{VaultSeeds, VaultSession, VaultSource};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -159,10 +159,7 @@ pub fn run(args: &DoctorArgs, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32>
 pub fn diagnose(name: &str, offline: bool, env: &dyn EnvLookup) -> Report {
     let mut d = Doctor { checks: Vec::new() };
     // Device and cache code talk to a person only through a Ui: collect, never prompt.
-    let ui = RecordingUi {
-        no_sleep: true,
-        ..RecordingUi::default()
-    };
+    let ui = Headless::new();
     let files = AwsFiles::from_env(env);
 
     interrupted_changes(&mut d, env);
@@ -241,10 +238,8 @@ pub fn diagnose(name: &str, offline: bool, env: &dyn EnvLookup) -> Report {
         works_from_the_cache(&mut d, until);
     }
 
-    for e in ui.events() {
-        if let UiEvent::Warn(w) = e
-            && !d.checks.iter().any(|c| c.message == w)
-        {
+    for w in ui.warnings() {
+        if !d.checks.iter().any(|c| c.message == w) {
             d.note("cache", w, None);
         }
     }
@@ -357,7 +352,7 @@ fn describe_step(step: &Step) -> String {
     }
 }
 
-fn token_checks(d: &mut Doctor, p: &ResolvedProfile, env: &dyn EnvLookup, ui: &RecordingUi) {
+fn token_checks(d: &mut Doctor, p: &ResolvedProfile, env: &dyn EnvLookup, ui: &Headless) {
     let mfas: Vec<_> = p
         .steps
         .iter()
@@ -431,7 +426,7 @@ fn start_pcsc() -> String {
 /// `tapcred_token = auto`, source by source (the commands themselves only say "none
 /// answered" and point here): the software seed, then a YubiKey OATH account matching the
 /// serial, then a typed code if this is a terminal.
-fn auto_check(d: &mut Doctor, mfa: &crate::profile::Mfa, env: &dyn EnvLookup, ui: &RecordingUi) {
+fn auto_check(d: &mut Doctor, mfa: &crate::profile::Mfa, env: &dyn EnvLookup, ui: &Headless) {
     let s = &mfa.token;
     let serial = &mfa.serial;
     let mut tried = Vec::new();
@@ -538,7 +533,7 @@ fn kind_name(k: TokenKind) -> &'static str {
     }
 }
 
-fn device_checks(d: &mut Doctor, ui: &RecordingUi, env: &dyn EnvLookup) -> Vec<YubiKeyReport> {
+fn device_checks(d: &mut Doctor, ui: &Headless, env: &dyn EnvLookup) -> Vec<YubiKeyReport> {
     use crate::token::device::Backend;
     let backend = crate::token::pcsc::PcscBackend::new();
     let readers = match backend.readers() {
@@ -848,7 +843,7 @@ fn cache_check(
     d: &mut Doctor,
     name: &str,
     env: &dyn EnvLookup,
-    ui: &RecordingUi,
+    ui: &Headless,
 ) -> Option<time::OffsetDateTime> {
     let cache = SessionCache::open_default(env, ui);
     if !cache.enabled() {

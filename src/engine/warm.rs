@@ -32,7 +32,7 @@ use crate::credentials::Credentials;
 use crate::env::EnvLookup;
 use crate::platform::locations;
 use crate::profile::{AwsFiles, Profiles};
-use crate::ui::{RecordingUi, Ui};
+use crate::ui::{Headless, Ui};
 use crate::vault::{EntryName, VaultStore};
 
 use super::Options;
@@ -214,7 +214,7 @@ pub fn lookup(profile: &str, opts: &Options, env: &dyn EnvLookup) -> Option<Cred
         creds.as_deref().map(|v| &v[..]),
     );
     // Warnings about an unusable cache are the full path's to give (once).
-    let cache = SessionCache::open(cache::default_dir(env)?, &RecordingUi::new());
+    let cache = SessionCache::open(cache::default_dir(env)?, &Headless::new());
     let raw = cache.read_aux(&format!("{DIR}/{name}"))?;
     let index: Index = serde_json::from_slice(&raw).ok()?;
     let values: Vec<(String, Option<Zeroizing<String>>)> = index

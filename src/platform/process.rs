@@ -22,9 +22,38 @@
 //!
 //! Exit codes: the child's own; on Unix a child killed by signal N gives 128 + N, as shells
 //! report it.
+//!
+//! [`on_interrupt`] is the other use of signals and console events: a command that must
+//! undo what it did (`enroll`) turns "stop" into a flag it checks between steps.
+//!
+//! One signal crate per OS: `signal-hook` on Unix (it also tells who sent a signal, which
+//! forwarding needs); `ctrlc` on Windows, where "stop" arrives as console control events
+//! (Ctrl-C, Ctrl-Break, the console closing) that only a console handler sees —
+//! `signal-hook` has the C runtime's SIGINT/SIGBREAK there, not the console closing.
 
 use std::io;
 use std::process::{Command, ExitStatus};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+/// From now on, until the process ends, set `flag` instead of ending the process when the
+/// person asks it to stop: Unix SIGINT (Ctrl-C), SIGTERM, SIGHUP; Windows Ctrl-C and
+/// Ctrl-Break (the console closing sets it too, but Windows ends the process soon after).
+/// The caller finishes its current step, then undoes.
+pub fn on_interrupt(flag: Arc<AtomicBool>) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            signal_hook::flag::register(sig, flag.clone())?;
+        }
+        Ok(())
+    }
+    #[cfg(windows)]
+    {
+        windows::on_console_event(flag)
+    }
+}
 
 /// A running child whose signals are being looked after.
 pub struct Supervised {
@@ -246,6 +275,8 @@ mod unix {
 #[cfg(windows)]
 mod windows {
     use std::os::windows::io::AsRawHandle;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     /// Put `child` (and what it starts later) in a job that kills them when its last handle
     /// closes: when this process ends, however it ends. An IDE that gives up on
@@ -268,7 +299,16 @@ mod windows {
     /// flag would be inherited by later children.
     pub fn ignore_console_events() {
         // Only one handler per process; a second call (serve then exec in one process never
-        // happens, tests may) finds it in place, which is what is wanted.
+        // happens, tests may) or one installed by `on_interrupt` also keeps tapcred alive,
+        // which is what is wanted.
         let _ = ctrlc::try_set_handler(|| {});
+    }
+
+    /// Every console control event sets `flag` and is reported handled: Ctrl-C and
+    /// Ctrl-Break no longer end tapcred (the console closing still does, a few seconds later:
+    /// Windows allows no more).
+    pub fn on_console_event(flag: Arc<AtomicBool>) -> std::io::Result<()> {
+        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+            .map_err(|e| std::io::Error::other(e.to_string()))
     }
 }

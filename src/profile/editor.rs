@@ -38,6 +38,7 @@ use super::load::parse_files;
 use crate::env::{EnvLookup, RealEnv};
 use crate::error::{Error, Result};
 use crate::platform;
+use crate::platform::fs::{Perms, Staged};
 
 /// Which AWS file is edited (decides the header style and the parse rules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,7 +241,7 @@ impl EditReceipt {
         let current = read_bytes(target, self.file)?;
         if current.as_deref().map(|c| c.as_slice()) == Some(self.written.as_slice()) {
             return match &self.previous {
-                Some(prev) => write_atomic(target, self.file, prev, Perms::Keep),
+                Some(prev) => write_atomic(target, self.file, prev, Perms::KeepExisting),
                 None => fs::remove_file(target).map_err(|e| {
                     io_error(
                         target,
@@ -257,7 +258,7 @@ impl EditReceipt {
         let text = utf8(target, self.file, current)?;
         let out = edit_text(&text, self.file, &self.inverse)?;
         if out.as_bytes() != text.as_bytes() {
-            write_atomic(target, self.file, out.as_bytes(), Perms::Keep)?;
+            write_atomic(target, self.file, out.as_bytes(), Perms::KeepExisting)?;
         }
         Ok(())
     }
@@ -351,7 +352,7 @@ pub fn apply_edits_with(
         }
         let perms = match (&tightened, &on_disk) {
             (Some(_), _) | (None, None) => Perms::Private,
-            (None, Some(_)) => Perms::Keep,
+            (None, Some(_)) => Perms::KeepExisting,
         };
         let tmp = write_temp(&target, file, out.as_bytes(), perms)?;
         // Just before the rename: is the file still what this edit was based on?
@@ -363,9 +364,8 @@ pub fn apply_edits_with(
             // makes the rename fail instead of writing into a replaced file.
             held = None;
         }
-        platform::fs::persist_over(tmp, &target)
+        tmp.commit(&target)
             .map_err(|e| io_error(&target, file, "cannot write", e))?;
-        sync_dir(&target);
         // A writer that had the file open writes into the one just replaced: look at it
         // (empty: halfway through such a write, or nothing to keep).
         if let Some(f) = held.as_mut()
@@ -1134,59 +1134,22 @@ fn utf8(path: &Path, file: AwsFile, bytes: Zeroizing<Vec<u8>>) -> Result<Zeroizi
     }
 }
 
-/// The permissions a rewritten file gets.
-#[derive(Clone, Copy)]
-enum Perms {
-    /// The existing file's.
-    Keep,
-    /// Private to this user (a new file, or one that receives a secret).
-    Private,
-}
+/// Names the temp file beside an AWS file while it is written, so a leftover one says whose
+/// it was.
+const TEMP_PREFIX: &str = ".tapcred-";
 
 /// The new text in a temporary file in the target's directory, fsynced, ready to be
 /// renamed over it.
-fn write_temp(
-    target: &Path,
-    file: AwsFile,
-    data: &[u8],
-    perms: Perms,
-) -> Result<tempfile::NamedTempFile> {
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let res = (|| -> io::Result<tempfile::NamedTempFile> {
-        let mut tmp = platform::fs::private_temp_in(&dir, ".tapcred-")?;
-        if let Perms::Keep = perms
-            && let Ok(md) = fs::metadata(target)
-        {
-            fs::set_permissions(tmp.path(), md.permissions())?;
-        }
-        tmp.write_all(data)?;
-        tmp.as_file().sync_all()?;
-        Ok(tmp)
-    })();
-    res.map_err(|e| io_error(target, file, "cannot write", e))
-}
-
-/// Make a rename in the target's directory durable.
-fn sync_dir(target: &Path) {
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+fn write_temp(target: &Path, file: AwsFile, data: &[u8], perms: Perms) -> Result<Staged> {
+    platform::fs::stage(target, TEMP_PREFIX, data, perms)
+        .map_err(|e| io_error(target, file, "cannot write", e))
 }
 
 /// Temp file → rename over `target` → fsync the directory (restore's write, under the lock).
 fn write_atomic(target: &Path, file: AwsFile, data: &[u8], perms: Perms) -> Result<()> {
-    let tmp = write_temp(target, file, data, perms)?;
-    platform::fs::persist_over(tmp, target)
-        .map_err(|e| io_error(target, file, "cannot write", e))?;
-    sync_dir(target);
-    Ok(())
+    write_temp(target, file, data, perms)?
+        .commit(target)
+        .map_err(|e| io_error(target, file, "cannot write", e))
 }
 
 /// A new file, private, never replacing an existing one or following a link.

@@ -6,7 +6,7 @@
 //! writes to stdout.
 
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use secrecy::SecretString;
 
@@ -31,92 +31,81 @@ pub trait Ui: Send + Sync {
     fn interactive(&self) -> bool;
 }
 
-/// What a [`RecordingUi`] saw, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UiEvent {
-    Info(String),
-    Warn(String),
-    TouchWait(String),
-    TouchDone(bool),
-    Wait { what: String, seconds: u64 },
-    AskSecret(String),
-    AskLine(String),
-}
-
-/// A [`Ui`] for tests and headless runs: records every event, answers prompts from queues,
-/// and sleeps for real in `wait_until` (so timing logic is exercised) unless `no_sleep`.
+/// A [`Ui`] with no person behind it, for work that must neither talk nor block: the warm
+/// path (the full program gives an unusable cache's warning, once) and `doctor` (which
+/// reports the warnings among its findings). It shows nothing, asks nothing (not
+/// interactive), returns at once from [`Ui::wait_until`], and keeps the warnings in order.
 #[derive(Default)]
-pub struct RecordingUi {
-    pub events: Mutex<Vec<UiEvent>>,
-    pub secrets: Mutex<Vec<String>>,
-    pub lines: Mutex<Vec<String>>,
-    pub no_sleep: bool,
-    /// Called on every `touch_wait` (tests use it to press the virtual button).
-    pub on_touch: Option<Box<dyn Fn() + Send + Sync>>,
+pub struct Headless {
+    warnings: Mutex<Vec<String>>,
 }
 
-impl RecordingUi {
+impl Headless {
     pub fn new() -> Self {
         Self::default()
     }
-    pub fn events(&self) -> Vec<UiEvent> {
-        self.events.lock().unwrap().clone()
-    }
-    fn push(&self, e: UiEvent) {
-        self.events.lock().unwrap().push(e);
+
+    /// The warnings given so far, in order.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
-impl Ui for RecordingUi {
-    fn info(&self, msg: &str) {
-        self.push(UiEvent::Info(msg.to_owned()));
-    }
+impl Ui for Headless {
+    fn info(&self, _msg: &str) {}
     fn warn(&self, msg: &str) {
-        self.push(UiEvent::Warn(msg.to_owned()));
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(msg.to_owned());
     }
-    fn touch_wait(&self, msg: &str) {
-        self.push(UiEvent::TouchWait(msg.to_owned()));
-        if let Some(f) = &self.on_touch {
-            f();
-        }
+    fn touch_wait(&self, _msg: &str) {}
+    fn touch_done(&self, _ok: bool) {}
+    fn wait_until(&self, _what: &str, _deadline: SystemTime) {}
+    fn ask_secret(&self, _prompt: &str) -> Result<Option<SecretString>> {
+        Ok(None)
     }
-    fn touch_done(&self, ok: bool) {
-        self.push(UiEvent::TouchDone(ok));
-    }
-    fn wait_until(&self, what: &str, deadline: SystemTime) {
-        let left = deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        self.push(UiEvent::Wait {
-            what: what.to_owned(),
-            seconds: left.as_secs_f64().ceil() as u64,
-        });
-        if !self.no_sleep {
-            std::thread::sleep(left);
-        }
-    }
-    fn ask_secret(&self, prompt: &str) -> Result<Option<SecretString>> {
-        self.push(UiEvent::AskSecret(prompt.to_owned()));
-        let mut q = self.secrets.lock().unwrap();
-        Ok(if q.is_empty() {
-            None
-        } else {
-            Some(SecretString::from(q.remove(0)))
-        })
-    }
-    fn ask_line(&self, prompt: &str) -> Result<Option<String>> {
-        self.push(UiEvent::AskLine(prompt.to_owned()));
-        let mut q = self.lines.lock().unwrap();
-        Ok(if q.is_empty() {
-            None
-        } else {
-            Some(q.remove(0))
-        })
+    fn ask_line(&self, _prompt: &str) -> Result<Option<String>> {
+        Ok(None)
     }
     fn interactive(&self) -> bool {
-        !self.secrets.lock().unwrap().is_empty() || !self.lines.lock().unwrap().is_empty()
+        false
     }
 }
+
+#[cfg(any(test, feature = "testing"))]
+mod recording;
+#[cfg(any(test, feature = "testing"))]
+pub use recording::{RecordingUi, UiEvent};
 
 mod terminal;
 pub use terminal::TerminalUi;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nothing asked, nothing waited for; the warnings kept in order for a report.
+    #[test]
+    fn headless_asks_nothing_waits_for_nothing_and_keeps_warnings() {
+        let ui = Headless::new();
+        ui.info("progress");
+        ui.warn("first");
+        ui.touch_wait("touch");
+        ui.touch_done(true);
+        let start = std::time::Instant::now();
+        ui.wait_until(
+            "later",
+            SystemTime::now() + std::time::Duration::from_secs(30),
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        assert!(ui.ask_secret("pin").unwrap().is_none());
+        assert!(ui.ask_line("code").unwrap().is_none());
+        assert!(!ui.interactive());
+        ui.warn("second");
+        assert_eq!(ui.warnings(), ["first", "second"]);
+    }
+}

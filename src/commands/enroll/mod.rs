@@ -113,11 +113,11 @@ impl Interrupt {
         Self::default()
     }
 
-    /// A flag set by the process's Ctrl-C handler (installed here, for this command).
+    /// A flag set when the person asks the process to stop
+    /// ([`crate::platform::process::on_interrupt`], installed here, for this command).
     pub fn install() -> Self {
         let i = Interrupt::new();
-        let flag = i.0.clone();
-        if let Err(e) = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)) {
+        if let Err(e) = crate::platform::process::on_interrupt(i.0.clone()) {
             tracing::warn!(error = %e, "cannot install the Ctrl-C handler");
         }
         i
