@@ -34,10 +34,19 @@ impl StsTarget {
     /// `ignore_configured_endpoint_urls`), `AWS_ENDPOINT_URL_STS` > `AWS_ENDPOINT_URL` > the
     /// config file (services section, then profile `endpoint_url`).
     pub fn for_profile(profile: &ResolvedProfile, env: &dyn EnvLookup) -> StsTarget {
+        Self::resolve(Some(profile), env)
+    }
+
+    /// The same rules without a profile (one that does not resolve): the environment alone.
+    pub fn from_env(env: &dyn EnvLookup) -> StsTarget {
+        Self::resolve(None, env)
+    }
+
+    fn resolve(profile: Option<&ResolvedProfile>, env: &dyn EnvLookup) -> StsTarget {
         let nonempty = |k: &str| env.var(k).filter(|v| !v.trim().is_empty());
         let region = nonempty("AWS_REGION")
             .or_else(|| nonempty("AWS_DEFAULT_REGION"))
-            .or_else(|| profile.region.clone())
+            .or_else(|| profile.and_then(|p| p.region.clone()))
             .unwrap_or_else(|| DEFAULT_REGION.to_owned());
         let endpoint_url = Self::endpoint_with_origin(profile, env).map(|(url, _)| url);
         StsTarget {
@@ -46,14 +55,22 @@ impl StsTarget {
         }
     }
 
+    /// The URL the SDK sends to: the override, else the region's own STS endpoint.
+    pub fn url(&self) -> String {
+        match &self.endpoint_url {
+            Some(u) => u.clone(),
+            None => format!("https://sts.{}.amazonaws.com", self.region),
+        }
+    }
+
     /// The endpoint override and where it came from (`AWS_ENDPOINT_URL_STS`,
     /// `AWS_ENDPOINT_URL`, or the config file's `endpoint_url`), after the ignore switches.
     fn endpoint_with_origin(
-        profile: &ResolvedProfile,
+        profile: Option<&ResolvedProfile>,
         env: &dyn EnvLookup,
     ) -> Option<(String, &'static str)> {
         let nonempty = |k: &str| env.var(k).filter(|v| !v.trim().is_empty());
-        let ignore = profile.ignore_configured_endpoint_urls
+        let ignore = profile.is_some_and(|p| p.ignore_configured_endpoint_urls)
             || nonempty("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         if ignore {
@@ -64,8 +81,7 @@ impl StsTarget {
             .or_else(|| nonempty("AWS_ENDPOINT_URL").map(|u| (u, "AWS_ENDPOINT_URL")))
             .or_else(|| {
                 profile
-                    .endpoint_url
-                    .clone()
+                    .and_then(|p| p.endpoint_url.clone())
                     .map(|u| (u, "endpoint_url in the AWS config file"))
             })
     }
@@ -73,7 +89,7 @@ impl StsTarget {
     /// Check the endpoint override before any code is read: a URL the request could never be
     /// sent to must cost no touch and no code window. Exit 3 (configuration).
     pub fn check_endpoint(profile: &ResolvedProfile, env: &dyn EnvLookup) -> Result<()> {
-        let Some((url, origin)) = Self::endpoint_with_origin(profile, env) else {
+        let Some((url, origin)) = Self::endpoint_with_origin(Some(profile), env) else {
             return Ok(());
         };
         let shown = crate::text::sanitize_foreign(&url, 200);
@@ -687,10 +703,20 @@ pub(crate) fn sdk_config(
 
 pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
+        .tls_provider(tls_provider())
         .build_https()
+}
+
+/// One connection outside an SDK client (doctor's unsigned request to the STS endpoint),
+/// with the same TLS as [`https_client`].
+pub(crate) fn https_connector() -> aws_smithy_http_client::Connector {
+    aws_smithy_http_client::Connector::builder()
+        .tls_provider(tls_provider())
+        .build()
+}
+
+fn tls_provider() -> tls::Provider {
+    tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring)
 }
 
 fn default_session_name() -> String {

@@ -10,26 +10,14 @@ use crate::profile::ResolvedProfile;
 use crate::sts::StsTarget;
 use crate::token::EnvLookup;
 
-/// The effective STS endpoint: the profile's target, or (when the profile does not resolve)
-/// the environment's override or the default region's endpoint.
+/// The STS endpoint the calls would use: the profile's target, or (when the profile does
+/// not resolve) the environment's.
 pub(super) fn sts_url(p: Option<&ResolvedProfile>, env: &dyn EnvLookup) -> String {
-    let target = match p {
+    match p {
         Some(p) => StsTarget::for_profile(p, env),
-        None => {
-            let nonempty = |k: &str| env.var(k).filter(|v| !v.trim().is_empty());
-            StsTarget {
-                region: nonempty("AWS_REGION")
-                    .or_else(|| nonempty("AWS_DEFAULT_REGION"))
-                    .unwrap_or_else(|| crate::sts::DEFAULT_REGION.to_owned()),
-                endpoint_url: nonempty("AWS_ENDPOINT_URL_STS")
-                    .or_else(|| nonempty("AWS_ENDPOINT_URL")),
-            }
-        }
-    };
-    match target.endpoint_url {
-        Some(u) => u,
-        None => format!("https://sts.{}.amazonaws.com/", target.region),
+        None => StsTarget::from_env(env),
     }
+    .url()
 }
 
 pub(super) fn clock_check(
@@ -73,15 +61,12 @@ pub(super) fn clock_check(
     }
 }
 
-/// One unsigned GET to `url` with tapcred's HTTPS client; the answer's `Date` in Unix seconds.
+/// One unsigned GET to `url` over the STS calls' HTTPS connection; the answer's `Date` in
+/// Unix seconds.
 pub(super) fn server_date(url: &str) -> std::result::Result<i64, String> {
     use aws_smithy_runtime_api::client::http::HttpConnector;
     use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-    let connector = aws_smithy_http_client::Connector::builder()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build();
+    let connector = crate::sts::https_connector();
     let request = HttpRequest::get(url).map_err(|e| format!("not a usable URL: {e}"))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -130,5 +115,33 @@ mod tests {
             Some(784111777)
         );
         assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+    }
+
+    /// With the "ignore configured endpoints" switch the SDK calls the region's own endpoint,
+    /// whether or not the profile resolves; the clock check must ask that same endpoint.
+    #[test]
+    fn the_clock_is_checked_against_the_endpoint_the_calls_use() {
+        let env = |pairs: &[(&str, &str)]| -> std::collections::HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let overridden = env(&[("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9/sts")]);
+        assert_eq!(sts_url(None, &overridden), "http://127.0.0.1:9/sts");
+        let ignored = env(&[
+            ("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9/sts"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9/all"),
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+            ("AWS_REGION", "eu-west-1"),
+        ]);
+        assert_eq!(
+            sts_url(None, &ignored),
+            "https://sts.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            sts_url(None, &env(&[])),
+            "https://sts.us-east-1.amazonaws.com"
+        );
     }
 }
