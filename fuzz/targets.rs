@@ -332,7 +332,7 @@ fn canned() -> &'static Canned {
 }
 
 /// STS answers: the SDK's XML parse and tapcred's mapping of its results and errors
-/// (`sts.rs`: codes → messages and exit codes, credentials → cache entries). The first byte
+/// (`src/sts/`: codes → messages and exit codes, credentials → cache entries). The first byte
 /// picks the HTTP status (200/400/403/404, none the SDK retries), the rest is the body.
 pub fn sts_answer(data: &[u8]) {
     use tapcred::sts::{CallContext, MfaCode, Sts, StsApi, StsTarget};

@@ -375,10 +375,7 @@ fn plan<'p>(
             // The effective endpoint, not the region: with an endpoint override the region
             // only names the signing scope and does not change the credentials, so a
             // profile with another `region` still shares the MFA session.
-            let endpoint = target
-                .endpoint_url
-                .clone()
-                .unwrap_or_else(|| format!("https://sts.{}.amazonaws.com", target.region));
+            let endpoint = target.url();
             let mut b = CacheKey::builder(kind)
                 .source(source)
                 .endpoint(Some(&endpoint));

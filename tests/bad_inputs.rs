@@ -228,7 +228,7 @@ fn cp(h: &Home, profile: &str) -> Outcome {
     run_in(h, &["credential-process", "--profile", profile])
 }
 
-/// HOME with the DESIGN.md files, the design seed and the STS double as endpoint.
+/// HOME with the design fixture's AWS files (fixtures/aws/design), the design seed and the STS double as endpoint.
 fn design_home(d: &StsDouble) -> Home {
     Home::design_against(&d.endpoint())
 }

@@ -333,7 +333,7 @@ fn stopped_while_waiting_for_the_second_code_rolls_back(signal: &str) {
 
 #[test]
 fn a_name_already_taken_creates_nothing() {
-    // DESIGN.md's double: the user already has a device named like the user (a phone's).
+    // The design double: the user already has a device named like the user (a phone's).
     let d = StsDouble::start_design().unwrap();
     let h = home(&d);
     let before = common::enroll::aws_files(&h);

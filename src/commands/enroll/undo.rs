@@ -18,7 +18,7 @@ use crate::journal::Record;
 use crate::profile::editor::{self, AwsFile, EditReceipt, ProfileEdit};
 use crate::ui::Ui;
 
-use super::shell_word;
+use super::shell::shell_word;
 
 /// The journal's kind for enroll.
 pub const KIND: &str = "enroll";
