@@ -157,9 +157,15 @@ fi
 
 trap stop_all EXIT
 trap 'exit 130' INT TERM HUP
+if [ "$fresh" = 1 ]; then
+  hint="~/.aws/credentials holds the IAM user's keys, nothing else (try: tapcred configure, then
+tapcred enroll --profile mfa --touch, tapcred doctor --profile mfa)."
+else
+  hint="The example profiles are in ~/.aws (try: tapcred doctor --profile mfa, tapcred code --profile mfa,
+tapcred exec --profile mfa -- env, tapcred vault init --unlock otp)."
+fi
 cat >&2 <<EOF
 tapcred sandbox: HOME=$work/home, STS/IAM double at $url ($(basename "$config")).
-The example profiles are in ~/.aws (try: tapcred doctor --profile mfa, tapcred code --profile mfa,
-tapcred exec --profile mfa -- env, tapcred vault init --unlock otp). Type 'exit' to remove everything.
+$hint Type 'exit' to remove everything.
 EOF
 env "${vars[@]}" "${SHELL:-/bin/bash}" -i || true
