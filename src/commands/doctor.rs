@@ -18,6 +18,7 @@ use crate::clock;
 use crate::commands::Ctx;
 use crate::commands::configure::key_hint;
 use crate::error::{Error, ErrorKind, Result};
+use crate::profile::editor::AwsFile;
 use crate::profile::{AwsFiles, Profiles, ResolvedProfile, Step};
 use crate::sts::StsTarget;
 use crate::token::oath::{self, DeviceReport};
@@ -286,6 +287,14 @@ fn files_check(d: &mut Doctor, files: &AwsFiles, env: &dyn EnvLookup) {
         } else {
             String::new()
         };
+        let kind = if what == "config" {
+            AwsFile::Config
+        } else {
+            AwsFile::Credentials
+        };
+        for (old, why, fix) in crate::profile::editor::leftovers_beside(path, kind) {
+            d.note("files", format!("{} {why}", old.display()), fix);
+        }
         if !path.exists() {
             d.note(
                 "files",
