@@ -1272,8 +1272,9 @@ pub fn leftovers_beside(path: &Path, file: AwsFile) -> Vec<(PathBuf, String, Opt
 
 /// Remove what an older version left beside `target`, where nothing is lost: its lock file
 /// when it is this user's and no process holds it; the config backup moved into the private
-/// folder when that holds none (or the same bytes); a backup identical to the file now.
-/// Anything else stays (`doctor` lists it). Best effort: an edit never fails because of it.
+/// folder when that holds none (or the same bytes). The credentials backup stays (plaintext
+/// keys, perhaps the only copy: the person deletes it; `doctor` lists it), and so does
+/// anything else. Best effort: an edit never fails because of it.
 fn clean_leftovers(target: &Path, file: AwsFile, state: &StatePaths) {
     for (p, kind) in leftover_paths(target) {
         if !leftover_is_mine(&p) {
@@ -1296,7 +1297,7 @@ fn clean_leftovers(target: &Path, file: AwsFile, state: &StatePaths) {
                     && (same_as(&state.backup)
                         || (fs::symlink_metadata(&state.backup).is_err()
                             && write_new_private(&state.backup, &old).is_ok()));
-                if moved || same_as(target) {
+                if moved {
                     let _ = fs::remove_file(&p);
                 }
             }
