@@ -80,17 +80,17 @@ key_blocker() {
   done
   [ -e /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] ||
     { echo "the vpcd driver is missing (apt-get install vsmartcard-vpcd)"; return; }
-  # Test runs of the private pcscd hold this lock; wait for them (they are short).
+  local running
+  running=$(grep -lx pcscd /proc/[0-9]*/comm 2>/dev/null | head -n1 | cut -d/ -f3 || true)
+  [ -z "$running" ] || { echo "a pcscd (pid $running) is already running: try.sh leaves it alone"; return; }
+  [ ! -S /run/pcscd/pcscd.comm ] || [ -f /tmp/tapcred-pcsc-stack.pid ] ||
+    { echo "/run/pcscd/pcscd.comm belongs to the system's pcscd (socket activation): left alone"; return; }
+  # Between two test stacks (which hold this lock while their pcscd runs): wait for a gap.
   if command -v flock >/dev/null && ! flock -n "$pcsc_lock" true 2>/dev/null; then
     echo "try.sh: the test suite's pcscd stack is in use; waiting up to 120 s" >&2
     flock -w 120 "$pcsc_lock" true 2>/dev/null ||
       { echo "the test suite's pcscd stack stayed in use ($pcsc_lock)"; return; }
   fi
-  local running
-  running=$(pgrep -x pcscd | head -n1 || true)
-  [ -z "$running" ] || { echo "a pcscd (pid $running) is already running: try.sh leaves it alone"; return; }
-  [ ! -S /run/pcscd/pcscd.comm ] || [ -f /tmp/tapcred-pcsc-stack.pid ] ||
-    { echo "/run/pcscd/pcscd.comm belongs to the system's pcscd (socket activation): left alone"; return; }
 }
 
 blocker=$(key_blocker)

@@ -522,3 +522,65 @@ fn walkthroughs_work_in_try_sh() {
         sandbox.run(&line, &stdin);
     }
 }
+
+/// A pcscd that try.sh did not start (here a stand-in process named `pcscd`) is left alone:
+/// the sandbox says why it has no virtual key, uses the software seed, and its stop leaves
+/// that process running.
+#[test]
+fn try_sh_leaves_a_pcscd_it_did_not_start_alone() {
+    let _one = ONE_PCSCD.lock().unwrap_or_else(|p| p.into_inner());
+    // Held while the stand-in runs, so other test stacks on this machine wait for it to end
+    // instead of refusing to start next to "another pcscd".
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(tapcred_testkit::pcsc_stack::LOCK_PATH)
+        .unwrap();
+    lock.lock().unwrap();
+    let scratch = common::Home::empty();
+    let fake = scratch.path().join("pcscd");
+    std::fs::copy("/bin/sleep", &fake).unwrap();
+    let mut other = Command::new(&fake).arg("120").spawn().unwrap();
+    let other_pid = other.id();
+    let out = Command::new("bash")
+        .args(["scripts/try.sh", "--print-env"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stop = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("export TAPCRED_TRY_STOP="))
+        .map(str::to_owned);
+    if let Some(stop) = &stop {
+        Command::new(stop).status().unwrap();
+    }
+    let alive = other.try_wait().unwrap().is_none();
+    let _ = other.kill();
+    let _ = other.wait();
+    drop(lock);
+    assert!(out.status.success() && stop.is_some(), "{stderr}");
+    assert!(alive, "try.sh stopped a pcscd it did not start: {stderr}");
+    assert!(
+        stdout.contains("TAPCRED_TRY_KEY=software") && stdout.contains("TAPCRED_TOTP_SECRET="),
+        "{stdout}"
+    );
+    let why = if is_root() {
+        format!("a pcscd (pid {other_pid}) is already running: try.sh leaves it alone")
+    } else {
+        "not root".to_owned()
+    };
+    assert!(
+        stderr.contains("the demo software seed") && stderr.contains(&why),
+        "{stderr}"
+    );
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
