@@ -33,7 +33,8 @@ pub struct IamTarget {
 }
 
 impl IamTarget {
-    /// The region STS uses for the profile; the endpoint after IAM's precedence rules.
+    /// The region STS uses for the profile; the endpoint after IAM's precedence rules,
+    /// refused (exit 3) when no request could go to it, as STS's is.
     pub fn for_profile(
         profiles: &Profiles,
         profile: &str,
@@ -45,13 +46,18 @@ impl IamTarget {
         let ignore = ignored
             || nonempty("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let endpoint_url = if ignore {
+        let endpoint = if ignore {
             None
         } else {
             nonempty("AWS_ENDPOINT_URL_IAM")
-                .or_else(|| nonempty("AWS_ENDPOINT_URL"))
-                .or(configured)
+                .map(|u| (u, "AWS_ENDPOINT_URL_IAM"))
+                .or_else(|| nonempty("AWS_ENDPOINT_URL").map(|u| (u, "AWS_ENDPOINT_URL")))
+                .or_else(|| configured.map(|u| (u, "endpoint_url in the AWS config file")))
         };
+        if let Some((url, origin)) = &endpoint {
+            crate::sts::check_endpoint_url(profile, "IAM", origin, url)?;
+        }
+        let endpoint_url = endpoint.map(|(url, _)| url);
         Ok(IamTarget {
             region: sts.region.clone(),
             endpoint_url,
@@ -442,6 +448,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn target(config: &str, env: &[(&str, &str)]) -> IamTarget {
+        try_target(config, env).unwrap()
+    }
+
+    fn try_target(config: &str, env: &[(&str, &str)]) -> Result<IamTarget> {
         let dir = tempfile::tempdir().unwrap();
         let files = crate::profile::AwsFiles {
             config: dir.path().join("config"),
@@ -462,7 +472,56 @@ mod tests {
             region: "eu-west-1".into(),
             endpoint_url: None,
         };
-        IamTarget::for_profile(&profiles, "p", &sts, &env).unwrap()
+        IamTarget::for_profile(&profiles, "p", &sts, &env)
+    }
+
+    /// The IAM endpoint override passes the same URL check as STS's, naming where it came
+    /// from, before any request.
+    #[test]
+    fn unusable_iam_endpoints_are_refused_like_sts_ones() {
+        let plain = "[profile p]\nsource_profile = u\n";
+        for (var, url, why) in [
+            (
+                "AWS_ENDPOINT_URL_IAM",
+                "ftp://127.0.0.1:1",
+                "scheme \"ftp\"",
+            ),
+            (
+                "AWS_ENDPOINT_URL_IAM",
+                "http://u:pw@127.0.0.1:1",
+                "user info",
+            ),
+            (
+                "AWS_ENDPOINT_URL",
+                "http://127.0.0.1:1/?x=1",
+                "a query or fragment",
+            ),
+            (
+                "AWS_ENDPOINT_URL_IAM",
+                "http://127.0.0.1:1 ",
+                "a space at the end",
+            ),
+            ("AWS_ENDPOINT_URL_IAM", "not a url", "relative URL"),
+        ] {
+            let e = try_target(plain, &[(var, url)]).unwrap_err();
+            assert_eq!(e.exit_code(), 3, "{url}: {e}");
+            let m = e.message();
+            assert!(m.contains(var) && m.contains(why), "{url}: {m}");
+            assert!(!m.contains("pw"), "the URL's password is not echoed: {m}");
+            assert!(!m.contains("STS"), "the message names IAM: {m}");
+        }
+        let e = try_target(
+            &format!("{plain}endpoint_url = http://127.0.0.1:1#f\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.message()
+                .contains("endpoint_url in the AWS config file = \"http://127.0.0.1:1#f\" is not a usable IAM endpoint"),
+            "{e}"
+        );
+        let ok = [("AWS_ENDPOINT_URL_IAM", "https://iam.example.com:8443/base")];
+        assert!(try_target(plain, &ok).is_ok());
     }
 
     #[test]

@@ -1163,6 +1163,15 @@ fn scenarios() -> Vec<Scenario> {
             "`enroll --undo` with a journal holding `{not json`",
             || { enroll_journal("{not json", &["enroll", "--profile", "a", "--undo"]) }
         ),
+        s!(
+            "enroll-iam-endpoint-userinfo",
+            "`AWS_ENDPOINT_URL_IAM=http://user:pw@127.0.0.1:1` (checked before any request)",
+            || {
+                let mut h = home_a(&format!("source_profile = toolkit-user\n{ROLE}"));
+                h.set("AWS_ENDPOINT_URL_IAM", "http://user:pw@127.0.0.1:1");
+                run_in(&h, &["enroll", "--profile", "a", "--to", "file"])
+            }
+        ),
     ]
 }
 

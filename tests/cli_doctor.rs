@@ -541,3 +541,37 @@ fn an_unusable_cache_folder_is_reported_with_the_cache_layers_words() {
         "{notes:?}"
     );
 }
+
+/// The lock and backup files older versions wrote beside the AWS files are listed (a note
+/// each, the credentials backup with its plaintext warning), and the next edit removes the
+/// unused lock.
+#[test]
+fn old_versions_lock_and_backup_files_are_listed() {
+    let (_d, h) = setup();
+    let aws = h.credentials_path().parent().unwrap().to_path_buf();
+    std::fs::write(aws.join("config.tapcred.lock"), "").unwrap();
+    std::fs::write(aws.join("credentials.tapcred.bak"), "[x]\n").unwrap();
+    let out = doctor(&h, &["--profile", "mfa"]);
+    assert_eq!(out.code, 0, "notes, not problems: {}", out.stdout);
+    for want in [
+        "config.tapcred.lock left by an older tapcred: an old lock file, not in use: tapcred's next edit of the file removes it",
+        "credentials.tapcred.bak left by an older tapcred: an old backup: a plaintext copy of the credentials file",
+        "rm ",
+    ] {
+        assert!(out.stdout.contains(want), "{want}: {}", out.stdout);
+    }
+    let r = h.run(&["configure", "--profile", "mfa", "--region", "eu-west-1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!aws.join("config.tapcred.lock").exists());
+    let out = doctor(&h, &["--profile", "mfa"]);
+    assert!(
+        !out.stdout.contains("config.tapcred.lock"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("credentials.tapcred.bak"),
+        "{}",
+        out.stdout
+    );
+}

@@ -17,7 +17,9 @@
 //! rename) and the edit redone on it. The file's permissions are kept (new files are private;
 //! a file others can read is made private when it receives a secret). The config file is
 //! kept once, as before tapcred's first edit, in the private folder; the credentials file
-//! never gets a backup (it would be a plaintext copy of the access keys). Values are held as
+//! never gets a backup (it would be a plaintext copy of the access keys). What older versions
+//! left beside the file (`NAME.tapcred.lock`, `NAME.tapcred.bak`) is cleaned up where
+//! nothing is lost ([`leftovers_beside`] lists it for `doctor`). Values are held as
 //! secrets and zeroized; errors never contain them.
 //!
 //! The line rules are those of aws-config's parser (`aws_runtime::env_config::parse`): a line
@@ -296,6 +298,7 @@ pub fn apply_edits_with(
     }
     let state = state_paths(opts, &target, file)?;
     let _lock = lock(&state.lock, file)?;
+    clean_leftovers(&target, file, &state);
     let tightened = edits
         .iter()
         .flat_map(|e| &e.set)
@@ -1153,6 +1156,120 @@ fn write_atomic(target: &Path, file: AwsFile, data: &[u8], perms: Perms) -> Resu
 }
 
 /// A new file, private, never replacing an existing one or following a link.
+/// The lock file and the backup older tapcred versions wrote beside the AWS file at `path`
+/// (exactly these names; the editor's own now live in the private folder), those that exist.
+fn leftover_paths(path: &Path) -> Vec<(PathBuf, Leftover)> {
+    let Some(name) = path.file_name() else {
+        return Vec::new();
+    };
+    [
+        (".tapcred.lock", Leftover::Lock),
+        (".tapcred.bak", Leftover::Backup),
+    ]
+    .into_iter()
+    .map(|(suffix, kind)| {
+        let mut n = name.to_os_string();
+        n.push(suffix);
+        (path.with_file_name(n), kind)
+    })
+    .filter(|(p, _)| fs::symlink_metadata(p).is_ok())
+    .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leftover {
+    Lock,
+    Backup,
+}
+
+/// Whether the leftover at `p` is a regular file of this user (never a link, never a file
+/// someone else made).
+fn leftover_is_mine(p: &Path) -> bool {
+    fs::symlink_metadata(p)
+        .is_ok_and(|md| md.is_file() && platform::fs::foreign_owner(p, &md, false).is_none())
+}
+
+/// The old lock file at `p`, locked, when no process (an older tapcred still running)
+/// holds it.
+fn lock_if_free(p: &Path) -> Option<File> {
+    let f = platform::fs::open_lock_file(p, false).ok()?;
+    match f.try_lock() {
+        Ok(()) => Some(f),
+        Err(_) => None,
+    }
+}
+
+/// What an older version left beside `path` (an AWS file of kind `file`), for `doctor`: each
+/// leftover with what it is and what happens to it.
+pub fn leftovers_beside(path: &Path, file: AwsFile) -> Vec<(PathBuf, String, Option<String>)> {
+    leftover_paths(path)
+        .into_iter()
+        .map(|(p, kind)| {
+            let rm = format!("delete it when you no longer need it: rm {}", p.display());
+            let (what, fix) = match kind {
+                Leftover::Lock if !leftover_is_mine(&p) => {
+                    ("an old lock file that is not yours".to_owned(), Some(rm))
+                }
+                Leftover::Lock => match lock_if_free(&p) {
+                    Some(_) => (
+                        "an old lock file, not in use: tapcred's next edit of the file removes it"
+                            .to_owned(),
+                        None,
+                    ),
+                    None => (
+                        "an old lock file held by a running older tapcred".to_owned(),
+                        None,
+                    ),
+                },
+                Leftover::Backup if file == AwsFile::Credentials => (
+                    "an old backup: a plaintext copy of the credentials file (access keys) from before tapcred's first edit".to_owned(),
+                    Some(rm),
+                ),
+                Leftover::Backup => (
+                    "an old backup of the config file from before tapcred's first edit; tapcred's next edit moves it into its private folder when that holds none".to_owned(),
+                    None,
+                ),
+            };
+            (p, format!("left by an older tapcred: {what}"), fix)
+        })
+        .collect()
+}
+
+/// Remove what an older version left beside `target`, where nothing is lost: its lock file
+/// when it is this user's and no process holds it; the config backup moved into the private
+/// folder when that holds none (or the same bytes). The credentials backup stays (plaintext
+/// keys, perhaps the only copy: the person deletes it; `doctor` lists it), and so does
+/// anything else. Best effort: an edit never fails because of it.
+fn clean_leftovers(target: &Path, file: AwsFile, state: &StatePaths) {
+    for (p, kind) in leftover_paths(target) {
+        if !leftover_is_mine(&p) {
+            continue;
+        }
+        match kind {
+            Leftover::Lock => {
+                // Removed while locked, so no older tapcred takes it meanwhile.
+                if let Some(_held) = lock_if_free(&p) {
+                    let _ = fs::remove_file(&p);
+                }
+            }
+            Leftover::Backup => {
+                let Ok(old) = read_bytes(&p, file) else {
+                    continue;
+                };
+                let Some(old) = old else { continue };
+                let same_as = |q: &Path| read_bytes(q, file).ok().flatten().as_ref() == Some(&old);
+                let moved = file == AwsFile::Config
+                    && (same_as(&state.backup)
+                        || (fs::symlink_metadata(&state.backup).is_err()
+                            && write_new_private(&state.backup, &old).is_ok()));
+                if moved {
+                    let _ = fs::remove_file(&p);
+                }
+            }
+        }
+    }
+}
+
 fn write_new_private(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut f = platform::fs::create_new_private(path)?;
     f.write_all(data)?;

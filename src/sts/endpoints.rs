@@ -76,59 +76,9 @@ impl StsTarget {
     /// Check the endpoint override before any code is read: a URL the request could never be
     /// sent to must cost no touch and no code window. Exit 3 (configuration).
     pub fn check_endpoint(profile: &ResolvedProfile, env: &dyn EnvLookup) -> Result<()> {
-        let Some((url, origin)) = Self::endpoint_with_origin(Some(profile), env) else {
-            return Ok(());
-        };
-        let shown = crate::text::sanitize_foreign(&url, 200);
-        let bad = |why: &str| {
-            Err(Error::config(format!(
-                "profile \"{}\": {origin} = \"{shown}\" is not a usable STS endpoint ({why}); use http(s)://HOST[:PORT] or unset it",
-                profile.name
-            ))
-            .with_reason(Reason::NotSent))
-        };
-        // The URL parser would drop or percent-encode these, and a request would go out to
-        // a URL nobody wrote: a trailing space from cmd's `set X=url && …`, a pasted tab.
-        if let Some(c) = url
-            .chars()
-            .find(|&c| c.is_whitespace() || crate::text::is_unsafe(c))
-            .filter(|_| url::Url::parse(url.trim()).is_ok())
-        {
-            let what = if c == ' ' {
-                "a space".to_owned()
-            } else {
-                format!("the character {}", crate::text::escape(&c.to_string()))
-            };
-            let at = if url.trim_end() != url && url.trim_end().chars().all(|c| !c.is_whitespace())
-            {
-                " at the end"
-            } else {
-                ""
-            };
-            let fix = if origin.starts_with("AWS_") && !at.is_empty() {
-                format!(
-                    "remove it (in cmd, quote the whole assignment so no space trails the URL: set \"{origin}=URL\")"
-                )
-            } else {
-                "remove it".to_owned()
-            };
-            return Err(Error::config(format!(
-                "profile \"{}\": {origin} = \"{shown}\" contains {what}{at}, and a URL has no space or control character; {fix}",
-                profile.name
-            ))
-            .with_reason(Reason::NotSent));
-        }
-        match url::Url::parse(url.trim()) {
-            Err(e) => bad(&e.to_string()),
-            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-                bad(&format!("scheme {:?}, not http or https", u.scheme()))
-            }
-            Ok(u) if u.host_str().is_none_or(str::is_empty) => bad("no host"),
-            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
-                bad("user info in the URL")
-            }
-            Ok(u) if u.query().is_some() || u.fragment().is_some() => bad("a query or fragment"),
-            Ok(_) => Ok(()),
+        match Self::endpoint_with_origin(Some(profile), env) {
+            Some((url, origin)) => check_endpoint_url(&profile.name, "STS", origin, &url),
+            None => Ok(()),
         }
     }
 
@@ -137,6 +87,71 @@ impl StsTarget {
             Some(u) => u.clone(),
             None => format!("sts.{}.amazonaws.com", self.region),
         }
+    }
+}
+
+/// The endpoint override `url` of `service` (from `origin`: the variable or config key) for
+/// `profile`, checked before any code is read or request made: a URL no request could go to
+/// is a configuration error (exit 3). STS and IAM share this rule.
+pub fn check_endpoint_url(profile: &str, service: &str, origin: &str, url: &str) -> Result<()> {
+    let shown = crate::text::sanitize_foreign(&hide_userinfo(url), 200);
+    let bad = |why: &str| {
+        Err(Error::config(format!(
+            "profile \"{profile}\": {origin} = \"{shown}\" is not a usable {service} endpoint ({why}); use http(s)://HOST[:PORT] or unset it"
+        ))
+        .with_reason(Reason::NotSent))
+    };
+    // The URL parser would drop or percent-encode these, and a request would go out to
+    // a URL nobody wrote: a trailing space from cmd's `set X=url && …`, a pasted tab.
+    if let Some(c) = url
+        .chars()
+        .find(|&c| c.is_whitespace() || crate::text::is_unsafe(c))
+        .filter(|_| url::Url::parse(url.trim()).is_ok())
+    {
+        let what = if c == ' ' {
+            "a space".to_owned()
+        } else {
+            format!("the character {}", crate::text::escape(&c.to_string()))
+        };
+        let at = if url.trim_end() != url && url.trim_end().chars().all(|c| !c.is_whitespace()) {
+            " at the end"
+        } else {
+            ""
+        };
+        let fix = if origin.starts_with("AWS_") && !at.is_empty() {
+            format!(
+                "remove it (in cmd, quote the whole assignment so no space trails the URL: set \"{origin}=URL\")"
+            )
+        } else {
+            "remove it".to_owned()
+        };
+        return Err(Error::config(format!(
+            "profile \"{profile}\": {origin} = \"{shown}\" contains {what}{at}, and a URL has no space or control character; {fix}",
+        ))
+        .with_reason(Reason::NotSent));
+    }
+    match url::Url::parse(url.trim()) {
+        Err(e) => bad(&e.to_string()),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            bad(&format!("scheme {:?}, not http or https", u.scheme()))
+        }
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => bad("no host"),
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => bad("user info in the URL"),
+        Ok(u) if u.query().is_some() || u.fragment().is_some() => bad("a query or fragment"),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// `url` with the user info of its authority (`user:password@`) replaced by `…@`: a
+/// password in an endpoint URL is never echoed.
+fn hide_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://…{}", &rest[at..]),
+        None => url.to_owned(),
     }
 }
 

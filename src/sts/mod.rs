@@ -10,4 +10,4 @@ mod messages;
 pub use calls::{CallContext, CallerIdentity, MfaCode, Sts, StsApi, base_credentials};
 pub use config::{CONNECT_TIMEOUT_ENV, READ_TIMEOUT_ENV, Timeouts, https_client};
 pub(crate) use config::{https_connector, sdk_config};
-pub use endpoints::{DEFAULT_REGION, StsTarget};
+pub use endpoints::{DEFAULT_REGION, StsTarget, check_endpoint_url};

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use super::report::Doctor;
 use crate::env::EnvLookup;
+use crate::profile::editor::AwsFile;
 use crate::profile::{AwsFiles, Profiles, ResolvedProfile, Step};
 
 pub(super) fn files_check(d: &mut Doctor, files: &AwsFiles, env: &dyn EnvLookup) {
@@ -20,6 +21,14 @@ pub(super) fn files_check(d: &mut Doctor, files: &AwsFiles, env: &dyn EnvLookup)
         } else {
             String::new()
         };
+        let kind = if what == "config" {
+            AwsFile::Config
+        } else {
+            AwsFile::Credentials
+        };
+        for (old, why, fix) in crate::profile::editor::leftovers_beside(path, kind) {
+            d.note("files", format!("{} {why}", old.display()), fix);
+        }
         if !path.exists() {
             d.note(
                 "files",

@@ -692,3 +692,112 @@ proptest! {
         prop_assert_eq!(once, twice);
     }
 }
+
+/// What older versions left beside the AWS files: a lock nobody holds is removed by the next
+/// edit, one a running process holds stays; the config backup moves into the private folder;
+/// the credentials backup (plaintext keys, perhaps the only copy) stays; other names, links
+/// and directories are never touched.
+#[test]
+fn an_edit_removes_the_leftovers_of_older_versions_it_may() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EditOptions {
+        private_dir: Some(dir.path().join("private")),
+        backup: true,
+    };
+    let aws = dir.path().join("aws");
+    fs::create_dir(&aws).unwrap();
+    let config = aws.join("config");
+    let creds = aws.join("credentials");
+    fs::write(&config, "[profile a]\nregion = x\n").unwrap();
+    fs::write(&creds, "[a]\naws_access_key_id = AKIDNOW\n").unwrap();
+    let old = |name: &str, body: &str| {
+        let p = aws.join(name);
+        fs::write(&p, body).unwrap();
+        p
+    };
+    let config_lock = old("config.tapcred.lock", "");
+    let creds_lock = old("credentials.tapcred.lock", "");
+    let config_bak = old("config.tapcred.bak", "[profile a]\nregion = before\n");
+    let creds_bak = old(
+        "credentials.tapcred.bak",
+        "[a]\naws_access_key_id = AKIDOLD\n",
+    );
+    let similar = [
+        old("config.tapcred.lock.1", ""),
+        old("config.lock", ""),
+        old("config.tapcred.back", ""),
+    ];
+    // An older tapcred still running holds the credentials lock.
+    let holder = File::options().write(true).open(&creds_lock).unwrap();
+    holder.lock().unwrap();
+    let listed = |p: &Path, f: AwsFile| {
+        leftovers_beside(p, f)
+            .into_iter()
+            .map(|(p, why, _)| (p.file_name().unwrap().to_string_lossy().into_owned(), why))
+            .collect::<Vec<_>>()
+    };
+    let before = listed(&creds, AwsFile::Credentials);
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert!(
+        before[0].1.contains("held by a running older tapcred"),
+        "{before:?}"
+    );
+    assert!(before[1].1.contains("plaintext copy"), "{before:?}");
+    assert_eq!(listed(&config, AwsFile::Config).len(), 2);
+
+    let edit = [ProfileEdit::new("a").set("region", "y")];
+    apply_edits_with(&config, AwsFile::Config, &edit, &opts).unwrap();
+    assert!(!config_lock.exists(), "a lock nobody holds is removed");
+    assert!(!config_bak.exists(), "the config backup moved");
+    let state = state_paths(
+        &opts,
+        &resolve_target(&config, AwsFile::Config).unwrap(),
+        AwsFile::Config,
+    )
+    .unwrap();
+    assert_eq!(
+        fs::read_to_string(&state.backup).unwrap(),
+        "[profile a]\nregion = before\n",
+        "the private backup is the old one (from before the first edit)"
+    );
+    let edit = [ProfileEdit::new("a").set("region", "z")];
+    apply_edits_with(&creds, AwsFile::Credentials, &edit, &opts).unwrap();
+    assert!(creds_lock.exists(), "a lock another process holds stays");
+    assert!(creds_bak.exists(), "the only copy of old keys stays");
+    for p in &similar {
+        assert!(p.exists(), "{} is not a name tapcred wrote", p.display());
+    }
+    drop(holder);
+    // Now free; the credentials backup is never the editor's to delete.
+    let edit = [ProfileEdit::new("a").set("region", "w")];
+    apply_edits_with(&creds, AwsFile::Credentials, &edit, &opts).unwrap();
+    assert!(!creds_lock.exists() && creds_bak.exists());
+    assert_eq!(listed(&creds, AwsFile::Credentials).len(), 1);
+}
+
+/// A leftover name that is a link or a folder is never removed.
+#[cfg(unix)]
+#[test]
+fn leftover_names_that_are_links_or_folders_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EditOptions {
+        private_dir: Some(dir.path().join("private")),
+        backup: true,
+    };
+    let config = dir.path().join("config");
+    fs::write(&config, "[profile a]\n").unwrap();
+    let elsewhere = dir.path().join("precious");
+    fs::write(&elsewhere, "keep").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir.path().join("config.tapcred.lock")).unwrap();
+    fs::create_dir(dir.path().join("config.tapcred.bak")).unwrap();
+    apply_edits_with(
+        &config,
+        AwsFile::Config,
+        &[ProfileEdit::new("a").set("region", "y")],
+        &opts,
+    )
+    .unwrap();
+    assert!(fs::symlink_metadata(dir.path().join("config.tapcred.lock")).is_ok());
+    assert!(dir.path().join("config.tapcred.bak").is_dir());
+    assert_eq!(fs::read_to_string(&elsewhere).unwrap(), "keep");
+}

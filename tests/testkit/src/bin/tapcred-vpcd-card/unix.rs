@@ -5,6 +5,7 @@
 //!     [--serial N] [--firmware 5.4.3] [--no-management] [--touch-timeout-ms N]
 //!     [--auto-press-ms N] [--control PATH] [--ready-file PATH]
 //!     [--account NAME=BASE32[,touch][,period=N][,digits=N][,sha256|sha512][,hotp[=COUNTER]]]…
+//!     [--otp-chalresp 1|2[,touch]]…
 //! ```
 //!
 //! * `--with-pcscd`: start pcscd in a private network namespace (as `PcscStack`), insert
@@ -15,7 +16,9 @@
 //!
 //! Secrets: `--account` carries a test seed; the env var `TAPCRED_VYK_ACCOUNTS` (one spec
 //! per line) keeps seeds out of argv. The OATH password comes only from
-//! `TAPCRED_VYK_PASSWORD`.
+//! `TAPCRED_VYK_PASSWORD`. `--otp-chalresp SLOT` programs that OTP slot for HMAC-SHA1
+//! challenge-response with a fresh random key (as `ykman otp chalresp --generate` does);
+//! the key never leaves the process.
 //!
 //! `--control PATH` opens a unix socket taking one command per line: `press`,
 //! `wait-touch [MS]`, `press-when-requested [MS]`, `touch-requests`, `remove`, `status`;
@@ -33,7 +36,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tapcred_testkit::pcsc_stack::{self, PcscStack};
-use tapcred_testkit::virtual_yubikey::{Account, Algorithm, VirtualYubiKey, VykConfig, VykHandle};
+use tapcred_testkit::virtual_yubikey::{
+    Account, Algorithm, OtpSlot, VirtualYubiKey, VykConfig, VykHandle,
+};
 
 /// Set by SIGTERM/SIGINT (signal-hook's flag: no handler code of ours runs in the signal).
 static STOP: std::sync::LazyLock<std::sync::Arc<AtomicBool>> =
@@ -142,6 +147,23 @@ fn parse_args() -> Result<Args, String> {
                 let spec = val()?;
                 args.config.accounts.push(parse_account(&spec)?);
             }
+            "--otp-chalresp" => {
+                let spec = val()?;
+                let (slot, touch) = match spec.split_once(',') {
+                    Some((slot, "touch")) => (slot.to_string(), true),
+                    None => (spec.clone(), false),
+                    Some(_) => return Err(format!("--otp-chalresp wants 1|2[,touch], not {spec}")),
+                };
+                let slot = match slot.as_str() {
+                    "1" => 1,
+                    "2" => 2,
+                    s => return Err(format!("--otp-chalresp: the slot is 1 or 2, not {s}")),
+                };
+                let mut key = [0u8; 20];
+                getrandom::fill(&mut key).map_err(|e| format!("random OTP key: {e}"))?;
+                args.config = args.config.otp_slot(slot, OtpSlot::hmac_sha1(key, touch));
+                zeroize::Zeroize::zeroize(&mut key);
+            }
             "-h" | "--help" => {
                 println!("{}", HELP);
                 std::process::exit(0);
@@ -164,7 +186,8 @@ fn parse_args() -> Result<Args, String> {
 
 const HELP: &str = "tapcred-vpcd-card [--with-pcscd | --netns /proc/PID/ns/net] [--slot 0|1] \
 [--serial N] [--firmware X.Y.Z] [--no-management] [--touch-timeout-ms N] [--auto-press-ms N] \
-[--control PATH] [--ready-file PATH] [--account NAME=BASE32[,touch][,period=N][,digits=N][,sha256|sha512][,hotp[=N]]]...\n\
+[--control PATH] [--ready-file PATH] [--account NAME=BASE32[,touch][,period=N][,digits=N][,sha256|sha512][,hotp[=N]]]... \
+[--otp-chalresp 1|2[,touch]]...\n\
 env: TAPCRED_VYK_PASSWORD (OATH password), TAPCRED_VYK_ACCOUNTS (account specs, one per line)";
 
 fn control_server(path: PathBuf, vyk: VykHandle) -> Result<(), String> {
