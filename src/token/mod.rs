@@ -19,6 +19,7 @@ pub mod prompt;
 pub mod software;
 pub mod transport;
 pub mod vault;
+pub mod x509;
 
 pub use crate::env::{EnvLookup, RealEnv};
 
