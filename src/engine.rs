@@ -31,6 +31,7 @@ use crate::token::{self, Code, CodeRequest, EnvLookup, TokenSource};
 use crate::ui::Ui;
 use crate::vault::VaultSession;
 
+mod roles_anywhere;
 mod warm;
 
 pub use crate::cache::plan_code_time;
@@ -91,6 +92,16 @@ pub fn credentials(
     let rec = warm::RecordingEnv::new(env);
     let profiles = Profiles::load(&AwsFiles::from_env(&rec))?;
     let profile = profiles.resolve(name, &rec)?;
+    if let Some(ra) = &profile.roles_anywhere {
+        let (credentials, from_cache) = roles_anywhere::obtain(&profile, ra, opts, &rec, ui)?;
+        let target = StsTarget::for_profile(&profile, &rec);
+        return Ok(Obtained {
+            credentials,
+            profile,
+            target,
+            from_cache,
+        });
+    }
     // Before any cache, token or code: a URL no request could go to costs no touch.
     StsTarget::check_endpoint(&profile, &rec)?;
     let target = StsTarget::for_profile(&profile, &rec);

@@ -16,6 +16,7 @@ pub mod iam;
 pub mod journal;
 pub mod platform;
 pub mod profile;
+pub mod rolesanywhere;
 pub mod serve;
 pub mod sts;
 pub mod text;

@@ -11,10 +11,13 @@ use crate::ui::Ui;
 
 pub mod device;
 pub mod hid;
+pub mod keyfile;
+pub mod certificate;
 pub mod keylock;
 pub mod oath;
 pub mod otp;
 pub mod pcsc;
+pub mod piv;
 pub mod prompt;
 pub mod software;
 pub mod transport;
