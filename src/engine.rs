@@ -34,6 +34,8 @@ use crate::vault::VaultSession;
 mod roles_anywhere;
 mod warm;
 
+pub(crate) use roles_anywhere::open_signer as roles_anywhere_signer;
+
 pub use crate::cache::plan_code_time;
 
 /// A code with less than this many seconds left in its window is not sent.

@@ -129,8 +129,7 @@ pub(crate) fn check_endpoint_url(
         } else {
             format!("the character {}", crate::text::escape(&c.to_string()))
         };
-        let at = if url.trim_end() != url && url.trim_end().chars().all(|c| !c.is_whitespace())
-        {
+        let at = if url.trim_end() != url && url.trim_end().chars().all(|c| !c.is_whitespace()) {
             " at the end"
         } else {
             ""
@@ -153,9 +152,7 @@ pub(crate) fn check_endpoint_url(
             bad(&format!("scheme {:?}, not http or https", u.scheme()))
         }
         Ok(u) if u.host_str().is_none_or(str::is_empty) => bad("no host"),
-        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
-            bad("user info in the URL")
-        }
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => bad("user info in the URL"),
         Ok(u) if u.query().is_some() || u.fragment().is_some() => bad("a query or fragment"),
         Ok(_) => Ok(()),
     }

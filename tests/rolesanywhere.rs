@@ -26,8 +26,7 @@ use common::{Home, Run, TAPCRED};
 use tapcred_testkit::sts_double::rolesanywhere::{ProfileSpec, RolesAnywhereSpec, TrustAnchorSpec};
 use tapcred_testkit::sts_double::{StsDouble, design};
 
-const ANCHOR: &str =
-    "arn:aws:rolesanywhere:us-east-1:111111111111:trust-anchor/a1b2c3d4-1111-2222-3333-444444444444";
+const ANCHOR: &str = "arn:aws:rolesanywhere:us-east-1:111111111111:trust-anchor/a1b2c3d4-1111-2222-3333-444444444444";
 const RA_PROFILE: &str =
     "arn:aws:rolesanywhere:us-east-1:111111111111:profile/b1b2c3d4-1111-2222-3333-444444444444";
 const AWS_CLI: &str = "/usr/bin/aws";
@@ -64,7 +63,11 @@ fn setup(test: &str) -> Option<Setup> {
         .arg(&pki)
         .output()
         .expect("run pki.py");
-    assert!(out.status.success(), "pki.py make: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pki.py make: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let double = StsDouble::start_design().expect("start the double");
     double.set_roles_anywhere(RolesAnywhereSpec {
         trust_anchors: vec![TrustAnchorSpec {
@@ -180,12 +183,18 @@ fn send_signed(endpoint: &str, headers: &serde_json::Value, body: &str) -> (u16,
     for (k, v) in headers.as_object().unwrap() {
         req.push_str(&format!("{k}: {}\r\n", v.as_str().unwrap()));
     }
-    req.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()));
+    req.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
     stream.write_all(req.as_bytes()).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     let status = answer[9..12].parse().unwrap();
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -220,7 +229,11 @@ fn independent_signature_verifies_and_strings_match_tapcreds() {
             c.arg(s.pki.join("chain.pem"));
         }
         let out = c.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let py: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 
         // tapcred's strings for the same inputs.
@@ -228,8 +241,9 @@ fn independent_signature_verifies_and_strings_match_tapcreds() {
         let facts = CertificateFacts::from_der(&der).unwrap();
         let x509 = data_encoding::BASE64.encode(&der);
         let chain_b64 = chain.then(|| {
-            data_encoding::BASE64
-                .encode(&pem_to_der(&std::fs::read_to_string(s.pki.join("chain.pem")).unwrap()))
+            data_encoding::BASE64.encode(&pem_to_der(
+                &std::fs::read_to_string(s.pki.join("chain.pem")).unwrap(),
+            ))
         });
         let input = Input {
             host: &host,
@@ -242,11 +256,23 @@ fn independent_signature_verifies_and_strings_match_tapcreds() {
             chain: chain_b64.as_deref(),
             body: body.as_bytes(),
         };
-        assert_eq!(input.canonical_request(), py["canonical_request"].as_str().unwrap(), "{cert}");
-        assert_eq!(input.string_to_sign(), py["string_to_sign"].as_str().unwrap(), "{cert}");
+        assert_eq!(
+            input.canonical_request(),
+            py["canonical_request"].as_str().unwrap(),
+            "{cert}"
+        );
+        assert_eq!(
+            input.string_to_sign(),
+            py["string_to_sign"].as_str().unwrap(),
+            "{cert}"
+        );
         let auth = py["headers"]["authorization"].as_str().unwrap();
         assert!(
-            auth.starts_with(&format!("{} Credential={}/", alg.roles_anywhere_name(), facts.serial_decimal)),
+            auth.starts_with(&format!(
+                "{} Credential={}/",
+                alg.roles_anywhere_name(),
+                facts.serial_decimal
+            )),
             "{auth}"
         );
 
@@ -276,23 +302,37 @@ fn failures_are_one_clear_line_with_stable_exit_codes() {
     s.home.write_config(&config);
 
     // Expired: said before anything is signed or sent.
-    s.process("expired").fails_with(5, &["profile \"expired\"", "expired on", "new one"]);
+    s.process("expired")
+        .fails_with(5, &["profile \"expired\"", "expired on", "new one"]);
     // Another CA: the double refuses the chain.
-    s.process("stranger").fails_with(5, &["profile \"stranger\"", "AccessDeniedException", "Untrusted signing certificate"]);
+    s.process("stranger").fails_with(
+        5,
+        &[
+            "profile \"stranger\"",
+            "AccessDeniedException",
+            "Untrusted signing certificate",
+        ],
+    );
     // A key that is not the certificate's.
-    s.process("mismatch").fails_with(3, &["does not belong to certificate", "stranger.key"]);
+    s.process("mismatch")
+        .fails_with(3, &["does not belong to certificate", "stranger.key"]);
     // A key file other users can read.
     use std::os::unix::fs::PermissionsExt;
     let shared = s.pki.join("p384.key");
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
-    s.process("shared").fails_with(3, &["readable by other users", "p384.key", "chmod"]);
+    s.process("shared")
+        .fails_with(3, &["readable by other users", "p384.key", "chmod"]);
     // Clock skew: the double's clock 10 minutes ahead.
     s.double.set_clock_offset(600);
-    s.process("good").fails_with(5, &["AccessDeniedException", "5 minutes", "clock"]);
+    s.process("good")
+        .fails_with(5, &["AccessDeniedException", "5 minutes", "clock"]);
     s.double.set_clock_offset(0);
     assert_eq!(s.double.roles_anywhere_stats().ok, 0);
     s.process("good").ok();
     // The endpoint down (nothing listens on port 1).
-    s.home.set("AWS_ENDPOINT_URL_ROLESANYWHERE", "http://127.0.0.1:1");
-    s.home.run(&["credential-process", "--profile", "good", "--no-cache"]).fails_with(6, &["cannot reach Roles Anywhere at http://127.0.0.1:1"]);
+    s.home
+        .set("AWS_ENDPOINT_URL_ROLESANYWHERE", "http://127.0.0.1:1");
+    s.home
+        .run(&["credential-process", "--profile", "good", "--no-cache"])
+        .fails_with(6, &["cannot reach Roles Anywhere at http://127.0.0.1:1"]);
 }

@@ -177,6 +177,12 @@ pub fn diagnose(name: &str, offline: bool, env: &dyn EnvLookup) -> Report {
         Err(e) => d.error("profile", &e),
         Ok(profiles) => match profiles.resolve(name, env) {
             Err(e) => d.error("profile", &e),
+            Ok(p) if p.roles_anywhere.is_some() => {
+                chain = vec![p.name.clone()];
+                d.checks
+                    .extend(super::roles_anywhere_setup::doctor_checks(&p, env, &ui));
+                resolved = Some(p);
+            }
             Ok(p) => {
                 chain = chain_of(&profiles, &p);
                 let base = &p.base;

@@ -82,7 +82,7 @@ pub fn cache_key(ra: &RolesAnywhere, target: &Target, facts: &CertificateFacts) 
         .build()
 }
 
-pub fn open_signer(
+pub(crate) fn open_signer(
     ra: &RolesAnywhere,
     profile: &str,
     env: &dyn EnvLookup,

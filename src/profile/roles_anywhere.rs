@@ -67,7 +67,11 @@ impl Profiles {
         MARKERS.iter().any(|k| self.get(profile, k).is_some())
     }
 
-    pub(super) fn roles_anywhere(&self, profile: &str, env: &dyn EnvLookup) -> Result<RolesAnywhere> {
+    pub(super) fn roles_anywhere(
+        &self,
+        profile: &str,
+        env: &dyn EnvLookup,
+    ) -> Result<RolesAnywhere> {
         let need = |key: &str| {
             self.get(profile, key).map(str::trim).filter(|v| !v.is_empty()).ok_or_else(|| {
                 self.fail(
@@ -79,11 +83,25 @@ impl Profiles {
             })
         };
         let trust_anchor_arn = need(TRUST_ANCHOR_KEY)?;
-        let anchor_region = validate::rolesanywhere_arn(trust_anchor_arn, "trust-anchor")
-            .map_err(|why| self.fail(profile, TRUST_ANCHOR_KEY, format!("{trust_anchor_arn:?} {why}"), "copy the trust anchor's ARN from the Roles Anywhere console"))?;
+        let anchor_region =
+            validate::rolesanywhere_arn(trust_anchor_arn, "trust-anchor").map_err(|why| {
+                self.fail(
+                    profile,
+                    TRUST_ANCHOR_KEY,
+                    format!("{trust_anchor_arn:?} {why}"),
+                    "copy the trust anchor's ARN from the Roles Anywhere console",
+                )
+            })?;
         let profile_arn = need(PROFILE_ARN_KEY)?;
-        let profile_region = validate::rolesanywhere_arn(profile_arn, "profile")
-            .map_err(|why| self.fail(profile, PROFILE_ARN_KEY, format!("{profile_arn:?} {why}"), "copy the profile's ARN from the Roles Anywhere console"))?;
+        let profile_region =
+            validate::rolesanywhere_arn(profile_arn, "profile").map_err(|why| {
+                self.fail(
+                    profile,
+                    PROFILE_ARN_KEY,
+                    format!("{profile_arn:?} {why}"),
+                    "copy the profile's ARN from the Roles Anywhere console",
+                )
+            })?;
         if anchor_region != profile_region {
             return Err(self.fail(
                 profile,
@@ -101,7 +119,13 @@ impl Profiles {
                 "copy the role's ARN from the IAM console, e.g. arn:aws:iam::111111111111:role/NAME",
             )
         })?;
-        for k in ["source_profile", "credential_source", "mfa_serial", "aws_access_key_id", "tapcred_access_key"] {
+        for k in [
+            "source_profile",
+            "credential_source",
+            "mfa_serial",
+            "aws_access_key_id",
+            "tapcred_access_key",
+        ] {
             if self.get(profile, k).is_some() {
                 return Err(self.fail(
                     profile,
@@ -114,7 +138,12 @@ impl Profiles {
         let role_session_name = match self.get(profile, "role_session_name") {
             Some(v) => {
                 validate::role_session_name(v).map_err(|why| {
-                    self.fail(profile, "role_session_name", format!("{v:?} {why}"), "use 2–64 characters of letters, digits and _+=,.@-")
+                    self.fail(
+                        profile,
+                        "role_session_name",
+                        format!("{v:?} {why}"),
+                        "use 2–64 characters of letters, digits and _+=,.@-",
+                    )
                 })?;
                 Some(v.to_owned())
             }
@@ -140,20 +169,31 @@ impl Profiles {
 
     fn signing_key(&self, profile: &str, env: &dyn EnvLookup) -> Result<RolesAnywhereKey> {
         let path = |key: &str| -> Result<Option<PathBuf>> {
-            let Some(v) = self.get(profile, key).map(str::trim).filter(|v| !v.is_empty()) else {
+            let Some(v) = self
+                .get(profile, key)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+            else {
                 return Ok(None);
             };
             let home = crate::platform::locations::home(env);
             if crate::platform::locations::starts_with_home(v) && home.is_none() {
                 let var = crate::platform::locations::HOME_VAR;
-                return Err(self.fail(profile, key, format!("starts with ~ but {var} is not set"), &format!("set {var} or write an absolute path")));
+                return Err(self.fail(
+                    profile,
+                    key,
+                    format!("starts with ~ but {var} is not set"),
+                    &format!("set {var} or write an absolute path"),
+                ));
             }
             Ok(Some(expand_home(v, home.as_deref())))
         };
         let certificate = path(CERTIFICATE_KEY)?;
         let private_key = path(PRIVATE_KEY_KEY)?;
         let chain = path(CHAIN_KEY)?;
-        let piv = [PIV_SLOT_KEY, PIV_SERIAL_KEY].into_iter().find(|k| self.get(profile, k).is_some());
+        let piv = [PIV_SLOT_KEY, PIV_SERIAL_KEY]
+            .into_iter()
+            .find(|k| self.get(profile, k).is_some());
         match (certificate, private_key) {
             (Some(certificate), Some(private_key)) => {
                 if let Some(k) = piv {

@@ -78,9 +78,16 @@ pub(crate) fn rolesanywhere_arn<'a>(value: &'a str, kind: &str) -> Result<&'a st
         .strip_prefix(kind)
         .and_then(|r| r.strip_prefix('/'))
         .is_some_and(|id| {
-            !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            !id.is_empty()
+                && id.len() <= 64
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         });
-    if arn != "arn" || !partition_ok || service != "rolesanywhere" || !region_ok || !account_ok || !id_ok
+    if arn != "arn"
+        || !partition_ok
+        || service != "rolesanywhere"
+        || !region_ok
+        || !account_ok
+        || !id_ok
     {
         return Err(shape());
     }

@@ -117,8 +117,10 @@ pub fn create_session(
         .insert("authorization", input.authorization(&signature));
     req.headers_mut()
         .insert("content-length", body.len().to_string());
-    req.headers_mut()
-        .insert("user-agent", format!("tapcred/{}", env!("CARGO_PKG_VERSION")));
+    req.headers_mut().insert(
+        "user-agent",
+        format!("tapcred/{}", env!("CARGO_PKG_VERSION")),
+    );
 
     let endpoint = target.url.as_str();
     let (status, bytes) = send(req, timeouts, profile, endpoint)?;
@@ -170,7 +172,9 @@ fn send(
         ))
         .build();
     let limit = timeouts.connect + timeouts.read;
-    let fix = format!("check the network, a proxy, or the endpoint override ({ENDPOINT_ENV} / endpoint_url)");
+    let fix = format!(
+        "check the network, a proxy, or the endpoint override ({ENDPOINT_ENV} / endpoint_url)"
+    );
     rt.block_on(async {
         let call = async {
             let resp = connector.call(req).await?;
@@ -239,8 +243,8 @@ fn parse_credentials(bytes: &[u8], profile: &str, endpoint: &str) -> Result<Cred
         ))
         .with_reason(Reason::BadAnswer)
     };
-    let doc: SessionDoc =
-        serde_json::from_slice(bytes).map_err(|_| bad("something that is not a CreateSession answer"))?;
+    let doc: SessionDoc = serde_json::from_slice(bytes)
+        .map_err(|_| bad("something that is not a CreateSession answer"))?;
     let Some(c) = doc.credential_set.into_iter().find_map(|s| s.credentials) else {
         return Err(bad("without credentials"));
     };
@@ -302,7 +306,8 @@ fn explain(
     } else {
         format!("{code}: {message}")
     };
-    let at = format!("profile \"{profile}\": Roles Anywhere at {endpoint} refused the session ({said})");
+    let at =
+        format!("profile \"{profile}\": Roles Anywhere at {endpoint} refused the session ({said})");
     match code.as_str() {
         "AccessDeniedException" => Error::auth(format!(
             "{at}; check that the certificate of {} is valid and chains to the trust anchor, that the trust anchor and profile are enabled, that the role trusts rolesanywhere.amazonaws.com and is in the profile's roles, and that this machine's clock is right",

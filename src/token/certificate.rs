@@ -77,7 +77,10 @@ pub fn pem_blocks(text: &str) -> Vec<&str> {
             break;
         };
         let after = &from[end + 9..];
-        let close = after.find("-----").map(|i| end + 9 + i + 5).unwrap_or(from.len());
+        let close = after
+            .find("-----")
+            .map(|i| end + 9 + i + 5)
+            .unwrap_or(from.len());
         out.push(&from[..close]);
         rest = &from[close..];
     }

@@ -55,7 +55,11 @@ impl KeyFileSigner {
     /// Reads and checks the files of `profile`: the certificate, the chain, and a private
     /// key that is private and belongs to the certificate.
     pub fn open(files: &KeyFiles, profile: &str) -> Result<KeyFileSigner> {
-        let certs = read_cert_file(&files.certificate, profile, "tapcred_roles_anywhere_certificate")?;
+        let certs = read_cert_file(
+            &files.certificate,
+            profile,
+            "tapcred_roles_anywhere_certificate",
+        )?;
         let mut certs = certs.into_iter();
         let certificate = certs.next().expect("read_cert_file returns at least one");
         // Certificates after the leaf in the same file are its chain (as `fullchain.pem`).
@@ -152,18 +156,21 @@ fn read_key(path: &Path, profile: &str) -> Result<(Key, KeyAlgorithm, Vec<u8>)> 
             ),
         })
     })?;
-    let bad = |why: &str| {
-        Error::config(format!(
-            "profile \"{profile}\": private key {shown} {why}"
-        ))
-    };
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|_| bad("is not a PEM file; write the key as PEM (-----BEGIN PRIVATE KEY-----)"))?;
-    let Some(block) = pem_blocks(text)
-        .into_iter()
-        .find(|b| b.starts_with("-----BEGIN ") && b[11..].split("-----").next().is_some_and(|l| l.ends_with("PRIVATE KEY")))
-    else {
-        return Err(bad("holds no -----BEGIN PRIVATE KEY----- block; write the key as PEM (PKCS#8, SEC1 or PKCS#1)"));
+    let bad =
+        |why: &str| Error::config(format!("profile \"{profile}\": private key {shown} {why}"));
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        bad("is not a PEM file; write the key as PEM (-----BEGIN PRIVATE KEY-----)")
+    })?;
+    let Some(block) = pem_blocks(text).into_iter().find(|b| {
+        b.starts_with("-----BEGIN ")
+            && b[11..]
+                .split("-----")
+                .next()
+                .is_some_and(|l| l.ends_with("PRIVATE KEY"))
+    }) else {
+        return Err(bad(
+            "holds no -----BEGIN PRIVATE KEY----- block; write the key as PEM (PKCS#8, SEC1 or PKCS#1)",
+        ));
     };
     let (label, der) = x509_cert::der::pem::decode_vec(block.as_bytes())
         .map_err(|e| bad(&format!("has a broken PEM block ({e})")))?;
@@ -223,6 +230,8 @@ fn read_key(path: &Path, profile: &str) -> Result<(Key, KeyAlgorithm, Vec<u8>)> 
         "ENCRYPTED PRIVATE KEY" => Err(bad(
             "is encrypted with a passphrase, which a headless run cannot type; keep the key on a YubiKey (tapcred_piv_slot) or store it unencrypted in a private file (openssl pkcs8 -in KEY -out KEY.new -nocrypt)",
         )),
-        other => Err(bad(&format!("holds a {other} block, not a private key; write the key as PEM (PKCS#8, SEC1 or PKCS#1)"))),
+        other => Err(bad(&format!(
+            "holds a {other} block, not a private key; write the key as PEM (PKCS#8, SEC1 or PKCS#1)"
+        ))),
     }
 }

@@ -9,10 +9,10 @@ use zeroize::Zeroizing;
 use crate::error::Result;
 use crate::ui::Ui;
 
+pub mod certificate;
 pub mod device;
 pub mod hid;
 pub mod keyfile;
-pub mod certificate;
 pub mod keylock;
 pub mod oath;
 pub mod otp;

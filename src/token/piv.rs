@@ -16,8 +16,7 @@ pub struct PivSlot(u8);
 impl FromStr for PivSlot {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        let v = u8::from_str_radix(s.trim(), 16)
-            .map_err(|_| format!("{s:?} is not a PIV slot"))?;
+        let v = u8::from_str_radix(s.trim(), 16).map_err(|_| format!("{s:?} is not a PIV slot"))?;
         if matches!(v, 0x9a | 0x9c | 0x9d | 0x9e | 0x82..=0x95) {
             Ok(PivSlot(v))
         } else {

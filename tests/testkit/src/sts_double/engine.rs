@@ -797,8 +797,6 @@ impl Engine {
         )
     }
 
-    /// Mint and remember a credential set; returns its `<Credentials>` XML.
-    #[allow(clippy::too_many_arguments)]
     /// A role session for Roles Anywhere's `CreateSession`: None when the role is unknown
     /// (or the double has no user to root the session at).
     pub(super) fn issue_role_session(
@@ -843,6 +841,8 @@ impl Engine {
         })
     }
 
+    /// Mint and remember a credential set; returns its `<Credentials>` XML.
+    #[allow(clippy::too_many_arguments)]
     fn issue(
         &mut self,
         action: &str,

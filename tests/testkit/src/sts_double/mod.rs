@@ -359,10 +359,12 @@ fn handle_request(mut request: tiny_http::Request, engine: &Mutex<Engine>) {
             }
             Some(Fault::ServerError) => {
                 let _ = request.respond(
-                    tiny_http::Response::from_string("{\"message\":\"An internal error has occurred\"}")
-                        .with_status_code(500)
-                        .with_header(header("Content-Type", "application/json"))
-                        .with_header(header("x-amzn-ErrorType", "InternalServerException:")),
+                    tiny_http::Response::from_string(
+                        "{\"message\":\"An internal error has occurred\"}",
+                    )
+                    .with_status_code(500)
+                    .with_header(header("Content-Type", "application/json"))
+                    .with_header(header("x-amzn-ErrorType", "InternalServerException:")),
                 );
             }
             _ => {

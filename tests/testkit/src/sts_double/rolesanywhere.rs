@@ -157,7 +157,8 @@ fn create_session(
 ) -> Result<(String, String), Refusal> {
     let now = engine.now();
     let b64 = data_encoding::BASE64;
-    let auth = header(headers, "authorization").ok_or_else(|| denied("Missing Authorization header"))?;
+    let auth =
+        header(headers, "authorization").ok_or_else(|| denied("Missing Authorization header"))?;
     let (algorithm, rest) = auth
         .split_once(' ')
         .ok_or_else(|| denied("Malformed Authorization header"))?;
@@ -179,7 +180,8 @@ fn create_session(
     let leaf_der = header(headers, "x-amz-x509")
         .and_then(|v| b64.decode(v.trim().as_bytes()).ok())
         .ok_or_else(|| denied("Missing or malformed X-Amz-X509 header"))?;
-    let leaf = Certificate::from_der(&leaf_der).map_err(|_| denied("X-Amz-X509 is not a certificate"))?;
+    let leaf =
+        Certificate::from_der(&leaf_der).map_err(|_| denied("X-Amz-X509 is not a certificate"))?;
     let chain: Vec<Certificate> = match header(headers, "x-amz-x509-chain") {
         None => Vec::new(),
         Some(v) => v
@@ -188,7 +190,9 @@ fn create_session(
                 b64.decode(c.trim().as_bytes())
                     .ok()
                     .and_then(|d| Certificate::from_der(&d).ok())
-                    .ok_or_else(|| denied("X-Amz-X509-Chain holds something that is not a certificate"))
+                    .ok_or_else(|| {
+                        denied("X-Amz-X509-Chain holds something that is not a certificate")
+                    })
             })
             .collect::<Result<_, _>>()?,
     };
@@ -205,18 +209,27 @@ fn create_session(
     // The scope: serial/date/region/rolesanywhere/aws4_request.
     let serial = decimal(leaf.tbs_certificate.serial_number.as_bytes());
     let scope: Vec<&str> = credential.split('/').collect();
-    let amz_date = header(headers, "x-amz-date").ok_or_else(|| denied("Missing X-Amz-Date header"))?;
+    let amz_date =
+        header(headers, "x-amz-date").ok_or_else(|| denied("Missing X-Amz-Date header"))?;
     if scope.len() != 5 || scope[3] != "rolesanywhere" || scope[4] != "aws4_request" {
-        return Err(denied(format!("Credential scope {credential} is not SERIAL/DATE/REGION/rolesanywhere/aws4_request")));
+        return Err(denied(format!(
+            "Credential scope {credential} is not SERIAL/DATE/REGION/rolesanywhere/aws4_request"
+        )));
     }
     if scope[0] != serial {
-        return Err(denied(format!("Credential serial {} is not the certificate's serial number {serial}", scope[0])));
+        return Err(denied(format!(
+            "Credential serial {} is not the certificate's serial number {serial}",
+            scope[0]
+        )));
     }
     if amz_date.len() != 16 || scope[1] != &amz_date[..8] {
         return Err(denied("Credential date does not match X-Amz-Date"));
     }
     if scope[2] != region {
-        return Err(denied(format!("Credential should be scoped to a valid region, not '{}'", scope[2])));
+        return Err(denied(format!(
+            "Credential should be scoped to a valid region, not '{}'",
+            scope[2]
+        )));
     }
     let signed_at = parse_amz_date(amz_date).ok_or_else(|| denied("X-Amz-Date is not a date"))?;
     if (signed_at - now).abs() > MAX_SKEW_SECS {
@@ -237,7 +250,8 @@ fn create_session(
     }
     let mut canonical_headers = String::new();
     for n in &names {
-        let v = header(headers, n).ok_or_else(|| denied(format!("Signed header {n} is missing")))?;
+        let v =
+            header(headers, n).ok_or_else(|| denied(format!("Signed header {n} is missing")))?;
         canonical_headers.push_str(&format!("{n}:{}\n", v.trim()));
     }
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
@@ -255,10 +269,14 @@ fn create_session(
         .map_err(|_| denied("Signature is not hex"))?;
     let key = PublicKey::of(&leaf).ok_or_else(|| denied("Unsupported certificate key type"))?;
     if key.algorithm_name() != algorithm {
-        return Err(denied(format!("Algorithm {algorithm} does not match the certificate's key")));
+        return Err(denied(format!(
+            "Algorithm {algorithm} does not match the certificate's key"
+        )));
     }
     if !key.verify_sha256(string_to_sign.as_bytes(), &signature) {
-        return Err(denied("Signature does not match the certificate's public key"));
+        return Err(denied(
+            "Signature does not match the certificate's public key",
+        ));
     }
 
     // The chain up to the trust anchor.
@@ -269,7 +287,8 @@ fn create_session(
         .find(|a| a.arn == body_doc.trust_anchor_arn && a.enabled)
         .cloned()
         .ok_or_else(|| denied("Untrusted signing certificate: unknown or disabled trust anchor"))?;
-    let ca = Certificate::from_der(&anchor.ca_der).map_err(|_| denied("trust anchor holds no certificate"))?;
+    let ca = Certificate::from_der(&anchor.ca_der)
+        .map_err(|_| denied("trust anchor holds no certificate"))?;
     let mut path_certs = vec![leaf.clone()];
     path_certs.extend(chain);
     path_certs.push(ca);
@@ -314,10 +333,20 @@ fn create_session(
             profile.duration_seconds
         )));
     }
-    let session_name = body_doc.role_session_name.clone().unwrap_or_else(|| serial.clone());
+    let session_name = body_doc
+        .role_session_name
+        .clone()
+        .unwrap_or_else(|| serial.clone());
     let issued = engine
-        .issue_role_session(&body_doc.role_arn, &session_name, duration, &format!("CN={}", leaf.tbs_certificate.subject))
-        .ok_or_else(|| denied("Role is not known to the STS double (add it with StsDouble::builder().role)"))?;
+        .issue_role_session(
+            &body_doc.role_arn,
+            &session_name,
+            duration,
+            &format!("CN={}", leaf.tbs_certificate.subject),
+        )
+        .ok_or_else(|| {
+            denied("Role is not known to the STS double (add it with StsDouble::builder().role)")
+        })?;
     let doc = serde_json::json!({
         "credentialSet": [{
             "assumedRoleUser": { "arn": issued.assumed_role_arn, "assumedRoleId": issued.assumed_role_id },
@@ -369,7 +398,9 @@ impl PublicKey {
         if let Ok(k) = p384::ecdsa::VerifyingKey::from_public_key_der(&spki) {
             return Some(PublicKey::P384(k));
         }
-        rsa::RsaPublicKey::from_public_key_der(&spki).ok().map(PublicKey::Rsa)
+        rsa::RsaPublicKey::from_public_key_der(&spki)
+            .ok()
+            .map(PublicKey::Rsa)
     }
 
     fn algorithm_name(&self) -> &'static str {
