@@ -336,3 +336,191 @@ fn failures_are_one_clear_line_with_stable_exit_codes() {
         .run(&["credential-process", "--profile", "good", "--no-cache"])
         .fails_with(6, &["cannot reach Roles Anywhere at http://127.0.0.1:1"]);
 }
+
+/// The fixture certificate and keys (valid 2026–2126) copied into `HOME/ra`, keys 0600.
+fn static_pki(home: &Home) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = home.path().join("ra");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rolesanywhere/static");
+    for f in ["ca.pem", "leaf.pem", "leaf.key", "other.key"] {
+        std::fs::copy(fixtures.join(f), dir.join(f)).unwrap();
+        let mode = if f.ends_with(".key") { 0o600 } else { 0o644 };
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn configure_writes_the_profile_and_doctor_shows_the_certificate() {
+    let h = Home::empty();
+    let dir = static_pki(&h);
+    h.write_config("# mine\n[profile other]\nregion = eu-west-1\n");
+    let cert = dir.join("leaf.pem").display().to_string();
+    let key = dir.join("leaf.key").display().to_string();
+    h.run(&[
+        "configure",
+        "--profile",
+        "ra",
+        "--trust-anchor-arn",
+        ANCHOR,
+        "--roles-anywhere-profile",
+        RA_PROFILE,
+        "--role-arn",
+        design::ROLE_ARN,
+        "--certificate",
+        &cert,
+        "--private-key",
+        &key,
+        "--region",
+        "us-east-1",
+    ])
+    .ok();
+    let config = std::fs::read_to_string(h.config_path()).unwrap();
+    assert!(
+        config.starts_with("# mine\n[profile other]\nregion = eu-west-1\n"),
+        "{config}"
+    );
+    for line in [
+        format!("tapcred_roles_anywhere_trust_anchor_arn = {ANCHOR}"),
+        format!("tapcred_roles_anywhere_profile_arn = {RA_PROFILE}"),
+        format!("role_arn = {}", design::ROLE_ARN),
+        format!("tapcred_roles_anywhere_certificate = {cert}"),
+        format!("tapcred_roles_anywhere_private_key = {key}"),
+    ] {
+        assert!(config.contains(&line), "{line} missing in {config}");
+    }
+
+    let out = h.run(&["doctor", "--profile", "ra", "--offline", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let checks = report["checks"].as_array().unwrap();
+    let ra: Vec<&serde_json::Value> = checks
+        .iter()
+        .filter(|c| c["area"] == "rolesanywhere")
+        .collect();
+    let text: Vec<&str> = ra.iter().map(|c| c["message"].as_str().unwrap()).collect();
+    assert!(
+        text.iter()
+            .any(|m| m.contains("IAM Roles Anywhere, role") && m.contains(ANCHOR)),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(
+            |m| m.contains("https://rolesanywhere.us-east-1.amazonaws.com")
+                || m.contains("127.0.0.1")
+        ),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|m| m.contains("serial 4242") && m.contains("valid until 2126-01-01")),
+        "{text:?}"
+    );
+    assert!(ra.iter().all(|c| c["status"] == "ok"), "{ra:?}");
+
+    // A PIV profile instead: the file keys go, the slot comes (default 9a).
+    h.run(&[
+        "configure",
+        "--profile",
+        "ra",
+        "--trust-anchor-arn",
+        ANCHOR,
+        "--roles-anywhere-profile",
+        RA_PROFILE,
+        "--role-arn",
+        design::ROLE_ARN,
+        "--piv-serial",
+        "12345678",
+    ])
+    .ok();
+    let config = std::fs::read_to_string(h.config_path()).unwrap();
+    assert!(
+        config.contains("tapcred_piv_slot = 9a\n")
+            && config.contains("tapcred_piv_serial = 12345678\n"),
+        "{config}"
+    );
+    assert!(
+        !config.contains("tapcred_roles_anywhere_private_key"),
+        "{config}"
+    );
+
+    // Mixed kinds are refused before anything is written.
+    let before = std::fs::read(h.config_path()).unwrap();
+    h.run(&[
+        "configure",
+        "--profile",
+        "ra",
+        "--trust-anchor-arn",
+        ANCHOR,
+        "--roles-anywhere-profile",
+        RA_PROFILE,
+        "--role-arn",
+        design::ROLE_ARN,
+        "--piv-slot",
+        "9c",
+        "--certificate",
+        &cert,
+        "--private-key",
+        &key,
+    ])
+    .fails_with(2, &["--piv-slot", "keep one"]);
+    assert_eq!(std::fs::read(h.config_path()).unwrap(), before);
+}
+
+#[test]
+fn profiles_resolve_with_the_anchors_region_and_the_rolesanywhere_endpoint() {
+    use tapcred::profile::{AwsFiles, Profiles, RolesAnywhereKey};
+    let h = Home::empty();
+    h.write_config(&format!(
+        "[profile piv]\ntapcred_roles_anywhere_trust_anchor_arn = {}\ntapcred_roles_anywhere_profile_arn = {}\nrole_arn = {}\nservices = local\n[services local]\nrolesanywhere =\n  endpoint_url = http://127.0.0.1:9\nsts =\n  endpoint_url = http://127.0.0.1:8\n",
+        ANCHOR.replace("us-east-1", "eu-central-1"),
+        RA_PROFILE.replace("us-east-1", "eu-central-1"),
+        design::ROLE_ARN
+    ));
+    let files = AwsFiles {
+        config: h.config_path(),
+        credentials: h.credentials_path(),
+    };
+    let env: std::collections::HashMap<String, String> = Default::default();
+    let p = Profiles::load(&files)
+        .unwrap()
+        .resolve("piv", &env)
+        .unwrap();
+    let ra = p.roles_anywhere.as_ref().expect("a Roles Anywhere profile");
+    assert_eq!(ra.region(), "eu-central-1");
+    assert_eq!(ra.endpoint_url.as_deref(), Some("http://127.0.0.1:9"));
+    match &ra.key {
+        RolesAnywhereKey::Piv(k) => {
+            assert_eq!(k.slot.to_string(), "9a");
+            assert_eq!(k.serial, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(p.steps.is_empty());
+    // Env beats the config file, the service's variable beats the general one.
+    let target = |pairs: &[(&str, &str)]| {
+        let env: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        tapcred::rolesanywhere::Target::for_profile(&p, ra, &env)
+            .unwrap()
+            .url
+    };
+    assert_eq!(target(&[]), "http://127.0.0.1:9");
+    assert_eq!(
+        target(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:7/")]),
+        "http://127.0.0.1:7"
+    );
+    assert_eq!(
+        target(&[
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:7"),
+            ("AWS_ENDPOINT_URL_ROLESANYWHERE", "http://127.0.0.1:6")
+        ]),
+        "http://127.0.0.1:6"
+    );
+    assert_eq!(
+        target(&[("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")]),
+        "https://rolesanywhere.eu-central-1.amazonaws.com"
+    );
+}
