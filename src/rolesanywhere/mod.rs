@@ -230,10 +230,18 @@ struct CredentialSetItem {
 #[serde(rename_all = "camelCase")]
 struct CredentialsDoc {
     access_key_id: String,
-    /// Moved into [`Credentials`] (a secret type), never copied.
+    /// Taken into [`Credentials`] (a secret type); wiped here if the answer is refused.
     secret_access_key: String,
     session_token: String,
     expiration: String,
+}
+
+impl Drop for CredentialsDoc {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.secret_access_key.zeroize();
+        self.session_token.zeroize();
+    }
 }
 
 fn parse_credentials(bytes: &[u8], profile: &str, endpoint: &str) -> Result<Credentials> {
@@ -245,7 +253,7 @@ fn parse_credentials(bytes: &[u8], profile: &str, endpoint: &str) -> Result<Cred
     };
     let doc: SessionDoc = serde_json::from_slice(bytes)
         .map_err(|_| bad("something that is not a CreateSession answer"))?;
-    let Some(c) = doc.credential_set.into_iter().find_map(|s| s.credentials) else {
+    let Some(mut c) = doc.credential_set.into_iter().find_map(|s| s.credentials) else {
         return Err(bad("without credentials"));
     };
     let Some(expiration) = crate::credentials::parse_rfc3339(&c.expiration) else {
@@ -260,9 +268,9 @@ fn parse_credentials(bytes: &[u8], profile: &str, endpoint: &str) -> Result<Cred
         ));
     }
     Ok(Credentials::new(
-        c.access_key_id,
-        c.secret_access_key,
-        Some(c.session_token),
+        std::mem::take(&mut c.access_key_id),
+        std::mem::take(&mut c.secret_access_key),
+        Some(std::mem::take(&mut c.session_token)),
         Some(expiration),
     ))
 }
@@ -331,5 +339,45 @@ fn explain(
             "{at}; check the endpoint override ({ENDPOINT_ENV} / endpoint_url) and any proxy"
         ))
         .with_reason(Reason::BadAnswer),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_from_the_body_or_the_status() {
+        let (c, m) = error_code(403, br#"{"message":"Untrusted signing certificate"}"#);
+        assert_eq!(
+            (c.as_str(), m.as_str()),
+            ("AccessDeniedException", "Untrusted signing certificate")
+        );
+        let (c, _) = error_code(
+            400,
+            br#"{"__type":"com.amazonaws#ValidationException","message":"x"}"#,
+        );
+        assert_eq!(c, "ValidationException");
+        let (c, m) = error_code(502, b"<html>proxy</html>");
+        assert_eq!((c.as_str(), m.as_str()), ("HTTP 502", ""));
+    }
+
+    #[test]
+    fn answers_become_credentials_or_a_bad_answer() {
+        let ok = br#"{"credentialSet":[{"credentials":{"accessKeyId":"ASIAEXAMPLE","secretAccessKey":"s3cr3t","sessionToken":"t0ken","expiration":"2030-01-01T00:00:00Z"}}],"subjectArn":"x"}"#;
+        let c = parse_credentials(ok, "p", "http://127.0.0.1:1").unwrap();
+        assert_eq!(c.access_key_id, "ASIAEXAMPLE");
+        assert_eq!(c.secret(), "s3cr3t");
+        assert_eq!(c.token(), Some("t0ken"));
+        for bad in [
+            &br#"{"credentialSet":[]}"#[..],
+            br#"not json"#,
+            br#"{"credentialSet":[{"credentials":{"accessKeyId":"A B","secretAccessKey":"s","sessionToken":"t","expiration":"2030-01-01T00:00:00Z"}}]}"#,
+            br#"{"credentialSet":[{"credentials":{"accessKeyId":"A","secretAccessKey":"s","sessionToken":"t","expiration":"soon"}}]}"#,
+        ] {
+            let e = parse_credentials(bad, "p", "http://127.0.0.1:1").unwrap_err();
+            assert_eq!(e.exit_code(), 6, "{}", e.message());
+            assert!(e.message().starts_with("profile \"p\": Roles Anywhere at"), "{}", e.message());
+        }
     }
 }

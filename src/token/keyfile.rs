@@ -235,3 +235,59 @@ fn read_key(path: &Path, profile: &str) -> Result<(Key, KeyAlgorithm, Vec<u8>)> 
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::RecordingUi;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/rolesanywhere/static")
+            .join(name)
+    }
+
+    /// The fixture key copied to a private file (git keeps no modes), optionally with an
+    /// `EC PARAMETERS` block first, as `openssl ecparam -genkey` writes it.
+    fn private_copy(dir: &Path, with_params: bool) -> PathBuf {
+        let mut text = std::fs::read_to_string(fixture("leaf.key")).unwrap();
+        if with_params {
+            text = format!(
+                "-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n{text}"
+            );
+        }
+        let p = dir.join("leaf.key");
+        let mut f = crate::platform::fs::create_private(&p).unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        p
+    }
+
+    #[test]
+    fn signs_what_the_certificate_verifies() {
+        use p256::ecdsa::signature::Verifier;
+        use p256::pkcs8::DecodePublicKey;
+        for with_params in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let files = KeyFiles {
+                certificate: fixture("leaf.pem"),
+                private_key: private_copy(dir.path(), with_params),
+                chain: Some(fixture("ca.pem")),
+            };
+            let s = KeyFileSigner::open(&files, "p").unwrap();
+            assert_eq!(s.algorithm(), KeyAlgorithm::EcdsaP256);
+            assert_eq!(s.chain_der().len(), 1);
+            let facts = CertificateFacts::from_der(s.certificate_der()).unwrap();
+            assert_eq!(facts.serial_decimal, "4242");
+            let msg = b"AWS4-X509-ECDSA-SHA256\n20260101T000000Z\nscope\nhash";
+            let sig = s.sign_sha256(msg, &RecordingUi::default()).unwrap();
+            let key =
+                p256::ecdsa::VerifyingKey::from_public_key_der(&facts.public_key_der).unwrap();
+            let sig = p256::ecdsa::Signature::from_der(&sig).unwrap();
+            key.verify(msg, &sig)
+                .expect("a valid ECDSA P-256 SHA-256 signature");
+            assert!(key.verify(b"something else", &sig).is_err());
+            // Nothing of the key in Debug.
+            assert!(!format!("{s:?}").contains("BEGIN"));
+        }
+    }
+}
