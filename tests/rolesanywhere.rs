@@ -24,7 +24,7 @@ use std::process::Command;
 
 use common::{Home, Run, TAPCRED};
 use tapcred_testkit::sts_double::rolesanywhere::{ProfileSpec, RolesAnywhereSpec, TrustAnchorSpec};
-use tapcred_testkit::sts_double::{StsDouble, design};
+use tapcred_testkit::sts_double::{Fault, StsDouble, design};
 
 const ANCHOR: &str = "arn:aws:rolesanywhere:us-east-1:111111111111:trust-anchor/a1b2c3d4-1111-2222-3333-444444444444";
 const RA_PROFILE: &str =
@@ -299,6 +299,7 @@ fn failures_are_one_clear_line_with_stable_exit_codes() {
     config.push_str(&s.profile("good", "p256", "p256", false));
     config.push_str(&s.profile("mismatch", "p256", "stranger", false));
     config.push_str(&s.profile("shared", "p384", "p384", false));
+    config.push_str(&s.profile("nokey", "p256", "gone", false));
     s.home.write_config(&config);
 
     // Expired: said before anything is signed or sent.
@@ -316,6 +317,11 @@ fn failures_are_one_clear_line_with_stable_exit_codes() {
     // A key that is not the certificate's.
     s.process("mismatch")
         .fails_with(3, &["does not belong to certificate", "stranger.key"]);
+    // A key file that is not there.
+    s.process("nokey").fails_with(
+        3,
+        &["cannot read private key", "gone.key", "it does not exist"],
+    );
     // A key file other users can read.
     use std::os::unix::fs::PermissionsExt;
     let shared = s.pki.join("p384.key");
@@ -329,6 +335,18 @@ fn failures_are_one_clear_line_with_stable_exit_codes() {
     s.double.set_clock_offset(0);
     assert_eq!(s.double.roles_anywhere_stats().ok, 0);
     s.process("good").ok();
+    // A server error, then an endpoint that holds the request without answering: network
+    // failures, each sent once (a PIN or touch is not spent again silently).
+    s.double.inject_fault("CreateSession", Fault::ServerError);
+    s.home
+        .run(&["credential-process", "--profile", "good", "--no-cache"])
+        .fails_with(6, &["InternalServerException", "try again in a minute"]);
+    s.double.inject_fault("CreateSession", Fault::Hang(10));
+    s.home.set("TAPCRED_STS_READ_TIMEOUT", "1");
+    s.home
+        .run(&["credential-process", "--profile", "good", "--no-cache"])
+        .fails_with(6, &["did not answer within 6 s"]);
+    assert_eq!(s.double.roles_anywhere_stats().calls, 5);
     // The endpoint down (nothing listens on port 1).
     s.home
         .set("AWS_ENDPOINT_URL_ROLESANYWHERE", "http://127.0.0.1:1");

@@ -123,12 +123,17 @@ pub fn create_session(
     );
 
     let endpoint = target.url.as_str();
-    let (status, bytes) = send(req, timeouts, profile, endpoint)?;
-    tracing::debug!(profile, endpoint, status, "Roles Anywhere answered");
-    if (200..300).contains(&status) {
-        parse_credentials(&bytes, profile, endpoint)
+    let answer = send(req, timeouts, profile, endpoint)?;
+    tracing::debug!(
+        profile,
+        endpoint,
+        status = answer.status,
+        "Roles Anywhere answered"
+    );
+    if (200..300).contains(&answer.status) {
+        parse_credentials(&answer.body, profile, endpoint)
     } else {
-        Err(explain(status, &bytes, profile, endpoint, signer))
+        Err(explain(&answer, profile, endpoint, signer))
     }
 }
 
@@ -150,14 +155,17 @@ fn body_json(ra: &RolesAnywhere) -> String {
 /// Roles Anywhere's default session length.
 pub const DEFAULT_SECONDS: u32 = 3600;
 
+/// What came back.
+pub struct Answer {
+    pub status: u16,
+    /// `x-amzn-ErrorType` (REST-JSON's error code header), when sent.
+    pub error_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
 /// Sends the request once (a signature is cheap to redo, but a PIN or touch is not, so
-/// there is no silent retry). The answer's status and body.
-fn send(
-    req: HttpRequest,
-    timeouts: Timeouts,
-    profile: &str,
-    endpoint: &str,
-) -> Result<(u16, Vec<u8>)> {
+/// there is no silent retry).
+fn send(req: HttpRequest, timeouts: Timeouts, profile: &str, endpoint: &str) -> Result<Answer> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -179,14 +187,16 @@ fn send(
         let call = async {
             let resp = connector.call(req).await?;
             let status = resp.status().as_u16();
+            let error_type = resp.headers().get("x-amzn-errortype").map(str::to_owned);
             let body = aws_smithy_types::byte_stream::ByteStream::new(resp.into_body())
                 .collect()
                 .await
                 .map_err(|e| aws_smithy_runtime_api::client::result::ConnectorError::io(e.into()))?;
-            Ok::<_, aws_smithy_runtime_api::client::result::ConnectorError>((
+            Ok::<_, aws_smithy_runtime_api::client::result::ConnectorError>(Answer {
                 status,
-                body.into_bytes().to_vec(),
-            ))
+                error_type,
+                body: body.into_bytes().to_vec(),
+            })
         };
         match tokio::time::timeout(limit, call).await {
             Ok(Ok(answer)) => Ok(answer),
@@ -283,14 +293,16 @@ struct ErrorDoc {
     kind: Option<String>,
 }
 
-/// AWS's error code of an answer: the body's `__type` (`…#Code`), else by status.
-pub fn error_code(status: u16, body: &[u8]) -> (String, String) {
+/// AWS's error code and message of an answer: the `x-amzn-ErrorType` header (`Code:…`),
+/// else the body's `__type` (`…#Code`), else by status.
+pub fn error_code(status: u16, error_type: Option<&str>, body: &[u8]) -> (String, String) {
     let doc: ErrorDoc = serde_json::from_slice(body).unwrap_or_default();
     let message = crate::text::sanitize_foreign(doc.message.as_deref().unwrap_or(""), 300);
-    let code = doc
-        .kind
-        .map(|k| k.rsplit('#').next().unwrap_or_default().to_owned())
-        .filter(|k| !k.is_empty())
+    let code = error_type
+        .map(|t| t.split(':').next().unwrap_or_default().to_owned())
+        .or(doc.kind)
+        .map(|k| k.rsplit('#').next().unwrap_or_default().trim().to_owned())
+        .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric()))
         .unwrap_or_else(|| match status {
             403 => "AccessDeniedException".to_owned(),
             404 => "ResourceNotFoundException".to_owned(),
@@ -302,13 +314,13 @@ pub fn error_code(status: u16, body: &[u8]) -> (String, String) {
 }
 
 fn explain(
-    status: u16,
-    body: &[u8],
+    answer: &Answer,
     profile: &str,
     endpoint: &str,
     signer: &dyn CertificateSigner,
 ) -> Error {
-    let (code, message) = error_code(status, body);
+    let status = answer.status;
+    let (code, message) = error_code(status, answer.error_type.as_deref(), &answer.body);
     let said = if message.is_empty() {
         code.clone()
     } else {
@@ -347,18 +359,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn error_codes_from_the_body_or_the_status() {
-        let (c, m) = error_code(403, br#"{"message":"Untrusted signing certificate"}"#);
+    fn error_codes_from_the_header_the_body_or_the_status() {
+        let (c, m) = error_code(403, None, br#"{"message":"Untrusted signing certificate"}"#);
         assert_eq!(
             (c.as_str(), m.as_str()),
             ("AccessDeniedException", "Untrusted signing certificate")
         );
         let (c, _) = error_code(
             400,
+            None,
             br#"{"__type":"com.amazonaws#ValidationException","message":"x"}"#,
         );
         assert_eq!(c, "ValidationException");
-        let (c, m) = error_code(502, b"<html>proxy</html>");
+        let (c, _) = error_code(500, Some("InternalServerException:http://internal/"), b"{}");
+        assert_eq!(c, "InternalServerException");
+        let (c, m) = error_code(502, None, b"<html>proxy</html>");
         assert_eq!((c.as_str(), m.as_str()), ("HTTP 502", ""));
     }
 

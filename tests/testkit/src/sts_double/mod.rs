@@ -32,6 +32,10 @@
 //! 2010-05-08): see [`iam`](self) — `CreateVirtualMFADevice`, `EnableMFADevice`,
 //! `DeactivateMFADevice`, `DeleteVirtualMFADevice`, `ListMFADevices`,
 //! `ListVirtualMFADevices`. Devices enabled there become MFA devices STS accepts codes for.
+//!
+//! IAM Roles Anywhere's `CreateSession` (`POST /sessions`) is served on the same port once
+//! [`StsDouble::set_roles_anywhere`] names trust anchors and profiles: see
+//! [`rolesanywhere`]. The role sessions it issues are STS sessions of the double's roles.
 
 mod config;
 mod engine;
