@@ -165,7 +165,27 @@ fn aws_cli_gets_credentials_from_key_files() {
             assert_eq!(s.double.roles_anywhere_stats().ok, i as u64 + 1, "{cert}");
         }
     }
+    // Above the engine nothing changes: `export` and `exec` get the cached session.
+    let out = s.home.run(&["export", "--profile", "ra-p256"]);
+    out.ok();
+    assert!(out.stdout.contains("AWS_SESSION_TOKEN"), "{}", out.stdout);
+    s.home
+        .run(&[
+            "exec",
+            "--profile",
+            "ra-rsa2048",
+            "--",
+            "sh",
+            "-c",
+            "test -n \"$AWS_ACCESS_KEY_ID\"",
+        ])
+        .ok();
     let stats = s.double.roles_anywhere_stats();
+    assert_eq!(
+        stats.ok,
+        cases.len() as u64,
+        "export and exec were served from the cache"
+    );
     assert!(stats.refused.is_empty(), "{:?}", stats.refused);
     assert_eq!(
         stats.sessions_for[0],

@@ -13,6 +13,7 @@ use crate::sts::Timeouts;
 use crate::token::EnvLookup;
 use crate::token::certificate::CertificateFacts;
 use crate::token::keyfile::KeyFileSigner;
+use crate::token::piv::PivKeyRef;
 use crate::token::x509::CertificateSigner;
 use crate::ui::Ui;
 
@@ -27,6 +28,26 @@ pub(super) fn obtain(
     // Before any key is touched: a URL no request could go to, bad timeouts.
     let target = Target::for_profile(p, ra, env)?;
     let timeouts = Timeouts::from_env(env)?;
+    let cache = SessionCache::open_default(env, ui);
+    let use_cache = !opts.no_cache && cache.enabled();
+    // A key on a YubiKey: the certificate seen last time in that slot names the session,
+    // so a cached session is served without the card (as a cached MFA session is without
+    // a tap).
+    let piv_stamp = match &ra.key {
+        RolesAnywhereKey::Piv(k) => Some(piv_stamp(k)),
+        RolesAnywhereKey::Files(_) => None,
+    };
+    if use_cache
+        && let Some(stamp) = &piv_stamp
+        && let Some(cert_sha256) = cache.known_identity(stamp)
+        && let Some(e) = cache.get(&cache_key(ra, &target, &cert_sha256), ADVISORY_WINDOW)
+    {
+        tracing::debug!(
+            profile = p.name,
+            "session cache hit (PIV certificate remembered)"
+        );
+        return Ok((e.credentials, true));
+    }
     let signer = open_signer(ra, &p.name, env, ui)?;
     let facts = CertificateFacts::from_der(signer.certificate_der()).map_err(|why| {
         Error::config(format!(
@@ -36,9 +57,10 @@ pub(super) fn obtain(
         ))
     })?;
     check_validity(&facts, &p.name, signer.as_ref())?;
-    let cache = SessionCache::open_default(env, ui);
-    let use_cache = !opts.no_cache && cache.enabled();
-    let key = cache_key(ra, &target, &facts);
+    if use_cache && let Some(stamp) = &piv_stamp {
+        cache.remember_identity(stamp, &facts.sha256_hex, ui);
+    }
+    let key = cache_key(ra, &target, &facts.sha256_hex);
     if use_cache && let Some(e) = cache.get(&key, ADVISORY_WINDOW) {
         tracing::debug!(profile = p.name, "session cache hit");
         return Ok((e.credentials, true));
@@ -70,9 +92,9 @@ pub(super) fn obtain(
 /// Two profiles share a session exactly when the same certificate asks the same trust
 /// anchor and profile for the same role, with the same duration and session name, at the
 /// same endpoint.
-pub fn cache_key(ra: &RolesAnywhere, target: &Target, facts: &CertificateFacts) -> CacheKey {
+pub fn cache_key(ra: &RolesAnywhere, target: &Target, cert_sha256: &str) -> CacheKey {
     CacheKey::builder(SessionKind::CreateSession)
-        .source(&facts.sha256_hex)
+        .source(cert_sha256)
         .part("trust_anchor", ra.trust_anchor_arn.as_str())
         .part("rolesanywhere_profile", ra.profile_arn.as_str())
         .role_arn(&ra.role_arn)
@@ -80,6 +102,14 @@ pub fn cache_key(ra: &RolesAnywhere, target: &Target, facts: &CertificateFacts) 
         .session_name(ra.role_session_name.as_deref())
         .endpoint(Some(&target.url))
         .build()
+}
+
+/// The name under which a PIV slot's certificate identity is remembered.
+fn piv_stamp(k: &PivKeyRef) -> String {
+    use sha2::{Digest, Sha256};
+    let serial = k.serial.map(|n| n.to_string()).unwrap_or_default();
+    let text = format!("tapcred piv certificate v1\0{serial}\0{}", k.slot);
+    data_encoding::HEXLOWER.encode(&Sha256::digest(text.as_bytes()))
 }
 
 pub(crate) fn open_signer(
