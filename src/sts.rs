@@ -52,7 +52,7 @@ impl StsTarget {
         profile: &ResolvedProfile,
         env: &dyn EnvLookup,
     ) -> Option<(String, &'static str)> {
-        endpoint_override(
+        Self::endpoint_override(
             profile,
             env,
             "AWS_ENDPOINT_URL_STS",
@@ -60,14 +60,97 @@ impl StsTarget {
         )
     }
 
+    /// A service's endpoint override and where it came from (`service_var`, `AWS_ENDPOINT_URL`,
+    /// or `configured`, the config file's), after the ignore switches.
+    pub(crate) fn endpoint_override(
+        profile: &ResolvedProfile,
+        env: &dyn EnvLookup,
+        service_var: &'static str,
+        configured: Option<String>,
+    ) -> Option<(String, &'static str)> {
+        let nonempty = |k: &str| env.var(k).filter(|v| !v.trim().is_empty());
+        let ignore = profile.ignore_configured_endpoint_urls
+            || nonempty("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if ignore {
+            return None;
+        }
+        nonempty(service_var)
+            .map(|u| (u, service_var))
+            .or_else(|| nonempty("AWS_ENDPOINT_URL").map(|u| (u, "AWS_ENDPOINT_URL")))
+            .or_else(|| configured.map(|u| (u, "endpoint_url in the AWS config file")))
+    }
+
     /// Check the endpoint override before any code is read: a URL the request could never be
     /// sent to must cost no touch and no code window. Exit 3 (configuration).
     pub fn check_endpoint(profile: &ResolvedProfile, env: &dyn EnvLookup) -> Result<()> {
-        check_endpoint_url(
+        Self::check_endpoint_url(
             &profile.name,
             Self::endpoint_with_origin(profile, env),
             "STS",
         )
+    }
+
+    /// Check an endpoint override of `service` (`found`, from
+    /// [`StsTarget::endpoint_override`]) before any code is read or key touched: a URL the
+    /// request could never be sent to must cost no touch and no code window. Exit 3.
+    pub(crate) fn check_endpoint_url(
+        profile: &str,
+        found: Option<(String, &'static str)>,
+        service: &str,
+    ) -> Result<()> {
+        let Some((url, origin)) = found else {
+            return Ok(());
+        };
+        let shown = crate::text::sanitize_foreign(&url, 200);
+        let bad = |why: &str| {
+            Err(Error::config(format!(
+                "profile \"{profile}\": {origin} = \"{shown}\" is not a usable {service} endpoint ({why}); use http(s)://HOST[:PORT] or unset it"
+            ))
+            .with_reason(Reason::NotSent))
+        };
+        // The URL parser would drop or percent-encode these, and a request would go out to
+        // a URL nobody wrote: a trailing space from cmd's `set X=url && …`, a pasted tab.
+        if let Some(c) = url
+            .chars()
+            .find(|&c| c.is_whitespace() || crate::text::is_unsafe(c))
+            .filter(|_| url::Url::parse(url.trim()).is_ok())
+        {
+            let what = if c == ' ' {
+                "a space".to_owned()
+            } else {
+                format!("the character {}", crate::text::escape(&c.to_string()))
+            };
+            let at = if url.trim_end() != url && url.trim_end().chars().all(|c| !c.is_whitespace())
+            {
+                " at the end"
+            } else {
+                ""
+            };
+            let fix = if origin.starts_with("AWS_") && !at.is_empty() {
+                format!(
+                    "remove it (in cmd, quote the whole assignment so no space trails the URL: set \"{origin}=URL\")"
+                )
+            } else {
+                "remove it".to_owned()
+            };
+            return Err(Error::config(format!(
+                "profile \"{profile}\": {origin} = \"{shown}\" contains {what}{at}, and a URL has no space or control character; {fix}"
+            ))
+            .with_reason(Reason::NotSent));
+        }
+        match url::Url::parse(url.trim()) {
+            Err(e) => bad(&e.to_string()),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                bad(&format!("scheme {:?}, not http or https", u.scheme()))
+            }
+            Ok(u) if u.host_str().is_none_or(str::is_empty) => bad("no host"),
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                bad("user info in the URL")
+            }
+            Ok(u) if u.query().is_some() || u.fragment().is_some() => bad("a query or fragment"),
+            Ok(_) => Ok(()),
+        }
     }
 
     fn describe(&self) -> String {
@@ -75,86 +158,6 @@ impl StsTarget {
             Some(u) => u.clone(),
             None => format!("sts.{}.amazonaws.com", self.region),
         }
-    }
-}
-
-/// A service's endpoint override and where it came from (`service_var`, `AWS_ENDPOINT_URL`,
-/// or `configured`, the config file's), after the ignore switches.
-pub(crate) fn endpoint_override(
-    profile: &ResolvedProfile,
-    env: &dyn EnvLookup,
-    service_var: &'static str,
-    configured: Option<String>,
-) -> Option<(String, &'static str)> {
-    let nonempty = |k: &str| env.var(k).filter(|v| !v.trim().is_empty());
-    let ignore = profile.ignore_configured_endpoint_urls
-        || nonempty("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    if ignore {
-        return None;
-    }
-    nonempty(service_var)
-        .map(|u| (u, service_var))
-        .or_else(|| nonempty("AWS_ENDPOINT_URL").map(|u| (u, "AWS_ENDPOINT_URL")))
-        .or_else(|| configured.map(|u| (u, "endpoint_url in the AWS config file")))
-}
-
-/// Check an endpoint override (`found`, from [`endpoint_override`]) of `service` before any
-/// code is read or key touched: a URL the request could never be sent to must cost no touch
-/// and no code window. Exit 3 (configuration).
-pub(crate) fn check_endpoint_url(
-    profile: &str,
-    found: Option<(String, &'static str)>,
-    service: &str,
-) -> Result<()> {
-    let Some((url, origin)) = found else {
-        return Ok(());
-    };
-    let shown = crate::text::sanitize_foreign(&url, 200);
-    let bad = |why: &str| {
-        Err(Error::config(format!(
-            "profile \"{profile}\": {origin} = \"{shown}\" is not a usable {service} endpoint ({why}); use http(s)://HOST[:PORT] or unset it"
-        ))
-        .with_reason(Reason::NotSent))
-    };
-    // The URL parser would drop or percent-encode these, and a request would go out to
-    // a URL nobody wrote: a trailing space from cmd's `set X=url && …`, a pasted tab.
-    if let Some(c) = url
-        .chars()
-        .find(|&c| c.is_whitespace() || crate::text::is_unsafe(c))
-        .filter(|_| url::Url::parse(url.trim()).is_ok())
-    {
-        let what = if c == ' ' {
-            "a space".to_owned()
-        } else {
-            format!("the character {}", crate::text::escape(&c.to_string()))
-        };
-        let at = if url.trim_end() != url && url.trim_end().chars().all(|c| !c.is_whitespace()) {
-            " at the end"
-        } else {
-            ""
-        };
-        let fix = if origin.starts_with("AWS_") && !at.is_empty() {
-            format!(
-                "remove it (in cmd, quote the whole assignment so no space trails the URL: set \"{origin}=URL\")"
-            )
-        } else {
-            "remove it".to_owned()
-        };
-        return Err(Error::config(format!(
-            "profile \"{profile}\": {origin} = \"{shown}\" contains {what}{at}, and a URL has no space or control character; {fix}"
-        ))
-        .with_reason(Reason::NotSent));
-    }
-    match url::Url::parse(url.trim()) {
-        Err(e) => bad(&e.to_string()),
-        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-            bad(&format!("scheme {:?}, not http or https", u.scheme()))
-        }
-        Ok(u) if u.host_str().is_none_or(str::is_empty) => bad("no host"),
-        Ok(u) if !u.username().is_empty() || u.password().is_some() => bad("user info in the URL"),
-        Ok(u) if u.query().is_some() || u.fragment().is_some() => bad("a query or fragment"),
-        Ok(_) => Ok(()),
     }
 }
 

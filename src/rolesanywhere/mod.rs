@@ -39,8 +39,9 @@ impl Target {
         ra: &RolesAnywhere,
         env: &dyn EnvLookup,
     ) -> Result<Target> {
-        let found = sts::endpoint_override(profile, env, ENDPOINT_ENV, ra.endpoint_url.clone());
-        sts::check_endpoint_url(&profile.name, found.clone(), "Roles Anywhere")?;
+        let found =
+            sts::StsTarget::endpoint_override(profile, env, ENDPOINT_ENV, ra.endpoint_url.clone());
+        sts::StsTarget::check_endpoint_url(&profile.name, found.clone(), "Roles Anywhere")?;
         let region = ra.region().to_owned();
         let url = match found {
             Some((u, _)) => u.trim().trim_end_matches('/').to_owned(),
