@@ -306,6 +306,37 @@ fn independent_signature_verifies_and_strings_match_tapcreds() {
         assert_eq!(status, 403, "{cert}: {answer}");
         assert!(answer.contains("Signature does not match"), "{answer}");
     }
+
+    // The double's own judgement of a well-signed request: an expired certificate, a role
+    // the profile does not list.
+    let python_signed = |cert: &str, body: &str| {
+        let out = Command::new(python())
+            .arg(pki_script())
+            .arg("sign")
+            .arg(s.pki.join(format!("{cert}.key")))
+            .arg(s.pki.join(format!("{cert}.pem")))
+            .args(["us-east-1", &date, &host, "/sessions", body])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let py: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        send_signed(&s.double.endpoint(), &py["headers"], body)
+    };
+    let (status, answer) = python_signed("expired", &body);
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("outside its validity period"), "{answer}");
+    let other_role = body.replace(design::ROLE_ARN, design::ROLE_B_ARN);
+    let (status, answer) = python_signed("p256", &other_role);
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.contains("not in the profile's roles"), "{answer}");
+    let too_long = body.replace("3600", "7200");
+    let (status, answer) = python_signed("p256", &too_long);
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("durationSeconds"), "{answer}");
 }
 
 #[test]
