@@ -32,7 +32,10 @@ use crate::token::{self, Code, CodeRequest, TokenSource};
 use crate::ui::Ui;
 use crate::vault::{VaultSeeds, VaultSession};
 
+mod roles_anywhere;
 mod warm;
+
+pub(crate) use roles_anywhere::open_signer as roles_anywhere_signer;
 
 pub use crate::cache::plan_code_time;
 
@@ -92,6 +95,16 @@ pub fn credentials(
     let rec = warm::RecordingEnv::new(env);
     let profiles = Profiles::load(&AwsFiles::from_env(&rec))?;
     let profile = profiles.resolve(name, &rec)?;
+    if let Some(ra) = &profile.roles_anywhere {
+        let (credentials, from_cache) = roles_anywhere::obtain(&profile, ra, opts, &rec, ui)?;
+        let target = StsTarget::for_profile(&profile, &rec);
+        return Ok(Obtained {
+            credentials,
+            profile,
+            target,
+            from_cache,
+        });
+    }
     // Before any cache, token or code: a URL no request could go to costs no touch.
     StsTarget::check_endpoint(&profile, &rec)?;
     let target = StsTarget::for_profile(&profile, &rec);

@@ -12,8 +12,8 @@
 //! devices:  token
 //! vault:    vault
 //! config:   cache profile
-//! aws:      serve sts
-//! iam:      iam
+//! sts:      serve sts
+//! aws:      iam rolesanywhere
 //! engine:   engine
 //! commands: commands
 //! cli:      cli
@@ -34,6 +34,7 @@ pub mod iam;
 pub mod journal;
 pub mod platform;
 pub mod profile;
+pub mod rolesanywhere;
 pub mod serve;
 pub mod sts;
 pub mod text;

@@ -306,6 +306,37 @@ const ENROLL_JOURNAL: &str = r#"{"kind":"enroll","subject":"a","started":1700000
 
 // ----- the scenarios ---------------------------------------------------------------------
 
+/// HOME with `[profile ra]`, a Roles Anywhere profile with `keys` (the fixture certificate
+/// and keys of fixtures/rolesanywhere/static copied to ~/ra, keys mode 0600 unless `shared`).
+fn roles_anywhere(keys: &str, shared: bool) -> Outcome {
+    roles_anywhere_with(keys, shared, None)
+}
+
+/// [`roles_anywhere`] with `AWS_ENDPOINT_URL_ROLESANYWHERE` = `endpoint`.
+fn roles_anywhere_with(keys: &str, shared: bool, endpoint: Option<&str>) -> Outcome {
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = Home::empty();
+    if let Some(e) = endpoint {
+        h.set("AWS_ENDPOINT_URL_ROLESANYWHERE", e);
+    }
+    let dir = h.path().join("ra");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rolesanywhere/static");
+    for f in ["leaf.pem", "leaf.key", "other.key", "encrypted.key"] {
+        std::fs::copy(fixtures.join(f), dir.join(f)).unwrap();
+        let mode = if f.ends_with(".key") && !shared {
+            0o600
+        } else {
+            0o644
+        };
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    h.write_config(&format!("[profile ra]\nregion = us-east-1\n{keys}"));
+    cp(&h, "ra")
+}
+
+const RA_ARNS: &str = "tapcred_roles_anywhere_trust_anchor_arn = arn:aws:rolesanywhere:us-east-1:111111111111:trust-anchor/a1b2c3d4-1111-2222-3333-444444444444\ntapcred_roles_anywhere_profile_arn = arn:aws:rolesanywhere:us-east-1:111111111111:profile/b1b2c3d4-1111-2222-3333-444444444444\nrole_arn = arn:aws:iam::111111111111:role/toolkit-role\n";
+
 fn scenarios() -> Vec<Scenario> {
     macro_rules! s {
         ($id:literal, $input:literal, $run:expr) => {
@@ -666,6 +697,105 @@ fn scenarios() -> Vec<Scenario> {
             "seed-file-missing",
             "`tapcred_totp_secret_file` names a missing file",
             || { cp(&mfa_a("tapcred_totp_secret_file = ~/seed\n"), "a") }
+        ),
+        // --- IAM Roles Anywhere profiles
+        s!(
+            "ra-trust-anchor-malformed",
+            "`tapcred_roles_anywhere_trust_anchor_arn` is an IAM role ARN",
+            || roles_anywhere(
+                "tapcred_roles_anywhere_trust_anchor_arn = arn:aws:iam::111111111111:role/x\n",
+                false
+            )
+        ),
+        s!(
+            "ra-profile-arn-missing",
+            "a Roles Anywhere profile without `tapcred_roles_anywhere_profile_arn`",
+            || roles_anywhere(
+                "tapcred_roles_anywhere_trust_anchor_arn = arn:aws:rolesanywhere:us-east-1:111111111111:trust-anchor/a1b2c3d4-1111-2222-3333-444444444444\n",
+                false
+            )
+        ),
+        s!(
+            "ra-certificate-without-key",
+            "`tapcred_roles_anywhere_certificate` without `tapcred_roles_anywhere_private_key`",
+            || roles_anywhere(
+                &format!("{RA_ARNS}tapcred_roles_anywhere_certificate = ~/ra/leaf.pem\n"),
+                false
+            )
+        ),
+        s!(
+            "ra-piv-and-key-file",
+            "`tapcred_piv_slot` beside a certificate and key file",
+            || roles_anywhere(
+                &format!(
+                    "{RA_ARNS}tapcred_piv_slot = 9a\ntapcred_roles_anywhere_certificate = ~/ra/leaf.pem\ntapcred_roles_anywhere_private_key = ~/ra/leaf.key\n"
+                ),
+                false
+            )
+        ),
+        s!("ra-piv-slot-invalid", "`tapcred_piv_slot = 9z`", || {
+            roles_anywhere(&format!("{RA_ARNS}tapcred_piv_slot = 9z\n"), false)
+        }),
+        s!(
+            "ra-certificate-missing",
+            "the certificate file does not exist",
+            || roles_anywhere(
+                &format!(
+                    "{RA_ARNS}tapcred_roles_anywhere_certificate = ~/ra/nope.pem\ntapcred_roles_anywhere_private_key = ~/ra/leaf.key\n"
+                ),
+                false
+            )
+        ),
+        s!(
+            "ra-certificate-not-pem",
+            "the certificate file holds a private key",
+            || roles_anywhere(
+                &format!(
+                    "{RA_ARNS}tapcred_roles_anywhere_certificate = ~/ra/leaf.key\ntapcred_roles_anywhere_private_key = ~/ra/leaf.key\n"
+                ),
+                false
+            )
+        ),
+        s!(
+            "ra-key-file-shared",
+            "the private key file is mode 0644",
+            || roles_anywhere(
+                &format!(
+                    "{RA_ARNS}tapcred_roles_anywhere_certificate = ~/ra/leaf.pem\ntapcred_roles_anywhere_private_key = ~/ra/leaf.key\n"
+                ),
+                true
+            )
+        ),
+        s!(
+            "ra-key-not-the-certificates",
+            "the private key belongs to another certificate",
+            || roles_anywhere(
+                &format!(
+                    "{RA_ARNS}tapcred_roles_anywhere_certificate = ~/ra/leaf.pem\ntapcred_roles_anywhere_private_key = ~/ra/other.key\n"
+                ),
+                false
+            )
+        ),
+        s!(
+            "ra-key-encrypted",
+            "the private key file is encrypted with a passphrase",
+            || roles_anywhere(
+                &format!(
+                    "{RA_ARNS}tapcred_roles_anywhere_certificate = ~/ra/leaf.pem\ntapcred_roles_anywhere_private_key = ~/ra/encrypted.key\n"
+                ),
+                false
+            )
+        ),
+        s!(
+            "ra-endpoint-down",
+            "`AWS_ENDPOINT_URL_ROLESANYWHERE` where nothing listens",
+            || roles_anywhere_with(
+                &format!(
+                    "{RA_ARNS}tapcred_roles_anywhere_certificate = ~/ra/leaf.pem\ntapcred_roles_anywhere_private_key = ~/ra/leaf.key\n"
+                ),
+                false,
+                Some("http://127.0.0.1:1"),
+            )
         ),
         s!("seed-file-shared", "seed file mode 0644", || {
             seed_file(b"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 0o644)

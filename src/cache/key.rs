@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 pub enum SessionKind {
     GetSessionToken,
     AssumeRole,
+    /// IAM Roles Anywhere (`rolesanywhere:CreateSession`).
+    CreateSession,
 }
 
 impl SessionKind {
@@ -19,6 +21,7 @@ impl SessionKind {
         match self {
             SessionKind::GetSessionToken => "GetSessionToken",
             SessionKind::AssumeRole => "AssumeRole",
+            SessionKind::CreateSession => "CreateSession",
         }
     }
 }

@@ -102,6 +102,7 @@ mod tests {
             },
             steps: Vec::new(),
             token: Default::default(),
+            roles_anywhere: None,
         };
         let names = [
             "TAPCRED_X",

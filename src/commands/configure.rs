@@ -40,6 +40,30 @@ pub struct ConfigureArgs {
     /// Read the access key id and secret from stdin (two lines, or the console's CSV).
     #[arg(long)]
     pub keys_from_stdin: bool,
+    /// IAM Roles Anywhere instead of an access key: the trust anchor's ARN
+    /// (arn:aws:rolesanywhere:REGION:ACCOUNT:trust-anchor/ID). With it come
+    /// --roles-anywhere-profile, --role-arn, and the key: --certificate + --private-key
+    /// (files) or --piv-slot (a YubiKey, default 9a).
+    #[arg(long, value_name = "ARN")]
+    pub trust_anchor_arn: Option<String>,
+    /// The Roles Anywhere profile's ARN (arn:aws:rolesanywhere:REGION:ACCOUNT:profile/ID).
+    #[arg(long, value_name = "ARN")]
+    pub roles_anywhere_profile: Option<String>,
+    /// The certificate file (PEM) of a headless Roles Anywhere profile.
+    #[arg(long, value_name = "PATH")]
+    pub certificate: Option<String>,
+    /// Its private key file (PEM, readable by you only).
+    #[arg(long, value_name = "PATH")]
+    pub private_key: Option<String>,
+    /// Intermediate CA certificates (PEM), when the CA is not the trust anchor itself.
+    #[arg(long, value_name = "PATH")]
+    pub chain: Option<String>,
+    /// The YubiKey PIV slot holding the key (9a, 9c, 9d, 9e, 82–95).
+    #[arg(long, value_name = "SLOT")]
+    pub piv_slot: Option<String>,
+    /// Which YubiKey (serial number) holds it, when several are plugged in.
+    #[arg(long, value_name = "N")]
+    pub piv_serial: Option<u32>,
 }
 
 const DEFAULT_PROFILE: &str = "mfa";
@@ -52,6 +76,9 @@ struct Keys {
 }
 
 pub fn run(args: &ConfigureArgs, ctx: &Ctx<'_>, out: &mut dyn Write) -> Result<i32> {
+    if args.trust_anchor_arn.is_some() {
+        return super::roles_anywhere_setup::configure(args, ctx, out);
+    }
     let files = AwsFiles::from_env(ctx.env);
     // The current files must parse before anything is asked or written.
     let current = match Profiles::load(&files) {
@@ -332,7 +359,7 @@ fn ask(ctx: &Ctx<'_>, prompt: &str) -> Result<Option<String>> {
         .filter(|s| !s.is_empty()))
 }
 
-fn profile_name(name: &str, flag: &str) -> Result<()> {
+pub(super) fn profile_name(name: &str, flag: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -347,7 +374,7 @@ fn profile_name(name: &str, flag: &str) -> Result<()> {
     }
 }
 
-fn region(r: &str) -> Result<()> {
+pub(super) fn region(r: &str) -> Result<()> {
     let parts: Vec<&str> = r.split('-').collect();
     let ok = parts.len() >= 3
         && parts.iter().all(|p| {

@@ -259,6 +259,7 @@ fn resolved(name: &str, steps: Vec<Step>) -> ResolvedProfile {
         base: base(),
         steps,
         token: TokenSettings::default(),
+        roles_anywhere: None,
     }
 }
 

@@ -21,6 +21,8 @@ pub mod editor;
 mod load;
 pub use load::MAX_AWS_FILE;
 mod resolve;
+mod roles_anywhere;
+pub use roles_anywhere::{RolesAnywhere, RolesAnywhereKey};
 mod tapcred_keys;
 pub(crate) mod validate;
 
@@ -104,6 +106,9 @@ pub struct ResolvedProfile {
     pub steps: Vec<Step>,
     /// `tapcred_*` keys of the selected profile itself.
     pub token: TokenSettings,
+    /// An IAM Roles Anywhere profile: credentials come from `CreateSession`, signed by a
+    /// certificate's key (`base` and `steps` are then empty).
+    pub roles_anywhere: Option<RolesAnywhere>,
 }
 
 /// The parsed, merged files.

@@ -23,6 +23,24 @@ impl Profiles {
         let token = self.token_settings(name, env)?;
         let region = self.get(name, "region").map(str::to_owned);
         let (endpoint_url, ignore_configured_endpoint_urls) = self.endpoint(name)?;
+        if self.is_roles_anywhere(name) {
+            return Ok(ResolvedProfile {
+                roles_anywhere: Some(self.roles_anywhere(name, env)?),
+                name: name.to_owned(),
+                region,
+                endpoint_url,
+                ignore_configured_endpoint_urls,
+                base: BaseCredentials {
+                    origin: name.to_owned(),
+                    access_key_id: String::new(),
+                    secret_access_key: SecretString::from(String::new()),
+                    session_token: None,
+                    in_vault: None,
+                },
+                steps: Vec::new(),
+                token,
+            });
+        }
 
         let mut chain: Vec<String> = Vec::new();
         let mut steps_rev: Vec<Step> = Vec::new();
@@ -141,6 +159,7 @@ impl Profiles {
             base,
             steps: steps_rev,
             token,
+            roles_anywhere: None,
         })
     }
 

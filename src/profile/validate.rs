@@ -53,6 +53,47 @@ pub(crate) fn role_arn(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `arn:PARTITION:rolesanywhere:REGION:ACCOUNT:KIND/ID` (KIND `trust-anchor` or `profile`);
+/// the region, which Roles Anywhere's requests are signed for.
+pub(crate) fn rolesanywhere_arn<'a>(value: &'a str, kind: &str) -> Result<&'a str, String> {
+    let shape = || {
+        format!(
+            "is not a Roles Anywhere {kind} ARN (expected arn:aws:rolesanywhere:REGION:ACCOUNT:{kind}/ID)"
+        )
+    };
+    let parts: Vec<&str> = value.trim().splitn(6, ':').collect();
+    let [arn, partition, service, region, account, resource] = parts[..] else {
+        return Err(shape());
+    };
+    let partition_ok = partition.starts_with("aws")
+        && partition
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let region_ok = !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    let id_ok = resource
+        .strip_prefix(kind)
+        .and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if arn != "arn"
+        || !partition_ok
+        || service != "rolesanywhere"
+        || !region_ok
+        || !account_ok
+        || !id_ok
+    {
+        return Err(shape());
+    }
+    Ok(region)
+}
+
 /// STS `SerialNumber`: 9–256 characters of `[\w+=/:,.@-]`.
 pub(crate) fn mfa_serial(value: &str) -> Result<(), String> {
     charset(value, 9, 256, "+=/:,.@-")

@@ -202,7 +202,7 @@ impl StsApi for Sts {
 /// Credentials are printable ASCII without spaces (AWS's are base32/base64 alphabets):
 /// anything else (a newline, an escape sequence) is not a credential and would corrupt the
 /// shells, files and headers they go to.
-fn is_credential_text(s: &str) -> bool {
+pub(crate) fn is_credential_text(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic())
 }
 

@@ -56,6 +56,22 @@ impl StsTarget {
         profile: Option<&ResolvedProfile>,
         env: &dyn EnvLookup,
     ) -> Option<(String, &'static str)> {
+        Self::endpoint_override(
+            profile,
+            env,
+            "AWS_ENDPOINT_URL_STS",
+            profile.and_then(|p| p.endpoint_url.clone()),
+        )
+    }
+
+    /// A service's endpoint override and where it came from (`service_var`, `AWS_ENDPOINT_URL`,
+    /// or `configured`, the config file's), after the ignore switches.
+    pub(crate) fn endpoint_override(
+        profile: Option<&ResolvedProfile>,
+        env: &dyn EnvLookup,
+        service_var: &'static str,
+        configured: Option<String>,
+    ) -> Option<(String, &'static str)> {
         let nonempty = |k: &str| env.var(k).filter(|v| !v.trim().is_empty());
         let ignore = profile.is_some_and(|p| p.ignore_configured_endpoint_urls)
             || nonempty("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
@@ -63,14 +79,10 @@ impl StsTarget {
         if ignore {
             return None;
         }
-        nonempty("AWS_ENDPOINT_URL_STS")
-            .map(|u| (u, "AWS_ENDPOINT_URL_STS"))
+        nonempty(service_var)
+            .map(|u| (u, service_var))
             .or_else(|| nonempty("AWS_ENDPOINT_URL").map(|u| (u, "AWS_ENDPOINT_URL")))
-            .or_else(|| {
-                profile
-                    .and_then(|p| p.endpoint_url.clone())
-                    .map(|u| (u, "endpoint_url in the AWS config file"))
-            })
+            .or_else(|| configured.map(|u| (u, "endpoint_url in the AWS config file")))
     }
 
     /// Check the endpoint override before any code is read: a URL the request could never be
@@ -176,6 +188,7 @@ mod tests {
             },
             steps: vec![],
             token: TokenSettings::default(),
+            roles_anywhere: None,
         }
     }
 

@@ -217,14 +217,14 @@ fn dispatch_reason(d: &aws_smithy_runtime_api::client::result::DispatchFailure) 
     }
 }
 
-fn is_connect_error(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_connect_error(e: &(dyn std::error::Error + 'static)) -> bool {
     e.downcast_ref::<hyper_util::client::legacy::Error>()
         .is_some_and(|h| h.is_connect())
 }
 
 /// `error`, then each error after it; through an `io::Error` to its payload (whose own
 /// `source()` would skip it).
-fn error_chain<'a>(
+pub(crate) fn error_chain<'a>(
     error: &'a (dyn std::error::Error + 'static),
 ) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(error), |&e| match e.downcast_ref::<std::io::Error>() {

@@ -7,7 +7,9 @@ mod config;
 mod endpoints;
 mod messages;
 
+pub(crate) use calls::is_credential_text;
 pub use calls::{CallContext, CallerIdentity, MfaCode, Sts, StsApi, base_credentials};
 pub use config::{CONNECT_TIMEOUT_ENV, READ_TIMEOUT_ENV, Timeouts, https_client};
 pub(crate) use config::{https_connector, sdk_config};
 pub use endpoints::{DEFAULT_REGION, StsTarget, check_endpoint_url};
+pub(crate) use messages::{error_chain, is_connect_error};

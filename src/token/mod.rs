@@ -10,16 +10,20 @@ use crate::env::EnvLookup;
 use crate::error::Result;
 use crate::ui::Ui;
 
+pub mod certificate;
 pub mod device;
 pub mod fido2;
 pub mod hid;
+pub mod keyfile;
 pub mod keylock;
 pub mod oath;
 pub mod otp;
 pub mod pcsc;
+pub mod piv;
 pub mod prompt;
 pub mod software;
 pub mod transport;
+pub mod x509;
 
 /// `tapcred_token` in a profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

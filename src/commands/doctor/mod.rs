@@ -76,6 +76,14 @@ pub fn diagnose(name: &str, offline: bool, env: &dyn EnvLookup) -> Report {
         Err(e) => d.error("profile", &e),
         Ok(profiles) => match profiles.resolve(name, env) {
             Err(e) => d.error("profile", &e),
+            Ok(p) if p.roles_anywhere.is_some() => {
+                chain = vec![p.name.clone()];
+                d.checks
+                    .extend(crate::commands::roles_anywhere_setup::doctor_checks(
+                        &p, env, &ui,
+                    ));
+                resolved = Some(p);
+            }
             Ok(p) => {
                 chain = profile::chain_of(&profiles, &p);
                 let base = &p.base;

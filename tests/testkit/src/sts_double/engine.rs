@@ -209,6 +209,9 @@ pub(crate) struct Engine {
     issued_lifetime: Option<u64>,
     clock_offset: i64,
     port: u16,
+    /// IAM Roles Anywhere's trust anchors and profiles, and what it saw.
+    pub(super) rolesanywhere: super::rolesanywhere::RolesAnywhereSpec,
+    pub(super) rolesanywhere_stats: super::rolesanywhere::RolesAnywhereStats,
 }
 
 impl Engine {
@@ -226,6 +229,8 @@ impl Engine {
             issued_lifetime: None,
             clock_offset: 0,
             port,
+            rolesanywhere: Default::default(),
+            rolesanywhere_stats: Default::default(),
         }
     }
 
@@ -790,6 +795,50 @@ impl Engine {
             xml::escape(&user_id),
             xml::escape(&account)
         )
+    }
+
+    /// A role session for Roles Anywhere's `CreateSession`: None when the role is unknown
+    /// (or the double has no user to root the session at).
+    pub(super) fn issue_role_session(
+        &mut self,
+        role_arn: &str,
+        session_name: &str,
+        duration: u64,
+        source: &str,
+    ) -> Option<super::rolesanywhere::IssuedRoleSession> {
+        let role = self.config.roles.iter().position(|r| r.arn == role_arn)?;
+        if self.config.users.is_empty() {
+            return None;
+        }
+        let r = &self.config.roles[role];
+        let assumed_role_arn = assumed_role_arn(r, session_name);
+        let assumed_role_id = format!("{}:{session_name}", r.role_id);
+        let xml = self.issue(
+            "CreateSession",
+            duration,
+            false,
+            0,
+            SessionKind::AssumedRole {
+                role,
+                session_name: session_name.to_owned(),
+            },
+            assumed_role_arn.clone(),
+            source.to_owned(),
+        );
+        let field = |tag: &str| {
+            let open = format!("<{tag}>");
+            let from = xml.find(&open)? + open.len();
+            let to = xml[from..].find(&format!("</{tag}>"))? + from;
+            Some(xml[from..to].to_owned())
+        };
+        Some(super::rolesanywhere::IssuedRoleSession {
+            access_key_id: field("AccessKeyId")?,
+            secret_access_key: field("SecretAccessKey")?,
+            session_token: field("SessionToken")?,
+            expiration: field("Expiration")?,
+            assumed_role_arn,
+            assumed_role_id,
+        })
     }
 
     /// Mint and remember a credential set; returns its `<Credentials>` XML.

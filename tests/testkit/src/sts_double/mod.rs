@@ -32,10 +32,15 @@
 //! 2010-05-08): see [`iam`](self) — `CreateVirtualMFADevice`, `EnableMFADevice`,
 //! `DeactivateMFADevice`, `DeleteVirtualMFADevice`, `ListMFADevices`,
 //! `ListVirtualMFADevices`. Devices enabled there become MFA devices STS accepts codes for.
+//!
+//! IAM Roles Anywhere's `CreateSession` (`POST /sessions`) is served on the same port once
+//! [`StsDouble::set_roles_anywhere`] names trust anchors and profiles: see
+//! [`rolesanywhere`]. The role sessions it issues are STS sessions of the double's roles.
 
 mod config;
 mod engine;
 mod iam;
+pub mod rolesanywhere;
 mod sigv4;
 pub mod totp;
 mod xml;
@@ -256,6 +261,17 @@ impl StsDouble {
         self.engine().iam_fail_next(action, n, code);
     }
 
+    /// Serve IAM Roles Anywhere's `CreateSession` with these trust anchors and profiles
+    /// (roles are the double's STS roles).
+    pub fn set_roles_anywhere(&self, spec: rolesanywhere::RolesAnywhereSpec) {
+        self.engine().rolesanywhere = spec;
+    }
+
+    /// What Roles Anywhere saw.
+    pub fn roles_anywhere_stats(&self) -> rolesanywhere::RolesAnywhereStats {
+        self.engine().rolesanywhere_stats.clone()
+    }
+
     /// The TOTP step the double considers current.
     pub fn current_step(&self) -> u64 {
         totp::step_at(self.now())
@@ -320,6 +336,47 @@ fn handle_request(mut request: tiny_http::Request, engine: &Mutex<Engine>) {
         return;
     }
 
+    if url.split('?').next() == Some("/sessions") && method == "POST" {
+        let reply = rolesanywhere::handle(&mut engine, &method, &url, &headers, &body);
+        let fault = engine.take_fault(&Incoming {
+            method,
+            url: "/?Action=CreateSession".into(),
+            headers,
+            body: Vec::new(),
+        });
+        drop(engine);
+        let mut response = tiny_http::Response::from_string(reply.body)
+            .with_status_code(reply.status)
+            .with_header(header("Content-Type", "application/json"))
+            .with_header(header("Date", &date));
+        if let Some(t) = &reply.error_type {
+            response = response.with_header(header("x-amzn-ErrorType", t));
+        }
+        match fault {
+            Some(Fault::Hang(secs)) => {
+                let _ = std::thread::Builder::new()
+                    .name("rolesanywhere-double-hang".into())
+                    .spawn(move || {
+                        std::thread::sleep(Duration::from_secs(secs));
+                        drop(request);
+                    });
+            }
+            Some(Fault::ServerError) => {
+                let _ = request.respond(
+                    tiny_http::Response::from_string(
+                        "{\"message\":\"An internal error has occurred\"}",
+                    )
+                    .with_status_code(500)
+                    .with_header(header("Content-Type", "application/json"))
+                    .with_header(header("x-amzn-ErrorType", "InternalServerException:")),
+                );
+            }
+            _ => {
+                let _ = request.respond(response);
+            }
+        }
+        return;
+    }
     let incoming = Incoming {
         method,
         url,
