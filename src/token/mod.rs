@@ -15,6 +15,7 @@ pub mod keylock;
 pub mod oath;
 pub mod otp;
 pub mod pcsc;
+pub mod piv;
 pub mod prompt;
 pub mod software;
 pub mod transport;
