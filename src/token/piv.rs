@@ -527,6 +527,7 @@ impl CertificateSigner for PivSigner {
                 self.label, self.slot
             ));
         }
+        let reader = self.reader.clone();
         let r = run(&self.key, limit, &who, move |k| {
             ykpiv::sign_data(k, &input, alg, slot)
                 .map(|b| b.to_vec())
@@ -537,6 +538,15 @@ impl CertificateSigner for PivSigner {
                     yubikey::Error::AuthenticationError => Error::token(format!(
                         "{w} refused to sign: its PIN is no longer verified; run again"
                     )),
+                    // No status word at all (vpcd and some readers report a pulled card so).
+                    yubikey::Error::GenericError
+                        if crate::token::pcsc::card_present(&reader, Duration::from_millis(1500))
+                            == Some(false) =>
+                    {
+                        Error::token(format!(
+                            "{w} was removed or stopped answering while signing; insert it and run again"
+                        ))
+                    }
                     other => card_error(&w, "signing", other),
                 })
         });
