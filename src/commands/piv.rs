@@ -196,37 +196,31 @@ fn init(a: &InitArgs, ctx: &Ctx<'_>, d: Deadlines, out: &mut dyn Write) -> Resul
         )
     })?;
     let held = admin.slot_info(a.slot)?;
-    let (mut journal, resumed) = match Journal::begin(&jdir, KIND, &subject_key) {
-        Ok(j) => (j, false),
-        Err(BeginError::Pending(p)) => (Journal::resume(&p)?, true),
-        Err(BeginError::Io(e)) => return Err(e),
-    };
+    let pending = Journal::find(&jdir, KIND, &subject_key);
     let algorithm = key_algorithm(a.algorithm);
-    let public_key = match (&held.public_key, held.algorithm) {
+    let (mut journal, public_key) = match (&held.public_key, held.algorithm, pending) {
         // An interrupted init generated this key: finish with the key that is there (its
         // request may be what the CA is waiting for) instead of replacing it.
-        (Some(pk), Some(alg)) if resumed => {
+        (Some(pk), Some(alg), Some(p)) => {
             ctx.ui.info(&format!(
                 "finishing an interrupted `tapcred piv init`: {who} already holds the {} key it generated; writing its certificate request",
                 algorithm_name(alg)
             ));
-            (pk.clone(), alg)
+            (Journal::resume(&p)?, (pk.clone(), alg))
         }
-        (Some(_), Some(alg)) => {
-            journal.close()?;
+        (Some(_), Some(alg), None) => {
             return Err(Error::usage(format!(
                 "{who} already holds a {} key; `tapcred piv init` never replaces a key; choose another --slot, or delete it first (`ykman piv keys delete {}`)",
                 algorithm_name(alg),
                 a.slot
             )));
         }
-        _ if held.certificate.is_some() => {
-            journal.close()?;
+        (_, _, None) if held.certificate.is_some() => {
             return Err(Error::usage(format!(
                 "{who} already holds a certificate; `tapcred piv init` never replaces a key; choose another --slot"
             )));
         }
-        _ => {
+        (_, _, pending) => {
             admin.authenticate(&mgmt)?;
             let pin_policy = match a.pin_policy {
                 None => yubikey::PinPolicy::Default,
@@ -239,12 +233,20 @@ fn init(a: &InitArgs, ctx: &Ctx<'_>, d: Deadlines, out: &mut dyn Write) -> Resul
                 TouchPolicy::Always => yubikey::TouchPolicy::Always,
                 TouchPolicy::Cached => yubikey::TouchPolicy::Cached,
             };
+            let mut journal = match pending {
+                Some(p) => Journal::resume(&p)?,
+                None => match Journal::begin(&jdir, KIND, &subject_key) {
+                    Ok(j) => j,
+                    Err(BeginError::Pending(p)) => Journal::resume(&p)?,
+                    Err(BeginError::Io(e)) => return Err(e),
+                },
+            };
             journal.step(
                 "generate",
                 json!({ "slot": a.slot.to_string(), "algorithm": algorithm_name(algorithm) }),
             )?;
             let pk = admin.generate(a.slot, algorithm, pin_policy, touch_policy)?;
-            (pk, algorithm)
+            (journal, (pk, algorithm))
         }
     };
     let (public_key, algorithm) = public_key;
