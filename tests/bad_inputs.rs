@@ -1189,7 +1189,10 @@ fn scenarios() -> Vec<Scenario> {
                 let h = Home::empty();
                 let cert = h.path().join("cert.pem");
                 std::fs::write(&cert, "hello\n").unwrap();
-                run_in(&h, &["piv", "import", "--cert", &cert.display().to_string()])
+                run_in(
+                    &h,
+                    &["piv", "import", "--cert", &cert.display().to_string()],
+                )
             }
         ),
     ]

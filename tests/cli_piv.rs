@@ -148,7 +148,11 @@ fn piv_init_import_status_judged_by_ykman_and_python() {
         ]);
         run.ok();
         eprintln!("piv init {algorithm}: {:?}", t.elapsed());
-        assert!(run.stdout.contains(&format!("generated a {ours} key")), "{}", run.stdout);
+        assert!(
+            run.stdout.contains(&format!("generated a {ours} key")),
+            "{}",
+            run.stdout
+        );
         // ykman reads the key tapcred generated; Python checks the request against it.
         let public = b.file(&format!("{slot}.pub"));
         b.ykman(&["piv", "keys", "export", slot, &public]);
@@ -179,7 +183,12 @@ fn piv_init_import_status_judged_by_ykman_and_python() {
     assert_eq!(slots[0]["slot"], "9a");
     assert_eq!(slots[0]["algorithm"], "ECDSA P-256");
     assert_eq!(slots[0]["serial"], "1234abcd");
-    assert!(slots[0]["subject"].as_str().unwrap().contains("CN=alice 9a"));
+    assert!(
+        slots[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("CN=alice 9a")
+    );
     assert!(slots[0]["not_after"].as_str().is_some());
     let text = b.home.run(&["piv", "status"]);
     text.ok();
@@ -200,7 +209,13 @@ fn piv_init_import_status_judged_by_ykman_and_python() {
         .set("TAPCRED_PIV_MANAGEMENT_KEY", &"11".repeat(24));
     other
         .run(&["piv", "init", "--slot", "9e", "--csr", &b.file("9e.csr")])
-        .fails_with(4, &["refused the PIV management key", "TAPCRED_PIV_MANAGEMENT_KEY"]);
+        .fails_with(
+            4,
+            &[
+                "refused the PIV management key",
+                "TAPCRED_PIV_MANAGEMENT_KEY",
+            ],
+        );
     other.set("TAPCRED_PIV_MANAGEMENT_KEY", "0102");
     other
         .run(&["piv", "init", "--slot", "9e", "--csr", &b.file("9e.csr")])
@@ -227,9 +242,17 @@ fn piv_init_killed_after_generating_is_found_by_doctor_and_finished_with_the_sam
         &csr,
     ];
     // The request's signature waits for a touch: the key exists, the request does not.
-    let mut child = b.home.cmd(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = b
+        .home
+        .cmd(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     assert!(
-        b.card.button().wait_for_touch_request(Duration::from_secs(60)),
+        b.card
+            .button()
+            .wait_for_touch_request(Duration::from_secs(60)),
         "init never reached the signature"
     );
     child.kill().unwrap();
@@ -250,7 +273,11 @@ fn piv_init_killed_after_generating_is_found_by_doctor_and_finished_with_the_sam
     b.card.vyk().set_auto_press(Some(Duration::from_millis(50)));
     let run = b.home.run(&args);
     run.ok();
-    assert!(run.stderr.contains("finishing an interrupted"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("finishing an interrupted"),
+        "{}",
+        run.stderr
+    );
     let cert = b.file("9a.crt");
     python(CA, &[&csr, &public, &cert]);
     let doctor = b.home.run(&["doctor"]);

@@ -40,7 +40,10 @@ impl Bench {
         if !venv().join("bin/ykman").is_file() {
             tapcred_testkit::ci::skip(
                 test,
-                &format!("ykman is missing in {} (set TAPCRED_VENV)", venv().display()),
+                &format!(
+                    "ykman is missing in {} (set TAPCRED_VENV)",
+                    venv().display()
+                ),
             );
             return None;
         }
@@ -125,7 +128,9 @@ impl Bench {
             &public,
         ]);
         if touch != "NEVER" {
-            self.card().vyk().set_auto_press(Some(Duration::from_millis(50)));
+            self.card()
+                .vyk()
+                .set_auto_press(Some(Duration::from_millis(50)));
         }
         self.ok(&[
             "piv",
@@ -223,7 +228,8 @@ fn key_ref(slot: &str) -> PivKeyRef {
 
 #[test]
 fn ykman_judges_the_piv_applet_and_python_verifies_tapcred_signatures() {
-    let Some(b) = Bench::start("ykman_judges_the_piv_applet_and_python_verifies_tapcred_signatures")
+    let Some(b) =
+        Bench::start("ykman_judges_the_piv_applet_and_python_verifies_tapcred_signatures")
     else {
         return;
     };
@@ -238,7 +244,10 @@ fn ykman_judges_the_piv_applet_and_python_verifies_tapcred_signatures() {
     ] {
         let t = Instant::now();
         let cert_pem = b.ykman_key(slot, algorithm, "NEVER");
-        eprintln!("{algorithm} in {slot}: ykman generate + certify + export {:?}", t.elapsed());
+        eprintln!(
+            "{algorithm} in {slot}: ykman generate + certify + export {:?}",
+            t.elapsed()
+        );
         // ykman's certificate was signed by the card: Python checks it below.
         // tapcred signs with the same key, Python verifies with the certificate's key.
         let signer = piv::open_signer_with(&key_ref(slot), &b.env(Some("123456")), quick())
@@ -316,8 +325,9 @@ fn a_wrong_pin_stops_with_the_retries_left_and_is_never_retried() {
     assert_eq!(e.kind, ErrorKind::Token);
     assert_eq!(e.exit_code(), 4);
     assert!(
-        e.message()
-            .contains(&format!("wrong PIV PIN for YubiKey {SERIAL} PIV slot 9a: 2 attempts left")),
+        e.message().contains(&format!(
+            "wrong PIV PIN for YubiKey {SERIAL} PIV slot 9a: 2 attempts left"
+        )),
         "{e}"
     );
     // Asked once; the second queued PIN was not used.
@@ -341,7 +351,11 @@ fn a_wrong_pin_stops_with_the_retries_left_and_is_never_retried() {
         e.message().contains("is blocked") && e.message().contains("unblock-pin"),
         "{e}"
     );
-    assert_eq!(b.card().vyk().piv_signatures(), 1, "only ykman's certificate");
+    assert_eq!(
+        b.card().vyk().piv_signatures(),
+        1,
+        "only ykman's certificate"
+    );
 }
 
 #[test]
@@ -358,7 +372,9 @@ fn touch_prompt_key_pulled_mid_signature_and_a_silent_key() {
         let button = button.clone();
         std::thread::spawn(move || button.press_when_requested(Duration::from_secs(5)));
     }));
-    let sig = signer.sign_sha256(b"touched", &ui).expect("sign after touch");
+    let sig = signer
+        .sign_sha256(b"touched", &ui)
+        .expect("sign after touch");
     python_verifies(signer.certificate_der(), b"touched", &sig);
     let ev = ui.events();
     assert!(
@@ -374,7 +390,9 @@ fn touch_prompt_key_pulled_mid_signature_and_a_silent_key() {
     let signer = piv::open_signer_with(&key_ref("9a"), &b.env(Some("123456")), quick()).unwrap();
     b.card().vyk().inject(Fault::Delay(Duration::from_secs(6)));
     let t = Instant::now();
-    let e = signer.sign_sha256(b"silent", &RecordingUi::new()).unwrap_err();
+    let e = signer
+        .sign_sha256(b"silent", &RecordingUi::new())
+        .unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert!(e.message().contains("did not answer within 3 s"), "{e}");
     // The slow card finishes its command before the next part.
@@ -387,7 +405,9 @@ fn touch_prompt_key_pulled_mid_signature_and_a_silent_key() {
         drop(card.remove());
     });
     let signer = piv::open_signer_with(&key_ref("9a"), &b.env(Some("123456")), quick()).unwrap();
-    let e = signer.sign_sha256(b"pulled", &RecordingUi::new()).unwrap_err();
+    let e = signer
+        .sign_sha256(b"pulled", &RecordingUi::new())
+        .unwrap_err();
     puller.join().unwrap();
     assert_eq!(e.kind, ErrorKind::Token);
     assert!(e.message().contains("was removed"), "{e}");

@@ -189,7 +189,14 @@ fn init(a: &InitArgs, ctx: &Ctx<'_>, d: Deadlines, out: &mut dyn Write) -> Resul
     }
     let admin = piv::open_admin(a.serial, ctx.env, d)?;
     let who = format!("{} PIV slot {}", admin.label(), a.slot);
-    let subject_key = format!("{}-{}", admin.serial().map(|s| s.to_string()).unwrap_or_else(|| "key".into()), a.slot);
+    let subject_key = format!(
+        "{}-{}",
+        admin
+            .serial()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "key".into()),
+        a.slot
+    );
     let jdir = journal::default_dir(ctx.env).ok_or_else(|| {
         Error::config(
             "piv init keeps a journal of its steps in tapcred's data folder, and none is known; set HOME (or XDG_DATA_HOME)",
@@ -250,13 +257,16 @@ fn init(a: &InitArgs, ctx: &Ctx<'_>, d: Deadlines, out: &mut dyn Write) -> Resul
         }
     };
     let (public_key, algorithm) = public_key;
-    let touch = admin
-        .slot_info(a.slot)?
-        .policy
-        .is_some_and(|p| matches!(p.touch, yubikey::TouchPolicy::Always | yubikey::TouchPolicy::Cached));
+    let touch = admin.slot_info(a.slot)?.policy.is_some_and(|p| {
+        matches!(
+            p.touch,
+            yubikey::TouchPolicy::Always | yubikey::TouchPolicy::Cached
+        )
+    });
     let pin = pin(ctx, &who)?;
     admin.verify_pin(&pin)?;
-    let pem = admin.certificate_request(a.slot, algorithm, &public_key, &a.subject, ctx.ui, touch)?;
+    let pem =
+        admin.certificate_request(a.slot, algorithm, &public_key, &a.subject, ctx.ui, touch)?;
     journal.step("csr", json!({ "file": a.csr.display().to_string() }))?;
     crate::platform::fs::replace_private(&a.csr, ".csr-", pem.as_bytes())
         .map_err(|e| io_err("write the certificate request", &a.csr, e))?;
@@ -279,16 +289,25 @@ fn read_certificates(path: &Path) -> Result<Vec<Vec<u8>>> {
     if bytes.first() == Some(&0x30) {
         return x509_cert::Certificate::from_der(&bytes)
             .map(|_| vec![bytes])
-            .map_err(|e| Error::usage(format!("{}: not an X.509 certificate ({e})", path.display())));
+            .map_err(|e| {
+                Error::usage(format!(
+                    "{}: not an X.509 certificate ({e})",
+                    path.display()
+                ))
+            });
     }
     let certs = x509_cert::Certificate::load_pem_chain(&bytes).map_err(|e| {
+        tracing::debug!(file = %path.display(), error = %e, "not PEM certificates");
         Error::usage(format!(
-            "{}: not a PEM certificate (\"-----BEGIN CERTIFICATE-----\"): {e}",
+            "{}: not a certificate (PEM \"-----BEGIN CERTIFICATE-----\" or DER); give the file your CA issued",
             path.display()
         ))
     })?;
     if certs.is_empty() {
-        return Err(Error::usage(format!("{}: holds no certificate", path.display())));
+        return Err(Error::usage(format!(
+            "{}: holds no certificate",
+            path.display()
+        )));
     }
     certs
         .iter()
@@ -308,7 +327,8 @@ fn import(
     use x509_cert::der::Decode;
     let mgmt = ManagementKey::from_env(ctx.env)?;
     let leaf = read_certificates(cert)?.remove(0);
-    let leaf_cert = x509_cert::Certificate::from_der(&leaf).map_err(|e| Error::usage(e.to_string()))?;
+    let leaf_cert =
+        x509_cert::Certificate::from_der(&leaf).map_err(|e| Error::usage(e.to_string()))?;
     if piv::certificate_algorithm(&leaf).is_none() {
         return Err(Error::usage(format!(
             "{}: the certificate's key is not ECDSA P-256, P-384 or RSA 2048",
@@ -317,7 +337,8 @@ fn import(
     }
     if let Some(chain) = chain {
         let certs = read_certificates(chain)?;
-        let first = x509_cert::Certificate::from_der(&certs[0]).map_err(|e| Error::usage(e.to_string()))?;
+        let first =
+            x509_cert::Certificate::from_der(&certs[0]).map_err(|e| Error::usage(e.to_string()))?;
         if first.tbs_certificate.subject != leaf_cert.tbs_certificate.issuer {
             return Err(Error::usage(format!(
                 "{}: its first certificate ({}) is not the issuer of {} ({}); list the chain from the certificate's issuer up",
@@ -347,8 +368,7 @@ fn import(
     writeln!(
         out,
         "{who}: certificate imported ({}, not after {})",
-        leaf_cert.tbs_certificate.subject,
-        leaf_cert.tbs_certificate.validity.not_after
+        leaf_cert.tbs_certificate.subject, leaf_cert.tbs_certificate.validity.not_after
     )
     .map_err(|e| Error::io(format!("cannot write output: {e}")))?;
     Ok(0)
@@ -374,9 +394,11 @@ fn status(
             .certificate
             .as_deref()
             .and_then(|c| x509_cert::Certificate::from_der(c).ok());
-        let algorithm = info
-            .algorithm
-            .or_else(|| info.certificate.as_deref().and_then(piv::certificate_algorithm));
+        let algorithm = info.algorithm.or_else(|| {
+            info.certificate
+                .as_deref()
+                .and_then(piv::certificate_algorithm)
+        });
         rows.push(json!({
             "slot": slot.to_string(),
             "algorithm": algorithm.map(algorithm_name),
@@ -390,12 +412,21 @@ fn status(
     let w = |e: std::io::Error| Error::io(format!("cannot write output: {e}"));
     if as_json {
         let doc = json!({ "yubikey": admin.label(), "serial": admin.serial(), "slots": rows });
-        writeln!(out, "{}", serde_json::to_string_pretty(&doc).map_err(|e| Error::internal(e.to_string()))?).map_err(w)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).map_err(|e| Error::internal(e.to_string()))?
+        )
+        .map_err(w)?;
         return Ok(0);
     }
     writeln!(out, "{} (reader \"{}\")", admin.label(), admin.reader()).map_err(w)?;
     if rows.is_empty() {
-        writeln!(out, "  no PIV keys or certificates; make one with `tapcred piv init --csr FILE`").map_err(w)?;
+        writeln!(
+            out,
+            "  no PIV keys or certificates; make one with `tapcred piv init --csr FILE`"
+        )
+        .map_err(w)?;
     }
     for r in &rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_owned();

@@ -46,7 +46,8 @@ pub fn card_present(reader: &str, settle: Duration) -> Option<bool> {
     let name = CString::new(reader).ok()?;
     let mut states = [pcsc::ReaderState::new(name, pcsc::State::UNAWARE)];
     ctx.get_status_change(Duration::ZERO, &mut states).ok()?;
-    let present = |s: pcsc::State| s.contains(pcsc::State::PRESENT) && !s.contains(pcsc::State::MUTE);
+    let present =
+        |s: pcsc::State| s.contains(pcsc::State::PRESENT) && !s.contains(pcsc::State::MUTE);
     if present(states[0].event_state()) && !settle.is_zero() {
         states[0].sync_current_state();
         match ctx.get_status_change(settle, &mut states) {

@@ -302,8 +302,8 @@ fn pin_policy_of(slot: PivSlot, meta: Option<&ykpiv::SlotMetadata>) -> yubikey::
 /// card raises to its private exponent.
 fn pkcs1_v15_sha256_block(digest: &[u8; 32]) -> Vec<u8> {
     const DIGEST_INFO: [u8; 19] = [
-        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
-        0x01, 0x05, 0x00, 0x04, 0x20,
+        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+        0x05, 0x00, 0x04, 0x20,
     ];
     let mut block = vec![0xFFu8; 256];
     block[0] = 0x00;
@@ -316,7 +316,12 @@ fn pkcs1_v15_sha256_block(digest: &[u8; 32]) -> Vec<u8> {
 }
 
 /// The PIN: `TAPCRED_PIV_PIN`, else asked once.
-fn read_pin(env_pin: Option<&SecretString>, ui: &dyn Ui, who: &str, slot: PivSlot) -> Result<SecretString> {
+fn read_pin(
+    env_pin: Option<&SecretString>,
+    ui: &dyn Ui,
+    who: &str,
+    slot: PivSlot,
+) -> Result<SecretString> {
     if let Some(p) = env_pin {
         return Ok(p.clone());
     }
@@ -392,7 +397,11 @@ pub fn open_signer(
 }
 
 /// [`open_signer`] with chosen deadlines (tests use short ones).
-pub fn open_signer_with(r: &PivKeyRef, env: &dyn EnvLookup, deadlines: Deadlines) -> Result<PivSigner> {
+pub fn open_signer_with(
+    r: &PivKeyRef,
+    env: &dyn EnvLookup,
+    deadlines: Deadlines,
+) -> Result<PivSigner> {
     let (key, reader, label) = open_key(r.serial, &deadlines)?;
     let lock_dir = keylock::default_dir(env);
     let _held = lock_card(&lock_dir, &reader, &label)?;
@@ -450,7 +459,10 @@ pub fn open_signer_with(r: &PivKeyRef, env: &dyn EnvLookup, deadlines: Deadlines
         algorithm,
         pin_policy: pin_policy_of(slot, meta.as_ref()),
         touch,
-        env_pin: env.var(PIN_ENV).filter(|p| !p.is_empty()).map(SecretString::from),
+        env_pin: env
+            .var(PIN_ENV)
+            .filter(|p| !p.is_empty())
+            .map(SecretString::from),
         pin: Mutex::new(None),
         verified: Mutex::new(false),
         deadlines,
@@ -618,13 +630,19 @@ pub struct PivAdmin {
 
 impl fmt::Debug for PivAdmin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PivAdmin").field("key", &self.label).finish_non_exhaustive()
+        f.debug_struct("PivAdmin")
+            .field("key", &self.label)
+            .finish_non_exhaustive()
     }
 }
 
 /// Open the YubiKey `serial` (or the only one) for setting up PIV keys; it is held (the
 /// cross-process key lock) until the returned value is dropped.
-pub fn open_admin(serial: Option<u32>, env: &dyn EnvLookup, deadlines: Deadlines) -> Result<PivAdmin> {
+pub fn open_admin(
+    serial: Option<u32>,
+    env: &dyn EnvLookup,
+    deadlines: Deadlines,
+) -> Result<PivAdmin> {
     let (key, reader, label) = open_key(serial, &deadlines)?;
     let lock = lock_card(&keylock::default_dir(env), &reader, &label)?;
     Ok(PivAdmin {
@@ -699,8 +717,11 @@ impl PivAdmin {
 
     /// Mutual authentication with the management key (3DES).
     pub fn authenticate(&self, mgmt: &ManagementKey) -> Result<()> {
-        let key = yubikey::MgmKey::new(*mgmt.0)
-            .map_err(|_| Error::usage(format!("{MANAGEMENT_KEY_ENV} is a weak 3DES key; use another")))?;
+        let key = yubikey::MgmKey::new(*mgmt.0).map_err(|_| {
+            Error::usage(format!(
+                "{MANAGEMENT_KEY_ENV} is a weak 3DES key; use another"
+            ))
+        })?;
         let w = self.label.clone();
         run(&self.key, self.deadlines.quick, &self.label, move |k| {
             k.authenticate(key).map_err(|e| match e {
@@ -762,11 +783,20 @@ impl PivAdmin {
                 self.label
             ));
         }
-        let limit = if touch { self.deadlines.touch } else { self.deadlines.quick };
+        let limit = if touch {
+            self.deadlines.touch
+        } else {
+            self.deadlines.quick
+        };
         let r = run(&self.key, limit, &who, move |k| {
-            fn build<S, Sig>(signer: &S, name: x509_cert::name::Name) -> std::result::Result<x509_cert::request::CertReq, String>
+            fn build<S, Sig>(
+                signer: &S,
+                name: x509_cert::name::Name,
+            ) -> std::result::Result<x509_cert::request::CertReq, String>
             where
-                S: p256::ecdsa::signature::Keypair + x509_cert::spki::DynSignatureAlgorithmIdentifier + p256::ecdsa::signature::Signer<Sig>,
+                S: p256::ecdsa::signature::Keypair
+                    + x509_cert::spki::DynSignatureAlgorithmIdentifier
+                    + p256::ecdsa::signature::Signer<Sig>,
                 S::VerifyingKey: x509_cert::spki::EncodePublicKey,
                 Sig: x509_cert::spki::SignatureBitStringEncoding,
             {
@@ -780,19 +810,24 @@ impl PivAdmin {
             let sig_err = |e: yubikey::Error| card_error(&w, "signing the certificate request", e);
             let req = match algorithm {
                 KeyAlgorithm::EcdsaP256 => {
-                    let s = Signer::<p256::NistP256>::new(k, slot.id(), spki_ref).map_err(sig_err)?;
+                    let s =
+                        Signer::<p256::NistP256>::new(k, slot.id(), spki_ref).map_err(sig_err)?;
                     build::<_, p256::ecdsa::DerSignature>(&s, name)
                 }
                 KeyAlgorithm::EcdsaP384 => {
-                    let s = Signer::<p384::NistP384>::new(k, slot.id(), spki_ref).map_err(sig_err)?;
+                    let s =
+                        Signer::<p384::NistP384>::new(k, slot.id(), spki_ref).map_err(sig_err)?;
                     build::<_, p384::ecdsa::DerSignature>(&s, name)
                 }
                 KeyAlgorithm::Rsa2048 => {
-                    let s = Signer::<YubiRsa<Rsa2048>>::new(k, slot.id(), spki_ref).map_err(sig_err)?;
+                    let s =
+                        Signer::<YubiRsa<Rsa2048>>::new(k, slot.id(), spki_ref).map_err(sig_err)?;
                     build::<_, rsa::pkcs1v15::Signature>(&s, name)
                 }
             }
-            .map_err(|e| Error::token(format!("{w} could not sign the certificate request: {e}")))?;
+            .map_err(|e| {
+                Error::token(format!("{w} could not sign the certificate request: {e}"))
+            })?;
             req.to_pem(x509_cert::der::pem::LineEnding::LF)
                 .map_err(|e| Error::internal(format!("certificate request does not encode: {e}")))
         });

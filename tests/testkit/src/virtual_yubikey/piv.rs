@@ -414,7 +414,12 @@ impl PivState {
         let Ok(inner) = parse_tlvs(&dyn_auth.value) else {
             return sw(SW_WRONG_DATA);
         };
-        let get = |tag: u8| inner.iter().find(|t| t.tag == tag).map(|t| t.value.as_slice());
+        let get = |tag: u8| {
+            inner
+                .iter()
+                .find(|t| t.tag == tag)
+                .map(|t| t.value.as_slice())
+        };
         if cmd.p2 == MGMT_SLOT {
             return self.mutual_auth(cmd.p1, get(0x80), get(0x81));
         }
@@ -513,7 +518,12 @@ impl PivState {
         PivOutcome::Reply(out, SW_OK)
     }
 
-    fn mutual_auth(&mut self, alg: u8, witness: Option<&[u8]>, challenge: Option<&[u8]>) -> PivOutcome {
+    fn mutual_auth(
+        &mut self,
+        alg: u8,
+        witness: Option<&[u8]>,
+        challenge: Option<&[u8]>,
+    ) -> PivOutcome {
         if alg != ALG_3DES {
             return sw(SW_INCORRECT_PARAMS);
         }
@@ -522,7 +532,8 @@ impl PivState {
             (Some([]), None) => {
                 self.authenticated = false;
                 let plain = Zeroizing::new(*random_scalar::<8>());
-                let mut block = des::cipher::generic_array::GenericArray::clone_from_slice(&plain[..]);
+                let mut block =
+                    des::cipher::generic_array::GenericArray::clone_from_slice(&plain[..]);
                 self.tdes().encrypt_block(&mut block);
                 self.witness = Some(plain);
                 let mut inner = Vec::new();
@@ -612,10 +623,7 @@ impl PivState {
         if id.is_empty() || id.len() > 3 {
             return None;
         }
-        Some((
-            id.iter().fold(0u32, |a, b| (a << 8) | *b as u32),
-            2 + len,
-        ))
+        Some((id.iter().fold(0u32, |a, b| (a << 8) | *b as u32), 2 + len))
     }
 
     fn get_data(&mut self, cmd: &Command) -> PivOutcome {

@@ -747,7 +747,9 @@ mod piv_applet {
         let outer = parse_tlvs(data(&r)).unwrap();
         let inner = parse_tlvs(&outer[0].value).unwrap();
         let mut block = des::cipher::generic_array::GenericArray::clone_from_slice(&inner[0].value);
-        TdesEde3::new_from_slice(key).unwrap().decrypt_block(&mut block);
+        TdesEde3::new_from_slice(key)
+            .unwrap()
+            .decrypt_block(&mut block);
         let mut body = Vec::new();
         put_tlv(&mut body, 0x80, &block);
         put_tlv(&mut body, 0x81, &[7u8; 8]);
@@ -761,11 +763,21 @@ mod piv_applet {
     #[test]
     fn generate_and_put_data_need_the_management_key_and_sign_needs_the_pin() {
         let mut card = piv_card();
-        assert_eq!(sw(&card.transmit(&apdu(0x47, 0x00, 0x9A, &GENERATE_P256))), 0x6982);
+        assert_eq!(
+            sw(&card.transmit(&apdu(0x47, 0x00, 0x9A, &GENERATE_P256))),
+            0x6982
+        );
         let put = [0x5C, 0x03, 0x5F, 0xC1, 0x05, 0x53, 0x01, 0x00];
         assert_eq!(sw(&card.transmit(&apdu(0xDB, 0x3F, 0xFF, &put))), 0x6982);
-        assert_eq!(authenticate(&mut card, &[9u8; 24]), 0x6982, "a wrong key is refused");
-        assert_eq!(authenticate(&mut card, &piv::DEFAULT_MANAGEMENT_KEY), 0x9000);
+        assert_eq!(
+            authenticate(&mut card, &[9u8; 24]),
+            0x6982,
+            "a wrong key is refused"
+        );
+        assert_eq!(
+            authenticate(&mut card, &piv::DEFAULT_MANAGEMENT_KEY),
+            0x9000
+        );
         let r = card.transmit(&apdu(0x47, 0x00, 0x9A, &GENERATE_P256));
         assert_eq!(sw(&r), 0x9000);
         assert_eq!(&data(&r)[..2], &[0x7F, 0x49]);
@@ -781,7 +793,10 @@ mod piv_applet {
         // A new SELECT (another program) forgets the PIN and the management key.
         select(&mut card, &piv::PIV_AID);
         assert_eq!(sw(&card.transmit(&apdu(0x87, 0x11, 0x9A, &sign))), 0x6982);
-        assert_eq!(sw(&card.transmit(&apdu(0x47, 0x00, 0x9C, &GENERATE_P256))), 0x6982);
+        assert_eq!(
+            sw(&card.transmit(&apdu(0x47, 0x00, 0x9C, &GENERATE_P256))),
+            0x6982
+        );
     }
 
     #[test]
@@ -792,7 +807,11 @@ mod piv_applet {
         assert_eq!(sw(&card.transmit(&apdu(0x20, 0x00, 0x80, &[]))), 0x63C2);
         assert_eq!(verify(&mut card, b"000000"), 0x63C1);
         assert_eq!(verify(&mut card, b"000000"), 0x6983);
-        assert_eq!(verify(&mut card, b"123456"), 0x6983, "blocked even for the right PIN");
+        assert_eq!(
+            verify(&mut card, b"123456"),
+            0x6983,
+            "blocked even for the right PIN"
+        );
         assert_eq!(card.handle().piv_pin_retries(), 0);
     }
 }
