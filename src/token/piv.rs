@@ -385,14 +385,14 @@ impl fmt::Debug for PivSigner {
     }
 }
 
-/// Open the key `r` names and read its slot's certificate. The PIN is asked at the first
-/// signature (from `TAPCRED_PIV_PIN` or the prompt).
+/// Open the key `r` names and read its slot's certificate. Nothing is asked here: the PIN
+/// is asked at the first signature (`TAPCRED_PIV_PIN`, else through the `ui` given to
+/// `sign_sha256`), so a cached session never touches the PIN.
 pub fn open_signer(
     r: &PivKeyRef,
     env: &dyn EnvLookup,
-    ui: &dyn Ui,
+    _ui: &dyn Ui,
 ) -> Result<Box<dyn CertificateSigner>> {
-    let _ = ui;
     Ok(Box::new(open_signer_with(r, env, Deadlines::default())?))
 }
 
