@@ -724,7 +724,14 @@ impl PivAdmin {
         })?;
         let w = self.label.clone();
         run(&self.key, self.deadlines.quick, &self.label, move |k| {
+            // Firmware 5.7 and later ship an AES-192 management key; the `yubikey` crate
+            // authenticates with 3DES only.
+            let v = k.version();
+            let aes = (v.major, v.minor) >= (5, 7);
             k.authenticate(key).map_err(|e| match e {
+                yubikey::Error::AuthenticationError if aes => Error::token(format!(
+                    "{w} refused the PIV management key: either it is not the key's management key (set {MANAGEMENT_KEY_ENV} to it, 48 hex digits), or the key is AES (firmware {v} ships an AES-192 one), which tapcred cannot use yet: switch it to 3DES with `ykman piv access change-management-key -a TDES`, then run again"
+                )),
                 yubikey::Error::AuthenticationError => Error::token(format!(
                     "{w} refused the PIV management key: it is not the factory default; set {MANAGEMENT_KEY_ENV} to the key's management key (48 hex digits) and run again"
                 )),
