@@ -177,6 +177,12 @@ pub enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// YubiKey PIV keys for IAM Roles Anywhere: generate one on the card with a certificate
+    /// request for your CA, import the CA's certificate, show the slots.
+    Piv {
+        #[command(subcommand)]
+        action: commands::piv::PivCmd,
+    },
     /// Print the man page (roff); with --dir, write one page per command and subcommand.
     Man {
         /// Write tapcred.1, tapcred-SUBCOMMAND.1, … into this directory (created if missing).
@@ -477,6 +483,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
             commands::code::run(&profile.name(ctx.env), json, ctx, &mut stdout)
         }
         Cmd::Devices { json } => commands::devices::run(json, ctx, &mut stdout),
+        Cmd::Piv { action } => commands::piv::run(action, ctx, &mut stdout),
         Cmd::Enroll {
             profile: p,
             touch,

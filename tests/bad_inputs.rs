@@ -1302,6 +1302,38 @@ fn scenarios() -> Vec<Scenario> {
                 run_in(&h, &["enroll", "--profile", "a", "--to", "file"])
             }
         ),
+        // --- piv (refused before any YubiKey is looked for)
+        s!(
+            "piv-management-key-malformed",
+            "`piv init` with `TAPCRED_PIV_MANAGEMENT_KEY=0102` (not 48 hex digits)",
+            || {
+                let mut h = Home::empty();
+                h.set("TAPCRED_PIV_MANAGEMENT_KEY", "0102");
+                run_in(&h, &["piv", "init", "--csr", "req.pem"])
+            }
+        ),
+        s!(
+            "piv-csr-folder-missing",
+            "`piv init --csr` into a folder that does not exist",
+            || {
+                let h = Home::empty();
+                let csr = h.path().join("nowhere/req.pem");
+                run_in(&h, &["piv", "init", "--csr", &csr.display().to_string()])
+            }
+        ),
+        s!(
+            "piv-import-not-a-certificate",
+            "`piv import --cert` a file that is not a certificate",
+            || {
+                let h = Home::empty();
+                let cert = h.path().join("cert.pem");
+                std::fs::write(&cert, "hello\n").unwrap();
+                run_in(
+                    &h,
+                    &["piv", "import", "--cert", &cert.display().to_string()],
+                )
+            }
+        ),
     ]
 }
 

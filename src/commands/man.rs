@@ -53,6 +53,14 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "The FIDO2 key's PIN for a vault unlocker that needs it, for headless runs (else a no-echo prompt).",
     ),
     (
+        "TAPCRED_PIV_PIN",
+        "The YubiKey PIV PIN for headless runs (else a no-echo prompt); never retried.",
+    ),
+    (
+        "TAPCRED_PIV_MANAGEMENT_KEY",
+        "The PIV management key (48 hex digits) for piv init and piv import; default: the factory key.",
+    ),
+    (
         "TAPCRED_SESSION_DURATION",
         "MFA session length in seconds, 900-129600 (default 43200).",
     ),

@@ -10,6 +10,7 @@ pub mod enroll;
 pub mod exec;
 pub mod export;
 pub mod man;
+pub mod piv;
 pub mod process;
 pub mod roles_anywhere_setup;
 pub mod serve;

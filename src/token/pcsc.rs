@@ -37,6 +37,27 @@ pub fn no_service_hint() -> &'static str {
     crate::platform::pcsc::no_service_hint()
 }
 
+/// Whether pcscd sees a card in `reader` (`None`: the service cannot tell), waiting up to
+/// `settle` for a removal pcscd has not noticed yet. Used to tell a key pulled out
+/// mid-command from one that gave an unexpected answer, when a client library reports both
+/// the same way.
+pub fn card_present(reader: &str, settle: Duration) -> Option<bool> {
+    let ctx = Context::establish(Scope::User).ok()?;
+    let name = CString::new(reader).ok()?;
+    let mut states = [pcsc::ReaderState::new(name, pcsc::State::UNAWARE)];
+    ctx.get_status_change(Duration::ZERO, &mut states).ok()?;
+    let present =
+        |s: pcsc::State| s.contains(pcsc::State::PRESENT) && !s.contains(pcsc::State::MUTE);
+    if present(states[0].event_state()) && !settle.is_zero() {
+        states[0].sync_current_state();
+        match ctx.get_status_change(settle, &mut states) {
+            Ok(()) | Err(pcsc::Error::Timeout) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(present(states[0].event_state()))
+}
+
 fn busy_hint(reader: &str) -> String {
     format!(
         "the YubiKey in reader \"{reader}\" is held by another program; {}",

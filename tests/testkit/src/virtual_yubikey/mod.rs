@@ -10,6 +10,7 @@
 mod apdu;
 mod crypto;
 pub mod otp_hid;
+pub mod piv;
 #[cfg(test)]
 mod tests;
 
@@ -442,6 +443,7 @@ enum Applet {
     Oath,
     Management,
     Otp,
+    Piv,
 }
 
 struct Credential {
@@ -479,6 +481,7 @@ struct CardState {
     select_challenge: Option<[u8; 8]>,
     pending: Vec<u8>,
     chain: Option<(u8, u8, u8, Vec<u8>)>,
+    piv: piv::PivState,
 }
 
 struct TouchState {
@@ -681,6 +684,26 @@ impl VykHandle {
     pub fn atr(&self) -> Vec<u8> {
         self.shared.atr.clone()
     }
+    /// PIV PIN attempts left.
+    pub fn piv_pin_retries(&self) -> u8 {
+        lock(&self.shared.state).piv.pin_retries()
+    }
+    /// The algorithm of the PIV key in `slot` (0x9a…), if one was generated there.
+    pub fn piv_key_algorithm(&self, slot: u8) -> Option<piv::PivAlgorithm> {
+        lock(&self.shared.state).piv.slot_algorithm(slot)
+    }
+    /// The raw value of a PIV data object (what PUT DATA stored inside tag 53).
+    pub fn piv_object(&self, id: u32) -> Option<Vec<u8>> {
+        lock(&self.shared.state).piv.object(id)
+    }
+    /// Signatures the PIV applet has made.
+    pub fn piv_signatures(&self) -> u64 {
+        lock(&self.shared.state).piv.signatures
+    }
+    /// Set the PIV PIN (as `ykman piv access change-pin` would).
+    pub fn piv_set_pin(&self, pin: &str) {
+        lock(&self.shared.state).piv.set_pin(pin);
+    }
 }
 
 enum Outcome {
@@ -696,6 +719,8 @@ enum Outcome {
         slot: usize,
         challenge: Vec<u8>,
     },
+    /// A PIV signature whose key's touch policy wants the button; made after the press.
+    PivNeedsTouch(piv::PendingSign),
 }
 
 fn sw_only(sw: u16) -> Outcome {
@@ -750,6 +775,7 @@ impl VirtualYubiKey {
             select_challenge: None,
             pending: Vec::new(),
             chain: None,
+            piv: piv::PivState::default(),
         };
         VirtualYubiKey {
             shared: Arc::new(Shared {
@@ -887,6 +913,17 @@ impl VirtualYubiKey {
                     None => with_sw(Vec::new(), SW_CONDITIONS),
                 }
             }
+            Outcome::PivNeedsTouch(pending) => {
+                // A real key answers 6982 (security status) when nobody touches it in time.
+                if !self.wait_for_touch() {
+                    return with_sw(Vec::new(), SW_SECURITY);
+                }
+                let mut st = lock(&self.shared.state);
+                match st.piv.sign_now(&pending, true) {
+                    piv::PivOutcome::Reply(data, sw) => st.finish(data, sw),
+                    piv::PivOutcome::NeedsTouch(_) => with_sw(Vec::new(), SW_CONDITIONS),
+                }
+            }
         }
     }
 
@@ -945,6 +982,7 @@ impl CardState {
         self.select_challenge = None;
         self.pending.clear();
         self.chain = None;
+        self.piv.reset_session();
     }
 
     /// Apply response chaining and append the SW.
@@ -1002,6 +1040,10 @@ impl CardState {
             Some(Applet::Oath) => self.oath(&cmd),
             Some(Applet::Management) => self.management(&cmd),
             Some(Applet::Otp) => self.otp(&cmd),
+            Some(Applet::Piv) => match self.piv.command(&cmd, self.firmware, self.serial) {
+                piv::PivOutcome::Reply(data, sw) => Outcome::Reply(data, sw),
+                piv::PivOutcome::NeedsTouch(p) => Outcome::PivNeedsTouch(p),
+            },
             None => sw_only(SW_INS_NOT_SUPPORTED),
         }
     }
@@ -1013,12 +1055,15 @@ impl CardState {
             Some(Applet::Management)
         } else if aid == OTP_AID && self.otp_applet {
             Some(Applet::Otp)
+        } else if aid.starts_with(&piv::PIV_AID) && self.capabilities & capability::PIV != 0 {
+            Some(Applet::Piv)
         } else {
             None
         };
         // Selecting anything ends the OATH session's unlock.
         self.unlocked = false;
         self.select_challenge = None;
+        self.piv.reset_session();
         self.selected = applet;
         let (ma, mi, pa) = self.firmware;
         match applet {
@@ -1040,6 +1085,7 @@ impl CardState {
                 SW_OK,
             ),
             Some(Applet::Otp) => Outcome::Reply(self.otp_status(), SW_OK),
+            Some(Applet::Piv) => Outcome::Reply(piv::PivState::select_reply(), SW_OK),
         }
     }
 

@@ -720,3 +720,100 @@ fn otp_empty_slot_bad_length_and_touch() {
     // The OATH applet is still there beside it.
     assert_eq!(sw(&k.transmit(&apdu(0xA4, 0x04, 0x00, &OATH_AID))), 0x9000);
 }
+
+mod piv_applet {
+    //! The PIV applet's guards, in memory: what a client without the management key or the
+    //! PIN is refused, and the PIN counter. ykman judges the happy paths (tests/piv_pcsc.rs).
+    use super::*;
+    use des::TdesEde3;
+    use des::cipher::{BlockDecrypt, KeyInit as _};
+
+    fn piv_card() -> VirtualYubiKey {
+        let mut card = VirtualYubiKey::new(VykConfig::new());
+        assert_eq!(sw(&select(&mut card, &piv::PIV_AID)), 0x9000);
+        card
+    }
+
+    fn verify(card: &mut VirtualYubiKey, pin: &[u8]) -> u16 {
+        let mut padded = pin.to_vec();
+        padded.resize(8, 0xFF);
+        sw(&card.transmit(&apdu(0x20, 0x00, 0x80, &padded)))
+    }
+
+    /// Management-key authentication with `key`: the card's witness decrypted with it.
+    fn authenticate(card: &mut VirtualYubiKey, key: &[u8; 24]) -> u16 {
+        let r = card.transmit(&apdu(0x87, 0x03, 0x9B, &[0x7C, 0x02, 0x80, 0x00]));
+        assert_eq!(sw(&r), 0x9000);
+        let outer = parse_tlvs(data(&r)).unwrap();
+        let inner = parse_tlvs(&outer[0].value).unwrap();
+        let mut block = des::cipher::Block::<des::TdesEde3>::from(
+            <[u8; 8]>::try_from(&inner[0].value[..]).expect("an 8-byte witness"),
+        );
+        TdesEde3::new_from_slice(key)
+            .unwrap()
+            .decrypt_block(&mut block);
+        let mut body = Vec::new();
+        put_tlv(&mut body, 0x80, &block);
+        put_tlv(&mut body, 0x81, &[7u8; 8]);
+        let mut msg = Vec::new();
+        put_tlv(&mut msg, 0x7C, &body);
+        sw(&card.transmit(&apdu(0x87, 0x03, 0x9B, &msg)))
+    }
+
+    const GENERATE_P256: [u8; 5] = [0xAC, 0x03, 0x80, 0x01, 0x11];
+
+    #[test]
+    fn generate_and_put_data_need_the_management_key_and_sign_needs_the_pin() {
+        let mut card = piv_card();
+        assert_eq!(
+            sw(&card.transmit(&apdu(0x47, 0x00, 0x9A, &GENERATE_P256))),
+            0x6982
+        );
+        let put = [0x5C, 0x03, 0x5F, 0xC1, 0x05, 0x53, 0x01, 0x00];
+        assert_eq!(sw(&card.transmit(&apdu(0xDB, 0x3F, 0xFF, &put))), 0x6982);
+        assert_eq!(
+            authenticate(&mut card, &[9u8; 24]),
+            0x6982,
+            "a wrong key is refused"
+        );
+        assert_eq!(
+            authenticate(&mut card, &piv::DEFAULT_MANAGEMENT_KEY),
+            0x9000
+        );
+        let r = card.transmit(&apdu(0x47, 0x00, 0x9A, &GENERATE_P256));
+        assert_eq!(sw(&r), 0x9000);
+        assert_eq!(&data(&r)[..2], &[0x7F, 0x49]);
+        // The public point only (65 bytes, uncompressed): no private key material comes out.
+        assert_eq!(data(&r).len(), 2 + 1 + 2 + 65);
+        let sign = [0x7C, 0x24, 0x82, 0x00, 0x81, 0x20];
+        let mut sign = sign.to_vec();
+        sign.extend_from_slice(&[0x55; 32]);
+        assert_eq!(sw(&card.transmit(&apdu(0x87, 0x11, 0x9A, &sign))), 0x6982);
+        assert_eq!(verify(&mut card, b"123456"), 0x9000);
+        let r = card.transmit(&apdu(0x87, 0x11, 0x9A, &sign));
+        assert_eq!(sw(&r), 0x9000);
+        // A new SELECT (another program) forgets the PIN and the management key.
+        select(&mut card, &piv::PIV_AID);
+        assert_eq!(sw(&card.transmit(&apdu(0x87, 0x11, 0x9A, &sign))), 0x6982);
+        assert_eq!(
+            sw(&card.transmit(&apdu(0x47, 0x00, 0x9C, &GENERATE_P256))),
+            0x6982
+        );
+    }
+
+    #[test]
+    fn three_wrong_pins_block_it_and_the_empty_verify_reports_without_spending() {
+        let mut card = piv_card();
+        assert_eq!(sw(&card.transmit(&apdu(0x20, 0x00, 0x80, &[]))), 0x63C3);
+        assert_eq!(verify(&mut card, b"000000"), 0x63C2);
+        assert_eq!(sw(&card.transmit(&apdu(0x20, 0x00, 0x80, &[]))), 0x63C2);
+        assert_eq!(verify(&mut card, b"000000"), 0x63C1);
+        assert_eq!(verify(&mut card, b"000000"), 0x6983);
+        assert_eq!(
+            verify(&mut card, b"123456"),
+            0x6983,
+            "blocked even for the right PIN"
+        );
+        assert_eq!(card.handle().piv_pin_retries(), 0);
+    }
+}
