@@ -45,7 +45,7 @@ pub use engine::{
     ActionStats, IssuedInfo, ROLE_CHAINING_MAX_SECS, Stats, TokenCodeEvent, TokenOutcome,
 };
 pub use iam::{
-    IAM_WRITES, IamSnapshot, MAX_MFA_DEVICES_PER_USER, VIRTUAL_SEED_BYTES, VirtualDeviceInfo,
+    AccessKeyInfo, IAM_WRITES, MAX_ACCESS_KEYS_PER_USER, IamSnapshot, MAX_MFA_DEVICES_PER_USER, VIRTUAL_SEED_BYTES, VirtualDeviceInfo,
 };
 
 use engine::{Engine, Incoming};
@@ -254,6 +254,24 @@ impl StsDouble {
     /// a 500 `ServiceFailure`), without doing the work.
     pub fn iam_fail_next(&self, action: &str, n: u32, code: &str) {
         self.engine().iam_fail_next(action, n, code);
+    }
+
+    /// A key made by CreateAccessKey from now on fails authentication
+    /// (`InvalidClientTokenId`) for its first `calls` requests and its first `secs` seconds,
+    /// as IAM's changes take a while to reach STS.
+    pub fn set_key_propagation(&self, calls: u32, secs: u64) {
+        self.engine().set_key_propagation(calls, secs);
+    }
+
+    /// The access-key actions refuse long-term keys (AccessDenied) and accept only an MFA
+    /// session: the self-management policy with `aws:MultiFactorAuthPresent`.
+    pub fn require_mfa_for_access_keys(&self, yes: bool) {
+        self.engine().require_mfa_for_access_keys(yes);
+    }
+
+    /// Backdate (or move) an access key's CreateDate; false when no such key.
+    pub fn set_key_created(&self, access_key_id: &str, unix: i64) -> bool {
+        self.engine().set_key_created(access_key_id, unix)
     }
 
     /// The TOTP step the double considers current.
