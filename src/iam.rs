@@ -446,6 +446,15 @@ impl Iam {
         creds: &Credentials,
         user: &str,
     ) -> Result<Vec<AccessKeyInfo>, IamError> {
+        self.list_access_keys_of(creds, Some(user))
+    }
+
+    /// `ListAccessKeys` of `user`, or of the signing user when None (every page).
+    pub fn list_access_keys_of(
+        &self,
+        creds: &Credentials,
+        user: Option<&str>,
+    ) -> Result<Vec<AccessKeyInfo>, IamError> {
         tracing::info!(signer = %self.signer, user, "IAM ListAccessKeys");
         let client = self.client(creds);
         let mut keys = Vec::new();
@@ -456,11 +465,11 @@ impl Iam {
                 .block_on(
                     client
                         .list_access_keys()
-                        .user_name(user)
+                        .set_user_name(user.map(str::to_owned))
                         .set_marker(marker.take())
                         .send(),
                 )
-                .map_err(|e| self.map_error(e, "ListAccessKeys", user))?;
+                .map_err(|e| self.map_error(e, "ListAccessKeys", user.unwrap_or("the caller")))?;
             keys.extend(out.access_key_metadata.into_iter().filter_map(|k| {
                 Some(AccessKeyInfo {
                     access_key_id: k.access_key_id?,

@@ -236,6 +236,17 @@ pub fn diagnose(name: &str, offline: bool, env: &dyn EnvLookup) -> Report {
         clock_check(&mut d, resolved.as_ref(), env)
     };
 
+    // The access key's age (IAM's CreateDate; not asked --offline).
+    if let Some(p) = &resolved
+        && let Some(age) = super::rotate::age::check(p, offline, env, &ui)
+    {
+        match (age.too_old(), age.days) {
+            (true, _) => d.note("keys", age.message(), Some(age.fix())),
+            (false, Some(_)) => d.ok("keys", age.message()),
+            (false, None) => d.note("keys", age.message(), None),
+        }
+    }
+
     // Cache.
     if let Some(until) = cache_check(&mut d, name, env, &ui) {
         works_from_the_cache(&mut d, until);

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod export;
 pub mod man;
 pub mod process;
+pub mod rotate;
 pub mod serve;
 pub mod sessions;
 pub mod vault;
