@@ -274,6 +274,29 @@ impl Engine {
         self.iam.access_keys_need_mfa = yes;
     }
 
+    pub(crate) fn add_access_key(&mut self, user_name: &str, active: bool) -> String {
+        let user = self
+            .config
+            .users
+            .iter()
+            .position(|u| u.name == user_name)
+            .unwrap_or_else(|| panic!("no user {user_name} in the double"));
+        let id = format!("AKIA{}", super::engine::random_base32(16));
+        let now = self.now();
+        self.iam.keys.insert(
+            id.clone(),
+            AccessKey {
+                user,
+                secret: SecretString::from(super::engine::random_base64(30)),
+                active,
+                created: now,
+                unknown_for_calls: 0,
+                unknown_until: 0,
+            },
+        );
+        id
+    }
+
     pub(crate) fn set_key_created(&mut self, akid: &str, at: i64) -> bool {
         match self.iam.keys.get_mut(akid) {
             Some(k) => {

@@ -269,6 +269,12 @@ impl StsDouble {
         self.engine().require_mfa_for_access_keys(yes);
     }
 
+    /// A further access key for the user `user_name` (as made in the console), Active or
+    /// Inactive; its id. Panics on an unknown user.
+    pub fn add_access_key(&self, user_name: &str, active: bool) -> String {
+        self.engine().add_access_key(user_name, active)
+    }
+
     /// Backdate (or move) an access key's CreateDate; false when no such key.
     pub fn set_key_created(&self, access_key_id: &str, unix: i64) -> bool {
         self.engine().set_key_created(access_key_id, unix)

@@ -1,0 +1,202 @@
+//! `tapcred rotate`: the real binary against the strict double, whose IAM lets the user manage
+//! its own access keys only from an MFA session (the self-management policy). Checked: the
+//! double's IAM keys, its log of TOTP windows, the credentials file byte for byte (but the two
+//! key lines), the journal, and that the new key works and the old one is refused.
+//! Fault cases (lost answers, SIGKILL at each step) are in `cli_rotate_faults.rs`.
+
+#![cfg(unix)] // runs Linux test stacks (setsid); the Windows build is checked by clippy and Wine
+
+mod common;
+
+use common::rotate::{self as rt, CREDENTIALS};
+use tapcred_testkit::sts_double::design;
+
+#[test]
+fn rotates_the_credentials_file_key_with_one_code() {
+    let d = rt::double();
+    let h = rt::home(&d);
+    let out = rt::rotate(&h, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let keys = rt::keys(&d);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let new = &keys[0];
+    assert_ne!(new.access_key_id, design::ACCESS_KEY_ID);
+    assert!(new.active);
+    assert!(
+        out.stdout.contains(&format!(
+            "access key {} replaced by {}",
+            design::ACCESS_KEY_ID,
+            new.access_key_id
+        )),
+        "{}",
+        out.stdout
+    );
+    // Only the two key values changed; every other byte kept.
+    let text = std::fs::read_to_string(h.credentials_path()).unwrap();
+    let secret = rt::stored_secret(&h);
+    assert_ne!(secret, design::SECRET_ACCESS_KEY);
+    assert_eq!(
+        text.replace(&new.access_key_id, design::ACCESS_KEY_ID)
+            .replace(&secret, design::SECRET_ACCESS_KEY),
+        CREDENTIALS
+    );
+    // One MFA call, one code; no window ever sent twice.
+    let stats = d.stats();
+    assert_eq!(stats.calls("GetSessionToken"), 1);
+    rt::each_window_once(&d);
+    assert!(!rt::journal_path(&h).exists());
+    // The new key's secret never went to stderr or stdout.
+    assert!(!out.stderr.contains(&secret) && !out.stdout.contains(&secret));
+}
+
+#[test]
+fn after_rotation_the_session_moves_and_the_new_key_gets_new_sessions() {
+    let d = rt::double();
+    let h = rt::home(&d);
+    rt::rotate(&h, &[]).ok();
+    // The MFA session rotate used is served under the new key: no code for the role.
+    let run = h.run(&["credential-process", "--profile", "mfa"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(d.stats().calls("GetSessionToken"), 1, "no second MFA call");
+    // The new key makes its own MFA session (a fresh window), and the old key is refused.
+    let run = h.run(&["credential-process", "--profile", "toolkit-user", "--no-cache"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(d.stats().ok("GetSessionToken"), 2);
+    rt::each_window_once(&d);
+    h.write_credentials(CREDENTIALS);
+    let run = h.run(&["credential-process", "--profile", "toolkit-user", "--no-cache"]);
+    assert_eq!(run.code, 5, "the deleted key is refused: {}", run.stderr);
+    assert!(run.stderr.contains("does not know the access key"), "{}", run.stderr);
+}
+
+#[test]
+fn keep_old_stops_after_deactivation() {
+    let d = rt::double();
+    let h = rt::home(&d);
+    let out = rt::rotate(&h, &["--keep-old"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let keys = rt::keys(&d);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let old = keys
+        .iter()
+        .find(|k| k.access_key_id == design::ACCESS_KEY_ID)
+        .expect("old key kept");
+    assert!(!old.active, "deactivated");
+    assert!(out.stdout.contains("deactivated (kept: --keep-old)"), "{}", out.stdout);
+}
+
+#[test]
+fn two_active_keys_stop_with_the_fix_and_change_nothing() {
+    let d = rt::double();
+    let h = rt::home(&d);
+    let other = rt::extra_key(&d, true);
+    let before = h.snapshot();
+    let out = rt::rotate(&h, &[]);
+    rt::fails(
+        &out,
+        5,
+        &[
+            "two active access keys",
+            &other,
+            &format!("aws iam delete-access-key --user-name toolkit-user --access-key-id {other}"),
+        ],
+    );
+    assert_eq!(rt::keys(&d).len(), 2);
+    assert_eq!(rt::aws_files(&h), rt::aws_files_of(&before, &h));
+    assert!(!rt::journal_path(&h).exists());
+}
+
+#[test]
+fn an_inactive_key_is_deleted_only_when_asked() {
+    let d = rt::double();
+    let h = rt::home(&d);
+    let other = rt::extra_key(&d, false);
+    let out = rt::rotate(&h, &[]);
+    rt::fails(&out, 2, &["inactive access key", &other, "--delete-inactive"]);
+    assert!(
+        rt::keys(&d).iter().any(|k| k.access_key_id == other),
+        "never deleted silently"
+    );
+    let out = rt::rotate(&h, &["--delete-inactive"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let keys = rt::keys(&d);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].access_key_id != other && keys[0].access_key_id != design::ACCESS_KEY_ID);
+}
+
+#[test]
+fn waits_through_the_propagation_delay() {
+    let d = rt::double();
+    d.set_key_propagation(3, 0);
+    let h = rt::home(&d);
+    let out = rt::rotate(&h, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("waiting for IAM"), "{}", out.stderr);
+    assert!(d.stats().errors_with_code("InvalidClientTokenId") >= 3);
+    assert_eq!(rt::keys(&d).len(), 1);
+}
+
+#[test]
+fn a_new_key_that_never_works_is_deleted_and_the_old_one_kept() {
+    let d = rt::double();
+    d.set_key_propagation(1000, 0);
+    let mut h = rt::home(&d);
+    h.set("TAPCRED_ROTATE_PROOF_SECONDS", "2");
+    let before = rt::aws_files(&h);
+    let out = rt::rotate(&h, &[]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert!(out.stderr.contains("did not work within 2 s"), "{}", out.stderr);
+    assert!(out.stderr.contains("undo: deleted access key"), "{}", out.stderr);
+    let keys = rt::keys(&d);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0].access_key_id, design::ACCESS_KEY_ID);
+    assert!(keys[0].active);
+    assert_eq!(rt::aws_files(&h), before, "the credentials file untouched");
+    assert!(!rt::journal_path(&h).exists());
+}
+
+#[test]
+fn without_mfa_serial_it_stops_before_any_call() {
+    let d = rt::double();
+    let h = rt::home(&d);
+    h.write_config("[profile toolkit-user]\nregion = us-east-1\n");
+    let out = h.run(&["rotate", "--profile", "toolkit-user"]);
+    out.fails_with(3, &["no mfa_serial", "aws:MultiFactorAuthPresent"]);
+    assert_eq!(d.stats().requests, 0);
+}
+
+#[test]
+fn doctor_shows_the_key_age_and_warns_past_90_days() {
+    let d = rt::double();
+    let h = rt::home(&d);
+    let age_check = |h: &common::Home| {
+        let run = h.run(&["doctor", "--profile", "toolkit-user", "--json"]);
+        let checks = run.json()["checks"].as_array().unwrap().clone();
+        checks
+            .iter()
+            .find(|c| c["area"] == "keys")
+            .unwrap_or_else(|| panic!("{checks:?}"))
+            .clone()
+    };
+    // The policy allows ListAccessKeys only with MFA, and doctor never asks for a code.
+    let age = age_check(&h);
+    assert_eq!(age["status"], "note", "{age}");
+    assert!(age["message"].as_str().unwrap().contains("is not known"), "{age}");
+    assert_eq!(d.stats().calls("GetSessionToken"), 0);
+    // With a cached MFA session, doctor asks IAM with it.
+    h.run(&["credential-process", "--profile", "toolkit-user"]).ok();
+    let age = age_check(&h);
+    assert_eq!(age["status"], "ok", "{age}");
+    assert!(age["message"].as_str().unwrap().contains("is 0 days old"), "{age}");
+    assert!(d.set_key_created(design::ACCESS_KEY_ID, d.now() - 100 * 86_400));
+    let age = age_check(&h);
+    assert_eq!(age["status"], "note", "{age}");
+    assert!(age["message"].as_str().unwrap().contains("100 days old"), "{age}");
+    assert!(
+        age["fix"]
+            .as_str()
+            .unwrap()
+            .contains("tapcred rotate --profile toolkit-user"),
+        "{age}"
+    );
+}
