@@ -200,3 +200,89 @@ fn doctor_shows_the_key_age_and_warns_past_90_days() {
         "{age}"
     );
 }
+
+/// botocore parses the double's access-key answers (its own models of IAM's shapes): the
+/// fields rotate reads, the 2-key limit's error code, and the double's refusal of a deleted
+/// key.
+#[test]
+fn botocore_reads_the_doubles_access_key_actions() {
+    const TEST: &str = "cli_rotate::botocore_reads_the_doubles_access_key_actions";
+    let python = tapcred_testkit::moto::venv().join("bin/python");
+    if !tapcred_testkit::ci::require(TEST, "the venv's python with boto3", python.is_file()) {
+        return;
+    }
+    let d = tapcred_testkit::sts_double::StsDouble::start(
+        tapcred_testkit::sts_double::Config::design(),
+    )
+    .unwrap();
+    const SCRIPT: &str = r#"
+import json, os, boto3, botocore
+def client(service, key, secret):
+    return boto3.client(service, endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+        aws_access_key_id=key, aws_secret_access_key=secret)
+iam = client("iam", os.environ["KEY"], os.environ["SECRET"])
+out = {}
+out["before"] = iam.list_access_keys()["AccessKeyMetadata"]
+new = iam.create_access_key(UserName="toolkit-user")["AccessKey"]
+out["created"] = {k: new[k] for k in ("UserName", "AccessKeyId", "Status", "CreateDate")}
+out["secret_len"] = len(new["SecretAccessKey"])
+try:
+    iam.create_access_key()
+    out["third"] = "created"
+except botocore.exceptions.ClientError as e:
+    out["third"] = e.response["Error"]["Code"]
+iam.update_access_key(AccessKeyId=new["AccessKeyId"], Status="Inactive", UserName="toolkit-user")
+out["after_update"] = iam.list_access_keys(UserName="toolkit-user")["AccessKeyMetadata"]
+try:
+    client("sts", new["AccessKeyId"], new["SecretAccessKey"]).get_caller_identity()
+    out["inactive_signs"] = True
+except botocore.exceptions.ClientError as e:
+    out["inactive_signs"] = e.response["Error"]["Code"]
+iam.update_access_key(AccessKeyId=new["AccessKeyId"], Status="Active")
+out["active_arn"] = client("sts", new["AccessKeyId"], new["SecretAccessKey"]).get_caller_identity()["Arn"]
+iam.delete_access_key(AccessKeyId=new["AccessKeyId"])
+try:
+    iam.delete_access_key(AccessKeyId=new["AccessKeyId"])
+    out["deleted_again"] = "ok"
+except botocore.exceptions.ClientError as e:
+    out["deleted_again"] = e.response["Error"]["Code"]
+out["after_delete"] = iam.list_access_keys()["AccessKeyMetadata"]
+print(json.dumps(out, default=str))
+"#;
+    let output = std::process::Command::new(&python)
+        .args(["-c", SCRIPT])
+        .env_clear()
+        .env("ENDPOINT", d.endpoint())
+        .env("KEY", design::ACCESS_KEY_ID)
+        .env("SECRET", design::SECRET_ACCESS_KEY)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["before"][0]["AccessKeyId"], design::ACCESS_KEY_ID, "{v}");
+    assert_eq!(v["before"][0]["Status"], "Active", "{v}");
+    assert_eq!(v["created"]["UserName"], "toolkit-user", "{v}");
+    assert_eq!(v["created"]["Status"], "Active", "{v}");
+    assert!(v["created"]["CreateDate"].as_str().unwrap().starts_with("20"), "{v}");
+    assert_eq!(v["secret_len"], 40, "{v}");
+    assert_eq!(v["third"], "LimitExceeded", "{v}");
+    let new_id = v["created"]["AccessKeyId"].as_str().unwrap();
+    let updated = v["after_update"].as_array().unwrap();
+    assert!(
+        updated
+            .iter()
+            .any(|k| k["AccessKeyId"] == new_id && k["Status"] == "Inactive"),
+        "{v}"
+    );
+    assert_eq!(v["inactive_signs"], "InvalidClientTokenId", "{v}");
+    assert_eq!(v["active_arn"], design::USER_ARN, "{v}");
+    assert_eq!(v["deleted_again"], "NoSuchEntity", "{v}");
+    assert_eq!(v["after_delete"].as_array().unwrap().len(), 1, "{v}");
+}
