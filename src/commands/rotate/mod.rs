@@ -179,6 +179,8 @@ pub fn run_with(
 ) -> Result<i32> {
     let env = ctx.env;
     let profile = crate::profile::selected_name(args.profile.as_deref(), env);
+    // A bad bound is refused before anything is done.
+    proof_seconds(env)?;
     let journal_dir = journal::default_dir(env).ok_or_else(|| {
         Error::config(
             "rotate keeps a journal of its steps in tapcred's data folder, and none is known; set HOME (or XDG_DATA_HOME)",
