@@ -20,7 +20,7 @@ pub const MAX_AGE_DAYS: i64 = 90;
 /// What doctor says about the key's age.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyAge {
-    /// The access key id (for messages), or its identity's start for keys in the vault.
+    /// The access key id as doctor shows ids (its last 4 characters), or "(in the vault)".
     pub key: String,
     /// Whole days since IAM created it; None when it could not be learned.
     pub days: Option<i64>,
@@ -88,7 +88,7 @@ pub fn check(
         key: if base.in_vault.is_some() {
             "(in the vault)".to_owned()
         } else {
-            base.access_key_id.clone()
+            crate::commands::configure::key_hint(&base.access_key_id)
         },
         days: None,
         why_unknown: None,
@@ -133,7 +133,7 @@ pub fn check(
             .find(|k| cache::key_identity(&k.access_key_id) == identity)
         {
             Some(k) => {
-                age.key = k.access_key_id.clone();
+                age.key = crate::commands::configure::key_hint(&k.access_key_id);
                 age.days = k
                     .created
                     .map(|c| (crate::clock::now_unix() as i64 - c).max(0) / 86_400);
@@ -153,7 +153,7 @@ mod tests {
 
     fn age(days: Option<i64>) -> KeyAge {
         KeyAge {
-            key: "AKIAEXAMPLE".into(),
+            key: "…MPLE".into(),
             days,
             why_unknown: None,
             profile: "toolkit-user".into(),
