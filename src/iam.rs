@@ -560,7 +560,10 @@ fn explain(
         ("LimitExceeded", _) => Error::auth(format!(
             "IAM {action}: the user already has the most MFA devices AWS allows (8); remove one first (aws iam list-mfa-devices, aws iam deactivate-mfa-device)"
         )),
-        ("AccessDenied", "CreateAccessKey" | "UpdateAccessKey" | "DeleteAccessKey" | "ListAccessKeys") => Error::auth(format!(
+        (
+            "AccessDenied",
+            "CreateAccessKey" | "UpdateAccessKey" | "DeleteAccessKey" | "ListAccessKeys",
+        ) => Error::auth(format!(
             "IAM {action}: the IAM user of profile \"{signer}\" may not manage its own access keys with an MFA session ({message}); its policy needs iam:CreateAccessKey, iam:UpdateAccessKey, iam:DeleteAccessKey and iam:ListAccessKeys on arn:aws:iam::ACCOUNT:user/${{aws:username}} with the condition aws:MultiFactorAuthPresent = true (see docs/usage.md, \"Rotating the access key\")"
         )),
         ("AccessDenied", _) => Error::auth(format!(

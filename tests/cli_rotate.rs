@@ -59,14 +59,28 @@ fn after_rotation_the_session_moves_and_the_new_key_gets_new_sessions() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(d.stats().calls("GetSessionToken"), 1, "no second MFA call");
     // The new key makes its own MFA session (a fresh window), and the old key is refused.
-    let run = h.run(&["credential-process", "--profile", "toolkit-user", "--no-cache"]);
+    let run = h.run(&[
+        "credential-process",
+        "--profile",
+        "toolkit-user",
+        "--no-cache",
+    ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(d.stats().ok("GetSessionToken"), 2);
     rt::each_window_once(&d);
     h.write_credentials(CREDENTIALS);
-    let run = h.run(&["credential-process", "--profile", "toolkit-user", "--no-cache"]);
+    let run = h.run(&[
+        "credential-process",
+        "--profile",
+        "toolkit-user",
+        "--no-cache",
+    ]);
     assert_eq!(run.code, 5, "the deleted key is refused: {}", run.stderr);
-    assert!(run.stderr.contains("does not know the access key"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("does not know the access key"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -82,7 +96,11 @@ fn keep_old_stops_after_deactivation() {
         .find(|k| k.access_key_id == design::ACCESS_KEY_ID)
         .expect("old key kept");
     assert!(!old.active, "deactivated");
-    assert!(out.stdout.contains("deactivated (kept: --keep-old)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("deactivated (kept: --keep-old)"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -112,7 +130,11 @@ fn an_inactive_key_is_deleted_only_when_asked() {
     let h = rt::home(&d);
     let other = rt::extra_key(&d, false);
     let out = rt::rotate(&h, &[]);
-    rt::fails(&out, 2, &["inactive access key", &other, "--delete-inactive"]);
+    rt::fails(
+        &out,
+        2,
+        &["inactive access key", &other, "--delete-inactive"],
+    );
     assert!(
         rt::keys(&d).iter().any(|k| k.access_key_id == other),
         "never deleted silently"
@@ -145,8 +167,16 @@ fn a_new_key_that_never_works_is_deleted_and_the_old_one_kept() {
     let before = rt::aws_files(&h);
     let out = rt::rotate(&h, &[]);
     assert_eq!(out.code, 5, "{}", out.stderr);
-    assert!(out.stderr.contains("did not work within 2 s"), "{}", out.stderr);
-    assert!(out.stderr.contains("undo: deleted access key"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("did not work within 2 s"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("undo: deleted access key"),
+        "{}",
+        out.stderr
+    );
     let keys = rt::keys(&d);
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert_eq!(keys[0].access_key_id, design::ACCESS_KEY_ID);
@@ -181,17 +211,27 @@ fn doctor_shows_the_key_age_and_warns_past_90_days() {
     // The policy allows ListAccessKeys only with MFA, and doctor never asks for a code.
     let age = age_check(&h);
     assert_eq!(age["status"], "note", "{age}");
-    assert!(age["message"].as_str().unwrap().contains("is not known"), "{age}");
+    assert!(
+        age["message"].as_str().unwrap().contains("is not known"),
+        "{age}"
+    );
     assert_eq!(d.stats().calls("GetSessionToken"), 0);
     // With a cached MFA session, doctor asks IAM with it.
-    h.run(&["credential-process", "--profile", "toolkit-user"]).ok();
+    h.run(&["credential-process", "--profile", "toolkit-user"])
+        .ok();
     let age = age_check(&h);
     assert_eq!(age["status"], "ok", "{age}");
-    assert!(age["message"].as_str().unwrap().contains("is 0 days old"), "{age}");
+    assert!(
+        age["message"].as_str().unwrap().contains("is 0 days old"),
+        "{age}"
+    );
     assert!(d.set_key_created(design::ACCESS_KEY_ID, d.now() - 100 * 86_400));
     let age = age_check(&h);
     assert_eq!(age["status"], "note", "{age}");
-    assert!(age["message"].as_str().unwrap().contains("100 days old"), "{age}");
+    assert!(
+        age["message"].as_str().unwrap().contains("100 days old"),
+        "{age}"
+    );
     assert!(
         age["fix"]
             .as_str()
@@ -270,7 +310,13 @@ print(json.dumps(out, default=str))
     assert_eq!(v["before"][0]["Status"], "Active", "{v}");
     assert_eq!(v["created"]["UserName"], "toolkit-user", "{v}");
     assert_eq!(v["created"]["Status"], "Active", "{v}");
-    assert!(v["created"]["CreateDate"].as_str().unwrap().starts_with("20"), "{v}");
+    assert!(
+        v["created"]["CreateDate"]
+            .as_str()
+            .unwrap()
+            .starts_with("20"),
+        "{v}"
+    );
     assert_eq!(v["secret_len"], 40, "{v}");
     assert_eq!(v["third"], "LimitExceeded", "{v}");
     let new_id = v["created"]["AccessKeyId"].as_str().unwrap();

@@ -116,11 +116,24 @@ fn deactivation_refused_keeps_the_new_key_and_resume_finishes() {
     d.iam_fail_next("UpdateAccessKey", 1, "AccessDenied");
     let out = rt::rotate(&h, &[]);
     assert_eq!(out.code, 5, "{}", out.stderr);
-    assert!(out.stderr.contains("the new key is in place and works"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the new key is in place and works"),
+        "{}",
+        out.stderr
+    );
     assert!(rt::journal_path(&h).exists());
     let doc = h.run(&["doctor", "--profile", "mfa", "--offline"]);
-    assert!(doc.stdout.contains("interrupted change: rotate"), "{}", doc.stdout);
-    assert!(doc.stdout.contains("tapcred rotate --profile toolkit-user --resume"), "{}", doc.stdout);
+    assert!(
+        doc.stdout.contains("interrupted change: rotate"),
+        "{}",
+        doc.stdout
+    );
+    assert!(
+        doc.stdout
+            .contains("tapcred rotate --profile toolkit-user --resume"),
+        "{}",
+        doc.stdout
+    );
     let out = rt::rotate(&h, &["--resume"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let id = one_working_key(&d, &h);
@@ -175,9 +188,17 @@ fn killed_at_then_resume(step: &str, finished: bool) {
     kill_at(&h, step);
     assert!(rt::journal_path(&h).exists(), "{step}: the journal stays");
     let again = rt::rotate(&h, &[]);
-    rt::fails(&again, 2, &["was interrupted", &format!("last step: {step}"), "--resume"]);
+    rt::fails(
+        &again,
+        2,
+        &["was interrupted", &format!("last step: {step}"), "--resume"],
+    );
     let doc = h.run(&["doctor", "--profile", "mfa", "--offline"]);
-    assert!(doc.stdout.contains("interrupted change: rotate"), "{step}: {}", doc.stdout);
+    assert!(
+        doc.stdout.contains("interrupted change: rotate"),
+        "{step}: {}",
+        doc.stdout
+    );
     let out = rt::rotate(&h, &["--resume"]);
     assert_eq!(out.code, 0, "{step}: {}", out.stderr);
     let id = one_working_key(&d, &h);

@@ -96,6 +96,10 @@ pub fn fails(out: &Run, code: i32, needles: &[&str]) {
         .collect();
     assert_eq!(errors.len(), 1, "{}", out.stderr);
     for n in needles {
-        assert!(errors[0].contains(n), "{:?} should mention {n:?}", errors[0]);
+        assert!(
+            errors[0].contains(n),
+            "{:?} should mention {n:?}",
+            errors[0]
+        );
     }
 }

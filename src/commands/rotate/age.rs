@@ -166,6 +166,10 @@ mod tests {
         assert!(age(Some(91)).too_old());
         assert!(!age(None).too_old());
         assert!(age(Some(120)).message().contains("120 days old"));
-        assert!(age(Some(1)).fix().contains("tapcred rotate --profile toolkit-user"));
+        assert!(
+            age(Some(1))
+                .fix()
+                .contains("tapcred rotate --profile toolkit-user")
+        );
     }
 }

@@ -118,8 +118,13 @@ pub fn pending_fix(subject: &str) -> String {
 
 /// Where the key lives.
 enum Store {
-    File { path: std::path::PathBuf },
-    Vault { store: VaultStore, unlocked: Unlocked },
+    File {
+        path: std::path::PathBuf,
+    },
+    Vault {
+        store: VaultStore,
+        unlocked: Box<Unlocked>,
+    },
 }
 
 impl Store {
@@ -155,7 +160,6 @@ struct Setup<'a> {
     signer: String,
     files: AwsFiles,
     store: Store,
-    session: Rc<VaultSession>,
     /// The MFA session every IAM call is signed with.
     mfa_creds: Credentials,
     iam: Iam,
@@ -339,7 +343,13 @@ fn setup<'a>(
             ));
             let unlocked = super::vault::unlock_with(&file, args.serial, env, ui)?;
             let session = unlocked.session(env);
-            (Store::Vault { store, unlocked }, session)
+            (
+                Store::Vault {
+                    store,
+                    unlocked: Box::new(unlocked),
+                },
+                session,
+            )
         }
     };
     let session = Rc::new(session);
@@ -349,7 +359,14 @@ fn setup<'a>(
     ui.info(&format!(
         "rotate: opening one MFA session for profile \"{signer}\"; every IAM call uses it"
     ));
-    let mfa_creds = mfa_session(&mfa_profile, &sts_target, session_seconds, &session, &cache, ctx)?;
+    let mfa_creds = mfa_session(
+        &mfa_profile,
+        &sts_target,
+        session_seconds,
+        &session,
+        &cache,
+        ctx,
+    )?;
     let sts = Sts::new(sts_target.clone())?;
     let who = sts.get_caller_identity(
         &mfa_creds,
@@ -371,7 +388,6 @@ fn setup<'a>(
         signer,
         files,
         store,
-        session,
         mfa_creds,
         iam,
         sts,
@@ -499,13 +515,7 @@ impl Job<'_> {
         move_mfa_session(s, &new_id);
         check(self.interrupt)?;
         let old_id = s.current.access_key_id.clone();
-        finish_old_key(
-            s,
-            &mut self.journal,
-            &old_id,
-            self.args.keep_old,
-            &new_id,
-        )?;
+        finish_old_key(s, &mut self.journal, &old_id, self.args.keep_old, &new_id)?;
         Ok(Done {
             old_id,
             new_id,
@@ -670,7 +680,10 @@ fn finish_old_key(
     };
     journal.step(step::DEACTIVATE, json!({ "new_key_id": new_id }))?;
     test_hook(s.ctx.env, step::DEACTIVATE);
-    match s.iam.update_access_key(&s.mfa_creds, &s.user, old_id, false) {
+    match s
+        .iam
+        .update_access_key(&s.mfa_creds, &s.user, old_id, false)
+    {
         Ok(()) => {}
         Err(e) if e.outcome_unknown() || e.is(crate::iam::IamCode::NoSuchEntity) => {
             match state(s)? {
@@ -925,7 +938,6 @@ fn move_mfa_session(s: &Setup<'_>, new_id: &str) {
             s.cache.remember_identity(&stamp, &new_identity, s.ctx.ui);
         }
     }
-    let _ = &s.session;
 }
 
 /// `rotate --resume`: the new key in place → finish retiring the old one; not in place →
@@ -946,7 +958,10 @@ fn resume(
         journal.close()?;
         write_out(
             out,
-            &format!("profile \"{}\": the interrupted rotate had not begun; nothing to do", record.subject),
+            &format!(
+                "profile \"{}\": the interrupted rotate had not begun; nothing to do",
+                record.subject
+            ),
         )?;
         return Ok(0);
     };
@@ -971,7 +986,11 @@ fn resume(
     let in_place = new_id.as_deref() == Some(s.current.access_key_id.as_str());
     ui.info(&format!(
         "rotate --resume: the journal's last step is \"{}\"; {} holds key {}",
-        record.steps.last().map(|x| x.name.as_str()).unwrap_or("none"),
+        record
+            .steps
+            .last()
+            .map(|x| x.name.as_str())
+            .unwrap_or("none"),
         s.store.describe(),
         s.current.access_key_id
     ));
@@ -979,7 +998,7 @@ fn resume(
         let new_id = s.current.access_key_id.clone();
         let interrupt = Interrupt::new();
         prove(&s, &s.current, &interrupt)?;
-        move_mfa_session_from(&s, &old_id, &new_id);
+        drop_old_mfa_session(&s, &old_id);
         if !record.has(step::STORED) {
             journal.step(step::STORED, Value::Null)?;
         }
@@ -1015,9 +1034,9 @@ fn resume(
     Ok(0)
 }
 
-/// [`move_mfa_session`] when this process opened its session with the new key already:
-/// nothing to move, the old identity's session is simply dropped.
-fn move_mfa_session_from(s: &Setup<'_>, old_id: &str, _new_id: &str) {
+/// When this process opened its session with the new key already (`--resume`): nothing to
+/// move, the old identity's MFA session is dropped.
+fn drop_old_mfa_session(s: &Setup<'_>, old_id: &str) {
     if let Some(old_key) = engine::mfa_session_key(
         &s.mfa_profile,
         &s.sts_target,
@@ -1104,7 +1123,10 @@ mod tests {
     fn proof_bound_is_checked() {
         use std::collections::HashMap;
         let env = |v: &str| HashMap::from([(PROOF_SECONDS_ENV.to_owned(), v.to_owned())]);
-        assert_eq!(proof_seconds(&HashMap::<String, String>::new()).unwrap(), 60);
+        assert_eq!(
+            proof_seconds(&HashMap::<String, String>::new()).unwrap(),
+            60
+        );
         assert_eq!(proof_seconds(&env("5")).unwrap(), 5);
         for bad in ["0", "601", "soon"] {
             let e = proof_seconds(&env(bad)).unwrap_err();

@@ -633,11 +633,7 @@ impl Engine {
     }
 
     /// The key `AccessKeyId` of `user`, or AWS's NoSuchEntity.
-    fn users_key(
-        &self,
-        user: usize,
-        params: &HashMap<String, String>,
-    ) -> Result<String, StsError> {
+    fn users_key(&self, user: usize, params: &HashMap<String, String>) -> Result<String, StsError> {
         let id = required(params, "AccessKeyId", "accessKeyId")?;
         match self.iam.keys.get(&id) {
             Some(k) if k.user == user => Ok(id),
@@ -655,8 +651,7 @@ impl Engine {
         params: &HashMap<String, String>,
     ) -> Result<String, StsError> {
         let user = self.key_user(caller, params)?;
-        if self.iam.keys.values().filter(|k| k.user == user).count() >= MAX_ACCESS_KEYS_PER_USER
-        {
+        if self.iam.keys.values().filter(|k| k.user == user).count() >= MAX_ACCESS_KEYS_PER_USER {
             return Err(StsError::new(
                 409,
                 "LimitExceeded",

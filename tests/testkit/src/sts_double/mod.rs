@@ -45,7 +45,8 @@ pub use engine::{
     ActionStats, IssuedInfo, ROLE_CHAINING_MAX_SECS, Stats, TokenCodeEvent, TokenOutcome,
 };
 pub use iam::{
-    AccessKeyInfo, IAM_WRITES, MAX_ACCESS_KEYS_PER_USER, IamSnapshot, MAX_MFA_DEVICES_PER_USER, VIRTUAL_SEED_BYTES, VirtualDeviceInfo,
+    AccessKeyInfo, IAM_WRITES, IamSnapshot, MAX_ACCESS_KEYS_PER_USER, MAX_MFA_DEVICES_PER_USER,
+    VIRTUAL_SEED_BYTES, VirtualDeviceInfo,
 };
 
 use engine::{Engine, Incoming};
