@@ -122,9 +122,23 @@ pub fn check(
         }
     };
     let files = AwsFiles::from_env(env);
-    let listed = Profiles::load(&files)
+    let iam_target = match Profiles::load(&files)
         .and_then(|profiles| IamTarget::for_profile(&profiles, &p.name, &target, env))
-        .and_then(|t| Iam::new(t, &base.origin))
+    {
+        Ok(t) => t,
+        Err(e) => {
+            age.why_unknown = Some(e.message().to_owned());
+            return Some(age);
+        }
+    };
+    if let (Some(sts), None) = (&target.endpoint_url, &iam_target.endpoint_url) {
+        // Keys that work at another STS than AWS's are not asked about at AWS's IAM.
+        age.why_unknown = Some(format!(
+            "not asked: STS is {sts} and IAM would be iam.amazonaws.com; set AWS_ENDPOINT_URL_IAM to ask that IAM"
+        ));
+        return Some(age);
+    }
+    let listed = Iam::new(iam_target, &base.origin)
         .and_then(|iam| iam.list_access_keys_of(&signer, None).map_err(Into::into));
     match listed {
         Err(e) => age.why_unknown = Some(format!("IAM ListAccessKeys failed ({})", e.message())),
