@@ -332,3 +332,31 @@ print(json.dumps(out, default=str))
     assert_eq!(v["deleted_again"], "NoSuchEntity", "{v}");
     assert_eq!(v["after_delete"].as_array().unwrap().len(), 1, "{v}");
 }
+
+/// At the most verbose level (the AWS SDK's own tracing included) neither the old nor the new
+/// secret key, nor the code, reaches the logs.
+#[test]
+fn trace_logs_of_a_rotation_hold_no_secret() {
+    let d = rt::double();
+    let mut h = rt::home(&d);
+    h.set("RUST_LOG", "trace");
+    let out = rt::rotate(&h, &["-vv"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("CreateAccessKey"),
+        "trace logs were written"
+    );
+    let new_secret = rt::stored_secret(&h);
+    for (what, secret) in [
+        ("the old secret", design::SECRET_ACCESS_KEY.to_owned()),
+        ("the new secret", new_secret),
+    ] {
+        assert!(!out.stderr.contains(&secret), "{what} in the logs");
+        assert!(!out.stdout.contains(&secret), "{what} on stdout");
+    }
+    // The code as a word of its own (timestamps' microseconds are digits too).
+    let words: Vec<&str> = out.stderr.split(|c: char| !c.is_ascii_digit()).collect();
+    for e in d.token_code_events() {
+        assert!(!words.contains(&e.code.as_str()), "the code in the logs");
+    }
+}
