@@ -54,6 +54,23 @@ fn after_rotation_the_session_moves_and_the_new_key_gets_new_sessions() {
     let d = rt::double();
     let h = rt::home(&d);
     rt::rotate(&h, &[]).ok();
+    // One cached session: the MFA session, moved under the new key with its own expiry.
+    let sessions = h.run(&["sessions", "--json"]).json();
+    let sessions = sessions.as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["kind"], "GetSessionToken", "{sessions:?}");
+    let issued = &d.stats().issued[0];
+    assert_eq!(
+        sessions[0]["expiration"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches("Z"),
+        issued
+            .expiration
+            .trim_end_matches("Z")
+            .trim_end_matches(".000"),
+        "the session keeps its own expiry"
+    );
     // The MFA session rotate used is served under the new key: no code for the role.
     let run = h.run(&["credential-process", "--profile", "mfa"]);
     assert_eq!(run.code, 0, "{}", run.stderr);

@@ -145,7 +145,7 @@ fn deactivation_refused_keeps_the_new_key_and_resume_finishes() {
 /// SIGKILL it there, and return what it printed.
 fn kill_at(h: &Home, step: &str) -> String {
     let mut child = h
-        .cmd(&["rotate", "--profile", "mfa"])
+        .cmd(&["rotate", "--profile", "mfa", "--delete-inactive"])
         .env("TAPCRED_TEST_ROTATE_HOOK", format!("stall:{step}"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -213,6 +213,33 @@ fn killed_at_then_resume(step: &str, finished: bool) {
 }
 
 #[test]
+fn sigkill_while_deleting_the_inactive_key_then_resume_undoes() {
+    let d = rt::double();
+    let h = rt::home(&d);
+    let inactive = rt::extra_key(&d, false);
+    let before = rt::aws_files(&h);
+    kill_at(&h, "delete-inactive");
+    let out = rt::rotate(&h, &["--resume"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("is undone"), "{}", out.stdout);
+    // Nothing was made: the old key in place and active, no new key; the inactive key the
+    // user agreed to delete is gone only if IAM deleted it before the kill.
+    let keys = rt::keys(&d);
+    assert!(
+        keys.iter()
+            .all(|k| k.access_key_id == design::ACCESS_KEY_ID && k.active
+                || k.access_key_id == inactive && !k.active),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.access_key_id == design::ACCESS_KEY_ID)
+    );
+    assert_eq!(rt::aws_files(&h), before);
+    assert!(!rt::journal_path(&h).exists());
+}
+
+#[test]
 fn sigkill_before_create_then_resume_undoes() {
     killed_at_then_resume("create", false);
 }
@@ -240,4 +267,55 @@ fn sigkill_before_deactivation_then_resume_finishes() {
 #[test]
 fn sigkill_before_deletion_then_resume_finishes() {
     killed_at_then_resume("delete", true);
+}
+
+/// Ctrl-C while rotate waits for the new key to work: the new key is deleted, the old one
+/// stays in place, exit 130.
+#[test]
+fn ctrl_c_while_waiting_for_the_new_key_undoes_and_exits_130() {
+    let d = rt::double();
+    d.set_key_propagation(1000, 0);
+    let h = rt::home(&d);
+    let before = rt::aws_files(&h);
+    let mut child = h
+        .cmd(&["rotate", "--profile", "mfa"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_secs(150)) {
+            Ok(line) if line.contains("waiting for IAM") => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                panic!("rotate never waited ({e}): {}", reader.join().unwrap());
+            }
+        }
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    let stderr = reader.join().unwrap();
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("rotate interrupted; undoing"), "{stderr}");
+    let keys = rt::keys(&d);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0].access_key_id, design::ACCESS_KEY_ID);
+    assert_eq!(rt::aws_files(&h), before);
+    assert!(!rt::journal_path(&h).exists());
 }
