@@ -45,6 +45,16 @@ fn rotates_the_credentials_file_key_with_one_code() {
     assert_eq!(stats.calls("GetSessionToken"), 1);
     rt::each_window_once(&d);
     assert!(!rt::journal_path(&h).exists());
+    // No copy of the old secret anywhere under HOME (no backup of the credentials file).
+    for (p, bytes) in h.snapshot() {
+        assert!(
+            !bytes
+                .windows(design::SECRET_ACCESS_KEY.len())
+                .any(|w| w == design::SECRET_ACCESS_KEY.as_bytes()),
+            "{} holds the old secret",
+            p.display()
+        );
+    }
     // The new key's secret never went to stderr or stdout.
     assert!(!out.stderr.contains(&secret) && !out.stdout.contains(&secret));
 }

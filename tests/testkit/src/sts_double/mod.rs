@@ -32,6 +32,10 @@
 //! 2010-05-08): see [`iam`](self) — `CreateVirtualMFADevice`, `EnableMFADevice`,
 //! `DeactivateMFADevice`, `DeleteVirtualMFADevice`, `ListMFADevices`,
 //! `ListVirtualMFADevices`. Devices enabled there become MFA devices STS accepts codes for.
+//! And the access keys of each user: `CreateAccessKey` (2 per user), `UpdateAccessKey`,
+//! `DeleteAccessKey`, `ListAccessKeys`, with a propagation delay for new keys
+//! ([`StsDouble::set_key_propagation`]) and, optionally, MFA required for them
+//! ([`StsDouble::require_mfa_for_access_keys`]).
 
 mod config;
 mod engine;
