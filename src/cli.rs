@@ -149,6 +149,10 @@ pub enum Cmd {
         #[arg(long)]
         resume: bool,
     },
+    /// Replace the long-term access key of the profile's IAM user: one MFA session (one tap),
+    /// CreateAccessKey, the new key proven and written where the old one lives, the old key
+    /// deactivated and deleted.
+    Rotate(commands::rotate::Args),
     /// List cached sessions, or clear them.
     Sessions {
         #[command(subcommand)]
@@ -517,6 +521,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx<'_>) -> crate::Result<i32> {
                 }
             })
         }
+        Cmd::Rotate(args) => commands::rotate::run(&args, ctx, &mut stdout),
         Cmd::Sessions { action, json } => match action {
             None => commands::sessions::list(json, ctx, &mut stdout),
             Some(SessionsCmd::Clear { profile }) => {

@@ -422,6 +422,22 @@ fn plan<'p>(
         .collect()
 }
 
+/// The cache key of the MFA session (GetSessionToken) that starts `p`'s chain when its base
+/// keys have the identity `source` ([`cache::key_identity`]); None when the chain starts
+/// otherwise. `tapcred rotate` moves that session to the new key's identity.
+pub fn mfa_session_key(
+    p: &ResolvedProfile,
+    target: &StsTarget,
+    session_seconds: u32,
+    source: &str,
+) -> Option<CacheKey> {
+    plan(p, target, &Options::default(), session_seconds, source)
+        .into_iter()
+        .next()
+        .filter(|s| s.kind == SessionKind::GetSessionToken)
+        .map(|s| s.key)
+}
+
 /// STS said the signing session token is invalid or expired (revoked server-side, or the
 /// cached copy is stale): decided on the typed reason `sts` gives `InvalidClientTokenId` and
 /// `ExpiredToken`, never on message text.

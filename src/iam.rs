@@ -87,6 +87,30 @@ impl std::fmt::Debug for NewDevice {
     }
 }
 
+/// A new long-term access key: its id and secret (zeroized on drop, never in Debug).
+pub struct NewAccessKey {
+    pub access_key_id: String,
+    pub secret_access_key: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for NewAccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewAccessKey")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// One access key of a user as `ListAccessKeys` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKeyInfo {
+    pub access_key_id: String,
+    pub active: bool,
+    /// Unix seconds, when IAM says.
+    pub created: Option<i64>,
+}
+
 /// IAM's error codes that `enroll` decides on (never on message text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IamCode {
@@ -180,12 +204,18 @@ impl Iam {
     }
 
     fn client(&self, creds: &Credentials) -> aws_sdk_iam::Client {
+        self.client_with_attempts(creds, 3)
+    }
+
+    /// A client making at most `attempts` attempts per call: 1 for a write that is not
+    /// idempotent (a retried CreateAccessKey whose first answer was lost makes a second key).
+    fn client_with_attempts(&self, creds: &Credentials, attempts: u32) -> aws_sdk_iam::Client {
         let config = crate::sts::sdk_config(
             &self.http,
             &self.target.region,
             self.target.endpoint_url.as_deref(),
             creds,
-            RetryConfig::standard().with_max_attempts(3),
+            RetryConfig::standard().with_max_attempts(attempts),
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .operation_attempt_timeout(Duration::from_secs(20))
@@ -341,6 +371,126 @@ impl Iam {
         }
     }
 
+    /// `CreateAccessKey` for `user`, one attempt (no SDK retry: a lost answer must be read
+    /// back with [`Iam::list_access_keys`], never answered with a second key).
+    pub fn create_access_key(
+        &self,
+        creds: &Credentials,
+        user: &str,
+    ) -> Result<NewAccessKey, IamError> {
+        tracing::info!(signer = %self.signer, user, endpoint = %self.target.describe(), "IAM CreateAccessKey");
+        let out = self
+            .rt
+            .block_on(
+                self.client_with_attempts(creds, 1)
+                    .create_access_key()
+                    .user_name(user)
+                    .send(),
+            )
+            .map_err(|e| self.map_error(e, "CreateAccessKey", user))?;
+        let key = out
+            .access_key
+            .ok_or_else(|| self.bad_answer("CreateAccessKey", "no AccessKey"))?;
+        if key.access_key_id.is_empty() || key.secret_access_key.is_empty() {
+            return Err(self.bad_answer("CreateAccessKey", "an empty access key"));
+        }
+        Ok(NewAccessKey {
+            access_key_id: key.access_key_id,
+            secret_access_key: Zeroizing::new(key.secret_access_key),
+        })
+    }
+
+    /// `UpdateAccessKey`: make `key_id` of `user` Active or Inactive (idempotent).
+    pub fn update_access_key(
+        &self,
+        creds: &Credentials,
+        user: &str,
+        key_id: &str,
+        active: bool,
+    ) -> Result<(), IamError> {
+        let status = if active {
+            aws_sdk_iam::types::StatusType::Active
+        } else {
+            aws_sdk_iam::types::StatusType::Inactive
+        };
+        tracing::info!(signer = %self.signer, user, key_id, ?status, "IAM UpdateAccessKey");
+        self.rt
+            .block_on(
+                self.client(creds)
+                    .update_access_key()
+                    .user_name(user)
+                    .access_key_id(key_id)
+                    .status(status)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| self.map_error(e, "UpdateAccessKey", key_id))
+    }
+
+    /// `DeleteAccessKey` of `key_id` of `user`.
+    pub fn delete_access_key(
+        &self,
+        creds: &Credentials,
+        user: &str,
+        key_id: &str,
+    ) -> Result<(), IamError> {
+        tracing::info!(signer = %self.signer, user, key_id, "IAM DeleteAccessKey");
+        self.rt
+            .block_on(
+                self.client(creds)
+                    .delete_access_key()
+                    .user_name(user)
+                    .access_key_id(key_id)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| self.map_error(e, "DeleteAccessKey", key_id))
+    }
+
+    /// `ListAccessKeys` of `user` (every page).
+    pub fn list_access_keys(
+        &self,
+        creds: &Credentials,
+        user: &str,
+    ) -> Result<Vec<AccessKeyInfo>, IamError> {
+        self.list_access_keys_of(creds, Some(user))
+    }
+
+    /// `ListAccessKeys` of `user`, or of the signing user when None (every page).
+    pub fn list_access_keys_of(
+        &self,
+        creds: &Credentials,
+        user: Option<&str>,
+    ) -> Result<Vec<AccessKeyInfo>, IamError> {
+        tracing::info!(signer = %self.signer, user, "IAM ListAccessKeys");
+        let client = self.client(creds);
+        let mut keys = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .rt
+                .block_on(
+                    client
+                        .list_access_keys()
+                        .set_user_name(user.map(str::to_owned))
+                        .set_marker(marker.take())
+                        .send(),
+                )
+                .map_err(|e| self.map_error(e, "ListAccessKeys", user.unwrap_or("the caller")))?;
+            keys.extend(out.access_key_metadata.into_iter().filter_map(|k| {
+                Some(AccessKeyInfo {
+                    access_key_id: k.access_key_id?,
+                    active: k.status == Some(aws_sdk_iam::types::StatusType::Active),
+                    created: k.create_date.map(|d| d.secs()),
+                })
+            }));
+            match out.marker {
+                Some(m) if out.is_truncated => marker = Some(m),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
     fn bad_answer(&self, action: &str, what: &str) -> IamError {
         IamError {
             code: None,
@@ -414,8 +564,17 @@ fn explain(
         ("InvalidAuthenticationCode", _) => Error::auth(format!(
             "IAM refused the two codes for {subject}: the clock is off (timedatectl set-ntp true) or the stored seed is not this device's"
         )),
+        ("LimitExceeded", "CreateAccessKey") => Error::auth(format!(
+            "IAM CreateAccessKey: user {subject} already has two access keys (AWS's limit); delete the one not in use (aws iam list-access-keys --user-name {subject}; aws iam delete-access-key --user-name {subject} --access-key-id ID) and run tapcred rotate again"
+        )),
         ("LimitExceeded", _) => Error::auth(format!(
             "IAM {action}: the user already has the most MFA devices AWS allows (8); remove one first (aws iam list-mfa-devices, aws iam deactivate-mfa-device)"
+        )),
+        (
+            "AccessDenied",
+            "CreateAccessKey" | "UpdateAccessKey" | "DeleteAccessKey" | "ListAccessKeys",
+        ) => Error::auth(format!(
+            "IAM {action}: the IAM user of profile \"{signer}\" may not manage its own access keys with an MFA session ({message}); its policy needs iam:CreateAccessKey, iam:UpdateAccessKey, iam:DeleteAccessKey and iam:ListAccessKeys on arn:aws:iam::ACCOUNT:user/${{aws:username}} with the condition aws:MultiFactorAuthPresent = true (see docs/usage.md, \"Rotating the access key\")"
         )),
         ("AccessDenied", _) => Error::auth(format!(
             "IAM {action}: the keys of profile \"{signer}\" may not do this ({message}); the IAM user needs iam:CreateVirtualMFADevice, iam:EnableMFADevice, iam:DeactivateMFADevice, iam:DeleteVirtualMFADevice and iam:ListMFADevices on its own user and arn:aws:iam::ACCOUNT:mfa/*, and iam:ListVirtualMFADevices"

@@ -286,6 +286,24 @@ fn endpoint(var: &str, url: &str) -> Outcome {
     cp(&h, "a")
 }
 
+/// HOME of [`mfa_a`] with a rotate journal of `toolkit-user` (as a killed `rotate` leaves
+/// it), then `tapcred rotate --profile a`.
+fn rotate_journal() -> Outcome {
+    use std::os::unix::fs::PermissionsExt;
+    let h = mfa_a("");
+    let dir = h.path().join(".local/share/tapcred/journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    for d in [dir.parent().unwrap(), &dir] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let p = dir.join("rotate-toolkit-user.json");
+    std::fs::write(&p, ROTATE_JOURNAL).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    run_in(&h, &["rotate", "--profile", "a"])
+}
+
+const ROTATE_JOURNAL: &str = r#"{"kind":"rotate","subject":"toolkit-user","started":1700000000,"pid":1,"steps":[{"name":"begin","data":{"user":"toolkit-user","profile":"a","old_key_id":"AKIAIOSFODNN7EXAMPLE","store":"file","keep_old":false,"keys_before":["AKIAIOSFODNN7EXAMPLE"]}},{"name":"create","data":{"attempt":0}}]}"#;
+
 /// HOME of [`mfa_a`] with an enroll journal of profile `a` holding `contents` (as a killed
 /// `enroll` leaves it), then `tapcred ARGS`.
 fn enroll_journal(contents: &str, args: &[&str]) -> Outcome {
@@ -1332,6 +1350,26 @@ fn scenarios() -> Vec<Scenario> {
                     &h,
                     &["piv", "import", "--cert", &cert.display().to_string()],
                 )
+            }
+        ),
+        // --- rotate
+        s!(
+            "rotate-interrupted",
+            "`rotate` again after a rotate of the profile's keys was killed (its journal is left)",
+            rotate_journal
+        ),
+        s!(
+            "rotate-no-mfa-serial",
+            "`rotate --profile toolkit-user`, a profile of keys with no mfa_serial in its chain",
+            || run_in(&mfa_a(""), &["rotate", "--profile", "toolkit-user"])
+        ),
+        s!(
+            "rotate-proof-seconds-bad",
+            "`TAPCRED_ROTATE_PROOF_SECONDS=soon`",
+            || {
+                let mut h = mfa_a("");
+                h.set("TAPCRED_ROTATE_PROOF_SECONDS", "soon");
+                run_in(&h, &["rotate", "--profile", "a"])
             }
         ),
     ]

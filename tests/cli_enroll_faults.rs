@@ -89,7 +89,10 @@ fn the_harness_names_every_iam_write() {
             "CreateVirtualMFADevice",
             "EnableMFADevice",
             "DeactivateMFADevice",
-            "DeleteVirtualMFADevice"
+            "DeleteVirtualMFADevice",
+            "CreateAccessKey",
+            "UpdateAccessKey",
+            "DeleteAccessKey"
         ]
     );
 }

@@ -13,6 +13,7 @@ pub mod man;
 pub mod piv;
 pub mod process;
 pub mod roles_anywhere_setup;
+pub mod rotate;
 pub mod serve;
 pub mod sessions;
 pub mod vault;

@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 pub mod enroll;
 pub mod otp_keys;
+pub mod rotate;
 
 pub const TAPCRED: &str = env!("CARGO_BIN_EXE_tapcred");
 /// The whole program, which the `tapcred` launcher runs in its place for all but a warm

@@ -143,6 +143,17 @@ pub fn diagnose(name: &str, offline: bool, env: &dyn EnvLookup) -> Report {
         clock::clock_check(&mut d, resolved.as_ref(), env)
     };
 
+    // The access key's age (IAM's CreateDate; not asked --offline).
+    if let Some(p) = &resolved
+        && let Some(age) = crate::commands::rotate::age::check(p, offline, env, &ui)
+    {
+        match (age.too_old(), age.days) {
+            (true, _) => d.note("keys", age.message(), Some(age.fix())),
+            (false, Some(_)) => d.ok("keys", age.message()),
+            (false, None) => d.note("keys", age.message(), None),
+        }
+    }
+
     // Cache.
     if let Some(until) = cache::cache_check(&mut d, name, env, &ui) {
         cache::works_from_the_cache(&mut d, until);

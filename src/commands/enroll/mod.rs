@@ -140,6 +140,7 @@ pub fn pending_fix(kind: &str, subject: &str) -> String {
             p = shell_word(subject)
         ),
         "import-keys" => "run `tapcred vault import-keys` again".to_owned(),
+        crate::commands::rotate::KIND => crate::commands::rotate::pending_fix(subject),
         _ => "run the same tapcred command again".to_owned(),
     }
 }

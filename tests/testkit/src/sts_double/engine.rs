@@ -216,7 +216,7 @@ pub(crate) struct Engine {
 
 impl Engine {
     pub(crate) fn new(config: Config, port: u16) -> Self {
-        Engine {
+        let mut engine = Engine {
             config,
             sessions: HashMap::new(),
             used_steps: HashSet::new(),
@@ -231,7 +231,9 @@ impl Engine {
             port,
             rolesanywhere: Default::default(),
             rolesanywhere_stats: Default::default(),
-        }
+        };
+        engine.seed_access_keys();
+        engine
     }
 
     pub(crate) fn now(&self) -> i64 {
@@ -353,7 +355,15 @@ impl Engine {
         } else {
             "sts"
         };
-        let caller = self.authenticate(req, service)?;
+        let signing_key = req
+            .header("authorization")
+            .and_then(|a| sigv4::parse_authorization(a).ok())
+            .map(|a| a.access_key_id);
+        let caller = self.authenticate(req, service);
+        if let Some(k) = signing_key {
+            self.note_key_use(&k);
+        }
+        let caller = caller?;
         if action.is_empty() {
             return Err(StsError::new(400, "MissingAction", "Missing Action"));
         }
@@ -426,11 +436,14 @@ impl Engine {
 
         // Who is it?
         let (caller, secret, token): (Caller, &str, Option<&str>) =
-            if let Some(i) = self.user_by_key(&auth.access_key_id) {
+            if let Some((i, secret)) = self.usable_key(&auth.access_key_id) {
                 if token_header.is_some() {
                     return Err(StsError::invalid_token());
                 }
-                (Caller::User(i), self.config.users[i].secret(), None)
+                (Caller::User(i), secret, None)
+            } else if self.is_known_key(&auth.access_key_id) {
+                // Inactive, deleted or not yet propagated.
+                return Err(StsError::invalid_token());
             } else if let Some(s) = self.sessions.get(&auth.access_key_id) {
                 if s.revoked {
                     return Err(StsError::invalid_token());
@@ -517,10 +530,7 @@ impl Engine {
     }
 
     fn user_by_key(&self, akid: &str) -> Option<usize> {
-        self.config
-            .users
-            .iter()
-            .position(|u| u.access_key_id == akid)
+        self.iam.keys.get(akid).map(|k| k.user)
     }
 
     pub(super) fn caller_user(&self, caller: &Caller) -> &UserSpec {
@@ -1001,7 +1011,7 @@ fn random_bytes(n: usize) -> Vec<u8> {
     buf
 }
 
-fn random_base32(n: usize) -> String {
+pub(super) fn random_base32(n: usize) -> String {
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     random_bytes(n)
         .into_iter()
@@ -1009,6 +1019,6 @@ fn random_base32(n: usize) -> String {
         .collect()
 }
 
-fn random_base64(n: usize) -> String {
+pub(super) fn random_base64(n: usize) -> String {
     data_encoding::BASE64.encode(&random_bytes(n))
 }

@@ -15,6 +15,15 @@
 //!   Afterwards STS accepts codes of the new serial for that user.
 //! - `DeactivateMFADevice` (the device becomes unassigned), `DeleteVirtualMFADevice`
 //!   (`DeleteConflict` while assigned), `ListMFADevices`, `ListVirtualMFADevices`.
+//! - Access keys: every configured user starts with its configured key (Active).
+//!   `CreateAccessKey` (at most 2 keys per user, else `LimitExceeded`; `AKIA…` id, a 40-char
+//!   secret, `Status` Active, `CreateDate`), `UpdateAccessKey` (`Active`/`Inactive`),
+//!   `DeleteAccessKey`, `ListAccessKeys`. A deleted or inactive key signs nothing
+//!   (`InvalidClientTokenId`); sessions already issued with it keep working until they expire.
+//!   A new key can be made to fail authentication for its first N requests or S seconds
+//!   ([`super::StsDouble::set_key_propagation`]: IAM's eventual consistency), and the access
+//!   key actions can require an MFA session ([`super::StsDouble::require_mfa_for_access_keys`]:
+//!   the self-management policy with `aws:MultiFactorAuthPresent`).
 //! - Callers: IAM users (long-term keys, or a GetSessionToken session made with MFA); role
 //!   sessions are denied. Users act within their own account.
 
@@ -22,7 +31,7 @@ use super::config::MfaDevice;
 use super::engine::{Caller, Engine, StsError, TokenCodeEvent, TokenOutcome};
 use super::totp;
 use super::xml;
-use secrecy::{ExposeSecret, SecretSlice};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use subtle::ConstantTimeEq;
@@ -49,6 +58,19 @@ pub const IAM_WRITES: &[&str] = &[
     "EnableMFADevice",
     "DeactivateMFADevice",
     "DeleteVirtualMFADevice",
+    "CreateAccessKey",
+    "UpdateAccessKey",
+    "DeleteAccessKey",
+];
+
+/// AWS's quota of access keys per IAM user.
+pub const MAX_ACCESS_KEYS_PER_USER: usize = 2;
+
+const ACCESS_KEY_ACTIONS: &[&str] = &[
+    "CreateAccessKey",
+    "UpdateAccessKey",
+    "DeleteAccessKey",
+    "ListAccessKeys",
 ];
 
 const ACTIONS: &[&str] = &[
@@ -58,6 +80,10 @@ const ACTIONS: &[&str] = &[
     "DeleteVirtualMFADevice",
     "ListMFADevices",
     "ListVirtualMFADevices",
+    "CreateAccessKey",
+    "UpdateAccessKey",
+    "DeleteAccessKey",
+    "ListAccessKeys",
 ];
 
 pub(crate) fn is_iam_action(action: &str) -> bool {
@@ -68,7 +94,11 @@ pub(crate) fn is_iam_action(action: &str) -> bool {
 pub(crate) fn has_result(action: &str) -> bool {
     matches!(
         action,
-        "CreateVirtualMFADevice" | "ListMFADevices" | "ListVirtualMFADevices"
+        "CreateVirtualMFADevice"
+            | "ListMFADevices"
+            | "ListVirtualMFADevices"
+            | "CreateAccessKey"
+            | "ListAccessKeys"
     )
 }
 
@@ -87,8 +117,24 @@ struct Fault {
     code: String,
 }
 
+/// A long-term access key of a user.
+pub(crate) struct AccessKey {
+    pub(crate) user: usize,
+    pub(crate) secret: SecretString,
+    pub(crate) active: bool,
+    pub(crate) created: i64,
+    /// Requests it still fails (not yet propagated), and the time before which it fails.
+    pub(crate) unknown_for_calls: u32,
+    pub(crate) unknown_until: i64,
+}
+
 pub(crate) struct IamState {
     devices: BTreeMap<String, VirtualDevice>,
+    /// Every user's access keys, by id (the configured ones included).
+    pub(crate) keys: BTreeMap<String, AccessKey>,
+    /// For a new key: how many requests, and how many seconds, it fails authentication.
+    propagation: (u32, u64),
+    access_keys_need_mfa: bool,
     /// When configured (non-virtual) devices count as enabled: the double's start.
     started: i64,
     faults: HashMap<String, Fault>,
@@ -98,6 +144,9 @@ impl IamState {
     pub(crate) fn new(now: i64) -> Self {
         IamState {
             devices: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            propagation: (0, 0),
+            access_keys_need_mfa: false,
             started: now,
             faults: HashMap::new(),
         }
@@ -111,6 +160,17 @@ pub struct IamSnapshot {
     pub virtual_devices: Vec<VirtualDeviceInfo>,
     /// Every user's assigned MFA serials (configured ones included), by user name.
     pub user_devices: BTreeMap<String, Vec<String>>,
+    /// Every user's access keys (no secrets), by user name.
+    #[serde(default)]
+    pub access_keys: BTreeMap<String, Vec<AccessKeyInfo>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessKeyInfo {
+    pub access_key_id: String,
+    pub active: bool,
+    /// Unix seconds.
+    pub created: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -145,6 +205,105 @@ impl Engine {
                     )
                 })
                 .collect(),
+            access_keys: self
+                .config
+                .users
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (u.name.clone(), self.access_keys_of(i)))
+                .collect(),
+        }
+    }
+
+    fn access_keys_of(&self, user: usize) -> Vec<AccessKeyInfo> {
+        self.iam
+            .keys
+            .iter()
+            .filter(|(_, k)| k.user == user)
+            .map(|(id, k)| AccessKeyInfo {
+                access_key_id: id.clone(),
+                active: k.active,
+                created: k.created,
+            })
+            .collect()
+    }
+
+    /// The configured users' keys become IAM access keys, created now.
+    pub(crate) fn seed_access_keys(&mut self) {
+        let now = self.now();
+        for (i, u) in self.config.users.iter().enumerate() {
+            self.iam.keys.insert(
+                u.access_key_id.clone(),
+                AccessKey {
+                    user: i,
+                    secret: SecretString::from(u.secret().to_owned()),
+                    active: true,
+                    created: now,
+                    unknown_for_calls: 0,
+                    unknown_until: 0,
+                },
+            );
+        }
+    }
+
+    /// The user and secret of an access key that signs now (active, propagated).
+    pub(crate) fn usable_key(&self, akid: &str) -> Option<(usize, &str)> {
+        let k = self.iam.keys.get(akid)?;
+        (k.active && k.unknown_for_calls == 0 && self.now() >= k.unknown_until)
+            .then(|| (k.user, k.secret.expose_secret()))
+    }
+
+    /// Counts a request signed with `akid` against its propagation delay.
+    pub(crate) fn note_key_use(&mut self, akid: &str) {
+        if let Some(k) = self.iam.keys.get_mut(akid)
+            && k.unknown_for_calls > 0
+        {
+            k.unknown_for_calls -= 1;
+        }
+    }
+
+    pub(crate) fn is_known_key(&self, akid: &str) -> bool {
+        self.iam.keys.contains_key(akid)
+    }
+
+    pub(crate) fn set_key_propagation(&mut self, calls: u32, secs: u64) {
+        self.iam.propagation = (calls, secs);
+    }
+
+    pub(crate) fn require_mfa_for_access_keys(&mut self, yes: bool) {
+        self.iam.access_keys_need_mfa = yes;
+    }
+
+    pub(crate) fn add_access_key(&mut self, user_name: &str, active: bool) -> String {
+        let user = self
+            .config
+            .users
+            .iter()
+            .position(|u| u.name == user_name)
+            .unwrap_or_else(|| panic!("no user {user_name} in the double"));
+        let id = format!("AKIA{}", super::engine::random_base32(16));
+        let now = self.now();
+        self.iam.keys.insert(
+            id.clone(),
+            AccessKey {
+                user,
+                secret: SecretString::from(super::engine::random_base64(30)),
+                active,
+                created: now,
+                unknown_for_calls: 0,
+                unknown_until: 0,
+            },
+        );
+        id
+    }
+
+    pub(crate) fn set_key_created(&mut self, akid: &str, at: i64) -> bool {
+        match self.iam.keys.get_mut(akid) {
+            Some(k) => {
+                k.created = at;
+                true
+            }
+            None => false,
         }
     }
 
@@ -189,6 +348,15 @@ impl Engine {
                 "User: {arn} is not authorized to perform: iam:{action} because no identity-based policy allows the iam:{action} action"
             )));
         };
+        if self.iam.access_keys_need_mfa
+            && ACCESS_KEY_ACTIONS.contains(&action)
+            && matches!(caller, Caller::User(_))
+        {
+            let (arn, _, _) = self.identity(caller);
+            return Err(StsError::access_denied(format!(
+                "User: {arn} is not authorized to perform: iam:{action} with an explicit deny in an identity-based policy (aws:MultiFactorAuthPresent)"
+            )));
+        }
         if let Some(f) = self.iam.faults.get_mut(action)
             && f.remaining > 0
         {
@@ -203,6 +371,10 @@ impl Engine {
             "DeleteVirtualMFADevice" => self.delete_virtual_mfa_device(user, params),
             "ListMFADevices" => self.list_mfa_devices(user, params),
             "ListVirtualMFADevices" => Ok(self.list_virtual_mfa_devices(user, params)),
+            "CreateAccessKey" => self.create_access_key(user, params),
+            "UpdateAccessKey" => self.update_access_key(user, params),
+            "DeleteAccessKey" => self.delete_access_key(user, params),
+            "ListAccessKeys" => self.list_access_keys(user, params),
             other => Err(StsError::new(
                 400,
                 "InvalidAction",
@@ -453,6 +625,128 @@ impl Engine {
         ))
     }
 
+    fn key_user(&self, caller: usize, params: &HashMap<String, String>) -> Result<usize, StsError> {
+        match params.get("UserName") {
+            Some(name) => self.iam_user_named(caller, name),
+            None => Ok(caller),
+        }
+    }
+
+    /// The key `AccessKeyId` of `user`, or AWS's NoSuchEntity.
+    fn users_key(&self, user: usize, params: &HashMap<String, String>) -> Result<String, StsError> {
+        let id = required(params, "AccessKeyId", "accessKeyId")?;
+        match self.iam.keys.get(&id) {
+            Some(k) if k.user == user => Ok(id),
+            _ => Err(StsError::new(
+                404,
+                "NoSuchEntity",
+                format!("The Access Key with id {id} cannot be found."),
+            )),
+        }
+    }
+
+    fn create_access_key(
+        &mut self,
+        caller: usize,
+        params: &HashMap<String, String>,
+    ) -> Result<String, StsError> {
+        let user = self.key_user(caller, params)?;
+        if self.iam.keys.values().filter(|k| k.user == user).count() >= MAX_ACCESS_KEYS_PER_USER {
+            return Err(StsError::new(
+                409,
+                "LimitExceeded",
+                format!("Cannot exceed quota for AccessKeysPerUser: {MAX_ACCESS_KEYS_PER_USER}"),
+            ));
+        }
+        let mut id;
+        loop {
+            id = format!("AKIA{}", super::engine::random_base32(16));
+            if !self.iam.keys.contains_key(&id) {
+                break;
+            }
+        }
+        let secret = Zeroizing::new(super::engine::random_base64(30));
+        let now = self.now();
+        let (calls, secs) = self.iam.propagation;
+        self.iam.keys.insert(
+            id.clone(),
+            AccessKey {
+                user,
+                secret: SecretString::from(secret.to_string()),
+                active: true,
+                created: now,
+                unknown_for_calls: calls,
+                unknown_until: now + secs as i64,
+            },
+        );
+        Ok(format!(
+            "<AccessKey><UserName>{}</UserName><AccessKeyId>{id}</AccessKeyId><Status>Active</Status><SecretAccessKey>{}</SecretAccessKey><CreateDate>{}</CreateDate></AccessKey>",
+            xml::escape(&self.config.users[user].name),
+            xml::escape(&secret),
+            xml::iso8601(now)
+        ))
+    }
+
+    fn update_access_key(
+        &mut self,
+        caller: usize,
+        params: &HashMap<String, String>,
+    ) -> Result<String, StsError> {
+        let user = self.key_user(caller, params)?;
+        let status = required(params, "Status", "status")?;
+        let active = match status.as_str() {
+            "Active" => true,
+            "Inactive" => false,
+            other => {
+                return Err(StsError::validation(format!(
+                    "1 validation error detected: Value '{other}' at 'status' failed to satisfy constraint: Member must satisfy enum value set: [Active, Inactive]"
+                )));
+            }
+        };
+        let id = self.users_key(user, params)?;
+        if let Some(k) = self.iam.keys.get_mut(&id) {
+            k.active = active;
+        }
+        Ok(String::new())
+    }
+
+    fn delete_access_key(
+        &mut self,
+        caller: usize,
+        params: &HashMap<String, String>,
+    ) -> Result<String, StsError> {
+        let user = self.key_user(caller, params)?;
+        let id = self.users_key(user, params)?;
+        self.iam.keys.remove(&id);
+        Ok(String::new())
+    }
+
+    fn list_access_keys(
+        &self,
+        caller: usize,
+        params: &HashMap<String, String>,
+    ) -> Result<String, StsError> {
+        let user = self.key_user(caller, params)?;
+        let name = &self.config.users[user].name;
+        let members: String = self
+            .access_keys_of(user)
+            .iter()
+            .map(|k| {
+                format!(
+                    "<member><UserName>{}</UserName><AccessKeyId>{}</AccessKeyId><Status>{}</Status><CreateDate>{}</CreateDate></member>",
+                    xml::escape(name),
+                    k.access_key_id,
+                    if k.active { "Active" } else { "Inactive" },
+                    xml::iso8601(k.created)
+                )
+            })
+            .collect();
+        Ok(format!(
+            "<UserName>{}</UserName><AccessKeyMetadata>{members}</AccessKeyMetadata><IsTruncated>false</IsTruncated>",
+            xml::escape(name)
+        ))
+    }
+
     fn list_virtual_mfa_devices(&self, caller: usize, params: &HashMap<String, String>) -> String {
         let status = params
             .get("AssignmentStatus")
@@ -509,6 +803,7 @@ fn injected(code: &str) -> StsError {
             format!("Cannot exceed quota for MFADevicesPerUser: {MAX_MFA_DEVICES_PER_USER}"),
         ),
         "AccessDenied" => (403, "AccessDenied", "Access denied (injected).".into()),
+        "Throttling" => (400, "Throttling", "Rate exceeded".into()),
         _ => (
             500,
             "ServiceFailure",

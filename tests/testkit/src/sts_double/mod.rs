@@ -36,6 +36,11 @@
 //! IAM Roles Anywhere's `CreateSession` (`POST /sessions`) is served on the same port once
 //! [`StsDouble::set_roles_anywhere`] names trust anchors and profiles: see
 //! [`rolesanywhere`]. The role sessions it issues are STS sessions of the double's roles.
+//!
+//! And the access keys of each user: `CreateAccessKey` (2 per user), `UpdateAccessKey`,
+//! `DeleteAccessKey`, `ListAccessKeys`, with a propagation delay for new keys
+//! ([`StsDouble::set_key_propagation`]) and, optionally, MFA required for them
+//! ([`StsDouble::require_mfa_for_access_keys`]).
 
 mod config;
 mod engine;
@@ -50,7 +55,8 @@ pub use engine::{
     ActionStats, IssuedInfo, ROLE_CHAINING_MAX_SECS, Stats, TokenCodeEvent, TokenOutcome,
 };
 pub use iam::{
-    IAM_WRITES, IamSnapshot, MAX_MFA_DEVICES_PER_USER, VIRTUAL_SEED_BYTES, VirtualDeviceInfo,
+    AccessKeyInfo, IAM_WRITES, IamSnapshot, MAX_ACCESS_KEYS_PER_USER, MAX_MFA_DEVICES_PER_USER,
+    VIRTUAL_SEED_BYTES, VirtualDeviceInfo,
 };
 
 use engine::{Engine, Incoming};
@@ -270,6 +276,30 @@ impl StsDouble {
     /// What Roles Anywhere saw.
     pub fn roles_anywhere_stats(&self) -> rolesanywhere::RolesAnywhereStats {
         self.engine().rolesanywhere_stats.clone()
+    }
+
+    /// A key made by CreateAccessKey from now on fails authentication
+    /// (`InvalidClientTokenId`) for its first `calls` requests and its first `secs` seconds,
+    /// as IAM's changes take a while to reach STS.
+    pub fn set_key_propagation(&self, calls: u32, secs: u64) {
+        self.engine().set_key_propagation(calls, secs);
+    }
+
+    /// The access-key actions refuse long-term keys (AccessDenied) and accept only an MFA
+    /// session: the self-management policy with `aws:MultiFactorAuthPresent`.
+    pub fn require_mfa_for_access_keys(&self, yes: bool) {
+        self.engine().require_mfa_for_access_keys(yes);
+    }
+
+    /// A further access key for the user `user_name` (as made in the console), Active or
+    /// Inactive; its id. Panics on an unknown user.
+    pub fn add_access_key(&self, user_name: &str, active: bool) -> String {
+        self.engine().add_access_key(user_name, active)
+    }
+
+    /// Backdate (or move) an access key's CreateDate; false when no such key.
+    pub fn set_key_created(&self, access_key_id: &str, unix: i64) -> bool {
+        self.engine().set_key_created(access_key_id, unix)
     }
 
     /// The TOTP step the double considers current.
