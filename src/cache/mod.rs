@@ -305,7 +305,7 @@ impl SessionCache {
     }
 
     /// Write files through `files` instead of [`PrivateFiles`].
-    #[cfg(test)]
+    #[cfg(all(test, unix))] // its only users, the cache tests, are Unix-only (mod tests below)
     pub(crate) fn with_files(mut self, files: Box<dyn FileWriter>) -> Self {
         self.files = files;
         self
