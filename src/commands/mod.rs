@@ -9,6 +9,7 @@ pub mod doctor;
 pub mod enroll;
 pub mod exec;
 pub mod export;
+pub mod interrupt;
 pub mod man;
 pub mod piv;
 pub mod process;
@@ -16,6 +17,7 @@ pub mod roles_anywhere_setup;
 pub mod rotate;
 pub mod serve;
 pub mod sessions;
+pub mod shell_words;
 pub mod vault;
 
 use crate::env::EnvLookup;

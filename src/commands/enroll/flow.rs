@@ -26,10 +26,10 @@ use crate::token::{self, Code, TokenSource};
 use crate::ui::Ui;
 use crate::vault::{EntryName, Secret, VaultSession, VaultStore};
 
-use super::interrupt::Interrupt;
 use super::seed_file::write_seed_file;
 use super::undo::{self, step};
 use super::{Args, Dest};
+use crate::commands::interrupt::Interrupt;
 use crate::commands::vault::Unlocked;
 
 pub(super) struct Done {

@@ -25,11 +25,9 @@
 //! in memory so the seed is stored, and on a failure taken out again, without another touch. Never printed, logged or passed in argv.
 
 mod flow;
-mod interrupt;
 mod names;
 mod pending;
 mod seed_file;
-mod shell;
 mod undo;
 
 use std::io::Write;
@@ -54,14 +52,13 @@ use crate::token::pcsc::PcscBackend;
 use crate::ui::Ui;
 use crate::vault::{EntryName, VaultSession, VaultStore};
 
+use super::interrupt::{Interrupt, catching_panics};
+use super::shell_words::shell_word;
 use super::vault::Unlocked;
 use flow::{Done, Job, vault_change};
-pub use interrupt::Interrupt;
-use interrupt::catching_panics;
 use names::{check_device_name, iam_user, oath_name};
 use pending::{resume_pending, undo_pending};
 use seed_file::remove_seed_file;
-use shell::shell_word;
 use undo::{DeviceState, Outcome, ProfileUndo, Progress, SeedPlace, step};
 
 /// Exit code after an interrupted enroll (128 + SIGINT), once the rollback ran.
@@ -364,7 +361,7 @@ pub fn run_with(
         receipt: None,
         resumed: false,
     };
-    let result = catching_panics(|| job.enroll(&device_name));
+    let result = catching_panics("enroll", || job.enroll(&device_name));
     conclude(job, result, out)
 }
 

@@ -39,7 +39,7 @@ use zeroize::Zeroizing;
 
 use crate::cache::{self, SessionCache};
 use crate::commands::Ctx;
-use crate::commands::enroll::Interrupt;
+use crate::commands::interrupt::Interrupt;
 use crate::credentials::Credentials;
 use crate::engine::{self, Engine, Options};
 use crate::error::{Error, Reason, Result};
@@ -52,6 +52,7 @@ use crate::token;
 use crate::ui::Ui;
 use crate::vault::{EntryName, Secret, VaultSession, VaultStore};
 
+use super::shell_words::shell_word;
 use super::vault::Unlocked;
 
 /// The journal's kind.
@@ -219,7 +220,7 @@ pub fn run_with(
         )));
     }
     let s = setup(args, &profile, &resolved, files, &profiles, ctx)?;
-    check(interrupt)?;
+    interrupt.check()?;
     let keys = s.iam.list_access_keys(&s.mfa_creds, &s.user)?;
     let old_id = s.current.access_key_id.clone();
     if !keys.iter().any(|k| k.access_key_id == old_id) {
@@ -488,15 +489,15 @@ impl Job<'_> {
                 s.user
             ));
         }
-        check(self.interrupt)?;
+        self.interrupt.check()?;
         let before: Vec<String> = keys.iter().map(|k| k.access_key_id.clone()).collect();
         let new_key = self.create(&before)?;
         let new_id = new_key.access_key_id.clone();
         self.new_key = Some(new_key);
-        check(self.interrupt)?;
+        self.interrupt.check()?;
         let new_creds = self.new_creds();
         prove(s, &new_creds, self.interrupt)?;
-        check(self.interrupt)?;
+        self.interrupt.check()?;
         self.step(step::STORE, json!({ "new_key_id": new_id }))?;
         self.previous = Some(put_key(s, &new_creds)?);
         let stored = read_stored(s)?;
@@ -513,7 +514,7 @@ impl Job<'_> {
             s.store.describe()
         ));
         move_mfa_session(s, &new_id);
-        check(self.interrupt)?;
+        self.interrupt.check()?;
         let old_id = s.current.access_key_id.clone();
         finish_old_key(s, &mut self.journal, &old_id, self.args.keep_old, &new_id)?;
         Ok(Done {
@@ -784,7 +785,7 @@ fn prove(s: &Setup<'_>, key: &Credentials, interrupt: &Interrupt) -> Result<()> 
                     );
                     told = true;
                 }
-                check(interrupt)?;
+                interrupt.check()?;
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(4));
             }
@@ -1065,15 +1066,6 @@ fn test_hook(env: &dyn crate::env::EnvLookup, step: &str) {
 #[cfg(not(debug_assertions))]
 fn test_hook(_env: &dyn crate::env::EnvLookup, _step: &str) {}
 
-/// Stop when the person asked to (Ctrl-C, SIGTERM, SIGHUP), between steps.
-fn check(interrupt: &Interrupt) -> Result<()> {
-    if interrupt.is_set() {
-        Err(Error::usage("interrupted"))
-    } else {
-        Ok(())
-    }
-}
-
 /// `arn:aws:iam::ACCT:user[/path]/NAME` → NAME.
 fn iam_user(arn: &str) -> Option<String> {
     let rest = arn.strip_prefix("arn:aws")?.split_once(":iam::")?.1;
@@ -1092,18 +1084,6 @@ fn ids(keys: &[AccessKeyInfo]) -> String {
 
 fn write_out(out: &mut dyn Write, line: &str) -> Result<()> {
     writeln!(out, "{line}").map_err(|e| Error::io(format!("cannot write to stdout: {e}")))
-}
-
-/// A word for a POSIX shell: as is when safe, else single-quoted.
-fn shell_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-/:".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 #[cfg(test)]
