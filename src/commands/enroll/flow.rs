@@ -2,7 +2,6 @@
 //! there, read two codes, enable the device, write the profile, prove it with one STS call —
 //! each recorded in the journal before it is taken.
 
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
@@ -24,13 +23,12 @@ use crate::token::oath::{OathType, matching};
 use crate::token::software::SoftwareSource;
 use crate::token::{self, Code, TokenSource};
 use crate::ui::Ui;
-use crate::vault::{EntryName, Secret, VaultSession, VaultStore};
+use crate::vault::{EntryName, Secret, VaultSession};
 
 use super::seed_file::write_seed_file;
 use super::undo::{self, step};
 use super::{Args, Dest};
 use crate::commands::interrupt::Interrupt;
-use crate::commands::vault::Unlocked;
 
 pub(super) struct Done {
     pub(super) serial: String,
@@ -152,9 +150,9 @@ impl Job<'_> {
                     )?;
                     let name = EntryName::seed(serial.clone());
                     let secret = Secret::TotpSeed(Zeroizing::new(device.seed.to_vec()));
-                    let path = vault_change(store, unlocked, |v| v.put(name.clone(), &secret))?;
+                    let path = unlocked.change(store, |v| v.put(name.clone(), &secret))?;
                     // Read back and decrypt: the seed in the file is the one IAM gave.
-                    let back = vault_read(store, unlocked)?.get(&name)?;
+                    let back = unlocked.read(store)?.get(&name)?;
                     if back != secret {
                         return Err(Error::internal(format!(
                             "the vault {} read back does not hold the seed just stored",
@@ -483,39 +481,6 @@ fn test_hook(env: &dyn crate::env::EnvLookup, step: &str) {
 
 #[cfg(not(debug_assertions))]
 fn test_hook(_env: &dyn crate::env::EnvLookup, _step: &str) {}
-
-/// Under the vault's writers' lock: re-read it, open it with the kept unlocker output (no
-/// touch), change it, write it. Returns the vault's path.
-pub(super) fn vault_change(
-    store: &VaultStore,
-    unlocked: &Unlocked,
-    change: impl FnOnce(
-        &mut crate::vault::OpenVault,
-    ) -> std::result::Result<(), crate::vault::VaultError>,
-) -> Result<PathBuf> {
-    let lock = store.lock()?;
-    let file = lock.read()?.ok_or_else(|| {
-        Error::config(format!(
-            "the vault {} disappeared during enroll",
-            store.path().display()
-        ))
-    })?;
-    let mut v = unlocked.reopen(&file)?;
-    change(&mut v)?;
-    lock.write(&v)?;
-    Ok(store.path().to_owned())
-}
-
-/// The vault as on disk now, opened with the kept unlocker output.
-fn vault_read(store: &VaultStore, unlocked: &Unlocked) -> Result<crate::vault::OpenVault> {
-    let file = store.read()?.ok_or_else(|| {
-        Error::config(format!(
-            "the vault {} disappeared during enroll",
-            store.path().display()
-        ))
-    })?;
-    unlocked.reopen(&file)
-}
 
 fn now_f64() -> f64 {
     SystemTime::now()

@@ -55,7 +55,7 @@ use crate::vault::{EntryName, VaultSession, VaultStore};
 use super::interrupt::{Interrupt, catching_panics};
 use super::shell_words::shell_word;
 use super::vault::Unlocked;
-use flow::{Done, Job, vault_change};
+use flow::{Done, Job};
 use names::{check_device_name, iam_user, oath_name};
 use pending::{resume_pending, undo_pending};
 use seed_file::remove_seed_file;
@@ -453,13 +453,12 @@ fn finish_undo(journal: Journal, outcome: Outcome, p: &Progress, ui: &dyn Ui) ->
 fn remove_seed(dest: &Dest, place: &SeedPlace) -> Result<()> {
     match (dest, place) {
         (Dest::Oath { key, .. }, SeedPlace::Oath { name, .. }) => delete_oath_account(key, name),
-        (Dest::Vault { store, unlocked }, SeedPlace::Vault { serial }) => {
-            vault_change(store, unlocked, |v| {
+        (Dest::Vault { store, unlocked }, SeedPlace::Vault { serial }) => unlocked
+            .change(store, |v| {
                 v.remove(&EntryName::seed(serial.clone()));
                 Ok(())
             })
-            .map(|_| ())
-        }
+            .map(|_| ()),
         (_, SeedPlace::File(path)) => remove_seed_file(path),
         _ => Err(Error::internal(
             "the journal's seed place is not this run's destination",

@@ -23,7 +23,7 @@ use crate::token::software::SoftwareSource;
 use crate::token::{TokenSettings, TokenSource};
 use crate::vault::{EntryName, Secret, VaultSession};
 
-use super::flow::{Job, vault_change};
+use super::flow::Job;
 use super::seed_file::remove_seed_file;
 use super::undo::{self, DeviceState, ProfileUndo, Progress, SeedPlace, step};
 use super::{Args, Dest, Destination, conclude, delete_oath_account, finish_undo};
@@ -255,11 +255,12 @@ pub(super) fn undo_pending(
                 }
                 let unlocked =
                     crate::commands::vault::unlock_with(&file, args.yubikey_serial, env, ui)?;
-                vault_change(&store, &unlocked, |v| {
-                    v.remove(&name);
-                    Ok(())
-                })
-                .map(|_| ())
+                unlocked
+                    .change(&store, |v| {
+                        v.remove(&name);
+                        Ok(())
+                    })
+                    .map(|_| ())
             }
         }
     };

@@ -842,7 +842,7 @@ fn put_key(s: &Setup<'_>, key: &Credentials) -> Result<Previous> {
                 access_key_id: key.access_key_id.clone(),
                 secret_access_key: Zeroizing::new(key.secret().to_owned()),
             };
-            vault_change(store, unlocked, |v| v.put(name, &new))?;
+            unlocked.change(store, |v| v.put(name, &new))?;
             Ok(Previous::Vault(old))
         }
     }
@@ -853,7 +853,7 @@ fn restore_key(s: &Setup<'_>, prev: &Previous) -> Result<()> {
         (Previous::File(receipt), _) => receipt.restore(),
         (Previous::Vault(old), Store::Vault { store, unlocked }) => {
             let name = EntryName::access_key(s.signer.clone());
-            vault_change(store, unlocked, |v| v.put(name, old)).map(|_| ())
+            unlocked.change(store, |v| v.put(name, old)).map(|_| ())
         }
         _ => Err(Error::internal("the old key's place is not this run's")),
     }
@@ -868,14 +868,8 @@ fn read_stored(s: &Setup<'_>) -> Result<Credentials> {
             Ok(crate::sts::base_credentials(&r.base))
         }
         Store::Vault { store, unlocked } => {
-            let file = store.read()?.ok_or_else(|| {
-                Error::config(format!(
-                    "the vault {} disappeared during rotate",
-                    store.path().display()
-                ))
-            })?;
             match unlocked
-                .reopen(&file)?
+                .read(store)?
                 .get(&EntryName::access_key(s.signer.clone()))?
             {
                 Secret::AccessKey {
@@ -891,28 +885,6 @@ fn read_stored(s: &Setup<'_>) -> Result<Credentials> {
             }
         }
     }
-}
-
-/// Under the vault's writers' lock: re-read it, open it with the kept unlocker output (no
-/// touch), change it, write it.
-fn vault_change(
-    store: &VaultStore,
-    unlocked: &Unlocked,
-    change: impl FnOnce(
-        &mut crate::vault::OpenVault,
-    ) -> std::result::Result<(), crate::vault::VaultError>,
-) -> Result<()> {
-    let lock = store.lock()?;
-    let file = lock.read()?.ok_or_else(|| {
-        Error::config(format!(
-            "the vault {} disappeared during rotate",
-            store.path().display()
-        ))
-    })?;
-    let mut v = unlocked.reopen(&file)?;
-    change(&mut v)?;
-    lock.write(&v)?;
-    Ok(())
 }
 
 /// The MFA session made with the old key, cached under its identity, moves under the new
