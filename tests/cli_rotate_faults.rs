@@ -146,7 +146,7 @@ fn deactivation_refused_keeps_the_new_key_and_resume_finishes() {
 fn kill_at(h: &Home, step: &str) -> String {
     let mut child = h
         .cmd(&["rotate", "--profile", "mfa", "--delete-inactive"])
-        .env("TAPCRED_TEST_ROTATE_HOOK", format!("stall:{step}"))
+        .env("TAPCRED_TEST_HOOK", format!("stall:rotate:{step}"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -164,7 +164,7 @@ fn kill_at(h: &Home, step: &str) -> String {
     });
     loop {
         match rx.recv_timeout(Duration::from_secs(150)) {
-            Ok(line) if line.contains(&format!("stalled at {step}")) => break,
+            Ok(line) if line.contains(&format!("stalled at rotate:{step}")) => break,
             Ok(_) => {}
             Err(e) => {
                 let _ = child.kill();

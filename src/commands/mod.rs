@@ -18,6 +18,7 @@ pub mod rotate;
 pub mod serve;
 pub mod sessions;
 pub mod shell_words;
+pub mod test_hook;
 pub mod vault;
 
 use crate::env::EnvLookup;

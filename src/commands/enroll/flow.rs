@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::cache::SessionCache;
-use crate::commands::Ctx;
+use crate::commands::{Ctx, test_hook};
 use crate::credentials::Credentials;
 use crate::engine::{self, Engine, MIN_SECONDS_LEFT, Options, plan_code_time};
 use crate::error::{Error, Result};
@@ -66,7 +66,7 @@ impl Job<'_> {
 
     /// Record `name` in the journal (durable before the step is taken).
     pub(super) fn step(&mut self, name: &str, data: Value) -> Result<()> {
-        record(&mut self.journal, self.ctx.env, name, data)
+        test_hook::step(&mut self.journal, self.ctx.env, name, data)
     }
 
     pub(super) fn enroll(&mut self, device_name: &str) -> Result<Done> {
@@ -90,7 +90,8 @@ impl Job<'_> {
                         name.clone()
                     };
                     let (label, key_serial) = (key.label().to_owned(), key.serial());
-                    record(
+                    // A field-level borrow: the destination stays borrowed meanwhile.
+                    test_hook::step(
                         &mut self.journal,
                         self.ctx.env,
                         step::STORE_SEED,
@@ -142,7 +143,8 @@ impl Job<'_> {
                     )
                 }
                 Dest::Vault { store, unlocked } => {
-                    record(
+                    // A field-level borrow: the destination stays borrowed meanwhile.
+                    test_hook::step(
                         &mut self.journal,
                         self.ctx.env,
                         step::STORE_SEED,
@@ -446,41 +448,6 @@ impl Job<'_> {
         Ok(who.arn)
     }
 }
-
-/// Record `name` in `journal` (durable before the step is taken); a field-level borrow, so
-/// the destination can stay borrowed meanwhile.
-fn record(
-    journal: &mut Journal,
-    env: &dyn crate::env::EnvLookup,
-    name: &str,
-    data: Value,
-) -> Result<()> {
-    journal.step(name, data)?;
-    test_hook(env, name);
-    Ok(())
-}
-
-/// Test seam, debug builds only: `TAPCRED_TEST_ENROLL_HOOK=stall:STEP` stops after the
-/// journal recorded STEP (until killed), `panic:STEP` panics there.
-#[cfg(debug_assertions)]
-fn test_hook(env: &dyn crate::env::EnvLookup, step: &str) {
-    let Some(hook) = env.var("TAPCRED_TEST_ENROLL_HOOK") else {
-        return;
-    };
-    match hook.split_once(':') {
-        Some(("stall", s)) if s == step => {
-            eprintln!("enroll: test hook: stalled at {step}");
-            loop {
-                std::thread::sleep(Duration::from_secs(60));
-            }
-        }
-        Some(("panic", s)) if s == step => panic!("enroll test hook: panic at {step}"),
-        _ => {}
-    }
-}
-
-#[cfg(not(debug_assertions))]
-fn test_hook(_env: &dyn crate::env::EnvLookup, _step: &str) {}
 
 fn now_f64() -> f64 {
     SystemTime::now()

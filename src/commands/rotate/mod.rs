@@ -38,8 +38,8 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::cache::{self, SessionCache};
-use crate::commands::Ctx;
 use crate::commands::interrupt::Interrupt;
+use crate::commands::{Ctx, test_hook};
 use crate::credentials::Credentials;
 use crate::engine::{self, Engine, Options};
 use crate::error::{Error, Reason, Result};
@@ -470,9 +470,7 @@ struct Done {
 
 impl Job<'_> {
     fn step(&mut self, name: &str, data: Value) -> Result<()> {
-        self.journal.step(name, data)?;
-        test_hook(self.s.ctx.env, name);
-        Ok(())
+        test_hook::step(&mut self.journal, self.s.ctx.env, name, data)
     }
 
     fn ui(&self) -> &dyn Ui {
@@ -679,8 +677,12 @@ fn finish_old_key(
             .into_iter()
             .find(|k| k.access_key_id == old_id))
     };
-    journal.step(step::DEACTIVATE, json!({ "new_key_id": new_id }))?;
-    test_hook(s.ctx.env, step::DEACTIVATE);
+    test_hook::step(
+        journal,
+        s.ctx.env,
+        step::DEACTIVATE,
+        json!({ "new_key_id": new_id }),
+    )?;
     match s
         .iam
         .update_access_key(&s.mfa_creds, &s.user, old_id, false)
@@ -698,8 +700,7 @@ fn finish_old_key(
     if keep_old {
         return Ok(());
     }
-    journal.step(step::DELETE, Value::Null)?;
-    test_hook(s.ctx.env, step::DELETE);
+    test_hook::step(journal, s.ctx.env, step::DELETE, Value::Null)?;
     match delete_key(&s.iam, &s.mfa_creds, &s.user, old_id) {
         Ok(()) => {}
         Err(e) if e.outcome_unknown() => {
@@ -1019,24 +1020,6 @@ fn drop_old_mfa_session(s: &Setup<'_>, old_id: &str) {
         s.cache.remove(&old_key);
     }
 }
-
-/// Test seam, debug builds only: `TAPCRED_TEST_ROTATE_HOOK=stall:STEP` stops after the
-/// journal recorded STEP (until killed).
-#[cfg(debug_assertions)]
-fn test_hook(env: &dyn crate::env::EnvLookup, step: &str) {
-    let Some(hook) = env.var("TAPCRED_TEST_ROTATE_HOOK") else {
-        return;
-    };
-    if hook.strip_prefix("stall:") == Some(step) {
-        eprintln!("rotate: test hook: stalled at {step}");
-        loop {
-            std::thread::sleep(Duration::from_secs(60));
-        }
-    }
-}
-
-#[cfg(not(debug_assertions))]
-fn test_hook(_env: &dyn crate::env::EnvLookup, _step: &str) {}
 
 /// `arn:aws:iam::ACCT:user[/path]/NAME` → NAME.
 fn iam_user(arn: &str) -> Option<String> {
