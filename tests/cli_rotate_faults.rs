@@ -110,6 +110,29 @@ fn iam_5xx_and_throttling_before_the_work() {
 }
 
 #[test]
+fn a_panic_after_create_still_deletes_the_new_key() {
+    let d = rt::double();
+    let mut h = rt::home(&d);
+    h.set("TAPCRED_TEST_HOOK", "panic:rotate:created");
+    let out = rt::rotate(&h, &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("internal error"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("test hook"),
+        "no panic payload: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("undo: deleted access key"),
+        "{}",
+        out.stderr
+    );
+    let id = one_working_key(&d, &h);
+    assert_eq!(id, design::ACCESS_KEY_ID);
+    assert_eq!(d.stats().calls("CreateAccessKey"), 1);
+}
+
+#[test]
 fn deactivation_refused_keeps_the_new_key_and_resume_finishes() {
     let d = rt::double();
     let h = rt::home(&d);

@@ -38,7 +38,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::cache::{self, SessionCache};
-use crate::commands::interrupt::Interrupt;
+use crate::commands::interrupt::{Interrupt, catching_panics};
 use crate::commands::{Ctx, test_hook};
 use crate::credentials::Credentials;
 use crate::engine::{self, Engine, Options};
@@ -277,10 +277,11 @@ pub fn run_with(
         args,
         interrupt,
         journal,
-        new_key: None,
         previous: None,
     };
-    let result = job.rotate(in_the_way.as_deref(), &keys);
+    // A panic (a bug) becomes an error here, so the undo below still runs and no new key is
+    // left behind.
+    let result = catching_panics("rotate", || job.rotate(in_the_way.as_deref(), &keys));
     conclude(job, result, out)
 }
 
@@ -457,7 +458,6 @@ struct Job<'a> {
     args: &'a Args,
     interrupt: &'a Interrupt,
     journal: Journal,
-    new_key: Option<NewAccessKey>,
     /// The old key where it lived, while the new one is being put in its place.
     previous: Option<Previous>,
 }
@@ -491,9 +491,14 @@ impl Job<'_> {
         let before: Vec<String> = keys.iter().map(|k| k.access_key_id.clone()).collect();
         let new_key = self.create(&before)?;
         let new_id = new_key.access_key_id.clone();
-        self.new_key = Some(new_key);
+        let new_creds = Credentials::new(
+            new_key.access_key_id.clone(),
+            new_key.secret_access_key.to_string(),
+            None,
+            None,
+        );
+        drop(new_key);
         self.interrupt.check()?;
-        let new_creds = self.new_creds();
         prove(s, &new_creds, self.interrupt)?;
         self.interrupt.check()?;
         self.step(step::STORE, json!({ "new_key_id": new_id }))?;
@@ -548,16 +553,6 @@ impl Job<'_> {
             }
         }
         Err(Error::internal("CreateAccessKey loop ended"))
-    }
-
-    fn new_creds(&self) -> Credentials {
-        let k = self.new_key.as_ref().expect("created");
-        Credentials::new(
-            k.access_key_id.clone(),
-            k.secret_access_key.to_string(),
-            None,
-            None,
-        )
     }
 }
 
