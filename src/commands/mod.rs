@@ -10,6 +10,7 @@ pub mod enroll;
 pub mod exec;
 pub mod export;
 pub mod interrupt;
+pub mod journalled;
 pub mod man;
 pub mod piv;
 pub mod process;

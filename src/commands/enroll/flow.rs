@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::cache::SessionCache;
-use crate::commands::{Ctx, test_hook};
+use crate::commands::{Ctx, journalled};
 use crate::credentials::Credentials;
 use crate::engine::{self, Engine, MIN_SECONDS_LEFT, Options, plan_code_time};
 use crate::error::{Error, Result};
@@ -66,7 +66,7 @@ impl Job<'_> {
 
     /// Record `name` in the journal (durable before the step is taken).
     pub(super) fn step(&mut self, name: &str, data: Value) -> Result<()> {
-        test_hook::step(&mut self.journal, self.ctx.env, name, data)
+        journalled::step(&mut self.journal, self.ctx.env, name, data)
     }
 
     pub(super) fn enroll(&mut self, device_name: &str) -> Result<Done> {
@@ -91,7 +91,7 @@ impl Job<'_> {
                     };
                     let (label, key_serial) = (key.label().to_owned(), key.serial());
                     // A field-level borrow: the destination stays borrowed meanwhile.
-                    test_hook::step(
+                    journalled::step(
                         &mut self.journal,
                         self.ctx.env,
                         step::STORE_SEED,
@@ -144,7 +144,7 @@ impl Job<'_> {
                 }
                 Dest::Vault { store, unlocked } => {
                     // A field-level borrow: the destination stays borrowed meanwhile.
-                    test_hook::step(
+                    journalled::step(
                         &mut self.journal,
                         self.ctx.env,
                         step::STORE_SEED,

@@ -38,11 +38,11 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::cache::SessionCache;
-use crate::commands::Ctx;
+use crate::commands::{Ctx, journalled};
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::iam::{Iam, IamTarget};
-use crate::journal::{self, BeginError, Journal};
+use crate::journal::{self, Journal};
 use crate::profile::{AwsFiles, Profiles};
 use crate::sts::{CallContext, Sts, StsTarget};
 use crate::token::TokenSettings;
@@ -179,17 +179,12 @@ pub fn run_with(
         };
     }
     if let Some(p) = pending {
-        let last = p
-            .record
-            .as_ref()
-            .ok()
-            .and_then(|r| r.steps.last().map(|s| s.name.clone()))
-            .unwrap_or_else(|| "unknown".into());
-        return Err(Error::usage(format!(
-            "profile \"{profile}\": an earlier enroll was interrupted (last step: {last}; journal {}); {}",
-            p.path.display(),
-            pending_fix(undo::KIND, profile)
-        )));
+        return Err(journalled::earlier_interrupted(
+            undo::KIND,
+            profile,
+            &p,
+            &pending_fix(undo::KIND, profile),
+        ));
     }
     let files = AwsFiles::from_env(env);
     let profiles = Profiles::load(&files)?;
@@ -322,18 +317,15 @@ pub fn run_with(
             )));
         }
     }
-    let mut journal = match Journal::begin(&journal_dir, undo::KIND, profile) {
-        Ok(j) => j,
-        Err(BeginError::Io(e)) => return Err(e),
-        Err(BeginError::Pending(p)) => {
-            return Err(Error::usage(format!(
-                "profile \"{profile}\": another enroll of this profile is running or was interrupted (journal {}); {}",
-                p.path.display(),
-                pending_fix(undo::KIND, profile)
-            )));
-        }
-    };
-    journal.step(
+    let mut journal = journalled::begin(
+        &journal_dir,
+        undo::KIND,
+        profile,
+        &pending_fix(undo::KIND, profile),
+    )?;
+    journalled::step(
+        &mut journal,
+        env,
         step::CREATE,
         json!({
             "user": user,

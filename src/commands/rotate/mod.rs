@@ -39,12 +39,12 @@ use zeroize::Zeroizing;
 
 use crate::cache::{self, SessionCache};
 use crate::commands::interrupt::{Interrupt, catching_panics};
-use crate::commands::{Ctx, test_hook};
+use crate::commands::{Ctx, journalled};
 use crate::credentials::Credentials;
 use crate::engine::{self, Engine, Options};
 use crate::error::{Error, Reason, Result};
 use crate::iam::{AccessKeyInfo, Iam, IamError, IamTarget, NewAccessKey};
-use crate::journal::{self, BeginError, Journal, Record};
+use crate::journal::{self, Journal, Record};
 use crate::profile::editor::{self, AwsFile, EditReceipt, ProfileEdit};
 use crate::profile::{AwsFiles, Mfa, Profiles, ResolvedProfile, Step};
 use crate::sts::{CallContext, Sts, StsApi, StsTarget};
@@ -207,17 +207,12 @@ pub fn run_with(
         return resume(&p, args, &profile, ctx, out);
     }
     if let Some(p) = pending {
-        let last = p
-            .record
-            .as_ref()
-            .ok()
-            .and_then(|r| r.steps.last().map(|s| s.name.clone()))
-            .unwrap_or_else(|| "unknown".into());
-        return Err(Error::usage(format!(
-            "profile \"{signer}\": an earlier rotate was interrupted (last step: {last}; journal {}); {}",
-            p.path.display(),
-            pending_fix(&signer)
-        )));
+        return Err(journalled::earlier_interrupted(
+            KIND,
+            &signer,
+            &p,
+            &pending_fix(&signer),
+        ));
     }
     let s = setup(args, &profile, &resolved, files, &profiles, ctx)?;
     interrupt.check()?;
@@ -250,18 +245,10 @@ pub fn run_with(
         }
         in_the_way = Some(other.access_key_id.clone());
     }
-    let mut journal = match Journal::begin(&journal_dir, KIND, &signer) {
-        Ok(j) => j,
-        Err(BeginError::Io(e)) => return Err(e),
-        Err(BeginError::Pending(p)) => {
-            return Err(Error::usage(format!(
-                "profile \"{signer}\": another rotate of this profile is running or was interrupted (journal {}); {}",
-                p.path.display(),
-                pending_fix(&signer)
-            )));
-        }
-    };
-    journal.step(
+    let mut journal = journalled::begin(&journal_dir, KIND, &signer, &pending_fix(&signer))?;
+    journalled::step(
+        &mut journal,
+        env,
         step::BEGIN,
         json!({
             "user": s.user,
@@ -470,7 +457,7 @@ struct Done {
 
 impl Job<'_> {
     fn step(&mut self, name: &str, data: Value) -> Result<()> {
-        test_hook::step(&mut self.journal, self.s.ctx.env, name, data)
+        journalled::step(&mut self.journal, self.s.ctx.env, name, data)
     }
 
     fn ui(&self) -> &dyn Ui {
@@ -672,7 +659,7 @@ fn finish_old_key(
             .into_iter()
             .find(|k| k.access_key_id == old_id))
     };
-    test_hook::step(
+    journalled::step(
         journal,
         s.ctx.env,
         step::DEACTIVATE,
@@ -695,7 +682,7 @@ fn finish_old_key(
     if keep_old {
         return Ok(());
     }
-    test_hook::step(journal, s.ctx.env, step::DELETE, Value::Null)?;
+    journalled::step(journal, s.ctx.env, step::DELETE, Value::Null)?;
     match delete_key(&s.iam, &s.mfa_creds, &s.user, old_id) {
         Ok(()) => {}
         Err(e) if e.outcome_unknown() => {
@@ -969,7 +956,7 @@ fn resume(
         prove(&s, &s.current, &interrupt)?;
         drop_old_mfa_session(&s, &old_id);
         if !record.has(step::STORED) {
-            journal.step(step::STORED, Value::Null)?;
+            journalled::step(&mut journal, ctx.env, step::STORED, Value::Null)?;
         }
         finish_old_key(&s, &mut journal, &old_id, keep_old, &new_id)?;
         journal.close()?;
