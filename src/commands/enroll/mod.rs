@@ -56,7 +56,7 @@ use super::interrupt::{Interrupt, catching_panics};
 use super::shell_words::shell_word;
 use super::vault::Unlocked;
 use flow::{Done, Job};
-use names::{check_device_name, iam_user, oath_name};
+use names::{check_device_name, oath_name};
 use pending::{resume_pending, undo_pending};
 use seed_file::remove_seed_file;
 use undo::{DeviceState, Outcome, ProfileUndo, Progress, SeedPlace, step};
@@ -231,7 +231,7 @@ pub fn run_with(
     };
     let sts = Sts::new(sts_target.clone())?;
     let who = sts.get_caller_identity(&creds, call)?;
-    let (account, user) = iam_user(&who.arn).ok_or_else(|| {
+    let (account, user) = crate::iam::user_of_arn(&who.arn).ok_or_else(|| {
         Error::config(format!(
             "profile \"{profile}\": the keys of profile \"{signer}\" act as {}, not as an IAM user; MFA devices belong to IAM users, so enroll needs an IAM user's long-term keys",
             who.arn

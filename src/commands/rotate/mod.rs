@@ -364,7 +364,9 @@ fn setup<'a>(
             signer: &signer,
         },
     )?;
-    let user = iam_user(&who.arn).ok_or_else(|| {
+    let user = crate::iam::user_of_arn(&who.arn)
+        .map(|(_, user)| user)
+        .ok_or_else(|| {
         Error::config(format!(
             "profile \"{profile}\": the keys of profile \"{signer}\" act as {}, not as an IAM user; only an IAM user has long-term access keys to rotate",
             who.arn
@@ -1003,14 +1005,6 @@ fn drop_old_mfa_session(s: &Setup<'_>, old_id: &str) {
     }
 }
 
-/// `arn:aws:iam::ACCT:user[/path]/NAME` → NAME.
-fn iam_user(arn: &str) -> Option<String> {
-    let rest = arn.strip_prefix("arn:aws")?.split_once(":iam::")?.1;
-    let (_, resource) = rest.split_once(':')?;
-    let name = resource.strip_prefix("user/")?.rsplit('/').next()?;
-    (!name.is_empty()).then(|| name.to_owned())
-}
-
 fn ids(keys: &[AccessKeyInfo]) -> String {
     if keys.is_empty() {
         return "it has none".to_owned();
@@ -1026,15 +1020,6 @@ fn write_out(out: &mut dyn Write, line: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn user_from_arn() {
-        assert_eq!(
-            iam_user("arn:aws:iam::111111111111:user/div/alice").as_deref(),
-            Some("alice")
-        );
-        assert_eq!(iam_user("arn:aws:sts::1:assumed-role/r/s"), None);
-    }
 
     #[test]
     fn proof_bound_is_checked() {
