@@ -30,3 +30,9 @@ pub struct Ctx<'a> {
     pub env: &'a dyn EnvLookup,
     pub ui: &'a dyn Ui,
 }
+
+/// One line of the command's result on stdout.
+pub(crate) fn write_line(out: &mut dyn std::io::Write, line: &str) -> crate::error::Result<()> {
+    writeln!(out, "{line}")
+        .map_err(|e| crate::error::Error::io(format!("cannot write to stdout: {e}")).with_source(e))
+}

@@ -39,7 +39,7 @@ use zeroize::Zeroizing;
 
 use crate::cache::{self, SessionCache};
 use crate::commands::interrupt::{Interrupt, catching_panics};
-use crate::commands::{Ctx, journalled};
+use crate::commands::{Ctx, journalled, write_line};
 use crate::credentials::Credentials;
 use crate::engine::{self, Engine, Options};
 use crate::error::{Error, Reason, Result};
@@ -198,7 +198,7 @@ pub fn run_with(
     let pending = Journal::find(&journal_dir, KIND, &signer);
     if args.resume {
         let Some(p) = pending else {
-            write_out(
+            write_line(
                 out,
                 &format!("profile \"{signer}\": no interrupted rotate to finish"),
             )?;
@@ -554,7 +554,7 @@ fn conclude(job: Job<'_>, result: Result<Done>, out: &mut dyn Write) -> Result<i
             if let Err(e) = job.journal.close() {
                 ui.warn(&format!("rotate: {e}"));
             }
-            write_out(
+            write_line(
                 out,
                 &format!(
                     "profile \"{}\": access key {} replaced by {} in {}; the old key is {}",
@@ -914,7 +914,7 @@ fn resume(
     let (Some(old_id), Some(user)) = (text("old_key_id"), text("user")) else {
         // Nothing was done before BEGIN was complete.
         journal.close()?;
-        write_out(
+        write_line(
             out,
             &format!(
                 "profile \"{}\": the interrupted rotate had not begun; nothing to do",
@@ -962,7 +962,7 @@ fn resume(
         }
         finish_old_key(&s, &mut journal, &old_id, keep_old, &new_id)?;
         journal.close()?;
-        write_out(
+        write_line(
             out,
             &format!(
                 "profile \"{}\": the interrupted rotate is finished: {new_id} in {}; the old key {old_id} is {}",
@@ -982,7 +982,7 @@ fn resume(
     }
     remove_strangers(&s.iam, &s.mfa_creds, &s.user, &keys_before(&record), ui)?;
     journal.close()?;
-    write_out(
+    write_line(
         out,
         &format!(
             "profile \"{}\": the interrupted rotate is undone; the old key {old_id} is in place and unchanged",
@@ -1011,10 +1011,6 @@ fn ids(keys: &[AccessKeyInfo]) -> String {
     }
     let v: Vec<&str> = keys.iter().map(|k| k.access_key_id.as_str()).collect();
     format!("it has {}", v.join(", "))
-}
-
-fn write_out(out: &mut dyn Write, line: &str) -> Result<()> {
-    writeln!(out, "{line}").map_err(|e| Error::io(format!("cannot write to stdout: {e}")))
 }
 
 #[cfg(test)]
