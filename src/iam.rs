@@ -544,6 +544,16 @@ impl Iam {
     }
 }
 
+/// The IAM user an ARN names: `arn:aws:iam::ACCT:user[/path]/NAME` → (ACCT, NAME); None for
+/// anything else (a role's session, the root user).
+pub fn user_of_arn(arn: &str) -> Option<(String, String)> {
+    let rest = arn.strip_prefix("arn:aws")?;
+    let rest = rest.split_once(":iam::")?.1;
+    let (account, resource) = rest.split_once(':')?;
+    let name = resource.strip_prefix("user/")?.rsplit('/').next()?;
+    (!account.is_empty() && !name.is_empty()).then(|| (account.to_owned(), name.to_owned()))
+}
+
 /// One plain line with the fix for an IAM error.
 fn explain(
     code: &str,
@@ -605,6 +615,28 @@ fn explain(
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn user_from_arn() {
+        assert_eq!(
+            user_of_arn("arn:aws:iam::111111111111:user/toolkit-user"),
+            Some(("111111111111".into(), "toolkit-user".into()))
+        );
+        assert_eq!(
+            user_of_arn("arn:aws:iam::111111111111:user/div/alice"),
+            Some(("111111111111".into(), "alice".into()))
+        );
+        assert_eq!(
+            user_of_arn("arn:aws-cn:iam::111111111111:user/a"),
+            Some(("111111111111".into(), "a".into()))
+        );
+        assert_eq!(user_of_arn("arn:aws:iam::111111111111:root"), None);
+        assert_eq!(
+            user_of_arn("arn:aws:sts::111111111111:assumed-role/r/s"),
+            None
+        );
+        assert_eq!(user_of_arn("arn:aws:sts::1:assumed-role/r/s"), None);
+    }
 
     fn target(config: &str, env: &[(&str, &str)]) -> IamTarget {
         try_target(config, env).unwrap()

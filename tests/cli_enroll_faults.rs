@@ -228,7 +228,7 @@ fn delete_answer_lost_during_the_undo_is_read_back_and_the_undo_completes() {
 fn kill_at(h: &Home, step: &str) -> String {
     let mut child = h
         .cmd(&["enroll", "--profile", "mfa", "--to", "file"])
-        .env("TAPCRED_TEST_ENROLL_HOOK", format!("stall:{step}"))
+        .env("TAPCRED_TEST_HOOK", format!("stall:enroll:{step}"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -246,7 +246,7 @@ fn kill_at(h: &Home, step: &str) -> String {
     });
     loop {
         match rx.recv_timeout(Duration::from_secs(150)) {
-            Ok(line) if line.contains(&format!("stalled at {step}")) => break,
+            Ok(line) if line.contains(&format!("stalled at enroll:{step}")) => break,
             Ok(_) => {}
             Err(e) => {
                 let _ = child.kill();
@@ -337,7 +337,7 @@ fn a_panic_after_create_still_runs_the_undo() {
     let d = common::enroll::new_user_double();
     let mut h = home(&d);
     let before = common::enroll::aws_files(&h);
-    h.set("TAPCRED_TEST_ENROLL_HOOK", "panic:created");
+    h.set("TAPCRED_TEST_HOOK", "panic:enroll:created");
     let out = enroll(&h, &[]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(has_line(&out, "internal error"), "{}", out.stderr);

@@ -110,6 +110,29 @@ fn iam_5xx_and_throttling_before_the_work() {
 }
 
 #[test]
+fn a_panic_after_create_still_deletes_the_new_key() {
+    let d = rt::double();
+    let mut h = rt::home(&d);
+    h.set("TAPCRED_TEST_HOOK", "panic:rotate:created");
+    let out = rt::rotate(&h, &[]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("internal error"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("test hook"),
+        "no panic payload: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("undo: deleted access key"),
+        "{}",
+        out.stderr
+    );
+    let id = one_working_key(&d, &h);
+    assert_eq!(id, design::ACCESS_KEY_ID);
+    assert_eq!(d.stats().calls("CreateAccessKey"), 1);
+}
+
+#[test]
 fn deactivation_refused_keeps_the_new_key_and_resume_finishes() {
     let d = rt::double();
     let h = rt::home(&d);
@@ -146,7 +169,7 @@ fn deactivation_refused_keeps_the_new_key_and_resume_finishes() {
 fn kill_at(h: &Home, step: &str) -> String {
     let mut child = h
         .cmd(&["rotate", "--profile", "mfa", "--delete-inactive"])
-        .env("TAPCRED_TEST_ROTATE_HOOK", format!("stall:{step}"))
+        .env("TAPCRED_TEST_HOOK", format!("stall:rotate:{step}"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -164,7 +187,7 @@ fn kill_at(h: &Home, step: &str) -> String {
     });
     loop {
         match rx.recv_timeout(Duration::from_secs(150)) {
-            Ok(line) if line.contains(&format!("stalled at {step}")) => break,
+            Ok(line) if line.contains(&format!("stalled at rotate:{step}")) => break,
             Ok(_) => {}
             Err(e) => {
                 let _ = child.kill();

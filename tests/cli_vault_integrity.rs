@@ -145,7 +145,7 @@ fn an_older_copy_of_the_vault_is_refused_until_accepted() {
 /// and SIGKILL it.
 fn kill_import_at(h: &Home, point: &str) {
     let mut c = h.cmd(&["vault", "import-keys", "--profile", "toolkit-user"]);
-    c.env("TAPCRED_TEST_STALL", point)
+    c.env("TAPCRED_TEST_HOOK", format!("stall:{point}"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = c.spawn().expect("run tapcred");

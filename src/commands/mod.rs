@@ -9,6 +9,8 @@ pub mod doctor;
 pub mod enroll;
 pub mod exec;
 pub mod export;
+pub mod interrupt;
+pub mod journalled;
 pub mod man;
 pub mod piv;
 pub mod process;
@@ -16,6 +18,8 @@ pub mod roles_anywhere_setup;
 pub mod rotate;
 pub mod serve;
 pub mod sessions;
+pub mod shell_words;
+pub mod test_hook;
 pub mod vault;
 
 use crate::env::EnvLookup;
@@ -25,4 +29,10 @@ use crate::ui::Ui;
 pub struct Ctx<'a> {
     pub env: &'a dyn EnvLookup,
     pub ui: &'a dyn Ui,
+}
+
+/// One line of the command's result on stdout.
+pub(crate) fn write_line(out: &mut dyn std::io::Write, line: &str) -> crate::error::Result<()> {
+    writeln!(out, "{line}")
+        .map_err(|e| crate::error::Error::io(format!("cannot write to stdout: {e}")).with_source(e))
 }

@@ -2,7 +2,6 @@
 //! there, read two codes, enable the device, write the profile, prove it with one STS call —
 //! each recorded in the journal before it is taken.
 
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
@@ -10,7 +9,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::cache::SessionCache;
-use crate::commands::Ctx;
+use crate::commands::{Ctx, journalled};
 use crate::credentials::Credentials;
 use crate::engine::{self, Engine, MIN_SECONDS_LEFT, Options, plan_code_time};
 use crate::error::{Error, Result};
@@ -24,13 +23,12 @@ use crate::token::oath::{OathType, matching};
 use crate::token::software::SoftwareSource;
 use crate::token::{self, Code, TokenSource};
 use crate::ui::Ui;
-use crate::vault::{EntryName, Secret, VaultSession, VaultStore};
+use crate::vault::{EntryName, Secret, VaultSession};
 
-use super::interrupt::Interrupt;
 use super::seed_file::write_seed_file;
 use super::undo::{self, step};
 use super::{Args, Dest};
-use crate::commands::vault::Unlocked;
+use crate::commands::interrupt::Interrupt;
 
 pub(super) struct Done {
     pub(super) serial: String,
@@ -68,7 +66,7 @@ impl Job<'_> {
 
     /// Record `name` in the journal (durable before the step is taken).
     pub(super) fn step(&mut self, name: &str, data: Value) -> Result<()> {
-        record(&mut self.journal, self.ctx.env, name, data)
+        journalled::step(&mut self.journal, self.ctx.env, name, data)
     }
 
     pub(super) fn enroll(&mut self, device_name: &str) -> Result<Done> {
@@ -92,7 +90,8 @@ impl Job<'_> {
                         name.clone()
                     };
                     let (label, key_serial) = (key.label().to_owned(), key.serial());
-                    record(
+                    // A field-level borrow: the destination stays borrowed meanwhile.
+                    journalled::step(
                         &mut self.journal,
                         self.ctx.env,
                         step::STORE_SEED,
@@ -144,7 +143,8 @@ impl Job<'_> {
                     )
                 }
                 Dest::Vault { store, unlocked } => {
-                    record(
+                    // A field-level borrow: the destination stays borrowed meanwhile.
+                    journalled::step(
                         &mut self.journal,
                         self.ctx.env,
                         step::STORE_SEED,
@@ -152,9 +152,9 @@ impl Job<'_> {
                     )?;
                     let name = EntryName::seed(serial.clone());
                     let secret = Secret::TotpSeed(Zeroizing::new(device.seed.to_vec()));
-                    let path = vault_change(store, unlocked, |v| v.put(name.clone(), &secret))?;
+                    let path = unlocked.change(store, |v| v.put(name.clone(), &secret))?;
                     // Read back and decrypt: the seed in the file is the one IAM gave.
-                    let back = vault_read(store, unlocked)?.get(&name)?;
+                    let back = unlocked.read(store)?.get(&name)?;
                     if back != secret {
                         return Err(Error::internal(format!(
                             "the vault {} read back does not hold the seed just stored",
@@ -447,74 +447,6 @@ impl Job<'_> {
         )?;
         Ok(who.arn)
     }
-}
-
-/// Record `name` in `journal` (durable before the step is taken); a field-level borrow, so
-/// the destination can stay borrowed meanwhile.
-fn record(
-    journal: &mut Journal,
-    env: &dyn crate::env::EnvLookup,
-    name: &str,
-    data: Value,
-) -> Result<()> {
-    journal.step(name, data)?;
-    test_hook(env, name);
-    Ok(())
-}
-
-/// Test seam, debug builds only: `TAPCRED_TEST_ENROLL_HOOK=stall:STEP` stops after the
-/// journal recorded STEP (until killed), `panic:STEP` panics there.
-#[cfg(debug_assertions)]
-fn test_hook(env: &dyn crate::env::EnvLookup, step: &str) {
-    let Some(hook) = env.var("TAPCRED_TEST_ENROLL_HOOK") else {
-        return;
-    };
-    match hook.split_once(':') {
-        Some(("stall", s)) if s == step => {
-            eprintln!("enroll: test hook: stalled at {step}");
-            loop {
-                std::thread::sleep(Duration::from_secs(60));
-            }
-        }
-        Some(("panic", s)) if s == step => panic!("enroll test hook: panic at {step}"),
-        _ => {}
-    }
-}
-
-#[cfg(not(debug_assertions))]
-fn test_hook(_env: &dyn crate::env::EnvLookup, _step: &str) {}
-
-/// Under the vault's writers' lock: re-read it, open it with the kept unlocker output (no
-/// touch), change it, write it. Returns the vault's path.
-pub(super) fn vault_change(
-    store: &VaultStore,
-    unlocked: &Unlocked,
-    change: impl FnOnce(
-        &mut crate::vault::OpenVault,
-    ) -> std::result::Result<(), crate::vault::VaultError>,
-) -> Result<PathBuf> {
-    let lock = store.lock()?;
-    let file = lock.read()?.ok_or_else(|| {
-        Error::config(format!(
-            "the vault {} disappeared during enroll",
-            store.path().display()
-        ))
-    })?;
-    let mut v = unlocked.reopen(&file)?;
-    change(&mut v)?;
-    lock.write(&v)?;
-    Ok(store.path().to_owned())
-}
-
-/// The vault as on disk now, opened with the kept unlocker output.
-fn vault_read(store: &VaultStore, unlocked: &Unlocked) -> Result<crate::vault::OpenVault> {
-    let file = store.read()?.ok_or_else(|| {
-        Error::config(format!(
-            "the vault {} disappeared during enroll",
-            store.path().display()
-        ))
-    })?;
-    unlocked.reopen(&file)
 }
 
 fn now_f64() -> f64 {

@@ -25,11 +25,9 @@
 //! in memory so the seed is stored, and on a failure taken out again, without another touch. Never printed, logged or passed in argv.
 
 mod flow;
-mod interrupt;
 mod names;
 mod pending;
 mod seed_file;
-mod shell;
 mod undo;
 
 use std::io::Write;
@@ -40,11 +38,11 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::cache::SessionCache;
-use crate::commands::Ctx;
+use crate::commands::{Ctx, journalled};
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::iam::{Iam, IamTarget};
-use crate::journal::{self, BeginError, Journal};
+use crate::journal::{self, Journal};
 use crate::profile::{AwsFiles, Profiles};
 use crate::sts::{CallContext, Sts, StsTarget};
 use crate::token::TokenSettings;
@@ -54,14 +52,13 @@ use crate::token::pcsc::PcscBackend;
 use crate::ui::Ui;
 use crate::vault::{EntryName, VaultSession, VaultStore};
 
+use super::interrupt::{Interrupt, catching_panics};
+use super::shell_words::shell_word;
 use super::vault::Unlocked;
-use flow::{Done, Job, vault_change};
-pub use interrupt::Interrupt;
-use interrupt::catching_panics;
-use names::{check_device_name, iam_user, oath_name};
+use flow::{Done, Job};
+use names::{check_device_name, oath_name};
 use pending::{resume_pending, undo_pending};
 use seed_file::remove_seed_file;
-use shell::shell_word;
 use undo::{DeviceState, Outcome, ProfileUndo, Progress, SeedPlace, step};
 
 /// Exit code after an interrupted enroll (128 + SIGINT), once the rollback ran.
@@ -182,17 +179,12 @@ pub fn run_with(
         };
     }
     if let Some(p) = pending {
-        let last = p
-            .record
-            .as_ref()
-            .ok()
-            .and_then(|r| r.steps.last().map(|s| s.name.clone()))
-            .unwrap_or_else(|| "unknown".into());
-        return Err(Error::usage(format!(
-            "profile \"{profile}\": an earlier enroll was interrupted (last step: {last}; journal {}); {}",
-            p.path.display(),
-            pending_fix(undo::KIND, profile)
-        )));
+        return Err(journalled::earlier_interrupted(
+            undo::KIND,
+            profile,
+            &p,
+            &pending_fix(undo::KIND, profile),
+        ));
     }
     let files = AwsFiles::from_env(env);
     let profiles = Profiles::load(&files)?;
@@ -239,7 +231,7 @@ pub fn run_with(
     };
     let sts = Sts::new(sts_target.clone())?;
     let who = sts.get_caller_identity(&creds, call)?;
-    let (account, user) = iam_user(&who.arn).ok_or_else(|| {
+    let (account, user) = crate::iam::user_of_arn(&who.arn).ok_or_else(|| {
         Error::config(format!(
             "profile \"{profile}\": the keys of profile \"{signer}\" act as {}, not as an IAM user; MFA devices belong to IAM users, so enroll needs an IAM user's long-term keys",
             who.arn
@@ -325,18 +317,15 @@ pub fn run_with(
             )));
         }
     }
-    let mut journal = match Journal::begin(&journal_dir, undo::KIND, profile) {
-        Ok(j) => j,
-        Err(BeginError::Io(e)) => return Err(e),
-        Err(BeginError::Pending(p)) => {
-            return Err(Error::usage(format!(
-                "profile \"{profile}\": another enroll of this profile is running or was interrupted (journal {}); {}",
-                p.path.display(),
-                pending_fix(undo::KIND, profile)
-            )));
-        }
-    };
-    journal.step(
+    let mut journal = journalled::begin(
+        &journal_dir,
+        undo::KIND,
+        profile,
+        &pending_fix(undo::KIND, profile),
+    )?;
+    journalled::step(
+        &mut journal,
+        env,
         step::CREATE,
         json!({
             "user": user,
@@ -364,7 +353,7 @@ pub fn run_with(
         receipt: None,
         resumed: false,
     };
-    let result = catching_panics(|| job.enroll(&device_name));
+    let result = catching_panics("enroll", || job.enroll(&device_name));
     conclude(job, result, out)
 }
 
@@ -456,13 +445,12 @@ fn finish_undo(journal: Journal, outcome: Outcome, p: &Progress, ui: &dyn Ui) ->
 fn remove_seed(dest: &Dest, place: &SeedPlace) -> Result<()> {
     match (dest, place) {
         (Dest::Oath { key, .. }, SeedPlace::Oath { name, .. }) => delete_oath_account(key, name),
-        (Dest::Vault { store, unlocked }, SeedPlace::Vault { serial }) => {
-            vault_change(store, unlocked, |v| {
+        (Dest::Vault { store, unlocked }, SeedPlace::Vault { serial }) => unlocked
+            .change(store, |v| {
                 v.remove(&EntryName::seed(serial.clone()));
                 Ok(())
             })
-            .map(|_| ())
-        }
+            .map(|_| ()),
         (_, SeedPlace::File(path)) => remove_seed_file(path),
         _ => Err(Error::internal(
             "the journal's seed place is not this run's destination",

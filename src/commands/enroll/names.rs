@@ -1,16 +1,7 @@
-//! Names enroll derives: the IAM user from its ARN, the IAM device name, the OATH account.
+//! Names enroll derives: the IAM device name, the OATH account.
 
 use crate::error::{Error, Result};
 use crate::token::oath::enroll::MAX_NAME_LEN;
-
-/// `arn:aws:iam::ACCT:user[/path]/NAME` → (ACCT, NAME).
-pub(super) fn iam_user(arn: &str) -> Option<(String, String)> {
-    let rest = arn.strip_prefix("arn:aws")?;
-    let rest = rest.split_once(":iam::")?.1;
-    let (account, resource) = rest.split_once(':')?;
-    let name = resource.strip_prefix("user/")?.rsplit('/').next()?;
-    (!account.is_empty() && !name.is_empty()).then(|| (account.to_owned(), name.to_owned()))
-}
 
 pub(super) fn check_device_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -45,24 +36,6 @@ pub(super) fn oath_name(serial: &str, device: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn user_from_arn() {
-        assert_eq!(
-            iam_user("arn:aws:iam::111111111111:user/toolkit-user"),
-            Some(("111111111111".into(), "toolkit-user".into()))
-        );
-        assert_eq!(
-            iam_user("arn:aws:iam::111111111111:user/div/alice"),
-            Some(("111111111111".into(), "alice".into()))
-        );
-        assert_eq!(
-            iam_user("arn:aws-cn:iam::111111111111:user/a"),
-            Some(("111111111111".into(), "a".into()))
-        );
-        assert_eq!(iam_user("arn:aws:iam::111111111111:root"), None);
-        assert_eq!(iam_user("arn:aws:sts::111111111111:assumed-role/r/s"), None);
-    }
 
     #[test]
     fn oath_names_fit_the_key() {

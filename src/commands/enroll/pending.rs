@@ -23,11 +23,11 @@ use crate::token::software::SoftwareSource;
 use crate::token::{TokenSettings, TokenSource};
 use crate::vault::{EntryName, Secret, VaultSession};
 
-use super::flow::{Job, vault_change};
-use super::interrupt::{Interrupt, catching_panics};
+use super::flow::Job;
 use super::seed_file::remove_seed_file;
 use super::undo::{self, DeviceState, ProfileUndo, Progress, SeedPlace, step};
 use super::{Args, Dest, Destination, conclude, delete_oath_account, finish_undo};
+use crate::commands::interrupt::{Interrupt, catching_panics};
 
 /// `tapcred enroll --resume`: finish what an interrupted run left, from IAM's real state and
 /// the seed where the journal says it went. A failure undoes it, as in the first run.
@@ -188,7 +188,9 @@ pub(super) fn resume_pending(
         resumed: true,
     };
     let serial = progress.serial.clone();
-    let result = catching_panics(|| job.finish(serial, source, where_, oath_account, enabled));
+    let result = catching_panics("enroll", || {
+        job.finish(serial, source, where_, oath_account, enabled)
+    });
     conclude(job, result, out)
 }
 
@@ -253,11 +255,12 @@ pub(super) fn undo_pending(
                 }
                 let unlocked =
                     crate::commands::vault::unlock_with(&file, args.yubikey_serial, env, ui)?;
-                vault_change(&store, &unlocked, |v| {
-                    v.remove(&name);
-                    Ok(())
-                })
-                .map(|_| ())
+                unlocked
+                    .change(&store, |v| {
+                        v.remove(&name);
+                        Ok(())
+                    })
+                    .map(|_| ())
             }
         }
     };

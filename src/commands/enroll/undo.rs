@@ -11,14 +11,13 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use crate::commands::shell_words::shell_word;
 use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::iam::{Iam, IamCode, IamError};
 use crate::journal::Record;
 use crate::profile::editor::{self, AwsFile, EditReceipt, ProfileEdit};
 use crate::ui::Ui;
-
-use super::shell::shell_word;
 
 /// The journal's kind for enroll.
 pub const KIND: &str = "enroll";

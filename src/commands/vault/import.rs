@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 use super::open::{existing, unlock_with};
 use super::{store, write_line};
-use crate::commands::Ctx;
+use crate::commands::{Ctx, test_hook};
 use crate::error::{Error, Result};
 use crate::journal::{self, BeginError, Journal};
 use crate::profile::editor::{self, AwsFile, ProfileEdit};
@@ -19,17 +19,6 @@ pub const ACCESS_KEY_KEY: &str = "tapcred_access_key";
 
 /// The journal kind of `vault import-keys` (subject: the source profile).
 pub const IMPORT_JOURNAL: &str = "import-keys";
-
-/// Test builds only: with `TAPCRED_TEST_STALL=<point>`, stop at that point and wait to be
-/// killed (the SIGKILL tests of multi-step changes). Release builds never read it.
-fn stall_point(point: &str, ctx: &Ctx<'_>) {
-    if cfg!(debug_assertions) && ctx.env.var("TAPCRED_TEST_STALL").as_deref() == Some(point) {
-        eprintln!("tapcred test hook: stalled at {point}");
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
-        }
-    }
-}
 
 /// `vault import-keys --profile SOURCE [--serial N]`: the long-term access key of SOURCE
 /// moves from the credentials file into the vault. One unlock; the vault is written, read
@@ -96,7 +85,7 @@ pub fn import_keys(
             "access_key_id": access_key_id,
         }),
     )?;
-    stall_point("import-keys:begun", ctx);
+    test_hook::reached(ctx.env, "import-keys:begun");
     let r = import_steps(
         profile,
         serial,
@@ -108,7 +97,7 @@ pub fn import_keys(
     );
     match r {
         Ok(receipt) => {
-            stall_point("import-keys:credentials-edited", ctx);
+            test_hook::reached(ctx.env, "import-keys:credentials-edited");
             journal.close()?;
             if let Some(old) = old_backup_with(&receipt.path, &access_key_id) {
                 ctx.ui.warn(&format!(
@@ -180,7 +169,7 @@ fn import_steps(
         // The rename may have happened before the error: the next run looks.
         vault_kept: true,
     })?;
-    stall_point("import-keys:vault-written", ctx);
+    test_hook::reached(ctx.env, "import-keys:vault-written");
     // Read back what is on disk and decrypt the entry with the same output: the credentials
     // file is edited only when the vault is known to give the key back.
     let checked = (|| -> Result<()> {

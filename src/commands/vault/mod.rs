@@ -17,9 +17,7 @@ mod rollback;
 mod seed;
 mod unlock_spec;
 
-use std::io::Write;
-
-use crate::commands::Ctx;
+use crate::commands::{Ctx, write_line};
 use crate::error::{Error, Result};
 use crate::vault::VaultStore;
 
@@ -39,8 +37,4 @@ pub(crate) fn store(ctx: &Ctx<'_>) -> Result<VaultStore> {
             "no place for the vault: HOME is not set; set HOME, XDG_DATA_HOME or TAPCRED_VAULT",
         )
     })
-}
-
-fn write_line(out: &mut dyn Write, line: &str) -> Result<()> {
-    writeln!(out, "{line}").map_err(|e| Error::io(format!("cannot write to stdout: {e}")))
 }

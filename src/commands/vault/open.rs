@@ -1,14 +1,16 @@
 //! Opening the vault for a change: the first unlocker whose device is here answers once, and
 //! its output is kept so the same process can open what it wrote without a second touch.
 
+use std::path::PathBuf;
+
 use crate::commands::Ctx;
 use crate::env::EnvLookup;
 use crate::error::{Error, Result};
 use crate::ui::Ui;
 use crate::vault::unlock::{connect_unlocker, parse_otp_id};
 use crate::vault::{
-    OpenVault, UnlockOutput, Unlocker, UnlockerDesc, UnlockerKind, VaultFile, VaultSession,
-    VaultStore,
+    OpenVault, UnlockOutput, Unlocker, UnlockerDesc, UnlockerKind, VaultError, VaultFile,
+    VaultSession, VaultStore,
 };
 
 /// An opened vault, with the unlocker that opened it and that unlocker's output, kept (in
@@ -34,6 +36,27 @@ impl Unlocked {
     /// Open `file` (a later read of the same vault) with the same unlocker output: no touch.
     pub fn reopen(&self, file: &VaultFile) -> Result<OpenVault> {
         Ok(file.open(&self.id, self.output.expose())?)
+    }
+
+    /// The vault as on disk now, opened with the kept unlocker output.
+    pub fn read(&self, store: &VaultStore) -> Result<OpenVault> {
+        let file = store.read()?.ok_or_else(|| disappeared(store))?;
+        self.reopen(&file)
+    }
+
+    /// Under the vault's writers' lock: re-read it, open it with the kept unlocker output (no
+    /// touch), change it, write it. Returns the vault's path.
+    pub fn change(
+        &self,
+        store: &VaultStore,
+        change: impl FnOnce(&mut OpenVault) -> std::result::Result<(), VaultError>,
+    ) -> Result<PathBuf> {
+        let lock = store.lock()?;
+        let file = lock.read()?.ok_or_else(|| disappeared(store))?;
+        let mut v = self.reopen(&file)?;
+        change(&mut v)?;
+        lock.write(&v)?;
+        Ok(store.path().to_owned())
     }
 
     /// A vault session for this process (the default vault path) whose one unlock replays
@@ -123,6 +146,14 @@ pub(super) fn existing(
     store: &VaultStore,
 ) -> Result<VaultFile> {
     lock.read()?.ok_or_else(|| no_vault(store))
+}
+
+/// The vault this process opened is gone from its place.
+fn disappeared(store: &VaultStore) -> Error {
+    Error::config(format!(
+        "the vault {} disappeared while tapcred was changing it",
+        store.path().display()
+    ))
 }
 
 pub(super) fn no_vault(store: &VaultStore) -> Error {

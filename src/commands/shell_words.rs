@@ -1,7 +1,8 @@
-//! Quoting for the commands enroll prints (to finish or undo by hand).
+//! Quoting for the commands tapcred prints for the person to run (to finish or undo a
+//! change by hand, or to name a profile in a fix).
 
 /// A word for a POSIX shell: as is when safe, else single-quoted.
-pub(super) fn shell_word(s: &str) -> String {
+pub(crate) fn shell_word(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-/:".contains(c))

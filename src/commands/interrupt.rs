@@ -1,5 +1,5 @@
-//! What stops an enroll so that the undo still runs: Ctrl-C (and SIGTERM, SIGHUP) as a flag
-//! checked between steps, a panic as an error.
+//! What stops a journalled change (enroll, rotate) so that its undo still runs: Ctrl-C (and
+//! SIGTERM, SIGHUP) as a flag checked between steps, a panic as an error.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 
 /// Set when the person asks to stop (Ctrl-C, SIGTERM, SIGHUP): the current step finishes,
-/// then everything done so far is undone.
+/// then the command undoes what it did (or keeps what it must, in its journal).
 #[derive(Clone, Default)]
 pub struct Interrupt(Arc<AtomicBool>);
 
@@ -34,7 +34,8 @@ impl Interrupt {
         self.0.load(Ordering::SeqCst)
     }
 
-    pub(super) fn check(&self) -> Result<()> {
+    /// Stop between steps when the person asked to.
+    pub(crate) fn check(&self) -> Result<()> {
         if self.is_set() {
             Err(Error::usage("interrupted"))
         } else {
@@ -47,7 +48,7 @@ impl Interrupt {
 /// happened, never its payload), so the undo still runs. tapcred's panic hook exits the
 /// process; for the duration of `f` this thread's panics only record where they happened,
 /// other threads' go to that hook.
-pub(super) fn catching_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn catching_panics<T>(command: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     use std::panic::{self, AssertUnwindSafe};
     type Hook = dyn Fn(&panic::PanicHookInfo<'_>) + Send + Sync;
     let me = std::thread::current().id();
@@ -72,7 +73,7 @@ pub(super) fn catching_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     r.unwrap_or_else(|_| {
         let at = at.lock().ok().and_then(|g| g.clone()).unwrap_or_default();
         Err(Error::internal(format!(
-            "internal error during enroll (a bug in tapcred; details withheld because they could contain secrets){at}; please report it with the command you ran"
+            "internal error during {command} (a bug in tapcred; details withheld because they could contain secrets){at}; please report it with the command you ran"
         )))
     })
 }
