@@ -23,17 +23,20 @@
 //! anyone else read it (no ACL at all counts as everyone). Reparse points (symlinks,
 //! junctions) are opened as themselves (`FILE_FLAG_OPEN_REPARSE_POINT`) and refused, never
 //! followed.
+
 mod atomic;
 mod create;
 mod owner;
 mod read;
 
 #[cfg(unix)]
-#[path = "unix.rs"]
-mod imp;
+mod unix;
+#[cfg(unix)]
+use unix as imp;
 #[cfg(windows)]
-#[path = "windows.rs"]
-mod imp;
+mod windows;
+#[cfg(windows)]
+use windows as imp;
 
 pub use atomic::{CAN_REPLACE_OPEN_FILE, Perms, Staged, replace_atomic, replace_private, stage};
 pub use create::{create_new_private, create_private, create_private_dir_all, open_lock_file};

@@ -8,6 +8,7 @@
 //!
 //! [`open_signer`] is what IAM Roles Anywhere signs through; [`generate`], [`import`] and
 //! [`status`] are `tapcred piv init/import/status`.
+
 mod admin;
 mod certificate;
 mod session;
