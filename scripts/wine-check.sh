@@ -205,7 +205,7 @@ set -e
 [ "$rc" -eq 2 ] || fail "usage error: exit $rc, expected 2"
 ok "bad inputs: unknown profile exit 3, usage error exit 2"
 
-# 6. private files (src/platform/fs.rs, Windows body). tapcred set its owner-only DACL on
+# 6. private files (src/platform/fs/windows.rs). tapcred set its owner-only DACL on
 # %USERPROFILE%\.aws (configure created it), the cache directory and every file it wrote,
 # on each new handle: SetSecurityInfo succeeded, or none of them would exist (a failure
 # aborts the write). What the DACL grants is NOT provable here: Wine 8 keeps no security

@@ -227,7 +227,7 @@ fn credential_process_one_touch_for_seed_and_keys_from_the_vault() {
     assert!(!contains(&bytes, &output));
     assert!(!contains(&bytes, &kek));
     // A check on the check: this output really opens the vault (searching for a wrong one
-    // would prove nothing), and the KEK is derived as `src/vault/format.rs` documents.
+    // would prove nothing), and the KEK is derived as `src/vault/format/mod.rs` documents.
     assert!(file.open(&desc.id, &output).is_ok());
 }
 
