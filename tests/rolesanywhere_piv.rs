@@ -143,6 +143,12 @@ impl Bench {
 
     /// `piv init --csr` on the card, the test CA issues the certificate, `piv import`.
     fn enroll(&self, slot: &str, algorithm: &str, touch_policy: &str) -> Issued {
+        self.enroll_by(slot, algorithm, touch_policy, "ca")
+    }
+
+    /// [`Bench::enroll`] with the certificate issued by `ca` ("ca", or "mid": the
+    /// intermediate, imported with its chain).
+    fn enroll_by(&self, slot: &str, algorithm: &str, touch_policy: &str, ca: &str) -> Issued {
         let csr = self.file(&format!("{slot}.csr"));
         let t = Instant::now();
         self.home
@@ -167,7 +173,7 @@ impl Bench {
         let cert = self.file(&format!("{slot}.crt"));
         let out = Command::new(venv().join("bin/python"))
             .arg(Self::pki_script())
-            .args(["issue", &self.pki.display().to_string(), &csr, &cert])
+            .args(["issue", &self.pki.display().to_string(), &csr, &cert, ca])
             .output()
             .expect("run pki.py issue");
         assert!(
@@ -177,18 +183,30 @@ impl Bench {
         );
         let printed = String::from_utf8_lossy(&out.stdout).into_owned();
         let (serial_decimal, not_after) = printed.trim().split_once(' ').expect("serial date");
-        self.home
-            .run(&[
-                "piv",
-                "import",
-                "--serial",
-                &SERIAL.to_string(),
-                "--slot",
-                slot,
-                "--cert",
-                &cert,
-            ])
-            .ok();
+        let chain = self.pki.join("chain.pem").display().to_string();
+        let mut import = vec![
+            "piv".to_owned(),
+            "import".into(),
+            "--serial".into(),
+            SERIAL.to_string(),
+            "--slot".into(),
+            slot.into(),
+            "--cert".into(),
+            cert,
+        ];
+        if ca == "mid" {
+            import.extend(["--chain".into(), chain]);
+        }
+        let import: Vec<&str> = import.iter().map(String::as_str).collect();
+        let run = self.home.run(&import);
+        run.ok();
+        if ca == "mid" {
+            assert!(
+                run.stdout.contains("add `tapcred_roles_anywhere_chain = "),
+                "{}",
+                run.stdout
+            );
+        }
         Issued {
             serial_decimal: serial_decimal.to_owned(),
             not_after: not_after.to_owned(),
@@ -198,14 +216,15 @@ impl Bench {
     /// `[profile ra-SLOT]` signing on the card's SLOT, and `[profile work-SLOT]` that the
     /// AWS CLI uses through `credential_process`.
     fn profiles(slots: &[&str]) -> String {
-        let mut s = String::new();
-        for slot in slots {
-            s.push_str(&format!(
-                "[profile ra-{slot}]\nregion = us-east-1\ntapcred_roles_anywhere_trust_anchor_arn = {ANCHOR}\ntapcred_roles_anywhere_profile_arn = {RA_PROFILE}\nrole_arn = {}\ntapcred_piv_slot = {slot}\ntapcred_piv_serial = {SERIAL}\n[profile work-{slot}]\nregion = us-east-1\ncredential_process = {TAPCRED} credential-process --profile ra-{slot}\n",
-                design::ROLE_ARN
-            ));
-        }
-        s
+        slots.iter().map(|slot| Bench::profile(slot, "")).collect()
+    }
+
+    /// [`Bench::profiles`] for one slot, with `extra` lines in `[profile ra-SLOT]`.
+    fn profile(slot: &str, extra: &str) -> String {
+        format!(
+            "[profile ra-{slot}]\nregion = us-east-1\ntapcred_roles_anywhere_trust_anchor_arn = {ANCHOR}\ntapcred_roles_anywhere_profile_arn = {RA_PROFILE}\nrole_arn = {}\ntapcred_piv_slot = {slot}\ntapcred_piv_serial = {SERIAL}\n{extra}[profile work-{slot}]\nregion = us-east-1\ncredential_process = {TAPCRED} credential-process --profile ra-{slot}\n",
+            design::ROLE_ARN
+        )
     }
 
     /// `aws sts get-caller-identity --profile work-SLOT` against the double: the ARN.
@@ -451,4 +470,31 @@ fn a_wrong_pin_is_not_retried_and_an_untouched_key_ends_with_exit_4() {
     assert!(errors[0].contains("was not touched in time"), "{lines:?}");
     assert!(t.elapsed() < TOUCH_TIMEOUT + Duration::from_secs(10));
     assert_eq!(b.double.roles_anywhere_stats().calls, 1);
+}
+
+#[test]
+fn a_card_certificate_from_an_intermediate_ca_is_sent_with_its_chain() {
+    let Some(b) = Bench::start("a_card_certificate_from_an_intermediate_ca_is_sent_with_its_chain")
+    else {
+        return;
+    };
+    // The trust anchor holds the root; the card's certificate comes from the intermediate,
+    // so CreateSession must carry the intermediate (X-Amz-X509-Chain).
+    let issued = b.enroll_by("9a", "p256", "never", "mid");
+    let chain = b.pki.join("chain.pem");
+    // Without the chain the double cannot link the certificate to the anchor.
+    b.home.write_config(&Bench::profile("9a", ""));
+    b.process("9a", &[])
+        .fails_with(5, &["profile \"ra-9a\"", "Untrusted signing certificate"]);
+    b.home.write_config(&Bench::profile(
+        "9a",
+        &format!("tapcred_roles_anywhere_chain = {}\n", chain.display()),
+    ));
+    b.card().vyk().clear_history();
+    let arn = b.aws_caller("9a");
+    assert!(arn.contains("assumed-role/toolkit-role/"), "{arn}");
+    let stats = b.double.roles_anywhere_stats();
+    assert_eq!(stats.ok, 1, "{:?}", stats.refused);
+    assert_eq!(stats.sessions_for[0], issued.serial_decimal);
+    signed_on_the_card(&b.card().vyk().history(), 0x9A);
 }
