@@ -384,7 +384,13 @@ fn aws_cli_gets_credentials_signed_on_the_card_and_doctor_shows_its_certificate(
     }
     assert_eq!(b.double.roles_anywhere_stats().ok, slots.len() as u64);
     // Without the cache, the pulled key is said in one line (exit 4).
-    b.process("9a", &["--no-cache"]).fails_with(4, &["YubiKey"]);
+    b.process("9a", &["--no-cache"]).fails_with(
+        4,
+        &[
+            &format!("YubiKey {SERIAL} (tapcred_piv_serial) is not plugged in"),
+            "insert it or change tapcred_piv_serial",
+        ],
+    );
     b.card = Some(b.stack.insert(0, vyk).expect("re-insert"));
     b.process("9a", &["--no-cache"]).ok();
     assert_eq!(b.double.roles_anywhere_stats().ok, slots.len() as u64 + 1);

@@ -195,7 +195,12 @@ fn card_error(who: &str, what: &str, e: yubikey::Error) -> Error {
 }
 
 /// Choose and open the key for `serial` (or the only YubiKey), like the OATH path.
-fn open_key(serial: Option<u32>, deadlines: &Deadlines) -> Result<(YubiKey, String, String)> {
+/// `serial_setting` is where the serial came from, for the message when that key is absent.
+fn open_key(
+    serial: Option<u32>,
+    serial_setting: &'static str,
+    deadlines: &Deadlines,
+) -> Result<(YubiKey, String, String)> {
     let (key, reader) = with_deadline(deadlines.quick, "the YubiKey", move || {
         let mut ctx = yubikey::reader::Context::open()
             .map_err(|e| card_error("the YubiKey", "listing readers", e))?;
@@ -213,7 +218,7 @@ fn open_key(serial: Option<u32>, deadlines: &Deadlines) -> Result<(YubiKey, Stri
                 Err(e) => tracing::debug!(reader = %name, error = %e, "no PIV applet here"),
             }
         }
-        match device::choose(found, serial, "", device::NO_PCSC_KEY) {
+        match device::choose_by(found, serial, serial_setting, "", device::NO_PCSC_KEY) {
             Ok(k) => Ok((k.key, k.reader)),
             Err(ChooseError::NoKey(e) | ChooseError::Ambiguous(e) | ChooseError::Fatal(e)) => {
                 Err(e)
@@ -406,7 +411,7 @@ pub fn open_signer_with(
     env: &dyn EnvLookup,
     deadlines: Deadlines,
 ) -> Result<PivSigner> {
-    let (key, reader, label) = open_key(r.serial, &deadlines)?;
+    let (key, reader, label) = open_key(r.serial, "tapcred_piv_serial", &deadlines)?;
     let lock_dir = keylock::default_dir(env);
     let _held = lock_card(&lock_dir, &reader, &label)?;
     let key: SharedKey = Arc::new(Mutex::new(key));
@@ -647,7 +652,7 @@ pub fn open_admin(
     env: &dyn EnvLookup,
     deadlines: Deadlines,
 ) -> Result<PivAdmin> {
-    let (key, reader, label) = open_key(serial, &deadlines)?;
+    let (key, reader, label) = open_key(serial, "--serial", &deadlines)?;
     let lock = lock_card(&keylock::default_dir(env), &reader, &label)?;
     Ok(PivAdmin {
         key: Arc::new(Mutex::new(key)),
