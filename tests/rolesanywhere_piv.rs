@@ -492,10 +492,34 @@ fn a_card_certificate_from_an_intermediate_ca_is_sent_with_its_chain() {
     b.home.write_config(&Bench::profile("9a", ""));
     b.process("9a", &[])
         .fails_with(5, &["profile \"ra-9a\"", "Untrusted signing certificate"]);
-    b.home.write_config(&Bench::profile(
-        "9a",
-        &format!("tapcred_roles_anywhere_chain = {}\n", chain.display()),
-    ));
+    // `configure` adds the chain to the PIV profile (the card holds only the certificate).
+    b.home
+        .run(&[
+            "configure",
+            "--profile",
+            "ra-9a",
+            "--trust-anchor-arn",
+            ANCHOR,
+            "--roles-anywhere-profile",
+            RA_PROFILE,
+            "--role-arn",
+            design::ROLE_ARN,
+            "--piv-slot",
+            "9a",
+            "--piv-serial",
+            &SERIAL.to_string(),
+            "--chain",
+            &chain.display().to_string(),
+        ])
+        .ok();
+    let config = std::fs::read_to_string(b.home.config_path()).unwrap();
+    assert!(
+        config.contains(&format!(
+            "tapcred_roles_anywhere_chain = {}\n",
+            chain.display()
+        )) && config.contains("tapcred_piv_slot = 9a\n"),
+        "{config}"
+    );
     b.card().vyk().clear_history();
     let arn = b.aws_caller("9a");
     assert!(arn.contains("assumed-role/toolkit-role/"), "{arn}");
