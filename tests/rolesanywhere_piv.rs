@@ -10,6 +10,8 @@
 //!   ever carried a piece of a private key; the next call is a cache hit without any card
 //!   exchange, even with the key pulled out (P-256 in 9a, RSA 2048 in 9c);
 //! - `doctor --profile` shows the certificate read from the card and its expiry;
+//! - a card certificate issued by an intermediate CA gets a session once the profile names
+//!   the chain (`configure --piv-slot … --chain`), and is refused by the double without it;
 //! - the PIN comes from `TAPCRED_PIV_PIN`; a wrong one ends with exit 4 and the retries
 //!   left, after exactly one VERIFY; touch policy always shows the touch prompt, and a key
 //!   nobody touches ends with exit 4.
@@ -260,7 +262,8 @@ fn count(history: &[ApduRecord], ins: u8) -> usize {
 }
 
 /// The card signed (one GENERAL AUTHENTICATE for the slot, the last of its chained
-/// segments answered with the signature), nothing was generated or written, no answer held a piece of a private key.
+/// segments answered with the signature), nothing was generated or written, and no answer
+/// held a piece of a private key.
 fn signed_on_the_card(history: &[ApduRecord], slot: u8) {
     let signatures: Vec<&ApduRecord> = history
         .iter()
