@@ -52,6 +52,34 @@ const NOT_RUN: &[(&str, &str)] = &[
         "needs a YubiKey's OTP slot: tests/cli_vault.rs (init, add-seed, list), tests/cli_vault_keys.rs (import-keys byte for byte, refusals, a backup key, remove, eight writers at once) and tests/cli_enroll_vault.rs run them through pcscd and the virtual YubiKey",
     ),
     (
+        "openssl ",
+        "a CA and certificates for IAM Roles Anywhere: tests/rolesanywhere.rs and tests/rolesanywhere_piv.rs make theirs with Python's cryptography (fixtures/rolesanywhere/pki.py)",
+    ),
+    (
+        "chmod 600 ci.key",
+        "the key file made by openssl above: tests/rolesanywhere.rs checks a key others can read is refused",
+    ),
+    (
+        "python3 -c 'import json",
+        "the trust anchor's source for the real AWS: the Roles Anywhere double is given the CA directly",
+    ),
+    (
+        "\"sourceData\"",
+        "the second line of the python3 command above",
+    ),
+    (
+        "aws rolesanywhere ",
+        "AWS-side setup of Roles Anywhere: the double is configured by the tests (tests/rolesanywhere.rs)",
+    ),
+    (
+        "tapcred configure --profile deploy --trust-anchor-arn",
+        "needs the certificate files made above: tests/rolesanywhere.rs runs configure for key files, tests/rolesanywhere_piv.rs for a PIV slot",
+    ),
+    (
+        "tapcred piv ",
+        "needs a YubiKey's PIV applet: tests/cli_piv.rs and tests/rolesanywhere_piv.rs run piv init/import/status through pcscd and the virtual YubiKey",
+    ),
+    (
         "ykman oath accounts add",
         "Yubico's tool writing to a key: tests/testkit/tests/ykman_judge.rs runs `ykman oath accounts add` against the virtual YubiKey",
     ),

@@ -559,7 +559,10 @@ fn profiles_resolve_with_the_anchors_region_and_the_rolesanywhere_endpoint() {
     assert_eq!(ra.region(), "eu-central-1");
     assert_eq!(ra.endpoint_url.as_deref(), Some("http://127.0.0.1:9"));
     match &ra.key {
-        RolesAnywhereKey::Piv(k) => {
+        RolesAnywhereKey::Piv {
+            key: k,
+            chain: None,
+        } => {
             assert_eq!(k.slot.to_string(), "9a");
             assert_eq!(k.serial, None);
         }

@@ -365,12 +365,20 @@ fn import(
     }
     admin.authenticate(&mgmt)?;
     admin.import(slot, &leaf)?;
-    writeln!(
-        out,
-        "{who}: certificate imported ({}, not after {})",
+    let mut said = format!(
+        "{who}: certificate imported ({}, not after {})\n",
         leaf_cert.tbs_certificate.subject, leaf_cert.tbs_certificate.validity.not_after
-    )
-    .map_err(|e| Error::io(format!("cannot write output: {e}")))?;
+    );
+    // The card keeps one certificate per slot: the intermediates stay in their file.
+    if let Some(chain) = chain {
+        said.push_str(&format!(
+            "the chain stays in {}: add `tapcred_roles_anywhere_chain = {}` to the Roles Anywhere profile\n",
+            chain.display(),
+            chain.display()
+        ));
+    }
+    out.write_all(said.as_bytes())
+        .map_err(|e| Error::io(format!("cannot write output: {e}")))?;
     Ok(0)
 }
 

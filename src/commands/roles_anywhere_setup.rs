@@ -106,11 +106,6 @@ pub fn configure(args: &ConfigureArgs, ctx: &Ctx<'_>, out: &mut dyn Write) -> Re
             };
         }
         (None, None) => {
-            if args.chain.is_some() {
-                return Err(Error::usage(
-                    "--chain needs --certificate and --private-key",
-                ));
-            }
             let slot = args.piv_slot.clone().unwrap_or_else(|| "9a".to_owned());
             slot.parse::<crate::token::piv::PivSlot>().map_err(|_| {
                 Error::usage(format!(
@@ -122,9 +117,12 @@ pub fn configure(args: &ConfigureArgs, ctx: &Ctx<'_>, out: &mut dyn Write) -> Re
                 Some(n) => edit.set("tapcred_piv_serial", n.to_string()),
                 None => edit.remove("tapcred_piv_serial"),
             };
-            for k in file_keys {
-                edit = edit.remove(k);
-            }
+            edit = edit.remove(file_keys[0]).remove(file_keys[1]);
+            // The card holds only the certificate: intermediates stay in a file.
+            edit = match &args.chain {
+                Some(ch) => edit.set(file_keys[2], ch.clone()),
+                None => edit.remove(file_keys[2]),
+            };
         }
         _ => {
             return Err(Error::usage(

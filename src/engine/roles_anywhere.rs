@@ -34,7 +34,7 @@ pub(super) fn obtain(
     // so a cached session is served without the card (as a cached MFA session is without
     // a tap).
     let piv_stamp = match &ra.key {
-        RolesAnywhereKey::Piv(k) => Some(piv_stamp(k)),
+        RolesAnywhereKey::Piv { key, .. } => Some(piv_stamp(key)),
         RolesAnywhereKey::Files(_) => None,
     };
     if use_cache
@@ -120,7 +120,13 @@ pub(crate) fn open_signer(
 ) -> Result<Box<dyn CertificateSigner>> {
     match &ra.key {
         RolesAnywhereKey::Files(files) => Ok(Box::new(KeyFileSigner::open(files, profile)?)),
-        RolesAnywhereKey::Piv(key) => crate::token::piv::open_signer(key, env, ui),
+        RolesAnywhereKey::Piv { key, chain } => {
+            let chain = match chain {
+                Some(path) => crate::token::keyfile::read_chain_file(path, profile)?,
+                None => Vec::new(),
+            };
+            crate::token::piv::open_signer(key, chain, env, ui)
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! IAM Roles Anywhere profiles: `tapcred_roles_anywhere_trust_anchor_arn`,
 //! `tapcred_roles_anywhere_profile_arn`, `role_arn`, and the key that signs: a YubiKey PIV
 //! slot (`tapcred_piv_slot`, default 9a, `tapcred_piv_serial`) or a certificate and private
-//! key file (`tapcred_roles_anywhere_certificate`, `…_private_key`, `…_chain`).
+//! key file (`tapcred_roles_anywhere_certificate`, `…_private_key`); either with the
+//! intermediate CAs in `…_chain`.
 
 use std::path::PathBuf;
 
@@ -36,7 +37,12 @@ const MARKERS: &[&str] = &[
 /// Where the signing key is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RolesAnywhereKey {
-    Piv(PivKeyRef),
+    /// A key on a YubiKey; the card holds only the certificate, so intermediate CAs come
+    /// from a file.
+    Piv {
+        key: PivKeyRef,
+        chain: Option<PathBuf>,
+    },
     Files(KeyFiles),
 }
 
@@ -209,9 +215,6 @@ impl Profiles {
             (Some(_), None) => Err(self.fail(profile, CERTIFICATE_KEY, format!("is set but {PRIVATE_KEY_KEY} is missing"), &format!("add {PRIVATE_KEY_KEY} = PATH of the certificate's private key (PEM), or remove both to sign on a YubiKey"))),
             (None, Some(_)) => Err(self.fail(profile, PRIVATE_KEY_KEY, format!("is set but {CERTIFICATE_KEY} is missing"), &format!("add {CERTIFICATE_KEY} = PATH of the certificate (PEM) issued for this key"))),
             (None, None) => {
-                if chain.is_some() {
-                    return Err(self.fail(profile, CHAIN_KEY, format!("is set without {CERTIFICATE_KEY} and {PRIVATE_KEY_KEY}"), "add them, or remove the chain (a YubiKey profile sends the card's certificate)"));
-                }
                 let slot_text = self.get(profile, PIV_SLOT_KEY).unwrap_or(DEFAULT_PIV_SLOT);
                 let slot: PivSlot = slot_text.trim().parse().map_err(|_| {
                     self.fail(profile, PIV_SLOT_KEY, format!("= {slot_text:?} is not a PIV slot"), "use 9a (authentication, the default), 9c, 9d, 9e or a retired slot 82–95")
@@ -222,7 +225,10 @@ impl Profiles {
                     })?),
                     None => None,
                 };
-                Ok(RolesAnywhereKey::Piv(PivKeyRef { serial, slot }))
+                Ok(RolesAnywhereKey::Piv {
+                    key: PivKeyRef { serial, slot },
+                    chain,
+                })
             }
         }
     }

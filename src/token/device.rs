@@ -275,8 +275,20 @@ pub fn choose_key(
 /// key and no serial: no identification at all. `none_found` is the whole message when
 /// there is no key and no serial was asked for.
 pub fn choose<K: Candidate>(
+    keys: Vec<K>,
+    serial: Option<u32>,
+    profile: &str,
+    none_found: &str,
+) -> std::result::Result<K, ChooseError> {
+    choose_by(keys, serial, "tapcred_yubikey_serial", profile, none_found)
+}
+
+/// [`choose`] where the serial comes from `serial_setting` (named in the fix): a key of
+/// ~/.aws/config, or a command-line option (`--serial`).
+pub fn choose_by<K: Candidate>(
     mut keys: Vec<K>,
     serial: Option<u32>,
+    serial_setting: &str,
     profile: &str,
     none_found: &str,
 ) -> std::result::Result<K, ChooseError> {
@@ -309,16 +321,23 @@ pub fn choose<K: Candidate>(
             format!("plugged in: {}", serials(&keys))
         };
         return Err(ChooseError::NoKey(Error::token(format!(
-            "YubiKey {want} (tapcred_yubikey_serial{in_profile}) is not plugged in ({present}); insert it or change tapcred_yubikey_serial"
+            "YubiKey {want} ({serial_setting}{in_profile}) is not plugged in ({present}); insert it or change {serial_setting}"
         ))));
     }
     match keys.len() {
         0 => Err(ChooseError::NoKey(Error::token(none_found))),
         1 => Ok(keys.pop().expect("one key")),
-        n => Err(ChooseError::Ambiguous(Error::token(format!(
-            "{n} YubiKeys are plugged in ({}); choose one with tapcred_yubikey_serial = SERIAL{in_profile} in ~/.aws/config, or unplug the others",
-            serials(&keys)
-        )))),
+        n => {
+            let how = if serial_setting.starts_with("--") {
+                format!("{serial_setting} SERIAL")
+            } else {
+                format!("{serial_setting} = SERIAL{in_profile} in ~/.aws/config")
+            };
+            Err(ChooseError::Ambiguous(Error::token(format!(
+                "{n} YubiKeys are plugged in ({}); choose one with {how}, or unplug the others",
+                serials(&keys)
+            ))))
+        }
     }
 }
 

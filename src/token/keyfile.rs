@@ -65,7 +65,7 @@ impl KeyFileSigner {
         // Certificates after the leaf in the same file are its chain (as `fullchain.pem`).
         let mut chain: Vec<Vec<u8>> = certs.collect();
         if let Some(p) = &files.chain {
-            chain.extend(read_cert_file(p, profile, "tapcred_roles_anywhere_chain")?);
+            chain.extend(read_chain_file(p, profile)?);
         }
         let facts = CertificateFacts::from_der(&certificate).map_err(|why| {
             Error::config(format!(
@@ -123,6 +123,11 @@ impl CertificateSigner for KeyFileSigner {
     fn describe(&self) -> String {
         format!("key file {}", self.key_path.display())
     }
+}
+
+/// The intermediate CAs of `tapcred_roles_anywhere_chain` (DER, in file order).
+pub fn read_chain_file(path: &Path, profile: &str) -> Result<Vec<Vec<u8>>> {
+    read_cert_file(path, profile, "tapcred_roles_anywhere_chain")
 }
 
 fn read_cert_file(path: &Path, profile: &str, key: &str) -> Result<Vec<Vec<u8>>> {

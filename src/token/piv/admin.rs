@@ -93,7 +93,7 @@ pub fn open_admin(
     env: &dyn EnvLookup,
     deadlines: Deadlines,
 ) -> Result<PivAdmin> {
-    let (key, reader, label) = open_key(serial, &deadlines)?;
+    let (key, reader, label) = open_key(serial, "--serial", &deadlines)?;
     let lock = lock_card(&keylock::default_dir(env), &reader, &label)?;
     Ok(PivAdmin {
         key: Arc::new(Mutex::new(key)),

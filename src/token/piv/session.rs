@@ -116,8 +116,10 @@ pub(super) fn card_error(who: &str, what: &str, e: yubikey::Error) -> Error {
 }
 
 /// Choose and open the key for `serial` (or the only YubiKey), like the OATH path.
+/// `serial_setting` is where the serial came from, for the message when that key is absent.
 pub(super) fn open_key(
     serial: Option<u32>,
+    serial_setting: &'static str,
     deadlines: &Deadlines,
 ) -> Result<(YubiKey, String, String)> {
     let (key, reader) = with_deadline(deadlines.quick, "the YubiKey", move || {
@@ -137,7 +139,7 @@ pub(super) fn open_key(
                 Err(e) => tracing::debug!(reader = %name, error = %e, "no PIV applet here"),
             }
         }
-        match device::choose(found, serial, "", device::NO_PCSC_KEY) {
+        match device::choose_by(found, serial, serial_setting, "", device::NO_PCSC_KEY) {
             Ok(k) => Ok((k.key, k.reader)),
             Err(ChooseError::NoKey(e) | ChooseError::Ambiguous(e) | ChooseError::Fatal(e)) => {
                 Err(e)

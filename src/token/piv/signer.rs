@@ -70,15 +70,19 @@ impl fmt::Debug for PivSigner {
     }
 }
 
-/// Open the key `r` names and read its slot's certificate. Nothing is asked here: the PIN
-/// is asked at the first signature (`TAPCRED_PIV_PIN`, else through the `ui` given to
-/// `sign_sha256`), so a cached session never touches the PIN.
+/// Open the key `r` names and read its slot's certificate; `chain` (intermediate CAs, DER)
+/// is sent beside it. Nothing is asked here: the PIN is asked at the first signature
+/// (`TAPCRED_PIV_PIN`, else through the `ui` given to `sign_sha256`), so a cached session
+/// never touches the PIN.
 pub fn open_signer(
     r: &PivKeyRef,
+    chain: Vec<Vec<u8>>,
     env: &dyn EnvLookup,
     _ui: &dyn Ui,
 ) -> Result<Box<dyn CertificateSigner>> {
-    Ok(Box::new(open_signer_with(r, env, Deadlines::default())?))
+    let mut signer = open_signer_with(r, env, Deadlines::default())?;
+    signer.chain = chain;
+    Ok(Box::new(signer))
 }
 
 /// [`open_signer`] with chosen deadlines (tests use short ones).
@@ -87,7 +91,7 @@ pub fn open_signer_with(
     env: &dyn EnvLookup,
     deadlines: Deadlines,
 ) -> Result<PivSigner> {
-    let (key, reader, label) = open_key(r.serial, &deadlines)?;
+    let (key, reader, label) = open_key(r.serial, "tapcred_piv_serial", &deadlines)?;
     let lock_dir = keylock::default_dir(env);
     let _held = lock_card(&lock_dir, &reader, &label)?;
     let key: SharedKey = Arc::new(Mutex::new(key));

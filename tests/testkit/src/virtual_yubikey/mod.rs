@@ -436,6 +436,10 @@ pub struct ApduRecord {
     pub extended: bool,
     /// Status word answered (`None` when the card was absent).
     pub sw: Option<u16>,
+    /// Length of the answer's data (without the status word).
+    pub reply_len: usize,
+    /// Whether the answer carried a piece of a PIV private key held on the card.
+    pub reveals_private_key: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -829,6 +833,7 @@ impl VirtualYubiKey {
         let reply = self.transmit_inner(apdu);
         let sw = (reply.len() >= 2)
             .then(|| u16::from_be_bytes([reply[reply.len() - 2], reply[reply.len() - 1]]));
+        let reveals_private_key = lock(&self.shared.state).piv.reveals_private_key(&reply);
         lock(&self.shared.history).push(ApduRecord {
             cla: apdu.first().copied().unwrap_or(0),
             ins: apdu.get(1).copied().unwrap_or(0),
@@ -837,6 +842,8 @@ impl VirtualYubiKey {
             len: apdu.len(),
             extended: apdu::parse(apdu).is_ok_and(|c| c.extended),
             sw,
+            reply_len: reply.len().saturating_sub(2),
+            reveals_private_key,
         });
         reply
     }

@@ -291,6 +291,30 @@ impl PivState {
         self.objects.get(&id).cloned()
     }
 
+    /// Whether `reply` carries a 16-byte run of any private key on the card (an EC
+    /// scalar, RSA's private exponent or primes): the judge that keys never leave it.
+    pub(crate) fn reveals_private_key(&self, reply: &[u8]) -> bool {
+        use rsa::traits::PrivateKeyParts;
+        const RUN: usize = 16;
+        if reply.len() < RUN {
+            return false;
+        }
+        self.keys.values().any(|k| {
+            let parts: Vec<Zeroizing<Vec<u8>>> = match &k.key {
+                PrivateKey::P256(s) => vec![Zeroizing::new(s.to_bytes().to_vec())],
+                PrivateKey::P384(s) => vec![Zeroizing::new(s.to_bytes().to_vec())],
+                PrivateKey::Rsa(r) => std::iter::once(r.d())
+                    .chain(r.primes())
+                    .map(|n| Zeroizing::new(n.to_bytes_be()))
+                    .collect(),
+            };
+            parts.iter().any(|part| {
+                part.windows(RUN)
+                    .any(|run| reply.windows(RUN).any(|r| r == run))
+            })
+        })
+    }
+
     pub(crate) fn set_pin(&mut self, pin: &str) {
         self.pin = Reference::new(pin);
         self.pin.default = false;
@@ -711,4 +735,40 @@ fn put_tlv2(out: &mut Vec<u8>, tag: u16, value: &[u8]) {
     put_tlv(&mut tmp, 0, value);
     out.extend_from_slice(&tag.to_be_bytes());
     out.extend_from_slice(&tmp[1..]);
+}
+
+#[cfg(test)]
+mod judge {
+    use super::*;
+
+    /// The leak judge can fail: a reply holding part of a slot's private key is caught
+    /// (EC scalar, RSA prime), one holding only the public key is not.
+    #[test]
+    fn a_reply_with_private_key_bytes_is_caught() {
+        use rsa::traits::PrivateKeyParts;
+        let mut state = PivState::default();
+        for (slot, alg) in [(0x9A, PivAlgorithm::EccP256), (0x9C, PivAlgorithm::Rsa2048)] {
+            state.keys.insert(
+                slot,
+                SlotKey {
+                    key: generate(alg),
+                    pin_policy: PinPolicy::Once,
+                    touch_policy: TouchPolicy::Never,
+                },
+            );
+        }
+        let public: Vec<u8> = state.keys.values().flat_map(SlotKey::public_tlvs).collect();
+        assert!(!state.reveals_private_key(&public));
+        let PrivateKey::P256(ec) = &state.keys[&0x9A].key else {
+            unreachable!()
+        };
+        let mut reply = vec![0x53, 0x40];
+        reply.extend_from_slice(&ec.to_bytes()[8..24]);
+        assert!(state.reveals_private_key(&reply));
+        let PrivateKey::Rsa(r) = &state.keys[&0x9C].key else {
+            unreachable!()
+        };
+        let prime = r.primes()[1].to_bytes_be();
+        assert!(state.reveals_private_key(&prime[60..90]));
+    }
 }

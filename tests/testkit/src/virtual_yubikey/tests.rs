@@ -578,12 +578,13 @@ fn management_otp_and_other_aids() {
     for aid in [
         hex("a0000006472f0001"), // FIDO
         hex("a0000005271002"),   // U2F
-        hex("a000000308"),       // PIV
         hex("d27600012401"),     // OpenPGP
         hex("a000000527210701"), // HSM auth
     ] {
         assert_eq!(sw(&select(&mut card, &aid)), 0x6A82, "{aid:02x?}");
     }
+    // The PIV applet is there (piv.rs).
+    assert_eq!(sw(&select(&mut card, &hex("a000000308"))), 0x9000);
     let mut no_mgmt = VirtualYubiKey::new(VykConfig::new().without_management());
     assert_eq!(sw(&select(&mut no_mgmt, &MGMT_AID)), 0x6A82);
     assert_eq!(sw(&select(&mut no_mgmt, &OTP_AID)), 0x9000);
