@@ -14,7 +14,8 @@
 //! by a lock file in tapcred's private folder ([`private_dir`]), never beside the AWS file;
 //! the new text goes to a temporary file in the same directory (fsync, rename), and a change
 //! another program made meanwhile is seen (the file is read again before and after the
-//! rename) and the edit redone on it. The file's permissions are kept (new files are private;
+//! rename, and so is the replaced file) and the edit redone on it; what such a program wrote
+//! into the replaced file, or over this edit's text, is merged back by lines. The file's permissions are kept (new files are private;
 //! a file others can read is made private when it receives a secret). The config file is
 //! kept once, as before tapcred's first edit, in the private folder; the credentials file
 //! never gets a backup (it would be a plaintext copy of the access keys). What older versions
@@ -493,9 +494,9 @@ fn parses(target: &Path, file: AwsFile, bytes: &[u8]) -> bool {
 }
 
 /// A three-way merge by lines: the changes from `base` to `theirs` made on `ours`. Where
-/// both inserted lines at one place, `ours`' come first, then `theirs`'; where both changed
-/// the same lines, `ours` is kept (the later write wins). `None` when the files are too
-/// large to compare.
+/// both inserted lines at one place, `ours`' come first, then `theirs`' (only one of them
+/// when it already holds the other's); where both changed the same lines, `ours` is kept
+/// (the later write wins). `None` when the files are too large to compare.
 fn merge_lines(base: &[u8], theirs: &[u8], ours: &[u8]) -> Option<Vec<u8>> {
     fn lines(b: &[u8]) -> Vec<&[u8]> {
         b.split_inclusive(|&c| c == b'\n').collect()
@@ -550,8 +551,8 @@ fn matching_lines(a: &[&[u8]], b: &[&[u8]]) -> Option<Vec<Option<usize>>> {
         .zip(b[head..].iter().rev())
         .take_while(|(x, y)| x == y)
         .count();
-    for i in 0..head {
-        pair[i] = Some(i);
+    for (i, p) in pair.iter_mut().enumerate().take(head) {
+        *p = Some(i);
     }
     for k in 1..=tail {
         pair[a.len() - k] = Some(b.len() - k);
