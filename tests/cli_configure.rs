@@ -628,6 +628,12 @@ with open(count, "w") as f:
         .arg(&count)
         .spawn()
         .unwrap();
+    // What tapcred guarantees against it: each of its renames is checked before (file still
+    // as read), then the replaced file and the file itself after (a write into the replaced
+    // file, or over tapcred's text, is merged back and kept until written, however often the
+    // file changes meanwhile). Only a writer that stalls between opening the file and writing
+    // it for longer than tapcred's last look could still lose a section; this one writes
+    // right after opening, so none may be lost.
     // A tapcred run may fail when the other writer drops its section before tapcred's
     // check that the profile resolves (the limit above; it then says the files were left as
     // they were): counted, not a loss of the other writer's sections.

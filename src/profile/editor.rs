@@ -14,7 +14,8 @@
 //! by a lock file in tapcred's private folder ([`private_dir`]), never beside the AWS file;
 //! the new text goes to a temporary file in the same directory (fsync, rename), and a change
 //! another program made meanwhile is seen (the file is read again before and after the
-//! rename) and the edit redone on it. The file's permissions are kept (new files are private;
+//! rename, and so is the replaced file) and the edit redone on it; what such a program wrote
+//! into the replaced file, or over this edit's text, is merged back by lines. The file's permissions are kept (new files are private;
 //! a file others can read is made private when it receives a secret). The config file is
 //! kept once, as before tapcred's first edit, in the private folder; the credentials file
 //! never gets a backup (it would be a plaintext copy of the access keys). What older versions
@@ -240,28 +241,37 @@ impl EditReceipt {
         }
         let target = &self.path;
         let _lock = lock(&self.lock_path, self.file)?;
-        let current = read_bytes(target, self.file)?;
-        if current.as_deref().map(|c| c.as_slice()) == Some(self.written.as_slice()) {
-            return match &self.previous {
-                Some(prev) => write_atomic(target, self.file, prev, Perms::KeepExisting),
-                None => fs::remove_file(target).map_err(|e| {
+        if self.previous.is_none() {
+            let current = read_bytes(target, self.file)?;
+            if current.as_deref().map(|c| c.as_slice()) == Some(self.written.as_slice()) {
+                return fs::remove_file(target).map_err(|e| {
                     io_error(
                         target,
                         self.file,
                         "cannot remove the file created by this edit",
                         e,
                     )
-                }),
+                });
+            }
+        }
+        write_carefully(target, self.file, |base, on_disk| {
+            let Some(base) = base else {
+                return Ok(Step::Nothing);
             };
-        }
-        let Some(current) = current else {
-            return Ok(());
-        };
-        let text = utf8(target, self.file, current)?;
-        let out = edit_text(&text, self.file, &self.inverse)?;
-        if out.as_bytes() != text.as_bytes() {
-            write_atomic(target, self.file, out.as_bytes(), Perms::KeepExisting)?;
-        }
+            let out = match &self.previous {
+                Some(prev) if base.as_slice() == self.written.as_slice() => prev.clone(),
+                _ => {
+                    let text = utf8(target, self.file, base.clone())?;
+                    let out = edit_text(&text, self.file, &self.inverse)?;
+                    Zeroizing::new(out.as_bytes().to_vec())
+                }
+            };
+            Ok(if on_disk == Some(&out) {
+                Step::Nothing
+            } else {
+                Step::Write(out, Perms::KeepExisting)
+            })
+        })?;
         Ok(())
     }
 }
@@ -306,13 +316,9 @@ pub fn apply_edits_with(
         .then(|| platform::fs::others_can_read(&target))
         .flatten();
     let mut backup = None;
-    // What another program wrote into the file this edit replaced (found after the rename):
-    // the next attempt edits that instead of what is on disk.
-    let mut lost_to_rename: Option<Zeroizing<Vec<u8>>> = None;
-    for _ in 0..MAX_ATTEMPTS {
-        let (mut held, on_disk) = open_current(&target, file)?;
-        let base = lost_to_rename.take().or_else(|| on_disk.clone());
-        let text = match &base {
+    let mut last = None;
+    let changed = write_carefully(&target, file, |base, on_disk| {
+        let text = match base {
             Some(bytes) => utf8(&target, file, bytes.clone())?,
             None => Zeroizing::new(String::new()),
         };
@@ -320,46 +326,92 @@ pub fn apply_edits_with(
             && let Err(e) = parse_files(&[(file.kind(), &target, &text)])
         {
             // Half of another program's write is not the person's mistake: look again.
-            if read_bytes(&target, file)? != on_disk {
-                continue;
+            if read_bytes(&target, file)?.as_ref() != on_disk {
+                return Ok(Step::Retry);
             }
             return Err(e);
         }
         let inverse = inverse_edits(&text, file, edits);
-        let out = edit_text(&text, file, edits)?;
-        let changed = on_disk.as_deref().map(|b| b.as_slice()) != Some(out.as_bytes());
-        let receipt = |changed: bool, backup: Option<PathBuf>| EditReceipt {
-            path: target.clone(),
-            file,
-            changed,
-            backup,
-            tightened: tightened.clone().filter(|_| changed),
-            lock_path: state.lock.clone(),
-            previous: base.clone(),
-            written: Zeroizing::new(out.as_bytes().to_vec()),
-            inverse: inverse.clone(),
-        };
-        if !changed {
-            return Ok(receipt(false, None));
+        let out = Zeroizing::new(edit_text(&text, file, edits)?.as_bytes().to_vec());
+        last = Some((base.cloned(), out.clone(), inverse));
+        if on_disk == Some(&out) {
+            return Ok(Step::Nothing);
         }
         if opts.backup
             && !edits.iter().any(|e| e.no_backup)
             && file == AwsFile::Config
             && backup.is_none()
-            && let Some(prev) = &base
+            && let Some(prev) = base
             && fs::symlink_metadata(&state.backup).is_err()
         {
             write_new_private(&state.backup, prev)
                 .map_err(|e| io_error(&state.backup, file, "cannot write the backup", e))?;
             backup = Some(state.backup.clone());
         }
-        let perms = match (&tightened, &on_disk) {
+        let perms = match (&tightened, on_disk) {
             (Some(_), _) | (None, None) => Perms::Private,
             (None, Some(_)) => Perms::KeepExisting,
         };
-        let tmp = write_temp(&target, file, out.as_bytes(), perms)?;
-        // Just before the rename: is the file still what this edit was based on?
-        if read_bytes(&target, file)? != on_disk {
+        Ok(Step::Write(out, perms))
+    })?;
+    let (previous, written, inverse) = last.expect("write_carefully plans at least once");
+    Ok(EditReceipt {
+        path: target.clone(),
+        file,
+        changed,
+        backup: backup.filter(|_| changed),
+        tightened: tightened.filter(|_| changed),
+        lock_path: state.lock.clone(),
+        previous,
+        written,
+        inverse,
+    })
+}
+
+/// What one attempt of [`write_carefully`] does with the file.
+enum Step {
+    /// Replace it with these bytes.
+    Write(Bytes, Perms),
+    /// Leave it: it already holds what it should.
+    Nothing,
+    /// It changed while it was read: read it again.
+    Retry,
+}
+
+/// Replace `target` atomically with what `plan` makes of its text, without overwriting what
+/// another program writes meanwhile: the file is read again just before the rename, and
+/// again through the replaced file after it (a writer that writes in place, as
+/// `aws configure set` does, writes into the file it had open), and the plan is redone on
+/// what was found. `plan` gets the text to start from (`None`: no file) and the bytes on disk.
+/// Whether the file was written. The caller holds the lock.
+fn write_carefully(
+    target: &Path,
+    file: AwsFile,
+    mut plan: impl FnMut(Option<&Bytes>, Option<&Bytes>) -> Result<Step>,
+) -> Result<bool> {
+    let mut wrote = false;
+    // Versions of the file that a write of this edit or of another program replaced before
+    // anyone read them again: carried onto the file every later attempt starts from, until
+    // one is written and nothing is replaced after it.
+    let mut lost = Lost::default();
+    let mut attempts = 0;
+    // Holding the only copy of a lost version, the edit keeps trying longer.
+    while attempts < MAX_ATTEMPTS || (!lost.versions.is_empty() && attempts < MAX_ATTEMPTS * 10) {
+        attempts += 1;
+        let (mut held, on_disk) = open_current(target, file)?;
+        let carried = lost
+            .carried_onto(on_disk.as_ref())
+            .filter(|b| parses(target, file, b));
+        let from_disk = carried.is_none();
+        let base = carried.or_else(|| on_disk.clone());
+        let (out, perms) = match plan(base.as_ref(), on_disk.as_ref())? {
+            Step::Write(out, perms) => (out, perms),
+            Step::Nothing => return Ok(wrote),
+            Step::Retry => continue,
+        };
+        let tmp = write_temp(target, file, &out, perms)?;
+        // Just before the rename: is the file still what this attempt was based on?
+        if read_bytes(target, file)? != on_disk {
             continue;
         }
         if !platform::fs::CAN_REPLACE_OPEN_FILE {
@@ -367,24 +419,174 @@ pub fn apply_edits_with(
             // makes the rename fail instead of writing into a replaced file.
             held = None;
         }
-        tmp.commit(&target)
-            .map_err(|e| io_error(&target, file, "cannot write", e))?;
+        tmp.commit(target)
+            .map_err(|e| io_error(target, file, "cannot write", e))?;
+        wrote = true;
+        let mut now_lost = Vec::new();
         // A writer that had the file open writes into the one just replaced: look at it
         // (empty: halfway through such a write, or nothing to keep).
         if let Some(f) = held.as_mut()
             && let Some(after) = settled(f)
             && Some(&after) != on_disk.as_ref()
         {
-            lost_to_rename = Some(after);
-            continue;
+            now_lost.push((on_disk.clone(), after));
         }
-        return Ok(receipt(true, backup));
+        // A writer that read the file before the rename and writes it back in place after
+        // it replaces this write's text with its own.
+        let current = read_bytes(target, file)?;
+        if current.as_ref() != Some(&out) {
+            now_lost.push((on_disk.clone(), out.clone()));
+        }
+        if now_lost.is_empty() {
+            return Ok(wrote);
+        }
+        lost = Lost {
+            versions: now_lost,
+            ours: Some(out).filter(|_| from_disk),
+        };
     }
     Err(Error::config(format!(
         "{}: the AWS {} file kept changing while tapcred edited it ({MAX_ATTEMPTS} tries): another program is writing it; run again when it is done",
         target.display(),
         file.what()
     )))
+}
+
+/// Versions of a file that were replaced before anyone read them again, each with the
+/// version it was made from: another program's in-place write into the file a rename
+/// replaced, or a write of this edit that another program then wrote over in place.
+#[derive(Default)]
+struct Lost {
+    versions: Vec<(Option<Bytes>, Bytes)>,
+    /// What the rename wrote, when it was made from the file on disk itself (nothing carried
+    /// into it).
+    ours: Option<Bytes>,
+}
+
+impl Lost {
+    /// The text the next attempt starts from, given what the file holds now: while the file
+    /// holds `ours` and the only loss is another program's write into the replaced file, that
+    /// program's text (the edit is then redone on it); otherwise each lost version's change
+    /// merged into what the file holds. `None`: nothing to carry, or it cannot be carried (the
+    /// file is gone, or too large to compare): the file is taken as it is.
+    fn carried_onto(&self, current: Option<&Bytes>) -> Option<Bytes> {
+        let current = current?;
+        if let ([(_, after)], Some(ours)) = (self.versions.as_slice(), &self.ours)
+            && current == ours
+            && after != ours
+        {
+            return Some(after.clone());
+        }
+        if self.versions.is_empty() {
+            return None;
+        }
+        let mut merged = current.clone();
+        for (before, after) in &self.versions {
+            let before = before.as_deref().map_or(&[][..], |b| b.as_slice());
+            merged = Zeroizing::new(merge_lines(before, after, &merged)?);
+        }
+        Some(merged)
+    }
+}
+
+fn parses(target: &Path, file: AwsFile, bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok_and(|text| parse_files(&[(file.kind(), target, text)]).is_ok())
+}
+
+/// A three-way merge by lines: the changes from `base` to `theirs` made on `ours`. Where
+/// both inserted lines at one place, `ours`' come first, then `theirs`' (only one of them
+/// when it already holds the other's); where both changed the same lines, `ours` is kept
+/// (the later write wins). `None` when the files are too large to compare.
+fn merge_lines(base: &[u8], theirs: &[u8], ours: &[u8]) -> Option<Vec<u8>> {
+    fn lines(b: &[u8]) -> Vec<&[u8]> {
+        b.split_inclusive(|&c| c == b'\n').collect()
+    }
+    let (b, t, o) = (lines(base), lines(theirs), lines(ours));
+    let in_theirs = matching_lines(&b, &t)?;
+    let in_ours = matching_lines(&b, &o)?;
+    let mut out = Vec::with_capacity(ours.len() + theirs.len());
+    let (mut bi, mut ti, mut oi) = (0, 0, 0);
+    let stable = (0..b.len())
+        .filter_map(|i| Some((i, in_theirs[i]?, in_ours[i]?)))
+        .chain([(b.len(), t.len(), o.len())]);
+    for (bj, tj, oj) in stable {
+        let (rb, rt, ro) = (&b[bi..bj], &t[ti..tj], &o[oi..oj]);
+        let taken: &[&[&[u8]]] = if rt == rb || rt == ro {
+            &[ro]
+        } else if ro == rb {
+            &[rt]
+        } else if rb.is_empty() && !contains(ro, rt) && !contains(rt, ro) {
+            &[ro, rt]
+        } else if rb.is_empty() && contains(rt, ro) {
+            &[rt]
+        } else {
+            &[ro]
+        };
+        for line in taken.iter().flat_map(|r| r.iter()) {
+            out.extend_from_slice(line);
+        }
+        if let Some(line) = o.get(oj) {
+            out.extend_from_slice(line);
+        }
+        (bi, ti, oi) = (bj + 1, tj + 1, oj + 1);
+    }
+    Some(out)
+}
+
+/// Whether `part` is a run of consecutive lines of `whole`.
+fn contains(whole: &[&[u8]], part: &[&[u8]]) -> bool {
+    part.is_empty() || whole.windows(part.len()).any(|w| w == part)
+}
+
+/// For each line of `a`, the line of `b` it is paired with in a longest common subsequence
+/// (common first and last lines are paired directly; the rest by a table, `None` when that
+/// would exceed a few million cells).
+fn matching_lines(a: &[&[u8]], b: &[&[u8]]) -> Option<Vec<Option<usize>>> {
+    const MAX_CELLS: usize = 4_000_000;
+    let mut pair = vec![None; a.len()];
+    let head = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let tail = a[head..]
+        .iter()
+        .rev()
+        .zip(b[head..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    for (i, p) in pair.iter_mut().enumerate().take(head) {
+        *p = Some(i);
+    }
+    for k in 1..=tail {
+        pair[a.len() - k] = Some(b.len() - k);
+    }
+    let (ma, mb) = (&a[head..a.len() - tail], &b[head..b.len() - tail]);
+    if ma.is_empty() || mb.is_empty() {
+        return Some(pair);
+    }
+    if (ma.len() + 1).saturating_mul(mb.len() + 1) > MAX_CELLS {
+        return None;
+    }
+    let w = mb.len() + 1;
+    let mut len = vec![0u32; (ma.len() + 1) * w];
+    for i in (0..ma.len()).rev() {
+        for j in (0..mb.len()).rev() {
+            len[i * w + j] = if ma[i] == mb[j] {
+                len[(i + 1) * w + j + 1] + 1
+            } else {
+                len[(i + 1) * w + j].max(len[i * w + j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < ma.len() && j < mb.len() {
+        if ma[i] == mb[j] {
+            pair[head + i] = Some(head + j);
+            (i, j) = (i + 1, j + 1);
+        } else if len[(i + 1) * w + j] >= len[i * w + j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    Some(pair)
 }
 
 /// Remove `keys` from `profile` (every occurrence), like [`apply_edits`].
@@ -1103,19 +1305,23 @@ fn just_written(f: &File) -> bool {
         .is_none_or(|age| age < std::time::Duration::from_secs(2))
 }
 
-/// The bytes of the open file once it is not empty (read again [`EMPTY_LOOKS`] times);
+/// The bytes of the open file once they are not empty and read the same twice
+/// [`EMPTY_PAUSE`] apart (a read during another program's write can see only its first
+/// part), looking up to [`EMPTY_LOOKS`] times; then the last bytes that were not empty.
 /// `None` when it stays empty or cannot be read.
 fn settled(f: &mut File) -> Option<Zeroizing<Vec<u8>>> {
-    for look in 0..=EMPTY_LOOKS {
+    let mut seen = reread(f).ok()?;
+    for _ in 0..EMPTY_LOOKS {
+        std::thread::sleep(EMPTY_PAUSE);
         let bytes = reread(f).ok()?;
-        if !bytes.is_empty() {
+        if !bytes.is_empty() && bytes == seen {
             return Some(bytes);
         }
-        if look < EMPTY_LOOKS {
-            std::thread::sleep(EMPTY_PAUSE);
+        if !bytes.is_empty() || seen.is_empty() {
+            seen = bytes;
         }
     }
-    None
+    Some(seen).filter(|b| !b.is_empty())
 }
 
 fn reread(f: &mut File) -> io::Result<Zeroizing<Vec<u8>>> {
@@ -1145,13 +1351,6 @@ const TEMP_PREFIX: &str = ".tapcred-";
 /// renamed over it.
 fn write_temp(target: &Path, file: AwsFile, data: &[u8], perms: Perms) -> Result<Staged> {
     platform::fs::stage(target, TEMP_PREFIX, data, perms)
-        .map_err(|e| io_error(target, file, "cannot write", e))
-}
-
-/// Temp file → rename over `target` → fsync the directory (restore's write, under the lock).
-fn write_atomic(target: &Path, file: AwsFile, data: &[u8], perms: Perms) -> Result<()> {
-    write_temp(target, file, data, perms)?
-        .commit(target)
         .map_err(|e| io_error(target, file, "cannot write", e))
 }
 

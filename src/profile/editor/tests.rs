@@ -801,3 +801,72 @@ fn leftover_names_that_are_links_or_folders_stay() {
     assert!(dir.path().join("config.tapcred.bak").is_dir());
     assert_eq!(fs::read_to_string(&elsewhere).unwrap(), "keep");
 }
+
+fn bytes(s: &str) -> Bytes {
+    Zeroizing::new(s.as_bytes().to_vec())
+}
+
+#[test]
+fn a_lost_append_is_merged_after_what_the_file_gained_since() {
+    let base = "# top\n[profile a]\nregion = x\n";
+    let theirs = format!("{base}[profile lost]\nregion = y\n");
+    let ours = format!("{base}[profile t]\nrole_arn = r\n[profile next]\nregion = y\n");
+    let merged = merge_lines(base.as_bytes(), theirs.as_bytes(), ours.as_bytes()).unwrap();
+    assert_eq!(
+        String::from_utf8(merged).unwrap(),
+        format!("{ours}[profile lost]\nregion = y\n")
+    );
+}
+
+#[test]
+fn a_merge_keeps_changes_on_both_sides_and_ours_where_both_changed_a_line() {
+    let base = "[profile a]\nregion = x\n[profile b]\nregion = x\n[profile c]\nregion = x\n";
+    let theirs = "[profile a]\nregion = THEIRS\n[profile b]\nregion = x\n[profile c]\nregion = T\n";
+    let ours = "[profile a]\nregion = x\n[profile b]\nregion = OURS\n[profile c]\nregion = O\n";
+    let merged = merge_lines(base.as_bytes(), theirs.as_bytes(), ours.as_bytes()).unwrap();
+    assert_eq!(
+        String::from_utf8(merged).unwrap(),
+        "[profile a]\nregion = THEIRS\n[profile b]\nregion = OURS\n[profile c]\nregion = O\n"
+    );
+}
+
+#[test]
+fn a_lost_version_already_in_the_file_is_not_added_twice() {
+    let base = "[profile a]\nregion = x\n";
+    let ours = format!("{base}[profile t]\nrole_arn = r\n");
+    // Another program read our write and appended to it: nothing is missing.
+    let current = format!("{ours}[profile more]\nregion = y\n");
+    let lost = Lost {
+        versions: vec![(Some(bytes(base)), bytes(&ours))],
+        ours: None,
+    };
+    assert_eq!(
+        lost.carried_onto(Some(&bytes(&current)))
+            .unwrap()
+            .as_slice(),
+        current.as_bytes()
+    );
+    // Another program wrote over it with what it read before: ours comes back, theirs stays.
+    let over = format!("{base}[profile other]\nregion = y\n");
+    assert_eq!(
+        lost.carried_onto(Some(&bytes(&over))).unwrap().as_slice(),
+        format!("{over}[profile t]\nrole_arn = r\n").as_bytes()
+    );
+}
+
+#[test]
+fn a_write_into_the_replaced_file_is_redone_on_while_the_file_holds_ours() {
+    let base = "[profile a]\nregion = x\n";
+    let ours = format!("{base}[profile t]\nrole_arn = r\n");
+    let after = format!("{base}[profile py]\nregion = y\n");
+    let lost = Lost {
+        versions: vec![(Some(bytes(base)), bytes(&after))],
+        ours: Some(bytes(&ours)),
+    };
+    assert_eq!(
+        lost.carried_onto(Some(&bytes(&ours))).unwrap().as_slice(),
+        after.as_bytes()
+    );
+    assert!(lost.carried_onto(None).is_none());
+    assert!(Lost::default().carried_onto(Some(&bytes(base))).is_none());
+}
