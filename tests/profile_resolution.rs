@@ -1383,3 +1383,19 @@ fn access_key_in_the_vault_bad_values_are_refused() {
         &["no place for the vault", "TAPCRED_VAULT"],
     );
 }
+
+/// A role whose source_profile is a Roles Anywhere profile: tapcred does not chain roles from
+/// Roles Anywhere credentials, and says so (not "neither source_profile nor credential_source").
+#[test]
+fn a_role_sourced_from_a_roles_anywhere_profile_is_refused_by_name() {
+    let ra = "[profile ra]\nregion = us-east-1\ntapcred_roles_anywhere_trust_anchor_arn = arn:aws:rolesanywhere:us-east-1:111111111111:trust-anchor/a\ntapcred_roles_anywhere_profile_arn = arn:aws:rolesanywhere:us-east-1:111111111111:profile/p\nrole_arn = arn:aws:iam::111111111111:role/ra-role\ntapcred_piv_slot = 9a\n";
+    let msg = bad(
+        &format!(
+            "{ra}[profile next]\nsource_profile = ra\nrole_arn = arn:aws:iam::111111111111:role/next\n"
+        ),
+        "",
+        "next",
+        &["source_profile", "\"ra\"", "Roles Anywhere"],
+    );
+    assert!(!msg.contains("neither source_profile"), "{msg}");
+}

@@ -100,6 +100,14 @@ impl Profiles {
                                 "fix the name or add that profile with the keys to start from",
                             ));
                         }
+                        if self.is_roles_anywhere(source) {
+                            return Err(self.fail(
+                                cur,
+                                "source_profile",
+                                format!("names profile \"{source}\", a Roles Anywhere profile, and tapcred does not assume a role with Roles Anywhere credentials"),
+                                &format!("use profile \"{source}\" itself, with the role you need as its role_arn (its Roles Anywhere profile must list that role)"),
+                            ));
+                        }
                         if let Some(pos) = chain.iter().position(|p| p == source) {
                             let mut cycle: Vec<&str> =
                                 chain[pos..].iter().map(String::as_str).collect();
