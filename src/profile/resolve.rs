@@ -15,6 +15,24 @@ use crate::error::{Error, Result};
 pub const ACCESS_KEY_KEY: &str = "tapcred_access_key";
 
 impl Profiles {
+    /// The profile's `role_session_name`, checked (AssumeRole and CreateSession share it).
+    pub(super) fn role_session_name(&self, profile: &str) -> Result<Option<String>> {
+        match self.get(profile, "role_session_name") {
+            Some(v) => {
+                validate::role_session_name(v).map_err(|why| {
+                    self.fail(
+                        profile,
+                        "role_session_name",
+                        format!("{v:?} {why}"),
+                        "use 2–64 characters of letters, digits and _+=,.@-",
+                    )
+                })?;
+                Ok(Some(v.to_owned()))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Resolve `name` into base credentials + steps, validating every key on the way.
     pub fn resolve(&self, name: &str, env: &dyn EnvLookup) -> Result<ResolvedProfile> {
         if !self.contains(name) {
@@ -363,20 +381,7 @@ impl Profiles {
             }
             None => None,
         };
-        let role_session_name = match self.get(profile, "role_session_name") {
-            Some(v) => {
-                validate::role_session_name(v).map_err(|why| {
-                    self.fail(
-                        profile,
-                        "role_session_name",
-                        format!("{v:?} {why}"),
-                        "use 2–64 characters of letters, digits and _+=,.@-",
-                    )
-                })?;
-                Some(v.to_owned())
-            }
-            None => None,
-        };
+        let role_session_name = self.role_session_name(profile)?;
         let duration_seconds = self.duration(
             profile,
             ROLE_MAX_SECONDS,

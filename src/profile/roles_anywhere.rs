@@ -141,20 +141,7 @@ impl Profiles {
                 ));
             }
         }
-        let role_session_name = match self.get(profile, "role_session_name") {
-            Some(v) => {
-                validate::role_session_name(v).map_err(|why| {
-                    self.fail(
-                        profile,
-                        "role_session_name",
-                        format!("{v:?} {why}"),
-                        "use 2–64 characters of letters, digits and _+=,.@-",
-                    )
-                })?;
-                Some(v.to_owned())
-            }
-            None => None,
-        };
+        let role_session_name = self.role_session_name(profile)?;
         let duration_seconds = self.duration(
             profile,
             ROLE_MAX_SECONDS,
