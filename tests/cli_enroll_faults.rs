@@ -9,11 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::mpsc;
-use std::time::Duration;
 
 use common::{Home, Run};
 use tapcred_testkit::sts_double::{Fault, IAM_WRITES, SDK_ATTEMPTS, StsDouble, design};
@@ -226,40 +222,10 @@ fn delete_answer_lost_during_the_undo_is_read_back_and_the_undo_completes() {
 /// Run enroll with the test hook stalling it right after the journal recorded `step`,
 /// SIGKILL it there, and return what it printed.
 fn kill_at(h: &Home, step: &str) -> String {
-    let mut child = h
-        .cmd(&["enroll", "--profile", "mfa", "--to", "file"])
-        .env("TAPCRED_TEST_HOOK", format!("stall:enroll:{step}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    loop {
-        match rx.recv_timeout(Duration::from_secs(150)) {
-            Ok(line) if line.contains(&format!("stalled at enroll:{step}")) => break,
-            Ok(_) => {}
-            Err(e) => {
-                let _ = child.kill();
-                panic!(
-                    "enroll never reached step {step} ({e}): {}",
-                    reader.join().unwrap()
-                );
-            }
-        }
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    reader.join().unwrap()
+    common::kill_at_hook(
+        h.cmd(&["enroll", "--profile", "mfa", "--to", "file"]),
+        &format!("enroll:{step}"),
+    )
 }
 
 fn killed_at_then_doctor_and_undo(step: &str, proof_fails: bool) {

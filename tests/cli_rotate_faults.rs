@@ -167,40 +167,10 @@ fn deactivation_refused_keeps_the_new_key_and_resume_finishes() {
 /// Run rotate with the test hook stalling it right after the journal recorded `step`,
 /// SIGKILL it there, and return what it printed.
 fn kill_at(h: &Home, step: &str) -> String {
-    let mut child = h
-        .cmd(&["rotate", "--profile", "mfa", "--delete-inactive"])
-        .env("TAPCRED_TEST_HOOK", format!("stall:rotate:{step}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    loop {
-        match rx.recv_timeout(Duration::from_secs(150)) {
-            Ok(line) if line.contains(&format!("stalled at rotate:{step}")) => break,
-            Ok(_) => {}
-            Err(e) => {
-                let _ = child.kill();
-                panic!(
-                    "rotate never reached step {step} ({e}): {}",
-                    reader.join().unwrap()
-                );
-            }
-        }
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    reader.join().unwrap()
+    common::kill_at_hook(
+        h.cmd(&["rotate", "--profile", "mfa", "--delete-inactive"]),
+        &format!("rotate:{step}"),
+    )
 }
 
 /// Killed at `step`: the next rotate stops and names `--resume`, doctor lists it, and

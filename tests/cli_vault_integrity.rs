@@ -8,9 +8,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use common::Home;
 use tapcred::token::otp::Slot;
@@ -144,28 +142,10 @@ fn an_older_copy_of_the_vault_is_refused_until_accepted() {
 /// Run `vault import-keys` stalled at `point` (a test-build hook), wait until it is there,
 /// and SIGKILL it.
 fn kill_import_at(h: &Home, point: &str) {
-    let mut c = h.cmd(&["vault", "import-keys", "--profile", "toolkit-user"]);
-    c.env("TAPCRED_TEST_HOOK", format!("stall:{point}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().expect("run tapcred");
-    let mut seen = String::new();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let reached = loop {
-        match lines.next() {
-            Some(Ok(l)) => {
-                seen.push_str(&l);
-                seen.push('\n');
-                if l.contains(&format!("stalled at {point}")) {
-                    break true;
-                }
-            }
-            _ => break false,
-        }
-    };
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    assert!(reached, "import-keys never reached {point}: {seen}");
+    common::kill_at_hook(
+        h.cmd(&["vault", "import-keys", "--profile", "toolkit-user"]),
+        point,
+    );
 }
 
 fn files_holding(root: &Path, needle: &[u8]) -> Vec<PathBuf> {

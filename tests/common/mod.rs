@@ -271,3 +271,43 @@ pub fn rfc_totp(seed: &[u8], at: u64, period: u64, digits: u32) -> String {
 pub fn totp_sha1(seed: &[u8], unix: u64) -> String {
     rfc_totp(seed, unix, 30, 6)
 }
+
+/// Run `cmd` with the test-build hook stalling it at `point` (`KIND:STEP`, as
+/// `TAPCRED_TEST_HOOK=stall:POINT` names it), wait until it says it is there (150 s at most),
+/// SIGKILL it, and return what it printed on stderr. Panics if it never gets there.
+pub fn kill_at_hook(mut cmd: Command, point: &str) -> String {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let mut child = cmd
+        .env("TAPCRED_TEST_HOOK", format!("stall:{point}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tapcred");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let wanted = format!("stalled at {point}");
+    loop {
+        match rx.recv_timeout(Duration::from_secs(150)) {
+            Ok(line) if line.contains(&wanted) => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                panic!("never reached {point} ({e}): {}", reader.join().unwrap());
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    reader.join().unwrap()
+}
